@@ -1,0 +1,45 @@
+"""Default recipe on ../shared/data/miml-scene: stratified 80/20 split, train, validation metrics, wall time.
+
+Run: python benchmarks/scene_default.py [--finetune] [--out benchmarks/out/scene]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from tagnet.config import TrainConfig
+from tagnet.data.labels import read_labels, write_labels
+from tagnet.data.split import split_table
+from tagnet.train import train
+
+SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "miml-scene"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="benchmarks/out/scene")
+    parser.add_argument("--finetune", action="store_true")
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--image-size", type=int, default=None)
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = split_table(read_labels(SCENE / "labels.csv"), val=0.2, seed=0)
+    for name, part in parts.items():
+        write_labels(part, out / f"{name}.csv")
+    config = TrainConfig(backbone=args.backbone, finetune=args.finetune, pretrained=args.backbone != "seed_cnn")
+    config = config.updated(epochs=args.epochs, image_size=args.image_size, cache_dir=str(out / "cache"))
+    started = time.perf_counter()
+    result = train(out / "train.csv", images_dir=SCENE / "images", val_labels=out / "val.csv",
+                   out_dir=out / "run", config=config, progress=False)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"backbone": args.backbone, "finetune": args.finetune, "seconds": round(seconds, 1),
+                      **{k: round(v, 4) for k, v in result.report.summary().items()}}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Save and load one model bundle: model.safetensors plus tagnet.json; never unpickles."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+from safetensors import SafetensorError
+
+from tagnet.errors import ArtifactError, TagnetError
+from tagnet.models import PreprocessConfig, TagnetModel, create_model
+from tagnet.models.weights import load_state_into
+from tagnet.thresholds import Thresholds
+
+FORMAT_VERSION = 1
+META_FILE = "tagnet.json"
+WEIGHTS_FILE = "model.safetensors"
+RUN_SUBDIR = "artifact"
+REQUIRED_KEYS = ("format_version", "label_names", "thresholds", "preprocess", "model", "config", "metrics")
+SPEC_KEYS = ("name", "num_labels", "dropout", "head_hidden", "image_size")
+
+
+@dataclass
+class Artifact:
+    """A loaded model bundle: the model in eval mode and everything needed to use it like in training."""
+
+    model: TagnetModel
+    label_names: list[str]
+    thresholds: Thresholds
+    preprocess: PreprocessConfig
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    meta: dict[str, Any]
+    path: Path
+
+
+def _tagnet_version() -> str:
+    try:
+        return version("tagnet")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write via `write(temp_path)` to a temp file next to `path`, fsync it, then os.replace it into place."""
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    temp = Path(temp_name)
+    try:
+        write(temp)
+        with open(temp, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def save_artifact(
+    out_dir: str | Path,
+    *,
+    model: TagnetModel,
+    label_names: Sequence[str],
+    thresholds: Thresholds,
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write `out_dir`/model.safetensors and `out_dir`/tagnet.json, each atomically; return `out_dir`.
+
+    Args:
+        out_dir: artifact folder, created if needed.
+        model: the trained TagnetModel.
+        label_names: one name per model output, in order.
+        thresholds: the fitted Thresholds (any object with `to_dict()` is accepted).
+        config: the resolved training settings (JSON-able).
+        metrics: validation metrics (JSON-able; numpy numbers are converted).
+        extra: anything else to record (JSON-able).
+
+    Raises:
+        ArtifactError: label_names does not match the model's number of outputs.
+    """
+    out_dir = Path(out_dir)
+    label_names = [str(name) for name in label_names]
+    if len(label_names) != model.num_labels:
+        raise ArtifactError(f"{len(label_names)} label names for a model with {model.num_labels} outputs; expected one per output")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "tagnet_version": _tagnet_version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "label_names": label_names,
+        "thresholds": thresholds.to_dict(),
+        "preprocess": model.preprocess.to_dict(),
+        "model": model.spec,
+        "config": config,
+        "metrics": metrics,
+        "extra": extra or {},
+    }
+    text = json.dumps(meta, indent=2, default=_json_default) + "\n"
+    state = {key: tensor.detach().cpu().contiguous() for key, tensor in model.state_dict().items()}
+    _atomic_write(out_dir / WEIGHTS_FILE, lambda temp: safetensors.torch.save_file(state, temp, metadata={"format": "pt"}))
+    _atomic_write(out_dir / META_FILE, lambda temp: temp.write_text(text, encoding="utf-8"))
+    return out_dir
+
+
+def _artifact_dir(path: Path) -> Path:
+    if not path.exists():
+        raise ArtifactError(f"artifact {path} does not exist; expected an artifact folder or a run folder")
+    if path.is_file():
+        if path.name == META_FILE:
+            return path.parent
+        raise ArtifactError(f"artifact {path} is a file; expected an artifact folder (with {META_FILE}) or a run folder")
+    for candidate in (path, path / RUN_SUBDIR):
+        if (candidate / META_FILE).is_file():
+            return candidate
+    raise ArtifactError(f"no {META_FILE} in {path} or {path / RUN_SUBDIR}; expected an artifact folder or a run folder")
+
+
+def _read_meta(meta_path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{meta_path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{meta_path} holds a JSON {type(meta).__name__}; expected an object")
+    missing = [key for key in REQUIRED_KEYS if key not in meta]
+    if missing:
+        raise ArtifactError(f"{meta_path} lacks the key(s) {', '.join(missing)}; expected {', '.join(REQUIRED_KEYS)}")
+    found = meta["format_version"]
+    if not isinstance(found, int) or isinstance(found, bool) or found < 1:
+        raise ArtifactError(f"{meta_path} format_version is {found!r}; expected an integer from 1 to {FORMAT_VERSION}")
+    if found > FORMAT_VERSION:
+        raise ArtifactError(
+            f"{meta_path} has format_version {found}, made by a newer tagnet ({meta.get('tagnet_version', 'unknown')}); "
+            f"this tagnet ({_tagnet_version()}) reads up to {FORMAT_VERSION}: upgrade tagnet"
+        )
+    spec = meta["model"]
+    if not isinstance(spec, dict) or any(key not in spec for key in SPEC_KEYS):
+        raise ArtifactError(f"{meta_path} key 'model' is {spec!r}; expected an object with {', '.join(SPEC_KEYS)}")
+    labels = meta["label_names"]
+    if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels) or len(labels) != spec["num_labels"]:
+        raise ArtifactError(
+            f"{meta_path} label_names is {labels!r}; expected a list of {spec['num_labels']} strings (model.num_labels)"
+        )
+    for key in ("preprocess", "config", "metrics"):
+        if not isinstance(meta[key], dict):
+            raise ArtifactError(f"{meta_path} key {key!r} is a {type(meta[key]).__name__}; expected an object")
+    return meta
+
+
+def load_artifact(path: str | Path) -> Artifact:
+    """Load an artifact folder, or a run folder containing artifact/; the model is returned in eval mode.
+
+    Raises:
+        ArtifactError: the folder, tagnet.json or weights are missing or malformed, the format version
+            is newer than this tagnet reads, or the weights do not fit the recorded architecture.
+    """
+    directory = _artifact_dir(Path(path))
+    meta_path = directory / META_FILE
+    meta = _read_meta(meta_path)
+    spec = meta["model"]
+    thresholds = Thresholds.from_dict(meta["thresholds"], num_labels=spec["num_labels"], source=f"{meta_path} key 'thresholds'")
+    weights_path = directory / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise ArtifactError(f"weights file {weights_path} is missing; expected it next to {META_FILE}")
+    try:
+        state = safetensors.torch.load_file(weights_path, device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(f"weights file {weights_path} is not a readable safetensors file: {exc}") from exc
+    try:
+        preprocess = PreprocessConfig.from_dict(meta["preprocess"])
+        model = create_model(
+            spec["name"],
+            num_labels=spec["num_labels"],
+            pretrained=False,
+            dropout=spec["dropout"],
+            head_hidden=spec["head_hidden"],
+            image_size=spec["image_size"],
+        )
+        load_state_into(model, state, source=str(weights_path), what=f"{spec['name']} model recorded in {META_FILE}")
+    except TagnetError as exc:
+        raise ArtifactError(f"{meta_path}: {exc}") from exc
+    model.preprocess = preprocess
+    model.eval()
+    return Artifact(
+        model=model,
+        label_names=list(meta["label_names"]),
+        thresholds=thresholds,
+        preprocess=preprocess,
+        config=meta["config"],
+        metrics=meta["metrics"],
+        meta=meta,
+        path=directory,
+    )

@@ -1,0 +1,271 @@
+"""Dataset check: read the labels, look at every image, and report what is wrong and where."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tagnet.data.labels import read_labels_located
+from tagnet.data.table import LabelTable
+from tagnet.errors import DataError
+
+TOP_PAIRS = 10
+SHOWN_PER_KIND = 10  # render_report lists this many problems of one kind, then a count
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: severity "error" (the data set is unusable) or "warning", where, and what."""
+
+    severity: str
+    kind: str
+    where: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stage of the check: its name, status ("ok", "warning", "failed", "skipped") and a detail line."""
+
+    name: str
+    status: str
+    detail: str
+
+
+@dataclass
+class DatasetReport:
+    """What check_dataset found; `usable` is False when any problem is an error."""
+
+    source: str
+    format: str | None = None
+    items: int = 0
+    labels: list[str] = field(default_factory=list)
+    label_counts: dict[str, int] = field(default_factory=dict)
+    unknown_counts: dict[str, int] = field(default_factory=dict)
+    labels_per_item: dict[str, Any] = field(default_factory=dict)
+    top_pairs: list[tuple[str, str, int]] = field(default_factory=list)
+    images_dir: str | None = None
+    images_checked: int = 0
+    image_sizes: dict[str, int] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict, `usable` included."""
+        return {**dataclasses.asdict(self), "top_pairs": [list(p) for p in self.top_pairs],
+                "usable": self.usable}
+
+
+def check_dataset(
+    table_or_path: LabelTable | str | Path,
+    *,
+    images_dir: str | Path | None = None,
+    min_examples: int = 5,
+    **read_kwargs: Any,
+) -> DatasetReport:
+    """Check a label file (or table) and its images, step by step, like fastai's DataBlock.summary().
+
+    Args:
+        table_or_path: a LabelTable, or a label file/folder read with read_labels(**read_kwargs).
+        images_dir: folder the item ids are relative to; each image is opened and decoded.
+            Default: the folder a folders/VOC source names; otherwise images are not checked.
+        min_examples: labels with fewer known positives get a warning.
+
+    Returns:
+        A DatasetReport; a label file that cannot be read is reported as an error, not raised.
+    """
+    if isinstance(table_or_path, LabelTable):
+        if read_kwargs:
+            raise TypeError(f"read options {sorted(read_kwargs)} apply to a path, not to a LabelTable")
+        table, locations = table_or_path, [f"row {i + 1}" for i in range(len(table_or_path))]
+        report = DatasetReport(source="<table>")
+    else:
+        report = DatasetReport(source=str(table_or_path))
+        try:
+            table, locations = read_labels_located(table_or_path, **read_kwargs)
+        except DataError as e:
+            report.problems.append(Problem("error", "read", str(table_or_path), str(e)))
+            report.steps += [Step("read labels", "failed", str(e)),
+                             Step("labels", "skipped", "the label file could not be read"),
+                             Step("images", "skipped", "the label file could not be read")]
+            return report
+    report.format = table.source_format
+    report.steps.append(Step("read labels", "ok", f"{table.source_format} format: {len(table)} items, "
+                                                  f"{table.num_labels} labels"))
+    _check_labels(report, table, locations, min_examples)
+    folder = images_dir if images_dir is not None else table.meta.get("images_dir")
+    if folder is None:
+        report.steps.append(Step("images", "skipped", "no images folder given (--images DIR)"))
+    else:
+        _check_images(report, table, locations, Path(folder).expanduser())
+    return report
+
+
+def _check_labels(report: DatasetReport, table: LabelTable, locations: list[str], min_examples: int) -> None:
+    positives = table.targets.astype(bool) & table.known
+    counts = positives.sum(axis=0)
+    report.items = len(table)
+    report.labels = list(table.label_names)
+    report.label_counts = {n: int(c) for n, c in zip(table.label_names, counts)}
+    report.unknown_counts = {n: int(c) for n, c in zip(table.label_names, (~table.known).sum(axis=0))}
+    per_item = positives.sum(axis=1)
+    report.labels_per_item = {
+        "mean": round(float(per_item.mean()), 4) if len(table) else 0.0,
+        "histogram": {"0": int((per_item == 0).sum()), "1": int((per_item == 1).sum()),
+                      "2": int((per_item == 2).sum()), "3+": int((per_item >= 3).sum())}}
+    co = positives.T.astype(np.int64) @ positives.astype(np.int64)
+    pairs = [(table.label_names[a], table.label_names[b], int(co[a, b]))
+             for a in range(table.num_labels) for b in range(a + 1, table.num_labels) if co[a, b] > 0]
+    report.top_pairs = sorted(pairs, key=lambda p: -p[2])[:TOP_PAIRS]
+
+    found: list[Problem] = []
+    if not len(table):
+        found.append(Problem("error", "no items", report.source, "the label file has no items"))
+    if not table.num_labels:
+        found.append(Problem("error", "no labels", report.source, "no item carries any label"))
+    rows: dict[str, list[int]] = defaultdict(list)
+    for i, item in enumerate(table.items):
+        rows[item].append(i)
+    for item, idx in rows.items():
+        if len(idx) > 1:
+            differ = any((table.targets[i] != table.targets[idx[0]]).any() for i in idx[1:])
+            found.append(Problem("warning", "duplicate id", _join_locations([locations[i] for i in idx]),
+                                 f"item {item!r} appears {len(idx)} times"
+                                 + (" with different labels" if differ else "")
+                                 + "; a split may put its copies in different parts"))
+    for i in np.flatnonzero(per_item == 0):
+        if table.known[i].all():
+            found.append(Problem("warning", "empty label set", locations[i], f"item {table.items[i]!r} has no labels"))
+    for name, count in zip(table.label_names, counts):
+        if count < min_examples:
+            found.append(Problem("warning", "rare label", name,
+                                 f"label {name!r} has {count} examples (fewer than {min_examples})"))
+        elif len(table) and count == len(table):
+            found.append(Problem("warning", "constant label", name, f"label {name!r} is on every item"))
+    report.problems += found
+    status = "failed" if any(p.severity == "error" for p in found) else "warning" if found else "ok"
+    summary = Counter(p.kind for p in found)
+    report.steps.append(Step("labels", status, ", ".join(f"{k}: {n}" for k, n in summary.items())
+                             or f"{len(table)} items with {report.labels_per_item['mean']:.2f} labels on average"))
+
+
+def _join_locations(locations: list[str]) -> str:
+    """"a.csv line 3, a.csv line 9" -> "a.csv lines 3, 9"; other lists joined by commas."""
+    heads = {loc.rpartition(" line ")[0] for loc in locations}
+    if len(heads) == 1 and all(" line " in loc for loc in locations):
+        return f"{heads.pop()} lines " + ", ".join(loc.rpartition(" line ")[2] for loc in locations)
+    return ", ".join(locations)
+
+
+def _open_image(path: Path) -> tuple[str | None, str]:
+    """(None, "WxH") when the file decodes, else (reason, "")."""
+    if not path.is_file():
+        return "missing", ""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return None, f"{img.width}x{img.height}"
+    except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...) for bad files
+        return f"{type(e).__name__}: {e}", ""
+
+
+def _check_images(report: DatasetReport, table: LabelTable, locations: list[str], folder: Path) -> None:
+    report.images_dir = str(folder)
+    if not folder.is_dir():
+        problem = Problem("error", "images folder", str(folder), "the images folder does not exist")
+        report.problems.append(problem)
+        report.steps.append(Step("images", "failed", f"{folder} does not exist"))
+        return
+    where: dict[Path, str] = {}
+    for item, location in zip(table.items, locations):
+        where.setdefault(folder / item, location)
+    paths = list(where)
+    with ThreadPoolExecutor() as pool:
+        results = list(pool.map(_open_image, paths))
+    sizes: Counter[str] = Counter()
+    missing = unreadable = 0
+    for path, (reason, size) in zip(paths, results):
+        if reason == "missing":
+            missing += 1
+            report.problems.append(Problem("error", "missing image", where[path], f"image file {path} does not exist"))
+        elif reason is not None:
+            unreadable += 1
+            report.problems.append(Problem("error", "unreadable image", where[path],
+                                           f"image file {path} cannot be decoded ({reason})"))
+        else:
+            sizes[size] += 1
+    report.images_checked = len(paths)
+    report.image_sizes = dict(sizes.most_common(5))
+    if missing or unreadable:
+        detail = f"{missing} missing, {unreadable} unreadable of {len(paths)} in {folder}"
+        if missing == len(paths):
+            detail += "; is the images folder right?"
+        report.steps.append(Step("images", "failed", detail))
+    else:
+        common = ", ".join(f"{s} ({n})" for s, n in sizes.most_common(3))
+        report.steps.append(Step("images", "ok", f"{len(paths)} images decoded; sizes {common}"))
+
+
+def render_report(report: DatasetReport, console: Console) -> None:
+    """Print `report` as a step table, label statistics and the list of problems."""
+    style = {"ok": "green", "warning": "yellow", "failed": "bold red", "skipped": "dim"}
+    console.print(f"[bold]Dataset check[/bold]: {escape(report.source)}", soft_wrap=True)
+    steps = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+    steps.add_column("step")
+    steps.add_column("status")
+    steps.add_column("detail", overflow="fold")
+    for k, step in enumerate(report.steps, start=1):
+        steps.add_row(f"{k}. {step.name}", f"[{style[step.status]}]{step.status}[/]", escape(step.detail))
+    console.print(steps)
+    if report.labels:
+        labels = Table(title="Labels", title_justify="left", box=None, padding=(0, 2))
+        for name, justify in (("label", "left"), ("items", "right"), ("share", "right"), ("unknown", "right")):
+            labels.add_column(name, justify=justify)
+        for name in report.labels:
+            count = report.label_counts[name]
+            share = count / report.items if report.items else 0.0
+            labels.add_row(escape(name), str(count), f"{share:.1%}", str(report.unknown_counts[name]))
+        console.print(labels)
+        hist = report.labels_per_item["histogram"]
+        console.print(f"Labels per item: mean {report.labels_per_item['mean']:.2f}; "
+                      + ", ".join(f"{k}: {v}" for k, v in hist.items()))
+        if report.top_pairs:
+            console.print("Most frequent label pairs: " + ", ".join(
+                f"{escape(a)} + {escape(b)} ({n})" for a, b, n in report.top_pairs))
+    if report.problems:
+        errors, warnings = len(report.errors()), len(report.warnings())
+        console.print(f"\n[bold]Problems[/bold]: {errors} error(s), {warnings} warning(s)")
+        by_kind: dict[str, list[Problem]] = defaultdict(list)
+        for p in report.problems:
+            by_kind[p.kind].append(p)
+        for kind, found in by_kind.items():
+            for p in found[:SHOWN_PER_KIND]:
+                colour = "red" if p.severity == "error" else "yellow"
+                where = "" if p.where in p.message else f"{escape(p.where)}: "
+                console.print(f"  [{colour}]{p.severity}[/] {where}{escape(p.message)}", soft_wrap=True)
+            if len(found) > SHOWN_PER_KIND:
+                console.print(f"  ... and {len(found) - SHOWN_PER_KIND} more {kind} problem(s)")
+    if report.usable:
+        console.print("\n[bold green]usable[/bold green]" + (" (see the warnings above)" if report.problems else ""))
+    else:
+        console.print("\n[bold red]not usable[/bold red]: fix the errors above and run the check again")

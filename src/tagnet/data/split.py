@@ -1,0 +1,97 @@
+"""Train/validation/test splits that keep each label's share (iterative stratification)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from iterstrat.ml_stratifiers import IterativeStratification
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tagnet.data.labels import read_labels, write_labels
+from tagnet.data.table import LabelTable
+from tagnet.errors import ConfigError, DataError
+
+
+def split_table(table: LabelTable, *, val: float = 0.2, test: float = 0.0, seed: int = 0) -> dict[str, LabelTable]:
+    """Split `table` into "train", "val" (and "test" when `test` > 0) by iterative stratification.
+
+    Each part keeps close to the whole table's share of every label and of items without
+    labels (Sechidis et al. 2011, via the iterative-stratification package). Unknown cells
+    count as absent. Rows keep their original order within a part; the same seed gives the
+    same split.
+
+    Raises:
+        ConfigError: a fraction outside (0, 1), or val + test >= 1.
+        DataError: too few items to give every part at least one.
+    """
+    if not 0 < val < 1:
+        raise ConfigError(f"val fraction must be between 0 and 1 (exclusive), got {val}")
+    if not 0 <= test < 1:
+        raise ConfigError(f"test fraction must be between 0 (none) and 1, got {test}")
+    if val + test >= 1:
+        raise ConfigError(f"val + test fractions must leave items for training, got {val} + {test}")
+    names = ["train", "val"] + (["test"] if test > 0 else [])
+    shares = np.array([1 - val - test, val] + ([test] if test > 0 else []))
+    n = len(table)
+    if n < len(names) or (np.round(shares * n) < 1).any():
+        raise DataError(f"{n} items are too few to split into {', '.join(names)} with val={val}, test={test}")
+    y = table.targets.astype(bool) & table.known
+    if y.shape[1] < 2:  # iterstrat needs two or more columns; a label and its absence stratify it alone
+        y = np.column_stack([y, ~y]) if y.shape[1] == 1 else np.zeros((n, 2), dtype=bool)
+    rng = np.random.RandomState(seed)
+    order = rng.permutation(n)
+    folds = np.empty(n, dtype=np.int64)
+    folds[order] = IterativeStratification(labels=y[order], r=shares, random_state=rng)
+    parts = {name: table.subset(np.flatnonzero(folds == k)) for k, name in enumerate(names)}
+    empty = [name for name, part in parts.items() if not len(part)]
+    if empty:
+        raise DataError(f"{n} items are too few to split: part(s) {', '.join(empty)} came out empty")
+    return parts
+
+
+def write_split(parts: dict[str, LabelTable], out_dir: str | Path, *, source: str | Path) -> dict[str, Path]:
+    """Write each part as OUT_DIR/<part><ext> in the format it was read from (see write_labels).
+
+    `source` is the label file the parts came from: its suffix is kept for tags, one-hot and
+    JSON files (coco/voc/folders sources are written as .csv), and it is never overwritten.
+    """
+    source = Path(source).expanduser()
+    out_dir = Path(out_dir).expanduser()
+    paths = {}
+    for name, part in parts.items():
+        ext = ".csv" if part.source_format in ("coco", "voc", "folders") else source.suffix or ".csv"
+        path = out_dir / f"{name}{ext}"
+        if path.exists() and path.resolve() == source.resolve():
+            raise DataError(f"writing the {name} part to {path} would overwrite the input; choose another --out")
+        paths[name] = path
+    return {name: write_labels(parts[name], path) for name, path in paths.items()}
+
+
+def split_file(path: str | Path, *, out_dir: str | Path, val: float = 0.2, test: float = 0.0, seed: int = 0,
+               **read_kwargs: Any) -> dict[str, Path]:
+    """Read a label file, split it with split_table and write the parts with write_split."""
+    parts = split_table(read_labels(path, **read_kwargs), val=val, test=test, seed=seed)
+    return write_split(parts, out_dir, source=path)
+
+
+def render_split(parts: dict[str, LabelTable], console: Console, *, paths: dict[str, Path] | None = None) -> None:
+    """Print item counts and each label's share per part, and the largest share gap."""
+    table = Table(box=None, padding=(0, 2))
+    table.add_column("label")
+    for name in parts:
+        table.add_column(name, justify="right")
+    table.add_row("[bold]items[/bold]", *(str(len(p)) for p in parts.values()))
+    labels = next(iter(parts.values())).label_names
+    counts = np.stack([part.label_counts() for part in parts.values()])  # (parts, labels)
+    shares = counts / np.array([len(part) for part in parts.values()])[:, None]
+    for j, label in enumerate(labels):
+        table.add_row(escape(label), *(f"{c} ({s:.1%})" for c, s in zip(counts[:, j], shares[:, j])))
+    gap = float((shares.max(axis=0) - shares.min(axis=0)).max()) if labels else 0.0
+    console.print(table)
+    console.print(f"largest difference of a label's share between parts: {gap * 100:.1f} points")
+    for name, path in (paths or {}).items():
+        console.print(f"wrote {name}: {escape(str(path))}", soft_wrap=True)

@@ -1,0 +1,1 @@
+"""The Lightning adapter: nothing outside this package imports Lightning."""

@@ -1,0 +1,96 @@
+"""The Lightning adapter: one LightningModule that trains any logits-producing network with a multi-label loss."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from tagnet.data.images import normalize_batch
+
+
+class MultiLabelModule(L.LightningModule):
+    """Trains `network` (images or cached features -> logits) with `loss`; validates with mAP.
+
+    Args:
+        network: maps a batch of inputs to (B, n_labels) logits.
+        loss: callable (logits, targets, known) -> scalar (see tagnet.losses).
+        lr, weight_decay, schedule: AdamW and its schedule (onecycle, cosine, constant).
+        normalize: (mean, std) to apply to uint8 image batches; None for feature inputs.
+        mixup: mixup alpha (0 = off).
+        score: callable (targets, probs, known) -> dict of validation metrics, logged as val_<name>.
+    """
+
+    def __init__(self, network: nn.Module, loss: nn.Module, *, lr: float, weight_decay: float,
+                 schedule: str, normalize: tuple[Sequence[float], Sequence[float]] | None,
+                 mixup: float = 0.0, score=None) -> None:
+        super().__init__()
+        self.network, self.loss = network, loss
+        if normalize is not None:  # image inputs: channels-last convolutions are faster on CPU and GPU
+            self.network.to(memory_format=torch.channels_last)
+        self.lr, self.weight_decay, self.schedule = lr, weight_decay, schedule
+        self.normalize, self.mixup, self.score = normalize, mixup, score
+        self._val_outputs: list[tuple[torch.Tensor, ...]] = []
+        self.last_validation: dict[str, np.ndarray] = {}
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.normalize is not None:
+            inputs = normalize_batch(inputs, *self.normalize)
+        return self.network(inputs)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        inputs, targets, known, _ = batch
+        if self.mixup > 0:
+            lam = float(np.random.beta(self.mixup, self.mixup))
+            perm = torch.randperm(inputs.shape[0], device=inputs.device)
+            floats = self._as_float(inputs)
+            logits = self.network(lam * floats + (1 - lam) * floats[perm])
+            targets = lam * targets + (1 - lam) * targets[perm]
+            known = known & known[perm]
+        else:
+            logits = self(inputs)
+        loss = self.loss(logits.float(), targets, known)
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=inputs.shape[0], sync_dist=True)
+        return loss
+
+    def _as_float(self, inputs: torch.Tensor) -> torch.Tensor:
+        return normalize_batch(inputs, *self.normalize) if self.normalize is not None else inputs
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        inputs, targets, known, index = batch
+        logits = self(inputs).float()
+        loss = self.loss(logits, targets, known)
+        self.log("val_loss", loss, prog_bar=False, on_step=False, on_epoch=True, batch_size=inputs.shape[0], sync_dist=True)
+        self._val_outputs.append((index, torch.sigmoid(logits), targets, known))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_outputs:
+            return
+        index, probs, targets, known = (torch.cat(parts) for parts in zip(*self._val_outputs))
+        self._val_outputs.clear()
+        if self.trainer.world_size > 1:  # gather every rank's rows, drop the sampler's padding duplicates
+            index, probs, targets, known = (self.all_gather(t).flatten(0, 1) for t in (index, probs, targets, known))
+        order = np.unique(index.cpu().numpy(), return_index=True)[1]
+        self.last_validation = {"probs": probs.cpu().numpy()[order], "targets": targets.cpu().numpy()[order],
+                                "known": known.cpu().numpy()[order].astype(bool)}
+        if self.score is not None:
+            for name, value in self.score(**self.last_validation).items():
+                self.log(f"val_{name}", float(value), prog_bar=True, sync_dist=False, rank_zero_only=False)
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.schedule == "constant":
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        if self.schedule == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, total_steps=total,
+                                                            pct_start=min(0.3, max(1.0 / total, 0.1)))
+        else:
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,134 @@
+"""Multi-label training losses: independent sigmoid per label, averaged over known cells; never softmax."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tagnet.config import TrainConfig
+from tagnet.errors import ConfigError
+
+LOSSES = ("bce", "weighted_bce", "focal", "asl")
+POS_WEIGHT_RANGE = (1.0, 100.0)
+
+
+class MultiLabelLoss(nn.Module):
+    """Base: smooths targets towards 0.5, computes a per-cell loss and averages it over known cells."""
+
+    def __init__(self, *, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.label_smoothing = label_smoothing
+
+    def cell_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Loss of every (item, label) cell, same shape as `logits`."""
+        raise NotImplementedError
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean loss over the cells where `known` is True (all cells when None); 0 if none is known.
+
+        Args:
+            logits: (batch, labels) raw scores.
+            targets: (batch, labels) 0/1 (or soft) targets.
+            known: (batch, labels) bool mask of cells whose target is known.
+        """
+        targets = targets.to(logits.dtype)
+        if self.label_smoothing:
+            targets = targets * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        loss = self.cell_loss(logits, targets)
+        if known is None:
+            return loss.mean()
+        known = known.to(torch.bool)
+        return torch.where(known, loss, torch.zeros_like(loss)).sum() / known.sum().clamp(min=1)
+
+
+class BCELoss(MultiLabelLoss):
+    """Binary cross-entropy per label, optionally weighting positives per label (pos_weight)."""
+
+    def __init__(self, *, pos_weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> None:
+        super().__init__(label_smoothing=label_smoothing)
+        self.register_buffer("pos_weight", pos_weight)
+
+    def cell_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight, reduction="none")
+
+
+class FocalLoss(MultiLabelLoss):
+    """Sigmoid focal loss (Lin et al., 2017) without alpha: BCE scaled by (1 - p_t) ** gamma."""
+
+    def __init__(self, *, gamma: float = 2.0, label_smoothing: float = 0.0) -> None:
+        super().__init__(label_smoothing=label_smoothing)
+        self.gamma = gamma
+
+    def cell_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(logits)
+        p_t = p * targets + (1 - p) * (1 - targets)
+        bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+        return bce * (1 - p_t) ** self.gamma
+
+
+class AsymmetricLoss(MultiLabelLoss):
+    """Asymmetric loss (Ridnik et al., ICCV 2021).
+
+    With p = sigmoid(logit) and the shifted negative probability p_m = max(p - clip, 0):
+    loss = -y (1 - p)^gamma_pos log(p) - (1 - y) p_m^gamma_neg log(1 - p_m).
+    """
+
+    def __init__(self, *, gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05,
+                 label_smoothing: float = 0.0) -> None:
+        super().__init__(label_smoothing=label_smoothing)
+        self.gamma_neg, self.gamma_pos, self.clip = gamma_neg, gamma_pos, clip
+
+    def cell_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(logits)
+        positive = (1 - p) ** self.gamma_pos * F.logsigmoid(logits)
+        if self.clip > 0:
+            p_m = (p - self.clip).clamp(min=0)
+            log_not_p_m = torch.log1p(-p_m)  # 1 - p_m >= clip > 0
+        else:
+            p_m, log_not_p_m = p, F.logsigmoid(-logits)
+        negative = p_m ** self.gamma_neg * log_not_p_m
+        return -(targets * positive + (1 - targets) * negative)
+
+
+def positive_weights(label_frequency: np.ndarray) -> torch.Tensor:
+    """pos_weight = negatives / positives per label from the share of positives, clamped to [1, 100]."""
+    f = np.asarray(label_frequency, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        ratio = (1.0 - f) / f
+    return torch.tensor(np.clip(ratio, *POS_WEIGHT_RANGE), dtype=torch.float32)
+
+
+def make_loss(config: TrainConfig, *, label_frequency: np.ndarray) -> MultiLabelLoss:
+    """The loss named by `config.loss` with its settings.
+
+    Args:
+        config: uses loss, label_smoothing, focal_gamma, asl_gamma_neg, asl_gamma_pos, asl_clip.
+        label_frequency: (n_labels,) share of training items carrying each label (for weighted_bce).
+    Returns:
+        A module called as loss(logits, targets, known=None) -> scalar mean over known cells.
+    Raises:
+        ConfigError: unknown loss name, or a setting or frequency out of range.
+    """
+    frequency = np.asarray(label_frequency, dtype=np.float64)
+    if frequency.ndim != 1 or not np.all((frequency >= 0) & (frequency <= 1)):
+        raise ConfigError(f"label_frequency must be one share in [0, 1] per label, got {frequency!r}")
+    smoothing = config.label_smoothing
+    if not 0.0 <= smoothing < 1.0:
+        raise ConfigError(f"config: label_smoothing must be in [0, 1), got {smoothing}")
+    for name in ("focal_gamma", "asl_gamma_neg", "asl_gamma_pos"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"config: {name} must be >= 0, got {getattr(config, name)}")
+    if not 0.0 <= config.asl_clip < 1.0:
+        raise ConfigError(f"config: asl_clip must be in [0, 1), got {config.asl_clip}")
+    if config.loss == "bce":
+        return BCELoss(label_smoothing=smoothing)
+    if config.loss == "weighted_bce":
+        return BCELoss(pos_weight=positive_weights(frequency), label_smoothing=smoothing)
+    if config.loss == "focal":
+        return FocalLoss(gamma=config.focal_gamma, label_smoothing=smoothing)
+    if config.loss == "asl":
+        return AsymmetricLoss(gamma_neg=config.asl_gamma_neg, gamma_pos=config.asl_gamma_pos,
+                              clip=config.asl_clip, label_smoothing=smoothing)
+    raise ConfigError(f"config: loss={config.loss!r} is not one of {list(LOSSES)}")

@@ -1,0 +1,15 @@
+"""Models: create_model/list_models over tagnet's own networks and timm, and the TagnetModel wrapper."""
+
+from tagnet.models import pretrained, seed_cnn  # noqa: F401  (importing registers the built-in models)
+from tagnet.models.base import BackboneBuild, PreprocessConfig, TagnetModel, set_backbone_trainable
+from tagnet.models.registry import create_model, list_models, register_model
+
+__all__ = [
+    "BackboneBuild",
+    "PreprocessConfig",
+    "TagnetModel",
+    "create_model",
+    "list_models",
+    "register_model",
+    "set_backbone_trainable",
+]

@@ -1,0 +1,118 @@
+"""The model every backbone is wrapped in: backbone features, a multi-label head, preprocessing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from tagnet.errors import ModelError
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How images must be prepared for a model: square size in pixels, then (x/255 - mean) / std."""
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-able dict."""
+        return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
+        """Rebuild from `to_dict()` output; raises ModelError naming a missing or bad key."""
+        for key in ("image_size", "mean", "std"):
+            if key not in data:
+                raise ModelError(f"preprocess settings lack the key {key!r}; expected image_size, mean and std")
+        size = data["image_size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise ModelError(f"preprocess image_size is {size!r}; expected a positive integer")
+        channels = {}
+        for key in ("mean", "std"):
+            value = data[key]
+            if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):
+                raise ModelError(f"preprocess {key} is {value!r}; expected three numbers (R, G, B)")
+            channels[key] = tuple(float(v) for v in value)
+        if min(channels["std"]) <= 0:
+            raise ModelError(f"preprocess std is {list(channels['std'])}; expected three positive numbers")
+        return cls(image_size=size, mean=channels["mean"], std=channels["std"])
+
+
+@dataclass
+class BackboneBuild:
+    """What a registered builder returns: a module mapping images to pooled features, its width, preprocessing."""
+
+    module: nn.Module
+    num_features: int
+    preprocess: PreprocessConfig
+
+
+def make_head(num_features: int, num_labels: int, *, dropout: float, head_hidden: int) -> nn.Sequential:
+    """Return the label head: Dropout + Linear, or Linear-ReLU-Dropout-Linear when head_hidden > 0."""
+    if head_hidden > 0:
+        return nn.Sequential(
+            nn.Linear(num_features, head_hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(head_hidden, num_labels)
+        )
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(num_features, num_labels))
+
+
+class TagnetModel(nn.Module):
+    """A backbone giving pooled features (B, num_features) and a head giving one logit per label.
+
+    Sigmoid is applied outside (in the loss or the predictor), never here.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        name: str,
+        num_features: int,
+        num_labels: int,
+        preprocess: PreprocessConfig,
+        dropout: float = 0.2,
+        head_hidden: int = 0,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = make_head(num_features, num_labels, dropout=dropout, head_hidden=head_hidden)
+        self.name = name
+        self.num_features = num_features
+        self.num_labels = num_labels
+        self.preprocess = preprocess
+        self.dropout = dropout
+        self.head_hidden = head_hidden
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """Everything `create_model` needs to rebuild this architecture (without weights)."""
+        return {
+            "name": self.name,
+            "num_labels": self.num_labels,
+            "dropout": self.dropout,
+            "head_hidden": self.head_hidden,
+            "image_size": self.preprocess.image_size,
+        }
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Return pooled features (B, num_features) of normalised images (B, 3, H, W)."""
+        return self.backbone(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Return logits (B, num_labels) from pooled features."""
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return logits (B, num_labels) of normalised images (B, 3, H, W)."""
+        return self.forward_head(self.forward_features(x))
+
+
+def set_backbone_trainable(model: TagnetModel, trainable: bool) -> None:
+    """Freeze (trainable=False) or unfreeze the backbone's parameters; the head stays trainable."""
+    for parameter in model.backbone.parameters():
+        parameter.requires_grad_(trainable)

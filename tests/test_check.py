@@ -1,0 +1,109 @@
+"""Dataset check: statistics and every problem reported with its row or file."""
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from rich.console import Console
+
+from tagnet.data.check import check_dataset, render_report
+from tagnet.data.table import LabelTable
+
+
+def make_images(folder: Path, names: list[str], size: tuple[int, int] = (8, 6)) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, name in enumerate(names):
+        Image.fromarray(np.full((size[1], size[0], 3), k * 20, dtype=np.uint8)).save(folder / name)
+
+
+def rendered(report) -> str:
+    out = io.StringIO()
+    render_report(report, Console(file=out, width=100))
+    return out.getvalue()
+
+
+def test_good_dataset_statistics(tmp_path):
+    rows = ["a.jpg,cat dog", "b.jpg,cat", "c.jpg,cat dog bird", "d.jpg,dog", "e.jpg,cat bird"]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,labels\n" + "\n".join(rows) + "\n")
+    make_images(tmp_path / "img", [r.split(",")[0] for r in rows])
+    report = check_dataset(labels, images_dir=tmp_path / "img", min_examples=2)
+    assert report.usable and report.problems == []
+    assert report.format == "tags" and report.items == 5 and report.labels == ["bird", "cat", "dog"]
+    assert report.label_counts == {"bird": 2, "cat": 4, "dog": 3}
+    assert report.labels_per_item == {"mean": 1.8, "histogram": {"0": 0, "1": 2, "2": 2, "3+": 1}}
+    assert report.top_pairs == [("bird", "cat", 2), ("cat", "dog", 2), ("bird", "dog", 1)]  # ties: label order
+    assert report.images_checked == 5 and report.image_sizes == {"8x6": 5}
+    assert [s.status for s in report.steps] == ["ok", "ok", "ok"]
+    assert json.loads(json.dumps(report.to_dict()))["usable"] is True
+    assert "usable" in rendered(report)
+
+
+def test_broken_dataset_names_rows_and_files(tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,labels\na.jpg,cat\nb.jpg,dog\nc.jpg,cat\na.jpg,dog\nd.jpg,\n")
+    make_images(tmp_path / "img", ["a.jpg", "d.jpg"])
+    (tmp_path / "img" / "c.jpg").write_bytes(b"this is not a jpeg" * 10)
+    report = check_dataset(labels, images_dir=tmp_path / "img", min_examples=2)
+    assert not report.usable
+    found = {(p.severity, p.kind, p.where) for p in report.problems}
+    assert found == {
+        ("warning", "duplicate id", "labels.csv lines 2, 5"),
+        ("error", "missing image", "labels.csv line 3"),
+        ("error", "unreadable image", "labels.csv line 4"),
+        ("warning", "empty label set", "labels.csv line 6"),
+    }
+    assert [s.status for s in report.steps] == ["ok", "warning", "failed"]
+    text = rendered(report)
+    for expected in ["labels.csv lines 2, 5", "appears 2 times with different labels", "b.jpg does not exist",
+                     "c.jpg cannot be decoded", "not usable"]:
+        assert expected in text
+
+
+def test_truncated_image_and_rare_labels(tmp_path):
+    make_images(tmp_path, ["ok.png"], size=(64, 64))
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "t.jpg")
+    (tmp_path / "t.jpg").write_bytes((tmp_path / "t.jpg").read_bytes()[:300])
+    table = LabelTable.from_label_sets(["ok.png", "t.jpg"], [["a"], ["a", "b"]])
+    report = check_dataset(table, images_dir=tmp_path, min_examples=2)
+    kinds = {(p.kind, p.where) for p in report.problems}
+    assert ("unreadable image", "row 2") in kinds
+    assert ("rare label", "b") in kinds and ("constant label", "a") in kinds
+
+
+def test_unreadable_label_file_is_a_failed_step(tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,labels\na.jpg,cat\n")
+    report = check_dataset(labels, labels_column="tags")
+    assert not report.usable and report.items == 0
+    assert [s.status for s in report.steps] == ["failed", "skipped", "skipped"]
+    assert "available columns: image, labels" in report.problems[0].message
+    assert "available columns: image, labels" in rendered(report)
+
+
+def test_folders_source_checks_its_own_images(tmp_path):
+    make_images(tmp_path / "data" / "cat", ["1.png", "2.png"])
+    make_images(tmp_path / "data" / "dog", ["2.png"])
+    (tmp_path / "data" / "dog" / "3.png").write_bytes(b"\x89PNG broken")
+    report = check_dataset(tmp_path / "data", min_examples=1)
+    assert report.images_checked == 3
+    assert [(p.kind, Path(p.where).name) for p in report.problems] == [("unreadable image", "3.png")]
+
+
+def test_unknown_cells_are_counted(tmp_path):
+    labels = tmp_path / "oh.csv"
+    labels.write_text("image,a,b\nx,1,\ny,0,1\nz,-1,1\n")
+    report = check_dataset(labels, min_examples=1)
+    assert report.unknown_counts == {"a": 1, "b": 1} and report.label_counts == {"a": 1, "b": 2}
+    assert report.steps[2].status == "skipped"
+
+
+def test_miml_scene_is_usable(shared_data):
+    scene = shared_data / "miml-scene"
+    report = check_dataset(scene / "labels.csv", images_dir=scene / "images")
+    assert report.usable and report.problems == []
+    assert report.items == report.images_checked == 1600
+    assert sum(report.labels_per_item["histogram"].values()) == 1600
+    assert report.top_pairs[0][:2] == ("sea", "sunset")
