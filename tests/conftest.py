@@ -12,3 +12,22 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data folder {path} not found")
     return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory):
+    """A small synthetic image set (120 images, 48 px) with labels.csv and boxes.json."""
+    from tagnet.data.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), n=120, size=48, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synthetic_data, tmp_path_factory):
+    """A run folder of seed_cnn trained for 2 epochs at 32 px on `synthetic_data` (a few seconds)."""
+    from tagnet.config import TrainConfig
+    from tagnet.train import train
+
+    config = TrainConfig(backbone="seed_cnn", pretrained=False, image_size=32, epochs=2, batch_size=16)
+    return train(synthetic_data.labels_csv, images_dir=synthetic_data.images_dir,
+                 out_dir=tmp_path_factory.mktemp("tiny_run"), config=config, progress=False)

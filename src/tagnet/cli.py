@@ -7,11 +7,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 import tagnet
 from tagnet.data.check import check_dataset, render_report
 from tagnet.data.labels import read_labels
 from tagnet.data.split import render_split, split_table, write_split
+from tagnet.config import TrainConfig, describe_settings, load_config, parse_overrides
 from tagnet.errors import TagnetError
 
 app = typer.Typer(name="tagnet", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -103,6 +105,141 @@ def data_split(
                            labels_are_indices=labels_are_indices, no_header=no_header, delimiter=delimiter)
     parts = split_table(read_labels(labels, **options), val=val, test=test, seed=seed)
     render_split(parts, Console(), paths=write_split(parts, out, source=labels))
+
+
+# ---- training, evaluation, prediction ----
+def _settings_from(config_file: Path | None, overrides: list[str] | None, **flags: Any) -> TrainConfig:
+    """TrainConfig from defaults < --config FILE < --set KEY=VALUE < explicit flags."""
+    config = load_config(config_file) if config_file else TrainConfig()
+    values = parse_overrides(overrides or [])
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return config.updated(**values)
+
+
+@app.command("train")
+def train_command(
+    labels: LabelsArg,
+    images: Annotated[Optional[Path], typer.Option("--images", help="folder the image paths in LABELS are relative to")] = None,
+    val: Annotated[Optional[Path], typer.Option("--val", help="validation label file; default: a stratified split of LABELS")] = None,
+    out: Annotated[Path, typer.Option("--out", help="run folder to write")] = Path("runs/train"),
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON settings file (e.g. from tagnet tune)")] = None,
+    backbone: Annotated[Optional[str], typer.Option("--backbone", help="seed_cnn, efficientnet_lite0 (default) or any timm model")] = None,
+    weights: Annotated[Optional[str], typer.Option("--weights", help="local pretrained weights file for the backbone")] = None,
+    pretrained: Annotated[Optional[bool], typer.Option("--pretrained/--no-pretrained", help="start from pretrained weights")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="maximum epochs")] = None,
+    finetune: Annotated[Optional[bool], typer.Option("--finetune/--no-finetune", help="after the head, fine-tune the whole network")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="peak learning rate")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay")] = None,
+    dropout: Annotated[Optional[float], typer.Option("--dropout")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="bce, weighted_bce, focal or asl")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option("--label-smoothing")] = None,
+    mixup: Annotated[Optional[float], typer.Option("--mixup", help="mixup alpha, 0 = off")] = None,
+    augment: Annotated[Optional[str], typer.Option("--augment", help="none, basic, randaugment or trivialaugment")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", help="input size in pixels")] = None,
+    patience: Annotated[Optional[int], typer.Option("--patience", help="early stopping patience in epochs")] = None,
+    threshold_mode: Annotated[Optional[str], typer.Option("--threshold-mode", help="per-label, global or top-k")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+    devices: Annotated[Optional[str], typer.Option("--devices", help="Lightning devices: a count or auto")] = None,
+    strategy: Annotated[Optional[str], typer.Option("--strategy", help="Lightning strategy, e.g. ddp")] = None,
+    num_nodes: Annotated[Optional[int], typer.Option("--num-nodes", help="machines in distributed training")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="Lightning precision, e.g. 32-true, bf16-mixed")] = None,
+    text_column: Annotated[Optional[str], typer.Option("--text-column", help="train on the text in this column instead of images")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="any setting as KEY=VALUE (see tagnet settings)")] = None,
+    format: FormatOpt = None, id_column: IdColumnOpt = None, labels_column: LabelsColumnOpt = None,
+    separator: SeparatorOpt = None, label_columns: LabelColumnsOpt = None, label_names: LabelNamesOpt = None,
+    labels_are_indices: IndicesOpt = False, no_header: NoHeaderOpt = False, delimiter: DelimiterOpt = None,
+) -> None:
+    """Train a model on LABELS and write a run folder (artifact, metrics per epoch, config)."""
+    options = read_options(format=format, id_column=id_column, labels_column=labels_column, separator=separator,
+                           label_columns=label_columns, label_names=label_names,
+                           labels_are_indices=labels_are_indices, no_header=no_header, delimiter=delimiter)
+    config = _settings_from(config_file, overrides, backbone=backbone, weights=weights, pretrained=pretrained,
+                            epochs=epochs, finetune=finetune, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                            dropout=dropout, loss=loss, label_smoothing=label_smoothing, mixup=mixup, augment=augment,
+                            image_size=image_size, patience=patience, threshold_mode=threshold_mode, seed=seed,
+                            devices=devices, strategy=strategy, num_nodes=num_nodes, precision=precision)
+    from tagnet.metrics import render_metrics
+    from tagnet.train import train
+
+    console = Console()
+    modality = "text" if text_column else "tabular" if labels.suffix.lower() == ".arff" else "image"
+    if modality == "image":
+        result = train(labels, images_dir=images, val_labels=val, out_dir=out, config=config, read_options=options,
+                       console=console)
+    else:
+        from tagnet.train_vectors import train_vectors
+
+        result = train_vectors(labels, modality=modality, text_column=text_column, val_labels=val, out_dir=out,
+                               config=config, read_options=options, console=console, progress=True)
+    render_metrics(result.report, console)
+    console.print(f"run written to {result.run_dir} (artifact: {result.artifact_dir}) in {result.seconds:.0f} s")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    run: Annotated[Path, typer.Argument(help="run folder or artifact folder")],
+    labels: LabelsArg,
+    images: Annotated[Optional[Path], typer.Option("--images", help="folder the image paths in LABELS are relative to")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the full report as JSON here")] = None,
+    format: FormatOpt = None, id_column: IdColumnOpt = None, labels_column: LabelsColumnOpt = None,
+    separator: SeparatorOpt = None, label_columns: LabelColumnsOpt = None, label_names: LabelNamesOpt = None,
+    labels_are_indices: IndicesOpt = False, no_header: NoHeaderOpt = False, delimiter: DelimiterOpt = None,
+) -> None:
+    """Score a trained model on labelled data: mAP, per-label AP/P/R/F1, micro/macro/samples F1, Hamming loss..."""
+    options = read_options(format=format, id_column=id_column, labels_column=labels_column, separator=separator,
+                           label_columns=label_columns, label_names=label_names,
+                           labels_are_indices=labels_are_indices, no_header=no_header, delimiter=delimiter)
+    from tagnet.evaluate import evaluate
+    from tagnet.metrics import render_metrics
+
+    report, skipped = evaluate(run, labels, images_dir=images, read_options=options)
+    console = Console()
+    for path, reason in skipped.items():
+        console.print(f"[yellow]skipped[/yellow] {reason}")
+    render_metrics(report, console)
+    if json_out is not None:
+        json_out.write_text(json.dumps({**report.to_dict(), "skipped": skipped}, indent=2) + "\n", encoding="utf-8")
+        console.print(f"report written to {json_out}")
+
+
+@app.command("predict")
+def predict_command(
+    artifact: Annotated[Path, typer.Argument(help="run folder or artifact folder")],
+    inputs: Annotated[Optional[list[str]], typer.Argument(help="image files, folders or glob patterns")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", help="write every probability to FILE.csv or FILE.json")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+) -> None:
+    """Predict labels of new images; unreadable files are reported and skipped."""
+    from tagnet.data.images import find_images
+    from tagnet.predict import load_predictor, render_predictions
+
+    predictor = load_predictor(artifact, batch_size=batch_size)
+    results = predictor.predict_paths(find_images(inputs or []))
+    render_predictions(results, Console())
+    if output is not None:
+        Console().print(f"predictions written to {results.write(output)}")
+    if not results.predictions:
+        raise typer.Exit(1)
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", help="folder for the demo's data, run and predictions")] = Path("tagnet-demo"),
+) -> None:
+    """Generate synthetic shapes, train, evaluate and predict: the whole pipeline offline in a few minutes."""
+    from tagnet.demo import run_demo
+
+    run_demo(out)
+
+
+@app.command("settings")
+def settings_command() -> None:
+    """List every training setting with its type, default and meaning."""
+    table = Table("setting", "type", "default", "meaning")
+    for row in describe_settings():
+        table.add_row(*row)
+    Console().print(table)
 
 
 def main() -> None:

@@ -106,6 +106,37 @@ def describe_settings() -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings -> {key: value}, each value converted to its setting's type."""
+    known = {f.name: f for f in fields(TrainConfig)}
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE")
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            raise ConfigError(f"--set {pair!r}: unknown setting {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+        default = getattr(TrainConfig(), key)
+        try:
+            if text.lower() in ("none", "null") and "None" in str(known[key].type):
+                values[key] = None
+            elif isinstance(default, bool):
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(text)
+                values[key] = text.lower() in ("true", "1", "yes")
+            elif isinstance(default, (int, float)):
+                values[key] = type(default)(text)
+            elif "int" in str(known[key].type):
+                values[key] = int(text)
+            else:
+                values[key] = text
+        except ValueError:
+            raise ConfigError(f"--set {pair!r}: {text!r} is not a valid {known[key].type}") from None
+    return values
+
+
 def load_config(path: str | Path) -> TrainConfig:
     """Read a TrainConfig from a JSON file (as written by `tagnet tune` or saved in a run)."""
     path = Path(path)

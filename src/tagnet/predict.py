@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import importlib.util
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -12,10 +15,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tagnet.artifact import Artifact, load_artifact
+from tagnet.artifact import WEIGHTS_FILE, Artifact, load_artifact
 from tagnet.data.images import load_image, normalize_batch
-from tagnet.errors import DataError
+from tagnet.errors import ArtifactError, ConfigError, DataError
 from tagnet.thresholds import apply_thresholds
+
+RUNTIMES = ("auto", "torch", "onnx")
+ONNX_FILE = "model.onnx"
+ONNX_INPUT = "images"
+ONNX_OUTPUT = "probabilities"
+WEIGHTS_DIGEST_KEY = "weights_sha256"
 
 
 @dataclass
@@ -72,18 +81,82 @@ class PredictionResults:
         return path
 
 
+def render_predictions(results: PredictionResults, console, *, max_rows: int = 50) -> None:
+    """Print a table: source, predicted labels, each label's probability; then unreadable inputs."""
+    from rich.table import Table
+
+    table = Table("source", "labels", *results.label_names)
+    for p in results.predictions[:max_rows]:
+        table.add_row(p.source, " ".join(p.labels) or "-", *(f"{p.probabilities[n]:.3f}" for n in results.label_names))
+    console.print(table)
+    if len(results.predictions) > max_rows:
+        console.print(f"... {len(results.predictions) - max_rows} more rows (use --output to write them all)")
+    for source, reason in results.errors.items():
+        console.print(f"[yellow]skipped[/yellow] {reason}")
+
+
+def weights_sha256(artifact: Artifact) -> str:
+    """SHA-256 of the artifact's weights file: ties an exported ONNX model to the weights it came from."""
+    digest = hashlib.sha256()
+    with open(artifact.path / WEIGHTS_FILE, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _onnx_session(artifact: Artifact, *, runtime: str, onnx_file: str | Path | None):
+    """An ONNX Runtime session for `runtime` "onnx", or "auto" when a current model.onnx exists; else None.
+
+    Raises ArtifactError when "onnx" is asked for and the file is missing, unreadable or from other weights.
+    """
+    path = Path(onnx_file) if onnx_file is not None else artifact.path / ONNX_FILE
+    if onnx_file is not None and not path.is_absolute() and not path.exists():
+        path = artifact.path / path
+    if runtime == "torch" or (runtime == "auto" and (not path.is_file() or importlib.util.find_spec("onnxruntime") is None)):
+        return None
+    if not path.is_file():
+        raise ArtifactError(f"ONNX model {path} does not exist; run `tagnet export {artifact.path}` first, or use runtime torch")
+    import onnxruntime
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidGraph, InvalidProtobuf
+
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except (Fail, InvalidArgument, InvalidGraph, InvalidProtobuf) as exc:
+        raise ArtifactError(f"ONNX model {path} cannot be loaded by ONNX Runtime: {exc}") from exc
+    exported_from = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_DIGEST_KEY)
+    if exported_from != weights_sha256(artifact):
+        message = (f"ONNX model {path} was exported from other weights than {artifact.path / WEIGHTS_FILE} "
+                   f"({WEIGHTS_DIGEST_KEY} {exported_from!r} differs); re-run `tagnet export {artifact.path}`")
+        if runtime == "onnx":
+            raise ArtifactError(message)
+        warnings.warn(message + "; using PyTorch meanwhile", stacklevel=3)
+        return None
+    return session
+
+
 class Predictor:
     """Applies a saved artifact to images: same resize and normalisation as training, thresholds from the artifact.
 
     Args:
         artifact: an Artifact or a path to an artifact / run folder.
         batch_size: images per forward pass.
+        runtime: "auto" (ONNX Runtime when the artifact folder holds a model.onnx exported from its
+            weights, else PyTorch), "torch" or "onnx".
+        onnx_file: the ONNX model to run (a path, or a file name inside the artifact folder such as
+            model.int8.onnx); default model.onnx in the artifact folder.
+    Raises:
+        ConfigError: unknown runtime. ArtifactError: runtime "onnx" without a usable ONNX model.
     """
 
-    def __init__(self, artifact: Artifact | str | Path, *, batch_size: int = 32) -> None:
+    def __init__(self, artifact: Artifact | str | Path, *, batch_size: int = 32, runtime: str = "auto",
+                 onnx_file: str | Path | None = None) -> None:
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"runtime is {runtime!r}; expected one of {', '.join(RUNTIMES)}")
         self.artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
         self.batch_size = batch_size
         self.model = self.artifact.model.eval()
+        self.session = _onnx_session(self.artifact, runtime=runtime, onnx_file=onnx_file)
+        self.runtime = "torch" if self.session is None else "onnx"
 
     @property
     def label_names(self) -> list[str]:
@@ -106,23 +179,28 @@ class Predictor:
         pre = self.artifact.preprocess
         for start in range(0, len(images), self.batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(images[start:start + self.batch_size])).permute(0, 3, 1, 2)
-            out.append(torch.sigmoid(self.model(normalize_batch(batch, pre.mean, pre.std)).float()).numpy())
+            inputs = normalize_batch(batch, pre.mean, pre.std)
+            if self.session is None:
+                out.append(torch.sigmoid(self.model(inputs).float()).numpy())
+            else:
+                out.append(self.session.run([ONNX_OUTPUT], {ONNX_INPUT: inputs.contiguous().numpy()})[0])
         return np.concatenate(out) if out else np.zeros((0, len(self.label_names)), np.float32)
 
-    def _results(self, sources: Sequence[str], probs: np.ndarray, errors: dict[str, str]) -> PredictionResults:
+    def results(self, probs: np.ndarray, *, sources: Sequence[str], errors: dict[str, str] | None = None) -> PredictionResults:
+        """Probabilities (N, n_labels) of N inputs named by `sources` -> PredictionResults with thresholded label sets."""
         chosen = apply_thresholds(probs, self.artifact.thresholds) if len(probs) else np.zeros_like(probs, bool)
         predictions = [
             Prediction(src, {n: float(p) for n, p in zip(self.label_names, row)},
                        [n for n, on in zip(self.label_names, picked) if on])
             for src, row, picked in zip(sources, probs, chosen)]
-        return PredictionResults(predictions, list(self.label_names), errors)
+        return PredictionResults(predictions, list(self.label_names), dict(errors or {}))
 
     def predict_images(self, images: Iterable[Image.Image | np.ndarray], *, sources: Sequence[str] | None = None) -> PredictionResults:
         """Predict in-memory images (PIL or arrays)."""
         arrays = [self.prepare(image) for image in images]
         names = list(sources) if sources is not None else [f"image_{i}" for i in range(len(arrays))]
         stack = np.stack(arrays) if arrays else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
-        return self._results(names, self.predict_proba(stack), {})
+        return self.results(self.predict_proba(stack), sources=names)
 
     def predict_paths(self, paths: Sequence[str | Path]) -> PredictionResults:
         """Predict image files batch by batch; unreadable files are reported in `errors` and skipped."""
@@ -138,4 +216,15 @@ class Predictor:
             if arrays:
                 probs.append(self.predict_proba(np.stack(arrays)))
         stacked = np.concatenate(probs) if probs else np.zeros((0, len(self.label_names)), np.float32)
-        return self._results(sources, stacked, errors)
+        return self.results(stacked, sources=sources, errors=errors)
+
+
+def load_predictor(path: str | Path, **options) -> Predictor:
+    """The predictor for an artifact's modality (image: Predictor; text/tabular: tagnet.predict_vectors)."""
+    artifact = load_artifact(path)
+    modality = artifact.meta.get("extra", {}).get("modality", "image")
+    if modality == "image":
+        return Predictor(artifact, **options)
+    from tagnet.predict_vectors import VectorPredictor
+
+    return VectorPredictor(artifact, **options)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import lightning as L
 import numpy as np
 import torch
 from rich.console import Console
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, TensorDataset
 
 from tagnet.artifact import save_artifact
@@ -62,28 +65,47 @@ def _uses_feature_cache(config: TrainConfig) -> bool:
 
 @torch.inference_mode()
 def extract_features(model: TagnetModel, cache: ImageCache, rows: np.ndarray, *, batch_size: int = 64,
-                     flip: bool = False, precision: str = "32-true") -> torch.Tensor:
-    """Pooled backbone features of cached images (optionally of their mirror images), float32 (N, F)."""
+                     flip: bool = False) -> torch.Tensor:
+    """Pooled backbone features of cached images (optionally of their mirror images), float32 (N, F).
+
+    Computed in float32, as the Predictor does, so the head is trained on exactly what it will see.
+    """
     model.eval()
     mean, std = model.preprocess.mean, model.preprocess.std
     chunks = []
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
-        for start in range(0, len(rows), batch_size):
-            batch = torch.from_numpy(np.array(cache.array[rows[start:start + batch_size]])).permute(0, 3, 1, 2)
-            if flip:
-                batch = batch.flip(-1)
-            chunks.append(model.forward_features(normalize_batch(batch, mean, std)).float())
+    for start in range(0, len(rows), batch_size):
+        batch = torch.from_numpy(np.array(cache.array[rows[start:start + batch_size]])).permute(0, 3, 1, 2)
+        if flip:
+            batch = batch.flip(-1)
+        chunks.append(model.forward_features(normalize_batch(batch, mean, std)))
     return torch.cat(chunks) if chunks else torch.zeros(0, model.num_features)
 
 
+def cached_features(model: TagnetModel, cache: ImageCache, rows: np.ndarray, *, cache_dir: Path,
+                    flip: bool = False) -> torch.Tensor:
+    """extract_features, stored on disk keyed by backbone weights, images and rows: computed once per data set."""
+    digest = hashlib.sha1(f"{model.spec}|{flip}|{cache.key}".encode())
+    digest.update(np.ascontiguousarray(rows).tobytes())
+    for tensor in model.backbone.state_dict().values():  # a different weights file gives different features
+        digest.update(tensor.flatten()[:64].float().numpy().tobytes())
+    path = Path(cache_dir) / f"features-{digest.hexdigest()[:16]}.safetensors"
+    if path.exists():
+        return load_file(path)["features"]
+    features = extract_features(model, cache, rows, flip=flip)
+    tmp = path.with_suffix(".tmp")
+    save_file({"features": features.contiguous()}, tmp)
+    os.replace(tmp, path)
+    return features
+
+
 def _feature_loaders(model: TagnetModel, cache: ImageCache, train: tuple, val: tuple, *, config: TrainConfig,
-                     precision: str, console: Console) -> tuple[DataLoader, DataLoader]:
+                     console: Console, cache_dir: Path) -> tuple[DataLoader, DataLoader]:
     started = time.perf_counter()
     (train_rows, train_t, train_k), (val_rows, val_t, val_k) = train, val
-    feats = torch.cat([extract_features(model, cache, train_rows, precision=precision),
-                       extract_features(model, cache, train_rows, flip=True, precision=precision)])
-    val_feats = extract_features(model, cache, val_rows, precision=precision)
-    console.print(f"cached backbone features of {len(train_rows)} + {len(val_rows)} images "
+    feats = torch.cat([cached_features(model, cache, train_rows, cache_dir=cache_dir),
+                       cached_features(model, cache, train_rows, cache_dir=cache_dir, flip=True)])
+    val_feats = cached_features(model, cache, val_rows, cache_dir=cache_dir)
+    console.print(f"backbone features of {len(train_rows)} + {len(val_rows)} images ready "
                   f"in {time.perf_counter() - started:.1f} s")
     targets = torch.as_tensor(np.concatenate([train_t, train_t]), dtype=torch.float32)
     known = torch.as_tensor(np.concatenate([train_k, train_k]), dtype=torch.bool)
@@ -118,7 +140,8 @@ def _usable_rows(cache: ImageCache, offset: int, table: LabelTable) -> tuple[np.
 
 def train(labels: str | Path, *, images_dir: str | Path | None = None, val_labels: str | Path | None = None,
           out_dir: str | Path = "runs/train", config: TrainConfig | None = None, read_options: dict | None = None,
-          console: Console | None = None, progress: bool = True) -> TrainResult:
+          console: Console | None = None, progress: bool = True,
+          epoch_callback: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train a multi-label image model and write a run folder.
 
     Args:
@@ -128,6 +151,7 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
         out_dir: the run folder: artifact/, metrics.csv (per epoch), metrics.json, config.json.
         config: training settings (TrainConfig defaults when None).
         read_options: keyword options for `read_labels` (format, columns, separator...).
+        epoch_callback: called as (epoch, val_mAP) after each validation of every phase; may raise to stop.
     Returns:
         TrainResult with the run and artifact folders and the validation report.
     Raises:
@@ -152,9 +176,13 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
                          image_size=config.image_size)
     resolved = config.updated(image_size=model.preprocess.image_size)
     _write_json(run_dir / "config.json", resolved.to_dict())
+    _write_json(run_dir / "run.json", {"labels": str(Path(labels).resolve()), "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
+                                       "images_dir": str(Path(images_dir).resolve()) if images_dir else None,
+                                       "read_options": read_options, "modality": "image"})
 
     paths = resolve_image_paths(train_table.items + val_table.items, images_dir)
-    cache = build_image_cache(paths, size=model.preprocess.image_size, cache_dir=config.cache_dir or run_dir / "cache")
+    cache_dir = Path(config.cache_dir or run_dir / "cache")
+    cache = build_image_cache(paths, size=model.preprocess.image_size, cache_dir=cache_dir)
     skipped = {str(cache.paths[row]): message for row, message in sorted(cache.failures.items())}
     if skipped:
         console.print(f"[yellow]skipped {len(skipped)} unreadable or missing images:[/yellow] "
@@ -171,11 +199,12 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
     norm = (model.preprocess.mean, model.preprocess.std)
     if _uses_feature_cache(config):
         train_loader, val_loader = _feature_loaders(model, cache, train_part, val_part, config=config,
-                                                    precision=precision, console=console)
+                                                    console=console, cache_dir=cache_dir)
         head = MultiLabelModule(model.head, loss, lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
                                 normalize=None, mixup=config.mixup, score=validation_score)
         result = run_phase(head, train_loader, val_loader, config=config, epochs=config.epochs, phase="head",
-                           run_dir=run_dir, precision="32-true", progress=progress)
+                           run_dir=run_dir, precision="32-true", progress=progress,
+                           epoch_callback=epoch_callback)
         if config.finetune:
             head_phase_state = copy.deepcopy(model.state_dict())
             set_backbone_trainable(model, True)
@@ -183,7 +212,8 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
             full = MultiLabelModule(model, loss, lr=config.finetune_lr, weight_decay=config.weight_decay,
                                     schedule=config.schedule, normalize=norm, mixup=config.mixup, score=validation_score)
             tuned = run_phase(full, train_loader, val_loader, config=config, epochs=config.finetune_epochs,
-                              phase="finetune", run_dir=run_dir, precision=precision, progress=progress)
+                              phase="finetune", run_dir=run_dir, precision=precision, progress=progress,
+                              epoch_callback=epoch_callback)
             if tuned.best_score >= result.best_score:
                 result = tuned
             else:  # fine-tuning did not beat the head alone: keep the head phase's model
@@ -193,7 +223,7 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
         full = MultiLabelModule(model, loss, lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
                                 normalize=norm, mixup=config.mixup, score=validation_score)
         result = run_phase(full, train_loader, val_loader, config=config, epochs=config.epochs, phase="train",
-                           run_dir=run_dir, precision=precision, progress=progress)
+                           run_dir=run_dir, precision=precision, progress=progress, epoch_callback=epoch_callback)
     model.eval()
 
     val = result.validation

@@ -159,7 +159,8 @@ def _check_labels(report: DatasetReport, table: LabelTable, locations: list[str]
     for name, count in zip(table.label_names, counts):
         if count < min_examples:
             found.append(Problem("warning", "rare label", name,
-                                 f"label {name!r} has {count} examples (fewer than {min_examples})"))
+                                 f"label {name!r} has {count} example{'' if count == 1 else 's'} "
+                                 f"(fewer than {min_examples})"))
         elif len(table) and count == len(table):
             found.append(Problem("warning", "constant label", name, f"label {name!r} is on every item"))
     report.problems += found
@@ -258,7 +259,7 @@ def render_report(report: DatasetReport, console: Console) -> None:
         by_kind: dict[str, list[Problem]] = defaultdict(list)
         for p in report.problems:
             by_kind[p.kind].append(p)
-        for kind, found in by_kind.items():
+        for kind, found in sorted(by_kind.items(), key=lambda kv: kv[1][0].severity != "error"):
             for p in found[:SHOWN_PER_KIND]:
                 colour = "red" if p.severity == "error" else "yellow"
                 where = "" if p.where in p.message else f"{escape(p.where)}: "

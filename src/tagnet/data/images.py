@@ -52,6 +52,7 @@ class ImageCache:
     array: np.ndarray
     paths: list[Path]
     failures: dict[int, str]
+    key: str = ""
 
     @property
     def ok_rows(self) -> np.ndarray:
@@ -83,7 +84,7 @@ def build_image_cache(paths: Sequence[Path], *, size: int, cache_dir: str | Path
     shape = (len(paths), size, size, 3)
     if data_path.exists() and index_path.exists():
         failures = {int(k): v for k, v in json.loads(index_path.read_text())["failures"].items()}
-        return ImageCache(np.memmap(data_path, np.uint8, "r", shape=shape), list(paths), failures)
+        return ImageCache(np.memmap(data_path, np.uint8, "r", shape=shape), list(paths), failures, key)
 
     tmp_path = data_path.with_suffix(".tmp")
     array = np.memmap(tmp_path, np.uint8, "w+", shape=shape)
@@ -103,7 +104,7 @@ def build_image_cache(paths: Sequence[Path], *, size: int, cache_dir: str | Path
     tmp_index = index_path.with_suffix(".json.tmp")
     tmp_index.write_text(json.dumps({"size": size, "paths": [str(p) for p in paths], "failures": failures}))
     os.replace(tmp_index, index_path)
-    return ImageCache(np.memmap(data_path, np.uint8, "r", shape=shape), list(paths), failures)
+    return ImageCache(np.memmap(data_path, np.uint8, "r", shape=shape), list(paths), failures, key)
 
 
 def augmentation(name: str) -> v2.Transform | None:

@@ -119,6 +119,8 @@ class _Reader:
             raise DataError(f"{self.path} is {kind}, which cannot be read as format {fmt!r}")
         if self.label_columns is not None and fmt != "onehot":
             raise DataError(f"label_columns applies to one-hot CSV files, not to format {fmt!r}")
+        if self.names_file is not None and fmt in ("coco", "voc", "folders"):
+            raise DataError(f"label_names_file does not apply to format {fmt!r}, which names its own labels")
         return getattr(self, f"_read_{fmt}")()
 
     def _detect_format(self) -> str:

@@ -7,6 +7,7 @@ import csv
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,8 @@ class BestWeights(Callback):
         self.state: dict[str, torch.Tensor] | None = None
         self.validation: dict | None = None
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, module: MultiLabelModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, module: MultiLabelModule) -> None:
+        # not on_validation_epoch_end: callbacks run before the module's hook that logs this epoch's val_mAP
         if trainer.sanity_checking:
             return
         score = float(trainer.callback_metrics.get(MONITOR, -1.0))
@@ -69,6 +71,17 @@ class EpochCsvLogger(Callback):
             writer.writerow(row)
 
 
+class EpochHook(Callback):
+    """Calls `hook(epoch, val_mAP)` after each validation (epoch from 1); the hook may raise to stop training."""
+
+    def __init__(self, hook: Callable[[int, float], None]) -> None:
+        self.hook = hook
+
+    def on_validation_end(self, trainer: L.Trainer, module: MultiLabelModule) -> None:
+        if not trainer.sanity_checking:
+            self.hook(trainer.current_epoch + 1, float(trainer.callback_metrics.get(MONITOR, -1.0)))
+
+
 @dataclass
 class PhaseResult:
     """What one training phase produced: the best epoch's score, epoch and validation outputs."""
@@ -91,13 +104,19 @@ def default_precision(config: TrainConfig) -> str:
 
 def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: DataLoader, *,
               config: TrainConfig, epochs: int, phase: str, run_dir: Path, precision: str | None = None,
-              progress: bool = True) -> PhaseResult:
-    """Train `module` for up to `epochs` with early stopping; load the best epoch's weights back into it."""
+              progress: bool = True, epoch_callback: Callable[[int, float], None] | None = None) -> PhaseResult:
+    """Train `module` for up to `epochs` with early stopping; load the best epoch's weights back into it.
+
+    `epoch_callback(epoch, val_mAP)` runs after each validation; an exception it raises (e.g. optuna's
+    TrialPruned) ends training and propagates.
+    """
     best = BestWeights()
     callbacks: list[Callback] = [best, EpochCsvLogger(run_dir / "metrics.csv", phase),
                                  EarlyStopping(MONITOR, mode="max", patience=config.patience)]
+    if epoch_callback is not None:
+        callbacks.append(EpochHook(epoch_callback))
     if progress:
-        callbacks.append(RichProgressBar(leave=True))
+        callbacks.append(RichProgressBar(leave=False))
     trainer = L.Trainer(
         max_epochs=epochs, accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
         num_nodes=config.num_nodes, precision=precision or default_precision(config), callbacks=callbacks,

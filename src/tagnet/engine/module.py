@@ -87,9 +87,8 @@ class MultiLabelModule(L.LightningModule):
         if self.schedule == "constant":
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        if self.schedule == "onecycle":
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, total_steps=total,
-                                                            pct_start=min(0.3, max(1.0 / total, 0.1)))
+        if self.schedule == "onecycle" and total >= 10:  # one-cycle needs a few steps per phase; else cosine
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, total_steps=total, pct_start=0.3)
         else:
             scheduler = torch.optim.lr_scheduler.LambdaLR(
                 optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
