@@ -118,7 +118,10 @@ def _settings_from(config_file: Path | None, overrides: list[str] | None, **flag
 
 @app.command("train")
 def train_command(
-    labels: LabelsArg,
+    labels: Annotated[Optional[Path], typer.Argument(
+        help="label file of the training data (CSV/TSV, JSON Lines, JSON, COCO, VOC folder, folder per label, ARFF)",
+        show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="continue the interrupted run in this folder")] = None,
     images: Annotated[Optional[Path], typer.Option("--images", help="folder the image paths in LABELS are relative to")] = None,
     val: Annotated[Optional[Path], typer.Option("--val", help="validation label file; default: a stratified split of LABELS")] = None,
     out: Annotated[Path, typer.Option("--out", help="run folder to write")] = Path("runs/train"),
@@ -145,12 +148,27 @@ def train_command(
     num_nodes: Annotated[Optional[int], typer.Option("--num-nodes", help="machines in distributed training")] = None,
     precision: Annotated[Optional[str], typer.Option("--precision", help="Lightning precision, e.g. 32-true, bf16-mixed")] = None,
     text_column: Annotated[Optional[str], typer.Option("--text-column", help="train on the text in this column instead of images")] = None,
+    tabular: Annotated[bool, typer.Option("--tabular", help="LABELS is a feature table (CSV): every column but the labels and id is a numeric input")] = False,
+    label_count: Annotated[Optional[int], typer.Option("--label-count", min=1, help="feature tables: the labels are the last L columns")] = None,
+    labels_xml: Annotated[Optional[Path], typer.Option("--labels-xml", help="ARFF: MULAN XML naming the labels (default: NAME.xml found beside)")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="any setting as KEY=VALUE (see tagnet settings)")] = None,
     format: FormatOpt = None, id_column: IdColumnOpt = None, labels_column: LabelsColumnOpt = None,
     separator: SeparatorOpt = None, label_columns: LabelColumnsOpt = None, label_names: LabelNamesOpt = None,
     labels_are_indices: IndicesOpt = False, no_header: NoHeaderOpt = False, delimiter: DelimiterOpt = None,
 ) -> None:
     """Train a model on LABELS and write a run folder (artifact, metrics per epoch, config)."""
+    from tagnet.metrics import render_metrics
+    from tagnet.engine.fit import is_main_process
+    from tagnet.train import resume_training, train
+
+    console = Console()
+    if resume is not None:
+        result = resume_training(resume, console=console)
+        render_metrics(result.report, console)
+        console.print(f"run resumed and finished in {result.run_dir} (artifact: {result.artifact_dir})")
+        return
+    if labels is None:
+        raise TagnetError("tagnet train needs a LABELS file (or --resume RUN)")
     options = read_options(format=format, id_column=id_column, labels_column=labels_column, separator=separator,
                            label_columns=label_columns, label_names=label_names,
                            labels_are_indices=labels_are_indices, no_header=no_header, delimiter=delimiter)
@@ -159,11 +177,10 @@ def train_command(
                             dropout=dropout, loss=loss, label_smoothing=label_smoothing, mixup=mixup, augment=augment,
                             image_size=image_size, patience=patience, threshold_mode=threshold_mode, seed=seed,
                             devices=devices, strategy=strategy, num_nodes=num_nodes, precision=precision)
-    from tagnet.metrics import render_metrics
-    from tagnet.train import train
-
-    console = Console()
-    modality = "text" if text_column else "tabular" if labels.suffix.lower() == ".arff" else "image"
+    tabular = tabular or label_count is not None or labels_xml is not None or labels.suffix.lower() == ".arff"
+    modality = "text" if text_column else "tabular" if tabular else "image"
+    if modality == "tabular":
+        options = {**options, "label_count": label_count, "labels_xml": labels_xml}
     if modality == "image":
         result = train(labels, images_dir=images, val_labels=val, out_dir=out, config=config, read_options=options,
                        console=console)
@@ -172,8 +189,9 @@ def train_command(
 
         result = train_vectors(labels, modality=modality, text_column=text_column, val_labels=val, out_dir=out,
                                config=config, read_options=options, console=console, progress=True)
-    render_metrics(result.report, console)
-    console.print(f"run written to {result.run_dir} (artifact: {result.artifact_dir}) in {result.seconds:.0f} s")
+    if is_main_process():  # one report per distributed run
+        render_metrics(result.report, console)
+        console.print(f"run written to {result.run_dir} (artifact: {result.artifact_dir}) in {result.seconds:.0f} s")
 
 
 @app.command("evaluate")
@@ -206,16 +224,24 @@ def evaluate_command(
 @app.command("predict")
 def predict_command(
     artifact: Annotated[Path, typer.Argument(help="run folder or artifact folder")],
-    inputs: Annotated[Optional[list[str]], typer.Argument(help="image files, folders or glob patterns")] = None,
+    inputs: Annotated[Optional[list[str]], typer.Argument(
+        help="image files, folders or glob patterns; for a tabular model ARFF/CSV tables; for a text model text files")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", help="write every probability to FILE.csv or FILE.json")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    text: Annotated[Optional[list[str]], typer.Option("--text", help="text model: a text to label (repeatable)")] = None,
+    text_file: Annotated[Optional[Path], typer.Option("--text-file", help="text model: a UTF-8 file, one text per line")] = None,
 ) -> None:
-    """Predict labels of new images; unreadable files are reported and skipped."""
+    """Predict labels of new images (or texts, or feature rows); unreadable files are reported and skipped."""
     from tagnet.data.images import find_images
-    from tagnet.predict import load_predictor, render_predictions
+    from tagnet.predict import Predictor, load_predictor, render_predictions
 
     predictor = load_predictor(artifact, batch_size=batch_size)
-    results = predictor.predict_paths(find_images(inputs or []))
+    if text or text_file:
+        results = predictor.predict_texts(text) if text else predictor.predict_paths([text_file])
+    elif isinstance(predictor, Predictor):
+        results = predictor.predict_paths(find_images(inputs or []))
+    else:
+        results = predictor.predict_paths(inputs or [])
     render_predictions(results, Console())
     if output is not None:
         Console().print(f"predictions written to {results.write(output)}")
@@ -242,6 +268,57 @@ def settings_command() -> None:
     Console().print(table)
 
 
+RuntimeOpt = Annotated[str, typer.Option(
+    "--runtime", help="auto (ONNX Runtime when the artifact has a model.onnx from `tagnet export`), torch or onnx")]
+
+
+@app.command("export")
+def export_command(
+    artifact: Annotated[Path, typer.Argument(help="run folder or artifact folder")],
+    format: Annotated[str, typer.Option("--format", help="export format (only onnx)")] = "onnx",
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="the .onnx file; default ARTIFACT/model.onnx, which predict and serve then use")] = None,
+    quantize: Annotated[bool, typer.Option("--quantize", help="also write model.int8.onnx (int8 dynamic)")] = False,
+    val: Annotated[Optional[Path], typer.Option("--val", help="validation label file: report the mAP of the "
+                                                               "ONNX model(s) on it")] = None,
+    images: Annotated[Optional[Path], typer.Option("--images", help="folder the image paths in --val are relative to")] = None,
+    opset: Annotated[int, typer.Option("--opset", min=17, help="ONNX opset version")] = 18,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the export report as JSON here")] = None,
+    id_column: IdColumnOpt = None, labels_column: LabelsColumnOpt = None, separator: SeparatorOpt = None,
+    label_columns: LabelColumnsOpt = None, label_names: LabelNamesOpt = None, labels_are_indices: IndicesOpt = False,
+    no_header: NoHeaderOpt = False, delimiter: DelimiterOpt = None,
+) -> None:
+    """Export a model to ONNX (probabilities out; labels, thresholds, preprocessing inside), checked against PyTorch."""
+    from tagnet.export import export_onnx, render_export
+
+    options = read_options(id_column=id_column, labels_column=labels_column, separator=separator,
+                           label_columns=label_columns, label_names=label_names,
+                           labels_are_indices=labels_are_indices, no_header=no_header, delimiter=delimiter)
+    report = export_onnx(artifact, out=out, format=format, opset=opset, quantize=quantize, val_labels=val,
+                         images_dir=images, read_options=options)
+    render_export(report, Console())
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+@app.command("serve")
+def serve_command(
+    artifact: Annotated[Path, typer.Argument(help="run folder or artifact folder")],
+    host: Annotated[str, typer.Option("--host", help="address to listen on (0.0.0.0 for every interface)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8000,
+    runtime: RuntimeOpt = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="most images per model call")] = 32,
+    batch_window_ms: Annotated[float, typer.Option(
+        "--batch-window-ms", min=0, help="how long to wait for more requests to batch with the first")] = 5.0,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="largest request body")] = 20.0,
+) -> None:
+    """Serve a model over HTTP: POST /predict, GET /labels, /health, /metrics, a web page at /, API docs at /docs."""
+    from tagnet.serve import run_server
+
+    run_server(artifact, host=host, port=port, runtime=runtime, batch_size=batch_size,
+               batch_window_ms=batch_window_ms, max_upload_bytes=int(max_upload_mb * 1024 * 1024))
+
+
 def main() -> None:
     """Console-script entry point: a user error prints `error: <message>` on stderr and exits 2."""
     try:
@@ -255,3 +332,7 @@ def main() -> None:
 def _fail(message: str) -> None:
     print(f"error: {' '.join(message.split())}", file=sys.stderr)
     sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

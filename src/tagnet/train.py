@@ -7,6 +7,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,12 +21,12 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, TensorDataset
 
 from tagnet.artifact import save_artifact
-from tagnet.config import TrainConfig
+from tagnet.config import TrainConfig, load_config
 from tagnet.data.images import CachedImageDataset, ImageCache, augmentation, build_image_cache, normalize_batch, resolve_image_paths
 from tagnet.data.labels import read_labels
 from tagnet.data.split import split_table
 from tagnet.data.table import LabelTable
-from tagnet.engine.fit import default_precision, run_phase
+from tagnet.engine.fit import default_precision, is_main_process, run_phase
 from tagnet.engine.module import MultiLabelModule
 from tagnet.errors import DataError
 from tagnet.losses import make_loss
@@ -92,7 +93,7 @@ def cached_features(model: TagnetModel, cache: ImageCache, rows: np.ndarray, *, 
     if path.exists():
         return load_file(path)["features"]
     features = extract_features(model, cache, rows, flip=flip)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     save_file({"features": features.contiguous()}, tmp)
     os.replace(tmp, path)
     return features
@@ -140,7 +141,7 @@ def _usable_rows(cache: ImageCache, offset: int, table: LabelTable) -> tuple[np.
 
 def train(labels: str | Path, *, images_dir: str | Path | None = None, val_labels: str | Path | None = None,
           out_dir: str | Path = "runs/train", config: TrainConfig | None = None, read_options: dict | None = None,
-          console: Console | None = None, progress: bool = True,
+          console: Console | None = None, progress: bool = True, resume: bool = False,
           epoch_callback: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train a multi-label image model and write a run folder.
 
@@ -152,6 +153,7 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
         config: training settings (TrainConfig defaults when None).
         read_options: keyword options for `read_labels` (format, columns, separator...).
         epoch_callback: called as (epoch, val_mAP) after each validation of every phase; may raise to stop.
+        resume: continue an interrupted run in `out_dir` from its last checkpoints (see resume_training).
     Returns:
         TrainResult with the run and artifact folders and the validation report.
     Raises:
@@ -164,7 +166,10 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
     started = time.perf_counter()
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.csv").unlink(missing_ok=True)
+    main = is_main_process()
+    if main and not resume:
+        (run_dir / "metrics.csv").unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     L.seed_everything(config.seed, verbose=False)
 
     table = read_labels(labels, **read_options)
@@ -175,10 +180,13 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
                          weights=config.weights, dropout=config.dropout, head_hidden=config.head_hidden,
                          image_size=config.image_size)
     resolved = config.updated(image_size=model.preprocess.image_size)
-    _write_json(run_dir / "config.json", resolved.to_dict())
-    _write_json(run_dir / "run.json", {"labels": str(Path(labels).resolve()), "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
-                                       "images_dir": str(Path(images_dir).resolve()) if images_dir else None,
-                                       "read_options": read_options, "modality": "image"})
+    if main:
+        _write_json(run_dir / "config.json", resolved.to_dict())
+        _write_json(run_dir / "run.json", {
+            "labels": str(Path(labels).resolve()), "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
+            "images_dir": str(Path(images_dir).resolve()) if images_dir else None,
+            "read_options": {k: str(v) if isinstance(v, Path) else v for k, v in read_options.items()},
+            "modality": "image"})
 
     paths = resolve_image_paths(train_table.items + val_table.items, images_dir)
     cache_dir = Path(config.cache_dir or run_dir / "cache")
@@ -204,7 +212,7 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
                                 normalize=None, mixup=config.mixup, score=validation_score)
         result = run_phase(head, train_loader, val_loader, config=config, epochs=config.epochs, phase="head",
                            run_dir=run_dir, precision="32-true", progress=progress,
-                           epoch_callback=epoch_callback)
+                           epoch_callback=epoch_callback, resume=resume)
         if config.finetune:
             head_phase_state = copy.deepcopy(model.state_dict())
             set_backbone_trainable(model, True)
@@ -213,7 +221,7 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
                                     schedule=config.schedule, normalize=norm, mixup=config.mixup, score=validation_score)
             tuned = run_phase(full, train_loader, val_loader, config=config, epochs=config.finetune_epochs,
                               phase="finetune", run_dir=run_dir, precision=precision, progress=progress,
-                              epoch_callback=epoch_callback)
+                              epoch_callback=epoch_callback, resume=resume)
             if tuned.best_score >= result.best_score:
                 result = tuned
             else:  # fine-tuning did not beat the head alone: keep the head phase's model
@@ -223,13 +231,16 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
         full = MultiLabelModule(model, loss, lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
                                 normalize=norm, mixup=config.mixup, score=validation_score)
         result = run_phase(full, train_loader, val_loader, config=config, epochs=config.epochs, phase="train",
-                           run_dir=run_dir, precision=precision, progress=progress, epoch_callback=epoch_callback)
+                           run_dir=run_dir, precision=precision, progress=progress, epoch_callback=epoch_callback,
+                           resume=resume)
     model.eval()
 
     val = result.validation
     thresholds = fit_thresholds(val["targets"], val["probs"], mode=config.threshold_mode,
                                 min_positives=config.min_positives, top_k=config.top_k, known=val["known"])
     report = evaluate_probabilities(val["targets"], val["probs"], thresholds, label_names=table.label_names, known=val["known"])
+    if not result.is_global_zero:  # other ranks of a distributed run: rank 0 writes the files
+        return TrainResult(run_dir, run_dir / "artifact", report, thresholds, skipped, time.perf_counter() - started)
     artifact_dir = save_artifact(run_dir / "artifact", model=model, label_names=table.label_names, thresholds=thresholds,
                                  config=resolved.to_dict(), metrics=report.summary(),
                                  extra={"modality": "image", "best_epoch": result.best_epoch, "skipped_images": len(skipped)})
@@ -249,3 +260,21 @@ def _write_validation_predictions(path: Path, items: list[str], label_names: lis
         for item, t, k, p in zip(items, val["targets"], val["known"], val["probs"]):
             truth = [int(v) if known else -1 for v, known in zip(t, k)]
             writer.writerow([item] + truth + [f"{x:.6f}" for x in p])
+
+
+def resume_training(run_dir: str | Path, *, console: Console | None = None, progress: bool = True) -> TrainResult:
+    """Continue an interrupted `train` run from its last checkpoint, with the settings it was started with."""
+    run_dir = Path(run_dir)
+    try:
+        run = json.loads((run_dir / "run.json").read_text())
+    except FileNotFoundError:
+        raise DataError(f"{run_dir}: not a run folder to resume (no run.json); start it with tagnet train") from None
+    config = load_config(run_dir / "config.json")
+    if run.get("modality", "image") != "image":
+        from tagnet.train_vectors import train_vectors
+
+        return train_vectors(run["labels"], modality=run["modality"], text_column=run.get("text_column"),
+                             val_labels=run.get("val_labels"), out_dir=run_dir, config=config,
+                             read_options=run["read_options"], console=console, progress=progress)
+    return train(run["labels"], images_dir=run["images_dir"], val_labels=run["val_labels"], out_dir=run_dir,
+                 config=config, read_options=run["read_options"], console=console, progress=progress, resume=True)

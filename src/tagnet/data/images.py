@@ -86,7 +86,7 @@ def build_image_cache(paths: Sequence[Path], *, size: int, cache_dir: str | Path
         failures = {int(k): v for k, v in json.loads(index_path.read_text())["failures"].items()}
         return ImageCache(np.memmap(data_path, np.uint8, "r", shape=shape), list(paths), failures, key)
 
-    tmp_path = data_path.with_suffix(".tmp")
+    tmp_path = data_path.with_suffix(f".{os.getpid()}.tmp")  # ranks of a distributed run may build it at once
     array = np.memmap(tmp_path, np.uint8, "w+", shape=shape)
     failures: dict[int, str] = {}
 
@@ -101,7 +101,7 @@ def build_image_cache(paths: Sequence[Path], *, size: int, cache_dir: str | Path
     array.flush()
     del array
     os.replace(tmp_path, data_path)
-    tmp_index = index_path.with_suffix(".json.tmp")
+    tmp_index = index_path.with_suffix(f".{os.getpid()}.tmp")
     tmp_index.write_text(json.dumps({"size": size, "paths": [str(p) for p in paths], "failures": failures}))
     os.replace(tmp_index, index_path)
     return ImageCache(np.memmap(data_path, np.uint8, "r", shape=shape), list(paths), failures, key)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -12,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from tagnet.config import TrainConfig
@@ -45,6 +50,15 @@ class BestWeights(Callback):
             self.state = copy.deepcopy(module.network.state_dict())
             self.validation = dict(module.last_validation)
 
+    def state_dict(self) -> dict:
+        """Saved in each checkpoint, so a resumed run still knows its best epoch and weights."""
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "state": self.state,
+                "validation": self.validation}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
+        self.state, self.validation = state["state"], state["validation"]
+
 
 class EpochCsvLogger(Callback):
     """Appends one row per epoch (phase, epoch, losses, validation metrics, seconds) to a CSV file."""
@@ -52,23 +66,74 @@ class EpochCsvLogger(Callback):
     def __init__(self, path: Path, phase: str) -> None:
         self.path, self.phase = path, phase
         self.started = time.perf_counter()
+        self.train_seconds: float | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: MultiLabelModule) -> None:
         self.started = time.perf_counter()
+        self.train_seconds = None
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, module: MultiLabelModule) -> None:
+        if self.train_seconds is None:
+            self.train_seconds = time.perf_counter() - self.started
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: MultiLabelModule) -> None:
         if not trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train_", "val_"))}
+        train_seconds = self.train_seconds or (time.perf_counter() - self.started)
+        images = trainer.num_training_batches * trainer.train_dataloader.batch_size * trainer.world_size
         row = {"phase": self.phase, "epoch": trainer.current_epoch + 1,
-               "seconds": round(time.perf_counter() - self.started, 3), **metrics}
+               "seconds": round(time.perf_counter() - self.started, 3), "train_seconds": round(train_seconds, 3),
+               "images_per_s": round(images / train_seconds, 1), **metrics}
         new_file = not self.path.exists()
-        fields = ["phase", "epoch", "seconds", "train_loss", "val_loss", "val_mAP", "val_micro_f1", "val_macro_f1"]
+        fields = ["phase", "epoch", "seconds", "train_seconds", "images_per_s", "train_loss", "val_loss", "val_mAP",
+                  "val_micro_f1", "val_macro_f1"]
         with self.path.open("a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
             if new_file:
                 writer.writeheader()
             writer.writerow(row)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file and renames it, so a kill never leaves half a file."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+
+def is_main_process() -> bool:
+    """True unless this process is a non-zero rank of a distributed run (torchrun, SLURM or Lightning)."""
+    for name in ("RANK", "SLURM_PROCID"):
+        if name in os.environ:
+            return int(os.environ[name]) == 0
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
+def _write_done(ckpt_dir: Path, best: "BestWeights", epochs_run: int) -> None:
+    """Mark a phase finished: its best weights (safetensors) and validation outputs (npz, no pickle)."""
+    save_file({k: v.contiguous() for k, v in best.state.items()}, ckpt_dir / ".best.tmp")
+    os.replace(ckpt_dir / ".best.tmp", ckpt_dir / "best.safetensors")
+    with open(ckpt_dir / ".validation.tmp", "wb") as handle:
+        np.savez(handle, **best.validation)
+    os.replace(ckpt_dir / ".validation.tmp", ckpt_dir / "validation.npz")
+    done = {"best_score": best.best_score, "best_epoch": best.best_epoch, "epochs_run": epochs_run}
+    (ckpt_dir / ".done.tmp").write_text(json.dumps(done))
+    os.replace(ckpt_dir / ".done.tmp", ckpt_dir / "done.json")
+
+
+def _read_done(ckpt_dir: Path, module: MultiLabelModule) -> "PhaseResult":
+    done = json.loads((ckpt_dir / "done.json").read_text())
+    module.network.load_state_dict(load_file(ckpt_dir / "best.safetensors"))
+    with np.load(ckpt_dir / "validation.npz", allow_pickle=False) as arrays:
+        validation = {k: arrays[k] for k in arrays.files}
+    return PhaseResult(done["best_score"], done["best_epoch"] + 1, done["epochs_run"], validation, 0.0, is_main_process())
 
 
 class EpochHook(Callback):
@@ -91,6 +156,7 @@ class PhaseResult:
     epochs_run: int
     validation: dict
     seconds: float
+    is_global_zero: bool = True
 
 
 def default_precision(config: TrainConfig) -> str:
@@ -104,31 +170,44 @@ def default_precision(config: TrainConfig) -> str:
 
 def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: DataLoader, *,
               config: TrainConfig, epochs: int, phase: str, run_dir: Path, precision: str | None = None,
-              progress: bool = True, epoch_callback: Callable[[int, float], None] | None = None) -> PhaseResult:
+              progress: bool = True, epoch_callback: Callable[[int, float], None] | None = None,
+              resume: bool = False) -> PhaseResult:
     """Train `module` for up to `epochs` with early stopping; load the best epoch's weights back into it.
 
+    Each epoch ends with RUN/checkpoints/PHASE/last.ckpt (model, optimiser, scheduler, epoch, callbacks,
+    random state), written atomically; a finished phase leaves done.json + best.safetensors. With
+    `resume`, a finished phase is loaded instead of rerun and an unfinished one continues from last.ckpt.
     `epoch_callback(epoch, val_mAP)` runs after each validation; an exception it raises (e.g. optuna's
     TrialPruned) ends training and propagates.
     """
+    ckpt_dir = run_dir / "checkpoints" / phase
+    if resume and (ckpt_dir / "done.json").exists():
+        return _read_done(ckpt_dir, module)
+    last = ckpt_dir / "last.ckpt"
     best = BestWeights()
     callbacks: list[Callback] = [best, EpochCsvLogger(run_dir / "metrics.csv", phase),
                                  EarlyStopping(MONITOR, mode="max", patience=config.patience)]
     if epoch_callback is not None:
         callbacks.append(EpochHook(epoch_callback))
+    callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, monitor=None,
+                                     enable_version_counter=False))  # overwritten every epoch
     if progress:
         callbacks.append(RichProgressBar(leave=False))
     trainer = L.Trainer(
         max_epochs=epochs, accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
         num_nodes=config.num_nodes, precision=precision or default_precision(config), callbacks=callbacks,
-        logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
-        num_sanity_val_steps=0, default_root_dir=str(run_dir), deterministic=False,
+        logger=False, enable_checkpointing=True, enable_model_summary=False, enable_progress_bar=progress,
+        num_sanity_val_steps=0, default_root_dir=str(run_dir), deterministic=False, plugins=[AtomicCheckpointIO()],
     )
     started = time.perf_counter()
     module.network.train()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_NOISE)
-        trainer.fit(module, train_loader, val_loader)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=last if resume and last.exists() else None,
+                    weights_only=False)
     if best.state is not None:
         module.network.load_state_dict(best.state)
+        if trainer.is_global_zero:
+            _write_done(ckpt_dir, best, trainer.current_epoch)
     return PhaseResult(best.best_score, best.best_epoch + 1, trainer.current_epoch,
-                       best.validation or {}, time.perf_counter() - started)
+                       best.validation or {}, time.perf_counter() - started, trainer.is_global_zero)

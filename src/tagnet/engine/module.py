@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Sequence
 
 import lightning as L
@@ -80,6 +81,17 @@ class MultiLabelModule(L.LightningModule):
         if self.score is not None:
             for name, value in self.score(**self.last_validation).items():
                 self.log(f"val_{name}", float(value), prog_bar=True, sync_dist=False, rank_zero_only=False)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Random state travels with the checkpoint, so a resumed run continues the same sequence."""
+        checkpoint["rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        rng = checkpoint.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
