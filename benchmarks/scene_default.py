@@ -1,12 +1,15 @@
 """Default recipe on ../shared/data/miml-scene: stratified 80/20 split, train, validation metrics, wall time.
 
 Run: python benchmarks/scene_default.py [--finetune] [--out benchmarks/out/scene]
+     python benchmarks/scene_default.py --backbone seed_cnn --image-size 150 --epochs 10 --out benchmarks/out/seed
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -37,7 +40,12 @@ def main() -> None:
     result = train(out / "train.csv", images_dir=SCENE / "images", val_labels=out / "val.csv",
                    out_dir=out / "run", config=config, progress=False)
     seconds = time.perf_counter() - started
-    print(json.dumps({"backbone": args.backbone, "finetune": args.finetune, "seconds": round(seconds, 1),
+    epochs = list(csv.DictReader((out / "run" / "metrics.csv").open()))
+    speed = {phase: {"epochs": len(rows), "median_epoch_seconds": statistics.median(float(r["seconds"]) for r in rows),
+                     "median_train_images_per_s": statistics.median(float(r["images_per_s"]) for r in rows)}
+             for phase in {r["phase"] for r in epochs} for rows in [[r for r in epochs if r["phase"] == phase]]}
+    print(json.dumps({"backbone": args.backbone, "finetune": args.finetune, "image_size": config.image_size,
+                      "seconds": round(seconds, 1), "phases": speed,
                       **{k: round(v, 4) for k, v in result.report.summary().items()}}, indent=2))
 
 
