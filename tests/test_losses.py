@@ -104,3 +104,13 @@ def test_bad_settings():
         make_loss(TrainConfig(label_smoothing=1.0), label_frequency=FREQ)
     with pytest.raises(ConfigError, match="label_frequency"):
         make_loss(TrainConfig(), label_frequency=np.array([1.5]))
+
+
+@pytest.mark.parametrize("name, settings", [("focal", {"focal_gamma": 0.5}),
+                                            ("asl", {"asl_gamma_pos": 0.5, "asl_gamma_neg": 0.5, "asl_clip": 0.1}),
+                                            ("asl", {"asl_gamma_pos": 0.5, "asl_gamma_neg": 0.5, "asl_clip": 0.0})])
+def test_fractional_focusing_keeps_gradients_finite_when_sigmoid_saturates(name, settings):
+    module = make_loss(TrainConfig(loss=name, **settings), label_frequency=np.array([0.5, 0.5]))
+    logits = torch.tensor([[40.0, -120.0], [-40.0, 120.0]], requires_grad=True)  # sigmoid is exactly 0 or 1
+    module(logits, torch.tensor([[1.0, 0.0], [0.0, 1.0]])).backward()
+    assert torch.isfinite(logits.grad).all()

@@ -319,6 +319,76 @@ def serve_command(
                batch_window_ms=batch_window_ms, max_upload_bytes=int(max_upload_mb * 1024 * 1024))
 
 
+@app.command("tune")
+def tune_command(
+    labels: LabelsArg,
+    images: Annotated[Optional[Path], typer.Option("--images", help="folder the image paths in LABELS are relative to")] = None,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="trials the study should hold in all; a rerun continues it")] = 20,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="start no new trial after this many seconds")] = None,
+    out: Annotated[Path, typer.Option("--out", help="study folder: study.db, best_config.json, best_run/")] = Path("runs/tune"),
+    val: Annotated[Optional[Path], typer.Option("--val", help="validation label file; default: LABELS split once into OUT/split")] = None,
+    backbones: Annotated[str, typer.Option("--backbones", help="comma-separated backbones the search chooses from")] = "efficientnet_lite0",
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON settings the search leaves fixed")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="a fixed setting as KEY=VALUE (see tagnet settings)")] = None,
+    format: FormatOpt = None, id_column: IdColumnOpt = None, labels_column: LabelsColumnOpt = None,
+    separator: SeparatorOpt = None, label_columns: LabelColumnsOpt = None, label_names: LabelNamesOpt = None,
+    labels_are_indices: IndicesOpt = False, no_header: NoHeaderOpt = False, delimiter: DelimiterOpt = None,
+) -> None:
+    """Search learning rate, weight decay, dropout, head width, loss and augmentation with Optuna for the best validation mAP."""
+    options = read_options(format=format, id_column=id_column, labels_column=labels_column, separator=separator,
+                           label_columns=label_columns, label_names=label_names,
+                           labels_are_indices=labels_are_indices, no_header=no_header, delimiter=delimiter)
+    from tagnet.tune import tune
+
+    console = Console()
+    result = tune(labels, images_dir=images, val_labels=val, out_dir=out, trials=trials, timeout=timeout,
+                  base_config=_settings_from(config_file, overrides), backbones=backbones.split(","),
+                  read_options=options, console=console)
+    console.print(f"best validation mAP {result.best_value:.4f} of {result.finished} trials ({result.pruned} pruned); "
+                  f"its run: {result.best_run}")
+    where = (f" --images {images}" if images else "") + (f" --val {val}" if val else "")
+    console.print(f"settings written to {result.best_config_path}; train with them: "
+                  f"tagnet train {labels}{where} --config {result.best_config_path}")
+
+
+@app.command("report")
+def report_command(
+    run: Annotated[Path, typer.Argument(help="run folder written by tagnet train (or a tune study's best_run)")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="HTML file to write; default RUN/report.html")] = None,
+    worst: Annotated[int, typer.Option("--worst", min=0, help="highest-loss validation items to show")] = 12,
+) -> None:
+    """Write one self-contained HTML page: training curves, PR curves, F1 and thresholds, co-occurrence, worst items."""
+    from tagnet.report import write_report
+
+    Console().print(f"report written to {write_report(run, out=out, max_images=worst)}")
+
+
+@app.command("explain")
+def explain_command(
+    artifact: Annotated[Path, typer.Argument(help="run folder or artifact folder of an image model")],
+    inputs: Annotated[list[str], typer.Argument(help="image files, folders or glob patterns")],
+    labels: Annotated[Optional[str], typer.Option(
+        "--labels", help="comma-separated labels to explain (default: each image's predicted labels)")] = None,
+    out: Annotated[Path, typer.Option("--out", help="folder for the heatmap PNGs")] = Path("explanations"),
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+) -> None:
+    """Grad-CAM heatmap of each label's logit over each image: one PNG per image and label."""
+    from tagnet.data.images import find_images
+    from tagnet.explain import explain_paths
+    from tagnet.predict import Predictor
+
+    wanted = [name.strip() for name in labels.split(",") if name.strip()] if labels else None
+    done = explain_paths(Predictor(artifact, batch_size=batch_size), find_images(inputs), out_dir=out, labels=wanted)
+    console = Console()
+    for reason in done.skipped.values():
+        console.print(f"[yellow]skipped[/yellow] {reason}")
+    for source in done.without_labels:
+        console.print(f"{source}: no label predicted (pass --labels to explain chosen labels)")
+    console.print(f"{len(done.written)} heatmaps written to {out}")
+    if not done.written:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point: a user error prints `error: <message>` on stderr and exits 2."""
     try:

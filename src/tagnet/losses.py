@@ -12,6 +12,7 @@ from tagnet.errors import ConfigError
 
 LOSSES = ("bce", "weighted_bce", "focal", "asl")
 POS_WEIGHT_RANGE = (1.0, 100.0)
+_TINY = 1e-12  # floor of the focusing terms' base, keeps fractional powers differentiable
 
 
 class MultiLabelLoss(nn.Module):
@@ -65,7 +66,8 @@ class FocalLoss(MultiLabelLoss):
         p = torch.sigmoid(logits)
         p_t = p * targets + (1 - p) * (1 - targets)
         bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-        return bce * (1 - p_t) ** self.gamma
+        # clamped: with gamma < 1 the power's gradient at 0 (a saturated sigmoid) is infinite and gives NaN
+        return bce * (1 - p_t).clamp(min=_TINY) ** self.gamma
 
 
 class AsymmetricLoss(MultiLabelLoss):
@@ -82,13 +84,14 @@ class AsymmetricLoss(MultiLabelLoss):
 
     def cell_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         p = torch.sigmoid(logits)
-        positive = (1 - p) ** self.gamma_pos * F.logsigmoid(logits)
+        # (1 - p) ** gamma_pos as exp(gamma_pos * log(1 - p)): finite gradients when the sigmoid saturates
+        positive = torch.exp(self.gamma_pos * F.logsigmoid(-logits)) * F.logsigmoid(logits)
         if self.clip > 0:
             p_m = (p - self.clip).clamp(min=0)
             log_not_p_m = torch.log1p(-p_m)  # 1 - p_m >= clip > 0
         else:
             p_m, log_not_p_m = p, F.logsigmoid(-logits)
-        negative = p_m ** self.gamma_neg * log_not_p_m
+        negative = p_m.clamp(min=_TINY) ** self.gamma_neg * log_not_p_m  # clamped like the focal loss
         return -(targets * positive + (1 - targets) * negative)
 
 

@@ -48,7 +48,9 @@ class TrainResult:
 
 
 def validation_score(targets: np.ndarray, probs: np.ndarray, known: np.ndarray) -> dict[str, float]:
-    """Validation metrics logged each epoch: mAP and micro/macro F1 at 0.5."""
+    """Validation metrics logged each epoch: mAP and micro/macro F1 at 0.5 (NaN once training has diverged)."""
+    if not np.isfinite(probs).all():  # NaN stops training (EarlyStopping's check_finite); the best epoch is kept
+        return {"mAP": float("nan"), "micro_f1": float("nan"), "macro_f1": float("nan")}
     report = evaluate_probabilities(targets, probs, np.full(targets.shape[1], 0.5),
                                     label_names=[str(i) for i in range(targets.shape[1])], known=known)
     return {"mAP": report.mAP, "micro_f1": report.micro_f1, "macro_f1": report.macro_f1}
@@ -85,7 +87,8 @@ def extract_features(model: TagnetModel, cache: ImageCache, rows: np.ndarray, *,
 def cached_features(model: TagnetModel, cache: ImageCache, rows: np.ndarray, *, cache_dir: Path,
                     flip: bool = False) -> torch.Tensor:
     """extract_features, stored on disk keyed by backbone weights, images and rows: computed once per data set."""
-    digest = hashlib.sha1(f"{model.spec}|{flip}|{cache.key}".encode())
+    # keyed on the backbone only: head settings (dropout, head_hidden, labels) must not force a recompute
+    digest = hashlib.sha1(f"{model.name}|{model.preprocess}|{flip}|{cache.key}".encode())
     digest.update(np.ascontiguousarray(rows).tobytes())
     for tensor in model.backbone.state_dict().values():  # a different weights file gives different features
         digest.update(tensor.flatten()[:64].float().numpy().tobytes())

@@ -1,0 +1,305 @@
+"""Hyperparameter search with Optuna: every trial is one train() sharing cached images and backbone features."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import itertools
+import json
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from rich.console import Console
+
+from tagnet.config import TrainConfig
+from tagnet.data.labels import read_labels, write_labels
+from tagnet.data.split import split_table
+from tagnet.data.table import LabelTable
+from tagnet.errors import ConfigError, DataError
+from tagnet.train import _uses_feature_cache, train
+
+STUDY_NAME = "tagnet"
+LOSSES = ("bce", "weighted_bce", "focal", "asl")
+AUGMENTS = ("none", "basic", "randaugment", "trivialaugment")
+HEAD_WIDTHS = (0, 256, 512)
+# (low, high, log scale) of every float setting the search tries; the names are TrainConfig fields.
+FLOAT_RANGES: dict[str, tuple[float, float, bool]] = {
+    "lr": (1e-4, 3e-2, True),
+    "weight_decay": (1e-6, 1e-1, True),
+    "dropout": (0.0, 0.5, False),
+    "focal_gamma": (0.5, 4.0, False),
+    "asl_gamma_neg": (1.0, 6.0, False),
+    "asl_gamma_pos": (0.0, 1.5, False),
+    "asl_clip": (0.0, 0.2, False),
+}
+PRUNER_STARTUP_TRIALS = 5
+PRUNER_WARMUP_EPOCHS = 3
+
+
+@dataclass
+class TuneResult:
+    """Where a search was written and what it found."""
+
+    out_dir: Path
+    study_path: Path
+    best_config_path: Path
+    best_run: Path
+    best_value: float
+    best_params: dict[str, Any]
+    finished: int
+    pruned: int
+    seconds: float
+
+
+def suggest_config(trial: optuna.Trial, base: TrainConfig, *, backbones: Sequence[str]) -> TrainConfig:
+    """The trial's settings: `base` with learning rate, weight decay, dropout, head width, loss (and its
+    parameters), augmentation (only when the network sees images, not cached features) and backbone drawn.
+
+    Args:
+        trial: the Optuna trial drawing the values.
+        base: settings kept fixed (epochs, batch size, patience, ...).
+        backbones: backbone names to choose from.
+    Returns:
+        A validated TrainConfig.
+    """
+    values: dict[str, Any] = {"backbone": trial.suggest_categorical("backbone", list(backbones))}
+    for name in ("lr", "weight_decay", "dropout"):
+        values[name] = _suggest_float(trial, name)
+    values["head_hidden"] = trial.suggest_categorical("head_hidden", list(HEAD_WIDTHS))
+    values["loss"] = trial.suggest_categorical("loss", list(LOSSES))
+    if values["loss"] == "focal":
+        values["focal_gamma"] = _suggest_float(trial, "focal_gamma")
+    if values["loss"] == "asl":
+        for name in ("asl_gamma_neg", "asl_gamma_pos", "asl_clip"):
+            values[name] = _suggest_float(trial, name)
+    config = base.updated(**values)
+    if trains_on_images(config):
+        config = config.updated(augment=trial.suggest_categorical("augment", list(AUGMENTS)))
+    return config
+
+
+def _suggest_float(trial: optuna.Trial, name: str) -> float:
+    low, high, log = FLOAT_RANGES[name]
+    return trial.suggest_float(name, low, high, log=log)
+
+
+def trains_on_images(config: TrainConfig) -> bool:
+    """True when training feeds (augmented) images to the network, False when only a head learns on cached features."""
+    return config.finetune or not _uses_feature_cache(config)
+
+
+@contextlib.contextmanager
+def _one_thread(enabled: bool) -> Iterator[None]:
+    """Use one torch thread while `enabled`: a head on cached features does tiny matrix products that lose more
+    to thread synchronisation than they gain (50x slower per step with 2 threads on a busy 2-core machine)."""
+    previous = torch.get_num_threads()
+    if enabled:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _base_params(base: TrainConfig, backbones: Sequence[str]) -> dict[str, Any]:
+    """The base settings as search parameters (those inside the search space): the study's first trial."""
+    params: dict[str, Any] = {"backbone": backbones[0], "head_hidden": base.head_hidden, "loss": base.loss,
+                              "augment": base.augment}
+    params.update({name: getattr(base, name) for name in FLOAT_RANGES})
+    inside = {"head_hidden": HEAD_WIDTHS, "loss": LOSSES, "augment": AUGMENTS, "backbone": tuple(backbones)}
+    return {k: v for k, v in params.items()
+            if (v in inside[k] if k in inside else FLOAT_RANGES[k][0] <= v <= FLOAT_RANGES[k][1])}
+
+
+def _check_same_study(path: Path, settings: dict[str, Any]) -> None:
+    """Record the search's data and fixed settings; raise ConfigError if an earlier search in the folder differs."""
+    if path.exists():
+        earlier = json.loads(path.read_text())
+        for key, value in settings.items():
+            if earlier.get(key) != value:
+                raise ConfigError(f"{path.parent}: holds a study with {key}={earlier.get(key)!r}, now {value!r}; "
+                                  "resume it with the same labels, images and settings, or choose another --out")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(settings, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _write_split(labels: str | Path, out: Path, base: TrainConfig, read_options: dict) -> tuple[Path, Path]:
+    """Split LABELS once (stratified, base.val_fraction, base.seed) into one-hot files OUT/split/train.csv, val.csv."""
+    train_file, val_file = out / "split" / "train.csv", out / "split" / "val.csv"
+    if train_file.exists() and val_file.exists():
+        return train_file, val_file
+    parts = split_table(read_labels(labels, **read_options), val=base.val_fraction, seed=base.seed)
+    for part, path in ((parts["train"], train_file), (parts["val"], val_file)):
+        plain = LabelTable(part.items, part.label_names, part.targets, part.known, source_format="onehot", meta={})
+        write_labels(plain, path, format="onehot")
+    return train_file, val_file
+
+
+def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels: str | Path | None = None,
+         out_dir: str | Path = "runs/tune", trials: int = 20, timeout: float | None = None,
+         base_config: TrainConfig | None = None, backbones: Sequence[str] = ("efficientnet_lite0",),
+         read_options: dict | None = None, console: Console | None = None) -> TuneResult:
+    """Search training settings with Optuna (TPE sampler, median pruner) to maximise validation mAP.
+
+    Every trial trains with `train()` on the same validation split (`val_labels`, or LABELS split once
+    into OUT/split/) and the same cache folder, so images are decoded and backbone features computed
+    once; later trials only train the head. The study lives in OUT/study.db and resumes when run again.
+
+    Args:
+        labels: training label file (any format `read_labels` reads).
+        images_dir: folder the image paths are relative to.
+        val_labels: validation label file; without it LABELS is split (base_config.val_fraction, seed).
+        out_dir: OUT: study.db, best_config.json, best_run/ (the best trial's run), trials.csv, split/, cache/.
+        trials: total number of finished (complete or pruned) trials the study should hold.
+        timeout: stop starting trials after this many seconds.
+        base_config: settings the search leaves fixed (epochs, batch size, patience...).
+        backbones: backbone names the search chooses from.
+        read_options: keyword options for `read_labels`.
+    Returns:
+        TuneResult with the best validation mAP, its parameters and the written files.
+    Raises:
+        ConfigError: bad trial count, timeout or backbones; OUT holds a study of other data or settings.
+        DataError: problems with the label file or images (from train()).
+    """
+    if trials < 1:
+        raise ConfigError(f"trials must be >= 1, got {trials}")
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
+    backbones = [b.strip() for b in backbones if b.strip()]
+    if not backbones:
+        raise ConfigError("backbones: expected at least one backbone name")
+    console = console or Console(stderr=True)
+    read_options = dict(read_options or {})
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base = base_config or TrainConfig()
+    base = base.updated(cache_dir=base.cache_dir or str(out / "cache"))
+    _check_same_study(out / "tune.json", {
+        "labels": str(Path(labels).resolve()), "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
+        "images_dir": str(Path(images_dir).resolve()) if images_dir else None,
+        "read_options": {k: str(v) if isinstance(v, Path) else v for k, v in read_options.items()},
+        "backbones": backbones, "base_config": base.to_dict()})
+    if val_labels is None:
+        train_file, val_file = _write_split(labels, out, base, read_options)
+        trial_read_options: dict = {"format": "onehot"}
+    else:
+        train_file, val_file, trial_read_options = Path(labels), Path(val_labels), read_options
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=STUDY_NAME, storage=f"sqlite:///{(out / 'study.db').resolve()}",
+                                direction="maximize", load_if_exists=True)
+    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    done = len(study.get_trials(deepcopy=False, states=finished_states))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # seeded by the trial count, so a resumed study does not redraw its first random trials
+        study.sampler = optuna.samplers.TPESampler(seed=base.seed + done, multivariate=True, group=True,
+                                                   n_startup_trials=max(3, min(10, trials // 4)))
+    study.pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS,
+                                               n_warmup_steps=PRUNER_WARMUP_EPOCHS)
+    if not study.trials:
+        study.enqueue_trial(_base_params(base, backbones))  # the base recipe is trial 0: the search starts from it
+
+    trials_dir, best_run = out / "trials", out / "best_run"
+    shutil.rmtree(trials_dir, ignore_errors=True)  # leftovers of an interrupted search
+    quiet = Console(quiet=True)
+
+    def objective(trial: optuna.Trial) -> float:
+        config = suggest_config(trial, base, backbones=backbones)
+        run_dir = trials_dir / f"trial-{trial.number:04d}"
+        steps = itertools.count()
+
+        def report(epoch: int, score: float) -> None:
+            trial.report(score, next(steps))
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} with validation mAP {score:.4f}")
+
+        started = time.perf_counter()
+        try:
+            with _one_thread(not trains_on_images(config)):
+                result = train(train_file, images_dir=images_dir, val_labels=val_file, out_dir=run_dir, config=config,
+                               read_options=trial_read_options, console=quiet, progress=False, epoch_callback=report)
+        except optuna.TrialPruned as pruned:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            console.print(f"trial {trial.number:>3}  [dim]{pruned}[/dim]  {time.perf_counter() - started:.1f} s")
+            raise
+        if result.report.mAP is None:
+            raise DataError(f"{val_file}: no label has a positive validation example, so validation mAP is undefined")
+        score = float(result.report.mAP)
+        summary = result.report.summary()
+        for key in ("micro_f1", "macro_f1"):
+            trial.set_user_attr(key, summary[key])
+        trial.set_user_attr("seconds", round(result.seconds, 2))
+        previous = [t.value for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+        if not previous or score > max(previous):
+            shutil.rmtree(best_run, ignore_errors=True)
+            os.replace(run_dir, best_run)
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        best = max([score, *previous])
+        console.print(f"trial {trial.number:>3}  mAP {score:.4f}  (best {best:.4f})  {result.seconds:.1f} s  "
+                      + "  ".join(f"{k}={_short(v)}" for k, v in trial.params.items()))
+        return score
+
+    started = time.perf_counter()
+    remaining = trials - done
+    if remaining > 0:
+        console.print(f"study {out / 'study.db'}: {done} finished trials, running up to {remaining} more"
+                      + (f" within {timeout:.0f} s" if timeout else ""))
+        try:
+            study.optimize(objective, n_trials=remaining, timeout=timeout)
+        finally:
+            shutil.rmtree(trials_dir, ignore_errors=True)
+    return _finish(study, out, base, best_run, time.perf_counter() - started)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _finish(study: optuna.Study, out: Path, base: TrainConfig, best_run: Path, seconds: float) -> TuneResult:
+    """Write best_config.json and trials.csv; summarise the study."""
+    states = optuna.trial.TrialState
+    complete = study.get_trials(deepcopy=False, states=(states.COMPLETE,))
+    if not complete:
+        raise ConfigError(f"{out / 'study.db'}: no trial finished; give more --trials or a longer --timeout")
+    best = study.best_trial
+    config = base.updated(**best.params)
+    if Path(str(config.cache_dir)) == out / "cache":  # the search's own cache folder stays with the search
+        config.cache_dir = None
+    best_path = out / "best_config.json"
+    tmp = best_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    os.replace(tmp, best_path)
+    _write_trials_csv(study, out / "trials.csv")
+    pruned = len(study.get_trials(deepcopy=False, states=(states.PRUNED,)))
+    return TuneResult(out, out / "study.db", best_path, best_run, float(best.value), dict(best.params),
+                      len(complete) + pruned, pruned, seconds)
+
+
+def _write_trials_csv(study: optuna.Study, path: Path) -> None:
+    """One row per trial: number, state, validation mAP, F1s, seconds and every parameter."""
+    trials = study.get_trials(deepcopy=False)
+    params = sorted({name for t in trials for name in t.params})
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["trial", "state", "mAP", "micro_f1", "macro_f1", "seconds", *params])
+        for t in trials:
+            writer.writerow([t.number, t.state.name.lower(), "" if t.value is None else f"{t.value:.5f}",
+                             *(_cell(t.user_attrs.get(k)) for k in ("micro_f1", "macro_f1", "seconds")),
+                             *(_cell(t.params.get(name)) for name in params)])
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.5g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,87 @@
+"""Tests of the HTML run report: self-contained, every section, values of its helpers."""
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+from sklearn.metrics import log_loss
+
+from tagnet.errors import ArtifactError
+from tagnet.report import cooccurrence, item_losses, load_run, write_report
+
+SECTIONS = ("summary", "curves", "pr-curves", "f1-thresholds", "cooccurrence", "worst")
+
+
+def test_report_of_an_image_run_is_self_contained(tiny_run, tmp_path):
+    path = write_report(tiny_run.run_dir, out=tmp_path / "report.html", max_images=5)
+    page = path.read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page, re.I)
+    assert "<script" not in page and "<link" not in page
+    for section in SECTIONS:
+        assert f"id='{section}'" in page
+    for name in tiny_run.report.label_names:
+        assert name in page
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 4  # curves, PR, bars, co-occurrence
+    assert len(re.findall(r'src="data:image/jpeg;base64,', page)) == 5  # the 5 highest-loss thumbnails
+    assert "counted on the 120 items of the label file labels.csv" in page  # co-occurrence of the whole label file
+
+
+def test_report_without_images_shows_item_ids(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run.run_dir, run, ignore=shutil.ignore_patterns("cache", "*.safetensors"))
+    shutil.rmtree(run / "artifact")  # thresholds then come from metrics.json
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "modality": "text", "labels": str(tmp_path / "gone.csv")}))
+    (run / "metrics.csv").unlink()
+    page = write_report(run).read_text(encoding="utf-8")
+    assert (run / "report.html").is_file()
+    assert "data:image/jpeg" not in page and "no metrics.csv" in page
+    data = load_run(run)
+    worst = data.items[int(np.nanargmax(item_losses(data.truths, data.probs)))]
+    assert f'<div class="item">{worst}</div>' in page
+    assert "counted on the 24 validation items" in page  # unreadable label file: co-occurrence of the validation truths
+
+
+def test_load_run_reads_thresholds_and_predictions(tiny_run):
+    data = load_run(tiny_run.run_dir)
+    assert data.label_names == tiny_run.report.label_names
+    assert data.thresholds.values == pytest.approx(tiny_run.thresholds.values)
+    assert data.truths.shape == data.probs.shape == (tiny_run.report.n_items, len(data.label_names))
+
+
+def test_item_losses_match_sklearn_and_skip_unknown_cells():
+    truths = np.array([[1, 0, 1], [0, -1, 1], [-1, -1, -1]])
+    probs = np.array([[0.9, 0.2, 0.4], [0.3, 0.99, 0.8], [0.5, 0.5, 0.5]])
+    losses = item_losses(truths, probs)
+    assert losses[0] == pytest.approx(log_loss([1, 0, 1], [0.9, 0.2, 0.4]))
+    assert losses[1] == pytest.approx(log_loss([0, 1], [0.3, 0.8]))
+    assert np.isnan(losses[2])
+
+
+def test_cooccurrence_counts_pairs_of_known_positives():
+    targets = np.array([[1, 1, 0], [1, 0, 1], [1, 1, -1], [0, 0, 0]])
+    assert cooccurrence(targets).tolist() == [[3, 2, 1], [2, 2, 0], [1, 0, 1]]
+
+
+def test_missing_files_raise_artifact_error(tmp_path):
+    with pytest.raises(ArtifactError, match="val_predictions.csv not found"):
+        write_report(tmp_path)
+    (tmp_path / "val_predictions.csv").write_text("item,true_a,prob_a\nx,1,0.7\n")
+    with pytest.raises(ArtifactError, match="metrics.json not found"):
+        write_report(tmp_path)
+    (tmp_path / "val_predictions.csv").write_text("item,true_a,prob_a\nx,1,high\n")
+    with pytest.raises(ArtifactError, match="non-numeric"):
+        write_report(tmp_path)
+
+
+def test_report_command(tiny_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from tagnet.cli import app
+
+    out = tmp_path / "page.html"
+    result = CliRunner().invoke(app, ["report", str(tiny_run.run_dir), "--out", str(out), "--worst", "2"])
+    assert result.exit_code == 0, result.output
+    assert out.read_text(encoding="utf-8").count("data:image/jpeg;base64,") == 2
