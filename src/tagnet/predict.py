@@ -112,15 +112,21 @@ def _onnx_session(artifact: Artifact, *, runtime: str, onnx_file: str | Path | N
     path = Path(onnx_file) if onnx_file is not None else artifact.path / ONNX_FILE
     if onnx_file is not None and not path.is_absolute() and not path.exists():
         path = artifact.path / path
-    if runtime == "torch" or (runtime == "auto" and (not path.is_file() or importlib.util.find_spec("onnxruntime") is None)):
+    usable = path.is_file() and importlib.util.find_spec("onnxruntime") is not None
+    if runtime == "torch" or (runtime == "auto" and not usable):
         return None
     if not path.is_file():
-        raise ArtifactError(f"ONNX model {path} does not exist; run `tagnet export {artifact.path}` first, or use runtime torch")
+        raise ArtifactError(f"ONNX model {path} does not exist; run `tagnet export {artifact.path}` first, "
+                            "or use runtime torch")
     import onnxruntime
     from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidGraph, InvalidProtobuf
 
+    options = onnxruntime.SessionOptions()
+    # Idle worker threads sleep instead of spinning: on a CPU shared with other work (the server's image
+    # decoding, other processes) spinning threads halve throughput; on an idle CPU it costs little.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except (Fail, InvalidArgument, InvalidGraph, InvalidProtobuf) as exc:
         raise ArtifactError(f"ONNX model {path} cannot be loaded by ONNX Runtime: {exc}") from exc
     exported_from = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_DIGEST_KEY)
@@ -186,7 +192,8 @@ class Predictor:
                 out.append(self.session.run([ONNX_OUTPUT], {ONNX_INPUT: inputs.contiguous().numpy()})[0])
         return np.concatenate(out) if out else np.zeros((0, len(self.label_names)), np.float32)
 
-    def results(self, probs: np.ndarray, *, sources: Sequence[str], errors: dict[str, str] | None = None) -> PredictionResults:
+    def results(self, probs: np.ndarray, *, sources: Sequence[str],
+                errors: dict[str, str] | None = None) -> PredictionResults:
         """Probabilities (N, n_labels) of N inputs named by `sources` -> PredictionResults with thresholded label sets."""
         chosen = apply_thresholds(probs, self.artifact.thresholds) if len(probs) else np.zeros_like(probs, bool)
         predictions = [

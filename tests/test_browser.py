@@ -1,0 +1,78 @@
+"""End to end in headless Chromium: upload an image on the web page and read the labels it shows."""
+
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+
+from tagnet.predict import Predictor
+from tagnet.serve import create_app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install 'tagnet[dev]')")
+if CHROMIUM is None or CHROMEDRIVER is None:
+    pytest.skip("headless browser test needs Debian's chromium and chromium-driver "
+                "(apt-get install -y chromium chromium-driver; .ci/run installs them when it can)",
+                allow_module_level=True)
+
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1200,900")
+
+
+@pytest.fixture
+def server_url(tiny_run):
+    """uvicorn serving the tiny run on a free loopback port in a thread; stopped after the test."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(Predictor(tiny_run.artifact_dir)), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    yield driver
+    driver.quit()
+
+
+def test_upload_on_the_page_shows_labels_and_probabilities(server_url, browser, tiny_run, synthetic_data, tmp_path):
+    image = sorted(synthetic_data.images_dir.iterdir())[0]
+    expected = Predictor(tiny_run.artifact_dir).predict_paths([image]).predictions[0]
+    wait = WebDriverWait(browser, 20)
+    browser.get(server_url + "/")
+    wait.until(lambda d: "labels:" in d.find_element(By.ID, "model-info").text)
+    browser.find_element(By.ID, "file-input").send_keys(str(image))
+    card = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".card.done"))[0]
+    assert card.find_element(By.TAG_NAME, "figcaption").text == image.name
+    shown = card.find_element(By.CSS_SELECTOR, ".predicted").text
+    assert shown == (", ".join(expected.labels) or "no label above its threshold")
+    rows = card.find_elements(By.CSS_SELECTOR, ".label-row")
+    assert sorted(row.get_attribute("data-label") for row in rows) == sorted(expected.probabilities)
+    for row in rows:
+        name = row.get_attribute("data-label")
+        assert float(row.get_attribute("data-probability")) == pytest.approx(expected.probabilities[name], abs=1e-5)
+        assert ("on" in row.get_attribute("class").split()) == (name in expected.labels)
+        assert row.find_element(By.CSS_SELECTOR, ".tick").is_displayed()
+    browser.save_screenshot(str(tmp_path / "page.png"))
