@@ -1,4 +1,4 @@
-"""The HTTP API and web page over a Predictor: /predict, /labels, /health, /metrics and the page at /."""
+"""The HTTP API and web page over a Predictor: /predict, /explain, /labels, /health, /metrics and the page at /."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 import tagnet
-from tagnet.errors import ConfigError
+from tagnet.errors import ConfigError, DataError, ModelError
 from tagnet.predict import Predictor
 from tagnet.serve.batching import MicroBatcher
 from tagnet.serve.stats import ServerStats
@@ -44,6 +44,17 @@ class PredictionOut(BaseModel):
 
 class PredictResponse(BaseModel):
     predictions: list[PredictionOut]
+
+
+class ExplanationOut(BaseModel):
+    source: str
+    labels: list[str]
+    probabilities: dict[str, float]
+    heatmaps: dict[str, str]
+
+
+class ExplainResponse(BaseModel):
+    explanations: list[ExplanationOut]
 
 
 class LabelsResponse(BaseModel):
@@ -196,6 +207,28 @@ async def _read_uploads(request: Request, *, max_images: int) -> list[tuple[str,
     return uploads
 
 
+def _explain(uploads: list[tuple[str, bytes]], labels: list[str] | None, *, predictor: Predictor, max_pixels: int) -> dict:
+    """Grad-CAM overlays of each upload as PNG data URLs, shaped like the original image (longest side = model input).
+
+    Raises HTTPException: 400 for an unknown label, 501 when the model or the installation cannot explain.
+    """
+    from tagnet.explain import explain_images
+
+    arrays, sizes = [], []
+    for name, data in uploads:
+        arrays.append(_decode(name, data, predictor=predictor, max_pixels=max_pixels))
+        with Image.open(io.BytesIO(data)) as image:
+            scale = predictor.image_size / max(image.size)
+            sizes.append(tuple(max(1, round(side * scale)) for side in image.size))
+    try:
+        explanations = explain_images(predictor, arrays, labels=labels, sources=[name for name, _ in uploads])
+    except DataError as exc:
+        raise HTTPException(400, str(exc)) from None
+    except (ModelError, ConfigError) as exc:
+        raise HTTPException(501, str(exc)) from None
+    return {"explanations": [e.to_dict(overlay_size=size) for e, size in zip(explanations, sizes)]}
+
+
 def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                batch_window_ms: float = BATCH_WINDOW_MS, max_images: int = MAX_IMAGES,
                max_pixels: int = MAX_PIXELS) -> FastAPI:
@@ -208,7 +241,7 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
         max_images: most images in one request (400 beyond).
         max_pixels: most pixels (width x height) in one image (413 beyond).
     Returns:
-        The app: POST /predict, GET /labels, /health, /metrics, the web page at /, OpenAPI docs at /docs.
+        The app: POST /predict, POST /explain, GET /labels, /health, /metrics, the web page at /, OpenAPI docs at /docs.
     """
     stats = ServerStats()
     batcher = MicroBatcher(predictor.predict_proba, max_batch=predictor.batch_size, window_ms=batch_window_ms,
@@ -243,6 +276,13 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
             lambda: np.stack([_decode(name, data, predictor=predictor, max_pixels=max_pixels) for name, data in uploads]))
         probs = await batcher.predict(arrays)
         return {"predictions": predictor.results(probs, sources=[name for name, _ in uploads]).to_dicts()}
+
+    @app.post("/explain", response_model=ExplainResponse, openapi_extra=PREDICT_BODY)
+    async def explain(request: Request, labels: list[str] | None = Query(
+            None, description="labels to explain (repeat for several); default each image's predicted labels")) -> dict:
+        """Grad-CAM heatmap of each label's logit per image, as RGBA PNG data URLs to lay over the image."""
+        uploads = await _read_uploads(request, max_images=max_images)
+        return await asyncio.to_thread(_explain, uploads, labels, predictor=predictor, max_pixels=max_pixels)
 
     @app.get("/labels", response_model=LabelsResponse)
     async def labels() -> dict:

@@ -1,5 +1,6 @@
 // tagnet web page: sends each chosen or dropped image to POST /predict and shows its labels with
-// probability bars, each bar marked at the label's decision threshold (from GET /labels).
+// probability bars, each bar marked at the label's decision threshold (from GET /labels); a toggle on
+// each predicted label lays that label's heatmap (from POST /explain) over the image.
 "use strict";
 
 const state = { labels: [], thresholds: [] };
@@ -53,13 +54,52 @@ function labelRow(name, probability, threshold, predicted) {
   const value = document.createElement("span");
   value.className = "value";
   value.textContent = percent(probability);
-  // Explain hook: an "explain" toggle per label goes into this slot once POST /explain exists
-  // (tagnet/explain.py: per-label heatmaps in [0, 1]); its handler can read row.dataset.label and
-  // the card's file (card.file), and draw the heatmap over the card's image. Not implemented yet.
   const explainSlot = document.createElement("span");
   explainSlot.className = "explain-slot";
+  if (predicted) {
+    const toggle = document.createElement("button");
+    toggle.type = "button";
+    toggle.className = "explain-toggle";
+    toggle.textContent = "heatmap";
+    toggle.title = `show where the model sees ${name}`;
+    toggle.setAttribute("aria-pressed", "false");
+    toggle.addEventListener("click", () => toggleHeatmap(toggle.closest(".card"), name, toggle));
+    explainSlot.append(toggle);
+  }
   row.append(label, bar, value, explainSlot);
   return row;
+}
+
+// Shows one label's heatmap over the card's image (fetched once per label), or hides it when pressed again.
+async function toggleHeatmap(card, name, toggle) {
+  const overlay = card.querySelector("img.heatmap");
+  const wasOn = toggle.getAttribute("aria-pressed") === "true";
+  card.querySelectorAll(".explain-toggle").forEach((other) => other.setAttribute("aria-pressed", "false"));
+  overlay.hidden = true;
+  if (wasOn) return;
+  toggle.setAttribute("aria-pressed", "true");
+  card.heatmaps = card.heatmaps || {};
+  if (!(name in card.heatmaps)) {
+    const form = new FormData();
+    form.append("files", card.file, card.file.name);
+    toggle.disabled = true;
+    try {
+      const body = await fetchJson(`/explain?labels=${encodeURIComponent(name)}`, { method: "POST", body: form });
+      card.heatmaps[name] = body.explanations[0].heatmaps[name];
+    } catch (error) {
+      toggle.setAttribute("aria-pressed", "false");
+      toggle.classList.add("failed");
+      toggle.title = `no heatmap: ${error.message}`;
+      return;
+    } finally {
+      toggle.disabled = false;
+    }
+  }
+  if (toggle.getAttribute("aria-pressed") === "true") {  // still wanted once the heatmap arrived
+    overlay.src = card.heatmaps[name];
+    overlay.alt = `heatmap of ${name}`;
+    overlay.hidden = false;
+  }
 }
 
 function showPrediction(card, prediction) {
@@ -89,6 +129,10 @@ function newCard(file) {
   image.addEventListener("error", () => image.classList.add("broken"));
   image.src = URL.createObjectURL(file);
   image.alt = file.name;
+  const overlay = document.createElement("img");
+  overlay.className = "heatmap";
+  overlay.hidden = true;
+  image.after(overlay);
   card.querySelector("figcaption").textContent = file.name;
   return card;
 }
