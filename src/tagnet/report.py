@@ -364,8 +364,8 @@ def render_report(data: RunData, *, max_images: int = 12, max_labels: int = 40) 
     parts.append(f"<h2 id='cooccurrence'>Label co-occurrence</h2>{note}<p class='note'>counted on the {html.escape(source)}</p>"
                  + _img(_png(_cooccurrence_figure([data.label_names[j] for j in shown], counts)), "label co-occurrence"))
 
-    parts.append(f"<h2 id='worst'>Highest-loss validation items</h2><p class='note'>mean binary cross-entropy over each "
-                 f"item's known labels; predictions use the fitted thresholds</p>" + _worst_items_html(data, predicted, max_images))
+    parts.append("<h2 id='worst'>Highest-loss validation items</h2><p class='note'>mean binary cross-entropy over each "
+                 "item's known labels; predictions use the fitted thresholds</p>" + _worst_items_html(data, predicted, max_images))
     if data.config:
         parts.append("<h2 id='settings'>Settings</h2><details><summary>training settings</summary>"
                      + _table(["setting", "value"], [[k, v] for k, v in data.config.items()]) + "</details>")

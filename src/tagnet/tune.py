@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import itertools
 import json
@@ -10,13 +9,12 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 from rich.console import Console
 
 from tagnet.config import TrainConfig
@@ -94,19 +92,6 @@ def _suggest_float(trial: optuna.Trial, name: str) -> float:
 def trains_on_images(config: TrainConfig) -> bool:
     """True when training feeds (augmented) images to the network, False when only a head learns on cached features."""
     return config.finetune or not _uses_feature_cache(config)
-
-
-@contextlib.contextmanager
-def _one_thread(enabled: bool) -> Iterator[None]:
-    """Use one torch thread while `enabled`: a head on cached features does tiny matrix products that lose more
-    to thread synchronisation than they gain (50x slower per step with 2 threads on a busy 2-core machine)."""
-    previous = torch.get_num_threads()
-    if enabled:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _base_params(base: TrainConfig, backbones: Sequence[str]) -> dict[str, Any]:
@@ -225,9 +210,8 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
 
         started = time.perf_counter()
         try:
-            with _one_thread(not trains_on_images(config)):
-                result = train(train_file, images_dir=images_dir, val_labels=val_file, out_dir=run_dir, config=config,
-                               read_options=trial_read_options, console=quiet, progress=False, epoch_callback=report)
+            result = train(train_file, images_dir=images_dir, val_labels=val_file, out_dir=run_dir, config=config,
+                           read_options=trial_read_options, console=quiet, progress=False, epoch_callback=report)
         except optuna.TrialPruned as pruned:
             shutil.rmtree(run_dir, ignore_errors=True)
             console.print(f"trial {trial.number:>3}  [dim]{pruned}[/dim]  {time.perf_counter() - started:.1f} s")

@@ -99,7 +99,6 @@ def build_image_cache(paths: Sequence[Path], *, size: int, cache_dir: str | Path
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
         list(pool.map(decode, range(len(paths))))
     array.flush()
-    del array
     os.replace(tmp_path, data_path)
     tmp_index = index_path.with_suffix(f".{os.getpid()}.tmp")
     tmp_index.write_text(json.dumps({"size": size, "paths": [str(p) for p in paths], "failures": failures}))
