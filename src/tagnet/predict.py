@@ -160,7 +160,7 @@ class Predictor:
             raise ConfigError(f"runtime is {runtime!r}; expected one of {', '.join(RUNTIMES)}")
         self.artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
         self.batch_size = batch_size
-        self.model = self.artifact.model.eval()
+        self.model = self.artifact.model.eval().to(memory_format=torch.channels_last)  # as normalize_batch's inputs
         self.session = _onnx_session(self.artifact, runtime=runtime, onnx_file=onnx_file)
         self.runtime = "torch" if self.session is None else "onnx"
 

@@ -73,7 +73,7 @@ def extract_features(model: TagnetModel, cache: ImageCache, rows: np.ndarray, *,
 
     Computed in float32, as the Predictor does, so the head is trained on exactly what it will see.
     """
-    model.eval()
+    model.eval().to(memory_format=torch.channels_last)  # normalize_batch gives channels-last inputs
     mean, std = model.preprocess.mean, model.preprocess.std
     chunks = []
     for start in range(0, len(rows), batch_size):
