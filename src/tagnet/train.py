@@ -66,7 +66,6 @@ def _uses_feature_cache(config: TrainConfig) -> bool:
     return config.pretrained and config.backbone != "seed_cnn"
 
 
-@torch.inference_mode()
 def extract_features(model: TagnetModel, cache: ImageCache, rows: np.ndarray, *, batch_size: int = 64,
                      flip: bool = False) -> torch.Tensor:
     """Pooled backbone features of cached images (optionally of their mirror images), float32 (N, F).
@@ -76,11 +75,12 @@ def extract_features(model: TagnetModel, cache: ImageCache, rows: np.ndarray, *,
     model.eval().to(memory_format=torch.channels_last)  # normalize_batch gives channels-last inputs
     mean, std = model.preprocess.mean, model.preprocess.std
     chunks = []
-    for start in range(0, len(rows), batch_size):
-        batch = torch.from_numpy(np.array(cache.array[rows[start:start + batch_size]])).permute(0, 3, 1, 2)
-        if flip:
-            batch = batch.flip(-1)
-        chunks.append(model.forward_features(normalize_batch(batch, mean, std)))
+    with torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            batch = torch.from_numpy(np.array(cache.array[rows[start:start + batch_size]])).permute(0, 3, 1, 2)
+            if flip:
+                batch = batch.flip(-1)
+            chunks.append(model.forward_features(normalize_batch(batch, mean, std)))
     return torch.cat(chunks) if chunks else torch.zeros(0, model.num_features)
 
 
