@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--num-workers", type=int, default=None)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -35,7 +37,8 @@ def main() -> None:
     for name, part in parts.items():
         write_labels(part, out / f"{name}.csv")
     config = TrainConfig(backbone=args.backbone, finetune=args.finetune, pretrained=args.backbone != "seed_cnn")
-    config = config.updated(epochs=args.epochs, image_size=args.image_size, cache_dir=str(out / "cache"))
+    config = config.updated(epochs=args.epochs, image_size=args.image_size, lr=args.lr, num_workers=args.num_workers,
+                            cache_dir=str(out / "cache"))
     started = time.perf_counter()
     result = train(out / "train.csv", images_dir=SCENE / "images", val_labels=out / "val.csv",
                    out_dir=out / "run", config=config, progress=False)
@@ -45,6 +48,7 @@ def main() -> None:
                      "median_train_images_per_s": statistics.median(float(r["images_per_s"]) for r in rows)}
              for phase in {r["phase"] for r in epochs} for rows in [[r for r in epochs if r["phase"] == phase]]}
     print(json.dumps({"backbone": args.backbone, "finetune": args.finetune, "image_size": config.image_size,
+                      "lr": config.lr, "num_workers": config.num_workers,
                       "seconds": round(seconds, 1), "phases": speed,
                       **{k: round(v, 4) for k, v in result.report.summary().items()}}, indent=2))
 

@@ -1,7 +1,10 @@
 """The `tagnet` command line: parses arguments, calls the library, prints results."""
 
+import functools
+import inspect
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -54,6 +57,34 @@ def read_options(*, format: str | None = None, id_column: str | None = None, lab
             "no_header": no_header, "delimiter": delimiter}
 
 
+_LABEL_FILE_OPTIONS = {  # name: (annotation, default), in the order --help lists them
+    "format": (FormatOpt, None), "id_column": (IdColumnOpt, None), "labels_column": (LabelsColumnOpt, None),
+    "separator": (SeparatorOpt, None), "label_columns": (LabelColumnsOpt, None), "label_names": (LabelNamesOpt, None),
+    "labels_are_indices": (IndicesOpt, False), "no_header": (NoHeaderOpt, False), "delimiter": (DelimiterOpt, None),
+}
+LabelFileOptions = Optional[dict]  # the `options` parameter that label_file_options fills in
+
+
+def label_file_options(*, skip: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
+    """Give a command every shared label-file option; it receives them as `options`, ready for read_labels."""
+    names = [name for name in _LABEL_FILE_OPTIONS if name not in skip]
+
+    def decorate(command: Callable) -> Callable:
+        signature = inspect.signature(command)
+        params = [p for p in signature.parameters.values() if p.name != "options"]
+        params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=_LABEL_FILE_OPTIONS[name][0],
+                                     default=_LABEL_FILE_OPTIONS[name][1]) for name in names]
+
+        @functools.wraps(command)
+        def with_options(*args: Any, **kwargs: Any) -> Any:
+            return command(*args, options=read_options(**{name: kwargs.pop(name) for name in names}), **kwargs)
+
+        with_options.__signature__ = signature.replace(parameters=params)
+        return with_options
+
+    return decorate
+
+
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"tagnet {tagnet.__version__}")
@@ -67,20 +98,16 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_print_ver
 
 
 @data_app.command("check")
+@label_file_options()
 def data_check(
     labels: LabelsArg,
     images: Annotated[Optional[Path], typer.Option("--images", help="folder the item ids are relative to")] = None,
     min_examples: Annotated[int, typer.Option("--min-examples", min=0,
                                               help="warn about labels with fewer examples")] = 5,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the report as JSON here")] = None,
-    format: FormatOpt = None, id_column: IdColumnOpt = None, labels_column: LabelsColumnOpt = None,
-    separator: SeparatorOpt = None, label_columns: LabelColumnsOpt = None, label_names: LabelNamesOpt = None,
-    labels_are_indices: IndicesOpt = False, no_header: NoHeaderOpt = False, delimiter: DelimiterOpt = None,
+    options: LabelFileOptions = None,
 ) -> None:
     """Check a label file and its images; list every problem with its row or file (exit 1 if unusable)."""
-    options = read_options(format=format, id_column=id_column, labels_column=labels_column, separator=separator,
-                           label_columns=label_columns, label_names=label_names,
-                           labels_are_indices=labels_are_indices, no_header=no_header, delimiter=delimiter)
     report = check_dataset(labels, images_dir=images, min_examples=min_examples, **options)
     render_report(report, Console())
     if json_out is not None:
@@ -89,20 +116,16 @@ def data_check(
 
 
 @data_app.command("split")
+@label_file_options()
 def data_split(
     labels: LabelsArg,
     out: Annotated[Path, typer.Option("--out", help="folder for the train, val and test files")],
     val: Annotated[float, typer.Option("--val", help="share of items for validation")] = 0.2,
     test: Annotated[float, typer.Option("--test", help="share of items for a test part (0 = none)")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="random seed; the same seed gives the same split")] = 0,
-    format: FormatOpt = None, id_column: IdColumnOpt = None, labels_column: LabelsColumnOpt = None,
-    separator: SeparatorOpt = None, label_columns: LabelColumnsOpt = None, label_names: LabelNamesOpt = None,
-    labels_are_indices: IndicesOpt = False, no_header: NoHeaderOpt = False, delimiter: DelimiterOpt = None,
+    options: LabelFileOptions = None,
 ) -> None:
     """Split a label file into train, val (and test) files that keep each label's share."""
-    options = read_options(format=format, id_column=id_column, labels_column=labels_column, separator=separator,
-                           label_columns=label_columns, label_names=label_names,
-                           labels_are_indices=labels_are_indices, no_header=no_header, delimiter=delimiter)
     parts = split_table(read_labels(labels, **options), val=val, test=test, seed=seed)
     render_split(parts, Console(), paths=write_split(parts, out, source=labels))
 
@@ -117,6 +140,7 @@ def _settings_from(config_file: Path | None, overrides: list[str] | None, **flag
 
 
 @app.command("train")
+@label_file_options()
 def train_command(
     labels: Annotated[Optional[Path], typer.Argument(
         help="label file of the training data (CSV/TSV, JSON Lines, JSON, COCO, VOC folder, folder per label, ARFF)",
@@ -152,9 +176,7 @@ def train_command(
     label_count: Annotated[Optional[int], typer.Option("--label-count", min=1, help="feature tables: the labels are the last L columns")] = None,
     labels_xml: Annotated[Optional[Path], typer.Option("--labels-xml", help="ARFF: MULAN XML naming the labels (default: NAME.xml found beside)")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="any setting as KEY=VALUE (see tagnet settings)")] = None,
-    format: FormatOpt = None, id_column: IdColumnOpt = None, labels_column: LabelsColumnOpt = None,
-    separator: SeparatorOpt = None, label_columns: LabelColumnsOpt = None, label_names: LabelNamesOpt = None,
-    labels_are_indices: IndicesOpt = False, no_header: NoHeaderOpt = False, delimiter: DelimiterOpt = None,
+    options: LabelFileOptions = None,
 ) -> None:
     """Train a model on LABELS and write a run folder (artifact, metrics per epoch, config)."""
     from tagnet.metrics import render_metrics
@@ -169,9 +191,6 @@ def train_command(
         return
     if labels is None:
         raise TagnetError("tagnet train needs a LABELS file (or --resume RUN)")
-    options = read_options(format=format, id_column=id_column, labels_column=labels_column, separator=separator,
-                           label_columns=label_columns, label_names=label_names,
-                           labels_are_indices=labels_are_indices, no_header=no_header, delimiter=delimiter)
     config = _settings_from(config_file, overrides, backbone=backbone, weights=weights, pretrained=pretrained,
                             epochs=epochs, finetune=finetune, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                             dropout=dropout, loss=loss, label_smoothing=label_smoothing, mixup=mixup, augment=augment,
@@ -195,19 +214,15 @@ def train_command(
 
 
 @app.command("evaluate")
+@label_file_options()
 def evaluate_command(
     run: Annotated[Path, typer.Argument(help="run folder or artifact folder")],
     labels: LabelsArg,
     images: Annotated[Optional[Path], typer.Option("--images", help="folder the image paths in LABELS are relative to")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the full report as JSON here")] = None,
-    format: FormatOpt = None, id_column: IdColumnOpt = None, labels_column: LabelsColumnOpt = None,
-    separator: SeparatorOpt = None, label_columns: LabelColumnsOpt = None, label_names: LabelNamesOpt = None,
-    labels_are_indices: IndicesOpt = False, no_header: NoHeaderOpt = False, delimiter: DelimiterOpt = None,
+    options: LabelFileOptions = None,
 ) -> None:
     """Score a trained model on labelled data: mAP, per-label AP/P/R/F1, micro/macro/samples F1, Hamming loss..."""
-    options = read_options(format=format, id_column=id_column, labels_column=labels_column, separator=separator,
-                           label_columns=label_columns, label_names=label_names,
-                           labels_are_indices=labels_are_indices, no_header=no_header, delimiter=delimiter)
     from tagnet.evaluate import evaluate
     from tagnet.metrics import render_metrics
 
@@ -273,6 +288,7 @@ RuntimeOpt = Annotated[str, typer.Option(
 
 
 @app.command("export")
+@label_file_options(skip=("format",))  # --format is the export format here
 def export_command(
     artifact: Annotated[Path, typer.Argument(help="run folder or artifact folder")],
     format: Annotated[str, typer.Option("--format", help="export format (only onnx)")] = "onnx",
@@ -284,16 +300,11 @@ def export_command(
     images: Annotated[Optional[Path], typer.Option("--images", help="folder the image paths in --val are relative to")] = None,
     opset: Annotated[int, typer.Option("--opset", min=17, help="ONNX opset version")] = 18,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the export report as JSON here")] = None,
-    id_column: IdColumnOpt = None, labels_column: LabelsColumnOpt = None, separator: SeparatorOpt = None,
-    label_columns: LabelColumnsOpt = None, label_names: LabelNamesOpt = None, labels_are_indices: IndicesOpt = False,
-    no_header: NoHeaderOpt = False, delimiter: DelimiterOpt = None,
+    options: LabelFileOptions = None,
 ) -> None:
     """Export a model to ONNX (probabilities out; labels, thresholds, preprocessing inside), checked against PyTorch."""
     from tagnet.export import export_onnx, render_export
 
-    options = read_options(id_column=id_column, labels_column=labels_column, separator=separator,
-                           label_columns=label_columns, label_names=label_names,
-                           labels_are_indices=labels_are_indices, no_header=no_header, delimiter=delimiter)
     report = export_onnx(artifact, out=out, format=format, opset=opset, quantize=quantize, val_labels=val,
                          images_dir=images, read_options=options)
     render_export(report, Console())
@@ -320,6 +331,7 @@ def serve_command(
 
 
 @app.command("tune")
+@label_file_options()
 def tune_command(
     labels: LabelsArg,
     images: Annotated[Optional[Path], typer.Option("--images", help="folder the image paths in LABELS are relative to")] = None,
@@ -330,14 +342,9 @@ def tune_command(
     backbones: Annotated[str, typer.Option("--backbones", help="comma-separated backbones the search chooses from")] = "efficientnet_lite0",
     config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON settings the search leaves fixed")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="a fixed setting as KEY=VALUE (see tagnet settings)")] = None,
-    format: FormatOpt = None, id_column: IdColumnOpt = None, labels_column: LabelsColumnOpt = None,
-    separator: SeparatorOpt = None, label_columns: LabelColumnsOpt = None, label_names: LabelNamesOpt = None,
-    labels_are_indices: IndicesOpt = False, no_header: NoHeaderOpt = False, delimiter: DelimiterOpt = None,
+    options: LabelFileOptions = None,
 ) -> None:
     """Search learning rate, weight decay, dropout, head width, loss and augmentation with Optuna for the best validation mAP."""
-    options = read_options(format=format, id_column=id_column, labels_column=labels_column, separator=separator,
-                           label_columns=label_columns, label_names=label_names,
-                           labels_are_indices=labels_are_indices, no_header=no_header, delimiter=delimiter)
     from tagnet.tune import tune
 
     console = Console()
