@@ -131,7 +131,7 @@ def test_bad_arguments_are_model_errors(kwargs, message):
 
 def test_list_models_gives_own_models_first_then_timm():
     names = list_models()
-    assert names[:2] == ["efficientnet_lite0", "seed_cnn"]
+    assert names[:4] == ["efficientnet_lite0", "minilm_l6", "mlp", "seed_cnn"]
     assert "resnet18" in names and names.count("efficientnet_lite0") == 1
     assert list_models("seed*") == ["seed_cnn"]
     resnets = list_models("resnet1?")

@@ -197,6 +197,7 @@ def load_artifact(path: str | Path) -> Artifact:
             dropout=spec["dropout"],
             head_hidden=spec["head_hidden"],
             image_size=spec["image_size"],
+            input_dim=spec.get("input_dim"),
         )
         load_state_into(model, state, source=str(weights_path), what=f"{spec['name']} model recorded in {META_FILE}")
     except TagnetError as exc:

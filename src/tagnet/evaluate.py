@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -10,19 +11,26 @@ from tagnet.data.images import resolve_image_paths
 from tagnet.data.labels import read_labels
 from tagnet.errors import DataError
 from tagnet.metrics import MetricsReport, evaluate_probabilities
-from tagnet.predict import Predictor
+from tagnet.predict import Predictor, load_predictor
+
+if TYPE_CHECKING:
+    from tagnet.predict_vectors import VectorPredictor
 
 
-def evaluate(artifact: str | Path | Predictor, labels: str | Path, *, images_dir: str | Path | None = None,
+def evaluate(artifact: str | Path | Predictor | VectorPredictor, labels: str | Path, *, images_dir: str | Path | None = None,
              read_options: dict | None = None) -> tuple[MetricsReport, dict[str, str]]:
-    """Score a model on labelled images.
+    """Score a model on labelled images (or texts / feature rows, for text and tabular models).
 
     Returns:
         (report, skipped): the metrics report and {file: reason} for images that could not be read.
     Raises:
         DataError when the label file's label names differ from the model's, or no image is readable.
     """
-    predictor = artifact if isinstance(artifact, Predictor) else Predictor(artifact)
+    predictor = load_predictor(artifact) if isinstance(artifact, (str, Path)) else artifact
+    if not isinstance(predictor, Predictor):  # text and tabular models
+        from tagnet.predict_vectors import evaluate_vectors
+
+        return evaluate_vectors(predictor, labels, read_options=read_options)
     table = read_labels(labels, **(read_options or {})).aligned_to(predictor.label_names, what=str(labels))
     paths = resolve_image_paths(table.items, images_dir)
     results = predictor.predict_paths(paths)

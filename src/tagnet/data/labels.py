@@ -73,14 +73,36 @@ def read_labels(
 def read_labels_located(path: str | Path, **options: Any) -> tuple[LabelTable, list[str]]:
     """Like read_labels, plus where each row came from ("labels.csv line 7", an XML file, ...)."""
     min_count = options.pop("min_count", 0)
+    table, locations = _Reader(Path(path).expanduser(), **options).read()
+    return _drop_rare(table, min_count), locations
+
+
+def read_labels_with_texts(path: str | Path, text_column: str | int, **options: Any) -> tuple[LabelTable, list[str]]:
+    """read_labels of a CSV/TSV or JSON(L) file, plus row for row the text in `text_column` (a column or key).
+
+    The text column is never read as labels (a one-hot file's label columns leave it out). When no
+    id column is given and the file has none of the usual id names (ID_COLUMNS), the text is the item id.
+
+    Raises:
+        DataError: as read_labels, or the text column is missing, or a JSON value is not a string.
+    """
+    min_count = options.pop("min_count", 0)
+    reader = _Reader(Path(path).expanduser(), **options)
+    reader.text_column = str(text_column)
+    if options.get("id_column") is None and not reader.has_id_field():
+        reader.id_column = text_column
+    table, _ = reader.read()
+    return _drop_rare(table, min_count), reader.texts()
+
+
+def _drop_rare(table: LabelTable, min_count: int) -> LabelTable:
     if min_count < 0:
         raise DataError(f"min_count must be >= 0, got {min_count}")
-    table, locations = _Reader(Path(path).expanduser(), **options).read()
-    if min_count > 0:
-        keep = np.flatnonzero(table.label_counts() >= min_count)
-        table = LabelTable(table.items, [table.label_names[j] for j in keep], table.targets[:, keep],
-                           table.known[:, keep], table.source_format, table.meta)
-    return table, locations
+    if min_count == 0:
+        return table
+    keep = np.flatnonzero(table.label_counts() >= min_count)
+    return LabelTable(table.items, [table.label_names[j] for j in keep], table.targets[:, keep],
+                      table.known[:, keep], table.source_format, table.meta)
 
 
 class _Reader:
@@ -108,6 +130,8 @@ class _Reader:
         self._delim = ","
         self._csv_cache: tuple[list[str], list[tuple[int, list[str]]]] | None = None
         self._json_cache: tuple[Any] | None = None
+        self.text_column: str | None = None  # read_labels_with_texts: a column that is neither id nor label
+        self._records: tuple[list, list[str]] = ([], [])
 
     # ---- dispatch -------------------------------------------------------------------------
     def read(self) -> tuple[LabelTable, list[str]]:
@@ -149,6 +173,46 @@ class _Reader:
         if len(header) == 2 and rows and all(r[1].strip() in _ONEHOT_VALUES for _, r in rows):
             return "onehot"
         return "tags"
+
+    # ---- a text column beside the labels (read_labels_with_texts) --------------------------
+    def _text_format(self) -> str:
+        fmt = self.format or self._detect_format()
+        if fmt not in ("tags", "onehot", "jsonl", "json"):
+            raise DataError(f"{self.path}: a text column needs a CSV/TSV or JSON(L) label file, not format {fmt!r}")
+        return fmt
+
+    def has_id_field(self) -> bool:
+        """Whether the file has a column (or first record a key) with one of the usual id names."""
+        fmt = self._text_format()
+        if fmt in ("tags", "onehot"):
+            header = self._csv()[0]
+            self._named_column(header, self.text_column, "text")  # a missing text column is named as such
+            return _pick_column(header, ID_COLUMNS) is not None
+        if fmt == "json":
+            data = self._load_json()
+            first = data[0] if isinstance(data, list) and data else None
+        else:
+            line = next((line for line in self._text().splitlines() if line.strip()), "")
+            try:
+                first = json.loads(line)
+            except json.JSONDecodeError:
+                return False  # the read itself reports the broken line
+        return isinstance(first, dict) and any(key in first for key in ID_COLUMNS)
+
+    def texts(self) -> list[str]:
+        """The text column's value on every row read, in order (call after read())."""
+        if self._text_format() in ("tags", "onehot"):
+            header, rows = self._csv()
+            at = self._named_column(header, self.text_column, "text")
+            return [fields[at] for _, fields in rows]
+        texts = []
+        for record, where in zip(*self._records):
+            value = record.get(self.text_column)
+            if not isinstance(value, str):
+                raise DataError(f"{where}: the text key {self.text_column!r} must hold a string, got {value!r}; "
+                                f"the record has keys {sorted(record)}")
+            texts.append(value)
+        return texts
 
     # ---- CSV / TSV ----------------------------------------------------------------------
     def _text(self) -> str:
@@ -249,7 +313,7 @@ class _Reader:
         if self.label_columns is not None:
             cols = [self._named_column(header, c, "labels") for c in self.label_columns]
         else:
-            cols = [i for i in range(len(header)) if i != id_at]
+            cols = [i for i in range(len(header)) if i != id_at and header[i] != self.text_column]
         if not cols:
             raise DataError(f"{self.path}: no label columns besides the id column {header[id_at]!r}")
         if id_at in cols:
@@ -320,6 +384,7 @@ class _Reader:
         return self._from_records(data, locations, "json")
 
     def _from_records(self, records: list, locations: list[str], fmt: str) -> tuple[LabelTable, list[str]]:
+        self._records = (records, locations)
         items, tag_lists, keys = [], [], None
         for record, where in zip(records, locations):
             if not isinstance(record, dict):

@@ -77,6 +77,7 @@ class TagnetModel(nn.Module):
         preprocess: PreprocessConfig,
         dropout: float = 0.2,
         head_hidden: int = 0,
+        input_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -87,17 +88,21 @@ class TagnetModel(nn.Module):
         self.preprocess = preprocess
         self.dropout = dropout
         self.head_hidden = head_hidden
+        self.input_dim = input_dim
 
     @property
     def spec(self) -> dict[str, Any]:
         """Everything `create_model` needs to rebuild this architecture (without weights)."""
-        return {
+        spec = {
             "name": self.name,
             "num_labels": self.num_labels,
             "dropout": self.dropout,
             "head_hidden": self.head_hidden,
             "image_size": self.preprocess.image_size,
         }
+        if self.input_dim is not None:  # feature-vector models only
+            spec["input_dim"] = self.input_dim
+        return spec
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Return pooled features (B, num_features) of normalised images (B, 3, H, W)."""

@@ -66,6 +66,7 @@ def create_model(
     dropout: float = 0.2,
     head_hidden: int = 0,
     image_size: int | None = None,
+    input_dim: int | None = None,
 ) -> TagnetModel:
     """Create a multi-label model: backbone `name` plus a head with `num_labels` logits.
 
@@ -78,6 +79,7 @@ def create_model(
         dropout: dropout probability in the head.
         head_hidden: width of a hidden layer in the head; 0 gives a linear head.
         image_size: input size in pixels; default the backbone's own.
+        input_dim: width of the input vectors of a feature-vector model ("mlp"); None for the others.
 
     Returns:
         A TagnetModel in training mode.
@@ -94,7 +96,8 @@ def create_model(
     weights_path = Path(weights) if weights is not None else None
     if weights_path is not None and not weights_path.is_file():
         raise ModelError(f"weights file {weights_path} does not exist; expected a .safetensors or .pth/.pt file")
-    build = _builder(name)(pretrained=pretrained, weights=weights_path, image_size=image_size)
+    vector = {} if input_dim is None else {"input_dim": _check_int(input_dim, name="input_dim", minimum=1)}
+    build = _builder(name)(pretrained=pretrained, weights=weights_path, image_size=image_size, **vector)
     return TagnetModel(
         build.module,
         name=name,
@@ -103,4 +106,5 @@ def create_model(
         preprocess=build.preprocess,
         dropout=float(dropout),
         head_hidden=head_hidden,
+        input_dim=input_dim,
     )

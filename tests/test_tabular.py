@@ -1,0 +1,229 @@
+"""Tests of feature tables (ARFF dense/sparse with MULAN XML, CSV), standardisation, and tabular train/predict/evaluate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import f1_score, hamming_loss
+from typer.testing import CliRunner
+
+from tagnet.artifact import load_artifact
+from tagnet.cli import app
+from tagnet.config import TrainConfig
+from tagnet.data.tabular import (find_labels_xml, fit_standardization, read_feature_rows, read_feature_table,
+                                 read_labels_xml, standardize)
+from tagnet.errors import ConfigError, DataError
+from tagnet.evaluate import evaluate
+from tagnet.predict import load_predictor
+from tagnet.predict_vectors import VectorPredictor
+from tagnet.train_vectors import train_vectors
+
+HEADER = """% a tiny MULAN-style data set
+@relation tiny
+@attribute f1 numeric
+@attribute f2 real
+@attribute f3 {0,1}
+@attribute sun {0,1}
+@attribute beach {0,1}
+@data
+"""
+DENSE_ROWS = ["1.5,0,1,1,0", "0,2.5,0,0,1", "?,0,0,1,?", "0,0,0,0,0"]
+# the same rows, sparse: left-out values are 0 (the first nominal value for {0,1})
+SPARSE_ROWS = ["{0 1.5,2 1,3 1}", "{1 2.5,4 1}", "{0 ?,3 1,4 ?}", "{}"]
+XML = """<?xml version="1.0" encoding="utf-8"?>
+<labels xmlns="http://mulan.sourceforge.net/labels">
+<label name="sun"></label>
+<label name="beach"></label>
+</labels>
+"""
+runner = CliRunner()
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_dense_arff_with_xml_found_beside(tmp_path):
+    _write(tmp_path / "tiny.xml", XML)
+    path = _write(tmp_path / "tiny-train.arff", HEADER + "\n".join(DENSE_ROWS) + "\n")
+    assert find_labels_xml(path) == tmp_path / "tiny.xml"
+    found = read_feature_table(path)
+    assert found.feature_names == ["f1", "f2", "f3"]
+    assert found.labels.label_names == ["beach", "sun"]  # sorted, like every LabelTable
+    assert found.labels.items == ["1", "2", "3", "4"]
+    np.testing.assert_array_equal(found.labels.targets, [[0, 1], [1, 0], [0, 1], [0, 0]])
+    np.testing.assert_array_equal(found.labels.known, [[1, 1], [1, 1], [0, 1], [1, 1]])
+    np.testing.assert_array_equal(found.features, [[1.5, 0, 1], [0, 2.5, 0], [np.nan, 0, 0], [0, 0, 0]])
+    assert found.features.dtype == np.float32
+
+
+def test_sparse_arff_reads_like_dense(tmp_path):
+    _write(tmp_path / "tiny.xml", XML)
+    dense = read_feature_table(_write(tmp_path / "tiny.arff", HEADER + "\n".join(DENSE_ROWS) + "\n"))
+    sparse = read_feature_table(_write(tmp_path / "tiny-sparse.arff", HEADER + "\n".join(SPARSE_ROWS) + "\n"))
+    np.testing.assert_array_equal(sparse.features, dense.features)
+    np.testing.assert_array_equal(sparse.labels.targets, dense.labels.targets)
+    np.testing.assert_array_equal(sparse.labels.known, dense.labels.known)
+
+
+def test_label_count_option_and_missing_label_definition(tmp_path):
+    path = _write(tmp_path / "alone.arff", HEADER + "\n".join(DENSE_ROWS) + "\n")
+    with pytest.raises(DataError, match="--label-count"):
+        read_feature_table(path)
+    found = read_feature_table(path, label_count=2)
+    assert found.labels.label_names == ["beach", "sun"] and found.feature_names == ["f1", "f2", "f3"]
+    assert read_feature_table(path, label_count=3).feature_names == ["f1", "f2"]
+    with pytest.raises(DataError, match="label_count is 5"):
+        read_feature_table(path, label_count=5)
+
+
+def test_xml_naming_an_absent_label(tmp_path):
+    _write(tmp_path / "bad.xml", XML.replace("beach", "snow"))
+    path = _write(tmp_path / "bad.arff", HEADER + "\n".join(DENSE_ROWS) + "\n")
+    with pytest.raises(DataError, match="snow"):
+        read_feature_table(path)
+    assert read_labels_xml(tmp_path / "bad.xml") == ["sun", "snow"]
+
+
+def test_bad_arff_values(tmp_path):
+    _write(tmp_path / "t.xml", XML)
+    with pytest.raises(DataError, match="not a readable ARFF"):
+        read_feature_table(_write(tmp_path / "t.arff", HEADER + "1,2,3\n"))
+    nominal = HEADER.replace("@attribute f2 real", "@attribute f2 {red,blue}")
+    with pytest.raises(DataError, match="'f2' is nominal"):
+        read_feature_table(_write(tmp_path / "t.arff", nominal + "1,red,0,1,0\n"))
+
+
+def test_csv_feature_table(tmp_path):
+    path = _write(tmp_path / "table.csv", "id,height,width,tall,wide\na,2.0,1,1,0\nb,0.5,,0,1\nc,1,3,-1,1\n")
+    found = read_feature_table(path, label_columns=["tall", "wide"])
+    assert found.labels.items == ["a", "b", "c"]  # the "id" column is found by name and is no feature
+    assert found.feature_names == ["height", "width"]
+    np.testing.assert_array_equal(found.features, [[2, 1], [0.5, np.nan], [1, 3]])
+    np.testing.assert_array_equal(found.labels.known, [[1, 1], [1, 1], [0, 1]])
+    assert read_feature_table(path, label_count=2).feature_names == ["height", "width"]
+    items, rows = read_feature_rows(path, feature_names=["width", "height"])
+    np.testing.assert_array_equal(rows, [[1, 2], [np.nan, 0.5], [3, 1]])
+    with pytest.raises(DataError, match="line 3, label column 'tall': value 2"):
+        read_feature_table(_write(tmp_path / "b.csv", "id,x,tall\na,1,1\nb,2,2\n"), label_columns=["tall"])
+    with pytest.raises(DataError, match="'x' holds 'big' on line 2"):
+        read_feature_table(_write(tmp_path / "c.csv", "id,x,tall\na,big,1\n"), label_columns=["tall"])
+    with pytest.raises(DataError, match="lacks 1 of the model's feature columns: depth"):
+        read_feature_rows(path, feature_names=["height", "depth"])
+
+
+def test_standardization_ignores_missing_and_constant_features():
+    x = np.array([[1.0, 5.0, np.nan], [3.0, 5.0, np.nan], [np.nan, 5.0, np.nan]])
+    mean, std = fit_standardization(x)
+    np.testing.assert_allclose(mean, [2.0, 5.0, 0.0])
+    np.testing.assert_allclose(std, [1.0, 1.0, 1.0])  # std of (1, 3) is 1; constant and empty columns get 1
+    np.testing.assert_allclose(standardize(x, mean, std), [[-1, 0, 0], [1, 0, 0], [0, 0, 0]])
+
+
+def _separable_arff(path, n, seed):
+    """Labels a = f1 > 0, b = f2 > 0.5 on random features of very different scales."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)) * [1.0, 1000.0, 0.01, 1.0]
+    rows = [",".join(f"{v:.6g}" for v in r) + f",{int(r[0] > 0)},{int(r[1] > 500)}" for r in x]
+    header = "@relation sep\n" + "".join(f"@attribute x{j} numeric\n" for j in range(4))
+    return _write(path, header + "@attribute a {0,1}\n@attribute b {0,1}\n@data\n" + "\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="module")
+def tabular_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tabular")
+    _write(folder / "sep.xml", XML.replace("sun", "a").replace("beach", "b"))
+    train = _separable_arff(folder / "sep-train.arff", 160, 0)
+    test = _separable_arff(folder / "sep-test.arff", 60, 1)
+    config = TrainConfig(epochs=15, batch_size=32, lr=2e-2, head_hidden=16, patience=15)
+    result = train_vectors(train, modality="tabular", out_dir=folder / "run", config=config, progress=False)
+    return result, test
+
+
+def test_tabular_run_files_and_artifact(tabular_run):
+    result, _ = tabular_run
+    for name in ("metrics.csv", "metrics.json", "config.json", "run.json", "val_predictions.csv"):
+        assert (result.run_dir / name).is_file(), name
+    artifact = load_artifact(result.run_dir)
+    assert artifact.model.spec["name"] == "mlp" and artifact.model.spec["input_dim"] == 4
+    assert artifact.meta["extra"]["modality"] == "tabular"
+    assert artifact.meta["extra"]["feature_names"] == ["x0", "x1", "x2", "x3"]
+    assert json.loads((result.run_dir / "config.json").read_text())["backbone"] == "mlp"
+    assert result.report.mAP > 0.9
+
+
+def test_vector_predictor_applies_the_stored_standardisation(tabular_run):
+    result, test = tabular_run
+    predictor = load_predictor(result.run_dir)
+    assert isinstance(predictor, VectorPredictor)
+    rows = read_feature_table(test).features
+    extra = predictor.extra["standardize"]
+    with torch.no_grad():
+        expected = torch.sigmoid(predictor.model(torch.from_numpy(standardize(rows, extra["mean"], extra["std"])))).numpy()
+    np.testing.assert_allclose(predictor.predict_proba_rows(rows), expected, rtol=1e-5, atol=1e-6)
+    results = predictor.predict_rows(rows[:2])
+    assert [p.source for p in results] == ["1", "2"] and set(results.predictions[0].probabilities) == {"a", "b"}
+    with pytest.raises(DataError, match="expects"):
+        predictor.predict_proba_rows(rows[:, :3])
+    with pytest.raises(DataError, match="tabular model"):
+        predictor.predict_texts(["hello"])
+
+
+def test_evaluate_matches_scikit_learn(tabular_run):
+    result, test = tabular_run
+    report, skipped = evaluate(result.run_dir, test)
+    predictor = load_predictor(result.run_dir)
+    found = read_feature_table(test)
+    truth = found.labels.aligned_to(predictor.label_names).targets
+    predicted = predictor.predict_rows(found.features)
+    chosen = np.array([[name in p.labels for name in predictor.label_names] for p in predicted])
+    assert skipped == {}
+    assert report.hamming_loss == pytest.approx(hamming_loss(truth, chosen))
+    assert report.micro_f1 == pytest.approx(f1_score(truth, chosen, average="micro"))
+    assert report.hamming_loss < 0.15
+
+
+def test_cli_train_evaluate_predict(tabular_run, tmp_path):
+    _, test = tabular_run
+    train = test.parent / "sep-train.arff"
+    out = tmp_path / "run"
+    done = runner.invoke(app, ["train", str(train), "--out", str(out), "--epochs", "2", "--batch-size", "32"])
+    assert done.exit_code == 0, done.output
+    assert (out / "artifact" / "tagnet.json").is_file()
+    report_file = tmp_path / "report.json"
+    done = runner.invoke(app, ["evaluate", str(out), str(test), "--json", str(report_file)])
+    assert done.exit_code == 0, done.output
+    assert 0 <= json.loads(report_file.read_text())["hamming_loss"] <= 1
+    predictions = tmp_path / "p.csv"
+    done = runner.invoke(app, ["predict", str(out), str(test), "--output", str(predictions)])
+    assert done.exit_code == 0, done.output
+    assert len(predictions.read_text().splitlines()) == 61
+
+
+def test_options_that_do_not_apply_to_tables(tmp_path):
+    with pytest.raises(ConfigError, match="no_header"):
+        train_vectors(tmp_path / "x.arff", modality="tabular", out_dir=tmp_path / "run",
+                      read_options={"no_header": True}, progress=False)
+    with pytest.raises(ConfigError, match="does not take tabular"):
+        train_vectors(tmp_path / "x.arff", modality="tabular", out_dir=tmp_path / "run",
+                      config=TrainConfig(backbone="seed_cnn"), progress=False)
+
+
+def test_cli_trains_on_a_csv_feature_table(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    lines = ["id,x0,x1,x2,a,b"] + [f"r{i},{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{int(r[0] > 0)},{int(r[1] > 0)}"
+                                   for i, r in enumerate(x)]
+    table = _write(tmp_path / "table.csv", "\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    done = runner.invoke(app, ["train", str(table), "--tabular", "--label-columns", "a,b", "--out", str(out),
+                               "--epochs", "2"])
+    assert done.exit_code == 0, done.output
+    extra = load_artifact(out).meta["extra"]
+    assert extra["feature_names"] == ["x0", "x1", "x2"] and extra["id_column"] is None
+    report, _ = evaluate(out, table)  # labels and features found by the model's column names
+    assert report.per_label[0]["support"] + report.per_label[1]["support"] == int((x[:, :2] > 0).sum())

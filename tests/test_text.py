@@ -1,0 +1,210 @@
+"""Tests of text inputs: reading a text column, the offline MiniLM encoder and its cache, text train/predict/evaluate."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+from typer.testing import CliRunner
+
+from tagnet.cli import app
+from tagnet.config import TrainConfig
+from tagnet.data.labels import read_labels_with_texts
+from tagnet.errors import ConfigError, DataError
+from tagnet.evaluate import evaluate
+from tagnet.models import create_model
+from tagnet.models.text import cached_embeddings, encode_texts, package_model_dir
+from tagnet.predict import load_predictor
+from tagnet.predict_vectors import VectorPredictor
+from tagnet.train_vectors import train_vectors
+
+LABELS = ["food", "sport", "weather"]
+PARTS = {
+    "food": ["the pizza was delicious", "we cooked pasta with garlic", "fresh bread and cheese for lunch",
+             "this soup tastes amazing", "I baked a chocolate cake"],
+    "sport": ["the striker scored a goal", "our team won the match", "she ran a marathon today",
+              "the tennis final went to five sets", "he swims laps every morning"],
+    "weather": ["heavy rain all afternoon", "it is sunny and warm", "a storm is coming tonight",
+                "snow covered the streets", "strong wind and cold fog"],
+}
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Everything here must work offline: any attempt to connect fails loudly."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tagnet tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def _examples(seed: int) -> list[tuple[str, list[int]]]:
+    """Sentences about one or two topics, with the indices (lines of labels.txt) of their labels."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(24):
+        first = LABELS[k % 3]
+        text = PARTS[first][rng.integers(5)]
+        labels = [LABELS.index(first)]
+        if k % 4 == 0:
+            second = LABELS[(k + 1) % 3]
+            text += " and " + PARTS[second][rng.integers(5)]
+            labels.append(LABELS.index(second))
+        out.append((text, labels))
+    return out
+
+
+def _goemotions_layout(path, examples):
+    """No header; text, comma-separated label ids, comment id (the GoEmotions release layout)."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, delimiter="\t")
+        for n, (text, labels) in enumerate(examples):
+            writer.writerow([text, ",".join(map(str, labels)), f"c{n}"])
+    return path
+
+
+def test_read_goemotions_layout_with_options(tmp_path):
+    names = tmp_path / "labels.txt"
+    names.write_text("\n".join(LABELS) + "\n")
+    path = _goemotions_layout(tmp_path / "train.tsv", [('he said "hi", then left', [0, 2]), ("rain", [2])])
+    table, texts = read_labels_with_texts(path, "0", no_header=True, label_names_file=names, id_column="2")
+    assert texts == ['he said "hi", then left', "rain"]
+    assert table.items == ["c0", "c1"] and table.label_names == LABELS
+    np.testing.assert_array_equal(table.targets, [[1, 0, 1], [0, 0, 1]])
+    table, _ = read_labels_with_texts(path, "0", no_header=True, label_names_file=names)
+    assert table.items == texts  # without an id column the text is the item
+
+
+def test_read_text_column_of_csv_onehot_and_jsonl(tmp_path):
+    tags = tmp_path / "tags.csv"
+    tags.write_text("text,labels\ngood food,food\nrainy match,sport weather\n")
+    table, texts = read_labels_with_texts(tags, "text")
+    assert texts == ["good food", "rainy match"] and table.label_sets() == [["food"], ["sport", "weather"]]
+    onehot = tmp_path / "onehot.csv"
+    onehot.write_text("id,text,food,sport\n1,good food,1,0\n2,a goal,0,1\n")
+    table, texts = read_labels_with_texts(onehot, "text")
+    assert table.label_names == ["food", "sport"] and table.items == ["1", "2"] and texts == ["good food", "a goal"]
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text('{"text": "good food", "labels": ["food"]}\n{"text": "a goal", "labels": ["sport"]}\n')
+    table, texts = read_labels_with_texts(jsonl, "text")
+    assert table.items == texts == ["good food", "a goal"]
+    with pytest.raises(DataError, match="no column 'body' for the text"):
+        read_labels_with_texts(tags, "body")
+    with pytest.raises(DataError, match="must hold a string"):
+        jsonl.write_text('{"id": 1, "text": 5, "labels": ["food"]}\n')
+        read_labels_with_texts(jsonl, "text")
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return create_model("minilm_l6", num_labels=2).backbone
+
+
+def test_encoder_matches_sentence_transformers(encoder):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    texts = ["the pizza was delicious", "a storm is coming tonight", "ok", PARTS["sport"][3] * 3]
+    reference = sentence_transformers.SentenceTransformer(str(package_model_dir()), device="cpu",
+                                                          local_files_only=True).encode(texts)
+    ours = encode_texts(encoder, texts, batch_size=2).numpy()
+    assert ours.shape == (4, 384)
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_embeddings_are_cached_on_disk(encoder, tmp_path, monkeypatch):
+    texts = ["snow covered the streets", "our team won the match"]
+    first = cached_embeddings(encoder, texts, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("text-embeddings-*.safetensors"))) == 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("encoded again instead of reading the cache")
+
+    monkeypatch.setattr("tagnet.models.text.encode_texts", fail)
+    np.testing.assert_array_equal(cached_embeddings(encoder, texts, cache_dir=tmp_path).numpy(), first.numpy())
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("text")
+    (folder / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    train = _goemotions_layout(folder / "train.tsv", _examples(0))
+    val = _goemotions_layout(folder / "dev.tsv", _examples(1))
+    config = TrainConfig(epochs=15, lr=3e-2, batch_size=24, patience=15, finetune=True, finetune_epochs=1,
+                         precision="32-true")
+    options = {"no_header": True, "label_names_file": folder / "labels.txt", "id_column": "2"}
+    result = train_vectors(train, modality="text", text_column="0", val_labels=val, out_dir=folder / "run",
+                           config=config, read_options=options, progress=False)
+    return result, val
+
+
+@pytest.fixture(scope="module")
+def predictor(text_run):
+    return load_predictor(text_run[0].run_dir)
+
+
+def test_text_run_files_and_artifact(text_run):
+    result, _ = text_run
+    for name in ("metrics.csv", "metrics.json", "config.json", "run.json", "val_predictions.csv"):
+        assert (result.run_dir / name).is_file(), name
+    phases = {row["phase"] for row in csv.DictReader((result.run_dir / "metrics.csv").open())}
+    assert phases == {"head", "finetune"}
+    meta = json.loads((result.artifact_dir / "tagnet.json").read_text())
+    assert meta["model"]["name"] == "minilm_l6"
+    assert meta["extra"]["modality"] == "text" and meta["extra"]["text_column"] == "0"
+    assert json.loads((result.run_dir / "config.json").read_text())["finetune_lr"] == 5e-5
+    assert result.report.mAP > 0.8
+
+
+def test_predictor_labels_new_texts(predictor):
+    assert isinstance(predictor, VectorPredictor)
+    found = predictor.predict_texts(["we had pasta and cheese", "the goal in the last minute won the match"])
+    assert found.predictions[0].source == "we had pasta and cheese"
+    assert "food" in found.predictions[0].labels and "sport" in found.predictions[1].labels
+    with pytest.raises(DataError, match="text model"):
+        predictor.predict_rows(np.zeros((1, 3)))
+
+
+def test_loaded_artifact_reproduces_validation_probabilities(text_run, predictor):
+    result, val = text_run
+    rows = list(csv.DictReader((result.run_dir / "val_predictions.csv").open()))
+    saved = np.array([[float(row[f"prob_{name}"]) for name in LABELS] for row in rows])
+    texts = [line.split("\t")[0] for line in val.read_text().splitlines()]
+    np.testing.assert_allclose(predictor.predict_proba_texts(texts), saved, atol=1e-4)
+
+
+def test_evaluate_uses_the_training_read_options(text_run, predictor):
+    _, val = text_run
+    report, skipped = evaluate(predictor, val)
+    texts = [line.split("\t")[0] for line in val.read_text().splitlines()]
+    truth = np.array([[str(j) in line.split("\t")[1].split(",") for j in range(3)] for line in val.read_text().splitlines()])
+    chosen = np.array([[name in p.labels for name in LABELS] for p in predictor.predict_texts(texts)])
+    assert skipped == {}
+    assert report.micro_f1 == pytest.approx(f1_score(truth, chosen, average="micro"))
+
+
+def test_cli_predict_text_and_text_file(text_run, tmp_path):
+    result, _ = text_run
+    out = tmp_path / "p.json"
+    done = runner.invoke(app, ["predict", str(result.run_dir), "--text", "heavy snow and wind", "--output", str(out)])
+    assert done.exit_code == 0, done.output
+    assert "weather" in json.loads(out.read_text())["predictions"][0]["labels"]
+    lines = tmp_path / "texts.txt"
+    lines.write_text("a sunny day\n\nI love fresh bread\n")
+    done = runner.invoke(app, ["predict", str(result.run_dir), "--text-file", str(lines), "--output", str(out)])
+    assert done.exit_code == 0, done.output
+    assert [p["source"] for p in json.loads(out.read_text())["predictions"]] == [f"{lines}:1", f"{lines}:2"]
+
+
+def test_text_options_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="--text-column"):
+        train_vectors(tmp_path / "x.tsv", modality="text", out_dir=tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="label_count"):
+        train_vectors(tmp_path / "x.tsv", modality="text", text_column="text", out_dir=tmp_path / "run",
+                      read_options={"label_count": 2}, progress=False)
