@@ -278,6 +278,6 @@ def resume_training(run_dir: str | Path, *, console: Console | None = None, prog
 
         return train_vectors(run["labels"], modality=run["modality"], text_column=run.get("text_column"),
                              val_labels=run.get("val_labels"), out_dir=run_dir, config=config,
-                             read_options=run["read_options"], console=console, progress=progress)
+                             read_options=run["read_options"], console=console, progress=progress, resume=True)
     return train(run["labels"], images_dir=run["images_dir"], val_labels=run["val_labels"], out_dir=run_dir,
                  config=config, read_options=run["read_options"], console=console, progress=progress, resume=True)
