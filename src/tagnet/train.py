@@ -56,13 +56,28 @@ def validation_score(targets: np.ndarray, probs: np.ndarray, known: np.ndarray) 
     return {"mAP": report.mAP, "micro_f1": report.micro_f1, "macro_f1": report.macro_f1}
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=float))
     os.replace(tmp, path)
 
 
-def _uses_feature_cache(config: TrainConfig) -> bool:
+def start_run(out_dir: str | Path, *, seed: int, resume: bool) -> tuple[Path, bool]:
+    """Create the run folder (a fresh run clears old per-epoch metrics and checkpoints) and seed everything.
+
+    Returns (run folder, whether this process writes files: False on non-zero ranks of a distributed run).
+    """
+    run_dir = Path(out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    main = is_main_process()
+    if main and not resume:
+        (run_dir / "metrics.csv").unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    L.seed_everything(seed, verbose=False)
+    return run_dir, main
+
+
+def uses_feature_cache(config: TrainConfig) -> bool:
     return config.pretrained and config.backbone != "seed_cnn"
 
 
@@ -167,13 +182,7 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
     console = console or Console(stderr=True)
     read_options = dict(read_options or {})
     started = time.perf_counter()
-    run_dir = Path(out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    main = is_main_process()
-    if main and not resume:
-        (run_dir / "metrics.csv").unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    L.seed_everything(config.seed, verbose=False)
+    run_dir, main = start_run(out_dir, seed=config.seed, resume=resume)
 
     table = read_labels(labels, **read_options)
     train_table, val_table = _split(table, val_labels, config, read_options)
@@ -184,8 +193,8 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
                          image_size=config.image_size)
     resolved = config.updated(image_size=model.preprocess.image_size)
     if main:
-        _write_json(run_dir / "config.json", resolved.to_dict())
-        _write_json(run_dir / "run.json", {
+        write_json(run_dir / "config.json", resolved.to_dict())
+        write_json(run_dir / "run.json", {
             "labels": str(Path(labels).resolve()), "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
             "images_dir": str(Path(images_dir).resolve()) if images_dir else None,
             "read_options": {k: str(v) if isinstance(v, Path) else v for k, v in read_options.items()},
@@ -208,7 +217,7 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
     loss = make_loss(config, label_frequency=train_part[1].mean(axis=0))
     precision = default_precision(config)
     norm = (model.preprocess.mean, model.preprocess.std)
-    if _uses_feature_cache(config):
+    if uses_feature_cache(config):
         train_loader, val_loader = _feature_loaders(model, cache, train_part, val_part, config=config,
                                                     console=console, cache_dir=cache_dir)
         head = MultiLabelModule(model.head, loss, lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
@@ -248,14 +257,14 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
                                  config=resolved.to_dict(), metrics=report.summary(),
                                  extra={"modality": "image", "best_epoch": result.best_epoch, "skipped_images": len(skipped)})
     seconds = time.perf_counter() - started
-    _write_json(run_dir / "metrics.json", {"validation": report.to_dict(), "best_epoch": result.best_epoch,
+    write_json(run_dir / "metrics.json", {"validation": report.to_dict(), "best_epoch": result.best_epoch,
                                            "seconds": round(seconds, 1), "skipped": skipped})
     val_items = [val_table.items[i] for i in val_part[0] - len(train_table)]
-    _write_validation_predictions(run_dir / "val_predictions.csv", val_items, table.label_names, val)
+    write_validation_predictions(run_dir / "val_predictions.csv", val_items, table.label_names, val)
     return TrainResult(run_dir, artifact_dir, report, thresholds, skipped, seconds)
 
 
-def _write_validation_predictions(path: Path, items: list[str], label_names: list[str], val: dict) -> None:
+def write_validation_predictions(path: Path, items: list[str], label_names: list[str], val: dict) -> None:
     """One row per validation item: its true labels (-1 unknown) and each label's probability."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)

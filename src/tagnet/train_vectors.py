@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import copy
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from rich.console import Console
@@ -23,7 +21,7 @@ from tagnet.data.split import split_table
 from tagnet.data.table import LabelTable
 from tagnet.data.tabular import fit_standardization, read_feature_table, standardize
 from tagnet.data.text import PadCollate, TokenDataset
-from tagnet.engine.fit import default_precision, is_main_process, run_phase
+from tagnet.engine.fit import default_precision, run_phase
 from tagnet.engine.module import MultiLabelModule
 from tagnet.errors import ConfigError, DataError
 from tagnet.losses import make_loss
@@ -32,7 +30,7 @@ from tagnet.models import TagnetModel, create_model
 from tagnet.models.mlp import DEFAULT_HIDDEN, MLP
 from tagnet.models.text import TEXT_ENCODERS, cached_embeddings
 from tagnet.thresholds import fit_thresholds
-from tagnet.train import TrainResult, _write_json, _write_validation_predictions, validation_score
+from tagnet.train import TrainResult, start_run, validation_score, write_json, write_validation_predictions
 
 MODALITIES = ("text", "tabular")
 # read options that apply to feature tables; every other label-file option applies to text files only
@@ -169,13 +167,7 @@ def train_vectors(labels: str | Path, *, modality: str, text_column: str | int |
     console = console or Console(stderr=True)
     read_options = _set_options(dict(read_options or {}))
     started = time.perf_counter()
-    run_dir = Path(out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    main = is_main_process()
-    if main and not resume:
-        (run_dir / "metrics.csv").unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    L.seed_everything(config.seed, verbose=False)
+    run_dir, main = start_run(out_dir, seed=config.seed, resume=resume)
 
     data = read_vector_data(labels, modality=modality, text_column=text_column, read_options=read_options)
     names = data.table.label_names
@@ -193,8 +185,8 @@ def train_vectors(labels: str | Path, *, modality: str, text_column: str | int |
     if modality == "text" and val_data.embeddings is None:
         val_data.embeddings = _embed(model, val_data.texts, config=config, run_dir=run_dir, progress=progress, console=console)
     if main:
-        _write_json(run_dir / "config.json", config.to_dict())
-        _write_json(run_dir / "run.json", {
+        write_json(run_dir / "config.json", config.to_dict())
+        write_json(run_dir / "run.json", {
             "labels": str(Path(labels).resolve()), "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
             "text_column": text_column, "modality": modality,
             "read_options": _json_options(read_options)})
@@ -231,9 +223,9 @@ def train_vectors(labels: str | Path, *, modality: str, text_column: str | int |
                                  config=config.to_dict(), metrics=report.summary(),
                                  extra={"modality": modality, "best_epoch": result.best_epoch, **extra})
     seconds = time.perf_counter() - started
-    _write_json(run_dir / "metrics.json", {"validation": report.to_dict(), "best_epoch": result.best_epoch,
+    write_json(run_dir / "metrics.json", {"validation": report.to_dict(), "best_epoch": result.best_epoch,
                                            "seconds": round(seconds, 1), "skipped": {}})
-    _write_validation_predictions(run_dir / "val_predictions.csv", val_data.table.items, names, val)
+    write_validation_predictions(run_dir / "val_predictions.csv", val_data.table.items, names, val)
     return TrainResult(run_dir, artifact_dir, report, thresholds, {}, seconds)
 
 

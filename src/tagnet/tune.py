@@ -22,7 +22,7 @@ from tagnet.data.labels import read_labels, write_labels
 from tagnet.data.split import split_table
 from tagnet.data.table import LabelTable
 from tagnet.errors import ConfigError, DataError
-from tagnet.train import _uses_feature_cache, train
+from tagnet.train import uses_feature_cache, train
 
 STUDY_NAME = "tagnet"
 LOSSES = ("bce", "weighted_bce", "focal", "asl")
@@ -91,7 +91,7 @@ def _suggest_float(trial: optuna.Trial, name: str) -> float:
 
 def trains_on_images(config: TrainConfig) -> bool:
     """True when training feeds (augmented) images to the network, False when only a head learns on cached features."""
-    return config.finetune or not _uses_feature_cache(config)
+    return config.finetune or not uses_feature_cache(config)
 
 
 def _base_params(base: TrainConfig, backbones: Sequence[str]) -> dict[str, Any]:
