@@ -1,5 +1,6 @@
 """Shared fixtures: the read-only real data sets next to the repository."""
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,14 @@ def tiny_run(synthetic_data, tmp_path_factory):
     config = TrainConfig(backbone="seed_cnn", pretrained=False, image_size=32, epochs=2, batch_size=16)
     return train(synthetic_data.labels_csv, images_dir=synthetic_data.images_dir,
                  out_dir=tmp_path_factory.mktemp("tiny_run"), config=config, progress=False)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to connect fails loudly: for tests that must prove tagnet works offline."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tagnet tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 
 import numpy as np
 import pytest
@@ -21,15 +20,7 @@ from tagnet.models.weights import read_state_dict
 SIZE = 64
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Every test here must work offline: any attempt to connect fails loudly."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("tagnet tried to use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")  # every test here must work offline
 
 
 def _images(n: int = 2, size: int = SIZE) -> torch.Tensor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -34,15 +33,7 @@ PARTS = {
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Everything here must work offline: any attempt to connect fails loudly."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("tagnet tried to use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")  # every test here must work offline
 
 
 def _examples(seed: int) -> list[tuple[str, list[int]]]:
