@@ -74,3 +74,14 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     assert result.predictions_file.is_file() and len(result.predictions) == 5
     assert (result.train.artifact_dir / "model.safetensors").is_file()
     assert result.test_report.n_items == 30 and result.test_report.mAP > 0.5
+
+
+def test_predict_runtime_choice(tiny_run, synthetic_data, monkeypatch, capsys):
+    image = str(synthetic_data.images_dir / "00000.png")
+    result = runner.invoke(app, ["predict", str(tiny_run.run_dir), image, "--runtime", "torch"])
+    assert result.exit_code == 0, result.output
+    monkeypatch.setattr(sys, "argv", ["tagnet", "predict", str(tiny_run.run_dir), image, "--runtime", "onnx"])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "model.onnx" in err and "Traceback" not in err

@@ -46,6 +46,10 @@ DelimiterOpt = Annotated[Optional[str], typer.Option(
     "--delimiter", help="CSV field delimiter (default: tab for .tsv, else sniffed)")]
 
 
+RuntimeOpt = Annotated[str, typer.Option(
+    "--runtime", help="auto (ONNX Runtime when the artifact has a model.onnx from `tagnet export`), torch or onnx")]
+
+
 def read_options(*, format: str | None = None, id_column: str | None = None, labels_column: str | None = None,
                  separator: str | None = None, label_columns: str | None = None,
                  label_names: Path | None = None, labels_are_indices: bool = False,
@@ -245,12 +249,13 @@ def predict_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     text: Annotated[Optional[list[str]], typer.Option("--text", help="text model: a text to label (repeatable)")] = None,
     text_file: Annotated[Optional[Path], typer.Option("--text-file", help="text model: a UTF-8 file, one text per line")] = None,
+    runtime: RuntimeOpt = "auto",
 ) -> None:
     """Predict labels of new images (or texts, or feature rows); unreadable files are reported and skipped."""
     from tagnet.data.images import find_images
     from tagnet.predict import Predictor, load_predictor, render_predictions
 
-    predictor = load_predictor(artifact, batch_size=batch_size)
+    predictor = load_predictor(artifact, batch_size=batch_size, runtime=runtime)
     if text or text_file:
         results = predictor.predict_texts(text) if text else predictor.predict_paths([text_file])
     elif isinstance(predictor, Predictor):
@@ -282,9 +287,6 @@ def settings_command() -> None:
         table.add_row(*row)
     Console().print(table)
 
-
-RuntimeOpt = Annotated[str, typer.Option(
-    "--runtime", help="auto (ONNX Runtime when the artifact has a model.onnx from `tagnet export`), torch or onnx")]
 
 
 @app.command("export")

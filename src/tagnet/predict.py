@@ -226,12 +226,17 @@ class Predictor:
         return self.results(stacked, sources=sources, errors=errors)
 
 
-def load_predictor(path: str | Path, **options) -> Predictor:
-    """The predictor for an artifact's modality (image: Predictor; text/tabular: tagnet.predict_vectors)."""
+def load_predictor(path: str | Path, *, batch_size: int = 32, runtime: str = "auto") -> Predictor:
+    """The predictor for an artifact's modality (image: Predictor; text/tabular: tagnet.predict_vectors).
+
+    Raises ConfigError when `runtime="onnx"` is asked of a text or tabular model (they run on PyTorch).
+    """
     artifact = load_artifact(path)
     modality = artifact.meta.get("extra", {}).get("modality", "image")
     if modality == "image":
-        return Predictor(artifact, **options)
+        return Predictor(artifact, batch_size=batch_size, runtime=runtime)
+    if runtime == "onnx":
+        raise ConfigError(f"{artifact.path} is a {modality} model; only image models run on ONNX Runtime")
     from tagnet.predict_vectors import VectorPredictor
 
-    return VectorPredictor(artifact, **options)
+    return VectorPredictor(artifact, batch_size=batch_size)
