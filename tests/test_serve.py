@@ -3,9 +3,7 @@
 import asyncio
 import base64
 import io
-import json
 import re
-import shutil
 import sys
 
 import numpy as np
@@ -14,9 +12,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tagnet.cli import main
-from tagnet.errors import ConfigError
 from tagnet.predict import Predictor
-from tagnet.serve import create_app, run_server
+from tagnet.serve import create_app
 from tagnet.serve.batching import MicroBatcher
 
 MAX_BYTES = 200_000
@@ -207,15 +204,6 @@ def test_page_and_docs(client):
     assert {"/predict", "/labels", "/health", "/metrics"} <= set(spec["paths"])
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(body)
-
-
-def test_only_image_models_are_served(tiny_run, tmp_path):
-    folder = tmp_path / "tabular"
-    shutil.copytree(tiny_run.artifact_dir, folder)
-    meta = json.loads((folder / "tagnet.json").read_text())
-    (folder / "tagnet.json").write_text(json.dumps({**meta, "extra": {"modality": "tabular"}}))
-    with pytest.raises(ConfigError, match="is a tabular model; tagnet serve serves image models only"):
-        run_server(folder)
 
 
 def test_cli_serve_reports_a_bad_runtime(tiny_run, monkeypatch, capsys):

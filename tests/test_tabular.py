@@ -227,3 +227,23 @@ def test_cli_trains_on_a_csv_feature_table(tmp_path):
     assert extra["feature_names"] == ["x0", "x1", "x2"] and extra["id_column"] is None
     report, _ = evaluate(out, table)  # labels and features found by the model's column names
     assert report.per_label[0]["support"] + report.per_label[1]["support"] == int((x[:, :2] > 0).sum())
+
+
+def test_server_answers_json_feature_rows(tabular_run):
+    from fastapi.testclient import TestClient
+
+    from tagnet.serve.vectors import create_vector_app
+
+    predictor = load_predictor(tabular_run[0].run_dir)
+    client = TestClient(create_vector_app(predictor))
+    rows = [[3.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    answer = client.post("/predict", json={"rows": rows})
+    assert answer.status_code == 200
+    expected = predictor.predict_rows(np.array(rows)).to_dicts()
+    got = answer.json()["predictions"]
+    assert [p["labels"] for p in got] == [p["labels"] for p in expected]
+    assert got[0]["probabilities"] == pytest.approx(expected[0]["probabilities"])
+    assert client.get("/labels").json()["labels"] == predictor.label_names
+    assert client.post("/predict", json={"texts": ["a"]}).status_code == 400
+    assert client.post("/predict", json={"rows": [[1.0, 2.0]]}).status_code == 400  # 2 features, model has 4
+    assert client.post("/predict", json={"rows": [[1.0, 2.0, 3.0, 4.0]]}).status_code == 200  # still serving

@@ -199,3 +199,17 @@ def test_text_options_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="label_count"):
         train_vectors(tmp_path / "x.tsv", modality="text", text_column="text", out_dir=tmp_path / "run",
                       read_options={"label_count": 2}, progress=False)
+
+
+def test_server_answers_json_texts(predictor):
+    from fastapi.testclient import TestClient
+
+    from tagnet.serve.vectors import create_vector_app
+
+    client = TestClient(create_vector_app(predictor))
+    answer = client.post("/predict", json={"texts": ["we had pasta and cheese"]})
+    assert answer.status_code == 200
+    assert "food" in answer.json()["predictions"][0]["labels"]
+    assert client.post("/predict", json={"texts": [3]}).status_code == 400
+    assert client.post("/predict", json={"rows": [[1.0]]}).status_code == 400
+    assert client.get("/health").json()["status"] == "ok"

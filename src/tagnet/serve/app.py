@@ -24,7 +24,7 @@ from starlette.datastructures import UploadFile
 
 import tagnet
 from tagnet.errors import ConfigError, DataError, ModelError
-from tagnet.predict import Predictor
+from tagnet.predict import Predictor, load_predictor
 from tagnet.serve.batching import MicroBatcher
 from tagnet.serve.stats import ServerStats
 
@@ -319,7 +319,7 @@ def keep_memory_flat() -> None:
 
 def run_server(artifact: str | Path, *, host: str = "127.0.0.1", port: int = 8000, runtime: str = "auto",
                batch_size: int = 32, **app_options: Any) -> None:
-    """Serve an image artifact with uvicorn until interrupted.
+    """Serve an artifact with uvicorn until interrupted (images: create_app; text/tabular: create_vector_app).
 
     Args:
         artifact: run folder or artifact folder.
@@ -327,12 +327,15 @@ def run_server(artifact: str | Path, *, host: str = "127.0.0.1", port: int = 800
         runtime, batch_size: passed to Predictor ("auto" uses ONNX Runtime when model.onnx is there).
         app_options: create_app's limits (max_upload_bytes, batch_window_ms, max_images, max_pixels).
     Raises:
-        ConfigError: the artifact is not an image model, or a bad runtime.
+        ConfigError: a bad runtime.
     """
-    predictor = Predictor(artifact, batch_size=batch_size, runtime=runtime)
-    modality = predictor.artifact.meta.get("extra", {}).get("modality", "image")
-    if modality != "image":
-        raise ConfigError(f"{predictor.artifact.path} is a {modality} model; tagnet serve serves image models only")
+    predictor = load_predictor(artifact, batch_size=batch_size, runtime=runtime)
+    if isinstance(predictor, Predictor):
+        app = create_app(predictor, **app_options)
+    else:  # text and tabular models: JSON in, no web page
+        from tagnet.serve.vectors import create_vector_app
+
+        app = create_vector_app(predictor)
     keep_memory_flat()
-    print(f"serving {predictor.artifact.path} ({predictor.runtime}) on http://{host}:{port}/ (API docs at /docs)")
-    uvicorn.run(create_app(predictor, **app_options), host=host, port=port, log_level="info")
+    print(f"serving {predictor.artifact.path} on http://{host}:{port}/ (API docs at /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="info")

@@ -1,0 +1,66 @@
+"""HTTP API for text and tabular models: POST /predict with JSON texts or feature rows."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from fastapi import Body, FastAPI, HTTPException
+
+import tagnet
+from tagnet.errors import DataError
+from tagnet.predict_vectors import VectorPredictor
+
+MAX_ITEMS = 256
+
+
+def create_vector_app(predictor: VectorPredictor, *, max_items: int = MAX_ITEMS) -> FastAPI:
+    """The FastAPI app serving a text or tabular model.
+
+    POST /predict takes `{"texts": ["...", ...]}` (text model) or `{"rows": [[x0, x1, ...], ...]}` in the
+    model's feature order (tabular model) and answers every label's probability and the predicted set;
+    GET /labels and /health as for images. Bad bodies get 400 with a JSON message.
+    """
+    key = "texts" if predictor.modality == "text" else "rows"
+    model_name = predictor.artifact.meta["model"]["name"]
+    app = FastAPI(title="tagnet", version=tagnet.__version__,
+                  description=f"Multi-label {predictor.modality} classifier ({model_name}, "
+                              f"labels: {', '.join(predictor.label_names)}).")
+
+    @app.post("/predict")
+    async def predict(body: Any = Body(..., examples=[{key: ["thanks, you made my day"] if key == "texts" else [[0.1, 2.0]]}])) -> dict:
+        """Labels of one or more texts or feature rows: every label's probability and the predicted set."""
+        items = body.get(key) if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            raise HTTPException(400, f'a {predictor.modality} model needs a JSON body {{"{key}": [...]}} with at least one item')
+        if len(items) > max_items:
+            raise HTTPException(400, f"{len(items)} items in one request; at most {max_items}")
+        try:
+            if key == "texts":
+                if not all(isinstance(t, str) for t in items):
+                    raise DataError('every entry of "texts" must be a string')
+                results = await asyncio.to_thread(predictor.predict_texts, items)
+            else:
+                rows = np.asarray(items, dtype=np.float64)
+                if rows.ndim != 2:
+                    raise DataError('"rows" must be a list of equally long lists of numbers')
+                results = await asyncio.to_thread(predictor.predict_rows, rows)
+        except (DataError, ValueError, TypeError) as exc:
+            raise HTTPException(400, str(exc)) from None
+        return {"predictions": results.to_dicts()}
+
+    @app.get("/labels")
+    async def labels() -> dict:
+        """The model's labels with their decision thresholds."""
+        thresholds = predictor.artifact.thresholds
+        return {"labels": predictor.label_names, "thresholds": thresholds.values, "threshold_mode": thresholds.mode,
+                "top_k": thresholds.top_k, "modality": predictor.modality}
+
+    @app.get("/health")
+    async def health() -> dict:
+        """Liveness: the model served."""
+        return {"status": "ok", "model": model_name, "runtime": "torch", "labels": len(predictor.label_names),
+                "version": tagnet.__version__}
+
+    return app
