@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from tagnet.artifact import WEIGHTS_FILE, Artifact, load_artifact
-from tagnet.data.images import load_image, normalize_batch
+from tagnet.data.images import load_image, normalize_batch, to_model_size
 from tagnet.errors import ArtifactError, ConfigError, DataError
 from tagnet.thresholds import apply_thresholds
 
@@ -176,7 +176,7 @@ class Predictor:
         """A PIL image or HxWx3 array -> uint8 (size, size, 3) exactly as the training cache stores it."""
         if isinstance(image, np.ndarray):
             image = Image.fromarray(image)
-        return np.asarray(image.convert("RGB").resize((self.image_size, self.image_size), Image.BILINEAR), dtype=np.uint8)
+        return to_model_size(image, self.image_size)
 
     @torch.inference_mode()
     def predict_proba(self, images: np.ndarray) -> np.ndarray:

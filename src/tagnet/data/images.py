@@ -21,12 +21,17 @@ from tagnet.errors import DataError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
+def to_model_size(image: Image.Image, size: int) -> np.ndarray:
+    """The one resize of every image, in training, prediction and serving: RGB uint8 (size, size, 3)."""
+    return np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.uint8)
+
+
 def load_image(path: str | Path, size: int) -> np.ndarray:
     """Decode one image file to an RGB uint8 (size, size, 3) array; raises DataError if unreadable."""
     try:
         with Image.open(path) as image:
             image.draft("RGB", (size, size))  # JPEG: decode at reduced scale when much larger
-            return np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.uint8)
+            return to_model_size(image, size)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
@@ -53,11 +58,6 @@ class ImageCache:
     paths: list[Path]
     failures: dict[int, str]
     key: str = ""
-
-    @property
-    def ok_rows(self) -> np.ndarray:
-        """Rows whose image decoded."""
-        return np.array([i for i in range(len(self.paths)) if i not in self.failures], dtype=np.int64)
 
 
 def _cache_key(paths: Sequence[Path], size: int) -> str:
