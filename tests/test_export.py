@@ -127,12 +127,6 @@ def test_export_refuses_bad_requests_and_failed_parity(tiny_run, tmp_path):
     with pytest.raises(ModelError, match="differ by up to .* Nothing was written"):
         export_onnx(tiny_run.artifact_dir, out=tmp_path / "model.onnx", tolerance=-1.0)
     assert list(tmp_path.iterdir()) == []
-    text_model = tmp_path / "text"
-    shutil.copytree(tiny_run.artifact_dir, text_model)
-    meta = json.loads((text_model / "tagnet.json").read_text())
-    (text_model / "tagnet.json").write_text(json.dumps({**meta, "extra": {"modality": "text"}}))
-    with pytest.raises(ConfigError, match="is a text model; ONNX export supports image models only"):
-        export_onnx(text_model)
 
 
 def test_cli_export_reports_parity(exported, monkeypatch, capsys, tmp_path):

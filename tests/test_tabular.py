@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -247,3 +248,36 @@ def test_server_answers_json_feature_rows(tabular_run):
     assert client.post("/predict", json={"texts": ["a"]}).status_code == 400
     assert client.post("/predict", json={"rows": [[1.0, 2.0]]}).status_code == 400  # 2 features, model has 4
     assert client.post("/predict", json={"rows": [[1.0, 2.0, 3.0, 4.0]]}).status_code == 200  # still serving
+
+
+def test_export_tabular_model_to_onnx_with_standardisation_inside(tabular_run, tmp_path):
+    import onnxruntime
+    from fastapi.testclient import TestClient
+
+    from tagnet.export import export_onnx, read_onnx_metadata
+    from tagnet.serve.vectors import create_vector_app
+
+    result, test = tabular_run
+    folder = shutil.copytree(result.artifact_dir, tmp_path / "artifact")
+    report = export_onnx(folder, val_labels=test)
+    on_torch = VectorPredictor(folder, runtime="torch")
+    assert report.parity_max_abs_diff <= 1e-4 and report.tokenizer_path is None
+    assert report.val_map["onnx"] == pytest.approx(evaluate(on_torch, test)[0].mAP, abs=1e-6)
+    meta = read_onnx_metadata(report.onnx_path)
+    assert meta["modality"] == "tabular" and meta["feature_names"] == ["x0", "x1", "x2", "x3"]
+    rows = read_feature_table(test).features[:8].astype(np.float32)
+    rows[0, 1] = np.nan  # a missing value: the training mean, as in PyTorch
+    session = onnxruntime.InferenceSession(str(report.onnx_path), providers=["CPUExecutionProvider"])
+    raw = session.run(["probabilities"], {"features": rows})[0]  # raw values in, no standardisation outside
+    np.testing.assert_allclose(raw, on_torch.predict_proba_rows(rows), atol=1e-5)
+    out = tmp_path / "p.json"
+    done = runner.invoke(app, ["predict", str(folder), str(test), "--runtime", "onnx", "--output", str(out)])
+    assert done.exit_code == 0, done.output
+    expected = on_torch.predict_paths([test]).to_dicts()
+    got = json.loads(out.read_text())["predictions"]
+    assert [p["labels"] for p in got] == [p["labels"] for p in expected]
+    assert got[5]["probabilities"] == pytest.approx(expected[5]["probabilities"], abs=1e-5)
+    client = TestClient(create_vector_app(load_predictor(folder)))
+    assert client.get("/health").json()["runtime"] == "onnx"
+    answer = client.post("/predict", json={"rows": rows[1:3].tolist()}).json()["predictions"]
+    assert answer[0]["probabilities"]["a"] == pytest.approx(float(raw[1, 0]), abs=1e-6)

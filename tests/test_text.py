@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -213,3 +214,33 @@ def test_server_answers_json_texts(predictor):
     assert client.post("/predict", json={"texts": [3]}).status_code == 400
     assert client.post("/predict", json={"rows": [[1.0]]}).status_code == 400
     assert client.get("/health").json()["status"] == "ok"
+
+
+def test_export_text_model_to_onnx_with_its_tokenizer(text_run, predictor, tmp_path):
+    import onnxruntime
+    from tokenizers import Tokenizer
+
+    from tagnet.export import read_onnx_metadata
+
+    result, val = text_run
+    folder = shutil.copytree(result.artifact_dir, tmp_path / "artifact")
+    done = runner.invoke(app, ["export", str(folder), "--quantize", "--val", str(val), "--json", str(tmp_path / "r.json")])
+    assert done.exit_code == 0, done.output
+    assert f"wrote{folder / 'model.tokenizer.json'}" in "".join(done.output.split())  # rich wraps long paths
+    exported = json.loads((tmp_path / "r.json").read_text())
+    assert exported["parity_max_abs_diff"] <= 1e-4 and exported["parity_samples"] == 5
+    torch_map = evaluate(predictor, val)[0].mAP
+    assert exported["val_map"]["onnx"] == pytest.approx(torch_map, abs=1e-3)
+    meta = read_onnx_metadata(folder / "model.onnx")
+    assert meta["modality"] == "text" and meta["label_names"] == LABELS and meta["tokenizer"] == "model.tokenizer.json"
+    # what a deployment without tagnet or PyTorch does: tokenizers + ONNX Runtime, every text padded to one length
+    texts = ["we had pasta and cheese", "ok", "the goal in the last minute won the match and it rained all day"]
+    ids = np.array([e.ids for e in Tokenizer.from_file(str(folder / "model.tokenizer.json")).encode_batch(texts)])
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    probs = session.run(["probabilities"], {"input_ids": ids})[0]
+    np.testing.assert_allclose(probs, predictor.predict_proba_texts(texts), atol=1e-4)
+    on_onnx = load_predictor(folder)
+    assert (on_onnx.runtime, predictor.runtime) == ("onnx", "torch")
+    np.testing.assert_allclose(on_onnx.predict_proba_texts(texts), probs, atol=1e-5)
+    int8 = VectorPredictor(folder, runtime="onnx", onnx_file="model.int8.onnx")
+    assert np.abs(int8.predict_proba_texts(texts) - probs).max() < 0.1

@@ -41,6 +41,11 @@ class Artifact:
     meta: dict[str, Any]
     path: Path
 
+    @property
+    def modality(self) -> str:
+        """What the model takes: "image" (the default), "text" or "tabular" (tagnet.json's extra.modality)."""
+        return self.meta.get("extra", {}).get("modality", "image")
+
 
 def _tagnet_version() -> str:
     try:

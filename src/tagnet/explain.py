@@ -152,7 +152,7 @@ def explain_images(predictor: Predictor, images: Sequence[ImageInput], *, labels
         ModelError: not an image model, or a backbone without convolutional feature maps.
         ConfigError: the grad-cam package is not installed.
     """
-    modality = predictor.artifact.meta.get("extra", {}).get("modality", "image")
+    modality = predictor.artifact.modality
     if modality != "image":
         raise ModelError(f"{predictor.artifact.path} is a {modality} model; heatmaps explain image models only")
     names = list(predictor.label_names)

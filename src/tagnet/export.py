@@ -1,4 +1,4 @@
-"""ONNX export of an artifact: probabilities out, labels and preprocessing inside, checked against PyTorch."""
+"""ONNX export of an image, text or tabular artifact: probabilities out, labels and preprocessing inside, checked against PyTorch."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from torch import nn
 
 import tagnet
 from tagnet.artifact import Artifact, _atomic_write, load_artifact
+from tagnet.data.tabular import standardize
 from tagnet.errors import ConfigError, ModelError
 from tagnet.evaluate import evaluate
-from tagnet.predict import ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT, WEIGHTS_DIGEST_KEY, Predictor, weights_sha256
+from tagnet.predict import ONNX_FILE, ONNX_INPUTS, ONNX_OUTPUT, WEIGHTS_DIGEST_KEY, load_predictor, weights_sha256
 
 try:
     import onnx
@@ -32,9 +33,17 @@ DEFAULT_OPSET = 18
 PARITY_TOLERANCE = 1e-4
 PARITY_BATCH_SIZES = (1, 4)
 INT8_SUFFIX = ".int8.onnx"
-INPUT_DESCRIPTION = ("float32 {name} (batch, 3, {size}, {size}): RGB resized (bilinear) to {size}x{size}, "
-                     "scaled to [0, 1] by x/255, then (x - mean) / std per channel")
+IMAGE_INPUT = ("float32 {name} (batch, 3, {size}, {size}): RGB resized (bilinear) to {size}x{size}, "
+               "scaled to [0, 1] by x/255, then (x - mean) / std per channel")
+TEXT_INPUT = ("int64 {name} (batch, tokens): WordPiece ids from the tokenizer in {tokenizer} (tokenizers.Tokenizer"
+              ".from_file: [CLS] text [SEP], at most {max_tokens} tokens, padded on the right with id {pad_id})")
+TABULAR_INPUT = ("float32 {name} (batch, {count}): raw feature values in feature_names order, NaN for a missing "
+                 "value; the training standardisation is inside the graph")
 OUTPUT_DESCRIPTION = "float32 {name} (batch, {labels}): sigmoid of each label's logit, in label_names order"
+JSON_METADATA = ("label_names", "thresholds", "preprocess", "model", "feature_names")
+TOKENIZER_SUFFIX = ".tokenizer.json"
+SAMPLE_TEXTS = ("Thanks, you made my day!", "ok", "I can't believe they cancelled the show again, this is so "
+                "frustrating and sad.", "What time does the game start tomorrow?", "lol")
 
 
 class _WithSigmoid(nn.Module):
@@ -44,8 +53,35 @@ class _WithSigmoid(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.model(images))
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model(inputs))
+
+
+class _StandardizedWithSigmoid(nn.Module):
+    """Raw feature rows -> (x - mean) / std with NaN -> 0 (as tagnet.data.tabular.standardize) -> probabilities."""
+
+    def __init__(self, model: nn.Module, mean: np.ndarray, std: np.ndarray) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        scaled = (features - self.mean) / self.std
+        return torch.sigmoid(self.model(torch.where(torch.isnan(scaled), torch.zeros_like(scaled), scaled)))
+
+
+@dataclass
+class _Graph:
+    """What one modality exports: the module (inputs -> probabilities), its input, and sample batches with the
+    probabilities PyTorch's predictor gives them (the parity check)."""
+
+    module: nn.Module
+    input_name: str
+    dynamic_axes: dict[int, Any]
+    batches: list[torch.Tensor]
+    expected: list[np.ndarray]
+    metadata: dict[str, str]
 
 
 @dataclass
@@ -56,7 +92,8 @@ class ExportReport:
         onnx_path: the float32 ONNX model.
         size_bytes: its size.
         parity_max_abs_diff: max |ONNX Runtime - PyTorch| over the probabilities of the sample inputs.
-        parity_samples: how many sample images (in batches of PARITY_BATCH_SIZES) were compared.
+        parity_samples: how many sample inputs (in batches of PARITY_BATCH_SIZES) were compared.
+        tokenizer_path: text models: the tokenizer file written beside the model (tokenizers library format).
         int8_path, int8_size_bytes, int8_max_abs_diff: the same for the int8 model (--quantize).
         val_map: {"onnx": mAP, "int8": mAP, "change": int8 - onnx} on validation data, when given.
     """
@@ -65,6 +102,7 @@ class ExportReport:
     size_bytes: int
     parity_max_abs_diff: float
     parity_samples: int
+    tokenizer_path: Path | None = None
     int8_path: Path | None = None
     int8_size_bytes: int | None = None
     int8_max_abs_diff: float | None = None
@@ -76,16 +114,14 @@ class ExportReport:
 
 
 def onnx_metadata(artifact: Artifact, **extra: str) -> dict[str, str]:
-    """The metadata_props written into an exported model: label names, thresholds, preprocessing (JSON strings)."""
-    size = artifact.preprocess.image_size
+    """The metadata_props every export writes: modality, label names, thresholds, model, weights digest (JSON strings)."""
     return {
         "tagnet_version": tagnet.__version__,
+        "modality": artifact.modality,
         "label_names": json.dumps(artifact.label_names),
         "thresholds": json.dumps(artifact.thresholds.to_dict()),
-        "preprocess": json.dumps(artifact.preprocess.to_dict()),
         "model": json.dumps(artifact.meta["model"]),
         WEIGHTS_DIGEST_KEY: weights_sha256(artifact),
-        "input": INPUT_DESCRIPTION.format(name=ONNX_INPUT, size=size),
         "output": OUTPUT_DESCRIPTION.format(name=ONNX_OUTPUT, labels=len(artifact.label_names)),
         **extra,
     }
@@ -94,7 +130,7 @@ def onnx_metadata(artifact: Artifact, **extra: str) -> dict[str, str]:
 def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
     """An exported model's metadata_props; the JSON-valued ones (label_names, thresholds, ...) decoded."""
     props = {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
-    for key in ("label_names", "thresholds", "preprocess", "model"):
+    for key in JSON_METADATA:
         if key in props:
             props[key] = json.loads(props[key])
     return props
@@ -108,35 +144,84 @@ def _with_metadata(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.Mod
     return proto
 
 
-def _sample_inputs(artifact: Artifact, *, count: int, seed: int = 0) -> torch.Tensor:
-    """Random RGB images normalised exactly as the Predictor does: float (count, 3, size, size)."""
+def _split(samples, sizes=PARITY_BATCH_SIZES) -> list:
+    """Consecutive batches of `sizes` from `samples`."""
+    starts = np.cumsum((0,) + tuple(sizes))
+    return [samples[start:stop] for start, stop in zip(starts[:-1], starts[1:])]
+
+
+def _sigmoid_of(model: nn.Module, batches: list[torch.Tensor]) -> list[np.ndarray]:
+    with torch.inference_mode():
+        return [torch.sigmoid(model(batch).float()).numpy() for batch in batches]
+
+
+def _image_graph(artifact: Artifact, *, seed: int = 0) -> _Graph:
+    """Normalised float images in: random RGB images normalised exactly as the Predictor does are the samples."""
     pre = artifact.preprocess
-    pixels = np.random.default_rng(seed).integers(0, 256, (count, 3, pre.image_size, pre.image_size), dtype=np.uint8)
-    mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
-    std = torch.tensor(pre.std).view(1, 3, 1, 1)
-    return (torch.from_numpy(pixels).float() / 255.0 - mean) / std
+    pixels = np.random.default_rng(seed).integers(0, 256, (sum(PARITY_BATCH_SIZES), 3, pre.image_size, pre.image_size),
+                                                  dtype=np.uint8)
+    mean, std = torch.tensor(pre.mean).view(1, 3, 1, 1), torch.tensor(pre.std).view(1, 3, 1, 1)
+    batches = _split((torch.from_numpy(pixels).float() / 255.0 - mean) / std)
+    name = ONNX_INPUTS["image"]
+    return _Graph(_WithSigmoid(artifact.model), name, {0: torch.export.Dim("batch")}, batches,
+                  _sigmoid_of(artifact.model, batches),
+                  {"preprocess": json.dumps(pre.to_dict()), "input": IMAGE_INPUT.format(name=name, size=pre.image_size)})
 
 
-def _max_abs_diff(proto: onnx.ModelProto, samples: torch.Tensor, expected: np.ndarray) -> float:
-    """Run `proto` on ONNX Runtime in batches of PARITY_BATCH_SIZES; the largest difference from `expected`."""
+def _text_graph(artifact: Artifact, *, tokenizer_file: str) -> _Graph:
+    """Token ids in (the encoder, its mean pooling and the head inside); a few fixed sentences are the samples."""
+    encoder = artifact.model.backbone
+    batches = [encoder.pad(encoder.tokenize(texts)) for texts in _split(list(SAMPLE_TEXTS))]
+    name = ONNX_INPUTS["text"]
+    axes = {0: torch.export.Dim("batch"), 1: torch.export.Dim("tokens", max=encoder.max_tokens)}
+    description = TEXT_INPUT.format(name=name, tokenizer=tokenizer_file, max_tokens=encoder.max_tokens,
+                                    pad_id=encoder.pad_id)
+    return _Graph(_WithSigmoid(artifact.model), name, axes, batches, _sigmoid_of(artifact.model, batches),
+                  {"input": description, "tokenizer": tokenizer_file, "max_tokens": str(encoder.max_tokens),
+                   "pad_token_id": str(encoder.pad_id)})
+
+
+def _tabular_graph(artifact: Artifact, *, seed: int = 0) -> _Graph:
+    """Raw feature rows in (standardisation inside); rows drawn around the training mean, one value missing, are
+    the samples, and the expected probabilities come from the PyTorch path's float64 standardisation."""
+    extra = artifact.meta["extra"]
+    mean = np.asarray(extra["standardize"]["mean"], dtype=np.float64)
+    std = np.asarray(extra["standardize"]["std"], dtype=np.float64)
+    rows = (mean + std * np.random.default_rng(seed).standard_normal((sum(PARITY_BATCH_SIZES), len(mean)))).astype(np.float32)
+    rows[-1, 0] = np.nan
+    batches = [torch.from_numpy(batch) for batch in _split(rows)]
+    standardized = [torch.from_numpy(standardize(batch.numpy(), mean, std)) for batch in batches]
+    name = ONNX_INPUTS["tabular"]
+    return _Graph(_StandardizedWithSigmoid(artifact.model, mean, std), name, {0: torch.export.Dim("batch")}, batches,
+                  _sigmoid_of(artifact.model, standardized),
+                  {"feature_names": json.dumps(extra["feature_names"]),
+                   "input": TABULAR_INPUT.format(name=name, count=len(mean))})
+
+
+def _max_abs_diff(proto: onnx.ModelProto, graph: _Graph) -> float:
+    """Run `proto` on ONNX Runtime on the graph's sample batches; the largest difference from PyTorch's probabilities."""
     session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    worst, start = 0.0, 0
-    for size in PARITY_BATCH_SIZES:
-        batch = samples[start:start + size].numpy()
-        got = session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})[0]
-        worst = max(worst, float(np.abs(got - expected[start:start + size]).max()))
-        start += size
-    return worst
+    return max(float(np.abs(session.run([ONNX_OUTPUT], {graph.input_name: batch.numpy()})[0] - expected).max())
+               for batch, expected in zip(graph.batches, graph.expected))
 
 
-def _export_proto(model: nn.Module, example: torch.Tensor, *, opset: int) -> onnx.ModelProto:
-    """torch.export-based ONNX export with a dynamic batch dimension; returns the in-memory model."""
+def _export_proto(graph: _Graph, *, opset: int) -> onnx.ModelProto:
+    """torch.export-based ONNX export with dynamic axes (batch; tokens for text); returns the in-memory model."""
     program = torch.onnx.export(
-        _WithSigmoid(model).eval(), (example,), None, input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
-        opset_version=opset, dynamo=True, verbose=False,
-        dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
+        graph.module.eval(), (graph.batches[-1],), None, input_names=[graph.input_name], output_names=[ONNX_OUTPUT],
+        opset_version=opset, dynamo=True, verbose=False, dynamic_shapes=(graph.dynamic_axes,),
     )
     return program.model_proto
+
+
+def _write_tokenizer(encoder, path: Path) -> None:
+    """The encoder's fast tokenizer as one tokenizers-library file, set to truncate and pad as tagnet does."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(encoder.tokenizer.backend_tokenizer.to_str())
+    tokenizer.enable_truncation(encoder.max_tokens)
+    tokenizer.enable_padding(pad_id=encoder.pad_id, pad_token=encoder.tokenizer.pad_token)
+    _atomic_write(path, lambda temp: tokenizer.save(str(temp)))
 
 
 def _quantize(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.ModelProto:
@@ -144,7 +229,9 @@ def _quantize(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.ModelPro
     with tempfile.TemporaryDirectory(prefix="tagnet-quantize-") as tmp:
         source, prepared, quantized = Path(tmp, "float.onnx"), Path(tmp, "prepared.onnx"), Path(tmp, "int8.onnx")
         onnx.save(proto, source)
-        quant_pre_process(str(source), str(prepared))
+        # ORT's symbolic shape inference cannot follow the transformer's dynamic token axis; ONNX's own
+        # shape inference (kept) is enough for dynamic quantisation.
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=metadata["modality"] == "text")
         quantize_dynamic(prepared, quantized, weight_type=QuantType.QInt8)
         return _with_metadata(onnx.load(str(quantized)), {**metadata, "quantization": "int8 dynamic (onnxruntime)"})
 
@@ -163,14 +250,16 @@ def export_onnx(
 ) -> ExportReport:
     """Export an artifact to ONNX, check it, and write it atomically (default: ARTIFACT/model.onnx).
 
-    The graph takes normalised float images "images" (batch, 3, H, W) with any batch size and outputs
-    "probabilities" (sigmoid inside). Label names, thresholds and preprocessing go into metadata_props.
-    Before writing, onnx.checker must pass and ONNX Runtime must agree with PyTorch within `tolerance`
-    on random sample images.
+    The graph outputs "probabilities" (sigmoid inside) for any batch size. Its input depends on the model:
+    normalised float "images" (batch, 3, H, W); int64 token ids "input_ids" (batch, tokens) for text models,
+    whose tokenizer is written beside the model (MODEL.tokenizer.json); raw float "features" (batch, n) for
+    tabular models, standardised inside the graph. Label names, thresholds and what the input is go into
+    metadata_props. Before writing, onnx.checker must pass and ONNX Runtime must agree with PyTorch within
+    `tolerance` on sample inputs.
 
     Args:
         artifact: an Artifact, an artifact folder or a run folder.
-        out: the .onnx file to write; the default, ARTIFACT/model.onnx, is what Predictor picks up.
+        out: the .onnx file to write; the default, ARTIFACT/model.onnx, is what the predictors pick up.
         format: only "onnx".
         opset: ONNX opset version.
         quantize: also write an int8 dynamically quantised model next to it (model.int8.onnx).
@@ -180,41 +269,45 @@ def export_onnx(
     Returns:
         ExportReport with the paths, sizes, parity differences and validation mAPs.
     Raises:
-        ConfigError: an unknown format, an output name not ending in .onnx, or not an image model.
+        ConfigError: an unknown format or an output name not ending in .onnx.
         ModelError: the exported model disagrees with PyTorch by more than `tolerance`.
     """
     if format not in FORMATS:
         raise ConfigError(f"export format is {format!r}; expected one of {', '.join(FORMATS)}")
     artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
-    modality = artifact.meta.get("extra", {}).get("modality", "image")
-    if modality != "image":
-        raise ConfigError(f"{artifact.path} is a {modality} model; ONNX export supports image models only")
     out = Path(out) if out is not None else artifact.path / ONNX_FILE
     if out.suffix != ".onnx":
         raise ConfigError(f"export output {out} must end in .onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
-    metadata = onnx_metadata(artifact)
-    samples = _sample_inputs(artifact, count=sum(PARITY_BATCH_SIZES))
-    with torch.inference_mode():
-        expected = torch.sigmoid(artifact.model(samples)).numpy()
-    proto = _with_metadata(_export_proto(artifact.model, samples[:2], opset=opset), metadata)
-    diff = _max_abs_diff(proto, samples, expected)
+    tokenizer_path = out.with_name(out.name.removesuffix(".onnx") + TOKENIZER_SUFFIX)
+    if artifact.modality == "text":
+        graph = _text_graph(artifact, tokenizer_file=tokenizer_path.name)
+    elif artifact.modality == "tabular":
+        graph = _tabular_graph(artifact)
+    else:
+        graph = _image_graph(artifact)
+    metadata = onnx_metadata(artifact, **graph.metadata)
+    proto = _with_metadata(_export_proto(graph, opset=opset), metadata)
+    diff = _max_abs_diff(proto, graph)
     if not diff <= tolerance:
         raise ModelError(f"ONNX export of {artifact.path}: ONNX Runtime and PyTorch probabilities differ by up to "
-                         f"{diff:.2e} on sample images; expected at most {tolerance:.0e}. Nothing was written")
+                         f"{diff:.2e} on sample inputs; expected at most {tolerance:.0e}. Nothing was written")
     _atomic_write(out, lambda temp: onnx.save(proto, str(temp)))
     report = ExportReport(onnx_path=out, size_bytes=out.stat().st_size, parity_max_abs_diff=diff,
-                          parity_samples=len(samples))
+                          parity_samples=sum(len(batch) for batch in graph.batches))
+    if artifact.modality == "text":
+        _write_tokenizer(artifact.model.backbone, tokenizer_path)
+        report.tokenizer_path = tokenizer_path
     if quantize:
         int8 = _quantize(proto, metadata)
         report.int8_path = out.with_name(out.name.removesuffix(".onnx") + INT8_SUFFIX)
-        report.int8_max_abs_diff = _max_abs_diff(int8, samples, expected)
+        report.int8_max_abs_diff = _max_abs_diff(int8, graph)
         _atomic_write(report.int8_path, lambda temp: onnx.save(int8, str(temp)))
         report.int8_size_bytes = report.int8_path.stat().st_size
     if val_labels is not None:
         models = {"onnx": out, **({"int8": report.int8_path} if quantize else {})}
         report.val_map = {
-            name: evaluate(Predictor(artifact, runtime="onnx", onnx_file=path), val_labels, images_dir=images_dir,
+            name: evaluate(load_predictor(artifact, runtime="onnx", onnx_file=path), val_labels, images_dir=images_dir,
                            read_options=read_options)[0].mAP
             for name, path in models.items()}
         if quantize and None not in report.val_map.values():
@@ -225,8 +318,10 @@ def export_onnx(
 def render_export(report: ExportReport, console) -> None:
     """Print what an export wrote and its checks, one line each."""
     console.print(f"wrote {report.onnx_path} ({report.size_bytes / 1e6:.1f} MB); onnx.checker passed; parity with "
-                  f"PyTorch on {report.parity_samples} sample images: max |diff| {report.parity_max_abs_diff:.1e} "
+                  f"PyTorch on {report.parity_samples} sample inputs: max |diff| {report.parity_max_abs_diff:.1e} "
                   f"(limit {PARITY_TOLERANCE:.0e})")
+    if report.tokenizer_path is not None:
+        console.print(f"wrote {report.tokenizer_path} (the tokenizer that makes the model's input_ids)")
     if report.int8_path is not None:
         console.print(f"wrote {report.int8_path} ({report.int8_size_bytes / 1e6:.1f} MB, int8 dynamic); "
                       f"max |diff| from PyTorch {report.int8_max_abs_diff:.1e}")
@@ -235,4 +330,4 @@ def render_export(report: ExportReport, console) -> None:
                  for name, value in report.val_map.items()}
         console.print("validation mAP: " + ", ".join(f"{name} {value}" for name, value in shown.items()))
     elif report.int8_path is not None:
-        console.print("mAP change from quantisation not measured: pass --val LABELS --images DIR")
+        console.print("mAP change from quantisation not measured: pass --val LABELS (and --images DIR for images)")

@@ -22,7 +22,8 @@ from tagnet.thresholds import apply_thresholds
 
 RUNTIMES = ("auto", "torch", "onnx")
 ONNX_FILE = "model.onnx"
-ONNX_INPUT = "images"
+# The exported graph's input for each modality: normalised images, token ids, raw feature rows.
+ONNX_INPUTS = {"image": "images", "text": "input_ids", "tabular": "features"}
 ONNX_OUTPUT = "probabilities"
 WEIGHTS_DIGEST_KEY = "weights_sha256"
 
@@ -104,11 +105,14 @@ def weights_sha256(artifact: Artifact) -> str:
     return digest.hexdigest()
 
 
-def _onnx_session(artifact: Artifact, *, runtime: str, onnx_file: str | Path | None):
+def open_onnx_session(artifact: Artifact, *, runtime: str, onnx_file: str | Path | None):
     """An ONNX Runtime session for `runtime` "onnx", or "auto" when a current model.onnx exists; else None.
 
-    Raises ArtifactError when "onnx" is asked for and the file is missing, unreadable or from other weights.
+    Raises ConfigError for an unknown runtime, and ArtifactError when "onnx" is asked for and the file is
+    missing, unreadable or from other weights.
     """
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime is {runtime!r}; expected one of {', '.join(RUNTIMES)}")
     path = Path(onnx_file) if onnx_file is not None else artifact.path / ONNX_FILE
     if onnx_file is not None and not path.is_absolute() and not path.exists():
         path = artifact.path / path
@@ -156,12 +160,10 @@ class Predictor:
 
     def __init__(self, artifact: Artifact | str | Path, *, batch_size: int = 32, runtime: str = "auto",
                  onnx_file: str | Path | None = None) -> None:
-        if runtime not in RUNTIMES:
-            raise ConfigError(f"runtime is {runtime!r}; expected one of {', '.join(RUNTIMES)}")
         self.artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
         self.batch_size = batch_size
         self.model = self.artifact.model.eval().to(memory_format=torch.channels_last)  # as normalize_batch's inputs
-        self.session = _onnx_session(self.artifact, runtime=runtime, onnx_file=onnx_file)
+        self.session = open_onnx_session(self.artifact, runtime=runtime, onnx_file=onnx_file)
         self.runtime = "torch" if self.session is None else "onnx"
 
     @property
@@ -189,7 +191,7 @@ class Predictor:
             if self.session is None:
                 out.append(torch.sigmoid(self.model(inputs).float()).numpy())
             else:
-                out.append(self.session.run([ONNX_OUTPUT], {ONNX_INPUT: inputs.contiguous().numpy()})[0])
+                out.append(self.session.run([ONNX_OUTPUT], {ONNX_INPUTS["image"]: inputs.contiguous().numpy()})[0])
         return np.concatenate(out) if out else np.zeros((0, len(self.label_names)), np.float32)
 
     def results(self, probs: np.ndarray, *, sources: Sequence[str],
@@ -226,17 +228,15 @@ class Predictor:
         return self.results(stacked, sources=sources, errors=errors)
 
 
-def load_predictor(path: str | Path, *, batch_size: int = 32, runtime: str = "auto") -> Predictor:
-    """The predictor for an artifact's modality (image: Predictor; text/tabular: tagnet.predict_vectors).
+def load_predictor(artifact: Artifact | str | Path, *, batch_size: int = 32, runtime: str = "auto",
+                   onnx_file: str | Path | None = None):
+    """The predictor for an artifact's modality: Predictor for images, VectorPredictor for text and tabular models.
 
-    Raises ConfigError when `runtime="onnx"` is asked of a text or tabular model (they run on PyTorch).
+    `runtime` and `onnx_file` are as for Predictor (every modality runs on PyTorch or ONNX Runtime).
     """
-    artifact = load_artifact(path)
-    modality = artifact.meta.get("extra", {}).get("modality", "image")
-    if modality == "image":
-        return Predictor(artifact, batch_size=batch_size, runtime=runtime)
-    if runtime == "onnx":
-        raise ConfigError(f"{artifact.path} is a {modality} model; only image models run on ONNX Runtime")
+    artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
+    if artifact.modality == "image":
+        return Predictor(artifact, batch_size=batch_size, runtime=runtime, onnx_file=onnx_file)
     from tagnet.predict_vectors import VectorPredictor
 
-    return VectorPredictor(artifact, batch_size=batch_size)
+    return VectorPredictor(artifact, batch_size=batch_size, runtime=runtime, onnx_file=onnx_file)

@@ -13,7 +13,7 @@ from tagnet.data.tabular import read_feature_rows, standardize
 from tagnet.data.text import read_text_lines
 from tagnet.errors import ArtifactError, DataError, TagnetError
 from tagnet.metrics import MetricsReport, evaluate_probabilities
-from tagnet.predict import Prediction, PredictionResults
+from tagnet.predict import ONNX_INPUTS, ONNX_OUTPUT, Prediction, PredictionResults, open_onnx_session
 from tagnet.thresholds import apply_thresholds
 from tagnet.train_vectors import TABULAR_OPTIONS, read_vector_data
 
@@ -24,11 +24,15 @@ class VectorPredictor:
     Args:
         artifact: an Artifact or a path to an artifact / run folder whose extra.modality is "text" or "tabular".
         batch_size: texts or rows per forward pass.
+        runtime, onnx_file: as for tagnet.predict.Predictor: "auto" runs a current model.onnx from
+            `tagnet export` on ONNX Runtime (the tokenizer still runs in Python), else PyTorch.
     Raises:
-        ArtifactError: the artifact is of another modality or lacks what its modality needs.
+        ArtifactError: the artifact is of another modality or lacks what its modality needs, or runtime
+            "onnx" without a usable ONNX model. ConfigError: unknown runtime.
     """
 
-    def __init__(self, artifact: Artifact | str | Path, *, batch_size: int = 64) -> None:
+    def __init__(self, artifact: Artifact | str | Path, *, batch_size: int = 64, runtime: str = "auto",
+                 onnx_file: str | Path | None = None) -> None:
         self.artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
         self.batch_size = batch_size
         self.model = self.artifact.model.eval()
@@ -47,6 +51,8 @@ class VectorPredictor:
             if not len(self.mean) == len(self.std) == len(self.feature_names) == self.model.num_features:
                 raise ArtifactError(f"{self.artifact.path}: {len(self.feature_names)} feature names, {len(self.mean)} means "
                                     f"and {len(self.std)} stds for a model of {self.model.num_features} inputs")
+        self.session = open_onnx_session(self.artifact, runtime=runtime, onnx_file=onnx_file)
+        self.runtime = "torch" if self.session is None else "onnx"
 
     @property
     def label_names(self) -> list[str]:
@@ -55,6 +61,15 @@ class VectorPredictor:
     def _check(self, modality: str) -> None:
         if self.modality != modality:
             raise DataError(f"{self.artifact.path} is a {self.modality} model; it cannot take {modality} inputs")
+
+    def _probabilities(self, inputs: torch.Tensor) -> np.ndarray:
+        """One batch of model inputs (token ids, or standardised rows) -> probabilities, on PyTorch or ONNX Runtime.
+
+        The ONNX graph of a tabular model standardises itself, so it is given the raw rows (see predict_proba_rows).
+        """
+        if self.session is None:
+            return torch.sigmoid(self.model(inputs).float()).numpy()
+        return self.session.run([ONNX_OUTPUT], {ONNX_INPUTS[self.modality]: inputs.numpy()})[0]
 
     @torch.inference_mode()
     def predict_proba_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -66,7 +81,7 @@ class VectorPredictor:
         probs = np.zeros((len(token_ids), len(self.label_names)), np.float32)
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
-            probs[rows] = torch.sigmoid(self.model(encoder.pad([token_ids[i] for i in rows])).float()).numpy()
+            probs[rows] = self._probabilities(encoder.pad([token_ids[i] for i in rows]))
         return probs
 
     @torch.inference_mode()
@@ -77,9 +92,9 @@ class VectorPredictor:
         if rows.ndim != 2 or rows.shape[1] != len(self.feature_names):
             raise DataError(f"feature rows of shape {rows.shape}; the model expects (rows, {len(self.feature_names)}) "
                             f"with columns {', '.join(self.feature_names[:5])}...")
-        inputs = torch.from_numpy(standardize(rows, self.mean, self.std))
-        out = [torch.sigmoid(self.model(inputs[start:start + self.batch_size]).float()).numpy()
-               for start in range(0, len(inputs), self.batch_size)]
+        inputs = torch.from_numpy(standardize(rows, self.mean, self.std) if self.session is None
+                                  else rows.astype(np.float32))
+        out = [self._probabilities(inputs[start:start + self.batch_size]) for start in range(0, len(inputs), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.label_names)), np.float32)
 
     def results(self, probs: np.ndarray, *, sources: Sequence[str], errors: dict[str, str] | None = None) -> PredictionResults:

@@ -60,7 +60,7 @@ def create_vector_app(predictor: VectorPredictor, *, max_items: int = MAX_ITEMS)
     @app.get("/health")
     async def health() -> dict:
         """Liveness: the model served."""
-        return {"status": "ok", "model": model_name, "runtime": "torch", "labels": len(predictor.label_names),
+        return {"status": "ok", "model": model_name, "runtime": predictor.runtime, "labels": len(predictor.label_names),
                 "version": tagnet.__version__}
 
     return app
