@@ -51,6 +51,11 @@ def test_bad_setting_is_one_clear_line(synthetic_data, monkeypatch, capsys):
     assert stop.value.code == 2
     assert err.strip() == "error: --set 'dropuot=0.1': unknown setting 'dropuot'; did you mean 'dropout'?"
     assert "Traceback" not in err
+    monkeypatch.setattr(sys, "argv", ["tagnet", "train", str(synthetic_data.labels_csv), "--threshold-mode", "fixed",
+                                      "--set", "fixed_threshold=1.5"])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 2 and "fixed_threshold must be in [0, 1], got 1.5" in capsys.readouterr().err
 
 
 def test_missing_artifact_is_a_clear_error(tmp_path, monkeypatch, capsys):

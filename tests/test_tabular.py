@@ -192,13 +192,18 @@ def test_cli_train_evaluate_predict(tabular_run, tmp_path):
     _, test = tabular_run
     train = test.parent / "sep-train.arff"
     out = tmp_path / "run"
-    done = runner.invoke(app, ["train", str(train), "--out", str(out), "--epochs", "2", "--batch-size", "32"])
+    done = runner.invoke(app, ["train", str(train), "--out", str(out), "--epochs", "2", "--batch-size", "32",
+                               "--threshold-mode", "fixed", "--set", "fixed_threshold=0.4"])
     assert done.exit_code == 0, done.output
-    assert (out / "artifact" / "tagnet.json").is_file()
+    assert load_artifact(out).thresholds.to_dict() == {"mode": "fixed", "values": [0.4, 0.4], "top_k": 1, "fallback": []}
     report_file = tmp_path / "report.json"
-    done = runner.invoke(app, ["evaluate", str(out), str(test), "--json", str(report_file)])
+    done = runner.invoke(app, ["evaluate", str(out), str(test), "--json", str(report_file), "--threshold", "0.5"])
     assert done.exit_code == 0, done.output
-    assert 0 <= json.loads(report_file.read_text())["hamming_loss"] <= 1
+    found = read_feature_table(test)
+    probs = load_predictor(out).predict_proba_rows(found.features)
+    report = json.loads(report_file.read_text())
+    assert report["threshold_mode"] == "fixed"
+    assert report["hamming_loss"] == pytest.approx(hamming_loss(found.labels.targets, probs >= 0.5))
     predictions = tmp_path / "p.csv"
     done = runner.invoke(app, ["predict", str(out), str(test), "--output", str(predictions)])
     assert done.exit_code == 0, done.output

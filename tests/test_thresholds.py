@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 import pytest
-from sklearn.metrics import f1_score
+from sklearn.metrics import f1_score, hamming_loss
 
 from tagnet.errors import ArtifactError, ConfigError
-from tagnet.thresholds import Thresholds, apply_thresholds, fit_thresholds
+from tagnet.thresholds import Thresholds, apply_thresholds, decision_thresholds, fit_thresholds
 
 
 def _best_brute_force_f1(y, p):
@@ -80,6 +80,22 @@ def test_top_k_predicts_exactly_k_labels():
     pred = apply_thresholds(p, th)
     assert pred.tolist() == [[False, True, True], [True, True, False], [True, True, False]]
     assert apply_thresholds(p, Thresholds("top-k", [0.0] * 3, top_k=5)).all()
+
+
+def test_fixed_mode_ignores_the_data_and_can_lower_hamming_loss():
+    # one rare label scored low: F1-fitted thresholds predict it more often, p >= 0.5 errs less per cell
+    y = np.array([[1, 0], [0, 1], [0, 0], [0, 0], [1, 0], [0, 0]])
+    p = np.array([[0.9, 0.4], [0.2, 0.3], [0.1, 0.1], [0.4, 0.35], [0.8, 0.2], [0.3, 0.05]])
+    fixed = fit_thresholds(y, p, mode="fixed")
+    assert fixed == fit_thresholds(np.zeros_like(y), np.zeros_like(p), mode="fixed") == Thresholds("fixed", [0.5, 0.5])
+    assert fit_thresholds(y, p, mode="fixed", fixed=0.3).values == [0.3, 0.3]
+    assert apply_thresholds(p, fixed).tolist() == (p >= 0.5).tolist()
+    per_label = fit_thresholds(y, p, min_positives=1)
+    assert per_label.values == pytest.approx([0.6, 0.25])  # label 2: the 3 items >= 0.3 give the best F1, 0.5
+    assert hamming_loss(y, apply_thresholds(p, fixed)) == pytest.approx(1 / 12)
+    assert hamming_loss(y, apply_thresholds(p, per_label)) == pytest.approx(2 / 12)
+    assert decision_thresholds(per_label, None) is per_label
+    assert decision_thresholds(per_label, 0.25) == Thresholds("fixed", [0.25, 0.25])
 
 
 def test_apply_with_plain_array_and_wrong_length():

@@ -169,7 +169,7 @@ def train_command(
     augment: Annotated[Optional[str], typer.Option("--augment", help="none, basic, randaugment or trivialaugment")] = None,
     image_size: Annotated[Optional[int], typer.Option("--image-size", help="input size in pixels")] = None,
     patience: Annotated[Optional[int], typer.Option("--patience", help="early stopping patience in epochs")] = None,
-    threshold_mode: Annotated[Optional[str], typer.Option("--threshold-mode", help="per-label, global or top-k")] = None,
+    threshold_mode: Annotated[Optional[str], typer.Option("--threshold-mode", help="per-label, global, top-k or fixed (see tagnet settings)")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed")] = None,
     devices: Annotated[Optional[str], typer.Option("--devices", help="Lightning devices: a count or auto")] = None,
     strategy: Annotated[Optional[str], typer.Option("--strategy", help="Lightning strategy, e.g. ddp")] = None,
@@ -224,13 +224,15 @@ def evaluate_command(
     labels: LabelsArg,
     images: Annotated[Optional[Path], typer.Option("--images", help="folder the image paths in LABELS are relative to")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the full report as JSON here")] = None,
+    threshold: Annotated[Optional[float], typer.Option(
+        "--threshold", min=0.0, max=1.0, help="predict p >= T for every label instead of the model's fitted thresholds")] = None,
     options: LabelFileOptions = None,
 ) -> None:
     """Score a trained model on labelled data: mAP, per-label AP/P/R/F1, micro/macro/samples F1, Hamming loss..."""
     from tagnet.evaluate import evaluate
     from tagnet.metrics import render_metrics
 
-    report, skipped = evaluate(run, labels, images_dir=images, read_options=options)
+    report, skipped = evaluate(run, labels, images_dir=images, read_options=options, threshold=threshold)
     console = Console()
     for path, reason in skipped.items():
         console.print(f"[yellow]skipped[/yellow] {reason}")

@@ -46,7 +46,8 @@ class TrainConfig:
     finetune_lr: float = _setting(3e-4, "peak learning rate for fine-tuning")
     patience: int = _setting(5, "early stopping: epochs without a better validation mAP")
     val_fraction: float = _setting(0.2, "validation share split off when no --val file is given")
-    threshold_mode: str = _setting("per-label", "thresholds: per-label, global or top-k", choices=("per-label", "global", "top-k"))
+    threshold_mode: str = _setting("per-label", "thresholds: per-label or global (fitted for F1 on validation), top-k, or fixed (fixed_threshold for every label)", choices=("per-label", "global", "top-k", "fixed"))
+    fixed_threshold: float = _setting(0.5, "the threshold of every label in fixed mode (0.5 minimises expected Hamming loss)")
     top_k: int = _setting(1, "labels per item in top-k threshold mode")
     min_positives: int = _setting(5, "labels with fewer validation positives use the global threshold")
     seed: int = _setting(0, "random seed for splits, weights and augmentation")
@@ -93,6 +94,8 @@ class TrainConfig:
                 raise ConfigError(f"{source}: {name} must be > 0, got {getattr(self, name)!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"{source}: val_fraction must be between 0 and 1, got {self.val_fraction}")
+        if not 0.0 <= self.fixed_threshold <= 1.0:
+            raise ConfigError(f"{source}: fixed_threshold must be in [0, 1], got {self.fixed_threshold}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"{source}: dropout must be in [0, 1), got {self.dropout}")
 

@@ -12,14 +12,17 @@ from tagnet.data.labels import read_labels
 from tagnet.errors import DataError
 from tagnet.metrics import MetricsReport, evaluate_probabilities
 from tagnet.predict import Predictor, load_predictor
+from tagnet.thresholds import decision_thresholds
 
 if TYPE_CHECKING:
     from tagnet.predict_vectors import VectorPredictor
 
 
 def evaluate(artifact: str | Path | Predictor | VectorPredictor, labels: str | Path, *, images_dir: str | Path | None = None,
-             read_options: dict | None = None) -> tuple[MetricsReport, dict[str, str]]:
+             read_options: dict | None = None, threshold: float | None = None) -> tuple[MetricsReport, dict[str, str]]:
     """Score a model on labelled images (or texts / feature rows, for text and tabular models).
+
+    Labels are predicted with the artifact's thresholds, or with p >= `threshold` for every label when given.
 
     Returns:
         (report, skipped): the metrics report and {file: reason} for images that could not be read.
@@ -30,7 +33,7 @@ def evaluate(artifact: str | Path | Predictor | VectorPredictor, labels: str | P
     if not isinstance(predictor, Predictor):  # text and tabular models
         from tagnet.predict_vectors import evaluate_vectors
 
-        return evaluate_vectors(predictor, labels, read_options=read_options)
+        return evaluate_vectors(predictor, labels, read_options=read_options, threshold=threshold)
     table = read_labels(labels, **(read_options or {})).aligned_to(predictor.label_names, what=str(labels))
     paths = resolve_image_paths(table.items, images_dir)
     results = predictor.predict_paths(paths)
@@ -39,6 +42,6 @@ def evaluate(artifact: str | Path | Predictor | VectorPredictor, labels: str | P
     readable = {p.source for p in results.predictions}
     rows = [i for i, path in enumerate(paths) if str(path) in readable]
     probs = np.array([[p.probabilities[n] for n in predictor.label_names] for p in results.predictions])
-    report = evaluate_probabilities(table.targets[rows], probs, predictor.artifact.thresholds,
+    report = evaluate_probabilities(table.targets[rows], probs, decision_thresholds(predictor.artifact.thresholds, threshold),
                                     label_names=predictor.label_names, known=table.known[rows])
     return report, results.errors

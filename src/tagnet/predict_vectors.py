@@ -14,7 +14,7 @@ from tagnet.data.text import read_text_lines
 from tagnet.errors import ArtifactError, DataError, TagnetError
 from tagnet.metrics import MetricsReport, evaluate_probabilities
 from tagnet.predict import ONNX_INPUTS, ONNX_OUTPUT, Prediction, PredictionResults, open_onnx_session
-from tagnet.thresholds import apply_thresholds
+from tagnet.thresholds import apply_thresholds, decision_thresholds
 from tagnet.train_vectors import TABULAR_OPTIONS, read_vector_data
 
 
@@ -141,12 +141,15 @@ class VectorPredictor:
 
 
 def evaluate_vectors(predictor: VectorPredictor, labels: str | Path, *,
-                     read_options: dict[str, Any] | None = None) -> tuple[MetricsReport, dict[str, str]]:
+                     read_options: dict[str, Any] | None = None,
+                     threshold: float | None = None) -> tuple[MetricsReport, dict[str, str]]:
     """Score a text or tabular model on a labelled file with the artifact's thresholds.
 
     Text files are read with `read_options` (read_labels options; "text_column" may override the
     artifact's), or with the training run's options when none is given. Feature tables need no options:
     the label and feature columns are the model's, by name (label_columns etc. still override).
+
+    Labels are predicted with the artifact's thresholds, or with p >= `threshold` for every label when given.
 
     Returns:
         (report, {}) like tagnet.evaluate.evaluate (no item is ever skipped).
@@ -169,6 +172,6 @@ def evaluate_vectors(predictor: VectorPredictor, labels: str | Path, *,
         data = read_vector_data(labels, modality="tabular", read_options=options, feature_names=predictor.feature_names)
         table = data.table.aligned_to(predictor.label_names, what=str(labels))
         probs = predictor.predict_proba_rows(data.features)
-    report = evaluate_probabilities(table.targets, probs, predictor.artifact.thresholds,
+    report = evaluate_probabilities(table.targets, probs, decision_thresholds(predictor.artifact.thresholds, threshold),
                                     label_names=predictor.label_names, known=table.known)
     return report, {}

@@ -9,7 +9,7 @@ import numpy as np
 
 from tagnet.errors import ArtifactError, ConfigError
 
-MODES = ("per-label", "global", "top-k")
+MODES = ("per-label", "global", "top-k", "fixed")
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -35,7 +35,8 @@ class Thresholds:
         mode: "per-label" (label j is predicted when p_j >= values[j]), "global" (the same rule;
             every value is the one global threshold) or "top-k" (the `top_k` most probable labels
             of each item, keeping only those with p_j >= values[j]; fit_thresholds sets values to
-            0 so exactly `top_k` labels are predicted).
+            0 so exactly `top_k` labels are predicted) or "fixed" (the per-label rule with one value
+            chosen by the user, not fitted: 0.5 minimises the expected Hamming loss).
         values: one threshold in [0, 1] per label, in label order.
         top_k: labels per item in "top-k" mode.
     """
@@ -87,6 +88,11 @@ class Thresholds:
                 isinstance(j, int) and 0 <= j < len(data["values"]) for j in fallback):
             raise ArtifactError(f"{source}: fallback={fallback!r} is not a list of label indices")
         return cls(str(data["mode"]), [float(v) for v in data["values"]], int(top_k), list(fallback))
+
+
+def decision_thresholds(fitted: Thresholds, threshold: float | None) -> Thresholds:
+    """`fitted`, or when `threshold` is given, "fixed" thresholds of that value for as many labels."""
+    return fitted if threshold is None else Thresholds("fixed", [float(threshold)] * fitted.num_labels, fitted.top_k)
 
 
 def as_thresholds(thresholds: Thresholds | Sequence[float] | np.ndarray, *, num_labels: int) -> Thresholds:
@@ -151,6 +157,7 @@ def fit_thresholds(
     mode: str = "per-label",
     min_positives: int = 5,
     top_k: int = 1,
+    fixed: float = DEFAULT_THRESHOLD,
     known: np.ndarray | None = None,
 ) -> Thresholds:
     """Choose thresholds on validation data.
@@ -159,6 +166,8 @@ def fit_thresholds(
     "per-label": for each label, the threshold maximising that label's F1 on its known rows;
     labels with fewer than `min_positives` known positives use the global threshold instead
     (listed in Thresholds.fallback). "top-k": the k most probable labels per item (values 0).
+    "fixed": `fixed` for every label, whatever the data (p >= 0.5 minimises the expected Hamming
+    loss of calibrated probabilities; F1-fitted thresholds predict more labels and raise it).
     With no known positive at all, the global threshold is 0.5.
 
     Args:
@@ -183,6 +192,8 @@ def fit_thresholds(
     n_labels = y.shape[1]
     if mode == "top-k":
         return Thresholds("top-k", [0.0] * n_labels, top_k)
+    if mode == "fixed":
+        return Thresholds("fixed", [float(fixed)] * n_labels, top_k)
     global_t = _best_f1_threshold(y[mask], p[mask]) if (y & mask).any() else DEFAULT_THRESHOLD
     if mode == "global":
         return Thresholds("global", [global_t] * n_labels, top_k)

@@ -56,6 +56,12 @@ def validation_score(targets: np.ndarray, probs: np.ndarray, known: np.ndarray) 
     return {"mAP": report.mAP, "micro_f1": report.micro_f1, "macro_f1": report.macro_f1}
 
 
+def validation_thresholds(val: dict[str, np.ndarray], config: TrainConfig) -> Thresholds:
+    """The run's thresholds, fitted on its validation targets, probabilities and known-mask as `config` says."""
+    return fit_thresholds(val["targets"], val["probs"], mode=config.threshold_mode, min_positives=config.min_positives,
+                          top_k=config.top_k, fixed=config.fixed_threshold, known=val["known"])
+
+
 def write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=float))
@@ -248,8 +254,7 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
     model.eval()
 
     val = result.validation
-    thresholds = fit_thresholds(val["targets"], val["probs"], mode=config.threshold_mode,
-                                min_positives=config.min_positives, top_k=config.top_k, known=val["known"])
+    thresholds = validation_thresholds(val, config)
     report = evaluate_probabilities(val["targets"], val["probs"], thresholds, label_names=table.label_names, known=val["known"])
     if not result.is_global_zero:  # other ranks of a distributed run: rank 0 writes the files
         return TrainResult(run_dir, run_dir / "artifact", report, thresholds, skipped, time.perf_counter() - started)

@@ -29,8 +29,8 @@ from tagnet.metrics import evaluate_probabilities
 from tagnet.models import TagnetModel, create_model
 from tagnet.models.mlp import DEFAULT_HIDDEN, MLP
 from tagnet.models.text import TEXT_ENCODERS, cached_embeddings
-from tagnet.thresholds import fit_thresholds
-from tagnet.train import TrainResult, start_run, validation_score, write_json, write_validation_predictions
+from tagnet.train import (TrainResult, start_run, validation_score, validation_thresholds, write_json,
+                          write_validation_predictions)
 
 MODALITIES = ("text", "tabular")
 # read options that apply to feature tables; every other label-file option applies to text files only
@@ -214,8 +214,7 @@ def train_vectors(labels: str | Path, *, modality: str, text_column: str | int |
     model.eval()
 
     val = result.validation
-    thresholds = fit_thresholds(val["targets"], val["probs"], mode=config.threshold_mode,
-                                min_positives=config.min_positives, top_k=config.top_k, known=val["known"])
+    thresholds = validation_thresholds(val, config)
     report = evaluate_probabilities(val["targets"], val["probs"], thresholds, label_names=names, known=val["known"])
     if not result.is_global_zero:  # other ranks of a distributed run: rank 0 writes the files
         return TrainResult(run_dir, run_dir / "artifact", report, thresholds, {}, time.perf_counter() - started)
