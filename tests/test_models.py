@@ -13,7 +13,7 @@ from sklearn.datasets import load_sample_image
 from torch import nn
 
 from tagnet.errors import ModelError
-from tagnet.models import PreprocessConfig, TagnetModel, create_model, list_models, set_backbone_trainable
+from tagnet.models import PreprocessConfig, TagnetModel, create_model, head_members, list_models, set_backbone_trainable
 from tagnet.models.pretrained import load_package_weights, package_state_dict, package_weights_path
 from tagnet.models.weights import read_state_dict
 
@@ -56,6 +56,22 @@ def test_spec_rebuilds_the_same_architecture():
     rebuilt = create_model(**model.spec)
     assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in rebuilt.state_dict().items()}
     assert rebuilt.spec == model.spec and rebuilt.head[2].p == 0.3
+
+
+def test_ensemble_head_outputs_the_logit_of_the_members_mean_probability():
+    torch.manual_seed(0)
+    model = create_model("mlp", num_labels=3, head_hidden=8, input_dim=5, ensemble=4).eval()
+    assert model.spec["ensemble"] == 4 and "ensemble" not in create_model("mlp", num_labels=3, input_dim=5).spec
+    members = head_members(model)
+    assert len(members) == 4 and len({id(m) for m in members}) == 4
+    assert not torch.equal(members[0][0].weight, members[1][0].weight)  # initialised independently
+    x = torch.randn(6, 5)
+    with torch.no_grad():
+        expected = torch.stack([torch.sigmoid(m(x)) for m in members]).mean(0)
+        np.testing.assert_allclose(torch.sigmoid(model(x)).numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    rebuilt = create_model(**model.spec)
+    rebuilt.load_state_dict(model.state_dict())
+    assert rebuilt.spec == model.spec
 
 
 def test_seed_cnn_matches_the_article_network():
@@ -113,6 +129,7 @@ def test_unknown_timm_tag_lists_valid_tags():
         ({"num_labels": 2, "dropout": 1.0}, r"dropout is 1.0; expected a number in \[0, 1\)"),
         ({"num_labels": 2, "head_hidden": -1}, "head_hidden is -1"),
         ({"num_labels": 2, "image_size": 0}, "image_size is 0"),
+        ({"num_labels": 2, "ensemble": 0}, "ensemble is 0; expected an integer >= 1"),
     ],
 )
 def test_bad_arguments_are_model_errors(kwargs, message):

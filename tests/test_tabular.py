@@ -18,6 +18,7 @@ from tagnet.data.tabular import (find_labels_xml, fit_standardization, read_feat
                                  read_labels_xml, standardize)
 from tagnet.errors import ConfigError, DataError
 from tagnet.evaluate import evaluate
+from tagnet.models import head_members
 from tagnet.predict import load_predictor
 from tagnet.predict_vectors import VectorPredictor
 from tagnet.train_vectors import train_vectors
@@ -208,6 +209,39 @@ def test_cli_train_evaluate_predict(tabular_run, tmp_path):
     done = runner.invoke(app, ["predict", str(out), str(test), "--output", str(predictions)])
     assert done.exit_code == 0, done.output
     assert len(predictions.read_text().splitlines()) == 61
+
+
+def test_ensemble_of_heads_averages_members_and_exports(tabular_run, tmp_path):
+    from tagnet.export import export_onnx
+
+    _, test = tabular_run
+    train = test.parent / "sep-train.arff"
+    config = TrainConfig(epochs=4, batch_size=32, lr=2e-2, head_hidden=16, ensemble=3)
+    result = train_vectors(train, modality="tabular", out_dir=tmp_path / "run", config=config, progress=False)
+    phases = [line.split(",")[0] for line in (result.run_dir / "metrics.csv").read_text().splitlines()[1:]]
+    assert sorted(set(phases)) == ["train", "train-2", "train-3"]
+    predictor = load_predictor(result.run_dir)
+    members = head_members(predictor.model)
+    assert len(members) == 3 and predictor.artifact.model.spec["ensemble"] == 3
+    rows = read_feature_table(test).features
+    extra = predictor.extra["standardize"]
+    inputs = torch.from_numpy(standardize(rows, extra["mean"], extra["std"]))
+    with torch.no_grad():
+        mean = np.mean([torch.sigmoid(m(inputs)).numpy() for m in members], axis=0)
+    np.testing.assert_allclose(predictor.predict_proba_rows(rows), mean, atol=1e-6)
+    saved = np.loadtxt(result.run_dir / "val_predictions.csv", delimiter=",", skiprows=1)  # item, true_a/b, prob_a/b
+    validation_rows = read_feature_table(train).features[saved[:, 0].astype(int) - 1]  # items are row numbers from 1
+    np.testing.assert_allclose(predictor.predict_proba_rows(validation_rows), saved[:, 3:], atol=1e-5)
+    assert result.report.mAP > 0.9
+    report = export_onnx(shutil.copytree(result.artifact_dir, tmp_path / "artifact"))
+    assert report.parity_max_abs_diff <= 1e-4
+    with pytest.raises(ConfigError, match="ensembles of heads are for tabular and text models"):
+        from tagnet.train import train
+
+        train(test, out_dir=tmp_path / "image", config=TrainConfig(ensemble=2), progress=False)
+    with pytest.raises(ConfigError, match="ensemble=2 with finetune"):
+        train_vectors(train, modality="text", text_column="x", out_dir=tmp_path / "text",
+                      config=TrainConfig(ensemble=2, finetune=True), progress=False)
 
 
 def test_options_that_do_not_apply_to_tables(tmp_path):

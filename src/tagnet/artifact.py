@@ -203,6 +203,7 @@ def load_artifact(path: str | Path) -> Artifact:
             head_hidden=spec["head_hidden"],
             image_size=spec["image_size"],
             input_dim=spec.get("input_dim"),
+            ensemble=spec.get("ensemble", 1),
         )
         load_state_into(model, state, source=str(weights_path), what=f"{spec['name']} model recorded in {META_FILE}")
     except TagnetError as exc:

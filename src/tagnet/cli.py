@@ -169,6 +169,7 @@ def train_command(
     augment: Annotated[Optional[str], typer.Option("--augment", help="none, basic, randaugment or trivialaugment")] = None,
     image_size: Annotated[Optional[int], typer.Option("--image-size", help="input size in pixels")] = None,
     patience: Annotated[Optional[int], typer.Option("--patience", help="early stopping patience in epochs")] = None,
+    ensemble: Annotated[Optional[int], typer.Option("--ensemble", min=1, help="tabular and text models: average the probabilities of this many heads trained one after another")] = None,
     threshold_mode: Annotated[Optional[str], typer.Option("--threshold-mode", help="per-label, global, top-k or fixed (see tagnet settings)")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed")] = None,
     devices: Annotated[Optional[str], typer.Option("--devices", help="Lightning devices: a count or auto")] = None,
@@ -198,7 +199,7 @@ def train_command(
     config = _settings_from(config_file, overrides, backbone=backbone, weights=weights, pretrained=pretrained,
                             epochs=epochs, finetune=finetune, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                             dropout=dropout, loss=loss, label_smoothing=label_smoothing, mixup=mixup, augment=augment,
-                            image_size=image_size, patience=patience, threshold_mode=threshold_mode, seed=seed,
+                            image_size=image_size, patience=patience, threshold_mode=threshold_mode, seed=seed, ensemble=ensemble,
                             devices=devices, strategy=strategy, num_nodes=num_nodes, precision=precision)
     tabular = tabular or label_count is not None or labels_xml is not None or labels.suffix.lower() == ".arff"
     modality = "text" if text_column else "tabular" if tabular else "image"

@@ -28,7 +28,7 @@ from tagnet.data.split import split_table
 from tagnet.data.table import LabelTable
 from tagnet.engine.fit import default_precision, is_main_process, run_phase
 from tagnet.engine.module import MultiLabelModule
-from tagnet.errors import DataError
+from tagnet.errors import ConfigError, DataError
 from tagnet.losses import make_loss
 from tagnet.metrics import MetricsReport, evaluate_probabilities
 from tagnet.models import TagnetModel, create_model, set_backbone_trainable
@@ -185,6 +185,9 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
     """
     config = config or TrainConfig()
     config.validate()
+    if config.ensemble != 1:
+        raise ConfigError(f"ensemble={config.ensemble}: ensembles of heads are for tabular and text models; "
+                          "an image model trains one head")
     console = console or Console(stderr=True)
     read_options = dict(read_options or {})
     started = time.perf_counter()

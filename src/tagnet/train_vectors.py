@@ -21,12 +21,12 @@ from tagnet.data.split import split_table
 from tagnet.data.table import LabelTable
 from tagnet.data.tabular import fit_standardization, read_feature_table, standardize
 from tagnet.data.text import PadCollate, TokenDataset
-from tagnet.engine.fit import default_precision, run_phase
+from tagnet.engine.fit import PhaseResult, default_precision, run_phase
 from tagnet.engine.module import MultiLabelModule
 from tagnet.errors import ConfigError, DataError
 from tagnet.losses import make_loss
 from tagnet.metrics import evaluate_probabilities
-from tagnet.models import TagnetModel, create_model
+from tagnet.models import TagnetModel, create_model, head_members
 from tagnet.models.mlp import DEFAULT_HIDDEN, MLP
 from tagnet.models.text import TEXT_ENCODERS, cached_embeddings
 from tagnet.train import (TrainResult, start_run, validation_score, validation_thresholds, write_json,
@@ -108,6 +108,9 @@ def resolve_vector_config(config: TrainConfig, *, modality: str) -> TrainConfig:
     backbone = wanted[0] if config.backbone == default.backbone else config.backbone
     if backbone not in wanted:
         raise ConfigError(f"backbone {config.backbone!r} does not take {modality} inputs; expected {', '.join(wanted)}")
+    if config.ensemble > 1 and config.finetune:
+        raise ConfigError(f"ensemble={config.ensemble} with finetune: an ensemble shares one frozen encoder; "
+                          "fine-tune a single model (ensemble=1) instead")
     if modality == "tabular":
         return config.updated(backbone=backbone, head_hidden=config.head_hidden or DEFAULT_HIDDEN)
     lr = TEXT_FINETUNE_LR if config.finetune_lr == default.finetune_lr else config.finetune_lr
@@ -173,10 +176,10 @@ def train_vectors(labels: str | Path, *, modality: str, text_column: str | int |
     names = data.table.label_names
     if modality == "tabular":
         model = create_model(MLP, num_labels=len(names), pretrained=False, dropout=config.dropout,
-                             head_hidden=config.head_hidden, input_dim=data.features.shape[1])
+                             head_hidden=config.head_hidden, input_dim=data.features.shape[1], ensemble=config.ensemble)
     else:  # the whole file's texts are embedded (and cached) once, whatever the split
         model = create_model(config.backbone, num_labels=len(names), pretrained=config.pretrained,
-                             dropout=config.dropout, head_hidden=config.head_hidden)
+                             dropout=config.dropout, head_hidden=config.head_hidden, ensemble=config.ensemble)
         data.embeddings = _embed(model, data.texts, config=config, run_dir=run_dir, progress=progress, console=console)
     train_data, val_data = _split(data, val_labels, modality=modality, text_column=text_column,
                                   read_options=read_options, config=config)
@@ -200,9 +203,7 @@ def train_vectors(labels: str | Path, *, modality: str, text_column: str | int |
         train_loader, val_loader = _tensor_loaders(
             torch.from_numpy(standardize(train_data.features, mean, std)), train_data.table,
             torch.from_numpy(standardize(val_data.features, mean, std)), val_data.table, batch_size=config.batch_size)
-        module = MultiLabelModule(model, loss, lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
-                                  normalize=None, mixup=config.mixup, score=validation_score)
-        result = run_phase(module, train_loader, val_loader, epochs=config.epochs, phase="train", precision="32-true", **phase)
+        result = _train_heads(model, train_loader, val_loader, loss=loss, config=config, phase=phase, name="train")
         extra = {"feature_names": train_data.feature_names,
                  "standardize": {"mean": mean.tolist(), "std": std.tolist()},
                  "id_column": read_options.get("id_column")}
@@ -228,6 +229,28 @@ def train_vectors(labels: str | Path, *, modality: str, text_column: str | int |
     return TrainResult(run_dir, artifact_dir, report, thresholds, {}, seconds)
 
 
+def _train_heads(model: TagnetModel, train_loader: DataLoader, val_loader: DataLoader, *, loss: torch.nn.Module,
+                 config: TrainConfig, phase: dict, name: str) -> PhaseResult:
+    """Train the model's head on precomputed inputs (standardised rows or embeddings; the backbone is not run).
+
+    An ensemble's members train one after another, each in its own phase (NAME, NAME-2, ...) with its own
+    early stopping; the result then holds the members' averaged validation probabilities, their mAP, and as
+    best epoch the latest of the members' best epochs.
+    """
+    results = []
+    for k, head in enumerate(head_members(model)):
+        module = MultiLabelModule(head, loss, lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
+                                  normalize=None, mixup=config.mixup, score=validation_score)
+        results.append(run_phase(module, train_loader, val_loader, epochs=config.epochs, phase=name if k == 0 else
+                                 f"{name}-{k + 1}", precision="32-true", **phase))
+    if len(results) == 1:
+        return results[0]
+    validation = {**results[0].validation, "probs": np.mean([r.validation["probs"] for r in results], axis=0)}
+    return PhaseResult(validation_score(**validation)["mAP"], max(r.best_epoch for r in results),
+                       sum(r.epochs_run for r in results), validation, sum(r.seconds for r in results),
+                       results[0].is_global_zero)
+
+
 def _embed(model: TagnetModel, texts: list[str], *, config: TrainConfig, run_dir: Path, progress: bool,
            console: Console) -> torch.Tensor:
     started = time.perf_counter()
@@ -242,9 +265,7 @@ def _train_text(model: TagnetModel, train: VectorData, val: VectorData, *, loss:
     """Head on the frozen embeddings, then (config.finetune) the whole encoder; returns (phase result, fine-tuned?)."""
     train_loader, val_loader = _tensor_loaders(train.embeddings, train.table, val.embeddings, val.table,
                                                batch_size=config.batch_size)
-    head = MultiLabelModule(model.head, loss, lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
-                            normalize=None, mixup=config.mixup, score=validation_score)
-    result = run_phase(head, train_loader, val_loader, epochs=config.epochs, phase="head", precision="32-true", **phase)
+    result = _train_heads(model, train_loader, val_loader, loss=loss, config=config, phase=phase, name="head")
     if not config.finetune:
         return result, False
     head_state = copy.deepcopy(model.state_dict())

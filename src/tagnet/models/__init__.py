@@ -1,14 +1,16 @@
 """Models: create_model/list_models over tagnet's own networks and timm, and the TagnetModel wrapper."""
 
 from tagnet.models import mlp, pretrained, seed_cnn, text  # noqa: F401  (importing registers the built-in models)
-from tagnet.models.base import BackboneBuild, PreprocessConfig, TagnetModel, set_backbone_trainable
+from tagnet.models.base import BackboneBuild, HeadEnsemble, PreprocessConfig, TagnetModel, head_members, set_backbone_trainable
 from tagnet.models.registry import create_model, list_models, register_model
 
 __all__ = [
     "BackboneBuild",
+    "HeadEnsemble",
     "PreprocessConfig",
     "TagnetModel",
     "create_model",
+    "head_members",
     "list_models",
     "register_model",
     "set_backbone_trainable",

@@ -61,6 +61,29 @@ def make_head(num_features: int, num_labels: int, *, dropout: float, head_hidden
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(num_features, num_labels))
 
 
+class HeadEnsemble(nn.Module):
+    """Several label heads trained independently; outputs the logit of their mean probability per label.
+
+    So sigmoid(output), as every loss and predictor applies it, is the ensemble's averaged probability
+    (clamped to [PROBABILITY_EPS, 1 - PROBABILITY_EPS]).
+    """
+
+    PROBABILITY_EPS = 1e-7
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        mean = torch.stack([torch.sigmoid(member(features).float()) for member in self.members]).mean(0)
+        return torch.logit(mean, eps=self.PROBABILITY_EPS)
+
+
+def head_members(model: "TagnetModel") -> list[nn.Module]:
+    """The heads to train one by one: the members of an ensemble head, or the single head."""
+    return list(model.head.members) if isinstance(model.head, HeadEnsemble) else [model.head]
+
+
 class TagnetModel(nn.Module):
     """A backbone giving pooled features (B, num_features) and a head giving one logit per label.
 
@@ -78,10 +101,13 @@ class TagnetModel(nn.Module):
         dropout: float = 0.2,
         head_hidden: int = 0,
         input_dim: int | None = None,
+        ensemble: int = 1,
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.head = make_head(num_features, num_labels, dropout=dropout, head_hidden=head_hidden)
+        heads = [make_head(num_features, num_labels, dropout=dropout, head_hidden=head_hidden) for _ in range(ensemble)]
+        self.head = heads[0] if ensemble == 1 else HeadEnsemble(heads)
+        self.ensemble = ensemble
         self.name = name
         self.num_features = num_features
         self.num_labels = num_labels
@@ -102,6 +128,8 @@ class TagnetModel(nn.Module):
         }
         if self.input_dim is not None:  # feature-vector models only
             spec["input_dim"] = self.input_dim
+        if self.ensemble > 1:
+            spec["ensemble"] = self.ensemble
         return spec
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

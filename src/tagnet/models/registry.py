@@ -67,6 +67,7 @@ def create_model(
     head_hidden: int = 0,
     image_size: int | None = None,
     input_dim: int | None = None,
+    ensemble: int = 1,
 ) -> TagnetModel:
     """Create a multi-label model: backbone `name` plus a head with `num_labels` logits.
 
@@ -80,6 +81,7 @@ def create_model(
         head_hidden: width of a hidden layer in the head; 0 gives a linear head.
         image_size: input size in pixels; default the backbone's own.
         input_dim: width of the input vectors of a feature-vector model ("mlp"); None for the others.
+        ensemble: number of heads whose probabilities are averaged (a HeadEnsemble when > 1).
 
     Returns:
         A TagnetModel in training mode.
@@ -89,6 +91,7 @@ def create_model(
     """
     _check_int(num_labels, name="num_labels", minimum=1)
     _check_int(head_hidden, name="head_hidden", minimum=0)
+    _check_int(ensemble, name="ensemble", minimum=1)
     if image_size is not None:
         _check_int(image_size, name="image_size", minimum=1)
     if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
@@ -107,4 +110,5 @@ def create_model(
         dropout=float(dropout),
         head_hidden=head_hidden,
         input_dim=input_dim,
+        ensemble=ensemble,
     )
