@@ -244,3 +244,21 @@ def test_export_text_model_to_onnx_with_its_tokenizer(text_run, predictor, tmp_p
     np.testing.assert_allclose(on_onnx.predict_proba_texts(texts), probs, atol=1e-5)
     int8 = VectorPredictor(folder, runtime="onnx", onnx_file="model.int8.onnx")
     assert np.abs(int8.predict_proba_texts(texts) - probs).max() < 0.1
+
+
+def test_text_ensemble_shares_the_frozen_encoder(text_run, tmp_path):
+    _, val = text_run
+    train = val.parent / "train.tsv"
+    options = {"no_header": True, "label_names_file": val.parent / "labels.txt", "id_column": "2"}
+    config = TrainConfig(epochs=3, lr=3e-2, batch_size=24, ensemble=2, precision="32-true")
+    result = train_vectors(train, modality="text", text_column="0", val_labels=val, out_dir=tmp_path / "run",
+                           config=config, read_options=options, progress=False)
+    phases = {row["phase"] for row in csv.DictReader((result.run_dir / "metrics.csv").open())}
+    assert phases == {"head", "head-2"}
+    predictor = load_predictor(result.run_dir)
+    assert sum(name.startswith("backbone.") for name in predictor.model.state_dict()) == \
+        sum(name.startswith("backbone.") for name in create_model("minilm_l6", num_labels=3).state_dict())
+    rows = list(csv.DictReader((result.run_dir / "val_predictions.csv").open()))
+    saved = np.array([[float(row[f"prob_{name}"]) for name in LABELS] for row in rows])
+    texts = [line.split("\t")[0] for line in val.read_text().splitlines()]
+    np.testing.assert_allclose(predictor.predict_proba_texts(texts), saved, atol=1e-4)
