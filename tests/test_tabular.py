@@ -216,7 +216,7 @@ def test_ensemble_of_heads_averages_members_and_exports(tabular_run, tmp_path):
 
     _, test = tabular_run
     train = test.parent / "sep-train.arff"
-    config = TrainConfig(epochs=4, batch_size=32, lr=2e-2, head_hidden=16, ensemble=3)
+    config = TrainConfig(epochs=10, batch_size=32, lr=2e-2, head_hidden=16, ensemble=3)
     result = train_vectors(train, modality="tabular", out_dir=tmp_path / "run", config=config, progress=False)
     phases = [line.split(",")[0] for line in (result.run_dir / "metrics.csv").read_text().splitlines()[1:]]
     assert sorted(set(phases)) == ["train", "train-2", "train-3"]
@@ -229,10 +229,22 @@ def test_ensemble_of_heads_averages_members_and_exports(tabular_run, tmp_path):
     with torch.no_grad():
         mean = np.mean([torch.sigmoid(m(inputs)).numpy() for m in members], axis=0)
     np.testing.assert_allclose(predictor.predict_proba_rows(rows), mean, atol=1e-6)
+    # each head held out its own 20% (32 rows): a validation row's probability is the mean of the heads that held it out
     saved = np.loadtxt(result.run_dir / "val_predictions.csv", delimiter=",", skiprows=1)  # item, true_a/b, prob_a/b
+    assert 32 < len(saved) <= 96 and result.report.n_items == len(saved)
     validation_rows = read_feature_table(train).features[saved[:, 0].astype(int) - 1]  # items are row numbers from 1
-    np.testing.assert_allclose(predictor.predict_proba_rows(validation_rows), saved[:, 3:], atol=1e-5)
+    inputs = torch.from_numpy(standardize(validation_rows, extra["mean"], extra["std"]))
+    with torch.no_grad():
+        per_head = np.stack([torch.sigmoid(m(inputs)).numpy() for m in members])  # (3, rows, 2)
+    subsets = [[k for k in range(3) if mask >> k & 1] for mask in range(1, 8)]
+    for row, probs in enumerate(saved[:, 3:]):
+        assert any(np.allclose(per_head[heads, row].mean(0), probs, atol=1e-5) for heads in subsets), row
     assert result.report.mAP > 0.9
+    shared = train_vectors(train, modality="tabular", val_labels=test, out_dir=tmp_path / "shared", config=config,
+                           progress=False)  # with a --val file every head validates on it: the whole ensemble's output
+    saved = np.loadtxt(shared.run_dir / "val_predictions.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(load_predictor(shared.run_dir).predict_proba_rows(read_feature_table(test).features),
+                               saved[:, 3:], atol=1e-5)
     report = export_onnx(shutil.copytree(result.artifact_dir, tmp_path / "artifact"))
     assert report.parity_max_abs_diff <= 1e-4
     with pytest.raises(ConfigError, match="ensembles of heads are for tabular and text models"):

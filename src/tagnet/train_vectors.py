@@ -117,18 +117,56 @@ def resolve_vector_config(config: TrainConfig, *, modality: str) -> TrainConfig:
     return config.updated(backbone=backbone, finetune_lr=lr, head_hidden=config.head_hidden or TEXT_HEAD_HIDDEN)
 
 
-def _split(data: VectorData, val_labels: str | Path | None, *, modality: str,
-           text_column: str | int | None, read_options: dict, config: TrainConfig) -> tuple[VectorData, VectorData]:
+@dataclass
+class _Split:
+    """Training and validation data of one head; `train_rows` / `val_rows` number the rows of the training file
+    (`val_rows` numbers the rows of the --val file instead when `val_is_file`)."""
+
+    train: VectorData
+    val: VectorData
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    val_is_file: bool
+
+
+def _splits(data: VectorData, val_labels: str | Path | None, *, modality: str, text_column: str | int | None,
+            read_options: dict, config: TrainConfig) -> list[_Split]:
+    """One split per head. With a --val file every head validates on it; otherwise head k holds out its own
+    stratified part of the training file (seed + k), so the heads of an ensemble also see different rows."""
+    every_row = np.arange(len(data.table))
     if val_labels is not None:
         val = read_vector_data(val_labels, modality=modality, text_column=text_column, read_options=read_options,
                                feature_names=data.feature_names)
         val.table = val.table.aligned_to(data.table.label_names, what=str(val_labels))
-        return data, val
-    numbered = LabelTable([str(i) for i in range(len(data.table))], data.table.label_names, data.table.targets,
-                          data.table.known)
-    parts = split_table(numbered, val=config.val_fraction, seed=config.seed)
-    return (data.subset(np.array([int(i) for i in parts["train"].items])),
-            data.subset(np.array([int(i) for i in parts["val"].items])))
+        return [_Split(data, val, every_row, np.arange(len(val.table)), True)] * config.ensemble
+    numbered = LabelTable([str(i) for i in every_row], data.table.label_names, data.table.targets, data.table.known)
+    splits = []
+    for k in range(config.ensemble):
+        parts = split_table(numbered, val=config.val_fraction, seed=config.seed + k)
+        train_rows, val_rows = (np.array([int(i) for i in parts[name].items], dtype=np.int64) for name in ("train", "val"))
+        splits.append(_Split(data.subset(train_rows), data.subset(val_rows), train_rows, val_rows, False))
+    return splits
+
+
+def _merged_validation(splits: list[_Split], results: list[PhaseResult],
+                       data: VectorData) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The heads' validation outputs as one: each validation row's probability averaged over the heads that held
+    it out (all of them when they share a split or a --val file). Returns (validation dict, item names)."""
+    first = splits[0]
+    count = len(first.val.table) if first.val_is_file else len(data.table)
+    total = np.zeros((count, len(data.table.label_names)))
+    votes = np.zeros(count, dtype=np.int64)
+    targets, known = np.zeros_like(total, dtype=np.float32), np.zeros_like(total, dtype=bool)
+    for split, result in zip(splits, results):
+        total[split.val_rows] += result.validation["probs"]
+        votes[split.val_rows] += 1
+        targets[split.val_rows] = result.validation["targets"]
+        known[split.val_rows] = result.validation["known"]
+    rows = np.flatnonzero(votes)
+    items = (first.val.table if first.val_is_file else data.table).items
+    validation = {"probs": (total[rows] / votes[rows, None]).astype(np.float32), "targets": targets[rows],
+                  "known": known[rows]}
+    return validation, [items[i] for i in rows]
 
 
 def _tensor_loaders(train_x: torch.Tensor, train: LabelTable, val_x: torch.Tensor, val: LabelTable, *,
@@ -181,74 +219,72 @@ def train_vectors(labels: str | Path, *, modality: str, text_column: str | int |
         model = create_model(config.backbone, num_labels=len(names), pretrained=config.pretrained,
                              dropout=config.dropout, head_hidden=config.head_hidden, ensemble=config.ensemble)
         data.embeddings = _embed(model, data.texts, config=config, run_dir=run_dir, progress=progress, console=console)
-    train_data, val_data = _split(data, val_labels, modality=modality, text_column=text_column,
-                                  read_options=read_options, config=config)
-    if len(train_data.table) == 0 or len(val_data.table) == 0:
-        raise DataError(f"{labels}: need training and validation items, got {len(train_data.table)} and {len(val_data.table)}")
-    if modality == "text" and val_data.embeddings is None:
-        val_data.embeddings = _embed(model, val_data.texts, config=config, run_dir=run_dir, progress=progress, console=console)
+    splits = _splits(data, val_labels, modality=modality, text_column=text_column, read_options=read_options,
+                     config=config)
+    first = splits[0]
+    if len(first.train.table) == 0 or len(first.val.table) == 0:
+        raise DataError(f"{labels}: need training and validation items, got {len(first.train.table)} and {len(first.val.table)}")
+    if modality == "text" and first.val_is_file:  # one file shared by every head: embedded once
+        first.val.embeddings = _embed(model, first.val.texts, config=config, run_dir=run_dir, progress=progress,
+                                      console=console)
     if main:
         write_json(run_dir / "config.json", config.to_dict())
         write_json(run_dir / "run.json", {
             "labels": str(Path(labels).resolve()), "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
             "text_column": text_column, "modality": modality,
             "read_options": _json_options(read_options)})
-    loss = make_loss(config, label_frequency=(train_data.table.targets * train_data.table.known).mean(axis=0))
+    loss = make_loss(config, label_frequency=(first.train.table.targets * first.train.table.known).mean(axis=0))
     phase = dict(config=config, run_dir=run_dir, progress=progress, epoch_callback=epoch_callback, resume=resume)
-    console.print(f"training on {len(train_data.table)} {modality} items, validating on {len(val_data.table)}, "
+    own_splits = "" if first.val_is_file or config.ensemble == 1 else f" (each of the {config.ensemble} heads its own split)"
+    console.print(f"training on {len(first.train.table)} {modality} items, validating on {len(first.val.table)}{own_splits}, "
                   f"{len(names)} labels, model {config.backbone}")
 
-    if modality == "tabular":
-        mean, std = fit_standardization(train_data.features)
-        train_loader, val_loader = _tensor_loaders(
-            torch.from_numpy(standardize(train_data.features, mean, std)), train_data.table,
-            torch.from_numpy(standardize(val_data.features, mean, std)), val_data.table, batch_size=config.batch_size)
-        result = _train_heads(model, train_loader, val_loader, loss=loss, config=config, phase=phase, name="train")
-        extra = {"feature_names": train_data.feature_names,
+    if modality == "tabular":  # standardised with the rows that train some head (all of them for an ensemble)
+        mean, std = fit_standardization(data.features[np.unique(np.concatenate([s.train_rows for s in splits]))])
+        loaders = [_tensor_loaders(torch.from_numpy(standardize(s.train.features, mean, std)), s.train.table,
+                                   torch.from_numpy(standardize(s.val.features, mean, std)), s.val.table,
+                                   batch_size=config.batch_size) for s in splits]
+        results = _train_heads(model, loaders, loss=loss, config=config, phase=phase, name="train")
+        extra = {"feature_names": data.feature_names,
                  "standardize": {"mean": mean.tolist(), "std": std.tolist()},
                  "id_column": read_options.get("id_column")}
     else:
-        result, finetuned = _train_text(model, train_data, val_data, loss=loss, config=config, phase=phase,
-                                        console=console)
+        results, finetuned = _train_text(model, splits, loss=loss, config=config, phase=phase, console=console)
         extra = {"text_column": text_column, "encoder": config.backbone, "finetuned": finetuned,
                  "read_options": _json_options(read_options)}  # evaluate reads files like the training file by default
     model.eval()
 
-    val = result.validation
+    val, val_items = _merged_validation(splits, results, data)
+    result = results[0]
+    best_epoch = max(r.best_epoch for r in results)
     thresholds = validation_thresholds(val, config)
     report = evaluate_probabilities(val["targets"], val["probs"], thresholds, label_names=names, known=val["known"])
     if not result.is_global_zero:  # other ranks of a distributed run: rank 0 writes the files
         return TrainResult(run_dir, run_dir / "artifact", report, thresholds, {}, time.perf_counter() - started)
     artifact_dir = save_artifact(run_dir / "artifact", model=model, label_names=names, thresholds=thresholds,
                                  config=config.to_dict(), metrics=report.summary(),
-                                 extra={"modality": modality, "best_epoch": result.best_epoch, **extra})
+                                 extra={"modality": modality, "best_epoch": best_epoch, **extra})
     seconds = time.perf_counter() - started
-    write_json(run_dir / "metrics.json", {"validation": report.to_dict(), "best_epoch": result.best_epoch,
+    write_json(run_dir / "metrics.json", {"validation": report.to_dict(), "best_epoch": best_epoch,
                                            "seconds": round(seconds, 1), "skipped": {}})
-    write_validation_predictions(run_dir / "val_predictions.csv", val_data.table.items, names, val)
+    write_validation_predictions(run_dir / "val_predictions.csv", val_items, names, val)
     return TrainResult(run_dir, artifact_dir, report, thresholds, {}, seconds)
 
 
-def _train_heads(model: TagnetModel, train_loader: DataLoader, val_loader: DataLoader, *, loss: torch.nn.Module,
-                 config: TrainConfig, phase: dict, name: str) -> PhaseResult:
+def _train_heads(model: TagnetModel, loaders: list[tuple[DataLoader, DataLoader]], *, loss: torch.nn.Module,
+                 config: TrainConfig, phase: dict, name: str) -> list[PhaseResult]:
     """Train the model's head on precomputed inputs (standardised rows or embeddings; the backbone is not run).
 
-    An ensemble's members train one after another, each in its own phase (NAME, NAME-2, ...) with its own
-    early stopping; the result then holds the members' averaged validation probabilities, their mAP, and as
-    best epoch the latest of the members' best epochs.
+    An ensemble's heads train one after another, head k on loaders[k], each in its own phase (NAME, NAME-2,
+    ...) with its own early stopping. Returns one PhaseResult per head.
     """
     results = []
-    for k, head in enumerate(head_members(model)):
+    for k, (head, (train_loader, val_loader)) in enumerate(zip(head_members(model), loaders)):
         module = MultiLabelModule(head, loss, lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
                                   normalize=None, mixup=config.mixup, score=validation_score)
         results.append(run_phase(module, train_loader, val_loader, epochs=config.epochs, phase=name if k == 0 else
                                  f"{name}-{k + 1}", precision="32-true", **phase))
-    if len(results) == 1:
-        return results[0]
-    validation = {**results[0].validation, "probs": np.mean([r.validation["probs"] for r in results], axis=0)}
-    return PhaseResult(validation_score(**validation)["mAP"], max(r.best_epoch for r in results),
-                       sum(r.epochs_run for r in results), validation, sum(r.seconds for r in results),
-                       results[0].is_global_zero)
+    return results
 
 
 def _embed(model: TagnetModel, texts: list[str], *, config: TrainConfig, run_dir: Path, progress: bool,
@@ -260,14 +296,18 @@ def _embed(model: TagnetModel, texts: list[str], *, config: TrainConfig, run_dir
     return embeddings
 
 
-def _train_text(model: TagnetModel, train: VectorData, val: VectorData, *, loss: torch.nn.Module, config: TrainConfig,
-                phase: dict, console: Console) -> tuple[Any, bool]:
-    """Head on the frozen embeddings, then (config.finetune) the whole encoder; returns (phase result, fine-tuned?)."""
-    train_loader, val_loader = _tensor_loaders(train.embeddings, train.table, val.embeddings, val.table,
-                                               batch_size=config.batch_size)
-    result = _train_heads(model, train_loader, val_loader, loss=loss, config=config, phase=phase, name="head")
+def _train_text(model: TagnetModel, splits: list[_Split], *, loss: torch.nn.Module, config: TrainConfig,
+                phase: dict, console: Console) -> tuple[list[PhaseResult], bool]:
+    """Heads on the frozen embeddings, then (config.finetune, one head only) the whole encoder.
+
+    Returns (one PhaseResult per head, fine-tuned?).
+    """
+    loaders = [_tensor_loaders(s.train.embeddings, s.train.table, s.val.embeddings, s.val.table,
+                               batch_size=config.batch_size) for s in splits]
+    results = _train_heads(model, loaders, loss=loss, config=config, phase=phase, name="head")
     if not config.finetune:
-        return result, False
+        return results, False
+    result, train, val = results[0], splits[0].train, splits[0].val
     head_state = copy.deepcopy(model.state_dict())
     encoder = model.backbone
     collate = PadCollate(encoder.pad_id)
@@ -280,8 +320,8 @@ def _train_text(model: TagnetModel, train: VectorData, val: VectorData, *, loss:
     tuned = run_phase(full, train_loader, val_loader, epochs=config.finetune_epochs, phase="finetune",
                       precision=default_precision(config), **phase)
     if tuned.best_score >= result.best_score:
-        return tuned, True
+        return [tuned], True
     console.print(f"fine-tuning reached validation mAP {tuned.best_score:.4f}, below the head alone "
                   f"({result.best_score:.4f}): keeping the frozen encoder")
     model.load_state_dict(head_state)
-    return result, False
+    return results, False
