@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from tagnet.artifact import load_artifact
 from tagnet.cli import app
 from tagnet.config import TrainConfig
+from tagnet.data.check import check_dataset
 from tagnet.data.tabular import (find_labels_xml, fit_standardization, read_feature_rows, read_feature_table,
                                  read_labels_xml, standardize)
 from tagnet.errors import ConfigError, DataError
@@ -61,6 +62,25 @@ def test_dense_arff_with_xml_found_beside(tmp_path):
     np.testing.assert_array_equal(found.labels.known, [[1, 1], [1, 1], [0, 1], [1, 1]])
     np.testing.assert_array_equal(found.features, [[1.5, 0, 1], [0, 2.5, 0], [np.nan, 0, 0], [0, 0, 0]])
     assert found.features.dtype == np.float32
+
+
+def test_data_check_reads_feature_tables(tmp_path):
+    _write(tmp_path / "tiny.xml", XML)
+    header = HEADER.replace("@attribute sun", "@attribute flat numeric\n@attribute sun")
+    rows = [row.split(",", 3) for row in DENSE_ROWS]
+    path = _write(tmp_path / "tiny-train.arff", header + "\n".join(",".join(r[:3] + ["7"] + r[3:]) for r in rows) + "\n")
+    report = check_dataset(path, min_examples=1)
+    assert [step.name for step in report.steps] == ["read labels", "labels", "features"]
+    assert report.usable and report.items == 4 and report.features == 4 and report.missing_values == 1
+    assert report.label_counts == {"beach": 1, "sun": 2} and report.unknown_counts == {"beach": 1, "sun": 0}
+    assert {(p.kind, p.where) for p in report.warnings()} == {
+        ("constant feature", "flat"), ("missing values", "data row 3"), ("empty label set", "data row 4")}
+    done = runner.invoke(app, ["data", "check", str(path)])
+    assert done.exit_code == 0 and "constant feature" in " ".join(done.output.split())
+    done = runner.invoke(app, ["data", "check", str(path), "--label-count", "9"])
+    assert done.exit_code == 1 and "not usable" in done.output
+    done = runner.invoke(app, ["data", "split", str(path), "--out", str(tmp_path / "parts")])
+    assert done.exit_code != 0 and "is a feature table" in str(done.exception)
 
 
 def test_sparse_arff_reads_like_dense(tmp_path):

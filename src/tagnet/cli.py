@@ -17,7 +17,7 @@ from tagnet.data.check import check_dataset, render_report
 from tagnet.data.labels import read_labels
 from tagnet.data.split import render_split, split_table, write_split
 from tagnet.config import TrainConfig, describe_settings, load_config, parse_overrides
-from tagnet.errors import TagnetError
+from tagnet.errors import ConfigError, TagnetError
 
 app = typer.Typer(name="tagnet", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Multi-label classification: label files in, trained model, metrics and predictions out.")
@@ -46,6 +46,12 @@ DelimiterOpt = Annotated[Optional[str], typer.Option(
     "--delimiter", help="CSV field delimiter (default: tab for .tsv, else sniffed)")]
 
 
+TabularOpt = Annotated[bool, typer.Option(
+    "--tabular", help="LABELS is a feature table (CSV): every column but the labels and id is a numeric input")]
+LabelCountOpt = Annotated[Optional[int], typer.Option(
+    "--label-count", min=1, help="feature tables: the labels are the last L columns")]
+LabelsXmlOpt = Annotated[Optional[Path], typer.Option(
+    "--labels-xml", help="ARFF: MULAN XML naming the labels (default: NAME.xml found beside)")]
 RuntimeOpt = Annotated[str, typer.Option(
     "--runtime", help="auto (ONNX Runtime when the artifact has a model.onnx from `tagnet export`), torch or onnx")]
 
@@ -109,10 +115,15 @@ def data_check(
     min_examples: Annotated[int, typer.Option("--min-examples", min=0,
                                               help="warn about labels with fewer examples")] = 5,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the report as JSON here")] = None,
+    tabular: TabularOpt = False,
+    label_count: LabelCountOpt = None,
+    labels_xml: LabelsXmlOpt = None,
     options: LabelFileOptions = None,
 ) -> None:
-    """Check a label file and its images; list every problem with its row or file (exit 1 if unusable)."""
-    report = check_dataset(labels, images_dir=images, min_examples=min_examples, **options)
+    """Check a label file and its images, or a feature table (ARFF, CSV) and its columns; list every problem
+    with its row or file (exit 1 if unusable)."""
+    table_only = {key: value for key, value in {"label_count": label_count, "labels_xml": labels_xml}.items() if value}
+    report = check_dataset(labels, images_dir=images, min_examples=min_examples, tabular=tabular, **options, **table_only)
     render_report(report, Console())
     if json_out is not None:
         json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
@@ -130,6 +141,11 @@ def data_split(
     options: LabelFileOptions = None,
 ) -> None:
     """Split a label file into train, val (and test) files that keep each label's share."""
+    from tagnet.data.tabular import is_feature_table
+
+    if is_feature_table(labels):
+        raise ConfigError(f"{labels} is a feature table; tagnet data split writes label files. `tagnet train` holds out "
+                          "a stratified val_fraction of a feature table itself (--set val_fraction=0.2), or takes --val FILE")
     parts = split_table(read_labels(labels, **options), val=val, test=test, seed=seed)
     render_split(parts, Console(), paths=write_split(parts, out, source=labels))
 
@@ -177,9 +193,9 @@ def train_command(
     num_nodes: Annotated[Optional[int], typer.Option("--num-nodes", help="machines in distributed training")] = None,
     precision: Annotated[Optional[str], typer.Option("--precision", help="Lightning precision, e.g. 32-true, bf16-mixed")] = None,
     text_column: Annotated[Optional[str], typer.Option("--text-column", help="train on the text in this column instead of images")] = None,
-    tabular: Annotated[bool, typer.Option("--tabular", help="LABELS is a feature table (CSV): every column but the labels and id is a numeric input")] = False,
-    label_count: Annotated[Optional[int], typer.Option("--label-count", min=1, help="feature tables: the labels are the last L columns")] = None,
-    labels_xml: Annotated[Optional[Path], typer.Option("--labels-xml", help="ARFF: MULAN XML naming the labels (default: NAME.xml found beside)")] = None,
+    tabular: TabularOpt = False,
+    label_count: LabelCountOpt = None,
+    labels_xml: LabelsXmlOpt = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="any setting as KEY=VALUE (see tagnet settings)")] = None,
     options: LabelFileOptions = None,
 ) -> None:

@@ -50,7 +50,7 @@ class TrainConfig:
     fixed_threshold: float = _setting(0.5, "the threshold of every label in fixed mode (0.5 minimises expected Hamming loss)")
     top_k: int = _setting(1, "labels per item in top-k threshold mode")
     min_positives: int = _setting(5, "labels with fewer validation positives use the global threshold")
-    ensemble: int = _setting(1, "tabular and text (frozen encoder) models: train this many heads one after another and average their probabilities")
+    ensemble: int = _setting(1, "tabular and text (frozen encoder) models: train this many heads one after another, each holding out its own validation split, and average their probabilities")
     seed: int = _setting(0, "random seed for splits, weights and augmentation")
     num_workers: int = _setting(0, "DataLoader worker processes")
     devices: str = _setting("auto", "Lightning devices (a count or 'auto')")

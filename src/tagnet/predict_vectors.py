@@ -9,13 +9,13 @@ import numpy as np
 import torch
 
 from tagnet.artifact import Artifact, load_artifact
-from tagnet.data.tabular import read_feature_rows, standardize
+from tagnet.data.tabular import TABULAR_OPTIONS, read_feature_rows, standardize
 from tagnet.data.text import read_text_lines
 from tagnet.errors import ArtifactError, DataError, TagnetError
 from tagnet.metrics import MetricsReport, evaluate_probabilities
 from tagnet.predict import ONNX_INPUTS, ONNX_OUTPUT, Prediction, PredictionResults, open_onnx_session
 from tagnet.thresholds import apply_thresholds, decision_thresholds
-from tagnet.train_vectors import TABULAR_OPTIONS, read_vector_data
+from tagnet.train_vectors import read_vector_data
 
 
 class VectorPredictor:

@@ -19,7 +19,7 @@ from tagnet.config import TrainConfig
 from tagnet.data.labels import read_labels_with_texts
 from tagnet.data.split import split_table
 from tagnet.data.table import LabelTable
-from tagnet.data.tabular import fit_standardization, read_feature_table, standardize
+from tagnet.data.tabular import fit_standardization, read_feature_table, standardize, table_read_options
 from tagnet.data.text import PadCollate, TokenDataset
 from tagnet.engine.fit import PhaseResult, default_precision, run_phase
 from tagnet.engine.module import MultiLabelModule
@@ -33,8 +33,6 @@ from tagnet.train import (TrainResult, start_run, validation_score, validation_t
                           write_validation_predictions)
 
 MODALITIES = ("text", "tabular")
-# read options that apply to feature tables; every other label-file option applies to text files only
-TABULAR_OPTIONS = ("label_columns", "label_count", "labels_xml", "id_column", "delimiter")
 TEXT_FINETUNE_LR = 5e-5  # a transformer forgets its pretraining at the image default (3e-4)
 TEXT_HEAD_HIDDEN = 1024  # a linear head on unit-length sentence embeddings underfits (GoEmotions macro-F1 0.22 vs 0.41)
 
@@ -88,11 +86,7 @@ def read_vector_data(path: str | Path, *, modality: str, text_column: str | int 
         return VectorData(table, texts=texts)
     if modality != "tabular":
         raise ConfigError(f"modality {modality!r} is not one of {list(MODALITIES)}")
-    wrong = sorted(set(options) - set(TABULAR_OPTIONS))
-    if wrong:
-        raise ConfigError(f"option(s) {', '.join(wrong)} do not apply to feature tables; expected only "
-                          f"{', '.join(TABULAR_OPTIONS)}")
-    found = read_feature_table(path, feature_names=feature_names, **options)
+    found = read_feature_table(path, feature_names=feature_names, **table_read_options(options))
     return VectorData(found.labels, features=found.features, feature_names=found.feature_names)
 
 
@@ -188,6 +182,8 @@ def train_vectors(labels: str | Path, *, modality: str, text_column: str | int |
     Text: frozen sentence embeddings (all-MiniLM-L6-v2, cached on disk) and a head trained on them;
     with config.finetune the whole encoder is trained afterwards (kept only when it scores better).
     Tabular: an MLP on features standardised with the training rows' mean and std (stored in the artifact).
+    config.ensemble > 1: that many heads averaged, each on its own split (see _splits); the validation
+    report and thresholds then use out-of-fold probabilities (see _merged_validation).
 
     Args:
         labels: a text label file (CSV/TSV/JSON(L), with `text_column`) or a feature table (ARFF, CSV).

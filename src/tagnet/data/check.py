@@ -1,4 +1,4 @@
-"""Dataset check: read the labels, look at every image, and report what is wrong and where."""
+"""Dataset check: read the labels, look at every image (or feature column), and report what is wrong and where."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from rich.table import Table
 
 from tagnet.data.labels import read_labels_located
 from tagnet.data.table import LabelTable
+from tagnet.data.tabular import is_feature_table, read_feature_table, table_read_options
 from tagnet.errors import DataError
 
 TOP_PAIRS = 10
@@ -57,6 +58,8 @@ class DatasetReport:
     images_dir: str | None = None
     images_checked: int = 0
     image_sizes: dict[str, int] = field(default_factory=dict)
+    features: int = 0
+    missing_values: int = 0
     steps: list[Step] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
@@ -81,6 +84,7 @@ def check_dataset(
     *,
     images_dir: str | Path | None = None,
     min_examples: int = 5,
+    tabular: bool = False,
     **read_kwargs: Any,
 ) -> DatasetReport:
     """Check a label file (or table) and its images, step by step, like fastai's DataBlock.summary().
@@ -90,10 +94,14 @@ def check_dataset(
         images_dir: folder the item ids are relative to; each image is opened and decoded.
             Default: the folder a folders/VOC source names; otherwise images are not checked.
         min_examples: labels with fewer known positives get a warning.
+        tabular: the path is a feature table (CSV) read with read_feature_table(**read_kwargs); ARFF
+            files and label_count / labels_xml options imply it. Its feature columns are checked
+            instead of images.
 
     Returns:
         A DatasetReport; a label file that cannot be read is reported as an error, not raised.
     """
+    features = None  # (values, names) of a feature table
     if isinstance(table_or_path, LabelTable):
         if read_kwargs:
             raise TypeError(f"read options {sorted(read_kwargs)} apply to a path, not to a LabelTable")
@@ -101,8 +109,14 @@ def check_dataset(
         report = DatasetReport(source="<table>")
     else:
         report = DatasetReport(source=str(table_or_path))
+        table_options = table_read_options(read_kwargs) if tabular or is_feature_table(table_or_path, read_kwargs) else None
         try:
-            table, locations = read_labels_located(table_or_path, **read_kwargs)
+            if table_options is None:
+                table, locations = read_labels_located(table_or_path, **read_kwargs)
+            else:
+                found = read_feature_table(table_or_path, **table_options)
+                table, features = found.labels, (found.features, found.feature_names)
+                locations = [f"data row {i + 1}" for i in range(len(table))]
         except DataError as e:
             report.problems.append(Problem("error", "read", str(table_or_path), str(e)))
             report.steps += [Step("read labels", "failed", str(e)),
@@ -113,6 +127,9 @@ def check_dataset(
     report.steps.append(Step("read labels", "ok", f"{table.source_format} format: {len(table)} items, "
                                                   f"{table.num_labels} labels"))
     _check_labels(report, table, locations, min_examples)
+    if features is not None:
+        _check_features(report, *features)
+        return report
     folder = images_dir if images_dir is not None else table.meta.get("images_dir")
     if folder is None:
         report.steps.append(Step("images", "skipped", "no images folder given (--images DIR)"))
@@ -168,6 +185,30 @@ def _check_labels(report: DatasetReport, table: LabelTable, locations: list[str]
     summary = Counter(p.kind for p in found)
     report.steps.append(Step("labels", status, ", ".join(f"{k}: {n}" for k, n in summary.items())
                              or f"{len(table)} items with {report.labels_per_item['mean']:.2f} labels on average"))
+
+
+def _check_features(report: DatasetReport, features: np.ndarray, names: list[str]) -> None:
+    """Feature columns: missing values (training replaces them by the mean), and columns that carry no information."""
+    missing = np.isnan(features)
+    report.features, report.missing_values = len(names), int(missing.sum())
+    found: list[Problem] = []
+    for j, name in enumerate(names):
+        values = features[~missing[:, j], j]
+        if not len(values):
+            found.append(Problem("warning", "empty feature", name, f"feature {name!r} has no value on any row"))
+        elif values.min() == values.max():
+            found.append(Problem("warning", "constant feature", name,
+                                 f"feature {name!r} is {values[0]:g} on every row with a value; it carries no information"))
+    rows = np.flatnonzero(missing.any(axis=1))
+    if len(rows):
+        found.append(Problem("warning", "missing values", f"data row {rows[0] + 1}",
+                             f"{report.missing_values} missing value(s) on {len(rows)} row(s), first on data row "
+                             f"{rows[0] + 1}; training replaces each by its feature's mean"))
+    report.problems += found
+    summary = Counter(p.kind for p in found)
+    report.steps.append(Step("features", "warning" if found else "ok",
+                             f"{len(names)} numeric features; " + (", ".join(f"{k}: {n}" for k, n in summary.items())
+                                                                  or "no missing values, none constant")))
 
 
 def _join_locations(locations: list[str]) -> str:

@@ -13,9 +13,11 @@ import numpy as np
 
 from tagnet.data.labels import ID_COLUMNS
 from tagnet.data.table import LabelTable
-from tagnet.errors import DataError
+from tagnet.errors import ConfigError, DataError
 
 ARFF_SUFFIX = ".arff"
+# the read options that apply to feature tables (read_feature_table's); every other label-file option is for label files
+TABULAR_OPTIONS = ("label_columns", "label_count", "labels_xml", "id_column", "delimiter")
 MISSING = ("", "?", "nan", "NaN", "NA")
 _NUMERIC_TYPES = ("NUMERIC", "REAL", "INTEGER")
 
@@ -57,6 +59,25 @@ class _Columns:
         if j in self.not_numeric:
             raise DataError(f"{self.path}: {what} {self.names[j]!r} {self.not_numeric[j]}; expected numbers")
         return self.matrix[:, j]
+
+
+def is_feature_table(path: str | Path, options: dict | None = None) -> bool:
+    """Whether `path` is read as a feature table: an ARFF file, or label_count / labels_xml given in `options`."""
+    options = options or {}
+    return Path(path).suffix.lower() == ARFF_SUFFIX or any(options.get(key) is not None for key in ("label_count", "labels_xml"))
+
+
+def table_read_options(options: dict) -> dict:
+    """`options` without unset (None/False) values, for read_feature_table.
+
+    Raises ConfigError naming the options that apply to label files only (format, separator, no_header...).
+    """
+    options = {key: value for key, value in options.items() if value not in (None, False)}
+    wrong = sorted(set(options) - set(TABULAR_OPTIONS))
+    if wrong:
+        raise ConfigError(f"option(s) {', '.join(wrong)} do not apply to feature tables; expected only "
+                          f"{', '.join(TABULAR_OPTIONS)}")
+    return options
 
 
 def read_feature_table(path: str | Path, *, label_columns: Sequence[str] | None = None, label_count: int | None = None,
