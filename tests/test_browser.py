@@ -5,6 +5,7 @@ import socket
 import threading
 import time
 
+import numpy as np
 import pytest
 import uvicorn
 
@@ -30,9 +31,32 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 @pytest.fixture
 def server_url(tiny_run):
     """uvicorn serving the tiny run on a free loopback port in a thread; stopped after the test."""
+    yield from _serve(create_app(Predictor(tiny_run.artifact_dir)))
+
+
+@pytest.fixture
+def tabular_server(tmp_path):
+    """A tabular model (3 features, labels a = x0 > 0 and b = x1 > 0) trained for a few epochs, and its server URL."""
+    from tagnet.config import TrainConfig
+    from tagnet.predict import load_predictor
+    from tagnet.serve.vectors import create_vector_app
+    from tagnet.train_vectors import train_vectors
+
+    x = np.random.default_rng(0).normal(size=(80, 3))
+    lines = ["x0,x1,x2,a,b"] + [f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{int(r[0] > 0)},{int(r[1] > 0)}" for r in x]
+    (tmp_path / "table.csv").write_text("\n".join(lines) + "\n")
+    result = train_vectors(tmp_path / "table.csv", modality="tabular", out_dir=tmp_path / "run", progress=False,
+                           config=TrainConfig(epochs=5, batch_size=16), read_options={"label_columns": ["a", "b"]})
+    predictor = load_predictor(result.run_dir)
+    for url in _serve(create_vector_app(predictor)):
+        yield url, predictor
+
+
+def _serve(app):
+    """Run `app` with uvicorn on a free loopback port in a thread; yield its URL; stop it afterwards."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(Predictor(tiny_run.artifact_dir)), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -76,3 +100,23 @@ def test_upload_on_the_page_shows_labels_and_probabilities(server_url, browser, 
         assert ("on" in row.get_attribute("class").split()) == (name in expected.labels)
         assert row.find_element(By.CSS_SELECTOR, ".tick").is_displayed()
     browser.save_screenshot(str(tmp_path / "page.png"))
+
+
+def test_lines_page_labels_feature_rows(tabular_server, browser):
+    url, predictor = tabular_server
+    rows = ["2.5, -1, 0", "?, 1.5, 0.3"]  # the second row's first value is missing
+    expected = predictor.predict_rows(np.array([[2.5, -1, 0], [np.nan, 1.5, 0.3]]))
+    wait = WebDriverWait(browser, 20)
+    browser.get(url + "/")
+    wait.until(lambda d: "labels:" in d.find_element(By.ID, "model-info").text)
+    assert "comma-separated" in browser.find_element(By.ID, "lines-help").text
+    browser.find_element(By.ID, "lines").send_keys("\n".join(rows))
+    browser.find_element(By.ID, "submit").click()
+    cards = wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card.done")) == 2
+                       and d.find_elements(By.CSS_SELECTOR, ".card.done"))
+    for card, line, want in zip(cards, rows, expected.predictions):
+        assert card.find_element(By.CSS_SELECTOR, ".input").text == line
+        assert card.find_element(By.CSS_SELECTOR, ".predicted").text == (", ".join(want.labels) or "no label above its threshold")
+        for row in card.find_elements(By.CSS_SELECTOR, ".label-row"):
+            name = row.get_attribute("data-label")
+            assert float(row.get_attribute("data-probability")) == pytest.approx(want.probabilities[name], abs=1e-5)

@@ -195,9 +195,10 @@ def test_batcher_joins_jobs_that_arrive_together_and_survives_errors():
 def test_page_and_docs(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert 'id="file-input"' in page.text and "/static/app.js" in page.text
+    assert 'id="file-input"' in page.text and "/static/common.js" in page.text and "/static/app.js" in page.text
     script = client.get("/static/app.js").text
-    assert '"/predict"' in script and '"/labels"' in script and "explain-slot" in script
+    assert '"/predict"' in script and "explain-slot" in script
+    assert '"/labels"' in client.get("/static/common.js").text
     assert client.get("/static/style.css").status_code == 200
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()

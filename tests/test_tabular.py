@@ -319,6 +319,17 @@ def test_server_answers_json_feature_rows(tabular_run):
     assert client.post("/predict", json={"texts": ["a"]}).status_code == 400
     assert client.post("/predict", json={"rows": [[1.0, 2.0]]}).status_code == 400  # 2 features, model has 4
     assert client.post("/predict", json={"rows": [[1.0, 2.0, 3.0, 4.0]]}).status_code == 200  # still serving
+    missing = client.post("/predict", json={"rows": [[None, 0.0, 0.0, 0.0]]}).json()["predictions"][0]
+    assert missing["probabilities"] == pytest.approx(
+        predictor.predict_rows(np.array([[np.nan, 0.0, 0.0, 0.0]])).predictions[0].probabilities)
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="lines"' in page.text and "/static/lines.js" in page.text
+    assert '"/predict"' in client.get("/static/lines.js").text
+    counts = client.get("/metrics").json()
+    assert "POST /predict" in json.dumps(counts)
+    small = TestClient(create_vector_app(predictor, max_upload_bytes=100))
+    too_big = small.post("/predict", json={"rows": [[1.0, 2.0, 3.0, 4.0]] * 20})
+    assert too_big.status_code == 413 and "over the limit of 100 bytes" in too_big.json()["detail"]
 
 
 def test_export_tabular_model_to_onnx_with_standardisation_inside(tabular_run, tmp_path):

@@ -102,9 +102,16 @@ class BodyTooLarge(Exception):
     """The request body grew past the server's limit while being read."""
 
 
+def too_large(max_bytes: int) -> JSONResponse:
+    """The 413 answer to a request body over `max_bytes`."""
+    return JSONResponse({"detail": f"request body is over the limit of {max_bytes} bytes; send fewer or smaller "
+                                   "inputs"}, status_code=413)
+
+
 class _LimitAndMeasure:
-    """ASGI middleware: a body over `max_bytes` (declared or read) raises BodyTooLarge, answered with 413;
-    each request is recorded in `stats` under its route ("POST /predict")."""
+    """ASGI middleware: a body declared over `max_bytes` is answered 413 before the app sees it; one that grows
+    past it while read raises BodyTooLarge (answered 413 by the app's handler); each request is recorded in
+    `stats` under its route ("POST /predict")."""
 
     def __init__(self, app, *, stats: ServerStats, max_bytes: int) -> None:
         self.app, self.stats, self.max_bytes = app, stats, max_bytes
@@ -124,8 +131,6 @@ class _LimitAndMeasure:
 
         async def receive_limited():
             nonlocal received
-            if declared.isdigit() and int(declared) > self.max_bytes:
-                raise BodyTooLarge()
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
@@ -133,7 +138,10 @@ class _LimitAndMeasure:
             return message
 
         try:
-            await self.app(scope, receive_limited, send_recording_status)
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                await too_large(self.max_bytes)(scope, receive, send_recording_status)
+            else:
+                await self.app(scope, receive_limited, send_recording_status)
         finally:
             route = scope.get("route")
             endpoint = f"{scope['method']} {route.path}" if route is not None else "unmatched"
@@ -256,17 +264,7 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
     model_name = predictor.artifact.meta["model"]["name"]
     app = FastAPI(title="tagnet", version=tagnet.__version__, lifespan=lifespan,
                   description=f"Multi-label image classifier ({model_name}, labels: {', '.join(predictor.label_names)}).")
-    app.add_middleware(_LimitAndMeasure, stats=stats, max_bytes=max_upload_bytes)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-
-    @app.exception_handler(BodyTooLarge)
-    async def body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
-        return JSONResponse({"detail": f"request body is over the limit of {max_upload_bytes} bytes; "
-                                       "send fewer or smaller images"}, status_code=413)
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html")
+    add_page_and_metrics(app, stats=stats, max_upload_bytes=max_upload_bytes, page="index.html")
 
     @app.post("/predict", response_model=PredictResponse, openapi_extra=PREDICT_BODY)
     async def predict(request: Request) -> dict:
@@ -297,12 +295,27 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
         return {"status": "ok", "model": model_name, "runtime": predictor.runtime,
                 "labels": len(predictor.label_names), "version": tagnet.__version__}
 
+    return app
+
+
+def add_page_and_metrics(app: FastAPI, *, stats: ServerStats, max_upload_bytes: int, page: str) -> None:
+    """What every tagnet server has: the body-size limit (413) and request statistics (middleware), the
+    static files, the web page `page` at /, and GET /metrics."""
+    app.add_middleware(_LimitAndMeasure, stats=stats, max_bytes=max_upload_bytes)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.exception_handler(BodyTooLarge)
+    async def body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return too_large(max_upload_bytes)
+
+    @app.get("/", include_in_schema=False)
+    async def web_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / page)
+
     @app.get("/metrics")
     async def metrics() -> dict:
         """Request counts per endpoint and status, latency percentiles (ms) and model batch sizes."""
         return stats.snapshot()
-
-    return app
 
 
 def keep_memory_flat() -> None:
@@ -332,10 +345,10 @@ def run_server(artifact: str | Path, *, host: str = "127.0.0.1", port: int = 800
     predictor = load_predictor(artifact, batch_size=batch_size, runtime=runtime)
     if isinstance(predictor, Predictor):
         app = create_app(predictor, **app_options)
-    else:  # text and tabular models: JSON in, no web page
+    else:  # text and tabular models: JSON in, a page with a text box
         from tagnet.serve.vectors import create_vector_app
 
-        app = create_vector_app(predictor)
+        app = create_vector_app(predictor, max_upload_bytes=app_options.get("max_upload_bytes", MAX_UPLOAD_BYTES))
     keep_memory_flat()
     print(f"serving {predictor.artifact.path} on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="info")

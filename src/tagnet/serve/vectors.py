@@ -1,4 +1,4 @@
-"""HTTP API for text and tabular models: POST /predict with JSON texts or feature rows."""
+"""HTTP API for text and tabular models: POST /predict with JSON texts or feature rows, and a web page."""
 
 from __future__ import annotations
 
@@ -11,22 +11,27 @@ from fastapi import Body, FastAPI, HTTPException
 import tagnet
 from tagnet.errors import DataError
 from tagnet.predict_vectors import VectorPredictor
+from tagnet.serve.app import MAX_UPLOAD_BYTES, add_page_and_metrics
+from tagnet.serve.stats import ServerStats
 
 MAX_ITEMS = 256
 
 
-def create_vector_app(predictor: VectorPredictor, *, max_items: int = MAX_ITEMS) -> FastAPI:
+def create_vector_app(predictor: VectorPredictor, *, max_items: int = MAX_ITEMS,
+                      max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
     """The FastAPI app serving a text or tabular model.
 
     POST /predict takes `{"texts": ["...", ...]}` (text model) or `{"rows": [[x0, x1, ...], ...]}` in the
-    model's feature order (tabular model) and answers every label's probability and the predicted set;
-    GET /labels and /health as for images. Bad bodies get 400 with a JSON message.
+    model's feature order, null for a missing value (tabular model), and answers every label's probability
+    and the predicted set; GET /labels, /health and /metrics as for images; at / a page where each line
+    of a text box is one input. Bad bodies get 400 with a JSON message, bodies over `max_upload_bytes` 413.
     """
     key = "texts" if predictor.modality == "text" else "rows"
     model_name = predictor.artifact.meta["model"]["name"]
     app = FastAPI(title="tagnet", version=tagnet.__version__,
                   description=f"Multi-label {predictor.modality} classifier ({model_name}, "
                               f"labels: {', '.join(predictor.label_names)}).")
+    add_page_and_metrics(app, stats=ServerStats(), max_upload_bytes=max_upload_bytes, page="lines.html")
 
     @app.post("/predict")
     async def predict(body: Any = Body(..., examples=[{key: ["thanks, you made my day"] if key == "texts" else [[0.1, 2.0]]}])) -> dict:

@@ -1,73 +1,21 @@
-// tagnet web page: sends each chosen or dropped image to POST /predict and shows its labels with
-// probability bars, each bar marked at the label's decision threshold (from GET /labels); a toggle on
-// each predicted label lays that label's heatmap (from POST /explain) over the image.
+// tagnet web page for image models: sends each chosen or dropped image to POST /predict and shows its
+// labels (common.js); a toggle on each predicted label lays that label's heatmap (from POST /explain)
+// over the image.
 "use strict";
 
-const state = { labels: [], thresholds: [] };
-
-async function loadLabels() {
-  const info = document.getElementById("model-info");
-  try {
-    const [labels, health] = await Promise.all([fetchJson("/labels"), fetchJson("/health")]);
-    state.labels = labels.labels;
-    state.thresholds = labels.thresholds;
-    info.textContent = `${health.model} on ${health.runtime} · ${labels.labels.length} labels: ` +
-      `${labels.labels.join(", ")} · thresholds: ${labels.threshold_mode}`;
-  } catch (error) {
-    info.textContent = `cannot reach the model: ${error.message}`;
-  }
-}
-
-async function fetchJson(url, options) {
-  const response = await fetch(url, options);
-  const body = await response.json().catch(() => ({ detail: response.statusText }));
-  if (!response.ok) {
-    const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
-    throw new Error(`${response.status}: ${detail}`);
-  }
-  return body;
-}
-
-function percent(p) {
-  return `${(100 * p).toFixed(1)}%`;
-}
-
-// One label's row: name, probability bar with the threshold tick, value.
-function labelRow(name, probability, threshold, predicted) {
-  const row = document.createElement("li");
-  row.className = predicted ? "label-row on" : "label-row off";
-  row.dataset.label = name;
-  row.dataset.probability = probability.toFixed(6);
-  const label = document.createElement("span");
-  label.className = "name";
-  label.textContent = name;
-  const bar = document.createElement("span");
-  bar.className = "bar";
-  bar.title = `probability ${percent(probability)}, threshold ${percent(threshold)}`;
-  const fill = document.createElement("span");
-  fill.className = "fill";
-  fill.style.width = percent(probability);
-  const tick = document.createElement("span");
-  tick.className = "tick";
-  tick.style.left = percent(threshold);
-  bar.append(fill, tick);
-  const value = document.createElement("span");
-  value.className = "value";
-  value.textContent = percent(probability);
-  const explainSlot = document.createElement("span");
-  explainSlot.className = "explain-slot";
-  if (predicted) {
+// A "heatmap" button in the slot of every predicted label's row.
+function addHeatmapToggles(card) {
+  card.querySelectorAll(".label-row.on").forEach((row) => {
+    const name = row.dataset.label;
     const toggle = document.createElement("button");
     toggle.type = "button";
     toggle.className = "explain-toggle";
     toggle.textContent = "heatmap";
     toggle.title = `show where the model sees ${name}`;
     toggle.setAttribute("aria-pressed", "false");
-    toggle.addEventListener("click", () => toggleHeatmap(toggle.closest(".card"), name, toggle));
-    explainSlot.append(toggle);
-  }
-  row.append(label, bar, value, explainSlot);
-  return row;
+    toggle.addEventListener("click", () => toggleHeatmap(card, name, toggle));
+    row.querySelector(".explain-slot").append(toggle);
+  });
 }
 
 // Shows one label's heatmap over the card's image (fetched once per label), or hides it when pressed again.
@@ -102,26 +50,6 @@ async function toggleHeatmap(card, name, toggle) {
   }
 }
 
-function showPrediction(card, prediction) {
-  const predicted = new Set(prediction.labels);
-  card.querySelector(".predicted").textContent =
-    prediction.labels.length ? prediction.labels.join(", ") : "no label above its threshold";
-  card.querySelector(".predicted").classList.toggle("none", !prediction.labels.length);
-  const rows = card.querySelector(".label-rows");
-  rows.replaceChildren(...state.labels
-    .map((name, j) => ({ name, p: prediction.probabilities[name], t: state.thresholds[j] }))
-    .sort((a, b) => b.p - a.p)
-    .map(({ name, p, t }) => labelRow(name, p, t, predicted.has(name))));
-  card.classList.add("done");
-}
-
-function showError(card, message) {
-  const line = card.querySelector(".predicted");
-  line.textContent = message;
-  line.classList.add("error");
-  card.classList.add("failed");
-}
-
 function newCard(file) {
   const card = document.getElementById("card-template").content.firstElementChild.cloneNode(true);
   card.file = file;
@@ -143,6 +71,7 @@ async function predictInto(card) {
   try {
     const body = await fetchJson("/predict", { method: "POST", body: form });
     showPrediction(card, body.predictions[0]);
+    addHeatmapToggles(card);
   } catch (error) {
     showError(card, error.message);
   }
