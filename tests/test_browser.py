@@ -120,3 +120,11 @@ def test_lines_page_labels_feature_rows(tabular_server, browser):
         for row in card.find_elements(By.CSS_SELECTOR, ".label-row"):
             name = row.get_attribute("data-label")
             assert float(row.get_attribute("data-probability")) == pytest.approx(want.probabilities[name], abs=1e-5)
+
+
+def test_api_docs_render_without_a_network(server_url, browser):
+    browser.get(server_url + "/docs")
+    title = WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".information-container .title"))
+    assert title[0].text.startswith("tagnet")
+    operations = browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
+    assert {"/predict", "/explain", "/labels"} <= {op.text for op in operations}

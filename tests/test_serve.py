@@ -200,7 +200,10 @@ def test_page_and_docs(client):
     assert '"/predict"' in script and "explain-slot" in script
     assert '"/labels"' in client.get("/static/common.js").text
     assert client.get("/static/style.css").status_code == 200
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text
+    assert "http://" not in docs.text and "https://" not in docs.text  # no CDN: the docs work offline
+    assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
     spec = client.get("/openapi.json").json()
     assert {"/predict", "/labels", "/health", "/metrics"} <= set(spec["paths"])
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]

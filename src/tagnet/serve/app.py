@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline  # Swagger UI and ReDoc served from the package: /docs works offline
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
@@ -262,7 +263,7 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
         await batcher.stop()
 
     model_name = predictor.artifact.meta["model"]["name"]
-    app = FastAPI(title="tagnet", version=tagnet.__version__, lifespan=lifespan,
+    app = FastAPIOffline(title="tagnet", version=tagnet.__version__, lifespan=lifespan,
                   description=f"Multi-label image classifier ({model_name}, labels: {', '.join(predictor.label_names)}).")
     add_page_and_metrics(app, stats=stats, max_upload_bytes=max_upload_bytes, page="index.html")
 

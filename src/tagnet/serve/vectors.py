@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import Body, FastAPI, HTTPException
+from fastapi_offline import FastAPIOffline
 
 import tagnet
 from tagnet.errors import DataError
@@ -28,7 +29,7 @@ def create_vector_app(predictor: VectorPredictor, *, max_items: int = MAX_ITEMS,
     """
     key = "texts" if predictor.modality == "text" else "rows"
     model_name = predictor.artifact.meta["model"]["name"]
-    app = FastAPI(title="tagnet", version=tagnet.__version__,
+    app = FastAPIOffline(title="tagnet", version=tagnet.__version__,
                   description=f"Multi-label {predictor.modality} classifier ({model_name}, "
                               f"labels: {', '.join(predictor.label_names)}).")
     add_page_and_metrics(app, stats=ServerStats(), max_upload_bytes=max_upload_bytes, page="lines.html")
