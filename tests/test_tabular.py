@@ -363,3 +363,33 @@ def test_export_tabular_model_to_onnx_with_standardisation_inside(tabular_run, t
     assert client.get("/health").json()["runtime"] == "onnx"
     answer = client.post("/predict", json={"rows": rows[1:3].tolist()}).json()["predictions"]
     assert answer[0]["probabilities"]["a"] == pytest.approx(float(raw[1, 0]), abs=1e-6)
+
+
+def test_tune_searches_a_feature_table(tabular_run, tmp_path):
+    import optuna
+
+    from tagnet.config import load_config
+    from tagnet.tune import suggest_config, tune
+
+    _, test = tabular_run
+    train = test.parent / "sep-train.arff"
+    result = tune(train, modality="tabular", trials=3, out_dir=tmp_path / "study",
+                  base_config=TrainConfig(epochs=3, batch_size=32), console=None)
+    assert result.finished == 3
+    study = optuna.load_study(study_name="tagnet", storage=f"sqlite:///{tmp_path / 'study' / 'study.db'}")
+    first = study.trials[0].params  # the base recipe, with the tabular defaults (mlp, 256 wide)
+    assert (first["backbone"], first["head_hidden"], first["label_smoothing"], first["mixup"]) == ("mlp", 256, 0.0, 0.0)
+    assert "augment" not in first
+    config = load_config(result.best_config_path)
+    assert config.backbone == "mlp" and config == TrainConfig(epochs=3, batch_size=32).updated(**study.best_trial.params)
+    assert load_artifact(result.best_run).modality == "tabular"
+    best_metrics = json.loads((result.best_run / "metrics.json").read_text())
+    assert best_metrics["validation"]["mAP"] == pytest.approx(study.best_value)
+    strong = {"backbone": "mlp", "lr": 1e-3, "weight_decay": 0.5, "dropout": 0.5, "label_smoothing": 0.1, "mixup": 0.4,
+              "head_hidden": 1024, "loss": "bce"}
+    assert suggest_config(optuna.trial.FixedTrial(strong), TrainConfig(), backbones=["mlp"],
+                          modality="tabular") == TrainConfig().updated(**strong)
+    done = runner.invoke(app, ["tune", str(train), "--trials", "1", "--out", str(tmp_path / "cli"),
+                               "--set", "epochs=2"])
+    assert done.exit_code == 0, done.output
+    assert f"tagnet train {train} --config" in " ".join(done.output.split()).replace("\n", "")

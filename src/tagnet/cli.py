@@ -151,6 +151,20 @@ def data_split(
 
 
 # ---- training, evaluation, prediction ----
+def _modality_and_options(labels: Path, options: dict, *, text_column: str | None, tabular: bool,
+                          label_count: int | None, labels_xml: Path | None) -> tuple[str, dict]:
+    """What LABELS holds ("text" with --text-column; "tabular" for ARFF, --tabular, --label-count or --labels-xml;
+    else "image") and the read options for it."""
+    from tagnet.data.tabular import is_feature_table
+
+    table_only = {"label_count": label_count, "labels_xml": labels_xml}
+    if text_column:
+        return "text", options
+    if tabular or is_feature_table(labels, table_only):
+        return "tabular", {**options, **table_only}
+    return "image", options
+
+
 def _settings_from(config_file: Path | None, overrides: list[str] | None, **flags: Any) -> TrainConfig:
     """TrainConfig from defaults < --config FILE < --set KEY=VALUE < explicit flags."""
     config = load_config(config_file) if config_file else TrainConfig()
@@ -217,10 +231,8 @@ def train_command(
                             dropout=dropout, loss=loss, label_smoothing=label_smoothing, mixup=mixup, augment=augment,
                             image_size=image_size, patience=patience, threshold_mode=threshold_mode, seed=seed, ensemble=ensemble,
                             devices=devices, strategy=strategy, num_nodes=num_nodes, precision=precision)
-    tabular = tabular or label_count is not None or labels_xml is not None or labels.suffix.lower() == ".arff"
-    modality = "text" if text_column else "tabular" if tabular else "image"
-    if modality == "tabular":
-        options = {**options, "label_count": label_count, "labels_xml": labels_xml}
+    modality, options = _modality_and_options(labels, options, text_column=text_column, tabular=tabular,
+                                              label_count=label_count, labels_xml=labels_xml)
     if modality == "image":
         result = train(labels, images_dir=images, val_labels=val, out_dir=out, config=config, read_options=options,
                        console=console)
@@ -359,22 +371,34 @@ def tune_command(
     trials: Annotated[int, typer.Option("--trials", min=1, help="trials the study should hold in all; a rerun continues it")] = 20,
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="start no new trial after this many seconds")] = None,
     out: Annotated[Path, typer.Option("--out", help="study folder: study.db, best_config.json, best_run/")] = Path("runs/tune"),
-    val: Annotated[Optional[Path], typer.Option("--val", help="validation label file; default: LABELS split once into OUT/split")] = None,
-    backbones: Annotated[str, typer.Option("--backbones", help="comma-separated backbones the search chooses from")] = "efficientnet_lite0",
+    val: Annotated[Optional[Path], typer.Option("--val", help="validation label file; default: LABELS split once")] = None,
+    backbones: Annotated[Optional[str], typer.Option(
+        "--backbones", help="comma-separated backbones the search chooses from (default efficientnet_lite0; "
+                            "mlp / minilm_l6 for tables / text)")] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON settings the search leaves fixed")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="a fixed setting as KEY=VALUE (see tagnet settings)")] = None,
+    text_column: Annotated[Optional[str], typer.Option("--text-column", help="search for a text model on this column")] = None,
+    tabular: TabularOpt = False,
+    label_count: LabelCountOpt = None,
+    labels_xml: LabelsXmlOpt = None,
     options: LabelFileOptions = None,
 ) -> None:
-    """Search learning rate, weight decay, dropout, head width, loss and augmentation with Optuna for the best validation mAP."""
+    """Search learning rate, weight decay, dropout, head width, loss and augmentation (images) or label smoothing
+    and mixup (text, tables) with Optuna for the best validation mAP."""
     from tagnet.tune import tune
 
     console = Console()
+    modality, options = _modality_and_options(labels, options, text_column=text_column, tabular=tabular,
+                                              label_count=label_count, labels_xml=labels_xml)
     result = tune(labels, images_dir=images, val_labels=val, out_dir=out, trials=trials, timeout=timeout,
-                  base_config=_settings_from(config_file, overrides), backbones=backbones.split(","),
-                  read_options=options, console=console)
+                  base_config=_settings_from(config_file, overrides),
+                  backbones=backbones.split(",") if backbones else None, read_options=options, console=console,
+                  modality=modality, text_column=text_column)
     console.print(f"best validation mAP {result.best_value:.4f} of {result.finished} trials ({result.pruned} pruned); "
                   f"its run: {result.best_run}")
-    where = (f" --images {images}" if images else "") + (f" --val {val}" if val else "")
+    where = "".join(f" {flag} {value}" for flag, value in (
+        ("--images", images), ("--val", val), ("--text-column", text_column), ("--label-count", label_count),
+        ("--labels-xml", labels_xml)) if value) + (" --tabular" if tabular else "")
     console.print(f"settings written to {result.best_config_path}; train with them: "
                   f"tagnet train {labels}{where} --config {result.best_config_path}")
 

@@ -1,4 +1,4 @@
-"""Hyperparameter search with Optuna: every trial is one train() sharing cached images and backbone features."""
+"""Hyperparameter search with Optuna: every trial is one training run sharing cached images, features or embeddings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,15 @@ from tagnet.data.labels import read_labels, write_labels
 from tagnet.data.split import split_table
 from tagnet.data.table import LabelTable
 from tagnet.errors import ConfigError, DataError
-from tagnet.train import uses_feature_cache, train
+from tagnet.train import TrainResult, train, uses_feature_cache
+from tagnet.train_vectors import MODALITIES, resolve_vector_config, train_vectors
 
 STUDY_NAME = "tagnet"
 LOSSES = ("bce", "weighted_bce", "focal", "asl")
+LOSS_PARAMETERS = {"focal": ("focal_gamma",), "asl": ("asl_gamma_neg", "asl_gamma_pos", "asl_clip")}
 AUGMENTS = ("none", "basic", "randaugment", "trivialaugment")
-HEAD_WIDTHS = (0, 256, 512)
+# head widths the search tries per modality (for text and tables a head always has a hidden layer)
+HEAD_WIDTHS = {"image": (0, 256, 512), "tabular": (128, 256, 512, 1024), "text": (256, 512, 1024)}
 # (low, high, log scale) of every float setting the search tries; the names are TrainConfig fields.
 FLOAT_RANGES: dict[str, tuple[float, float, bool]] = {
     "lr": (1e-4, 3e-2, True),
@@ -38,6 +41,9 @@ FLOAT_RANGES: dict[str, tuple[float, float, bool]] = {
     "asl_gamma_pos": (0.0, 1.5, False),
     "asl_clip": (0.0, 0.2, False),
 }
+# feature vectors are few and small: the search also tries strong weight decay, label smoothing and mixup
+VECTOR_FLOAT_RANGES = {**FLOAT_RANGES, "weight_decay": (1e-5, 1.0, True), "label_smoothing": (0.0, 0.2, False),
+                       "mixup": (0.0, 0.5, False)}
 PRUNER_STARTUP_TRIALS = 5
 PRUNER_WARMUP_EPOCHS = 3
 
@@ -57,36 +63,33 @@ class TuneResult:
     seconds: float
 
 
-def suggest_config(trial: optuna.Trial, base: TrainConfig, *, backbones: Sequence[str]) -> TrainConfig:
+def suggest_config(trial: optuna.Trial, base: TrainConfig, *, backbones: Sequence[str],
+                   modality: str = "image") -> TrainConfig:
     """The trial's settings: `base` with learning rate, weight decay, dropout, head width, loss (and its
-    parameters), augmentation (only when the network sees images, not cached features) and backbone drawn.
+    parameters) and backbone drawn; for images also augmentation (only when the network sees images, not
+    cached features), for text and tables also label smoothing and mixup.
 
     Args:
         trial: the Optuna trial drawing the values.
         base: settings kept fixed (epochs, batch size, patience, ...).
         backbones: backbone names to choose from.
+        modality: "image", "text" or "tabular": which search space (see HEAD_WIDTHS, VECTOR_FLOAT_RANGES).
     Returns:
         A validated TrainConfig.
     """
+    ranges = FLOAT_RANGES if modality == "image" else VECTOR_FLOAT_RANGES
     values: dict[str, Any] = {"backbone": trial.suggest_categorical("backbone", list(backbones))}
-    for name in ("lr", "weight_decay", "dropout"):
-        values[name] = _suggest_float(trial, name)
-    values["head_hidden"] = trial.suggest_categorical("head_hidden", list(HEAD_WIDTHS))
+    extra = () if modality == "image" else ("label_smoothing", "mixup")
+    for name in ("lr", "weight_decay", "dropout", *extra):
+        values[name] = trial.suggest_float(name, *ranges[name][:2], log=ranges[name][2])
+    values["head_hidden"] = trial.suggest_categorical("head_hidden", list(HEAD_WIDTHS[modality]))
     values["loss"] = trial.suggest_categorical("loss", list(LOSSES))
-    if values["loss"] == "focal":
-        values["focal_gamma"] = _suggest_float(trial, "focal_gamma")
-    if values["loss"] == "asl":
-        for name in ("asl_gamma_neg", "asl_gamma_pos", "asl_clip"):
-            values[name] = _suggest_float(trial, name)
+    for name in LOSS_PARAMETERS.get(values["loss"], ()):
+        values[name] = trial.suggest_float(name, *ranges[name][:2], log=ranges[name][2])
     config = base.updated(**values)
-    if trains_on_images(config):
+    if modality == "image" and trains_on_images(config):
         config = config.updated(augment=trial.suggest_categorical("augment", list(AUGMENTS)))
     return config
-
-
-def _suggest_float(trial: optuna.Trial, name: str) -> float:
-    low, high, log = FLOAT_RANGES[name]
-    return trial.suggest_float(name, low, high, log=log)
 
 
 def trains_on_images(config: TrainConfig) -> bool:
@@ -94,14 +97,15 @@ def trains_on_images(config: TrainConfig) -> bool:
     return config.finetune or not uses_feature_cache(config)
 
 
-def _base_params(base: TrainConfig, backbones: Sequence[str]) -> dict[str, Any]:
+def _base_params(base: TrainConfig, backbones: Sequence[str], modality: str) -> dict[str, Any]:
     """The base settings as search parameters (those inside the search space): the study's first trial."""
+    ranges = FLOAT_RANGES if modality == "image" else VECTOR_FLOAT_RANGES
     params: dict[str, Any] = {"backbone": backbones[0], "head_hidden": base.head_hidden, "loss": base.loss,
                               "augment": base.augment}
-    params.update({name: getattr(base, name) for name in FLOAT_RANGES})
-    inside = {"head_hidden": HEAD_WIDTHS, "loss": LOSSES, "augment": AUGMENTS, "backbone": tuple(backbones)}
+    params.update({name: getattr(base, name) for name in ranges})
+    inside = {"head_hidden": HEAD_WIDTHS[modality], "loss": LOSSES, "augment": AUGMENTS, "backbone": tuple(backbones)}
     return {k: v for k, v in params.items()
-            if (v in inside[k] if k in inside else FLOAT_RANGES[k][0] <= v <= FLOAT_RANGES[k][1])}
+            if (v in inside[k] if k in inside else ranges[k][0] <= v <= ranges[k][1])}
 
 
 def _check_same_study(path: Path, settings: dict[str, Any]) -> None:
@@ -131,24 +135,28 @@ def _write_split(labels: str | Path, out: Path, base: TrainConfig, read_options:
 
 def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels: str | Path | None = None,
          out_dir: str | Path = "runs/tune", trials: int = 20, timeout: float | None = None,
-         base_config: TrainConfig | None = None, backbones: Sequence[str] = ("efficientnet_lite0",),
-         read_options: dict | None = None, console: Console | None = None) -> TuneResult:
+         base_config: TrainConfig | None = None, backbones: Sequence[str] | None = None,
+         read_options: dict | None = None, console: Console | None = None, modality: str = "image",
+         text_column: str | int | None = None) -> TuneResult:
     """Search training settings with Optuna (TPE sampler, median pruner) to maximise validation mAP.
 
-    Every trial trains with `train()` on the same validation split (`val_labels`, or LABELS split once
-    into OUT/split/) and the same cache folder, so images are decoded and backbone features computed
-    once; later trials only train the head. The study lives in OUT/study.db and resumes when run again.
+    Every trial trains with `train()` (images) or `train_vectors()` (text, tables) on the same validation
+    split (`val_labels`, or LABELS split once: into OUT/split/ for images, by base_config.seed for the
+    others) and the same cache folder, so images are decoded and backbone features or sentence embeddings
+    computed once; later trials only train the head. The study lives in OUT/study.db and resumes when run again.
 
     Args:
-        labels: training label file (any format `read_labels` reads).
+        labels: training label file (any format `read_labels` reads), or a text file / feature table.
         images_dir: folder the image paths are relative to.
         val_labels: validation label file; without it LABELS is split (base_config.val_fraction, seed).
         out_dir: OUT: study.db, best_config.json, best_run/ (the best trial's run), trials.csv, split/, cache/.
         trials: total number of finished (complete or pruned) trials the study should hold.
         timeout: stop starting trials after this many seconds.
         base_config: settings the search leaves fixed (epochs, batch size, patience...).
-        backbones: backbone names the search chooses from.
-        read_options: keyword options for `read_labels`.
+        backbones: backbone names the search chooses from; default efficientnet_lite0, or the
+            modality's own model (mlp, minilm_l6).
+        read_options: keyword options for `read_labels` (or read_vector_data).
+        modality: "image", "text" (with `text_column`) or "tabular".
     Returns:
         TuneResult with the best validation mAP, its parameters and the written files.
     Raises:
@@ -159,25 +167,37 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
         raise ConfigError(f"trials must be >= 1, got {trials}")
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
-    backbones = [b.strip() for b in backbones if b.strip()]
+    if modality not in ("image", *MODALITIES):
+        raise ConfigError(f"modality {modality!r} is not one of {['image', *MODALITIES]}")
+    base = base_config or TrainConfig()
+    if modality != "image":  # the modality's model and head width, unless the base settings name others
+        base = resolve_vector_config(base, modality=modality)
+    backbones = [b.strip() for b in (backbones or [base.backbone]) if b.strip()]
     if not backbones:
         raise ConfigError("backbones: expected at least one backbone name")
     console = console or Console(stderr=True)
     read_options = dict(read_options or {})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    base = base_config or TrainConfig()
     base = base.updated(cache_dir=base.cache_dir or str(out / "cache"))
     _check_same_study(out / "tune.json", {
         "labels": str(Path(labels).resolve()), "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
         "images_dir": str(Path(images_dir).resolve()) if images_dir else None,
         "read_options": {k: str(v) if isinstance(v, Path) else v for k, v in read_options.items()},
-        "backbones": backbones, "base_config": base.to_dict()})
-    if val_labels is None:
+        "backbones": backbones, "base_config": base.to_dict(), "modality": modality, "text_column": text_column})
+    if val_labels is None and modality == "image":
         train_file, val_file = _write_split(labels, out, base, read_options)
         trial_read_options: dict = {"format": "onehot"}
     else:
-        train_file, val_file, trial_read_options = Path(labels), Path(val_labels), read_options
+        train_file, val_file, trial_read_options = Path(labels), val_labels, read_options
+
+    def train_trial(config: TrainConfig, run_dir: Path, report: Callable[[int, float], None]) -> TrainResult:
+        if modality == "image":
+            return train(train_file, images_dir=images_dir, val_labels=val_file, out_dir=run_dir, config=config,
+                         read_options=trial_read_options, console=quiet, progress=False, epoch_callback=report)
+        return train_vectors(train_file, modality=modality, text_column=text_column, val_labels=val_file,
+                             out_dir=run_dir, config=config, read_options=trial_read_options, console=quiet,
+                             progress=False, epoch_callback=report)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=STUDY_NAME, storage=f"sqlite:///{(out / 'study.db').resolve()}",
@@ -192,14 +212,14 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
     study.pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS,
                                                n_warmup_steps=PRUNER_WARMUP_EPOCHS)
     if not study.trials:
-        study.enqueue_trial(_base_params(base, backbones))  # the base recipe is trial 0: the search starts from it
+        study.enqueue_trial(_base_params(base, backbones, modality))  # the base recipe is trial 0: the search starts from it
 
     trials_dir, best_run = out / "trials", out / "best_run"
     shutil.rmtree(trials_dir, ignore_errors=True)  # leftovers of an interrupted search
     quiet = Console(quiet=True)
 
     def objective(trial: optuna.Trial) -> float:
-        config = suggest_config(trial, base, backbones=backbones)
+        config = suggest_config(trial, base, backbones=backbones, modality=modality)
         run_dir = trials_dir / f"trial-{trial.number:04d}"
         steps = itertools.count()
 
@@ -210,14 +230,13 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
 
         started = time.perf_counter()
         try:
-            result = train(train_file, images_dir=images_dir, val_labels=val_file, out_dir=run_dir, config=config,
-                           read_options=trial_read_options, console=quiet, progress=False, epoch_callback=report)
+            result = train_trial(config, run_dir, report)
         except optuna.TrialPruned as pruned:
             shutil.rmtree(run_dir, ignore_errors=True)
             console.print(f"trial {trial.number:>3}  [dim]{pruned}[/dim]  {time.perf_counter() - started:.1f} s")
             raise
         if result.report.mAP is None:
-            raise DataError(f"{val_file}: no label has a positive validation example, so validation mAP is undefined")
+            raise DataError(f"{val_file or labels}: no label has a positive validation example, so validation mAP is undefined")
         score = float(result.report.mAP)
         summary = result.report.summary()
         for key in ("micro_f1", "macro_f1"):
