@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
@@ -389,7 +390,17 @@ def test_tune_searches_a_feature_table(tabular_run, tmp_path):
               "head_hidden": 1024, "loss": "bce"}
     assert suggest_config(optuna.trial.FixedTrial(strong), TrainConfig(), backbones=["mlp"],
                           modality="tabular") == TrainConfig().updated(**strong)
-    done = runner.invoke(app, ["tune", str(train), "--trials", "1", "--out", str(tmp_path / "cli"),
-                               "--set", "epochs=2"])
+    done = runner.invoke(app, ["tune", str(train), "--trials", "3", "--out", str(tmp_path / "cli"), "--set", "epochs=2",
+                               "--metric", "hamming_loss", "--set", "threshold_mode=fixed"])
     assert done.exit_code == 0, done.output
-    assert f"tagnet train {train} --config" in " ".join(done.output.split()).replace("\n", "")
+    printed = " ".join(done.output.split())
+    assert "best validation hamming_loss" in printed and f"tagnet train {train} --config" in printed
+    study = optuna.load_study(study_name="tagnet", storage=f"sqlite:///{tmp_path / 'cli' / 'study.db'}")
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert study.best_value == min(t.value for t in study.trials)
+    best_metrics = json.loads((tmp_path / "cli" / "best_run" / "metrics.json").read_text())["validation"]
+    assert best_metrics["hamming_loss"] == pytest.approx(study.best_value)
+    assert best_metrics["threshold_mode"] == "fixed"
+    rows = list(csv.DictReader((tmp_path / "cli" / "trials.csv").open()))
+    assert [float(r["hamming_loss"]) for r in rows] == pytest.approx([t.value for t in study.trials], abs=1e-5)
+    assert all(r["mAP"] for r in rows)

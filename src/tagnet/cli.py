@@ -377,6 +377,9 @@ def tune_command(
                             "mlp / minilm_l6 for tables / text)")] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON settings the search leaves fixed")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="a fixed setting as KEY=VALUE (see tagnet settings)")] = None,
+    metric: Annotated[str, typer.Option("--metric", help="what to optimise on validation: mAP, micro_f1, macro_f1 or "
+                                                          "hamming_loss (at the fitted thresholds; with --set "
+                                                          "threshold_mode=fixed at p >= 0.5)")] = "mAP",
     text_column: Annotated[Optional[str], typer.Option("--text-column", help="search for a text model on this column")] = None,
     tabular: TabularOpt = False,
     label_count: LabelCountOpt = None,
@@ -393,8 +396,8 @@ def tune_command(
     result = tune(labels, images_dir=images, val_labels=val, out_dir=out, trials=trials, timeout=timeout,
                   base_config=_settings_from(config_file, overrides),
                   backbones=backbones.split(",") if backbones else None, read_options=options, console=console,
-                  modality=modality, text_column=text_column)
-    console.print(f"best validation mAP {result.best_value:.4f} of {result.finished} trials ({result.pruned} pruned); "
+                  modality=modality, text_column=text_column, metric=metric)
+    console.print(f"best validation {result.metric} {result.best_value:.4f} of {result.finished} trials ({result.pruned} pruned); "
                   f"its run: {result.best_run}")
     where = "".join(f" {flag} {value}" for flag, value in (
         ("--images", images), ("--val", val), ("--text-column", text_column), ("--label-count", label_count),

@@ -44,6 +44,8 @@ FLOAT_RANGES: dict[str, tuple[float, float, bool]] = {
 # feature vectors are few and small: the search also tries strong weight decay, label smoothing and mixup
 VECTOR_FLOAT_RANGES = {**FLOAT_RANGES, "weight_decay": (1e-5, 1.0, True), "label_smoothing": (0.0, 0.2, False),
                        "mixup": (0.0, 0.5, False)}
+# what a search can optimise (validation metrics of tagnet.metrics.MetricsReport.summary) and in which direction
+METRICS = {"mAP": "maximize", "micro_f1": "maximize", "macro_f1": "maximize", "hamming_loss": "minimize"}
 PRUNER_STARTUP_TRIALS = 5
 PRUNER_WARMUP_EPOCHS = 3
 
@@ -57,6 +59,7 @@ class TuneResult:
     best_config_path: Path
     best_run: Path
     best_value: float
+    metric: str
     best_params: dict[str, Any]
     finished: int
     pruned: int
@@ -137,8 +140,8 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
          out_dir: str | Path = "runs/tune", trials: int = 20, timeout: float | None = None,
          base_config: TrainConfig | None = None, backbones: Sequence[str] | None = None,
          read_options: dict | None = None, console: Console | None = None, modality: str = "image",
-         text_column: str | int | None = None) -> TuneResult:
-    """Search training settings with Optuna (TPE sampler, median pruner) to maximise validation mAP.
+         text_column: str | int | None = None, metric: str = "mAP") -> TuneResult:
+    """Search training settings with Optuna (TPE sampler, median pruner) for the best validation `metric`.
 
     Every trial trains with `train()` (images) or `train_vectors()` (text, tables) on the same validation
     split (`val_labels`, or LABELS split once: into OUT/split/ for images, by base_config.seed for the
@@ -157,8 +160,11 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
             modality's own model (mlp, minilm_l6).
         read_options: keyword options for `read_labels` (or read_vector_data).
         modality: "image", "text" (with `text_column`) or "tabular".
+        metric: one of METRICS. mAP (the default) ranks and needs no threshold, and trials are pruned
+            on it epoch by epoch; F1 and Hamming loss are taken at the thresholds each trial fits
+            (threshold_mode in base_config; "fixed" for p >= 0.5), and those trials are not pruned.
     Returns:
-        TuneResult with the best validation mAP, its parameters and the written files.
+        TuneResult with the best validation value of `metric`, its parameters and the written files.
     Raises:
         ConfigError: bad trial count, timeout or backbones; OUT holds a study of other data or settings.
         DataError: problems with the label file or images (from train()).
@@ -167,6 +173,8 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
         raise ConfigError(f"trials must be >= 1, got {trials}")
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
+    if metric not in METRICS:
+        raise ConfigError(f"metric {metric!r} is not one of {list(METRICS)}")
     if modality not in ("image", *MODALITIES):
         raise ConfigError(f"modality {modality!r} is not one of {['image', *MODALITIES]}")
     base = base_config or TrainConfig()
@@ -184,7 +192,8 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
         "labels": str(Path(labels).resolve()), "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
         "images_dir": str(Path(images_dir).resolve()) if images_dir else None,
         "read_options": {k: str(v) if isinstance(v, Path) else v for k, v in read_options.items()},
-        "backbones": backbones, "base_config": base.to_dict(), "modality": modality, "text_column": text_column})
+        "backbones": backbones, "base_config": base.to_dict(), "modality": modality, "text_column": text_column,
+        "metric": metric})
     if val_labels is None and modality == "image":
         train_file, val_file = _write_split(labels, out, base, read_options)
         trial_read_options: dict = {"format": "onehot"}
@@ -201,7 +210,7 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=STUDY_NAME, storage=f"sqlite:///{(out / 'study.db').resolve()}",
-                                direction="maximize", load_if_exists=True)
+                                direction=METRICS[metric], load_if_exists=True)
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished_states))
     with warnings.catch_warnings():
@@ -209,8 +218,10 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
         # seeded by the trial count, so a resumed study does not redraw its first random trials
         study.sampler = optuna.samplers.TPESampler(seed=base.seed + done, multivariate=True, group=True,
                                                    n_startup_trials=max(3, min(10, trials // 4)))
-    study.pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS,
-                                               n_warmup_steps=PRUNER_WARMUP_EPOCHS)
+    prune = metric == "mAP"  # the only metric reported after each epoch
+    study.pruner = (optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_EPOCHS)
+                    if prune else optuna.pruners.NopPruner())
+    better = (lambda a, b: a > b) if METRICS[metric] == "maximize" else (lambda a, b: a < b)
     if not study.trials:
         study.enqueue_trial(_base_params(base, backbones, modality))  # the base recipe is trial 0: the search starts from it
 
@@ -225,7 +236,7 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
 
         def report(epoch: int, score: float) -> None:
             trial.report(score, next(steps))
-            if trial.should_prune():
+            if prune and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} with validation mAP {score:.4f}")
 
         started = time.perf_counter()
@@ -235,21 +246,25 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
             shutil.rmtree(run_dir, ignore_errors=True)
             console.print(f"trial {trial.number:>3}  [dim]{pruned}[/dim]  {time.perf_counter() - started:.1f} s")
             raise
-        if result.report.mAP is None:
-            raise DataError(f"{val_file or labels}: no label has a positive validation example, so validation mAP is undefined")
-        score = float(result.report.mAP)
         summary = result.report.summary()
-        for key in ("micro_f1", "macro_f1"):
-            trial.set_user_attr(key, summary[key])
+        if summary[metric] is None:
+            raise DataError(f"{val_file or labels}: no label has a positive validation example, so validation {metric} "
+                            "is undefined")
+        score = float(summary[metric])
+        for key in METRICS:
+            if key != metric:
+                trial.set_user_attr(key, summary[key])
         trial.set_user_attr("seconds", round(result.seconds, 2))
         previous = [t.value for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
-        if not previous or score > max(previous):
+        best = score
+        for value in previous:
+            best = value if better(value, best) else best
+        if best == score:  # this trial is the best so far (ties go to the newer one)
             shutil.rmtree(best_run, ignore_errors=True)
             os.replace(run_dir, best_run)
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
-        best = max([score, *previous])
-        console.print(f"trial {trial.number:>3}  mAP {score:.4f}  (best {best:.4f})  {result.seconds:.1f} s  "
+        console.print(f"trial {trial.number:>3}  {metric} {score:.4f}  (best {best:.4f})  {result.seconds:.1f} s  "
                       + "  ".join(f"{k}={_short(v)}" for k, v in trial.params.items()))
         return score
 
@@ -262,14 +277,15 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
             study.optimize(objective, n_trials=remaining, timeout=timeout)
         finally:
             shutil.rmtree(trials_dir, ignore_errors=True)
-    return _finish(study, out, base, best_run, time.perf_counter() - started)
+    return _finish(study, out, base, best_run, time.perf_counter() - started, metric)
 
 
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def _finish(study: optuna.Study, out: Path, base: TrainConfig, best_run: Path, seconds: float) -> TuneResult:
+def _finish(study: optuna.Study, out: Path, base: TrainConfig, best_run: Path, seconds: float,
+            metric: str) -> TuneResult:
     """Write best_config.json and trials.csv; summarise the study."""
     states = optuna.trial.TrialState
     complete = study.get_trials(deepcopy=False, states=(states.COMPLETE,))
@@ -283,23 +299,24 @@ def _finish(study: optuna.Study, out: Path, base: TrainConfig, best_run: Path, s
     tmp = best_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     os.replace(tmp, best_path)
-    _write_trials_csv(study, out / "trials.csv")
+    _write_trials_csv(study, out / "trials.csv", metric)
     pruned = len(study.get_trials(deepcopy=False, states=(states.PRUNED,)))
-    return TuneResult(out, out / "study.db", best_path, best_run, float(best.value), dict(best.params),
+    return TuneResult(out, out / "study.db", best_path, best_run, float(best.value), metric, dict(best.params),
                       len(complete) + pruned, pruned, seconds)
 
 
-def _write_trials_csv(study: optuna.Study, path: Path) -> None:
-    """One row per trial: number, state, validation mAP, F1s, seconds and every parameter."""
+def _write_trials_csv(study: optuna.Study, path: Path, metric: str) -> None:
+    """One row per trial: number, state, validation mAP, F1s, Hamming loss (`metric` is the trial's value), seconds
+    and every parameter."""
     trials = study.get_trials(deepcopy=False)
     params = sorted({name for t in trials for name in t.params})
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["trial", "state", "mAP", "micro_f1", "macro_f1", "seconds", *params])
+        writer.writerow(["trial", "state", *METRICS, "seconds", *params])
         for t in trials:
-            writer.writerow([t.number, t.state.name.lower(), "" if t.value is None else f"{t.value:.5f}",
-                             *(_cell(t.user_attrs.get(k)) for k in ("micro_f1", "macro_f1", "seconds")),
-                             *(_cell(t.params.get(name)) for name in params)])
+            values = [t.value if key == metric else t.user_attrs.get(key) for key in METRICS]
+            writer.writerow([t.number, t.state.name.lower(), *(_cell(v) for v in values),
+                             _cell(t.user_attrs.get("seconds")), *(_cell(t.params.get(name)) for name in params)])
 
 
 def _cell(value: Any) -> str:
