@@ -7,8 +7,9 @@ macro/micro-F1 and mAP on dev, the time to embed the texts (first run; cached on
 the head's training time and the peak resident memory.
 With --finetune, also fine-tunes the whole encoder after the head (2 epochs, batch 32, lr 5e-5) on all
 training texts; with --finetune N on the first N only, next to the frozen encoder on the same N texts.
+With --ensemble K, also K frozen-encoder heads averaged (`tagnet train --ensemble K`, a split per head).
 
-Run: python benchmarks/goemotions.py [--out benchmarks/out/goemotions] [--finetune [N]]
+Run: python benchmarks/goemotions.py [--out benchmarks/out/goemotions] [--finetune [N]] [--ensemble K]
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/out/goemotions")
     parser.add_argument("--finetune", type=int, nargs="?", const=0, default=None, metavar="N",
                         help="also fine-tune the encoder after the head: on the first N training texts, or all without N")
+    parser.add_argument("--ensemble", type=int, default=None, metavar="K", help="also train K frozen-encoder heads, averaged")
     args = parser.parse_args()
     out = Path(args.out)
     cache = out / "cache"
@@ -73,6 +75,14 @@ def main() -> None:
                            config=config, read_options=READ, progress=False, console=quiet)
     results.append(_scored(result.run_dir, time.perf_counter() - started, step="frozen MiniLM + MLP head", **HEAD))
     print(json.dumps(results[-1]), flush=True)
+
+    if args.ensemble:
+        started = time.perf_counter()
+        result = train_vectors(DATA / "train.tsv", modality="text", text_column="0", out_dir=out / f"frozen-ensemble{args.ensemble}",
+                               config=config.updated(ensemble=args.ensemble), read_options=READ, progress=False, console=quiet)
+        results.append(_scored(result.run_dir, time.perf_counter() - started,
+                               step=f"frozen MiniLM + {args.ensemble} MLP heads averaged", ensemble=args.ensemble, **HEAD))
+        print(json.dumps(results[-1]), flush=True)
 
     if args.finetune is not None:
         source, label = DATA / "train.tsv", "all training texts"
