@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -226,7 +227,8 @@ def _write_tokenizer(encoder, path: Path) -> None:
 
 def _quantize(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.ModelProto:
     """int8 dynamic quantisation (weights int8, activations quantised at run time) after ORT's pre-processing."""
-    with tempfile.TemporaryDirectory(prefix="tagnet-quantize-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tagnet-quantize-") as tmp, contextlib.chdir(tmp):
+        # in tmp as the working folder: ORT's shape inference leaves files in it when it fails
         source, prepared, quantized = Path(tmp, "float.onnx"), Path(tmp, "prepared.onnx"), Path(tmp, "int8.onnx")
         onnx.save(proto, source)
         # ORT's symbolic shape inference cannot follow the transformer's dynamic token axis; ONNX's own
