@@ -54,7 +54,7 @@ def _tagnet_version() -> str:
         return "unknown"
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write via `write(temp_path)` to a temp file next to `path`, fsync it, then os.replace it into place."""
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
@@ -124,8 +124,8 @@ def save_artifact(
     }
     text = json.dumps(meta, indent=2, default=_json_default) + "\n"
     state = {key: tensor.detach().cpu().contiguous() for key, tensor in model.state_dict().items()}
-    _atomic_write(out_dir / WEIGHTS_FILE, lambda temp: safetensors.torch.save_file(state, temp, metadata={"format": "pt"}))
-    _atomic_write(out_dir / META_FILE, lambda temp: temp.write_text(text, encoding="utf-8"))
+    atomic_write(out_dir / WEIGHTS_FILE, lambda temp: safetensors.torch.save_file(state, temp, metadata={"format": "pt"}))
+    atomic_write(out_dir / META_FILE, lambda temp: temp.write_text(text, encoding="utf-8"))
     return out_dir
 
 

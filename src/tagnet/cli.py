@@ -122,8 +122,9 @@ def data_check(
 ) -> None:
     """Check a label file and its images, or a feature table (ARFF, CSV) and its columns; list every problem
     with its row or file (exit 1 if unusable)."""
-    table_only = {key: value for key, value in {"label_count": label_count, "labels_xml": labels_xml}.items() if value}
-    report = check_dataset(labels, images_dir=images, min_examples=min_examples, tabular=tabular, **options, **table_only)
+    modality, options = _modality_and_options(labels, options, text_column=None, tabular=tabular,
+                                              label_count=label_count, labels_xml=labels_xml)
+    report = check_dataset(labels, images_dir=images, min_examples=min_examples, tabular=modality == "tabular", **options)
     render_report(report, Console())
     if json_out is not None:
         json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
@@ -387,7 +388,7 @@ def tune_command(
     options: LabelFileOptions = None,
 ) -> None:
     """Search learning rate, weight decay, dropout, head width, loss and augmentation (images) or label smoothing
-    and mixup (text, tables) with Optuna for the best validation mAP."""
+    and mixup (text, tables) with Optuna for the best validation mAP (or --metric)."""
     from tagnet.tune import tune
 
     console = Console()

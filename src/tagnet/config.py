@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tagnet.errors import ConfigError
+from tagnet.thresholds import MODES as THRESHOLD_MODES
 
 
 def _setting(default: Any, help: str, **kw: Any) -> Any:
@@ -46,7 +47,7 @@ class TrainConfig:
     finetune_lr: float = _setting(3e-4, "peak learning rate for fine-tuning")
     patience: int = _setting(5, "early stopping: epochs without a better validation mAP")
     val_fraction: float = _setting(0.2, "validation share split off when no --val file is given")
-    threshold_mode: str = _setting("per-label", "thresholds: per-label or global (fitted for F1 on validation), top-k, or fixed (fixed_threshold for every label)", choices=("per-label", "global", "top-k", "fixed"))
+    threshold_mode: str = _setting("per-label", "thresholds: per-label or global (fitted for F1 on validation), top-k, or fixed (fixed_threshold for every label)", choices=THRESHOLD_MODES)
     fixed_threshold: float = _setting(0.5, "the threshold of every label in fixed mode (0.5 minimises expected Hamming loss)")
     top_k: int = _setting(1, "labels per item in top-k threshold mode")
     min_positives: int = _setting(5, "labels with fewer validation positives use the global threshold")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tagnet.artifact import Artifact
 from tagnet.data.images import resolve_image_paths
 from tagnet.data.labels import read_labels
 from tagnet.errors import DataError
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from tagnet.predict_vectors import VectorPredictor
 
 
-def evaluate(artifact: str | Path | Predictor | VectorPredictor, labels: str | Path, *, images_dir: str | Path | None = None,
+def evaluate(artifact: str | Path | Artifact | Predictor | VectorPredictor, labels: str | Path, *, images_dir: str | Path | None = None,
              read_options: dict | None = None, threshold: float | None = None) -> tuple[MetricsReport, dict[str, str]]:
     """Score a model on labelled images (or texts / feature rows, for text and tabular models).
 
@@ -29,7 +30,7 @@ def evaluate(artifact: str | Path | Predictor | VectorPredictor, labels: str | P
     Raises:
         DataError when the label file's label names differ from the model's, or no image is readable.
     """
-    predictor = load_predictor(artifact) if isinstance(artifact, (str, Path)) else artifact
+    predictor = load_predictor(artifact) if isinstance(artifact, (str, Path, Artifact)) else artifact
     if not isinstance(predictor, Predictor):  # text and tabular models
         from tagnet.predict_vectors import evaluate_vectors
 

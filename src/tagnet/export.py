@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import tagnet
-from tagnet.artifact import Artifact, _atomic_write, load_artifact
+from tagnet.artifact import Artifact, atomic_write, load_artifact
 from tagnet.data.tabular import standardize
 from tagnet.errors import ConfigError, ModelError
 from tagnet.evaluate import evaluate
@@ -222,7 +222,7 @@ def _write_tokenizer(encoder, path: Path) -> None:
     tokenizer = Tokenizer.from_str(encoder.tokenizer.backend_tokenizer.to_str())
     tokenizer.enable_truncation(encoder.max_tokens)
     tokenizer.enable_padding(pad_id=encoder.pad_id, pad_token=encoder.tokenizer.pad_token)
-    _atomic_write(path, lambda temp: tokenizer.save(str(temp)))
+    atomic_write(path, lambda temp: tokenizer.save(str(temp)))
 
 
 def _quantize(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.ModelProto:
@@ -294,7 +294,7 @@ def export_onnx(
     if not diff <= tolerance:
         raise ModelError(f"ONNX export of {artifact.path}: ONNX Runtime and PyTorch probabilities differ by up to "
                          f"{diff:.2e} on sample inputs; expected at most {tolerance:.0e}. Nothing was written")
-    _atomic_write(out, lambda temp: onnx.save(proto, str(temp)))
+    atomic_write(out, lambda temp: onnx.save(proto, str(temp)))
     report = ExportReport(onnx_path=out, size_bytes=out.stat().st_size, parity_max_abs_diff=diff,
                           parity_samples=sum(len(batch) for batch in graph.batches))
     if artifact.modality == "text":
@@ -304,7 +304,7 @@ def export_onnx(
         int8 = _quantize(proto, metadata)
         report.int8_path = out.with_name(out.name.removesuffix(".onnx") + INT8_SUFFIX)
         report.int8_max_abs_diff = _max_abs_diff(int8, graph)
-        _atomic_write(report.int8_path, lambda temp: onnx.save(int8, str(temp)))
+        atomic_write(report.int8_path, lambda temp: onnx.save(int8, str(temp)))
         report.int8_size_bytes = report.int8_path.stat().st_size
     if val_labels is not None:
         models = {"onnx": out, **({"int8": report.int8_path} if quantize else {})}

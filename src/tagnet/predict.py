@@ -144,7 +144,27 @@ def open_onnx_session(artifact: Artifact, *, runtime: str, onnx_file: str | Path
     return session
 
 
-class Predictor:
+class ArtifactPredictor:
+    """What every predictor shares: its artifact's label names, and probabilities turned into label sets."""
+
+    artifact: Artifact
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.artifact.label_names
+
+    def results(self, probs: np.ndarray, *, sources: Sequence[str],
+                errors: dict[str, str] | None = None) -> PredictionResults:
+        """Probabilities (N, n_labels) of N inputs named by `sources` -> PredictionResults with thresholded label sets."""
+        chosen = apply_thresholds(probs, self.artifact.thresholds) if len(probs) else np.zeros_like(probs, bool)
+        predictions = [
+            Prediction(src, {n: float(p) for n, p in zip(self.label_names, row)},
+                       [n for n, on in zip(self.label_names, picked) if on])
+            for src, row, picked in zip(sources, probs, chosen)]
+        return PredictionResults(predictions, list(self.label_names), dict(errors or {}))
+
+
+class Predictor(ArtifactPredictor):
     """Applies a saved artifact to images: same resize and normalisation as training, thresholds from the artifact.
 
     Args:
@@ -165,10 +185,6 @@ class Predictor:
         self.model = self.artifact.model.eval().to(memory_format=torch.channels_last)  # as normalize_batch's inputs
         self.session = open_onnx_session(self.artifact, runtime=runtime, onnx_file=onnx_file)
         self.runtime = "torch" if self.session is None else "onnx"
-
-    @property
-    def label_names(self) -> list[str]:
-        return self.artifact.label_names
 
     @property
     def image_size(self) -> int:
@@ -193,16 +209,6 @@ class Predictor:
             else:
                 out.append(self.session.run([ONNX_OUTPUT], {ONNX_INPUTS["image"]: inputs.contiguous().numpy()})[0])
         return np.concatenate(out) if out else np.zeros((0, len(self.label_names)), np.float32)
-
-    def results(self, probs: np.ndarray, *, sources: Sequence[str],
-                errors: dict[str, str] | None = None) -> PredictionResults:
-        """Probabilities (N, n_labels) of N inputs named by `sources` -> PredictionResults with thresholded label sets."""
-        chosen = apply_thresholds(probs, self.artifact.thresholds) if len(probs) else np.zeros_like(probs, bool)
-        predictions = [
-            Prediction(src, {n: float(p) for n, p in zip(self.label_names, row)},
-                       [n for n, on in zip(self.label_names, picked) if on])
-            for src, row, picked in zip(sources, probs, chosen)]
-        return PredictionResults(predictions, list(self.label_names), dict(errors or {}))
 
     def predict_images(self, images: Iterable[Image.Image | np.ndarray], *, sources: Sequence[str] | None = None) -> PredictionResults:
         """Predict in-memory images (PIL or arrays)."""

@@ -13,12 +13,12 @@ from tagnet.data.tabular import TABULAR_OPTIONS, read_feature_rows, standardize
 from tagnet.data.text import read_text_lines
 from tagnet.errors import ArtifactError, DataError, TagnetError
 from tagnet.metrics import MetricsReport, evaluate_probabilities
-from tagnet.predict import ONNX_INPUTS, ONNX_OUTPUT, Prediction, PredictionResults, open_onnx_session
-from tagnet.thresholds import apply_thresholds, decision_thresholds
+from tagnet.predict import ONNX_INPUTS, ONNX_OUTPUT, ArtifactPredictor, PredictionResults, open_onnx_session
+from tagnet.thresholds import decision_thresholds
 from tagnet.train_vectors import read_vector_data
 
 
-class VectorPredictor:
+class VectorPredictor(ArtifactPredictor):
     """Applies a text or tabular artifact with the same encoder or standardisation as training and its thresholds.
 
     Args:
@@ -37,7 +37,7 @@ class VectorPredictor:
         self.batch_size = batch_size
         self.model = self.artifact.model.eval()
         self.extra: dict[str, Any] = self.artifact.meta.get("extra", {})
-        self.modality = self.extra.get("modality")
+        self.modality = self.artifact.modality
         needed = {"text": ("text_column",), "tabular": ("feature_names", "standardize")}.get(self.modality)
         if needed is None:
             raise ArtifactError(f"{self.artifact.path}: modality {self.modality!r}; VectorPredictor takes text or tabular models")
@@ -53,10 +53,6 @@ class VectorPredictor:
                                     f"and {len(self.std)} stds for a model of {self.model.num_features} inputs")
         self.session = open_onnx_session(self.artifact, runtime=runtime, onnx_file=onnx_file)
         self.runtime = "torch" if self.session is None else "onnx"
-
-    @property
-    def label_names(self) -> list[str]:
-        return self.artifact.label_names
 
     def _check(self, modality: str) -> None:
         if self.modality != modality:
@@ -96,14 +92,6 @@ class VectorPredictor:
                                   else rows.astype(np.float32))
         out = [self._probabilities(inputs[start:start + self.batch_size]) for start in range(0, len(inputs), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.label_names)), np.float32)
-
-    def results(self, probs: np.ndarray, *, sources: Sequence[str], errors: dict[str, str] | None = None) -> PredictionResults:
-        """Probabilities (N, n_labels) of N inputs named by `sources` -> PredictionResults with thresholded label sets."""
-        chosen = apply_thresholds(probs, self.artifact.thresholds) if len(probs) else np.zeros_like(probs, bool)
-        predictions = [Prediction(source, {n: float(p) for n, p in zip(self.label_names, row)},
-                                  [n for n, on in zip(self.label_names, picked) if on])
-                       for source, row, picked in zip(sources, probs, chosen)]
-        return PredictionResults(predictions, list(self.label_names), dict(errors or {}))
 
     def predict_texts(self, texts: Sequence[str], *, sources: Sequence[str] | None = None) -> PredictionResults:
         """Predict texts; each result's source is the text itself unless `sources` are given."""

@@ -233,7 +233,7 @@ def train(labels: str | Path, *, images_dir: str | Path | None = None, val_label
                                 normalize=None, mixup=config.mixup, score=validation_score)
         result = run_phase(head, train_loader, val_loader, config=config, epochs=config.epochs, phase="head",
                            run_dir=run_dir, precision="32-true", progress=progress,
-                           epoch_callback=epoch_callback, resume=resume)
+                           epoch_callback=epoch_callback, resume=resume, head_only=True)
         if config.finetune:
             head_phase_state = copy.deepcopy(model.state_dict())
             set_backbone_trainable(model, True)

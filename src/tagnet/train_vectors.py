@@ -279,7 +279,7 @@ def _train_heads(model: TagnetModel, loaders: list[tuple[DataLoader, DataLoader]
         module = MultiLabelModule(head, loss, lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
                                   normalize=None, mixup=config.mixup, score=validation_score)
         results.append(run_phase(module, train_loader, val_loader, epochs=config.epochs, phase=name if k == 0 else
-                                 f"{name}-{k + 1}", precision="32-true", **phase))
+                                 f"{name}-{k + 1}", precision="32-true", head_only=True, **phase))
     return results
 
 

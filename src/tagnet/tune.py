@@ -10,7 +10,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,13 @@ from tagnet.data.labels import read_labels, write_labels
 from tagnet.data.split import split_table
 from tagnet.data.table import LabelTable
 from tagnet.errors import ConfigError, DataError
-from tagnet.train import TrainResult, train, uses_feature_cache
+from tagnet.losses import LOSSES
+from tagnet.train import TrainResult, train, uses_feature_cache, write_json
 from tagnet.train_vectors import MODALITIES, resolve_vector_config, train_vectors
 
 STUDY_NAME = "tagnet"
-LOSSES = ("bce", "weighted_bce", "focal", "asl")
 LOSS_PARAMETERS = {"focal": ("focal_gamma",), "asl": ("asl_gamma_neg", "asl_gamma_pos", "asl_clip")}
-AUGMENTS = ("none", "basic", "randaugment", "trivialaugment")
+AUGMENTS = next(f for f in fields(TrainConfig) if f.name == "augment").metadata["choices"]
 # head widths the search tries per modality (for text and tables a head always has a hidden layer)
 HEAD_WIDTHS = {"image": (0, 256, 512), "tabular": (128, 256, 512, 1024), "text": (256, 512, 1024)}
 # (low, high, log scale) of every float setting the search tries; the names are TrainConfig fields.
@@ -119,9 +119,7 @@ def _check_same_study(path: Path, settings: dict[str, Any]) -> None:
             if earlier.get(key) != value:
                 raise ConfigError(f"{path.parent}: holds a study with {key}={earlier.get(key)!r}, now {value!r}; "
                                   "resume it with the same labels, images and settings, or choose another --out")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(settings, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(path, settings)
 
 
 def _write_split(labels: str | Path, out: Path, base: TrainConfig, read_options: dict) -> tuple[Path, Path]:
@@ -296,9 +294,7 @@ def _finish(study: optuna.Study, out: Path, base: TrainConfig, best_run: Path, s
     if Path(str(config.cache_dir)) == out / "cache":  # the search's own cache folder stays with the search
         config.cache_dir = None
     best_path = out / "best_config.json"
-    tmp = best_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    os.replace(tmp, best_path)
+    write_json(best_path, config.to_dict())
     _write_trials_csv(study, out / "trials.csv", metric)
     pruned = len(study.get_trials(deepcopy=False, states=(states.PRUNED,)))
     return TuneResult(out, out / "study.db", best_path, best_run, float(best.value), metric, dict(best.params),

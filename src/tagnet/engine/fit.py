@@ -185,14 +185,15 @@ def default_precision(config: TrainConfig) -> str:
 def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: DataLoader, *,
               config: TrainConfig, epochs: int, phase: str, run_dir: Path, precision: str | None = None,
               progress: bool = True, epoch_callback: Callable[[int, float], None] | None = None,
-              resume: bool = False) -> PhaseResult:
+              resume: bool = False, head_only: bool = False) -> PhaseResult:
     """Train `module` for up to `epochs` with early stopping; load the best epoch's weights back into it.
 
     Each epoch ends with RUN/checkpoints/PHASE/last.ckpt (model, optimiser, scheduler, epoch, callbacks,
     random state), written atomically; a finished phase leaves done.json + best.safetensors. With
     `resume`, a finished phase is loaded instead of rerun and an unfinished one continues from last.ckpt.
     `epoch_callback(epoch, val_mAP)` runs after each validation; an exception it raises (e.g. optuna's
-    TrialPruned) ends training and propagates.
+    TrialPruned) ends training and propagates. `head_only` says the module is a small head on precomputed
+    features or embeddings: it then trains on one thread (see one_torch_thread).
     """
     ckpt_dir = run_dir / "checkpoints" / phase
     if resume and (ckpt_dir / "done.json").exists():
@@ -215,7 +216,7 @@ def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: Da
     )
     started = time.perf_counter()
     module.network.train()
-    with warnings.catch_warnings(), one_torch_thread(module.normalize is None):
+    with warnings.catch_warnings(), one_torch_thread(head_only):
         warnings.filterwarnings("ignore", message=_NOISE)
         trainer.fit(module, train_loader, val_loader, ckpt_path=last if resume and last.exists() else None,
                     weights_only=False)

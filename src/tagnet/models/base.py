@@ -107,7 +107,6 @@ class TagnetModel(nn.Module):
         self.backbone = backbone
         heads = [make_head(num_features, num_labels, dropout=dropout, head_hidden=head_hidden) for _ in range(ensemble)]
         self.head = heads[0] if ensemble == 1 else HeadEnsemble(heads)
-        self.ensemble = ensemble
         self.name = name
         self.num_features = num_features
         self.num_labels = num_labels
@@ -128,8 +127,8 @@ class TagnetModel(nn.Module):
         }
         if self.input_dim is not None:  # feature-vector models only
             spec["input_dim"] = self.input_dim
-        if self.ensemble > 1:
-            spec["ensemble"] = self.ensemble
+        if isinstance(self.head, HeadEnsemble):
+            spec["ensemble"] = len(self.head.members)
         return spec
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -133,8 +132,8 @@ def cached_embeddings(encoder: SentenceEncoder, texts: Sequence[str], *, cache_d
     if path.exists():
         return load_file(path)["embeddings"]
     embeddings = encode_texts(encoder, texts, progress=progress)
+    from tagnet.artifact import atomic_write  # tagnet.artifact imports tagnet.models
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({"embeddings": embeddings.contiguous()}, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda temp: save_file({"embeddings": embeddings.contiguous()}, temp))
     return embeddings

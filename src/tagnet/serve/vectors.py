@@ -48,10 +48,7 @@ def create_vector_app(predictor: VectorPredictor, *, max_items: int = MAX_ITEMS,
                     raise DataError('every entry of "texts" must be a string')
                 results = await asyncio.to_thread(predictor.predict_texts, items)
             else:
-                rows = np.asarray(items, dtype=np.float64)
-                if rows.ndim != 2:
-                    raise DataError('"rows" must be a list of equally long lists of numbers')
-                results = await asyncio.to_thread(predictor.predict_rows, rows)
+                results = await asyncio.to_thread(predictor.predict_rows, np.asarray(items, dtype=np.float64))
         except (DataError, ValueError, TypeError) as exc:
             raise HTTPException(400, str(exc)) from None
         return {"predictions": results.to_dicts()}
