@@ -15,10 +15,11 @@ from torch import nn
 
 import tagnet
 from tagnet.artifact import Artifact, atomic_write, load_artifact
-from tagnet.data.tabular import standardize
+from tagnet.data.images import normalize_batch
 from tagnet.errors import ConfigError, ModelError
 from tagnet.evaluate import evaluate
 from tagnet.predict import ONNX_FILE, ONNX_INPUTS, ONNX_OUTPUT, WEIGHTS_DIGEST_KEY, load_predictor, weights_sha256
+from tagnet.predict_vectors import VectorPredictor
 
 try:
     import onnx
@@ -145,9 +146,9 @@ def _with_metadata(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.Mod
     return proto
 
 
-def _split(samples, sizes=PARITY_BATCH_SIZES) -> list:
-    """Consecutive batches of `sizes` from `samples`."""
-    starts = np.cumsum((0,) + tuple(sizes))
+def _split(samples) -> list:
+    """Consecutive batches of PARITY_BATCH_SIZES from `samples`."""
+    starts = np.cumsum((0,) + PARITY_BATCH_SIZES)
     return [samples[start:stop] for start, stop in zip(starts[:-1], starts[1:])]
 
 
@@ -156,13 +157,12 @@ def _sigmoid_of(model: nn.Module, batches: list[torch.Tensor]) -> list[np.ndarra
         return [torch.sigmoid(model(batch).float()).numpy() for batch in batches]
 
 
-def _image_graph(artifact: Artifact, *, seed: int = 0) -> _Graph:
-    """Normalised float images in: random RGB images normalised exactly as the Predictor does are the samples."""
+def _image_graph(artifact: Artifact) -> _Graph:
+    """Normalised float images in: random RGB images normalised as the Predictor does (normalize_batch) are the samples."""
     pre = artifact.preprocess
-    pixels = np.random.default_rng(seed).integers(0, 256, (sum(PARITY_BATCH_SIZES), 3, pre.image_size, pre.image_size),
-                                                  dtype=np.uint8)
-    mean, std = torch.tensor(pre.mean).view(1, 3, 1, 1), torch.tensor(pre.std).view(1, 3, 1, 1)
-    batches = _split((torch.from_numpy(pixels).float() / 255.0 - mean) / std)
+    pixels = np.random.default_rng(0).integers(0, 256, (sum(PARITY_BATCH_SIZES), 3, pre.image_size, pre.image_size),
+                                               dtype=np.uint8)
+    batches = _split(normalize_batch(torch.from_numpy(pixels), pre.mean, pre.std).contiguous())
     name = ONNX_INPUTS["image"]
     return _Graph(_WithSigmoid(artifact.model), name, {0: torch.export.Dim("batch")}, batches,
                   _sigmoid_of(artifact.model, batches),
@@ -182,20 +182,18 @@ def _text_graph(artifact: Artifact, *, tokenizer_file: str) -> _Graph:
                    "pad_token_id": str(encoder.pad_id)})
 
 
-def _tabular_graph(artifact: Artifact, *, seed: int = 0) -> _Graph:
+def _tabular_graph(artifact: Artifact) -> _Graph:
     """Raw feature rows in (standardisation inside); rows drawn around the training mean, one value missing, are
-    the samples, and the expected probabilities come from the PyTorch path's float64 standardisation."""
-    extra = artifact.meta["extra"]
-    mean = np.asarray(extra["standardize"]["mean"], dtype=np.float64)
-    std = np.asarray(extra["standardize"]["std"], dtype=np.float64)
-    rows = (mean + std * np.random.default_rng(seed).standard_normal((sum(PARITY_BATCH_SIZES), len(mean)))).astype(np.float32)
+    the samples, and the expected probabilities are the PyTorch VectorPredictor's."""
+    torch_path = VectorPredictor(artifact, runtime="torch")
+    mean, std = torch_path.mean, torch_path.std
+    rows = (mean + std * np.random.default_rng(0).standard_normal((sum(PARITY_BATCH_SIZES), len(mean)))).astype(np.float32)
     rows[-1, 0] = np.nan
     batches = [torch.from_numpy(batch) for batch in _split(rows)]
-    standardized = [torch.from_numpy(standardize(batch.numpy(), mean, std)) for batch in batches]
     name = ONNX_INPUTS["tabular"]
     return _Graph(_StandardizedWithSigmoid(artifact.model, mean, std), name, {0: torch.export.Dim("batch")}, batches,
-                  _sigmoid_of(artifact.model, standardized),
-                  {"feature_names": json.dumps(extra["feature_names"]),
+                  [torch_path.predict_proba_rows(batch.numpy()) for batch in batches],
+                  {"feature_names": json.dumps(torch_path.feature_names),
                    "input": TABULAR_INPUT.format(name=name, count=len(mean))})
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from tagnet.artifact import Artifact, load_artifact
+from tagnet.data.labels import given_options
 from tagnet.data.tabular import TABULAR_OPTIONS, read_feature_rows, standardize
 from tagnet.data.text import read_text_lines
 from tagnet.errors import ArtifactError, DataError, TagnetError
@@ -144,7 +145,7 @@ def evaluate_vectors(predictor: VectorPredictor, labels: str | Path, *,
     Raises:
         DataError when the file's labels or columns differ from the model's.
     """
-    options = {key: value for key, value in (read_options or {}).items() if value not in (None, False)}
+    options = given_options(read_options or {})
     extra = predictor.extra
     if predictor.modality == "text":
         text_column = options.pop("text_column", None) or extra["text_column"]

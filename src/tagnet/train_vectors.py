@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from tagnet.artifact import save_artifact
 from tagnet.config import TrainConfig
-from tagnet.data.labels import read_labels_with_texts
+from tagnet.data.labels import given_options, read_labels_with_texts
 from tagnet.data.split import split_table
 from tagnet.data.table import LabelTable
 from tagnet.data.tabular import fit_standardization, read_feature_table, standardize, table_read_options
@@ -54,10 +54,6 @@ class VectorData:
                           self.embeddings[torch.from_numpy(rows)] if self.embeddings is not None else None)
 
 
-def _set_options(options: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in options.items() if value not in (None, False)}
-
-
 def _json_options(options: dict[str, Any]) -> dict[str, Any]:
     return {key: str(Path(value).resolve()) if isinstance(value, Path) else value for key, value in options.items()}
 
@@ -75,7 +71,7 @@ def read_vector_data(path: str | Path, *, modality: str, text_column: str | int 
         ConfigError: unknown modality, no text column for text, options that do not apply.
         DataError: from the readers.
     """
-    options = _set_options(read_options or {})
+    options = given_options(read_options or {})
     if modality == "text":
         if text_column is None:
             raise ConfigError("text inputs need the column (or JSON key) that holds the text: --text-column")
@@ -202,7 +198,7 @@ def train_vectors(labels: str | Path, *, modality: str, text_column: str | int |
     """
     config = resolve_vector_config(config or TrainConfig(), modality=modality)
     console = console or Console(stderr=True)
-    read_options = _set_options(dict(read_options or {}))
+    read_options = given_options(read_options or {})
     started = time.perf_counter()
     run_dir, main = start_run(out_dir, seed=config.seed, resume=resume)
 
@@ -237,8 +233,9 @@ def train_vectors(labels: str | Path, *, modality: str, text_column: str | int |
 
     if modality == "tabular":  # standardised with the rows that train some head (all of them for an ensemble)
         mean, std = fit_standardization(data.features[np.unique(np.concatenate([s.train_rows for s in splits]))])
-        loaders = [_tensor_loaders(torch.from_numpy(standardize(s.train.features, mean, std)), s.train.table,
-                                   torch.from_numpy(standardize(s.val.features, mean, std)), s.val.table,
+        inputs = torch.from_numpy(standardize(data.features, mean, std))  # every row once; each head takes its own
+        val_inputs = torch.from_numpy(standardize(first.val.features, mean, std)) if first.val_is_file else inputs
+        loaders = [_tensor_loaders(inputs[s.train_rows], s.train.table, val_inputs[s.val_rows], s.val.table,
                                    batch_size=config.batch_size) for s in splits]
         results = _train_heads(model, loaders, loss=loss, config=config, phase=phase, name="train")
         extra = {"feature_names": data.feature_names,

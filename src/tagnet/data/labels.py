@@ -77,6 +77,11 @@ def read_labels_located(path: str | Path, **options: Any) -> tuple[LabelTable, l
     return _drop_rare(table, min_count), locations
 
 
+def given_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Reader options without the unset ones (None or False, as the CLI passes every option)."""
+    return {key: value for key, value in options.items() if value not in (None, False)}
+
+
 def read_labels_with_texts(path: str | Path, text_column: str | int, **options: Any) -> tuple[LabelTable, list[str]]:
     """read_labels of a CSV/TSV or JSON(L) file, plus row for row the text in `text_column` (a column or key).
 

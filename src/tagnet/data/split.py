@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from iterstrat.ml_stratifiers import IterativeStratification
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -42,6 +41,8 @@ def split_table(table: LabelTable, *, val: float = 0.2, test: float = 0.0, seed:
     y = table.targets.astype(bool) & table.known
     if y.shape[1] < 2:  # iterstrat needs two or more columns; a label and its absence stratify it alone
         y = np.column_stack([y, ~y]) if y.shape[1] == 1 else np.zeros((n, 2), dtype=bool)
+    from iterstrat.ml_stratifiers import IterativeStratification  # imports scikit-learn: 0.7 s of CLI start-up
+
     rng = np.random.RandomState(seed)
     order = rng.permutation(n)
     folds = np.empty(n, dtype=np.int64)

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tagnet.data.labels import ID_COLUMNS
+from tagnet.data.labels import ID_COLUMNS, given_options
 from tagnet.data.table import LabelTable
 from tagnet.errors import ConfigError, DataError
 
@@ -72,7 +72,7 @@ def table_read_options(options: dict) -> dict:
 
     Raises ConfigError naming the options that apply to label files only (format, separator, no_header...).
     """
-    options = {key: value for key, value in options.items() if value not in (None, False)}
+    options = given_options(options)
     wrong = sorted(set(options) - set(TABULAR_OPTIONS))
     if wrong:
         raise ConfigError(f"option(s) {', '.join(wrong)} do not apply to feature tables; expected only "
@@ -100,7 +100,7 @@ def read_feature_table(path: str | Path, *, label_columns: Sequence[str] | None 
     label_at = _label_columns(columns, id_at, label_columns=label_columns, label_count=label_count, labels_xml=labels_xml)
     feature_at = _feature_columns(columns, id_at, label_at, feature_names)
     items = _items(columns, id_at)
-    values = np.stack([columns.numbers(j, "label column") for j in label_at], axis=1) if label_at else np.zeros((len(items), 0))
+    values = np.stack([columns.numbers(j, "label column") for j in label_at], axis=1)  # _label_columns gives >= 1
     bad = ~(np.isnan(values) | np.isin(values, (0.0, 1.0, -1.0)))
     if bad.any():
         i, j = map(int, np.argwhere(bad)[0])
