@@ -72,13 +72,9 @@ class VectorPredictor(ArtifactPredictor):
     def predict_proba_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (N, n_labels) float32 probabilities."""
         self._check("text")
-        encoder = self.model.backbone
-        token_ids = encoder.tokenize(list(texts))
-        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))  # similar lengths pad least
-        probs = np.zeros((len(token_ids), len(self.label_names)), np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
-            probs[rows] = self._probabilities(encoder.pad([token_ids[i] for i in rows]))
+        probs = np.zeros((len(texts), len(self.label_names)), np.float32)
+        for rows, ids in self.model.backbone.length_batches(texts, self.batch_size):
+            probs[rows] = self._probabilities(ids)
         return probs
 
     @torch.inference_mode()

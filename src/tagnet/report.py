@@ -248,10 +248,19 @@ def _label_table_for_cooccurrence(data: RunData) -> tuple[np.ndarray, str]:
     """Targets of the run's label file (aligned to the run's labels), or the validation truths if it cannot be read."""
     labels = data.run.get("labels")
     if labels:
+        options = data.run.get("read_options") or {}
+        modality = data.run.get("modality", "image")
         try:
-            table = read_labels(labels, **(data.run.get("read_options") or {})).aligned_to(data.label_names, what=labels)
+            if modality == "image":
+                table = read_labels(labels, **options)
+            else:  # text files and feature tables, read as their run read them
+                from tagnet.train_vectors import read_vector_data
+
+                table = read_vector_data(labels, modality=modality, text_column=data.run.get("text_column"),
+                                         read_options=options).table
+            table = table.aligned_to(data.label_names, what=labels)
             return np.where(table.known, table.targets, -1), f"{len(table)} items of the label file {Path(labels).name}"
-        except (TagnetError, OSError, TypeError):
+        except (TagnetError, OSError):
             pass
     return data.truths, f"{len(data.items)} validation items (the label file could not be read)"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -63,6 +63,14 @@ class SentenceEncoder(nn.Module):
             batch[row, :len(ids)] = torch.as_tensor(ids, dtype=torch.long)
         return batch
 
+    def length_batches(self, texts: Sequence[str], batch_size: int) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """(row numbers, padded token ids) of `texts` in batches of similar length, which pad least."""
+        token_ids = self.tokenize(list(texts))
+        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            yield rows, self.pad([token_ids[i] for i in rows])
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         mask = ids != self.pad_id
         hidden = self.transformer(input_ids=ids, attention_mask=mask.long()).last_hidden_state
@@ -110,13 +118,12 @@ def encode_texts(encoder: SentenceEncoder, texts: Sequence[str], *, batch_size: 
                  progress: bool = False) -> torch.Tensor:
     """Sentence embeddings (N, width) float32 of `texts`, batched by similar length (shortest padding)."""
     encoder.eval()
-    token_ids = encoder.tokenize(texts)
-    order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
-    out = torch.zeros(len(token_ids), encoder.width)
-    starts = range(0, len(order), batch_size)
-    for start in track(starts, description="encoding texts", transient=True) if progress else starts:
-        rows = order[start:start + batch_size]
-        out[rows] = encoder(encoder.pad([token_ids[i] for i in rows])).float()
+    out = torch.zeros(len(texts), encoder.width)
+    batches = encoder.length_batches(texts, batch_size)
+    if progress:
+        batches = track(batches, total=-(-len(texts) // batch_size), description="encoding texts", transient=True)
+    for rows, ids in batches:
+        out[rows] = encoder(ids).float()
     return out
 
 

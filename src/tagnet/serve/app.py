@@ -63,7 +63,8 @@ class LabelsResponse(BaseModel):
     thresholds: list[float]
     threshold_mode: str
     top_k: int
-    image_size: int
+    image_size: int | None = None  # image models
+    modality: str | None = None  # text and tabular models
 
 
 class HealthResponse(BaseModel):
@@ -265,7 +266,8 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
     model_name = predictor.artifact.meta["model"]["name"]
     app = FastAPIOffline(title="tagnet", version=tagnet.__version__, lifespan=lifespan,
                   description=f"Multi-label image classifier ({model_name}, labels: {', '.join(predictor.label_names)}).")
-    add_page_and_metrics(app, stats=stats, max_upload_bytes=max_upload_bytes, page="index.html")
+    add_common_routes(app, predictor, stats=stats, max_upload_bytes=max_upload_bytes, page="index.html",
+                      labels_extra={"image_size": predictor.image_size})
 
     @app.post("/predict", response_model=PredictResponse, openapi_extra=PREDICT_BODY)
     async def predict(request: Request) -> dict:
@@ -283,25 +285,13 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
         uploads = await _read_uploads(request, max_images=max_images)
         return await asyncio.to_thread(_explain, uploads, labels, predictor=predictor, max_pixels=max_pixels)
 
-    @app.get("/labels", response_model=LabelsResponse)
-    async def labels() -> dict:
-        """The model's labels with their decision thresholds, and the input image size."""
-        thresholds = predictor.artifact.thresholds
-        return {"labels": predictor.label_names, "thresholds": thresholds.values, "threshold_mode": thresholds.mode,
-                "top_k": thresholds.top_k, "image_size": predictor.image_size}
-
-    @app.get("/health", response_model=HealthResponse)
-    async def health() -> dict:
-        """Liveness: the model served and the runtime it runs on."""
-        return {"status": "ok", "model": model_name, "runtime": predictor.runtime,
-                "labels": len(predictor.label_names), "version": tagnet.__version__}
-
     return app
 
 
-def add_page_and_metrics(app: FastAPI, *, stats: ServerStats, max_upload_bytes: int, page: str) -> None:
+def add_common_routes(app: FastAPI, predictor, *, stats: ServerStats, max_upload_bytes: int, page: str,
+                      labels_extra: dict[str, Any]) -> None:
     """What every tagnet server has: the body-size limit (413) and request statistics (middleware), the
-    static files, the web page `page` at /, and GET /metrics."""
+    static files, the web page `page` at /, GET /labels (with `labels_extra`), /health and /metrics."""
     app.add_middleware(_LimitAndMeasure, stats=stats, max_bytes=max_upload_bytes)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -312,6 +302,19 @@ def add_page_and_metrics(app: FastAPI, *, stats: ServerStats, max_upload_bytes: 
     @app.get("/", include_in_schema=False)
     async def web_page() -> FileResponse:
         return FileResponse(STATIC_DIR / page)
+
+    @app.get("/labels", response_model=LabelsResponse, response_model_exclude_none=True)
+    async def labels() -> dict:
+        """The model's labels with their decision thresholds, and the input image size (or the modality)."""
+        thresholds = predictor.artifact.thresholds
+        return {"labels": predictor.label_names, "thresholds": thresholds.values, "threshold_mode": thresholds.mode,
+                "top_k": thresholds.top_k, **labels_extra}
+
+    @app.get("/health", response_model=HealthResponse)
+    async def health() -> dict:
+        """Liveness: the model served and the runtime it runs on."""
+        return {"status": "ok", "model": predictor.artifact.meta["model"]["name"], "runtime": predictor.runtime,
+                "labels": len(predictor.label_names), "version": tagnet.__version__}
 
     @app.get("/metrics")
     async def metrics() -> dict:

@@ -12,7 +12,7 @@ from fastapi_offline import FastAPIOffline
 import tagnet
 from tagnet.errors import DataError
 from tagnet.predict_vectors import VectorPredictor
-from tagnet.serve.app import MAX_UPLOAD_BYTES, add_page_and_metrics
+from tagnet.serve.app import MAX_UPLOAD_BYTES, add_common_routes
 from tagnet.serve.stats import ServerStats
 
 MAX_ITEMS = 256
@@ -32,7 +32,8 @@ def create_vector_app(predictor: VectorPredictor, *, max_items: int = MAX_ITEMS,
     app = FastAPIOffline(title="tagnet", version=tagnet.__version__,
                   description=f"Multi-label {predictor.modality} classifier ({model_name}, "
                               f"labels: {', '.join(predictor.label_names)}).")
-    add_page_and_metrics(app, stats=ServerStats(), max_upload_bytes=max_upload_bytes, page="lines.html")
+    add_common_routes(app, predictor, stats=ServerStats(), max_upload_bytes=max_upload_bytes, page="lines.html",
+                      labels_extra={"modality": predictor.modality})
 
     @app.post("/predict")
     async def predict(body: Any = Body(..., examples=[{key: ["thanks, you made my day"] if key == "texts" else [[0.1, 2.0]]}])) -> dict:
@@ -52,18 +53,5 @@ def create_vector_app(predictor: VectorPredictor, *, max_items: int = MAX_ITEMS,
         except (DataError, ValueError, TypeError) as exc:
             raise HTTPException(400, str(exc)) from None
         return {"predictions": results.to_dicts()}
-
-    @app.get("/labels")
-    async def labels() -> dict:
-        """The model's labels with their decision thresholds."""
-        thresholds = predictor.artifact.thresholds
-        return {"labels": predictor.label_names, "thresholds": thresholds.values, "threshold_mode": thresholds.mode,
-                "top_k": thresholds.top_k, "modality": predictor.modality}
-
-    @app.get("/health")
-    async def health() -> dict:
-        """Liveness: the model served."""
-        return {"status": "ok", "model": model_name, "runtime": predictor.runtime, "labels": len(predictor.label_names),
-                "version": tagnet.__version__}
 
     return app
