@@ -171,7 +171,7 @@ class _Reader:
         if self.labels_column is not None or self.no_header:
             return "tags"
         header, rows = self._csv()
-        if _pick_column(header, LABEL_COLUMNS) is not None:
+        if pick_column(header, LABEL_COLUMNS) is not None:
             return "tags"
         if len(header) > 2:
             return "onehot"
@@ -192,7 +192,7 @@ class _Reader:
         if fmt in ("tags", "onehot"):
             header = self._csv()[0]
             self._named_column(header, self.text_column, "text")  # a missing text column is named as such
-            return _pick_column(header, ID_COLUMNS) is not None
+            return pick_column(header, ID_COLUMNS) is not None
         if fmt == "json":
             data = self._load_json()
             first = data[0] if isinstance(data, list) and data else None
@@ -278,7 +278,7 @@ class _Reader:
     def _column(self, header: list[str], requested: str | int | None, defaults: Sequence[str],
                 what: str, fallback: int) -> int:
         if requested is None:
-            found = _pick_column(header, defaults)
+            found = pick_column(header, defaults)
             if found is not None:
                 return found
             if fallback >= len(header):
@@ -556,7 +556,15 @@ class _Reader:
         return names[int(tag)]
 
 
-def _pick_column(header: Sequence[str], names: Sequence[str]) -> int | None:
+def read_csv_rows(path: str | Path, *, delimiter: str | None = None) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """A CSV/TSV file's header and (line number, fields) of every non-blank row, read and checked as label files
+    are (UTF-8, delimiter given by character or name, else detected; malformed rows, duplicate column names and
+    rows of the wrong width are DataErrors)."""
+    return _Reader(Path(path).expanduser(), delimiter=delimiter)._csv()
+
+
+def pick_column(header: Sequence[str], names: Sequence[str]) -> int | None:
+    """The first of `names` that is a column of `header` (case-insensitive), or None."""
     lowered = [h.lower() for h in header]
     for name in names:
         if name in lowered:

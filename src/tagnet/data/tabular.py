@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tagnet.data.labels import ID_COLUMNS, given_options
+from tagnet.data.labels import ID_COLUMNS, given_options, pick_column, read_csv_rows
 from tagnet.data.table import LabelTable
 from tagnet.errors import ConfigError, DataError
 
@@ -174,11 +172,13 @@ def standardize(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.n
 def _read_columns(path: Path, *, delimiter: str | None) -> _Columns:
     if not path.is_file():
         raise DataError(f"feature table {path} does not exist; expected an .arff, .csv or .tsv file")
+    if path.suffix.lower() != ARFF_SUFFIX:
+        return _parse_csv(path, delimiter)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text (bad byte at offset {exc.start})") from None
-    return _parse_arff(path, text) if path.suffix.lower() == ARFF_SUFFIX else _parse_csv(path, text, delimiter)
+    return _parse_arff(path, text)
 
 
 def _is_sparse(text: str) -> bool:
@@ -233,31 +233,10 @@ def _parse_arff(path: Path, text: str) -> _Columns:
     return _Columns(path, names, matrix, not_numeric, None, locations, rows)
 
 
-def _parse_csv(path: Path, text: str, delimiter: str | None) -> _Columns:
-    lines = text.splitlines()
-    if delimiter is None:
-        if path.suffix.lower() in (".tsv", ".tab") or (lines and "\t" in lines[0]):
-            delimiter = "\t"
-        else:
-            try:
-                delimiter = csv.Sniffer().sniff("\n".join(lines[:50]), delimiters=",;|").delimiter
-            except csv.Error:
-                delimiter = ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    try:
-        rows = [(reader.line_num, fields) for fields in reader if fields]
-    except csv.Error as exc:
-        raise DataError(f"{path} line {reader.line_num}: malformed CSV ({exc})") from None
-    if len(rows) < 2:
-        raise DataError(f"{path}: expected a header row and one row per item, found {len(rows)} row(s)")
-    names = [name.strip() for name in rows[0][1]]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise DataError(f"{path} line 1: column name(s) {dupes} appear more than once")
-    body = rows[1:]
-    for line, fields in body:
-        if len(fields) != len(names):
-            raise DataError(f"{path} line {line}: {len(fields)} fields but the header has {len(names)}")
+def _parse_csv(path: Path, delimiter: str | None) -> _Columns:
+    names, body = read_csv_rows(path, delimiter=delimiter)  # read and checked as label files are
+    if not body:
+        raise DataError(f"{path}: expected a header row and one row per item, found only the header")
     matrix = np.full((len(body), len(names)), np.nan)
     not_numeric = {}
     for j, name in enumerate(names):
@@ -278,10 +257,7 @@ def _parse_csv(path: Path, text: str, delimiter: str | None) -> _Columns:
 def _id_column(columns: _Columns, id_column: str | None) -> int | None:
     if id_column is not None:
         return columns.column(str(id_column), "item id")
-    if columns.raw is None:
-        return None
-    lowered = [name.lower() for name in columns.names]
-    return next((lowered.index(name) for name in ID_COLUMNS if name in lowered), None)
+    return None if columns.raw is None else pick_column(columns.names, ID_COLUMNS)
 
 
 def _label_columns(columns: _Columns, id_at: int | None, *, label_columns: Sequence[str] | None,
