@@ -193,6 +193,8 @@ class Predictor(ArtifactPredictor):
     def prepare(self, image: Image.Image | np.ndarray) -> np.ndarray:
         """A PIL image or HxWx3 array -> uint8 (size, size, 3) exactly as the training cache stores it."""
         if isinstance(image, np.ndarray):
+            if image.dtype == np.uint8 and image.shape == (self.image_size, self.image_size, 3):
+                return image  # already prepared (load_image, the server's decoder): resizing would only copy it
             image = Image.fromarray(image)
         return to_model_size(image, self.image_size)
 

@@ -150,8 +150,8 @@ class _LimitAndMeasure:
             self.stats.record_request(endpoint, status, time.perf_counter() - started)
 
 
-def _decode(name: str, data: bytes, *, predictor: Predictor, max_pixels: int) -> np.ndarray:
-    """Image bytes -> uint8 (size, size, 3) as the Predictor prepares files.
+def _decode(name: str, data: bytes, *, predictor: Predictor, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Image bytes -> (uint8 (size, size, 3) as the Predictor prepares files, the image's own (width, height)).
 
     Raises HTTPException: 415 when no image format is recognised, 413 over `max_pixels`, 400 when a
     recognised image cannot be decoded (truncated or damaged).
@@ -170,7 +170,7 @@ def _decode(name: str, data: bytes, *, predictor: Predictor, max_pixels: int) ->
             raise HTTPException(413, f"{name}: {width}x{height} is {width * height} pixels; expected at most {max_pixels}")
         try:
             image.draft("RGB", (predictor.image_size, predictor.image_size))
-            return predictor.prepare(image)
+            return predictor.prepare(image), (width, height)
         except CORRUPT_IMAGE_ERRORS as exc:
             raise HTTPException(400, f"{name}: corrupt {image.format} image ({exc})") from None
 
@@ -226,10 +226,10 @@ def _explain(uploads: list[tuple[str, bytes]], labels: list[str] | None, *, pred
 
     arrays, sizes = [], []
     for name, data in uploads:
-        arrays.append(_decode(name, data, predictor=predictor, max_pixels=max_pixels))
-        with Image.open(io.BytesIO(data)) as image:
-            scale = predictor.image_size / max(image.size)
-            sizes.append(tuple(max(1, round(side * scale)) for side in image.size))
+        array, size = _decode(name, data, predictor=predictor, max_pixels=max_pixels)
+        arrays.append(array)
+        scale = predictor.image_size / max(size)
+        sizes.append(tuple(max(1, round(side * scale)) for side in size))
     try:
         explanations = explain_images(predictor, arrays, labels=labels, sources=[name for name, _ in uploads])
     except DataError as exc:
@@ -274,7 +274,7 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
         """Labels of one or more images: every label's probability and the predicted label set."""
         uploads = await _read_uploads(request, max_images=max_images)
         arrays = await asyncio.to_thread(
-            lambda: np.stack([_decode(name, data, predictor=predictor, max_pixels=max_pixels) for name, data in uploads]))
+            lambda: np.stack([_decode(name, data, predictor=predictor, max_pixels=max_pixels)[0] for name, data in uploads]))
         probs = await batcher.predict(arrays)
         return {"predictions": predictor.results(probs, sources=[name for name, _ in uploads]).to_dicts()}
 
