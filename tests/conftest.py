@@ -27,7 +27,7 @@ def synthetic_data(tmp_path_factory):
 def tiny_run(synthetic_data, tmp_path_factory):
     """A run folder of seed_cnn trained for 2 epochs at 32 px on `synthetic_data` (a few seconds)."""
     from tagnet.config import TrainConfig
-    from tagnet.train import train
+    from tagnet.pipeline import train
 
     config = TrainConfig(backbone="seed_cnn", pretrained=False, image_size=32, epochs=2, batch_size=16)
     return train(synthetic_data.labels_csv, images_dir=synthetic_data.images_dir,

@@ -38,17 +38,17 @@ def server_url(tiny_run):
 def tabular_server(tmp_path):
     """A tabular model (3 features, labels a = x0 > 0 and b = x1 > 0) trained for a few epochs, and its server URL."""
     from tagnet.config import TrainConfig
-    from tagnet.predict import load_predictor
-    from tagnet.serve.vectors import create_vector_app
-    from tagnet.train_vectors import train_vectors
+    from tagnet.predict import Predictor
+    from tagnet.serve import create_app
+    from tagnet.pipeline import train
 
     x = np.random.default_rng(0).normal(size=(80, 3))
     lines = ["x0,x1,x2,a,b"] + [f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{int(r[0] > 0)},{int(r[1] > 0)}" for r in x]
     (tmp_path / "table.csv").write_text("\n".join(lines) + "\n")
-    result = train_vectors(tmp_path / "table.csv", modality="tabular", out_dir=tmp_path / "run", progress=False,
+    result = train(tmp_path / "table.csv", modality="tabular", out_dir=tmp_path / "run", progress=False,
                            config=TrainConfig(epochs=5, batch_size=16), read_options={"label_columns": ["a", "b"]})
-    predictor = load_predictor(result.run_dir)
-    for url in _serve(create_vector_app(predictor)):
+    predictor = Predictor(result.run_dir)
+    for url in _serve(create_app(predictor)):
         yield url, predictor
 
 
@@ -105,7 +105,7 @@ def test_upload_on_the_page_shows_labels_and_probabilities(server_url, browser, 
 def test_lines_page_labels_feature_rows(tabular_server, browser):
     url, predictor = tabular_server
     rows = ["2.5, -1, 0", "?, 1.5, 0.3"]  # the second row's first value is missing
-    expected = predictor.predict_rows(np.array([[2.5, -1, 0], [np.nan, 1.5, 0.3]]))
+    expected = predictor.predict(np.array([[2.5, -1, 0], [np.nan, 1.5, 0.3]]))
     wait = WebDriverWait(browser, 20)
     browser.get(url + "/")
     wait.until(lambda d: "labels:" in d.find_element(By.ID, "model-info").text)

@@ -13,7 +13,7 @@ import pytest
 from tagnet.artifact import load_artifact
 from tagnet.config import TrainConfig
 from tagnet.predict import Predictor
-from tagnet.train import train
+from tagnet.pipeline import train
 
 TAGNET = [sys.executable, "-m", "tagnet.cli"]
 

@@ -21,7 +21,7 @@ from tagnet.explain import explain_images, find_target_layer, heatmap_png, heatm
 from tagnet.models import create_model
 from tagnet.predict import Predictor
 from tagnet.thresholds import Thresholds
-from tagnet.train import train
+from tagnet.pipeline import train
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -44,7 +44,7 @@ def test_heatmaps_have_the_model_input_size_and_values_in_0_1(tiny, synthetic_da
     array = np.random.default_rng(0).integers(0, 256, (50, 40, 3), dtype=np.uint8)
     images = [path, Image.open(path), array]
     explanations = explain_images(tiny, images, labels=["circle", "square", "circle"])
-    expected = tiny.predict_images([Image.open(path), Image.open(path), array])
+    expected = tiny.predict([Image.open(path), Image.open(path), array])
     assert [e.source for e in explanations] == [str(path), "image_1", "image_2"]
     for explanation, prediction in zip(explanations, expected):
         assert explanation.image.dtype == np.uint8 and explanation.image.shape == (32, 32, 3)
@@ -81,7 +81,7 @@ def test_heatmap_is_grad_cam_of_the_label_logit(tmp_path):
     """With global average pooling and a linear head, Grad-CAM of logit j is relu(sum_c W[j, c] A_c): CAM."""
     torch.manual_seed(0)
     model = create_model("resnet18", num_labels=3, pretrained=False, image_size=96).eval()
-    save_artifact(tmp_path / "a", model=model, label_names=["a", "b", "c"],
+    save_artifact(tmp_path / "a", model=model, modality="image", state=model.preprocess.to_dict(), label_names=["a", "b", "c"],
                   thresholds=Thresholds("per-label", [0.5, 0.5, 0.5], 1), config={}, metrics={})
     predictor = Predictor(tmp_path / "a")
     images = np.random.default_rng(1).integers(0, 256, (2, 96, 96, 3), dtype=np.uint8)

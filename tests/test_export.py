@@ -97,7 +97,7 @@ def test_stale_onnx_model_is_never_used(exported, tmp_path):
     shutil.copytree(exported[0], folder)
     old = load_artifact(folder)
     retrained = create_model("seed_cnn", num_labels=len(old.label_names), pretrained=False, image_size=32)
-    save_artifact(folder, model=retrained, label_names=old.label_names, thresholds=old.thresholds, config=old.config,
+    save_artifact(folder, model=retrained, modality="image", state=retrained.preprocess.to_dict(), label_names=old.label_names, thresholds=old.thresholds, config=old.config,
                   metrics=old.metrics)
     with pytest.raises(ArtifactError, match="exported from other weights.*tagnet export"):
         Predictor(folder, runtime="onnx")
@@ -142,4 +142,4 @@ def test_cli_export_reports_parity(exported, monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(sys, "argv", ["tagnet", "export", str(exported[0]), "--format", "coreml"])
     with pytest.raises(SystemExit) as stop:
         main()
-    assert stop.value.code == 2 and "error: export format is 'coreml'" in capsys.readouterr().err
+    assert stop.value.code == 2 and "error: --format is 'coreml'; expected one of onnx" in capsys.readouterr().err

@@ -44,16 +44,19 @@ def test_forward_shapes_and_feature_head_consistency(name, num_features, head_hi
     assert logits.shape == (3, 5)
     assert features.shape == (3, num_features) and model.num_features == num_features
     torch.testing.assert_close(logits, via_parts)
-    assert model.spec == {"name": name, "num_labels": 5, "dropout": 0.2, "head_hidden": head_hidden, "image_size": SIZE}
+    assert model.spec == {"name": name, "num_labels": 5, "dropout": 0.2, "head_hidden": head_hidden}
+    assert model.preprocess.image_size == SIZE
     linear_layers = [m for m in model.head if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linear_layers] == (
         [(num_features, 16), (16, 5)] if head_hidden else [(num_features, 5)]
     )
 
 
-def test_spec_rebuilds_the_same_architecture():
+def test_spec_and_image_state_rebuild_the_same_architecture():
+    from tagnet import modalities
+
     model = create_model("seed_cnn", num_labels=3, dropout=0.3, head_hidden=8, image_size=40)
-    rebuilt = create_model(**model.spec)
+    rebuilt = modalities.get("image").rebuild_model(model.spec, model.preprocess.to_dict(), source="test")
     assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in rebuilt.state_dict().items()}
     assert rebuilt.spec == model.spec and rebuilt.head[2].p == 0.3
 
@@ -69,7 +72,7 @@ def test_ensemble_head_outputs_the_logit_of_the_members_mean_probability():
     with torch.no_grad():
         expected = torch.stack([torch.sigmoid(m(x)) for m in members]).mean(0)
         np.testing.assert_allclose(torch.sigmoid(model(x)).numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
-    rebuilt = create_model(**model.spec)
+    rebuilt = create_model(**model.spec, input_dim=5)  # the input width is the tabular state's feature count
     rebuilt.load_state_dict(model.state_dict())
     assert rebuilt.spec == model.spec
 

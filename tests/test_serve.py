@@ -27,7 +27,7 @@ def predictor(tiny_run):
 
 @pytest.fixture(scope="module")
 def client(predictor):
-    app = create_app(predictor, max_upload_bytes=MAX_BYTES, batch_window_ms=2, max_images=4, max_pixels=MAX_PIXELS)
+    app = create_app(predictor, max_upload_bytes=MAX_BYTES, batch_window_ms=2, max_items=4, max_pixels=MAX_PIXELS)
     with TestClient(app) as test_client:
         yield test_client
 
@@ -168,11 +168,12 @@ def test_metrics_count_requests_statuses_latencies_and_batches(predictor, images
 def test_batcher_joins_jobs_that_arrive_together_and_survives_errors():
     calls = []
 
-    def predict(batch: np.ndarray) -> np.ndarray:
+    def predict(batch: list) -> np.ndarray:  # the batcher hands over one list of every job's inputs
         calls.append(len(batch))
-        if batch.min() < 0:
+        rows = np.stack(batch)
+        if rows.min() < 0:
             raise ValueError("bad batch")
-        return batch[:, :1] * 10.0
+        return rows[:, :1] * 10.0
 
     async def scenario():
         sizes = []
@@ -214,4 +215,4 @@ def test_cli_serve_reports_a_bad_runtime(tiny_run, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["tagnet", "serve", str(tiny_run.artifact_dir), "--runtime", "gpu"])
     with pytest.raises(SystemExit) as stop:
         main()
-    assert stop.value.code == 2 and "error: runtime is 'gpu'; expected one of auto, torch, onnx" in capsys.readouterr().err
+    assert stop.value.code == 2 and "error: --runtime is 'gpu'; expected one of auto, torch, onnx" in capsys.readouterr().err

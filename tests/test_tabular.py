@@ -21,9 +21,8 @@ from tagnet.data.tabular import (find_labels_xml, fit_standardization, read_feat
 from tagnet.errors import ConfigError, DataError
 from tagnet.evaluate import evaluate
 from tagnet.models import head_members
-from tagnet.predict import load_predictor
-from tagnet.predict_vectors import VectorPredictor
-from tagnet.train_vectors import train_vectors
+from tagnet.predict import Predictor
+from tagnet.pipeline import train as train_run
 
 HEADER = """% a tiny MULAN-style data set
 @relation tiny
@@ -163,7 +162,7 @@ def tabular_run(tmp_path_factory):
     train = _separable_arff(folder / "sep-train.arff", 160, 0)
     test = _separable_arff(folder / "sep-test.arff", 60, 1)
     config = TrainConfig(epochs=15, batch_size=32, lr=2e-2, head_hidden=16, patience=15)
-    result = train_vectors(train, modality="tabular", out_dir=folder / "run", config=config, progress=False)
+    result = train_run(train, modality="tabular", out_dir=folder / "run", config=config, progress=False)
     return result, test
 
 
@@ -172,37 +171,37 @@ def test_tabular_run_files_and_artifact(tabular_run):
     for name in ("metrics.csv", "metrics.json", "config.json", "run.json", "val_predictions.csv"):
         assert (result.run_dir / name).is_file(), name
     artifact = load_artifact(result.run_dir)
-    assert artifact.model.spec["name"] == "mlp" and artifact.model.spec["input_dim"] == 4
-    assert artifact.meta["extra"]["modality"] == "tabular"
-    assert artifact.meta["extra"]["feature_names"] == ["x0", "x1", "x2", "x3"]
+    assert artifact.model.spec["name"] == "mlp" and artifact.model.num_features == 4
+    assert artifact.meta["modality"] == "tabular"
+    assert artifact.state["feature_names"] == ["x0", "x1", "x2", "x3"]
     assert json.loads((result.run_dir / "config.json").read_text())["backbone"] == "mlp"
     assert result.report.mAP > 0.9
 
 
 def test_vector_predictor_applies_the_stored_standardisation(tabular_run):
     result, test = tabular_run
-    predictor = load_predictor(result.run_dir)
-    assert isinstance(predictor, VectorPredictor)
+    predictor = Predictor(result.run_dir)
+    assert predictor.modality.name == "tabular"
     rows = read_feature_table(test).features
-    extra = predictor.extra["standardize"]
+    extra = predictor.artifact.state
     with torch.no_grad():
         expected = torch.sigmoid(predictor.model(torch.from_numpy(standardize(rows, extra["mean"], extra["std"])))).numpy()
-    np.testing.assert_allclose(predictor.predict_proba_rows(rows), expected, rtol=1e-5, atol=1e-6)
-    results = predictor.predict_rows(rows[:2])
+    np.testing.assert_allclose(predictor.predict_proba(rows), expected, rtol=1e-5, atol=1e-6)
+    results = predictor.predict(rows[:2])
     assert [p.source for p in results] == ["1", "2"] and set(results.predictions[0].probabilities) == {"a", "b"}
     with pytest.raises(DataError, match="expects"):
-        predictor.predict_proba_rows(rows[:, :3])
+        predictor.predict_proba(rows[:, :3])
     with pytest.raises(DataError, match="tabular model"):
-        predictor.predict_texts(["hello"])
+        predictor.predict(["hello"])
 
 
 def test_evaluate_matches_scikit_learn(tabular_run):
     result, test = tabular_run
     report, skipped = evaluate(result.run_dir, test)
-    predictor = load_predictor(result.run_dir)
+    predictor = Predictor(result.run_dir)
     found = read_feature_table(test)
     truth = found.labels.aligned_to(predictor.label_names).targets
-    predicted = predictor.predict_rows(found.features)
+    predicted = predictor.predict(found.features)
     chosen = np.array([[name in p.labels for name in predictor.label_names] for p in predicted])
     assert skipped == {}
     assert report.hamming_loss == pytest.approx(hamming_loss(truth, chosen))
@@ -222,7 +221,7 @@ def test_cli_train_evaluate_predict(tabular_run, tmp_path):
     done = runner.invoke(app, ["evaluate", str(out), str(test), "--json", str(report_file), "--threshold", "0.5"])
     assert done.exit_code == 0, done.output
     found = read_feature_table(test)
-    probs = load_predictor(out).predict_proba_rows(found.features)
+    probs = Predictor(out).predict_proba(found.features)
     report = json.loads(report_file.read_text())
     assert report["threshold_mode"] == "fixed"
     assert report["hamming_loss"] == pytest.approx(hamming_loss(found.labels.targets, probs >= 0.5))
@@ -238,18 +237,18 @@ def test_ensemble_of_heads_averages_members_and_exports(tabular_run, tmp_path):
     _, test = tabular_run
     train = test.parent / "sep-train.arff"
     config = TrainConfig(epochs=10, batch_size=32, lr=2e-2, head_hidden=16, ensemble=3)
-    result = train_vectors(train, modality="tabular", out_dir=tmp_path / "run", config=config, progress=False)
+    result = train_run(train, modality="tabular", out_dir=tmp_path / "run", config=config, progress=False)
     phases = [line.split(",")[0] for line in (result.run_dir / "metrics.csv").read_text().splitlines()[1:]]
-    assert sorted(set(phases)) == ["train", "train-2", "train-3"]
-    predictor = load_predictor(result.run_dir)
+    assert sorted(set(phases)) == ["head", "head-2", "head-3"]  # one head per phase, as for every modality
+    predictor = Predictor(result.run_dir)
     members = head_members(predictor.model)
     assert len(members) == 3 and predictor.artifact.model.spec["ensemble"] == 3
     rows = read_feature_table(test).features
-    extra = predictor.extra["standardize"]
+    extra = predictor.artifact.state
     inputs = torch.from_numpy(standardize(rows, extra["mean"], extra["std"]))
     with torch.no_grad():
         mean = np.mean([torch.sigmoid(m(inputs)).numpy() for m in members], axis=0)
-    np.testing.assert_allclose(predictor.predict_proba_rows(rows), mean, atol=1e-6)
+    np.testing.assert_allclose(predictor.predict_proba(rows), mean, atol=1e-6)
     # each head held out its own 20% (32 rows): a validation row's probability is the mean of the heads that held it out
     saved = np.loadtxt(result.run_dir / "val_predictions.csv", delimiter=",", skiprows=1)  # item, true_a/b, prob_a/b
     assert 32 < len(saved) <= 96 and result.report.n_items == len(saved)
@@ -261,28 +260,27 @@ def test_ensemble_of_heads_averages_members_and_exports(tabular_run, tmp_path):
     for row, probs in enumerate(saved[:, 3:]):
         assert any(np.allclose(per_head[heads, row].mean(0), probs, atol=1e-5) for heads in subsets), row
     assert result.report.mAP > 0.9
-    shared = train_vectors(train, modality="tabular", val_labels=test, out_dir=tmp_path / "shared", config=config,
+    shared = train_run(train, modality="tabular", val_labels=test, out_dir=tmp_path / "shared", config=config,
                            progress=False)  # with a --val file every head validates on it: the whole ensemble's output
     saved = np.loadtxt(shared.run_dir / "val_predictions.csv", delimiter=",", skiprows=1)
-    np.testing.assert_allclose(load_predictor(shared.run_dir).predict_proba_rows(read_feature_table(test).features),
+    np.testing.assert_allclose(Predictor(shared.run_dir).predict_proba(read_feature_table(test).features),
                                saved[:, 3:], atol=1e-5)
     report = export_onnx(shutil.copytree(result.artifact_dir, tmp_path / "artifact"))
     assert report.parity_max_abs_diff <= 1e-4
-    with pytest.raises(ConfigError, match="ensembles of heads are for tabular and text models"):
-        from tagnet.train import train
-
-        train(test, out_dir=tmp_path / "image", config=TrainConfig(ensemble=2), progress=False)
+    with pytest.raises(ConfigError, match="an ensemble averages heads on a frozen pretrained encoder"):
+        train_run(tmp_path / "labels.csv", out_dir=tmp_path / "image", progress=False,
+                  config=TrainConfig(backbone="seed_cnn", pretrained=False, ensemble=2))
     with pytest.raises(ConfigError, match="ensemble=2 with finetune"):
-        train_vectors(train, modality="text", text_column="x", out_dir=tmp_path / "text",
+        train_run(train, modality="text", text_column="x", out_dir=tmp_path / "text",
                       config=TrainConfig(ensemble=2, finetune=True), progress=False)
 
 
 def test_options_that_do_not_apply_to_tables(tmp_path):
     with pytest.raises(ConfigError, match="no_header"):
-        train_vectors(tmp_path / "x.arff", modality="tabular", out_dir=tmp_path / "run",
+        train_run(tmp_path / "x.arff", modality="tabular", out_dir=tmp_path / "run",
                       read_options={"no_header": True}, progress=False)
     with pytest.raises(ConfigError, match="does not take tabular"):
-        train_vectors(tmp_path / "x.arff", modality="tabular", out_dir=tmp_path / "run",
+        train_run(tmp_path / "x.arff", modality="tabular", out_dir=tmp_path / "run",
                       config=TrainConfig(backbone="seed_cnn"), progress=False)
 
 
@@ -296,7 +294,7 @@ def test_cli_trains_on_a_csv_feature_table(tmp_path):
     done = runner.invoke(app, ["train", str(table), "--tabular", "--label-columns", "a,b", "--out", str(out),
                                "--epochs", "2"])
     assert done.exit_code == 0, done.output
-    extra = load_artifact(out).meta["extra"]
+    extra = load_artifact(out).state
     assert extra["feature_names"] == ["x0", "x1", "x2"] and extra["id_column"] is None
     report, _ = evaluate(out, table)  # labels and features found by the model's column names
     assert report.per_label[0]["support"] + report.per_label[1]["support"] == int((x[:, :2] > 0).sum())
@@ -305,14 +303,14 @@ def test_cli_trains_on_a_csv_feature_table(tmp_path):
 def test_server_answers_json_feature_rows(tabular_run):
     from fastapi.testclient import TestClient
 
-    from tagnet.serve.vectors import create_vector_app
+    from tagnet.serve import create_app
 
-    predictor = load_predictor(tabular_run[0].run_dir)
-    client = TestClient(create_vector_app(predictor))
+    predictor = Predictor(tabular_run[0].run_dir)
+    client = TestClient(create_app(predictor))
     rows = [[3.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
     answer = client.post("/predict", json={"rows": rows})
     assert answer.status_code == 200
-    expected = predictor.predict_rows(np.array(rows)).to_dicts()
+    expected = predictor.predict(np.array(rows)).to_dicts()
     got = answer.json()["predictions"]
     assert [p["labels"] for p in got] == [p["labels"] for p in expected]
     assert got[0]["probabilities"] == pytest.approx(expected[0]["probabilities"])
@@ -322,13 +320,13 @@ def test_server_answers_json_feature_rows(tabular_run):
     assert client.post("/predict", json={"rows": [[1.0, 2.0, 3.0, 4.0]]}).status_code == 200  # still serving
     missing = client.post("/predict", json={"rows": [[None, 0.0, 0.0, 0.0]]}).json()["predictions"][0]
     assert missing["probabilities"] == pytest.approx(
-        predictor.predict_rows(np.array([[np.nan, 0.0, 0.0, 0.0]])).predictions[0].probabilities)
+        predictor.predict(np.array([[np.nan, 0.0, 0.0, 0.0]])).predictions[0].probabilities)
     page = client.get("/")
     assert page.status_code == 200 and 'id="lines"' in page.text and "/static/lines.js" in page.text
     assert '"/predict"' in client.get("/static/lines.js").text
     counts = client.get("/metrics").json()
     assert "POST /predict" in json.dumps(counts)
-    small = TestClient(create_vector_app(predictor, max_upload_bytes=100))
+    small = TestClient(create_app(predictor, max_upload_bytes=100))
     too_big = small.post("/predict", json={"rows": [[1.0, 2.0, 3.0, 4.0]] * 20})
     assert too_big.status_code == 413 and "over the limit of 100 bytes" in too_big.json()["detail"]
 
@@ -338,12 +336,12 @@ def test_export_tabular_model_to_onnx_with_standardisation_inside(tabular_run, t
     from fastapi.testclient import TestClient
 
     from tagnet.export import export_onnx, read_onnx_metadata
-    from tagnet.serve.vectors import create_vector_app
+    from tagnet.serve import create_app
 
     result, test = tabular_run
     folder = shutil.copytree(result.artifact_dir, tmp_path / "artifact")
     report = export_onnx(folder, val_labels=test)
-    on_torch = VectorPredictor(folder, runtime="torch")
+    on_torch = Predictor(folder, runtime="torch")
     assert report.parity_max_abs_diff <= 1e-4 and report.tokenizer_path is None
     assert report.val_map["onnx"] == pytest.approx(evaluate(on_torch, test)[0].mAP, abs=1e-6)
     meta = read_onnx_metadata(report.onnx_path)
@@ -352,7 +350,7 @@ def test_export_tabular_model_to_onnx_with_standardisation_inside(tabular_run, t
     rows[0, 1] = np.nan  # a missing value: the training mean, as in PyTorch
     session = onnxruntime.InferenceSession(str(report.onnx_path), providers=["CPUExecutionProvider"])
     raw = session.run(["probabilities"], {"features": rows})[0]  # raw values in, no standardisation outside
-    np.testing.assert_allclose(raw, on_torch.predict_proba_rows(rows), atol=1e-5)
+    np.testing.assert_allclose(raw, on_torch.predict_proba(rows), atol=1e-5)
     out = tmp_path / "p.json"
     done = runner.invoke(app, ["predict", str(folder), str(test), "--runtime", "onnx", "--output", str(out)])
     assert done.exit_code == 0, done.output
@@ -360,7 +358,7 @@ def test_export_tabular_model_to_onnx_with_standardisation_inside(tabular_run, t
     got = json.loads(out.read_text())["predictions"]
     assert [p["labels"] for p in got] == [p["labels"] for p in expected]
     assert got[5]["probabilities"] == pytest.approx(expected[5]["probabilities"], abs=1e-5)
-    client = TestClient(create_vector_app(load_predictor(folder)))
+    client = TestClient(create_app(Predictor(folder)))
     assert client.get("/health").json()["runtime"] == "onnx"
     answer = client.post("/predict", json={"rows": rows[1:3].tolist()}).json()["predictions"]
     assert answer[0]["probabilities"]["a"] == pytest.approx(float(raw[1, 0]), abs=1e-6)

@@ -17,10 +17,10 @@ from tagnet.data.labels import read_labels_with_texts
 from tagnet.errors import ConfigError, DataError
 from tagnet.evaluate import evaluate
 from tagnet.models import create_model
-from tagnet.models.text import cached_embeddings, encode_texts, package_model_dir
-from tagnet.predict import load_predictor
-from tagnet.predict_vectors import VectorPredictor
-from tagnet.train_vectors import train_vectors
+from tagnet.modalities.text import cached_embeddings
+from tagnet.models.text import encode_texts, package_model_dir
+from tagnet.predict import Predictor
+from tagnet.pipeline import train as train_run
 
 LABELS = ["food", "sport", "weather"]
 PARTS = {
@@ -131,14 +131,14 @@ def text_run(tmp_path_factory):
     config = TrainConfig(epochs=15, lr=3e-2, batch_size=24, patience=15, finetune=True, finetune_epochs=1,
                          precision="32-true")
     options = {"no_header": True, "label_names_file": folder / "labels.txt", "id_column": "2"}
-    result = train_vectors(train, modality="text", text_column="0", val_labels=val, out_dir=folder / "run",
+    result = train_run(train, modality="text", text_column="0", val_labels=val, out_dir=folder / "run",
                            config=config, read_options=options, progress=False)
     return result, val
 
 
 @pytest.fixture(scope="module")
 def predictor(text_run):
-    return load_predictor(text_run[0].run_dir)
+    return Predictor(text_run[0].run_dir)
 
 
 def test_text_run_files_and_artifact(text_run):
@@ -149,18 +149,18 @@ def test_text_run_files_and_artifact(text_run):
     assert phases == {"head", "finetune"}
     meta = json.loads((result.artifact_dir / "tagnet.json").read_text())
     assert meta["model"]["name"] == "minilm_l6"
-    assert meta["extra"]["modality"] == "text" and meta["extra"]["text_column"] == "0"
+    assert meta["modality"] == "text" and meta["input"]["text_column"] == "0"
     assert json.loads((result.run_dir / "config.json").read_text())["finetune_lr"] == 5e-5
     assert result.report.mAP > 0.8
 
 
 def test_predictor_labels_new_texts(predictor):
-    assert isinstance(predictor, VectorPredictor)
-    found = predictor.predict_texts(["we had pasta and cheese", "the goal in the last minute won the match"])
+    assert predictor.modality.name == "text"
+    found = predictor.predict(["we had pasta and cheese", "the goal in the last minute won the match"])
     assert found.predictions[0].source == "we had pasta and cheese"
     assert "food" in found.predictions[0].labels and "sport" in found.predictions[1].labels
     with pytest.raises(DataError, match="text model"):
-        predictor.predict_rows(np.zeros((1, 3)))
+        predictor.predict(np.zeros((1, 3)))
 
 
 def test_loaded_artifact_reproduces_validation_probabilities(text_run, predictor):
@@ -168,7 +168,7 @@ def test_loaded_artifact_reproduces_validation_probabilities(text_run, predictor
     rows = list(csv.DictReader((result.run_dir / "val_predictions.csv").open()))
     saved = np.array([[float(row[f"prob_{name}"]) for name in LABELS] for row in rows])
     texts = [line.split("\t")[0] for line in val.read_text().splitlines()]
-    np.testing.assert_allclose(predictor.predict_proba_texts(texts), saved, atol=1e-4)
+    np.testing.assert_allclose(predictor.predict_proba(texts), saved, atol=1e-4)
 
 
 def test_evaluate_uses_the_training_read_options(text_run, predictor):
@@ -176,7 +176,7 @@ def test_evaluate_uses_the_training_read_options(text_run, predictor):
     report, skipped = evaluate(predictor, val)
     texts = [line.split("\t")[0] for line in val.read_text().splitlines()]
     truth = np.array([[str(j) in line.split("\t")[1].split(",") for j in range(3)] for line in val.read_text().splitlines()])
-    chosen = np.array([[name in p.labels for name in LABELS] for p in predictor.predict_texts(texts)])
+    chosen = np.array([[name in p.labels for name in LABELS] for p in predictor.predict(texts)])
     assert skipped == {}
     assert report.micro_f1 == pytest.approx(f1_score(truth, chosen, average="micro"))
 
@@ -196,18 +196,18 @@ def test_cli_predict_text_and_text_file(text_run, tmp_path):
 
 def test_text_options_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="--text-column"):
-        train_vectors(tmp_path / "x.tsv", modality="text", out_dir=tmp_path / "run", progress=False)
+        train_run(tmp_path / "x.tsv", modality="text", out_dir=tmp_path / "run", progress=False)
     with pytest.raises(ConfigError, match="label_count"):
-        train_vectors(tmp_path / "x.tsv", modality="text", text_column="text", out_dir=tmp_path / "run",
+        train_run(tmp_path / "x.tsv", modality="text", text_column="text", out_dir=tmp_path / "run",
                       read_options={"label_count": 2}, progress=False)
 
 
 def test_server_answers_json_texts(predictor):
     from fastapi.testclient import TestClient
 
-    from tagnet.serve.vectors import create_vector_app
+    from tagnet.serve import create_app
 
-    client = TestClient(create_vector_app(predictor))
+    client = TestClient(create_app(predictor))
     answer = client.post("/predict", json={"texts": ["we had pasta and cheese"]})
     assert answer.status_code == 200
     assert "food" in answer.json()["predictions"][0]["labels"]
@@ -238,12 +238,12 @@ def test_export_text_model_to_onnx_with_its_tokenizer(text_run, predictor, tmp_p
     ids = np.array([e.ids for e in Tokenizer.from_file(str(folder / "model.tokenizer.json")).encode_batch(texts)])
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     probs = session.run(["probabilities"], {"input_ids": ids})[0]
-    np.testing.assert_allclose(probs, predictor.predict_proba_texts(texts), atol=1e-4)
-    on_onnx = load_predictor(folder)
+    np.testing.assert_allclose(probs, predictor.predict_proba(texts), atol=1e-4)
+    on_onnx = Predictor(folder)
     assert (on_onnx.runtime, predictor.runtime) == ("onnx", "torch")
-    np.testing.assert_allclose(on_onnx.predict_proba_texts(texts), probs, atol=1e-5)
-    int8 = VectorPredictor(folder, runtime="onnx", onnx_file="model.int8.onnx")
-    assert np.abs(int8.predict_proba_texts(texts) - probs).max() < 0.1
+    np.testing.assert_allclose(on_onnx.predict_proba(texts), probs, atol=1e-5)
+    int8 = Predictor(folder, runtime="onnx", onnx_file="model.int8.onnx")
+    assert np.abs(int8.predict_proba(texts) - probs).max() < 0.1
 
 
 def test_text_ensemble_shares_the_frozen_encoder(text_run, tmp_path):
@@ -251,14 +251,14 @@ def test_text_ensemble_shares_the_frozen_encoder(text_run, tmp_path):
     train = val.parent / "train.tsv"
     options = {"no_header": True, "label_names_file": val.parent / "labels.txt", "id_column": "2"}
     config = TrainConfig(epochs=3, lr=3e-2, batch_size=24, ensemble=2, precision="32-true")
-    result = train_vectors(train, modality="text", text_column="0", val_labels=val, out_dir=tmp_path / "run",
+    result = train_run(train, modality="text", text_column="0", val_labels=val, out_dir=tmp_path / "run",
                            config=config, read_options=options, progress=False)
     phases = {row["phase"] for row in csv.DictReader((result.run_dir / "metrics.csv").open())}
     assert phases == {"head", "head-2"}
-    predictor = load_predictor(result.run_dir)
+    predictor = Predictor(result.run_dir)
     assert sum(name.startswith("backbone.") for name in predictor.model.state_dict()) == \
         sum(name.startswith("backbone.") for name in create_model("minilm_l6", num_labels=3).state_dict())
     rows = list(csv.DictReader((result.run_dir / "val_predictions.csv").open()))
     saved = np.array([[float(row[f"prob_{name}"]) for name in LABELS] for row in rows])
     texts = [line.split("\t")[0] for line in val.read_text().splitlines()]
-    np.testing.assert_allclose(predictor.predict_proba_texts(texts), saved, atol=1e-4)
+    np.testing.assert_allclose(predictor.predict_proba(texts), saved, atol=1e-4)

@@ -11,7 +11,7 @@ from tagnet.config import TrainConfig, load_config
 from tagnet.errors import DataError
 from tagnet.evaluate import evaluate
 from tagnet.predict import Predictor
-from tagnet.train import train
+from tagnet.pipeline import train
 
 
 def test_run_folder_has_artifact_metrics_and_config(tiny_run):
@@ -78,9 +78,9 @@ def test_pretrained_backbone_head_on_cached_features_then_finetune(synthetic_dat
     config = TrainConfig(image_size=64, epochs=3, batch_size=16, finetune=True, finetune_epochs=1)
     result = train(synthetic_data.labels_csv, images_dir=synthetic_data.images_dir, out_dir=tmp_path / "run",
                    config=config, progress=False)  # default backbone: efficientnet_lite0
-    assert len(list((tmp_path / "run" / "cache").glob("features-*.safetensors"))) == 3  # train, mirrored, val
+    assert len(list((tmp_path / "run" / "cache").glob("features-*.safetensors"))) == 2  # every image, and mirrored
     phases = [line.split(",")[0] for line in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
     assert phases == ["head"] * 3 + ["finetune"]
     assert result.report.mAP > 0.6  # chance is about 0.33 on these labels
     meta = load_artifact(result.artifact_dir).meta
-    assert meta["preprocess"]["mean"] == [0.5, 0.5, 0.5] and meta["preprocess"]["image_size"] == 64
+    assert meta["input"]["mean"] == [0.5, 0.5, 0.5] and meta["input"]["image_size"] == 64

@@ -8,7 +8,7 @@ import pytest
 
 from tagnet.config import TrainConfig, load_config
 from tagnet.errors import ConfigError
-from tagnet.train import train
+from tagnet.pipeline import train
 from tagnet.tune import suggest_config, tune
 
 BASE = TrainConfig(backbone="seed_cnn", pretrained=False, image_size=32, epochs=1, batch_size=16)
@@ -19,7 +19,7 @@ def test_search_resumes_and_writes_a_loadable_best_config(synthetic_data, tmp_pa
     kwargs = dict(images_dir=synthetic_data.images_dir, out_dir=out, base_config=BASE, backbones=["seed_cnn"])
     first = tune(synthetic_data.labels_csv, trials=1, **kwargs)
     assert (first.finished, first.pruned) == (1, 0)
-    assert (out / "split" / "train.csv").is_file() and (out / "split" / "val.csv").is_file()
+    assert len(list((out / "cache").glob("images-*.u8"))) == 1  # every trial decodes into the study's one cache
 
     second = tune(synthetic_data.labels_csv, trials=2, **kwargs)
     assert second.finished == 2 and second.best_value >= first.best_value
@@ -28,10 +28,10 @@ def test_search_resumes_and_writes_a_loadable_best_config(synthetic_data, tmp_pa
     # trial 0 is the base recipe itself
     assert {k: study.trials[0].params[k] for k in ("lr", "weight_decay", "dropout", "head_hidden", "loss", "augment")} \
         == {"lr": BASE.lr, "weight_decay": BASE.weight_decay, "dropout": BASE.dropout, "head_hidden": 0,
-            "loss": "bce", "augment": BASE.augment}
+            "loss": "bce", "augment": "basic"}  # the image default
 
     config = load_config(second.best_config_path)
-    assert config == BASE.updated(**study.best_trial.params)  # fixed settings kept, searched ones from the best trial
+    assert config == BASE.for_modality("image").updated(**study.best_trial.params)  # fixed settings kept, searched ones from the best trial
     assert config.cache_dir is None
     best_metrics = json.loads((second.best_run / "metrics.json").read_text())
     assert best_metrics["validation"]["mAP"] == pytest.approx(study.best_value)

@@ -27,9 +27,10 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 _LAZY = {
-    "train": "tagnet.train", "resume_training": "tagnet.train", "TrainResult": "tagnet.train",
+    "train": "tagnet.pipeline", "resume_training": "tagnet.pipeline", "TrainResult": "tagnet.pipeline",
     "evaluate": "tagnet.evaluate", "evaluate_probabilities": "tagnet.metrics", "MetricsReport": "tagnet.metrics",
-    "Predictor": "tagnet.predict", "load_predictor": "tagnet.predict", "PredictionResults": "tagnet.predict",
+    "Predictor": "tagnet.predict", "PredictionResults": "tagnet.predict",
+    "export_onnx": "tagnet.export", "tune": "tagnet.tune", "create_app": "tagnet.serve",
     "load_artifact": "tagnet.artifact", "create_model": "tagnet.models", "list_models": "tagnet.models",
     "fit_thresholds": "tagnet.thresholds", "Thresholds": "tagnet.thresholds", "make_loss": "tagnet.losses",
     "run_demo": "tagnet.demo", "write_synthetic_dataset": "tagnet.data.synthetic",

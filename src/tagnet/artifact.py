@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -15,17 +13,23 @@ from typing import Any
 import safetensors.torch
 from safetensors import SafetensorError
 
+from tagnet import modalities
+from tagnet.config import MODALITIES
 from tagnet.errors import ArtifactError, TagnetError
-from tagnet.models import PreprocessConfig, TagnetModel, create_model
+from tagnet.files import atomic_write, json_default
+from tagnet.models import PreprocessConfig, TagnetModel
 from tagnet.models.weights import load_state_into
 from tagnet.thresholds import Thresholds
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META_FILE = "tagnet.json"
 WEIGHTS_FILE = "model.safetensors"
 RUN_SUBDIR = "artifact"
-REQUIRED_KEYS = ("format_version", "label_names", "thresholds", "preprocess", "model", "config", "metrics")
-SPEC_KEYS = ("name", "num_labels", "dropout", "head_hidden", "image_size")
+# format 2: the modality is a top-level field and its fitted state ("input": image size and normalisation, text column,
+# feature names and standardisation) has one place; format 1 (tagnet 0.1.0) kept them in preprocess, model and extra.
+REQUIRED_KEYS = {1: ("format_version", "label_names", "thresholds", "preprocess", "model", "config", "metrics"),
+                 2: ("format_version", "modality", "label_names", "thresholds", "input", "model", "config", "metrics")}
+SPEC_KEYS = ("name", "num_labels", "dropout", "head_hidden")
 
 
 @dataclass
@@ -33,18 +37,21 @@ class Artifact:
     """A loaded model bundle: the model in eval mode and everything needed to use it like in training."""
 
     model: TagnetModel
+    modality: str
     label_names: list[str]
     thresholds: Thresholds
-    preprocess: PreprocessConfig
+    state: dict[str, Any]
     config: dict[str, Any]
     metrics: dict[str, Any]
     meta: dict[str, Any]
     path: Path
 
     @property
-    def modality(self) -> str:
-        """What the model takes: "image" (the default), "text" or "tabular" (tagnet.json's extra.modality)."""
-        return self.meta.get("extra", {}).get("modality", "image")
+    def preprocess(self) -> PreprocessConfig:
+        """How an image model's inputs are prepared (size, mean, std); ArtifactError for other models."""
+        if self.modality != "image":
+            raise ArtifactError(f"{self.path} is a {self.modality} model; it has no image preprocessing")
+        return self.model.preprocess
 
 
 def _tagnet_version() -> str:
@@ -54,49 +61,26 @@ def _tagnet_version() -> str:
         return "unknown"
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write via `write(temp_path)` to a temp file next to `path`, fsync it, then os.replace it into place."""
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    temp = Path(temp_name)
-    try:
-        write(temp)
-        with open(temp, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
-
-
 def save_artifact(
     out_dir: str | Path,
     *,
     model: TagnetModel,
+    modality: str,
     label_names: Sequence[str],
     thresholds: Thresholds,
+    state: dict[str, Any],
     config: dict[str, Any],
     metrics: dict[str, Any],
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write `out_dir`/model.safetensors and `out_dir`/tagnet.json, each atomically; return `out_dir`.
+    """Write `out_dir`/model.safetensors and `out_dir`/tagnet.json (format 2), each atomically; return `out_dir`.
 
     Args:
         out_dir: artifact folder, created if needed.
         model: the trained TagnetModel.
+        modality: what it takes: "image", "text" or "tabular".
         label_names: one name per model output, in order.
+        state: the modality's fitted state (JSON-able; see Modality.fit_state).
         thresholds: the fitted Thresholds (any object with `to_dict()` is accepted).
         config: the resolved training settings (JSON-able).
         metrics: validation metrics (JSON-able; numpy numbers are converted).
@@ -110,19 +94,21 @@ def save_artifact(
     if len(label_names) != model.num_labels:
         raise ArtifactError(f"{len(label_names)} label names for a model with {model.num_labels} outputs; expected one per output")
     out_dir.mkdir(parents=True, exist_ok=True)
+    modalities.get(modality).check_state(state, source=f"{out_dir / META_FILE} key 'input'")
     meta = {
         "format_version": FORMAT_VERSION,
         "tagnet_version": _tagnet_version(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "modality": modality,
         "label_names": label_names,
         "thresholds": thresholds.to_dict(),
-        "preprocess": model.preprocess.to_dict(),
+        "input": state,
         "model": model.spec,
         "config": config,
         "metrics": metrics,
         "extra": extra or {},
     }
-    text = json.dumps(meta, indent=2, default=_json_default) + "\n"
+    text = json.dumps(meta, indent=2, default=json_default) + "\n"
     state = {key: tensor.detach().cpu().contiguous() for key, tensor in model.state_dict().items()}
     atomic_write(out_dir / WEIGHTS_FILE, lambda temp: safetensors.torch.save_file(state, temp, metadata={"format": "pt"}))
     atomic_write(out_dir / META_FILE, lambda temp: temp.write_text(text, encoding="utf-8"))
@@ -149,10 +135,7 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
         raise ArtifactError(f"{meta_path} is not valid JSON: {exc}") from exc
     if not isinstance(meta, dict):
         raise ArtifactError(f"{meta_path} holds a JSON {type(meta).__name__}; expected an object")
-    missing = [key for key in REQUIRED_KEYS if key not in meta]
-    if missing:
-        raise ArtifactError(f"{meta_path} lacks the key(s) {', '.join(missing)}; expected {', '.join(REQUIRED_KEYS)}")
-    found = meta["format_version"]
+    found = meta.get("format_version")
     if not isinstance(found, int) or isinstance(found, bool) or found < 1:
         raise ArtifactError(f"{meta_path} format_version is {found!r}; expected an integer from 1 to {FORMAT_VERSION}")
     if found > FORMAT_VERSION:
@@ -160,6 +143,11 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
             f"{meta_path} has format_version {found}, made by a newer tagnet ({meta.get('tagnet_version', 'unknown')}); "
             f"this tagnet ({_tagnet_version()}) reads up to {FORMAT_VERSION}: upgrade tagnet"
         )
+    missing = [key for key in REQUIRED_KEYS[found] if key not in meta]
+    if missing:
+        raise ArtifactError(f"{meta_path} lacks the key(s) {', '.join(missing)}; expected {', '.join(REQUIRED_KEYS[found])}")
+    if found == 1:
+        meta = _from_format_1(meta)
     spec = meta["model"]
     if not isinstance(spec, dict) or any(key not in spec for key in SPEC_KEYS):
         raise ArtifactError(f"{meta_path} key 'model' is {spec!r}; expected an object with {', '.join(SPEC_KEYS)}")
@@ -168,10 +156,33 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
         raise ArtifactError(
             f"{meta_path} label_names is {labels!r}; expected a list of {spec['num_labels']} strings (model.num_labels)"
         )
-    for key in ("preprocess", "config", "metrics"):
+    for key in ("input", "config", "metrics"):
         if not isinstance(meta[key], dict):
             raise ArtifactError(f"{meta_path} key {key!r} is a {type(meta[key]).__name__}; expected an object")
+    if meta["modality"] not in MODALITIES:
+        raise ArtifactError(f"{meta_path} modality is {meta['modality']!r}; expected one of {', '.join(MODALITIES)}")
+    modalities.get(meta["modality"]).check_state(meta["input"], source=f"{meta_path} key 'input'")
     return meta
+
+
+def _from_format_1(meta: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 tagnet.json (tagnet 0.1.0) in the format-2 layout: the modality from extra.modality, the fitted
+    state from preprocess (images) or extra (text: text_column, read_options; tables: feature_names, standardize)."""
+    extra = dict(meta.get("extra") or {})
+    modality = extra.pop("modality", "image")
+    if modality == "text":
+        state = {"text_column": extra.pop("text_column", None), "read_options": extra.pop("read_options", {}),
+                 "max_tokens": 256}
+        extra.pop("encoder", None)
+    elif modality == "tabular":
+        standardize = extra.pop("standardize", {})
+        state = {"feature_names": extra.pop("feature_names", None), "mean": standardize.get("mean"),
+                 "std": standardize.get("std"), "id_column": extra.pop("id_column", None)}
+    else:
+        state = meta["preprocess"]
+    spec = {key: value for key, value in meta["model"].items() if key not in ("image_size", "input_dim")}
+    return {**{k: v for k, v in meta.items() if k != "preprocess"}, "modality": modality, "input": state,
+            "model": spec, "extra": extra}
 
 
 def load_artifact(path: str | Path) -> Artifact:
@@ -194,27 +205,17 @@ def load_artifact(path: str | Path) -> Artifact:
     except (SafetensorError, OSError) as exc:
         raise ArtifactError(f"weights file {weights_path} is not a readable safetensors file: {exc}") from exc
     try:
-        preprocess = PreprocessConfig.from_dict(meta["preprocess"])
-        model = create_model(
-            spec["name"],
-            num_labels=spec["num_labels"],
-            pretrained=False,
-            dropout=spec["dropout"],
-            head_hidden=spec["head_hidden"],
-            image_size=spec["image_size"],
-            input_dim=spec.get("input_dim"),
-            ensemble=spec.get("ensemble", 1),
-        )
+        model = modalities.get(meta["modality"]).rebuild_model(spec, meta["input"], source=str(meta_path))
         load_state_into(model, state, source=str(weights_path), what=f"{spec['name']} model recorded in {META_FILE}")
     except TagnetError as exc:
         raise ArtifactError(f"{meta_path}: {exc}") from exc
-    model.preprocess = preprocess
     model.eval()
     return Artifact(
         model=model,
+        modality=meta["modality"],
         label_names=list(meta["label_names"]),
         thresholds=thresholds,
-        preprocess=preprocess,
+        state=meta["input"],
         config=meta["config"],
         metrics=meta["metrics"],
         meta=meta,

@@ -1,5 +1,6 @@
 """The `tagnet` command line: parses arguments, calls the library, prints results."""
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -13,10 +14,11 @@ from rich.console import Console
 from rich.table import Table
 
 import tagnet
+from tagnet.config import (MODALITY_DEFAULTS, ExportSettings, PredictSettings, ServeSettings, TrainConfig, TuneSettings,
+                           describe_settings, load_config, parse_overrides, setting_types, validate_settings)
 from tagnet.data.check import check_dataset, render_report
 from tagnet.data.labels import read_labels
 from tagnet.data.split import render_split, split_table, write_split
-from tagnet.config import TrainConfig, describe_settings, load_config, parse_overrides
 from tagnet.errors import ConfigError, TagnetError
 
 app = typer.Typer(name="tagnet", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -52,8 +54,6 @@ LabelCountOpt = Annotated[Optional[int], typer.Option(
     "--label-count", min=1, help="feature tables: the labels are the last L columns")]
 LabelsXmlOpt = Annotated[Optional[Path], typer.Option(
     "--labels-xml", help="ARFF: MULAN XML naming the labels (default: NAME.xml found beside)")]
-RuntimeOpt = Annotated[str, typer.Option(
-    "--runtime", help="auto (ONNX Runtime when the artifact has a model.onnx from `tagnet export`), torch or onnx")]
 
 
 def read_options(*, format: str | None = None, id_column: str | None = None, labels_column: str | None = None,
@@ -95,6 +95,64 @@ def label_file_options(*, skip: tuple[str, ...] = ()) -> Callable[[Callable], Ca
     return decorate
 
 
+def _default_text(name: str, default: Any) -> str:
+    """How --help states a setting's default: its value, or each modality's where it depends on the modality."""
+    if default is None and name in MODALITY_DEFAULTS["image"]:
+        per = [f"{value} ({modality})" for modality, values in MODALITY_DEFAULTS.items()
+               for key, value in values.items() if key == name]
+        return "default " + ", ".join(per)
+    return "" if default is None else f"default {default}"
+
+
+def _setting_option(cls: type, f: dataclasses.Field, *, layered: bool) -> inspect.Parameter:
+    """The typer option of one declared setting: its flag, meaning, default, choices and bounds from config.py.
+
+    `layered` options default to None, so that only the flags given override --config and --set.
+    """
+    kind = setting_types(cls)[f.name]
+    flag = f.metadata["flag"]
+    names = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
+    extra = {key: f.metadata[key] for key in ("min", "max") if key in f.metadata}
+    help_text = f.metadata["help"]
+    if f.metadata.get("choices"):
+        help_text += ": " + ", ".join(f.metadata["choices"])
+    if layered:
+        stated = _default_text(f.name, f.default)
+        help_text += f" ({stated})" if stated else ""
+    option = typer.Option(*names, help=help_text, show_default=not layered, **extra)
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Optional[kind], option],
+                             default=None if layered else f.default)
+
+
+def setting_options(cls: type, *, layered: bool = False) -> Callable[[Callable], Callable]:
+    """Give a command an option for every setting of `cls` that declares a CLI flag.
+
+    The command receives them as `settings`: a validated `cls` instance, or (`layered`) a dict of the flags given.
+    """
+    declared = [f for f in dataclasses.fields(cls) if "flag" in f.metadata]
+
+    def decorate(command: Callable) -> Callable:
+        signature = inspect.signature(command)
+        params = [p for p in signature.parameters.values() if p.name != "settings"]
+        taken = {p.name for p in params}
+        params += [_setting_option(cls, f, layered=layered) for f in declared if f.name not in taken]
+        names = [f.name for f in declared if f.name not in taken]
+
+        @functools.wraps(command)
+        def with_settings(*args: Any, **kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in names}
+            if layered:
+                return command(*args, settings={k: v for k, v in values.items() if v is not None}, **kwargs)
+            settings = cls(**values)
+            validate_settings(settings, flags=True)
+            return command(*args, settings=settings, **kwargs)
+
+        with_settings.__signature__ = signature.replace(parameters=params)
+        return with_settings
+
+    return decorate
+
+
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"tagnet {tagnet.__version__}")
@@ -105,6 +163,17 @@ def _print_version(value: bool) -> None:
 def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                                 help="Print the version and exit.")] = False) -> None:
     """Multi-label classification: label files in, trained model, metrics and predictions out."""
+
+
+def _modality_and_options(labels: Path, options: dict, *, text_column: str | None, tabular: bool,
+                          label_count: int | None, labels_xml: Path | None) -> tuple[str, dict]:
+    """What LABELS holds (tagnet.modalities.detect_name) and the read options for it (feature-table ones added)."""
+    from tagnet.modalities import detect_name
+
+    table_only = {key: value for key, value in (("label_count", label_count), ("labels_xml", labels_xml))
+                  if value is not None}
+    options = {**options, **table_only}
+    return detect_name(labels, options, text_column=text_column, tabular=tabular), options
 
 
 @data_app.command("check")
@@ -152,72 +221,45 @@ def data_split(
 
 
 # ---- training, evaluation, prediction ----
-def _modality_and_options(labels: Path, options: dict, *, text_column: str | None, tabular: bool,
-                          label_count: int | None, labels_xml: Path | None) -> tuple[str, dict]:
-    """What LABELS holds ("text" with --text-column; "tabular" for ARFF, --tabular, --label-count or --labels-xml;
-    else "image") and the read options for it."""
-    from tagnet.data.tabular import is_feature_table
-
-    table_only = {"label_count": label_count, "labels_xml": labels_xml}
-    if text_column:
-        return "text", options
-    if tabular or is_feature_table(labels, table_only):
-        return "tabular", {**options, **table_only}
-    return "image", options
-
-
-def _settings_from(config_file: Path | None, overrides: list[str] | None, **flags: Any) -> TrainConfig:
+def _settings_from(config_file: Path | None, overrides: list[str] | None, flags: dict[str, Any]) -> TrainConfig:
     """TrainConfig from defaults < --config FILE < --set KEY=VALUE < explicit flags."""
     config = load_config(config_file) if config_file else TrainConfig()
     values = parse_overrides(overrides or [])
-    values.update({k: v for k, v in flags.items() if v is not None})
+    values.update(flags)
     return config.updated(**values)
+
+
+ConfigFileOpt = Annotated[Optional[Path], typer.Option("--config", help="JSON settings file (e.g. from tagnet tune)")]
+OverridesOpt = Annotated[Optional[list[str]], typer.Option("--set", help="any setting as KEY=VALUE (see tagnet settings)")]
+TextColumnOpt = Annotated[Optional[str], typer.Option("--text-column", help="the column (or JSON key) of LABELS holding "
+                                                                            "texts: train a text model")]
+ImagesOpt = Annotated[Optional[Path], typer.Option("--images", help="folder the image paths in LABELS are relative to")]
 
 
 @app.command("train")
 @label_file_options()
+@setting_options(TrainConfig, layered=True)
 def train_command(
     labels: Annotated[Optional[Path], typer.Argument(
         help="label file of the training data (CSV/TSV, JSON Lines, JSON, COCO, VOC folder, folder per label, ARFF)",
         show_default=False)] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="continue the interrupted run in this folder")] = None,
-    images: Annotated[Optional[Path], typer.Option("--images", help="folder the image paths in LABELS are relative to")] = None,
+    images: ImagesOpt = None,
     val: Annotated[Optional[Path], typer.Option("--val", help="validation label file; default: a stratified split of LABELS")] = None,
     out: Annotated[Path, typer.Option("--out", help="run folder to write")] = Path("runs/train"),
-    config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON settings file (e.g. from tagnet tune)")] = None,
-    backbone: Annotated[Optional[str], typer.Option("--backbone", help="seed_cnn, efficientnet_lite0 (default) or any timm model")] = None,
-    weights: Annotated[Optional[str], typer.Option("--weights", help="local pretrained weights file for the backbone")] = None,
-    pretrained: Annotated[Optional[bool], typer.Option("--pretrained/--no-pretrained", help="start from pretrained weights")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="maximum epochs")] = None,
-    finetune: Annotated[Optional[bool], typer.Option("--finetune/--no-finetune", help="after the head, fine-tune the whole network")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="peak learning rate")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay")] = None,
-    dropout: Annotated[Optional[float], typer.Option("--dropout")] = None,
-    loss: Annotated[Optional[str], typer.Option("--loss", help="bce, weighted_bce, focal or asl")] = None,
-    label_smoothing: Annotated[Optional[float], typer.Option("--label-smoothing")] = None,
-    mixup: Annotated[Optional[float], typer.Option("--mixup", help="mixup alpha, 0 = off")] = None,
-    augment: Annotated[Optional[str], typer.Option("--augment", help="none, basic, randaugment or trivialaugment")] = None,
-    image_size: Annotated[Optional[int], typer.Option("--image-size", help="input size in pixels")] = None,
-    patience: Annotated[Optional[int], typer.Option("--patience", help="early stopping patience in epochs")] = None,
-    ensemble: Annotated[Optional[int], typer.Option("--ensemble", min=1, help="tabular and text models: average the probabilities of this many heads trained one after another")] = None,
-    threshold_mode: Annotated[Optional[str], typer.Option("--threshold-mode", help="per-label, global, top-k or fixed (see tagnet settings)")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
-    devices: Annotated[Optional[str], typer.Option("--devices", help="Lightning devices: a count or auto")] = None,
-    strategy: Annotated[Optional[str], typer.Option("--strategy", help="Lightning strategy, e.g. ddp")] = None,
-    num_nodes: Annotated[Optional[int], typer.Option("--num-nodes", help="machines in distributed training")] = None,
-    precision: Annotated[Optional[str], typer.Option("--precision", help="Lightning precision, e.g. 32-true, bf16-mixed")] = None,
-    text_column: Annotated[Optional[str], typer.Option("--text-column", help="train on the text in this column instead of images")] = None,
+    config_file: ConfigFileOpt = None,
+    text_column: TextColumnOpt = None,
     tabular: TabularOpt = False,
     label_count: LabelCountOpt = None,
     labels_xml: LabelsXmlOpt = None,
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="any setting as KEY=VALUE (see tagnet settings)")] = None,
+    overrides: OverridesOpt = None,
     options: LabelFileOptions = None,
+    settings: Optional[dict] = None,
 ) -> None:
     """Train a model on LABELS and write a run folder (artifact, metrics per epoch, config)."""
+    from tagnet.engine import is_main_process
     from tagnet.metrics import render_metrics
-    from tagnet.engine.fit import is_main_process
-    from tagnet.train import resume_training, train
+    from tagnet.pipeline import resume_training, train
 
     console = Console()
     if resume is not None:
@@ -227,21 +269,11 @@ def train_command(
         return
     if labels is None:
         raise TagnetError("tagnet train needs a LABELS file (or --resume RUN)")
-    config = _settings_from(config_file, overrides, backbone=backbone, weights=weights, pretrained=pretrained,
-                            epochs=epochs, finetune=finetune, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                            dropout=dropout, loss=loss, label_smoothing=label_smoothing, mixup=mixup, augment=augment,
-                            image_size=image_size, patience=patience, threshold_mode=threshold_mode, seed=seed, ensemble=ensemble,
-                            devices=devices, strategy=strategy, num_nodes=num_nodes, precision=precision)
+    config = _settings_from(config_file, overrides, settings or {})
     modality, options = _modality_and_options(labels, options, text_column=text_column, tabular=tabular,
                                               label_count=label_count, labels_xml=labels_xml)
-    if modality == "image":
-        result = train(labels, images_dir=images, val_labels=val, out_dir=out, config=config, read_options=options,
-                       console=console)
-    else:
-        from tagnet.train_vectors import train_vectors
-
-        result = train_vectors(labels, modality=modality, text_column=text_column, val_labels=val, out_dir=out,
-                               config=config, read_options=options, console=console, progress=True)
+    result = train(labels, out_dir=out, images_dir=images, text_column=text_column, val_labels=val, config=config,
+                   read_options=options, modality=modality, console=console)
     if is_main_process():  # one report per distributed run
         render_metrics(result.report, console)
         console.print(f"run written to {result.run_dir} (artifact: {result.artifact_dir}) in {result.seconds:.0f} s")
@@ -252,7 +284,7 @@ def train_command(
 def evaluate_command(
     run: Annotated[Path, typer.Argument(help="run folder or artifact folder")],
     labels: LabelsArg,
-    images: Annotated[Optional[Path], typer.Option("--images", help="folder the image paths in LABELS are relative to")] = None,
+    images: ImagesOpt = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the full report as JSON here")] = None,
     threshold: Annotated[Optional[float], typer.Option(
         "--threshold", min=0.0, max=1.0, help="predict p >= T for every label instead of the model's fitted thresholds")] = None,
@@ -273,27 +305,24 @@ def evaluate_command(
 
 
 @app.command("predict")
+@setting_options(PredictSettings)
 def predict_command(
     artifact: Annotated[Path, typer.Argument(help="run folder or artifact folder")],
     inputs: Annotated[Optional[list[str]], typer.Argument(
         help="image files, folders or glob patterns; for a tabular model ARFF/CSV tables; for a text model text files")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", help="write every probability to FILE.csv or FILE.json")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     text: Annotated[Optional[list[str]], typer.Option("--text", help="text model: a text to label (repeatable)")] = None,
     text_file: Annotated[Optional[Path], typer.Option("--text-file", help="text model: a UTF-8 file, one text per line")] = None,
-    runtime: RuntimeOpt = "auto",
+    settings: Optional[PredictSettings] = None,
 ) -> None:
     """Predict labels of new images (or texts, or feature rows); unreadable files are reported and skipped."""
-    from tagnet.data.images import find_images
-    from tagnet.predict import Predictor, load_predictor, render_predictions
+    from tagnet.predict import Predictor, render_predictions
 
-    predictor = load_predictor(artifact, batch_size=batch_size, runtime=runtime)
-    if text or text_file:
-        results = predictor.predict_texts(text) if text else predictor.predict_paths([text_file])
-    elif isinstance(predictor, Predictor):
-        results = predictor.predict_paths(find_images(inputs or []))
+    predictor = Predictor(artifact, batch_size=settings.batch_size, runtime=settings.runtime)
+    if text:
+        results = predictor.predict(text)
     else:
-        results = predictor.predict_paths(inputs or [])
+        results = predictor.predict_paths([text_file] if text_file else inputs or [])
     render_predictions(results, Console())
     if output is not None:
         Console().print(f"predictions written to {results.write(output)}")
@@ -320,57 +349,48 @@ def settings_command() -> None:
     Console().print(table)
 
 
-
 @app.command("export")
 @label_file_options(skip=("format",))  # --format is the export format here
+@setting_options(ExportSettings)
 def export_command(
     artifact: Annotated[Path, typer.Argument(help="run folder or artifact folder")],
-    format: Annotated[str, typer.Option("--format", help="export format (only onnx)")] = "onnx",
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="the .onnx file; default ARTIFACT/model.onnx, which predict and serve then use")] = None,
-    quantize: Annotated[bool, typer.Option("--quantize", help="also write model.int8.onnx (int8 dynamic)")] = False,
     val: Annotated[Optional[Path], typer.Option("--val", help="validation label file: report the mAP of the "
                                                                "ONNX model(s) on it")] = None,
     images: Annotated[Optional[Path], typer.Option("--images", help="folder the image paths in --val are relative to")] = None,
-    opset: Annotated[int, typer.Option("--opset", min=17, help="ONNX opset version")] = 18,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the export report as JSON here")] = None,
     options: LabelFileOptions = None,
+    settings: Optional[ExportSettings] = None,
 ) -> None:
     """Export a model to ONNX (probabilities out; labels, thresholds, preprocessing inside), checked against PyTorch."""
     from tagnet.export import export_onnx, render_export
 
-    report = export_onnx(artifact, out=out, format=format, opset=opset, quantize=quantize, val_labels=val,
-                         images_dir=images, read_options=options)
+    report = export_onnx(artifact, out=out, format=settings.format, opset=settings.opset, quantize=settings.quantize,
+                         val_labels=val, images_dir=images, read_options=options)
     render_export(report, Console())
     if json_out is not None:
         json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
 @app.command("serve")
+@setting_options(ServeSettings)
 def serve_command(
     artifact: Annotated[Path, typer.Argument(help="run folder or artifact folder")],
-    host: Annotated[str, typer.Option("--host", help="address to listen on (0.0.0.0 for every interface)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8000,
-    runtime: RuntimeOpt = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="most images per model call")] = 32,
-    batch_window_ms: Annotated[float, typer.Option(
-        "--batch-window-ms", min=0, help="how long to wait for more requests to batch with the first")] = 5.0,
-    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="largest request body")] = 20.0,
+    settings: Optional[ServeSettings] = None,
 ) -> None:
     """Serve a model over HTTP: POST /predict, GET /labels, /health, /metrics, a web page at /, API docs at /docs."""
     from tagnet.serve import run_server
 
-    run_server(artifact, host=host, port=port, runtime=runtime, batch_size=batch_size,
-               batch_window_ms=batch_window_ms, max_upload_bytes=int(max_upload_mb * 1024 * 1024))
+    run_server(artifact, settings)
 
 
 @app.command("tune")
 @label_file_options()
+@setting_options(TuneSettings)
 def tune_command(
     labels: LabelsArg,
-    images: Annotated[Optional[Path], typer.Option("--images", help="folder the image paths in LABELS are relative to")] = None,
-    trials: Annotated[int, typer.Option("--trials", min=1, help="trials the study should hold in all; a rerun continues it")] = 20,
-    timeout: Annotated[Optional[float], typer.Option("--timeout", help="start no new trial after this many seconds")] = None,
+    images: ImagesOpt = None,
     out: Annotated[Path, typer.Option("--out", help="study folder: study.db, best_config.json, best_run/")] = Path("runs/tune"),
     val: Annotated[Optional[Path], typer.Option("--val", help="validation label file; default: LABELS split once")] = None,
     backbones: Annotated[Optional[str], typer.Option(
@@ -378,14 +398,12 @@ def tune_command(
                             "mlp / minilm_l6 for tables / text)")] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON settings the search leaves fixed")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="a fixed setting as KEY=VALUE (see tagnet settings)")] = None,
-    metric: Annotated[str, typer.Option("--metric", help="what to optimise on validation: mAP, micro_f1, macro_f1 or "
-                                                          "hamming_loss (at the fitted thresholds; with --set "
-                                                          "threshold_mode=fixed at p >= 0.5)")] = "mAP",
     text_column: Annotated[Optional[str], typer.Option("--text-column", help="search for a text model on this column")] = None,
     tabular: TabularOpt = False,
     label_count: LabelCountOpt = None,
     labels_xml: LabelsXmlOpt = None,
     options: LabelFileOptions = None,
+    settings: Optional[TuneSettings] = None,
 ) -> None:
     """Search learning rate, weight decay, dropout, head width, loss and augmentation (images) or label smoothing
     and mixup (text, tables) with Optuna for the best validation mAP (or --metric)."""
@@ -394,10 +412,10 @@ def tune_command(
     console = Console()
     modality, options = _modality_and_options(labels, options, text_column=text_column, tabular=tabular,
                                               label_count=label_count, labels_xml=labels_xml)
-    result = tune(labels, images_dir=images, val_labels=val, out_dir=out, trials=trials, timeout=timeout,
-                  base_config=_settings_from(config_file, overrides),
+    result = tune(labels, images_dir=images, val_labels=val, out_dir=out, trials=settings.trials, timeout=settings.timeout,
+                  base_config=_settings_from(config_file, overrides, {}),
                   backbones=backbones.split(",") if backbones else None, read_options=options, console=console,
-                  modality=modality, text_column=text_column, metric=metric)
+                  modality=modality, text_column=text_column, metric=settings.metric)
     console.print(f"best validation {result.metric} {result.best_value:.4f} of {result.finished} trials ({result.pruned} pruned); "
                   f"its run: {result.best_run}")
     where = "".join(f" {flag} {value}" for flag, value in (

@@ -1,10 +1,11 @@
-"""Every training setting once: its type, default and meaning; saved with each run as JSON."""
+"""Every setting of every command once: its type, default, meaning and constraint; per-modality defaults declared here."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import json
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -12,54 +13,83 @@ from typing import Any
 from tagnet.errors import ConfigError
 from tagnet.thresholds import MODES as THRESHOLD_MODES
 
+MODALITIES = ("image", "text", "tabular")
+RUNTIMES = ("auto", "torch", "onnx")
+PRECISIONS = ("64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
+              "transformer-engine", "transformer-engine-float16")
+TUNE_METRICS = {"mAP": "maximize", "micro_f1": "maximize", "macro_f1": "maximize", "hamming_loss": "minimize"}
+
+# Settings whose default depends on what the model takes; None in TrainConfig means "the modality's default".
+MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "image": {"backbone": "efficientnet_lite0", "head_hidden": 0, "finetune_lr": 3e-4, "augment": "basic"},
+    # a linear head on unit-length sentence embeddings underfits (GoEmotions macro-F1 0.22 vs 0.41); a transformer
+    # forgets its pretraining at the image fine-tuning rate
+    "text": {"backbone": "minilm_l6", "head_hidden": 1024, "finetune_lr": 5e-5},
+    "tabular": {"backbone": "mlp", "head_hidden": 256},
+}
+# The models of text and tables; image models are any other registered or timm model.
+MODALITY_BACKBONES: dict[str, tuple[str, ...]] = {"text": ("minilm_l6",), "tabular": ("mlp",)}
+# Settings a modality has no use for: giving one is an error, not silently ignored.
+MODALITY_REFUSES: dict[str, tuple[str, ...]] = {
+    "image": (),
+    "text": ("image_size", "augment", "weights"),
+    "tabular": ("image_size", "augment", "weights", "finetune", "finetune_lr"),
+}
+
 
 def _setting(default: Any, help: str, **kw: Any) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    """A dataclass field with its meaning (help), and optionally its CLI flag, choices and minimum."""
     return field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass
 class TrainConfig:
-    """Settings of one training run. `tagnet train --help` and `describe_settings()` list them."""
+    """Settings of one training run. `tagnet settings` lists them; `--set KEY=VALUE` sets any of them."""
 
-    backbone: str = _setting("efficientnet_lite0", "model name: seed_cnn, or any timm model")
-    pretrained: bool = _setting(True, "load the backbone's pretrained weights (offline)")
-    weights: str | None = _setting(None, "path to a local pretrained weights file for the backbone")
-    image_size: int | None = _setting(None, "input size in pixels; default: the backbone's own")
-    epochs: int = _setting(15, "maximum training epochs (head phase for pretrained backbones)")
-    batch_size: int = _setting(32, "images per batch")
-    lr: float = _setting(3e-3, "peak learning rate of AdamW")
-    weight_decay: float = _setting(1e-4, "AdamW weight decay")
-    dropout: float = _setting(0.2, "dropout before the linear head")
-    head_hidden: int = _setting(0, "width of a hidden layer in the head (0 = linear head)")
-    schedule: str = _setting("onecycle", "learning-rate schedule: onecycle, cosine or constant", choices=("onecycle", "cosine", "constant"))
-    loss: str = _setting("bce", "loss: bce, weighted_bce, focal or asl", choices=("bce", "weighted_bce", "focal", "asl"))
+    backbone: str | None = _setting(None, "model name: efficientnet_lite0 (images), minilm_l6 (text), mlp (tables); "
+                                          "for images also seed_cnn or any timm model", flag="--backbone")
+    pretrained: bool = _setting(True, "start from the backbone's pretrained weights (offline)", flag="--pretrained")
+    weights: str | None = _setting(None, "images: a local pretrained weights file for the backbone", flag="--weights")
+    image_size: int | None = _setting(None, "images: input size in pixels; default the backbone's own", flag="--image-size", min=1)
+    epochs: int = _setting(15, "maximum training epochs (of the head, for frozen encoders)", flag="--epochs", min=1)
+    batch_size: int = _setting(32, "inputs per training batch", flag="--batch-size", min=1)
+    lr: float = _setting(3e-3, "peak learning rate of AdamW", flag="--lr")
+    weight_decay: float = _setting(1e-4, "AdamW weight decay", flag="--weight-decay")
+    dropout: float = _setting(0.2, "dropout in the label head", flag="--dropout")
+    head_hidden: int | None = _setting(None, "width of a hidden layer in the head (0 = linear); default 0 for images, "
+                                             "1024 for text, 256 for tables")
+    schedule: str = _setting("onecycle", "learning-rate schedule", choices=("onecycle", "cosine", "constant"))
+    loss: str = _setting("bce", "loss", flag="--loss", choices=("bce", "weighted_bce", "focal", "asl"))
     focal_gamma: float = _setting(2.0, "focal loss gamma")
     asl_gamma_neg: float = _setting(4.0, "asymmetric loss gamma for negatives")
     asl_gamma_pos: float = _setting(0.0, "asymmetric loss gamma for positives")
     asl_clip: float = _setting(0.05, "asymmetric loss probability margin for negatives")
-    label_smoothing: float = _setting(0.0, "label smoothing towards 0.5")
-    mixup: float = _setting(0.0, "mixup alpha (0 = off)")
-    augment: str = _setting("basic", "augmentation: none, basic (rotate 20, shift 20%, flip), randaugment or trivialaugment", choices=("none", "basic", "randaugment", "trivialaugment"))
-    finetune: bool = _setting(False, "after the head phase, fine-tune the whole pretrained network")
-    finetune_epochs: int = _setting(3, "epochs of full fine-tuning when --finetune is given")
-    finetune_lr: float = _setting(3e-4, "peak learning rate for fine-tuning")
-    patience: int = _setting(5, "early stopping: epochs without a better validation mAP")
+    label_smoothing: float = _setting(0.0, "label smoothing towards 0.5", flag="--label-smoothing")
+    mixup: float = _setting(0.0, "mixup alpha (0 = off)", flag="--mixup")
+    augment: str | None = _setting(None, "images: augmentation; basic (rotate 20, shift 20%, flip) by default",
+                                   flag="--augment", choices=("none", "basic", "randaugment", "trivialaugment"))
+    finetune: bool = _setting(False, "after the head, fine-tune the whole pretrained network (kept only if better)",
+                              flag="--finetune")
+    finetune_epochs: int = _setting(3, "epochs of full fine-tuning with --finetune", min=1)
+    finetune_lr: float | None = _setting(None, "peak learning rate of fine-tuning; default 3e-4 for images, 5e-5 for text")
+    patience: int = _setting(5, "early stopping: epochs without a better validation mAP", flag="--patience", min=1)
     val_fraction: float = _setting(0.2, "validation share split off when no --val file is given")
-    threshold_mode: str = _setting("per-label", "thresholds: per-label or global (fitted for F1 on validation), top-k, or fixed (fixed_threshold for every label)", choices=THRESHOLD_MODES)
+    threshold_mode: str = _setting("per-label", "thresholds: per-label or global (fitted for F1 on validation), top-k, or "
+                                   "fixed (fixed_threshold for every label)", flag="--threshold-mode", choices=THRESHOLD_MODES)
     fixed_threshold: float = _setting(0.5, "the threshold of every label in fixed mode (0.5 minimises expected Hamming loss)")
-    top_k: int = _setting(1, "labels per item in top-k threshold mode")
-    min_positives: int = _setting(5, "labels with fewer validation positives use the global threshold")
-    ensemble: int = _setting(1, "tabular and text (frozen encoder) models: train this many heads one after another, each holding out its own validation split, and average their probabilities")
-    seed: int = _setting(0, "random seed for splits, weights and augmentation")
-    num_workers: int = _setting(0, "DataLoader worker processes")
-    devices: str = _setting("auto", "Lightning devices (a count or 'auto')")
+    top_k: int = _setting(1, "labels per item in top-k threshold mode", min=1)
+    min_positives: int = _setting(5, "labels with fewer validation positives use the global threshold", min=0)
+    ensemble: int = _setting(1, "heads on a frozen encoder trained one after another, each holding out its own "
+                                "validation split, their probabilities averaged", flag="--ensemble", min=1)
+    seed: int = _setting(0, "random seed of splits, weights and augmentation", flag="--seed")
+    num_workers: int = _setting(0, "DataLoader worker processes", min=0)
+    devices: str = _setting("auto", "Lightning devices: a count or auto", flag="--devices")
     accelerator: str = _setting("auto", "Lightning accelerator: auto, cpu, gpu")
-    strategy: str = _setting("auto", "Lightning strategy, e.g. ddp")
-    num_nodes: int = _setting(1, "machines taking part in distributed training")
-    precision: str | None = _setting(None, "Lightning precision; default bf16-mixed where supported, else 32")
-    cache_dir: str | None = _setting(None, "folder for decoded-image and feature caches; default RUN/cache")
+    strategy: str = _setting("auto", "Lightning strategy, e.g. ddp", flag="--strategy")
+    num_nodes: int = _setting(1, "machines taking part in distributed training", flag="--num-nodes", min=1)
+    precision: str | None = _setting(None, "Lightning precision; default bf16-mixed where supported, else 32-true",
+                                     flag="--precision", choices=PRECISIONS)
+    cache_dir: str | None = _setting(None, "folder for decoded-image, feature and embedding caches; default RUN/cache")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every setting."""
@@ -67,12 +97,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> "TrainConfig":
-        """Build from a dict, rejecting unknown keys with a 'did you mean' hint and bad choices."""
-        known = {f.name: f for f in fields(cls)}
-        for key in values:
-            if key not in known:
-                hint = difflib.get_close_matches(key, known, n=1)
-                raise ConfigError(f"{source}: unknown setting {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+        """Build from a dict, rejecting unknown keys with a 'did you mean' hint and bad values."""
+        check_known(values, cls, source=source)
         config = cls(**values)
         config.validate(source=source)
         return config
@@ -84,61 +110,171 @@ class TrainConfig:
         return TrainConfig.from_dict(merged)
 
     def validate(self, *, source: str = "config") -> None:
-        """Raise ConfigError naming the first setting whose value is out of range."""
-        for f in fields(self):
-            choices = f.metadata.get("choices")
-            value = getattr(self, f.name)
-            if choices and value not in choices:
-                raise ConfigError(f"{source}: {f.name}={value!r} is not one of {list(choices)}")
-        positive = ("epochs", "batch_size", "lr", "num_nodes", "ensemble")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{source}: {name} must be > 0, got {getattr(self, name)!r}")
+        """Raise ConfigError naming the first setting whose value is of the wrong type or out of range."""
+        validate_settings(self, source=source)
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"{source}: val_fraction must be between 0 and 1, got {self.val_fraction}")
         if not 0.0 <= self.fixed_threshold <= 1.0:
             raise ConfigError(f"{source}: fixed_threshold must be in [0, 1], got {self.fixed_threshold}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"{source}: dropout must be in [0, 1), got {self.dropout}")
+        for name in ("lr", "finetune_lr"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ConfigError(f"{source}: {name} must be > 0, got {getattr(self, name)!r}")
+
+    def for_modality(self, modality: str) -> "TrainConfig":
+        """These settings with the modality's defaults filled in (MODALITY_DEFAULTS).
+
+        Raises ConfigError for a setting the modality refuses (MODALITY_REFUSES) and for an ensemble with fine-tuning.
+        """
+        if modality not in MODALITIES:
+            raise ConfigError(f"modality {modality!r} is not one of {list(MODALITIES)}")
+        given = [name for name in MODALITY_REFUSES[modality] if getattr(self, name) not in (None, False)]
+        if given:
+            raise ConfigError(f"setting(s) {', '.join(f'{n}={getattr(self, n)!r}' for n in given)} do not apply to "
+                              f"{modality} models; remove them")
+        if self.ensemble > 1 and self.finetune:
+            raise ConfigError(f"ensemble={self.ensemble} with finetune: an ensemble shares one frozen encoder; "
+                              "fine-tune a single model (ensemble=1) instead")
+        defaults = {name: value for name, value in MODALITY_DEFAULTS[modality].items() if getattr(self, name) is None}
+        resolved = dataclasses.replace(self, **defaults)
+        others = {name for kind, names in MODALITY_BACKBONES.items() if kind != modality for name in names}
+        if resolved.backbone not in MODALITY_BACKBONES.get(modality, (resolved.backbone,)) or resolved.backbone in others:
+            wanted = ", ".join(MODALITY_BACKBONES.get(modality, ("an image model (seed_cnn, efficientnet_lite0, any timm "
+                                                                  "model)",)))
+            raise ConfigError(f"backbone {resolved.backbone!r} does not take {modality} inputs; expected {wanted}")
+        return resolved
 
 
-def describe_settings() -> list[tuple[str, str, str, str]]:
-    """(name, type, default, meaning) for every TrainConfig setting."""
-    rows = []
-    for f in fields(TrainConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        rows.append((f.name, str(f.type), repr(default), f.metadata["help"]))
-    return rows
+@dataclass
+class PredictSettings:
+    """Settings of `tagnet predict` (and of the Predictor the API builds)."""
+
+    batch_size: int = _setting(32, "inputs per model call", flag="--batch-size", min=1)
+    runtime: str = _setting("auto", "auto (ONNX Runtime when the artifact has a model.onnx from `tagnet export`), "
+                                    "torch or onnx", flag="--runtime", choices=RUNTIMES)
+
+
+@dataclass
+class ServeSettings:
+    """Settings of `tagnet serve`."""
+
+    host: str = _setting("127.0.0.1", "address to listen on (0.0.0.0 for every interface)", flag="--host")
+    port: int = _setting(8000, "port to listen on", flag="--port", min=0, max=65535)
+    runtime: str = _setting("auto", "auto (ONNX Runtime when the artifact has a model.onnx), torch or onnx",
+                            flag="--runtime", choices=RUNTIMES)
+    batch_size: int = _setting(32, "most inputs per model call", flag="--batch-size", min=1)
+    batch_window_ms: float = _setting(5.0, "how long to wait for more requests to batch with the first",
+                                      flag="--batch-window-ms", min=0)
+    max_upload_mb: float = _setting(20.0, "largest request body in MB", flag="--max-upload-mb", min=0.001)
+    max_items: int = _setting(64, "most images, texts or rows in one request", flag="--max-items", min=1)
+    max_pixels: int = _setting(40_000_000, "most pixels (width x height) of one uploaded image", min=1)
+
+
+@dataclass
+class ExportSettings:
+    """Settings of `tagnet export`."""
+
+    format: str = _setting("onnx", "export format", flag="--format", choices=("onnx",))
+    opset: int = _setting(18, "ONNX opset version", flag="--opset", min=17)
+    quantize: bool = _setting(False, "also write model.int8.onnx (int8 dynamic quantisation)", flag="--quantize")
+
+
+@dataclass
+class TuneSettings:
+    """Settings of `tagnet tune`."""
+
+    trials: int = _setting(20, "trials the study should hold in all; a rerun continues it", flag="--trials", min=1)
+    timeout: float | None = _setting(None, "start no new trial after this many seconds", flag="--timeout", min=0)
+    metric: str = _setting("mAP", "what to optimise on validation (F1 and Hamming loss at the fitted thresholds)",
+                           flag="--metric", choices=tuple(TUNE_METRICS))
+
+
+SETTINGS_CLASSES = (TrainConfig, PredictSettings, ServeSettings, ExportSettings, TuneSettings)
+
+
+def setting_types(cls: type) -> dict[str, type]:
+    """{setting: its Python type, Optional removed} of a settings dataclass."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for name, hint in hints.items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        out[name] = args[0] if args else hint
+    return out
+
+
+def check_known(values: dict[str, Any], cls: type, *, source: str) -> None:
+    """Raise ConfigError for the first key of `values` that is not a setting of `cls`, with a 'did you mean'."""
+    known = [f.name for f in fields(cls)]
+    for key in values:
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            raise ConfigError(f"{source}: unknown setting {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+
+
+def validate_settings(settings: Any, *, source: str | None = None, flags: bool = False) -> None:
+    """Check every field of a settings dataclass against its type, choices, min and max; raise ConfigError
+    (its message starts with `source`, e.g. the config file, when given, and names the CLI flag when `flags`)."""
+    types = setting_types(type(settings))
+    prefix = f"{source}: " if source else ""
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        name = f.metadata.get("flag", f.name) if flags else f.name
+        if value is None:
+            if f.default is not None:
+                raise ConfigError(f"{prefix}{name} must be set, got None")
+            continue
+        wanted = types[f.name]
+        fits = isinstance(value, wanted) and not (wanted is not bool and isinstance(value, bool))
+        if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+            fits = True
+        if not fits:
+            raise ConfigError(f"{prefix}{name} is {value!r}; expected a {wanted.__name__}")
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{prefix}{name} is {value!r}; expected one of {', '.join(choices)}")
+        if "min" in f.metadata and value < f.metadata["min"]:
+            raise ConfigError(f"{prefix}{name} is {value!r}; expected at least {f.metadata['min']}")
+        if "max" in f.metadata and value > f.metadata["max"]:
+            raise ConfigError(f"{prefix}{name} is {value!r}; expected at most {f.metadata['max']}")
+
+
+def describe_settings(cls: type = TrainConfig) -> list[tuple[str, str, str, str]]:
+    """(name, type, default, meaning) for every setting of a settings dataclass."""
+    types = setting_types(cls)
+    return [(f.name, types[f.name].__name__, "per modality" if f.name in MODALITY_DEFAULTS["image"] and f.default is None
+             else repr(f.default), f.metadata["help"]) for f in fields(cls)]
+
+
+def parse_value(name: str, text: str, cls: type = TrainConfig) -> Any:
+    """A setting's value from its text, converted to the setting's type; raises ConfigError."""
+    wanted = setting_types(cls)[name]
+    default = next(f.default for f in fields(cls) if f.name == name)
+    if text.lower() in ("none", "null") and default is None:
+        return None
+    if wanted is bool:
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"{name}: {text!r} is not a bool (true or false)")
+        return text.lower() in ("true", "1", "yes")
+    try:
+        return wanted(text)
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is not a valid {wanted.__name__}") from None
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """`KEY=VALUE` strings -> {key: value}, each value converted to its setting's type."""
-    known = {f.name: f for f in fields(TrainConfig)}
     values: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep:
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE")
-        if key not in known:
-            hint = difflib.get_close_matches(key, known, n=1)
-            raise ConfigError(f"--set {pair!r}: unknown setting {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
-        default = getattr(TrainConfig(), key)
+        check_known({key: None}, TrainConfig, source=f"--set {pair!r}")
         try:
-            if text.lower() in ("none", "null") and "None" in str(known[key].type):
-                values[key] = None
-            elif isinstance(default, bool):
-                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(text)
-                values[key] = text.lower() in ("true", "1", "yes")
-            elif isinstance(default, (int, float)):
-                values[key] = type(default)(text)
-            elif "int" in str(known[key].type):
-                values[key] = int(text)
-            else:
-                values[key] = text
-        except ValueError:
-            raise ConfigError(f"--set {pair!r}: {text!r} is not a valid {known[key].type}") from None
+            values[key] = parse_value(key, text)
+        except ConfigError as exc:
+            raise ConfigError(f"--set {pair!r}: {exc}") from None
     return values
 
 

@@ -12,7 +12,7 @@ from tagnet.data.synthetic import write_synthetic_dataset
 from tagnet.evaluate import evaluate
 from tagnet.metrics import MetricsReport, render_metrics
 from tagnet.predict import PredictionResults, Predictor
-from tagnet.train import TrainResult, train
+from tagnet.pipeline import TrainResult, train
 
 
 @dataclass

@@ -19,3 +19,11 @@ class ArtifactError(TagnetError):
 
 class ModelError(TagnetError):
     """A model name is unknown or its weights cannot be loaded."""
+
+
+class RequestError(TagnetError):
+    """An HTTP request the server cannot take; `status` is the HTTP status to answer with (400, 413, 415)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

@@ -18,6 +18,7 @@ from torch import nn
 
 from tagnet.data.images import load_image, normalize_batch
 from tagnet.errors import ConfigError, DataError, ModelError
+from tagnet.modalities.image import prepare_image
 from tagnet.models import TagnetModel
 from tagnet.predict import Predictor
 from tagnet.thresholds import apply_thresholds
@@ -100,13 +101,15 @@ def _check_labels(labels: Sequence[str], label_names: Sequence[str]) -> list[str
 
 
 def _prepare(predictor: Predictor, image: ImageInput, index: int) -> tuple[str, np.ndarray]:
+    size = predictor.artifact.preprocess.image_size
     if isinstance(image, (str, Path)):
-        return str(image), load_image(image, predictor.image_size)
-    if isinstance(image, np.ndarray) and (image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3):
-        raise DataError(f"image #{index} is an array of {image.dtype} {image.shape}; expected uint8 (height, width, 3)")
+        return str(image), load_image(image, size)
     if not isinstance(image, (np.ndarray, Image.Image)):
         raise DataError(f"image #{index} is a {type(image).__name__}; expected a path, a PIL image or a uint8 array")
-    return f"image_{index}", predictor.prepare(image)
+    try:
+        return f"image_{index}", prepare_image(image, size)
+    except DataError as exc:
+        raise DataError(f"image #{index} is {exc}") from None
 
 
 def _grad_cam(model: TagnetModel, batch: torch.Tensor, label_indices: Sequence[int], *, batch_size: int) -> np.ndarray:
@@ -152,9 +155,9 @@ def explain_images(predictor: Predictor, images: Sequence[ImageInput], *, labels
         ModelError: not an image model, or a backbone without convolutional feature maps.
         ConfigError: the grad-cam package is not installed.
     """
-    modality = predictor.artifact.modality
-    if modality != "image":
-        raise ModelError(f"{predictor.artifact.path} is a {modality} model; heatmaps explain image models only")
+    if not predictor.modality.explainable:
+        raise ModelError(f"{predictor.artifact.path} is a {predictor.modality.name} model; heatmaps explain image "
+                         "models only")
     names = list(predictor.label_names)
     wanted = _check_labels(labels, names) if labels is not None else None
     prepared = [_prepare(predictor, image, i) for i, image in enumerate(images)]
@@ -268,7 +271,7 @@ def explain_paths(predictor: Predictor, paths: Sequence[str | Path], *, out_dir:
         sources, arrays = [], []
         for path in paths[start:start + predictor.batch_size]:
             try:
-                arrays.append(load_image(path, predictor.image_size))
+                arrays.append(load_image(path, predictor.artifact.preprocess.image_size))
                 sources.append(str(path))
             except DataError as exc:
                 result.skipped[str(path)] = str(exc)

@@ -11,15 +11,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 import tagnet
-from tagnet.artifact import Artifact, atomic_write, load_artifact
-from tagnet.data.images import normalize_batch
+from tagnet.artifact import Artifact, load_artifact
+from tagnet.config import ExportSettings
 from tagnet.errors import ConfigError, ModelError
 from tagnet.evaluate import evaluate
-from tagnet.predict import ONNX_FILE, ONNX_INPUTS, ONNX_OUTPUT, WEIGHTS_DIGEST_KEY, load_predictor, weights_sha256
-from tagnet.predict_vectors import VectorPredictor
+from tagnet.files import atomic_write
+from tagnet.modalities.base import OnnxGraph
+from tagnet.modalities.text import tokenizer_path
+from tagnet.predict import ONNX_FILE, ONNX_OUTPUT, WEIGHTS_DIGEST_KEY, Predictor, weights_sha256
 
 try:
     import onnx
@@ -31,59 +32,11 @@ except ImportError as exc:  # the optional "serve" extra is not installed
                       "expected them installed: pip install 'tagnet[serve]'") from exc
 
 FORMATS = ("onnx",)
-DEFAULT_OPSET = 18
+DEFAULT_OPSET = ExportSettings().opset
 PARITY_TOLERANCE = 1e-4
-PARITY_BATCH_SIZES = (1, 4)
 INT8_SUFFIX = ".int8.onnx"
-IMAGE_INPUT = ("float32 {name} (batch, 3, {size}, {size}): RGB resized (bilinear) to {size}x{size}, "
-               "scaled to [0, 1] by x/255, then (x - mean) / std per channel")
-TEXT_INPUT = ("int64 {name} (batch, tokens): WordPiece ids from the tokenizer in {tokenizer} (tokenizers.Tokenizer"
-              ".from_file: [CLS] text [SEP], at most {max_tokens} tokens, padded on the right with id {pad_id})")
-TABULAR_INPUT = ("float32 {name} (batch, {count}): raw feature values in feature_names order, NaN for a missing "
-                 "value; the training standardisation is inside the graph")
 OUTPUT_DESCRIPTION = "float32 {name} (batch, {labels}): sigmoid of each label's logit, in label_names order"
 JSON_METADATA = ("label_names", "thresholds", "preprocess", "model", "feature_names")
-TOKENIZER_SUFFIX = ".tokenizer.json"
-SAMPLE_TEXTS = ("Thanks, you made my day!", "ok", "I can't believe they cancelled the show again, this is so "
-                "frustrating and sad.", "What time does the game start tomorrow?", "lol")
-
-
-class _WithSigmoid(nn.Module):
-    """Wraps a TagnetModel so that the exported graph outputs probabilities, not logits."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.model(inputs))
-
-
-class _StandardizedWithSigmoid(nn.Module):
-    """Raw feature rows -> (x - mean) / std with NaN -> 0 (as tagnet.data.tabular.standardize) -> probabilities."""
-
-    def __init__(self, model: nn.Module, mean: np.ndarray, std: np.ndarray) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
-        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        scaled = (features - self.mean) / self.std
-        return torch.sigmoid(self.model(torch.where(torch.isnan(scaled), torch.zeros_like(scaled), scaled)))
-
-
-@dataclass
-class _Graph:
-    """What one modality exports: the module (inputs -> probabilities), its input, and sample batches with the
-    probabilities PyTorch's predictor gives them (the parity check)."""
-
-    module: nn.Module
-    input_name: str
-    dynamic_axes: dict[int, Any]
-    batches: list[torch.Tensor]
-    expected: list[np.ndarray]
-    metadata: dict[str, str]
 
 
 @dataclass
@@ -146,68 +99,17 @@ def _with_metadata(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.Mod
     return proto
 
 
-def _split(samples) -> list:
-    """Consecutive batches of PARITY_BATCH_SIZES from `samples`."""
-    starts = np.cumsum((0,) + PARITY_BATCH_SIZES)
-    return [samples[start:stop] for start, stop in zip(starts[:-1], starts[1:])]
-
-
-def _sigmoid_of(model: nn.Module, batches: list[torch.Tensor]) -> list[np.ndarray]:
-    with torch.inference_mode():
-        return [torch.sigmoid(model(batch).float()).numpy() for batch in batches]
-
-
-def _image_graph(artifact: Artifact) -> _Graph:
-    """Normalised float images in: random RGB images normalised as the Predictor does (normalize_batch) are the samples."""
-    pre = artifact.preprocess
-    pixels = np.random.default_rng(0).integers(0, 256, (sum(PARITY_BATCH_SIZES), 3, pre.image_size, pre.image_size),
-                                               dtype=np.uint8)
-    batches = _split(normalize_batch(torch.from_numpy(pixels), pre.mean, pre.std).contiguous())
-    name = ONNX_INPUTS["image"]
-    return _Graph(_WithSigmoid(artifact.model), name, {0: torch.export.Dim("batch")}, batches,
-                  _sigmoid_of(artifact.model, batches),
-                  {"preprocess": json.dumps(pre.to_dict()), "input": IMAGE_INPUT.format(name=name, size=pre.image_size)})
-
-
-def _text_graph(artifact: Artifact, *, tokenizer_file: str) -> _Graph:
-    """Token ids in (the encoder, its mean pooling and the head inside); a few fixed sentences are the samples."""
-    encoder = artifact.model.backbone
-    batches = [encoder.pad(encoder.tokenize(texts)) for texts in _split(list(SAMPLE_TEXTS))]
-    name = ONNX_INPUTS["text"]
-    axes = {0: torch.export.Dim("batch"), 1: torch.export.Dim("tokens", max=encoder.max_tokens)}
-    description = TEXT_INPUT.format(name=name, tokenizer=tokenizer_file, max_tokens=encoder.max_tokens,
-                                    pad_id=encoder.pad_id)
-    return _Graph(_WithSigmoid(artifact.model), name, axes, batches, _sigmoid_of(artifact.model, batches),
-                  {"input": description, "tokenizer": tokenizer_file, "max_tokens": str(encoder.max_tokens),
-                   "pad_token_id": str(encoder.pad_id)})
-
-
-def _tabular_graph(artifact: Artifact) -> _Graph:
-    """Raw feature rows in (standardisation inside); rows drawn around the training mean, one value missing, are
-    the samples, and the expected probabilities are the PyTorch VectorPredictor's."""
-    torch_path = VectorPredictor(artifact, runtime="torch")
-    mean, std = torch_path.mean, torch_path.std
-    rows = (mean + std * np.random.default_rng(0).standard_normal((sum(PARITY_BATCH_SIZES), len(mean)))).astype(np.float32)
-    rows[-1, 0] = np.nan
-    batches = [torch.from_numpy(batch) for batch in _split(rows)]
-    name = ONNX_INPUTS["tabular"]
-    return _Graph(_StandardizedWithSigmoid(artifact.model, mean, std), name, {0: torch.export.Dim("batch")}, batches,
-                  [torch_path.predict_proba_rows(batch.numpy()) for batch in batches],
-                  {"feature_names": json.dumps(torch_path.feature_names),
-                   "input": TABULAR_INPUT.format(name=name, count=len(mean))})
-
-
-def _max_abs_diff(proto: onnx.ModelProto, graph: _Graph) -> float:
+def _max_abs_diff(proto: onnx.ModelProto, graph: OnnxGraph, expected: list[np.ndarray]) -> float:
     """Run `proto` on ONNX Runtime on the graph's sample batches; the largest difference from PyTorch's probabilities."""
     session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return max(float(np.abs(session.run([ONNX_OUTPUT], {graph.input_name: batch.numpy()})[0] - expected).max())
-               for batch, expected in zip(graph.batches, graph.expected))
+    return max(float(np.abs(session.run([ONNX_OUTPUT], {graph.input_name: batch.numpy()})[0] - want).max())
+               for batch, want in zip(graph.graph_inputs, expected))
 
 
-def _export_proto(graph: _Graph, *, opset: int) -> onnx.ModelProto:
+def _export_proto(graph: OnnxGraph, *, opset: int) -> onnx.ModelProto:
     """torch.export-based ONNX export with dynamic axes (batch; tokens for text); returns the in-memory model."""
     program = torch.onnx.export(
-        graph.module.eval(), (graph.batches[-1],), None, input_names=[graph.input_name], output_names=[ONNX_OUTPUT],
+        graph.module.eval(), (graph.graph_inputs[-1],), None, input_names=[graph.input_name], output_names=[ONNX_OUTPUT],
         opset_version=opset, dynamo=True, verbose=False, dynamic_shapes=(graph.dynamic_axes,),
     )
     return program.model_proto
@@ -231,7 +133,7 @@ def _quantize(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.ModelPro
         onnx.save(proto, source)
         # ORT's symbolic shape inference cannot follow the transformer's dynamic token axis; ONNX's own
         # shape inference (kept) is enough for dynamic quantisation.
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=metadata["modality"] == "text")
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape="tokenizer" in metadata)  # text: a transformer
         quantize_dynamic(prepared, quantized, weight_type=QuantType.QInt8)
         return _with_metadata(onnx.load(str(quantized)), {**metadata, "quantization": "int8 dynamic (onnxruntime)"})
 
@@ -279,35 +181,31 @@ def export_onnx(
     if out.suffix != ".onnx":
         raise ConfigError(f"export output {out} must end in .onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer_path = out.with_name(out.name.removesuffix(".onnx") + TOKENIZER_SUFFIX)
-    if artifact.modality == "text":
-        graph = _text_graph(artifact, tokenizer_file=tokenizer_path.name)
-    elif artifact.modality == "tabular":
-        graph = _tabular_graph(artifact)
-    else:
-        graph = _image_graph(artifact)
+    on_torch = Predictor(artifact, runtime="torch")
+    graph = on_torch.modality.onnx_graph(on_torch, out=out)
+    expected = [on_torch.predict_proba(samples) for samples in graph.samples]  # the whole PyTorch path, as predicted
     metadata = onnx_metadata(artifact, **graph.metadata)
     proto = _with_metadata(_export_proto(graph, opset=opset), metadata)
-    diff = _max_abs_diff(proto, graph)
+    diff = _max_abs_diff(proto, graph, expected)
     if not diff <= tolerance:
         raise ModelError(f"ONNX export of {artifact.path}: ONNX Runtime and PyTorch probabilities differ by up to "
                          f"{diff:.2e} on sample inputs; expected at most {tolerance:.0e}. Nothing was written")
     atomic_write(out, lambda temp: onnx.save(proto, str(temp)))
     report = ExportReport(onnx_path=out, size_bytes=out.stat().st_size, parity_max_abs_diff=diff,
-                          parity_samples=sum(len(batch) for batch in graph.batches))
-    if artifact.modality == "text":
-        _write_tokenizer(artifact.model.backbone, tokenizer_path)
-        report.tokenizer_path = tokenizer_path
+                          parity_samples=sum(len(batch) for batch in graph.graph_inputs))
+    if "tokenizer" in graph.metadata:
+        report.tokenizer_path = tokenizer_path(out)
+        _write_tokenizer(artifact.model.backbone, report.tokenizer_path)
     if quantize:
         int8 = _quantize(proto, metadata)
         report.int8_path = out.with_name(out.name.removesuffix(".onnx") + INT8_SUFFIX)
-        report.int8_max_abs_diff = _max_abs_diff(int8, graph)
+        report.int8_max_abs_diff = _max_abs_diff(int8, graph, expected)
         atomic_write(report.int8_path, lambda temp: onnx.save(int8, str(temp)))
         report.int8_size_bytes = report.int8_path.stat().st_size
     if val_labels is not None:
         models = {"onnx": out, **({"int8": report.int8_path} if quantize else {})}
         report.val_map = {
-            name: evaluate(load_predictor(artifact, runtime="onnx", onnx_file=path), val_labels, images_dir=images_dir,
+            name: evaluate(Predictor(artifact, runtime="onnx", onnx_file=path), val_labels, images_dir=images_dir,
                            read_options=read_options)[0].mAP
             for name, path in models.items()}
         if quantize and None not in report.val_map.values():

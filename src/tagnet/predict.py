@@ -1,4 +1,4 @@
-"""Predictor: an artifact applied to new images, with results as dicts, JSON, CSV or a DataFrame."""
+"""Predictor: an artifact of any modality applied to new inputs, with results as dicts, JSON, CSV or a DataFrame."""
 
 from __future__ import annotations
 
@@ -9,21 +9,18 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
+from tagnet import modalities
 from tagnet.artifact import WEIGHTS_FILE, Artifact, load_artifact
-from tagnet.data.images import load_image, normalize_batch, to_model_size
+from tagnet.config import RUNTIMES
 from tagnet.errors import ArtifactError, ConfigError, DataError
 from tagnet.thresholds import apply_thresholds
 
-RUNTIMES = ("auto", "torch", "onnx")
 ONNX_FILE = "model.onnx"
-# The exported graph's input for each modality: normalised images, token ids, raw feature rows.
-ONNX_INPUTS = {"image": "images", "text": "input_ids", "tabular": "features"}
 ONNX_OUTPUT = "probabilities"
 WEIGHTS_DIGEST_KEY = "weights_sha256"
 
@@ -144,32 +141,12 @@ def open_onnx_session(artifact: Artifact, *, runtime: str, onnx_file: str | Path
     return session
 
 
-class ArtifactPredictor:
-    """What every predictor shares: its artifact's label names, and probabilities turned into label sets."""
-
-    artifact: Artifact
-
-    @property
-    def label_names(self) -> list[str]:
-        return self.artifact.label_names
-
-    def results(self, probs: np.ndarray, *, sources: Sequence[str],
-                errors: dict[str, str] | None = None) -> PredictionResults:
-        """Probabilities (N, n_labels) of N inputs named by `sources` -> PredictionResults with thresholded label sets."""
-        chosen = apply_thresholds(probs, self.artifact.thresholds) if len(probs) else np.zeros_like(probs, bool)
-        predictions = [
-            Prediction(src, {n: float(p) for n, p in zip(self.label_names, row)},
-                       [n for n, on in zip(self.label_names, picked) if on])
-            for src, row, picked in zip(sources, probs, chosen)]
-        return PredictionResults(predictions, list(self.label_names), dict(errors or {}))
-
-
-class Predictor(ArtifactPredictor):
-    """Applies a saved artifact to images: same resize and normalisation as training, thresholds from the artifact.
+class Predictor:
+    """Applies a saved artifact of any modality to new inputs, with the same preprocessing and thresholds as training.
 
     Args:
         artifact: an Artifact or a path to an artifact / run folder.
-        batch_size: images per forward pass.
+        batch_size: inputs per forward pass.
         runtime: "auto" (ONNX Runtime when the artifact folder holds a model.onnx exported from its
             weights, else PyTorch), "torch" or "onnx".
         onnx_file: the ONNX model to run (a path, or a file name inside the artifact folder such as
@@ -181,70 +158,58 @@ class Predictor(ArtifactPredictor):
     def __init__(self, artifact: Artifact | str | Path, *, batch_size: int = 32, runtime: str = "auto",
                  onnx_file: str | Path | None = None) -> None:
         self.artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
+        self.modality = modalities.get(self.artifact.modality)
         self.batch_size = batch_size
-        self.model = self.artifact.model.eval().to(memory_format=torch.channels_last)  # as normalize_batch's inputs
+        self.model = self.artifact.model.eval()
+        if self.modality.normalization(self.model) is not None:  # image batches arrive channels-last
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.session = open_onnx_session(self.artifact, runtime=runtime, onnx_file=onnx_file)
         self.runtime = "torch" if self.session is None else "onnx"
+        self.input_name = next(iter(self.session.get_inputs())).name if self.session is not None else None
 
     @property
-    def image_size(self) -> int:
-        return self.artifact.preprocess.image_size
-
-    def prepare(self, image: Image.Image | np.ndarray) -> np.ndarray:
-        """A PIL image or HxWx3 array -> uint8 (size, size, 3) exactly as the training cache stores it."""
-        if isinstance(image, np.ndarray):
-            if image.dtype == np.uint8 and image.shape == (self.image_size, self.image_size, 3):
-                return image  # already prepared (load_image, the server's decoder): resizing would only copy it
-            image = Image.fromarray(image)
-        return to_model_size(image, self.image_size)
+    def label_names(self) -> list[str]:
+        return self.artifact.label_names
 
     @torch.inference_mode()
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """uint8 (N, size, size, 3) -> (N, n_labels) float32 probabilities."""
-        out = []
-        pre = self.artifact.preprocess
-        for start in range(0, len(images), self.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + self.batch_size])).permute(0, 3, 1, 2)
-            inputs = normalize_batch(batch, pre.mean, pre.std)
-            if self.session is None:
-                out.append(torch.sigmoid(self.model(inputs).float()).numpy())
-            else:
-                out.append(self.session.run([ONNX_OUTPUT], {ONNX_INPUTS["image"]: inputs.contiguous().numpy()})[0])
-        return np.concatenate(out) if out else np.zeros((0, len(self.label_names)), np.float32)
+    def run(self, inputs: torch.Tensor) -> np.ndarray:
+        """One batch of model inputs (normalised images, token ids, feature rows) -> (N, labels) probabilities."""
+        if self.session is None:
+            return torch.sigmoid(self.model(inputs).float()).numpy()
+        return self.session.run([ONNX_OUTPUT], {self.input_name: inputs.contiguous().numpy()})[0]
 
-    def predict_images(self, images: Iterable[Image.Image | np.ndarray], *, sources: Sequence[str] | None = None) -> PredictionResults:
-        """Predict in-memory images (PIL or arrays)."""
-        arrays = [self.prepare(image) for image in images]
-        names = list(sources) if sources is not None else [f"image_{i}" for i in range(len(arrays))]
-        stack = np.stack(arrays) if arrays else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
-        return self.results(self.predict_proba(stack), sources=names)
+    def predict_proba(self, items: Sequence) -> np.ndarray:
+        """(N, labels) probabilities of N inputs: image paths, PIL images or uint8 arrays; texts; or feature rows.
+
+        Raises DataError when an input cannot be read (predict() skips unreadable files instead).
+        """
+        probs, kept, errors = self.modality.probabilities(self, items)
+        if errors:
+            raise DataError(next(iter(errors.values())))
+        return probs
+
+    def predict(self, items: Sequence, *, sources: Sequence[str] | None = None) -> PredictionResults:
+        """Predict inputs as the artifact's modality takes them (see predict_proba); unreadable files are reported in
+        `errors` and skipped. Sources default to the file paths, the texts, or row numbers from 1."""
+        items = list(items)
+        names = list(sources) if sources is not None else self.modality.default_sources(items)
+        probs, kept, errors = self.modality.probabilities(self, items)
+        return self.results(probs, sources=[names[i] for i in kept], errors=errors)
 
     def predict_paths(self, paths: Sequence[str | Path]) -> PredictionResults:
-        """Predict image files batch by batch; unreadable files are reported in `errors` and skipped."""
-        sources, probs, errors = [], [], {}
-        for start in range(0, len(paths), self.batch_size):
-            arrays = []
-            for path in paths[start:start + self.batch_size]:
-                try:
-                    arrays.append(load_image(path, self.image_size))
-                    sources.append(str(path))
-                except DataError as exc:
-                    errors[str(path)] = str(exc)
-            if arrays:
-                probs.append(self.predict_proba(np.stack(arrays)))
-        stacked = np.concatenate(probs) if probs else np.zeros((0, len(self.label_names)), np.float32)
-        return self.results(stacked, sources=sources, errors=errors)
+        """Predict the inputs in files: images (files, folders, globs), text files (one text per line), or feature
+        tables; a file that cannot be read is reported in `errors` and skipped."""
+        sources, items, errors = self.modality.read_unlabeled(paths, self)
+        results = self.predict(items, sources=sources)
+        results.errors = {**errors, **results.errors}
+        return results
 
-
-def load_predictor(artifact: Artifact | str | Path, *, batch_size: int = 32, runtime: str = "auto",
-                   onnx_file: str | Path | None = None):
-    """The predictor for an artifact's modality: Predictor for images, VectorPredictor for text and tabular models.
-
-    `runtime` and `onnx_file` are as for Predictor (every modality runs on PyTorch or ONNX Runtime).
-    """
-    artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
-    if artifact.modality == "image":
-        return Predictor(artifact, batch_size=batch_size, runtime=runtime, onnx_file=onnx_file)
-    from tagnet.predict_vectors import VectorPredictor
-
-    return VectorPredictor(artifact, batch_size=batch_size, runtime=runtime, onnx_file=onnx_file)
+    def results(self, probs: np.ndarray, *, sources: Sequence[str],
+                errors: dict[str, str] | None = None) -> PredictionResults:
+        """Probabilities (N, labels) of N inputs named by `sources` -> PredictionResults with thresholded label sets."""
+        chosen = apply_thresholds(probs, self.artifact.thresholds) if len(probs) else np.zeros_like(probs, bool)
+        predictions = [
+            Prediction(src, {n: float(p) for n, p in zip(self.label_names, row)},
+                       [n for n, on in zip(self.label_names, picked) if on])
+            for src, row, picked in zip(sources, probs, chosen)]
+        return PredictionResults(predictions, list(self.label_names), dict(errors or {}))

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +15,12 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
+from tagnet import modalities
+from tagnet.artifact import META_FILE
 from tagnet.data.images import resolve_image_paths
-from tagnet.data.labels import read_labels
 from tagnet.errors import ArtifactError, TagnetError
+from tagnet.run import (ARTIFACT_DIR, CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE, RUN_FILE, read_epochs, read_json_file,
+                        read_validation_predictions)
 from tagnet.thresholds import Thresholds, apply_thresholds
 
 THUMBNAIL_PX = 160
@@ -42,40 +43,6 @@ class RunData:
     run: dict[str, Any]
 
 
-def _read_json(path: Path, *, required: bool) -> dict[str, Any]:
-    if not path.is_file():
-        if required:
-            raise ArtifactError(f"{path} not found; expected a run folder written by `tagnet train`")
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _read_predictions(path: Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
-    """val_predictions.csv -> (label names, items, truths (-1 unknown), probabilities)."""
-    if not path.is_file():
-        raise ArtifactError(f"{path} not found; expected a run folder written by `tagnet train`")
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    header = rows[0] if rows else []
-    names = [h[len("true_"):] for h in header if h.startswith("true_")]
-    if not names or header[1:] != [f"true_{n}" for n in names] + [f"prob_{n}" for n in names]:
-        raise ArtifactError(f"{path}: expected columns item, true_<label>..., prob_<label>..., got {header[:4]}...")
-    body = rows[1:]
-    L = len(names)
-    try:
-        truths = np.array([[int(v) for v in r[1:1 + L]] for r in body], dtype=np.int64).reshape(-1, L)
-        probs = np.array([[float(v) for v in r[1 + L:1 + 2 * L]] for r in body], dtype=np.float64).reshape(-1, L)
-    except (ValueError, IndexError):
-        raise ArtifactError(f"{path}: a row has a missing or non-numeric value; expected 0/1/-1 truths and probabilities") from None
-    return names, [r[0] for r in body], truths, probs
-
-
 def load_run(run_dir: str | Path) -> RunData:
     """Read a run folder: val_predictions.csv, metrics.json, metrics.csv, config.json, run.json and the thresholds.
 
@@ -85,25 +52,22 @@ def load_run(run_dir: str | Path) -> RunData:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ArtifactError(f"{run_dir}: not a folder; expected a run folder written by `tagnet train`")
-    names, items, truths, probs = _read_predictions(run_dir / "val_predictions.csv")
-    metrics = _read_json(run_dir / "metrics.json", required=True)
-    epochs: list[dict[str, Any]] = []
-    if (run_dir / "metrics.csv").is_file():
-        with (run_dir / "metrics.csv").open(newline="", encoding="utf-8") as handle:
-            epochs = list(csv.DictReader(handle))
+    names, items, truths, probs = read_validation_predictions(run_dir / PREDICTIONS_FILE)
+    metrics = read_json_file(run_dir / METRICS_FILE, required=True)
+    epochs = read_epochs(run_dir)
     per_label = metrics.get("validation", {}).get("per_label") or []
     if [row.get("label") for row in per_label] != names:
         raise ArtifactError(f"{run_dir / 'metrics.json'}: validation.per_label does not list the labels of "
                             f"val_predictions.csv ({len(names)} labels)")
-    config = _read_json(run_dir / "config.json", required=False)
-    meta = _read_json(run_dir / "artifact" / "tagnet.json", required=False)
+    config = read_json_file(run_dir / CONFIG_FILE, required=False)
+    meta = read_json_file(run_dir / ARTIFACT_DIR / META_FILE, required=False)
     if "thresholds" in meta:
-        thresholds = Thresholds.from_dict(meta["thresholds"], num_labels=len(names), source=str(run_dir / "artifact" / "tagnet.json"))
+        thresholds = Thresholds.from_dict(meta["thresholds"], num_labels=len(names), source=str(run_dir / ARTIFACT_DIR / META_FILE))
     else:  # a run folder without its artifact: the per-label thresholds recorded with the metrics
         thresholds = Thresholds(metrics["validation"].get("threshold_mode", "per-label"),
                                 [float(row["threshold"]) for row in per_label], int(config.get("top_k", 1)))
     return RunData(run_dir, names, items, truths, probs, thresholds, epochs, metrics, config,
-                   _read_json(run_dir / "run.json", required=False))
+                   read_json_file(run_dir / RUN_FILE, required=False))
 
 
 def item_losses(truths: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -249,15 +213,9 @@ def _label_table_for_cooccurrence(data: RunData) -> tuple[np.ndarray, str]:
     labels = data.run.get("labels")
     if labels:
         options = data.run.get("read_options") or {}
-        modality = data.run.get("modality", "image")
-        try:
-            if modality == "image":
-                table = read_labels(labels, **options)
-            else:  # text files and feature tables, read as their run read them
-                from tagnet.train_vectors import read_vector_data
-
-                table = read_vector_data(labels, modality=modality, text_column=data.run.get("text_column"),
-                                         read_options=options).table
+        try:  # read as the run read it (no images are decoded: only the labels are needed)
+            table = modalities.get(data.run.get("modality", "image")).read(
+                labels, options=options, images_dir=data.run.get("images_dir"), text_column=data.run.get("text_column")).table
             table = table.aligned_to(data.label_names, what=labels)
             return np.where(table.known, table.targets, -1), f"{len(table)} items of the label file {Path(labels).name}"
         except (TagnetError, OSError):
@@ -283,7 +241,7 @@ def _worst_items_html(data: RunData, predicted: np.ndarray, count: int) -> str:
     """Cards of the validation items with the highest loss: thumbnail (images) or id, true and predicted labels."""
     losses = item_losses(data.truths, data.probs)
     order = [i for i in np.argsort(-np.nan_to_num(losses, nan=-1.0), kind="stable") if not np.isnan(losses[i])][:count]
-    images = data.run.get("modality", "image") == "image"
+    images = modalities.get(data.run.get("modality", "image")).thumbnails
     paths = resolve_image_paths([data.items[i] for i in order], data.run.get("images_dir")) if images else []
     cards = []
     for k, i in enumerate(order):

@@ -17,35 +17,18 @@ from typing import Any
 import optuna
 from rich.console import Console
 
-from tagnet.config import TrainConfig
-from tagnet.data.labels import read_labels, write_labels
-from tagnet.data.split import split_table
-from tagnet.data.table import LabelTable
+from tagnet import modalities
+from tagnet.config import TUNE_METRICS as METRICS
+from tagnet.config import MODALITY_REFUSES, TrainConfig
 from tagnet.errors import ConfigError, DataError
+from tagnet.files import write_json
 from tagnet.losses import LOSSES
-from tagnet.train import TrainResult, train, uses_feature_cache, write_json
-from tagnet.train_vectors import MODALITIES, resolve_vector_config, train_vectors
+from tagnet.modalities.base import Modality
+from tagnet.pipeline import TrainResult, train
 
 STUDY_NAME = "tagnet"
 LOSS_PARAMETERS = {"focal": ("focal_gamma",), "asl": ("asl_gamma_neg", "asl_gamma_pos", "asl_clip")}
 AUGMENTS = next(f for f in fields(TrainConfig) if f.name == "augment").metadata["choices"]
-# head widths the search tries per modality (for text and tables a head always has a hidden layer)
-HEAD_WIDTHS = {"image": (0, 256, 512), "tabular": (128, 256, 512, 1024), "text": (256, 512, 1024)}
-# (low, high, log scale) of every float setting the search tries; the names are TrainConfig fields.
-FLOAT_RANGES: dict[str, tuple[float, float, bool]] = {
-    "lr": (1e-4, 3e-2, True),
-    "weight_decay": (1e-6, 1e-1, True),
-    "dropout": (0.0, 0.5, False),
-    "focal_gamma": (0.5, 4.0, False),
-    "asl_gamma_neg": (1.0, 6.0, False),
-    "asl_gamma_pos": (0.0, 1.5, False),
-    "asl_clip": (0.0, 0.2, False),
-}
-# feature vectors are few and small: the search also tries strong weight decay, label smoothing and mixup
-VECTOR_FLOAT_RANGES = {**FLOAT_RANGES, "weight_decay": (1e-5, 1.0, True), "label_smoothing": (0.0, 0.2, False),
-                       "mixup": (0.0, 0.5, False)}
-# what a search can optimise (validation metrics of tagnet.metrics.MetricsReport.summary) and in which direction
-METRICS = {"mAP": "maximize", "micro_f1": "maximize", "macro_f1": "maximize", "hamming_loss": "minimize"}
 PRUNER_STARTUP_TRIALS = 5
 PRUNER_WARMUP_EPOCHS = 3
 
@@ -69,44 +52,44 @@ class TuneResult:
 def suggest_config(trial: optuna.Trial, base: TrainConfig, *, backbones: Sequence[str],
                    modality: str = "image") -> TrainConfig:
     """The trial's settings: `base` with learning rate, weight decay, dropout, head width, loss (and its
-    parameters) and backbone drawn; for images also augmentation (only when the network sees images, not
-    cached features), for text and tables also label smoothing and mixup.
+    parameters) and backbone drawn, plus what the modality's search space adds (label smoothing and mixup for
+    text and tables), and augmentation where the network sees raw images rather than cached features.
 
     Args:
         trial: the Optuna trial drawing the values.
         base: settings kept fixed (epochs, batch size, patience, ...).
         backbones: backbone names to choose from.
-        modality: "image", "text" or "tabular": which search space (see HEAD_WIDTHS, VECTOR_FLOAT_RANGES).
+        modality: "image", "text" or "tabular": whose search space (Modality.search_ranges, head_widths).
     Returns:
         A validated TrainConfig.
     """
-    ranges = FLOAT_RANGES if modality == "image" else VECTOR_FLOAT_RANGES
+    kind = modalities.get(modality)
+    ranges = kind.search_ranges
     values: dict[str, Any] = {"backbone": trial.suggest_categorical("backbone", list(backbones))}
-    extra = () if modality == "image" else ("label_smoothing", "mixup")
-    for name in ("lr", "weight_decay", "dropout", *extra):
+    for name in ("lr", "weight_decay", "dropout", *(n for n in ("label_smoothing", "mixup") if n in ranges)):
         values[name] = trial.suggest_float(name, *ranges[name][:2], log=ranges[name][2])
-    values["head_hidden"] = trial.suggest_categorical("head_hidden", list(HEAD_WIDTHS[modality]))
+    values["head_hidden"] = trial.suggest_categorical("head_hidden", list(kind.head_widths))
     values["loss"] = trial.suggest_categorical("loss", list(LOSSES))
     for name in LOSS_PARAMETERS.get(values["loss"], ()):
         values[name] = trial.suggest_float(name, *ranges[name][:2], log=ranges[name][2])
     config = base.updated(**values)
-    if modality == "image" and trains_on_images(config):
+    if _searches_augment(kind, config):
         config = config.updated(augment=trial.suggest_categorical("augment", list(AUGMENTS)))
     return config
 
 
-def trains_on_images(config: TrainConfig) -> bool:
-    """True when training feeds (augmented) images to the network, False when only a head learns on cached features."""
-    return config.finetune or not uses_feature_cache(config)
+def _searches_augment(kind: Modality, config: TrainConfig) -> bool:
+    """True when the modality takes augmentation and the network sees raw inputs (not only cached features)."""
+    return "augment" not in MODALITY_REFUSES[kind.name] and (config.finetune or not kind.frozen(config))
 
 
-def _base_params(base: TrainConfig, backbones: Sequence[str], modality: str) -> dict[str, Any]:
+def _base_params(base: TrainConfig, backbones: Sequence[str], kind: Modality) -> dict[str, Any]:
     """The base settings as search parameters (those inside the search space): the study's first trial."""
-    ranges = FLOAT_RANGES if modality == "image" else VECTOR_FLOAT_RANGES
+    ranges = kind.search_ranges
     params: dict[str, Any] = {"backbone": backbones[0], "head_hidden": base.head_hidden, "loss": base.loss,
                               "augment": base.augment}
     params.update({name: getattr(base, name) for name in ranges})
-    inside = {"head_hidden": HEAD_WIDTHS[modality], "loss": LOSSES, "augment": AUGMENTS, "backbone": tuple(backbones)}
+    inside = {"head_hidden": kind.head_widths, "loss": LOSSES, "augment": AUGMENTS, "backbone": tuple(backbones)}
     return {k: v for k, v in params.items()
             if (v in inside[k] if k in inside else ranges[k][0] <= v <= ranges[k][1])}
 
@@ -122,42 +105,30 @@ def _check_same_study(path: Path, settings: dict[str, Any]) -> None:
     write_json(path, settings)
 
 
-def _write_split(labels: str | Path, out: Path, base: TrainConfig, read_options: dict) -> tuple[Path, Path]:
-    """Split LABELS once (stratified, base.val_fraction, base.seed) into one-hot files OUT/split/train.csv, val.csv."""
-    train_file, val_file = out / "split" / "train.csv", out / "split" / "val.csv"
-    if train_file.exists() and val_file.exists():
-        return train_file, val_file
-    parts = split_table(read_labels(labels, **read_options), val=base.val_fraction, seed=base.seed)
-    for part, path in ((parts["train"], train_file), (parts["val"], val_file)):
-        plain = LabelTable(part.items, part.label_names, part.targets, part.known, source_format="onehot", meta={})
-        write_labels(plain, path, format="onehot")
-    return train_file, val_file
-
-
 def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels: str | Path | None = None,
          out_dir: str | Path = "runs/tune", trials: int = 20, timeout: float | None = None,
          base_config: TrainConfig | None = None, backbones: Sequence[str] | None = None,
-         read_options: dict | None = None, console: Console | None = None, modality: str = "image",
-         text_column: str | int | None = None, metric: str = "mAP") -> TuneResult:
+         read_options: dict | None = None, console: Console | None = None, modality: str | None = None,
+         text_column: str | int | None = None, tabular: bool = False, metric: str = "mAP") -> TuneResult:
     """Search training settings with Optuna (TPE sampler, median pruner) for the best validation `metric`.
 
-    Every trial trains with `train()` (images) or `train_vectors()` (text, tables) on the same validation
-    split (`val_labels`, or LABELS split once: into OUT/split/ for images, by base_config.seed for the
-    others) and the same cache folder, so images are decoded and backbone features or sentence embeddings
-    computed once; later trials only train the head. The study lives in OUT/study.db and resumes when run again.
+    Every trial trains with tagnet.pipeline.train on the same validation split (`val_labels`, or LABELS split by
+    base_config.seed) and the same cache folder, so images are decoded and backbone features or sentence
+    embeddings computed once; later trials only train the head. The study lives in OUT/study.db and resumes
+    when run again.
 
     Args:
         labels: training label file (any format `read_labels` reads), or a text file / feature table.
         images_dir: folder the image paths are relative to.
         val_labels: validation label file; without it LABELS is split (base_config.val_fraction, seed).
-        out_dir: OUT: study.db, best_config.json, best_run/ (the best trial's run), trials.csv, split/, cache/.
+        out_dir: OUT: study.db, best_config.json, best_run/ (the best trial's run), trials.csv, cache/.
         trials: total number of finished (complete or pruned) trials the study should hold.
         timeout: stop starting trials after this many seconds.
         base_config: settings the search leaves fixed (epochs, batch size, patience...).
         backbones: backbone names the search chooses from; default efficientnet_lite0, or the
             modality's own model (mlp, minilm_l6).
-        read_options: keyword options for `read_labels` (or read_vector_data).
-        modality: "image", "text" (with `text_column`) or "tabular".
+        read_options: options for the label-file reader.
+        modality: "image", "text" (with `text_column`) or "tabular"; detected as by train() when None.
         metric: one of METRICS. mAP (the default) ranks and needs no threshold, and trials are pruned
             on it epoch by epoch; F1 and Hamming loss are taken at the thresholds each trial fits
             (threshold_mode in base_config; "fixed" for p >= 0.5), and those trials are not pruned.
@@ -173,16 +144,14 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
         raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
     if metric not in METRICS:
         raise ConfigError(f"metric {metric!r} is not one of {list(METRICS)}")
-    if modality not in ("image", *MODALITIES):
-        raise ConfigError(f"modality {modality!r} is not one of {['image', *MODALITIES]}")
-    base = base_config or TrainConfig()
-    if modality != "image":  # the modality's model and head width, unless the base settings name others
-        base = resolve_vector_config(base, modality=modality)
+    read_options = dict(read_options or {})
+    kind = modalities.get(modality) if modality else modalities.detect(labels, read_options, text_column=text_column,
+                                                                       tabular=tabular)
+    base = (base_config or TrainConfig()).for_modality(kind.name)  # its model and head width unless given
     backbones = [b.strip() for b in (backbones or [base.backbone]) if b.strip()]
     if not backbones:
         raise ConfigError("backbones: expected at least one backbone name")
     console = console or Console(stderr=True)
-    read_options = dict(read_options or {})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     base = base.updated(cache_dir=base.cache_dir or str(out / "cache"))
@@ -190,21 +159,13 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
         "labels": str(Path(labels).resolve()), "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
         "images_dir": str(Path(images_dir).resolve()) if images_dir else None,
         "read_options": {k: str(v) if isinstance(v, Path) else v for k, v in read_options.items()},
-        "backbones": backbones, "base_config": base.to_dict(), "modality": modality, "text_column": text_column,
+        "backbones": backbones, "base_config": base.to_dict(), "modality": kind.name, "text_column": text_column,
         "metric": metric})
-    if val_labels is None and modality == "image":
-        train_file, val_file = _write_split(labels, out, base, read_options)
-        trial_read_options: dict = {"format": "onehot"}
-    else:
-        train_file, val_file, trial_read_options = Path(labels), val_labels, read_options
 
     def train_trial(config: TrainConfig, run_dir: Path, report: Callable[[int, float], None]) -> TrainResult:
-        if modality == "image":
-            return train(train_file, images_dir=images_dir, val_labels=val_file, out_dir=run_dir, config=config,
-                         read_options=trial_read_options, console=quiet, progress=False, epoch_callback=report)
-        return train_vectors(train_file, modality=modality, text_column=text_column, val_labels=val_file,
-                             out_dir=run_dir, config=config, read_options=trial_read_options, console=quiet,
-                             progress=False, epoch_callback=report)
+        return train(labels, out_dir=run_dir, images_dir=images_dir, text_column=text_column, val_labels=val_labels,
+                     config=config, read_options=read_options, modality=kind.name, console=quiet, progress=False,
+                     epoch_callback=report)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=STUDY_NAME, storage=f"sqlite:///{(out / 'study.db').resolve()}",
@@ -221,14 +182,14 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
                     if prune else optuna.pruners.NopPruner())
     better = (lambda a, b: a > b) if METRICS[metric] == "maximize" else (lambda a, b: a < b)
     if not study.trials:
-        study.enqueue_trial(_base_params(base, backbones, modality))  # the base recipe is trial 0: the search starts from it
+        study.enqueue_trial(_base_params(base, backbones, kind))  # the base recipe is trial 0: the search starts from it
 
     trials_dir, best_run = out / "trials", out / "best_run"
     shutil.rmtree(trials_dir, ignore_errors=True)  # leftovers of an interrupted search
     quiet = Console(quiet=True)
 
     def objective(trial: optuna.Trial) -> float:
-        config = suggest_config(trial, base, backbones=backbones, modality=modality)
+        config = suggest_config(trial, base, backbones=backbones, modality=kind.name)
         run_dir = trials_dir / f"trial-{trial.number:04d}"
         steps = itertools.count()
 
@@ -246,7 +207,7 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
             raise
         summary = result.report.summary()
         if summary[metric] is None:
-            raise DataError(f"{val_file or labels}: no label has a positive validation example, so validation {metric} "
+            raise DataError(f"{val_labels or labels}: no label has a positive validation example, so validation {metric} "
                             "is undefined")
         score = float(summary[metric])
         for key in METRICS:

@@ -1,1 +1,6 @@
-"""The Lightning adapter: nothing outside this package imports Lightning."""
+"""The Lightning adapter: the training module, one training phase, seeding, ranks and precision; nothing else imports Lightning."""
+
+from tagnet.engine.fit import PhaseResult, default_precision, is_main_process, run_phase, seed_everything
+from tagnet.engine.module import MultiLabelModule
+
+__all__ = ["MultiLabelModule", "PhaseResult", "default_precision", "is_main_process", "run_phase", "seed_everything"]

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from tagnet.config import TrainConfig
 from tagnet.engine.module import MultiLabelModule
+from tagnet.run import CHECKPOINTS_DIR, EPOCHS_FILE
 
 MONITOR = "val_mAP"
 # Lightning's start-up chatter that says nothing about this run; real warnings still show.
@@ -173,6 +174,11 @@ def one_torch_thread(enabled: bool = True) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (Lightning's seed_everything, quietly)."""
+    L.seed_everything(seed, verbose=False)
+
+
 def default_precision(config: TrainConfig) -> str:
     """bf16 autocast where the CPU/GPU supports it, else 32-bit."""
     if config.precision:
@@ -195,12 +201,12 @@ def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: Da
     TrialPruned) ends training and propagates. `head_only` says the module is a small head on precomputed
     features or embeddings: it then trains on one thread (see one_torch_thread).
     """
-    ckpt_dir = run_dir / "checkpoints" / phase
+    ckpt_dir = run_dir / CHECKPOINTS_DIR / phase
     if resume and (ckpt_dir / "done.json").exists():
         return _read_done(ckpt_dir, module)
     last = ckpt_dir / "last.ckpt"
     best = BestWeights()
-    callbacks: list[Callback] = [best, EpochCsvLogger(run_dir / "metrics.csv", phase),
+    callbacks: list[Callback] = [best, EpochCsvLogger(run_dir / EPOCHS_FILE, phase),
                                  EarlyStopping(MONITOR, mode="max", patience=config.patience)]
     if epoch_callback is not None:
         callbacks.append(EpochHook(epoch_callback))

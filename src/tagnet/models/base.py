@@ -49,7 +49,7 @@ class BackboneBuild:
 
     module: nn.Module
     num_features: int
-    preprocess: PreprocessConfig
+    preprocess: PreprocessConfig | None = None  # image backbones only
 
 
 def make_head(num_features: int, num_labels: int, *, dropout: float, head_hidden: int) -> nn.Sequential:
@@ -97,7 +97,7 @@ class TagnetModel(nn.Module):
         name: str,
         num_features: int,
         num_labels: int,
-        preprocess: PreprocessConfig,
+        preprocess: PreprocessConfig | None = None,
         dropout: float = 0.2,
         head_hidden: int = 0,
         input_dim: int | None = None,
@@ -117,16 +117,8 @@ class TagnetModel(nn.Module):
 
     @property
     def spec(self) -> dict[str, Any]:
-        """Everything `create_model` needs to rebuild this architecture (without weights)."""
-        spec = {
-            "name": self.name,
-            "num_labels": self.num_labels,
-            "dropout": self.dropout,
-            "head_hidden": self.head_hidden,
-            "image_size": self.preprocess.image_size,
-        }
-        if self.input_dim is not None:  # feature-vector models only
-            spec["input_dim"] = self.input_dim
+        """The architecture (without weights); with the modality's fitted state (image size, feature count) it rebuilds it."""
+        spec = {"name": self.name, "num_labels": self.num_labels, "dropout": self.dropout, "head_hidden": self.head_hidden}
         if isinstance(self.head, HeadEnsemble):
             spec["ensemble"] = len(self.head.members)
         return spec
@@ -142,6 +134,25 @@ class TagnetModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return logits (B, num_labels) of normalised images (B, 3, H, W)."""
         return self.forward_head(self.forward_features(x))
+
+
+class ProbabilityGraph(nn.Module):
+    """What an exported graph computes: optional standardisation of raw rows ((x - mean) / std, NaN -> 0, as
+    tagnet.data.tabular.standardize), the model, then the sigmoid: probabilities out, not logits."""
+
+    def __init__(self, model: nn.Module, *, mean=None, std=None) -> None:
+        super().__init__()
+        self.model = model
+        self.standardizes = mean is not None
+        if self.standardizes:
+            self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+            self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.standardizes:
+            scaled = (inputs - self.mean) / self.std
+            inputs = torch.where(torch.isnan(scaled), torch.zeros_like(scaled), scaled)
+        return torch.sigmoid(self.model(inputs))
 
 
 def set_backbone_trainable(model: TagnetModel, trainable: bool) -> None:

@@ -7,13 +7,10 @@ from pathlib import Path
 from torch import nn
 
 from tagnet.errors import ModelError
-from tagnet.models.base import BackboneBuild, PreprocessConfig
+from tagnet.models.base import BackboneBuild
 from tagnet.models.registry import register_model
 
 MLP = "mlp"
-DEFAULT_HIDDEN = 256
-# Feature-vector and text models take no image preprocessing; artifacts still record a valid (identity) one.
-NO_IMAGE_PREPROCESS = PreprocessConfig(image_size=1, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
 @register_model(MLP)
@@ -27,4 +24,4 @@ def mlp(*, pretrained: bool, weights: Path | None, image_size: int | None, input
         raise ModelError(f"model {MLP!r} needs input_dim, the number of features of each row")
     if weights is not None:
         raise ModelError(f"model {MLP!r} has no backbone weights to load; got weights file {weights}")
-    return BackboneBuild(module=nn.Identity(), num_features=input_dim, preprocess=NO_IMAGE_PREPROCESS)
+    return BackboneBuild(module=nn.Identity(), num_features=input_dim)

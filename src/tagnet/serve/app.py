@@ -3,38 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import ctypes
-import io
 import json
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline  # Swagger UI and ReDoc served from the package: /docs works offline
-from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 import tagnet
-from tagnet.errors import ConfigError, DataError, ModelError
-from tagnet.predict import Predictor, load_predictor
+from tagnet.config import ServeSettings
+from tagnet.errors import ConfigError, DataError, ModelError, RequestError
+from tagnet.modalities.image import decode_upload
+from tagnet.predict import Predictor
 from tagnet.serve.batching import MicroBatcher
 from tagnet.serve.stats import ServerStats
 
 STATIC_DIR = Path(__file__).parent / "static"
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-MAX_IMAGES = 64
-MAX_PIXELS = 40_000_000
-BATCH_WINDOW_MS = 5.0
-CORRUPT_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError)  # what Pillow raises for damaged files
+_SERVE = ServeSettings()
+MAX_UPLOAD_BYTES = int(_SERVE.max_upload_mb * 1024 * 1024)
+MAX_ITEMS = _SERVE.max_items
+MAX_PIXELS = _SERVE.max_pixels
+BATCH_WINDOW_MS = _SERVE.batch_window_ms
 
 
 class PredictionOut(BaseModel):
@@ -75,7 +72,7 @@ class HealthResponse(BaseModel):
     version: str
 
 
-PREDICT_BODY = {
+IMAGE_BODY = {
     "requestBody": {
         "required": True,
         "content": {
@@ -98,6 +95,18 @@ PREDICT_BODY = {
         "415": {"description": "a file that is not an image, or a body that is neither multipart nor JSON"},
     },
 }
+
+
+def _json_body(key: str, example: list) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"type": "object", "required": [key], "properties": {key: {"type": "array"}}},
+        "example": {key: example}}}},
+        "responses": {"400": {"description": "a bad body or input"}, "413": {"description": "body over the limit"},
+                      "415": {"description": "a body that is not JSON"}}}
+
+
+PREDICT_BODIES = {"image": IMAGE_BODY, "text": _json_body("texts", ["thanks, you made my day"]),
+                  "tabular": _json_body("rows", [[0.1, 2.0, None]])}
 
 
 class BodyTooLarge(Exception):
@@ -150,71 +159,47 @@ class _LimitAndMeasure:
             self.stats.record_request(endpoint, status, time.perf_counter() - started)
 
 
-def _decode(name: str, data: bytes, *, predictor: Predictor, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Image bytes -> (uint8 (size, size, 3) as the Predictor prepares files, the image's own (width, height)).
-
-    Raises HTTPException: 415 when no image format is recognised, 413 over `max_pixels`, 400 when a
-    recognised image cannot be decoded (truncated or damaged).
-    """
+async def _read_json(request: Request) -> Any:
+    """The parsed JSON body; RequestError 400 when it is not JSON."""
     try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise HTTPException(415, f"{name}: not an image; expected a JPEG, PNG, GIF, BMP, TIFF or WebP file") from None
-    except Image.DecompressionBombError as exc:
-        raise HTTPException(413, f"{name}: {exc}") from None
-    except CORRUPT_IMAGE_ERRORS as exc:
-        raise HTTPException(400, f"{name}: corrupt image ({exc})") from None
-    with image:
-        width, height = image.size
-        if width * height > max_pixels:
-            raise HTTPException(413, f"{name}: {width}x{height} is {width * height} pixels; expected at most {max_pixels}")
-        try:
-            image.draft("RGB", (predictor.image_size, predictor.image_size))
-            return predictor.prepare(image), (width, height)
-        except CORRUPT_IMAGE_ERRORS as exc:
-            raise HTTPException(400, f"{name}: corrupt {image.format} image ({exc})") from None
+        return json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise RequestError(400, f"request body is not valid JSON ({exc})") from None
 
 
-def _from_base64(index: int, item: Any) -> tuple[str, bytes]:
-    """One item of a JSON body's "images" -> (name, bytes)."""
-    name, text = f"image_{index}", item
-    if isinstance(item, dict):
-        name, text = str(item.get("name", name)), item.get("data")
-    if not isinstance(text, str):
-        raise HTTPException(400, f"images[{index}] is {type(item).__name__} {str(item)[:60]!r}; expected a base64 "
-                                 "string, a data: URL or an object {name, data}")
-    if text.startswith("data:"):
-        text = text.partition(",")[2]
-    try:
-        return name, base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise HTTPException(400, f"images[{index}] ({name}) is not valid base64") from None
-
-
-async def _read_uploads(request: Request, *, max_images: int) -> list[tuple[str, bytes]]:
-    """(name, bytes) of every image in a multipart or JSON request."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+async def _image_uploads(request: Request, predictor: Predictor, *, max_items: int) -> list[tuple[str, bytes]]:
+    """(name, bytes) of every image of a multipart request (any field name) or a JSON {"images": [...]} body."""
+    content_type = _content_type(request)
     if content_type == "multipart/form-data":
-        async with request.form(max_files=max_images) as form:
+        async with request.form(max_files=max_items) as form:
             files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
             uploads = [(upload.filename or f"image_{i}", await upload.read()) for i, upload in enumerate(files)]
-    elif content_type == "application/json":
-        try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise HTTPException(400, f"request body is not valid JSON ({exc})") from None
-        items = body.get("images") if isinstance(body, dict) else None
-        if not isinstance(items, list):
-            raise HTTPException(400, 'JSON body needs "images": a list of base64 strings or {name, data} objects')
-        if len(items) > max_images:
-            raise HTTPException(400, f"{len(items)} images in one request; expected at most {max_images}")
-        uploads = [_from_base64(i, item) for i, item in enumerate(items)]
-    else:
-        raise HTTPException(415, f"content type {content_type or 'none'!r}; expected multipart/form-data "
-                                 "(image files) or application/json (base64 images)")
-    if not uploads:
-        raise HTTPException(400, "no image in the request; expected multipart file field(s) 'files' or JSON 'images'")
-    return uploads
+        if not uploads:
+            raise RequestError(400, "no image in the request; expected multipart file field(s) 'files' or JSON 'images'")
+        return uploads
+    if content_type != "application/json":
+        raise RequestError(415, f"content type {content_type or 'none'!r}; expected multipart/form-data "
+                                "(image files) or application/json (base64 images)")
+    return predictor.modality.json_uploads(await _read_json(request), max_items=max_items)
+
+
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def _read_items(request: Request, predictor: Predictor, *, max_items: int,
+                      max_pixels: int) -> tuple[list[str], list]:
+    """(sources, prepared inputs) of a POST /predict request: image files (multipart or base64 JSON) for an image
+    model, JSON {"texts": [...]} or {"rows": [...]} for the others."""
+    modality = predictor.modality
+    if modality.name == "image":
+        uploads = await _image_uploads(request, predictor, max_items=max_items)
+        return await asyncio.to_thread(modality.decoded_files, uploads, predictor, max_pixels=max_pixels)
+    if _content_type(request) != "application/json":
+        raise RequestError(415, f"content type {_content_type(request) or 'none'!r}; expected application/json "
+                                f'({{"{modality.request_key}": [...]}})')
+    body = await _read_json(request)
+    return await asyncio.to_thread(modality.request_items, body, predictor, max_items=max_items, max_pixels=max_pixels)
 
 
 def _explain(uploads: list[tuple[str, bytes]], labels: list[str] | None, *, predictor: Predictor, max_pixels: int) -> dict:
@@ -225,10 +210,11 @@ def _explain(uploads: list[tuple[str, bytes]], labels: list[str] | None, *, pred
     from tagnet.explain import explain_images
 
     arrays, sizes = [], []
+    image_size = predictor.artifact.preprocess.image_size
     for name, data in uploads:
-        array, size = _decode(name, data, predictor=predictor, max_pixels=max_pixels)
+        array, size = decode_upload(name, data, size=image_size, max_pixels=max_pixels)
         arrays.append(array)
-        scale = predictor.image_size / max(size)
+        scale = image_size / max(size)
         sizes.append(tuple(max(1, round(side * scale)) for side in size))
     try:
         explanations = explain_images(predictor, arrays, labels=labels, sources=[name for name, _ in uploads])
@@ -240,18 +226,19 @@ def _explain(uploads: list[tuple[str, bytes]], labels: list[str] | None, *, pred
 
 
 def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               batch_window_ms: float = BATCH_WINDOW_MS, max_images: int = MAX_IMAGES,
+               batch_window_ms: float = BATCH_WINDOW_MS, max_items: int = MAX_ITEMS,
                max_pixels: int = MAX_PIXELS) -> FastAPI:
-    """The FastAPI app serving `predictor`.
+    """The FastAPI app serving `predictor`, for any modality.
 
     Args:
-        predictor: the image Predictor (PyTorch or ONNX Runtime) to serve.
+        predictor: the Predictor (PyTorch or ONNX Runtime) to serve.
         max_upload_bytes: largest request body; larger ones get 413.
         batch_window_ms: how long the batcher waits for more requests after the first one.
-        max_images: most images in one request (400 beyond).
+        max_items: most images, texts or rows in one request (400 beyond).
         max_pixels: most pixels (width x height) in one image (413 beyond).
     Returns:
-        The app: POST /predict, POST /explain, GET /labels, /health, /metrics, the web page at /, OpenAPI docs at /docs.
+        The app: POST /predict (image files or base64 JSON; JSON texts; JSON feature rows), POST /explain (images),
+        GET /labels, /health, /metrics, the web page at /, OpenAPI docs at /docs.
     """
     stats = ServerStats()
     batcher = MicroBatcher(predictor.predict_proba, max_batch=predictor.batch_size, window_ms=batch_window_ms,
@@ -263,27 +250,37 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
         yield
         await batcher.stop()
 
+    modality = predictor.modality
     model_name = predictor.artifact.meta["model"]["name"]
     app = FastAPIOffline(title="tagnet", version=tagnet.__version__, lifespan=lifespan,
-                  description=f"Multi-label image classifier ({model_name}, labels: {', '.join(predictor.label_names)}).")
-    add_common_routes(app, predictor, stats=stats, max_upload_bytes=max_upload_bytes, page="index.html",
-                      labels_extra={"image_size": predictor.image_size})
+                         description=f"Multi-label {modality.name} classifier ({model_name}, "
+                                     f"labels: {', '.join(predictor.label_names)}).")
+    labels_extra = {"image_size": predictor.artifact.preprocess.image_size} if modality.name == "image" \
+        else {"modality": modality.name}
+    add_common_routes(app, predictor, stats=stats, max_upload_bytes=max_upload_bytes, page=modality.page,
+                      labels_extra=labels_extra)
 
-    @app.post("/predict", response_model=PredictResponse, openapi_extra=PREDICT_BODY)
+    @app.exception_handler(RequestError)
+    async def bad_request(request: Request, exc: RequestError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.post("/predict", response_model=PredictResponse, openapi_extra=PREDICT_BODIES[modality.name])
     async def predict(request: Request) -> dict:
-        """Labels of one or more images: every label's probability and the predicted label set."""
-        uploads = await _read_uploads(request, max_images=max_images)
-        arrays = await asyncio.to_thread(
-            lambda: np.stack([_decode(name, data, predictor=predictor, max_pixels=max_pixels)[0] for name, data in uploads]))
-        probs = await batcher.predict(arrays)
-        return {"predictions": predictor.results(probs, sources=[name for name, _ in uploads]).to_dicts()}
+        """Labels of one or more inputs: every label's probability and the predicted label set."""
+        sources, items = await _read_items(request, predictor, max_items=max_items, max_pixels=max_pixels)
+        try:
+            probs = await batcher.predict(items)
+        except (DataError, ValueError, TypeError) as exc:
+            raise RequestError(400, str(exc)) from None
+        return {"predictions": predictor.results(probs, sources=sources).to_dicts()}
 
-    @app.post("/explain", response_model=ExplainResponse, openapi_extra=PREDICT_BODY)
-    async def explain(request: Request, labels: list[str] | None = Query(
-            None, description="labels to explain (repeat for several); default each image's predicted labels")) -> dict:
-        """Grad-CAM heatmap of each label's logit per image, as RGBA PNG data URLs to lay over the image."""
-        uploads = await _read_uploads(request, max_images=max_images)
-        return await asyncio.to_thread(_explain, uploads, labels, predictor=predictor, max_pixels=max_pixels)
+    if modality.explainable:
+        @app.post("/explain", response_model=ExplainResponse, openapi_extra=PREDICT_BODIES[modality.name])
+        async def explain(request: Request, labels: list[str] | None = Query(
+                None, description="labels to explain (repeat for several); default each image's predicted labels")) -> dict:
+            """Grad-CAM heatmap of each label's logit per image, as RGBA PNG data URLs to lay over the image."""
+            uploads = await _image_uploads(request, predictor, max_items=max_items)
+            return await asyncio.to_thread(_explain, uploads, labels, predictor=predictor, max_pixels=max_pixels)
 
     return app
 
@@ -334,25 +331,20 @@ def keep_memory_flat() -> None:
     libc.mallopt(m_trim_threshold, 128 * 1024)
 
 
-def run_server(artifact: str | Path, *, host: str = "127.0.0.1", port: int = 8000, runtime: str = "auto",
-               batch_size: int = 32, **app_options: Any) -> None:
-    """Serve an artifact with uvicorn until interrupted (images: create_app; text/tabular: create_vector_app).
+def run_server(artifact: str | Path, settings: ServeSettings | None = None) -> None:
+    """Serve an artifact with uvicorn until interrupted.
 
     Args:
         artifact: run folder or artifact folder.
-        host, port: where to listen (default loopback only).
-        runtime, batch_size: passed to Predictor ("auto" uses ONNX Runtime when model.onnx is there).
-        app_options: create_app's limits (max_upload_bytes, batch_window_ms, max_images, max_pixels).
+        settings: where to listen, the runtime, batching and the request limits (ServeSettings defaults).
     Raises:
         ConfigError: a bad runtime.
     """
-    predictor = load_predictor(artifact, batch_size=batch_size, runtime=runtime)
-    if isinstance(predictor, Predictor):
-        app = create_app(predictor, **app_options)
-    else:  # text and tabular models: JSON in, a page with a text box
-        from tagnet.serve.vectors import create_vector_app
-
-        app = create_vector_app(predictor, max_upload_bytes=app_options.get("max_upload_bytes", MAX_UPLOAD_BYTES))
+    settings = settings or ServeSettings()
+    predictor = Predictor(artifact, batch_size=settings.batch_size, runtime=settings.runtime)
+    app = create_app(predictor, max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024),
+                     batch_window_ms=settings.batch_window_ms, max_items=settings.max_items, max_pixels=settings.max_pixels)
+    host, port = settings.host, settings.port
     keep_memory_flat()
     print(f"serving {predictor.artifact.path} on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -1,0 +1,272 @@
+"""Images: label files beside an images folder, decoded once into a memory-mapped cache, frozen backbone features."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import io
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader
+
+from tagnet.config import TrainConfig
+from tagnet.data.images import (CachedImageDataset, ImageCache, augmentation, build_image_cache, find_images,
+                                load_image, normalize_batch, resolve_image_paths, to_model_size)
+from tagnet.data.labels import read_labels
+from tagnet.errors import ArtifactError, DataError, RequestError, TagnetError
+from tagnet.features import cached_tensor, encoder_digest
+from tagnet.models import PreprocessConfig, TagnetModel, create_model
+from tagnet.models.base import ProbabilityGraph
+from tagnet.modalities.base import HeadInputs, LabeledInputs, Modality, OnnxGraph, check_items
+
+if TYPE_CHECKING:
+    from tagnet.predict import Predictor
+
+CORRUPT_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError)  # what Pillow raises for damaged files
+ONNX_INPUT = "images"
+ONNX_SAMPLES = (1, 4)
+IMAGE_INPUT = ("float32 {name} (batch, 3, {size}, {size}): RGB resized (bilinear) to {size}x{size}, "
+               "scaled to [0, 1] by x/255, then (x - mean) / std per channel")
+
+
+@dataclasses.dataclass
+class CachedImages:
+    """Rows of an ImageCache, indexable like an array (the inputs of prepared image data)."""
+
+    cache: ImageCache
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: np.ndarray) -> CachedImages:
+        return CachedImages(self.cache, self.rows[index])
+
+
+def preprocess_of(state: dict[str, Any]) -> PreprocessConfig:
+    """The PreprocessConfig an image model's fitted state records."""
+    return PreprocessConfig.from_dict(state)
+
+
+def prepare_image(image: Image.Image | np.ndarray, size: int) -> np.ndarray:
+    """A PIL image or HxWx3 uint8 array -> uint8 (size, size, 3), exactly as the training cache stores it."""
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise DataError(f"an array of {image.dtype} {image.shape}; expected uint8 (height, width, 3)")
+        if image.shape == (size, size, 3):
+            return image  # already prepared (load_image, the server's decoder): resizing would only copy it
+        image = Image.fromarray(image)
+    return to_model_size(image, size)
+
+
+def decode_upload(name: str, data: bytes, *, size: int, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Image bytes -> (uint8 (size, size, 3) as the Predictor prepares files, the image's own (width, height)).
+
+    Raises RequestError: 415 when no image format is recognised, 413 over `max_pixels`, 400 when a recognised
+    image cannot be decoded (truncated or damaged).
+    """
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise RequestError(415, f"{name}: not an image; expected a JPEG, PNG, GIF, BMP, TIFF or WebP file") from None
+    except Image.DecompressionBombError as exc:
+        raise RequestError(413, f"{name}: {exc}") from None
+    except CORRUPT_IMAGE_ERRORS as exc:
+        raise RequestError(400, f"{name}: corrupt image ({exc})") from None
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise RequestError(413, f"{name}: {width}x{height} is {width * height} pixels; expected at most {max_pixels}")
+        try:
+            image.draft("RGB", (size, size))
+            return to_model_size(image, size), (width, height)
+        except CORRUPT_IMAGE_ERRORS as exc:
+            raise RequestError(400, f"{name}: corrupt {image.format} image ({exc})") from None
+
+
+def from_base64(index: int, item: Any) -> tuple[str, bytes]:
+    """One item of a JSON body's "images" (base64, a data: URL or {name, data}) -> (name, bytes)."""
+    name, text = f"image_{index}", item
+    if isinstance(item, dict):
+        name, text = str(item.get("name", name)), item.get("data")
+    if not isinstance(text, str):
+        raise RequestError(400, f"images[{index}] is {type(item).__name__} {str(item)[:60]!r}; expected a base64 "
+                                "string, a data: URL or an object {name, data}")
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        return name, base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(400, f"images[{index}] ({name}) is not valid base64") from None
+
+
+class ImageModality(Modality):
+    """Images: the default modality."""
+
+    name = "image"
+    page = "index.html"
+    request_key = "images"
+    head_widths = (0, 256, 512)
+    mixes_network_inputs = True
+    explainable = True
+    thumbnails = True
+    state_keys = ("image_size", "mean", "std")
+
+    def read(self, path, *, options, images_dir=None, text_column=None, state=None, label_names=None) -> LabeledInputs:
+        """A label file of any format read_labels reads; its items resolved to files under `images_dir`."""
+        table = read_labels(path, **options)
+        paths = np.empty(len(table), dtype=object)
+        paths[:] = resolve_image_paths(table.items, images_dir)
+        return LabeledInputs(table, paths)
+
+    def build_model(self, config: TrainConfig, data: LabeledInputs) -> TagnetModel:
+        return create_model(config.backbone, num_labels=data.table.num_labels, pretrained=config.pretrained,
+                            weights=config.weights, dropout=config.dropout, head_hidden=config.head_hidden,
+                            image_size=config.image_size, ensemble=config.ensemble)
+
+    def resolved_config(self, config: TrainConfig, model: TagnetModel) -> TrainConfig:
+        return config.updated(image_size=model.preprocess.image_size)
+
+    def fit_state(self, model, data, train_rows, *, text_column, read_options) -> dict[str, Any]:
+        """The preprocessing: square size, mean and std (the backbone's)."""
+        return model.preprocess.to_dict()
+
+    def rebuild_model(self, spec, state, *, source) -> TagnetModel:
+        try:
+            preprocess = preprocess_of(state)
+        except TagnetError as exc:
+            raise ArtifactError(f"{source}: {exc}") from None
+        model = create_model(spec["name"], num_labels=spec["num_labels"], pretrained=False, dropout=spec["dropout"],
+                             head_hidden=spec["head_hidden"], image_size=preprocess.image_size,
+                             ensemble=spec.get("ensemble", 1))
+        model.preprocess = preprocess  # the saved preprocessing is authoritative
+        return model
+
+    def prepare(self, data, model, *, cache_dir) -> tuple[LabeledInputs, np.ndarray]:
+        """Every image decoded and resized once into the cache; unreadable ones are dropped into `skipped`."""
+        cache = build_image_cache(list(data.inputs), size=model.preprocess.image_size, cache_dir=cache_dir)
+        kept = np.array([i for i in range(len(data)) if i not in cache.failures], dtype=np.int64)
+        skipped = {str(cache.paths[row]): message for row, message in sorted(cache.failures.items())}
+        return LabeledInputs(data.table.subset(kept), CachedImages(cache, kept), skipped), kept
+
+    def frozen(self, config: TrainConfig) -> bool:
+        """Pretrained backbones other than seed_cnn: a head on their cached features (then optional fine-tuning)."""
+        return config.pretrained and config.backbone != "seed_cnn"
+
+    def head_inputs(self, model, data, state, *, cache_dir, progress) -> HeadInputs:
+        """Pooled backbone features of every image and of its mirror image, float32, cached on disk."""
+        images: CachedImages = data.inputs
+        return HeadInputs(self._features(model, images, cache_dir=cache_dir, flip=False),
+                          self._features(model, images, cache_dir=cache_dir, flip=True))
+
+    @staticmethod
+    def _features(model: TagnetModel, images: CachedImages, *, cache_dir: Path, flip: bool) -> torch.Tensor:
+        # keyed on the backbone only: head settings (dropout, head_hidden, labels) must not force a recompute
+        digest = encoder_digest(model.backbone, model.name, model.preprocess, flip, images.cache.key)
+        digest.update(np.ascontiguousarray(images.rows).tobytes())
+        return cached_tensor(cache_dir, "features", digest, lambda: extract_features(model, images, flip=flip))
+
+    def network_loaders(self, model, train, val, config) -> tuple[DataLoader, DataLoader]:
+        """Augmented uint8 images from the cache (normalised by the training module)."""
+        train_ds = CachedImageDataset(train.inputs.cache, train.inputs.rows, train.table.targets, train.table.known,
+                                      transform=augmentation(config.augment))
+        val_ds = CachedImageDataset(val.inputs.cache, val.inputs.rows, val.table.targets, val.table.known)
+        workers = dict(num_workers=config.num_workers, persistent_workers=config.num_workers > 0)
+        return (DataLoader(train_ds, batch_size=config.batch_size, shuffle=True,
+                           drop_last=len(train_ds) > config.batch_size, **workers),
+                DataLoader(val_ds, batch_size=config.batch_size * 2, **workers))
+
+    def normalization(self, model):
+        return model.preprocess.mean, model.preprocess.std
+
+    def read_unlabeled(self, paths, predictor) -> tuple[list[str], list, dict[str, str]]:
+        """Image files, folders (recursively) and glob patterns."""
+        found = find_images(paths)
+        return [str(path) for path in found], found, {}
+
+    def default_sources(self, items) -> list[str]:
+        return [str(item) if isinstance(item, (str, Path)) else f"image_{i}" for i, item in enumerate(items)]
+
+    def probabilities(self, predictor, items) -> tuple[np.ndarray, list[int], dict[str, str]]:
+        """Image paths, PIL images or uint8 arrays, decoded batch by batch; unreadable files are skipped."""
+        items = check_items(items, what="images")
+        pre = predictor.artifact.preprocess
+        probs, kept, errors = [], [], {}
+        for start in range(0, len(items), predictor.batch_size):
+            arrays = []
+            for i in range(start, min(start + predictor.batch_size, len(items))):
+                item = items[i]
+                try:
+                    if isinstance(item, (str, Path)):
+                        arrays.append(load_image(item, pre.image_size))
+                    elif isinstance(item, (Image.Image, np.ndarray)):
+                        arrays.append(prepare_image(item, pre.image_size))
+                    else:
+                        raise DataError(f"image #{i} is a {type(item).__name__}; expected a path, a PIL image or a "
+                                        "uint8 array")
+                    kept.append(i)
+                except DataError as exc:
+                    if not isinstance(item, (str, Path)):
+                        raise
+                    errors[str(item)] = str(exc)
+            if arrays:
+                batch = torch.from_numpy(np.ascontiguousarray(np.stack(arrays))).permute(0, 3, 1, 2)
+                probs.append(predictor.run(normalize_batch(batch, pre.mean, pre.std)))
+        return (np.concatenate(probs) if probs else np.zeros((0, len(predictor.label_names)), np.float32)), kept, errors
+
+    def request_items(self, body, predictor, *, max_items, max_pixels) -> tuple[list[str], list]:
+        """JSON {"images": [base64 | data: URL | {name, data}, ...]}, decoded (see decode_upload)."""
+        return self.decoded_files(self.json_uploads(body, max_items=max_items), predictor, max_pixels=max_pixels)
+
+    @staticmethod
+    def json_uploads(body: Any, *, max_items: int) -> list[tuple[str, bytes]]:
+        """(name, bytes) of each image of a JSON body {"images": [...]}; raises RequestError."""
+        items = body.get("images") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise RequestError(400, 'JSON body needs "images": a list of base64 strings or {name, data} objects')
+        if len(items) > max_items:
+            raise RequestError(400, f"{len(items)} images in one request; expected at most {max_items}")
+        if not items:
+            raise RequestError(400, "no image in the request; expected multipart file field(s) 'files' or JSON 'images'")
+        return [from_base64(i, item) for i, item in enumerate(items)]
+
+    def decoded_files(self, files: list[tuple[str, bytes]], predictor, *, max_pixels: int) -> tuple[list[str], list]:
+        """(names, prepared uint8 arrays) of uploaded image files."""
+        size = predictor.artifact.preprocess.image_size
+        return [name for name, _ in files], [decode_upload(name, data, size=size, max_pixels=max_pixels)[0]
+                                             for name, data in files]
+
+    def onnx_graph(self, predictor, *, out) -> OnnxGraph:
+        """Normalised float images in; random RGB images are the samples."""
+        pre = predictor.artifact.preprocess
+        pixels = np.random.default_rng(0).integers(0, 256, (sum(ONNX_SAMPLES), pre.image_size, pre.image_size, 3),
+                                                   dtype=np.uint8)
+        samples = [pixels[:ONNX_SAMPLES[0]], pixels[ONNX_SAMPLES[0]:]]
+        inputs = [normalize_batch(torch.from_numpy(s).permute(0, 3, 1, 2), pre.mean, pre.std).contiguous() for s in samples]
+        return OnnxGraph(ProbabilityGraph(predictor.model), ONNX_INPUT, {0: torch.export.Dim("batch")}, samples, inputs,
+                         {"preprocess": json.dumps(pre.to_dict()),
+                          "input": IMAGE_INPUT.format(name=ONNX_INPUT, size=pre.image_size)})
+
+
+def extract_features(model: TagnetModel, images: CachedImages, *, batch_size: int = 64, flip: bool = False) -> torch.Tensor:
+    """Pooled backbone features of cached images (optionally of their mirror images), float32 (N, F).
+
+    Computed in float32, as the Predictor does, so the head is trained on exactly what it will see.
+    """
+    model.eval().to(memory_format=torch.channels_last)  # normalize_batch gives channels-last inputs
+    mean, std = model.preprocess.mean, model.preprocess.std
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            rows = images.rows[start:start + batch_size]
+            batch = torch.from_numpy(np.array(images.cache.array[rows])).permute(0, 3, 1, 2)
+            if flip:
+                batch = batch.flip(-1)
+            chunks.append(model.forward_features(normalize_batch(batch, mean, std)))
+    return torch.cat(chunks) if chunks else torch.zeros(0, model.num_features)

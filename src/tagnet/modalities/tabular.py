@@ -1,0 +1,138 @@
+"""Feature tables (ARFF, CSV): rows standardised with the training rows' mean and std, an MLP head on them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import torch
+
+from tagnet.config import TrainConfig
+from tagnet.data.tabular import (TABULAR_OPTIONS, fit_standardization, read_feature_rows, read_feature_table,
+                                 standardize, table_read_options)
+from tagnet.errors import ArtifactError, DataError, RequestError, TagnetError
+from tagnet.models import TagnetModel, create_model
+from tagnet.models.base import ProbabilityGraph
+from tagnet.modalities.base import HeadInputs, LabeledInputs, Modality, OnnxGraph, SEARCH_RANGES, check_items
+
+ONNX_INPUT = "features"
+TABULAR_INPUT = ("float32 {name} (batch, {count}): raw feature values in feature_names order, NaN for a missing "
+                 "value; the training standardisation is inside the graph")
+LABEL_CHOOSING_OPTIONS = ("label_columns", "label_count", "labels_xml")
+
+
+class TabularModality(Modality):
+    """Rows of numeric features: an ARFF file, or a CSV table with --tabular / --label-count / --labels-xml."""
+
+    name = "tabular"
+    request_key = "rows"
+    head_widths = (128, 256, 512, 1024)
+    search_ranges = {**SEARCH_RANGES, "weight_decay": (1e-5, 1.0, True), "label_smoothing": (0.0, 0.2, False),
+                     "mixup": (0.0, 0.5, False)}
+    state_keys = ("feature_names", "mean", "std")
+
+    def read_options(self, options):
+        return table_read_options(options)
+
+    def read(self, path, *, options, images_dir=None, text_column=None, state=None, label_names=None) -> LabeledInputs:
+        """The labels and features of a table; for a trained model (`state`) exactly its feature and label columns."""
+        if state is None:
+            found = read_feature_table(path, **self.read_options(options))
+        else:  # a model's table: its columns by name; options of label files do not apply and are left out
+            options = {key: value for key, value in super().read_options(options).items() if key in TABULAR_OPTIONS}
+            if not set(LABEL_CHOOSING_OPTIONS) & set(options):
+                options["label_columns"] = label_names
+            options.setdefault("id_column", state.get("id_column"))
+            found = read_feature_table(path, feature_names=state["feature_names"], **options)
+        return LabeledInputs(found.labels, found.features, feature_names=found.feature_names)
+
+    def build_model(self, config: TrainConfig, data: LabeledInputs) -> TagnetModel:
+        return create_model(config.backbone, num_labels=data.table.num_labels, pretrained=False, dropout=config.dropout,
+                            head_hidden=config.head_hidden, input_dim=data.inputs.shape[1], ensemble=config.ensemble)
+
+    def fit_state(self, model, data, train_rows, *, text_column, read_options) -> dict[str, Any]:
+        """Feature names and their mean and std over the rows that train some head; the id column."""
+        mean, std = fit_standardization(data.inputs[train_rows])
+        return {"feature_names": data.feature_names, "mean": mean.tolist(), "std": std.tolist(),
+                "id_column": read_options.get("id_column")}
+
+    def check_state(self, state, *, source) -> None:
+        super().check_state(state, source=source)
+        if not len(state["feature_names"]) == len(state["mean"]) == len(state["std"]):
+            raise ArtifactError(f"{source}: {len(state['feature_names'])} feature names, {len(state['mean'])} means and "
+                                f"{len(state['std'])} stds; expected one of each per feature")
+
+    def rebuild_model(self, spec, state, *, source) -> TagnetModel:
+        return create_model(spec["name"], num_labels=spec["num_labels"], pretrained=False, dropout=spec["dropout"],
+                            head_hidden=spec["head_hidden"], input_dim=len(state["feature_names"]),
+                            ensemble=spec.get("ensemble", 1))
+
+    def head_inputs(self, model, data, state, *, cache_dir, progress) -> HeadInputs:
+        """Every row standardised once (a missing value becomes the training mean)."""
+        return HeadInputs(torch.from_numpy(standardize(data.inputs, np.asarray(state["mean"]), np.asarray(state["std"]))))
+
+    def read_unlabeled(self, paths, predictor) -> tuple[list[str], list, dict[str, str]]:
+        """Every row of ARFF/CSV tables, labelled or not; sources FILE:ITEM."""
+        state = predictor.artifact.state
+        sources, rows, errors = [], [], {}
+        for path in paths:
+            try:
+                items, features = read_feature_rows(path, feature_names=state["feature_names"],
+                                                    id_column=state.get("id_column"))
+            except TagnetError as exc:
+                errors[str(path)] = str(exc)
+                continue
+            sources += [f"{path}:{item}" for item in items]
+            rows += list(features)
+        return sources, rows, errors
+
+    def probabilities(self, predictor, items) -> tuple[np.ndarray, list[int], dict[str, str]]:
+        """Raw feature rows in the training column order (NaN = missing), standardised as in training (inside the
+        graph on ONNX Runtime)."""
+        state = predictor.artifact.state
+        names = state["feature_names"]
+        try:
+            rows = np.asarray(check_items(items, what="feature rows"), dtype=np.float64).reshape(len(items), -1) \
+                if len(items) else np.zeros((0, len(names)))
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"a tabular model takes rows of numbers of equal length (NaN = missing); got {str(items[0])[:60]!r}... ({exc})") from None
+        if rows.shape[1] != len(names):
+            raise DataError(f"feature rows of shape {rows.shape}; the model expects (rows, {len(names)}) with columns "
+                            f"{', '.join(names[:5])}...")
+        inputs = torch.from_numpy(rows.astype(np.float32) if predictor.session is not None
+                                  else standardize(rows, np.asarray(state["mean"]), np.asarray(state["std"])))
+        out = [predictor.run(inputs[start:start + predictor.batch_size])
+               for start in range(0, len(inputs), predictor.batch_size)]
+        probs = np.concatenate(out) if out else np.zeros((0, len(predictor.label_names)), np.float32)
+        return probs, list(range(len(rows))), {}
+
+    def request_items(self, body, predictor, *, max_items, max_pixels) -> tuple[list[str], list]:
+        """JSON {"rows": [[x0, x1, ...], ...]} in the model's feature order, null for a missing value."""
+        rows = body.get("rows") if isinstance(body, dict) else None
+        if not isinstance(rows, list) or not rows:
+            raise RequestError(400, 'a tabular model needs a JSON body {"rows": [...]} with at least one row')
+        if len(rows) > max_items:
+            raise RequestError(400, f"{len(rows)} items in one request; at most {max_items}")
+        try:
+            array = np.asarray(rows, dtype=np.float64)
+        except (ValueError, TypeError) as exc:
+            raise RequestError(400, f'"rows" must be lists of numbers (null = missing) of equal length ({exc})') from None
+        if array.ndim != 2 or array.shape[1] != len(predictor.artifact.state["feature_names"]):
+            raise RequestError(400, f"rows of shape {array.shape}; the model expects "
+                                    f"(rows, {len(predictor.artifact.state['feature_names'])})")
+        return [str(i + 1) for i in range(len(array))], list(array)
+
+    def onnx_graph(self, predictor, *, out) -> OnnxGraph:
+        """Raw feature rows in (standardisation inside); rows drawn around the training mean, one value missing."""
+        state = predictor.artifact.state
+        mean, std = np.asarray(state["mean"]), np.asarray(state["std"])
+        rows = (mean + std * np.random.default_rng(0).standard_normal((5, len(mean)))).astype(np.float32)
+        rows[-1, 0] = np.nan
+        samples = [rows[:1], rows[1:]]
+        return OnnxGraph(ProbabilityGraph(predictor.model, mean=mean, std=std), ONNX_INPUT,
+                         {0: torch.export.Dim("batch")}, [list(s) for s in samples],
+                         [torch.from_numpy(s) for s in samples],
+                         {"feature_names": json.dumps(state["feature_names"]),
+                          "input": TABULAR_INPUT.format(name=ONNX_INPUT, count=len(mean))})
+

@@ -1,0 +1,149 @@
+"""Texts: a column of a label file, all-MiniLM-L6-v2 sentence embeddings (cached) for the head, fine-tuning on token ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from tagnet.data.labels import read_labels_with_texts
+from tagnet.data.text import PadCollate, TokenDataset, read_text_lines
+from tagnet.errors import ConfigError, DataError, RequestError, TagnetError
+from tagnet.features import cached_tensor, encoder_digest
+from tagnet.models.base import ProbabilityGraph
+from tagnet.models import text as text_models
+from tagnet.models.text import SentenceEncoder
+from tagnet.modalities.base import HeadInputs, LabeledInputs, Modality, OnnxGraph, SEARCH_RANGES, check_items
+
+ONNX_INPUT = "input_ids"
+TEXT_INPUT = ("int64 {name} (batch, tokens): WordPiece ids from the tokenizer in {tokenizer} (tokenizers.Tokenizer"
+              ".from_file: [CLS] text [SEP], at most {max_tokens} tokens, padded on the right with id {pad_id})")
+SAMPLE_TEXTS = (("Thanks, you made my day!",), ("ok", "I can't believe they cancelled the show again, this is so "
+                "frustrating and sad.", "What time does the game start tomorrow?", "lol"))
+TABLE_ONLY_OPTIONS = ("label_count", "labels_xml")
+TOKENIZER_SUFFIX = ".tokenizer.json"
+
+
+def tokenizer_path(onnx_path: Path) -> Path:
+    """Where the tokenizer of an exported text model goes: MODEL.tokenizer.json beside MODEL.onnx."""
+    return onnx_path.with_name(onnx_path.name.removesuffix(".onnx") + TOKENIZER_SUFFIX)
+
+
+def as_text_array(texts: list[str]) -> np.ndarray:
+    """Texts as a 1-D object array (indexable by row numbers like every modality's inputs)."""
+    array = np.empty(len(texts), dtype=object)
+    array[:] = texts
+    return array
+
+
+def cached_embeddings(encoder: SentenceEncoder, texts: list[str], *, cache_dir: Path,
+                      progress: bool = False) -> torch.Tensor:
+    """Sentence embeddings (N, width) of `texts`, cached on disk keyed by the encoder's weights and the texts."""
+    digest = encoder_digest(encoder, type(encoder.transformer).__name__, encoder.max_tokens, len(texts))
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    return cached_tensor(cache_dir, "text-embeddings", digest, lambda: text_models.encode_texts(encoder, texts, progress=progress))
+
+
+class TextModality(Modality):
+    """Texts in a column (or JSON key) of a label file."""
+
+    name = "text"
+    request_key = "texts"
+    head_widths = (256, 512, 1024)
+    # few and small inputs: the search also tries strong weight decay, label smoothing and mixup
+    search_ranges = {**SEARCH_RANGES, "weight_decay": (1e-5, 1.0, True), "label_smoothing": (0.0, 0.2, False),
+                     "mixup": (0.0, 0.5, False)}
+    state_keys = ("text_column",)
+
+    def read_options(self, options):
+        options = super().read_options(options)
+        wrong = sorted(set(options) & set(TABLE_ONLY_OPTIONS))
+        if wrong:
+            raise ConfigError(f"option(s) {', '.join(wrong)} apply to feature tables (ARFF/CSV features), not to text files")
+        return options
+
+    def read(self, path, *, options, images_dir=None, text_column=None, state=None, label_names=None) -> LabeledInputs:
+        """A CSV/TSV or JSON(L) label file with the texts in `text_column` (default: the trained model's, read with the
+        training file's options when none are given)."""
+        options = self.read_options(options)
+        if state is not None:
+            text_column = options.pop("text_column", None) or text_column or state["text_column"]
+            options = options or dict(state.get("read_options") or {})
+        if text_column is None:
+            raise ConfigError("text inputs need the column (or JSON key) that holds the text: --text-column")
+        table, texts = read_labels_with_texts(path, text_column, **options)
+        return LabeledInputs(table, as_text_array(texts))
+
+    def fit_state(self, model, data, train_rows, *, text_column, read_options) -> dict[str, Any]:
+        """The text column, the training file's read options (evaluate reads files the same way) and the token limit."""
+        return {"text_column": text_column, "max_tokens": model.backbone.max_tokens,
+                "read_options": {k: str(Path(v).resolve()) if isinstance(v, Path) else v for k, v in read_options.items()}}
+
+    def head_inputs(self, model, data, state, *, cache_dir, progress) -> HeadInputs:
+        """Sentence embeddings of every text, cached on disk (cached_embeddings)."""
+        return HeadInputs(cached_embeddings(model.backbone, list(data.inputs), cache_dir=cache_dir, progress=progress))
+
+    def network_loaders(self, model, train, val, config) -> tuple[DataLoader, DataLoader]:
+        """Token ids padded per batch to its longest text."""
+        encoder: SentenceEncoder = model.backbone
+        collate = PadCollate(encoder.pad_id)
+        return (DataLoader(TokenDataset(encoder.tokenize(list(train.inputs)), train.table.targets, train.table.known),
+                           batch_size=config.batch_size, shuffle=True, collate_fn=collate),
+                DataLoader(TokenDataset(encoder.tokenize(list(val.inputs)), val.table.targets, val.table.known),
+                           batch_size=config.batch_size * 4, collate_fn=collate))
+
+    def read_unlabeled(self, paths, predictor) -> tuple[list[str], list, dict[str, str]]:
+        """Every non-blank line of UTF-8 text files; sources FILE:LINE."""
+        sources, items, errors = [], [], {}
+        for path in paths:
+            try:
+                texts = read_text_lines(path)
+            except TagnetError as exc:
+                errors[str(path)] = str(exc)
+                continue
+            sources += [f"{path}:{n}" for n in range(1, len(texts) + 1)]
+            items += texts
+        return sources, items, errors
+
+    def default_sources(self, items) -> list[str]:
+        return [str(item) for item in items]
+
+    def probabilities(self, predictor, items) -> tuple[np.ndarray, list[int], dict[str, str]]:
+        """Texts, batched by similar length (least padding)."""
+        texts = check_items(items, what="texts")
+        bad = next((i for i, text in enumerate(texts) if not isinstance(text, str)), None)
+        if bad is not None:
+            raise DataError(f"a text model takes strings; text #{bad} is a {type(texts[bad]).__name__}")
+        probs = np.zeros((len(texts), len(predictor.label_names)), np.float32)
+        for rows, ids in predictor.model.backbone.length_batches(texts, predictor.batch_size):
+            probs[rows] = predictor.run(ids)
+        return probs, list(range(len(texts))), {}
+
+    def request_items(self, body, predictor, *, max_items, max_pixels) -> tuple[list[str], list]:
+        """JSON {"texts": ["...", ...]}."""
+        texts = body.get("texts") if isinstance(body, dict) else None
+        if not isinstance(texts, list) or not texts:
+            raise RequestError(400, 'a text model needs a JSON body {"texts": [...]} with at least one text')
+        if len(texts) > max_items:
+            raise RequestError(400, f"{len(texts)} items in one request; at most {max_items}")
+        if not all(isinstance(t, str) for t in texts):
+            raise RequestError(400, 'every entry of "texts" must be a string')
+        return list(texts), list(texts)
+
+    def onnx_graph(self, predictor, *, out: Path) -> OnnxGraph:
+        """Token ids in (the encoder, its mean pooling and the head inside); a few fixed sentences are the samples.
+
+        The tokenizer that makes the ids is written beside `out` by tagnet.export (tokenizer_path)."""
+        encoder: SentenceEncoder = predictor.model.backbone
+        samples = [list(texts) for texts in SAMPLE_TEXTS]
+        axes = {0: torch.export.Dim("batch"), 1: torch.export.Dim("tokens", max=encoder.max_tokens)}
+        tokenizer = tokenizer_path(out).name
+        return OnnxGraph(ProbabilityGraph(predictor.model), ONNX_INPUT, axes, samples,
+                         [encoder.pad(encoder.tokenize(texts)) for texts in samples],
+                         {"input": TEXT_INPUT.format(name=ONNX_INPUT, tokenizer=tokenizer, max_tokens=encoder.max_tokens,
+                                                     pad_id=encoder.pad_id),
+                          "tokenizer": tokenizer, "max_tokens": str(encoder.max_tokens), "pad_token_id": str(encoder.pad_id)})

@@ -1,0 +1,252 @@
+"""Train any modality: read -> split -> model -> heads on a frozen encoder (or the whole network) -> optional
+fine-tuning, kept only if better -> thresholds -> artifact and run folder."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from tagnet import modalities
+from tagnet.artifact import save_artifact
+from tagnet.config import TrainConfig
+from tagnet.data.split import split_table
+from tagnet.data.table import LabelTable
+from tagnet.engine import MultiLabelModule, PhaseResult, default_precision, is_main_process, run_phase, seed_everything
+from tagnet.errors import ConfigError, DataError
+from tagnet.losses import make_loss
+from tagnet.metrics import MetricsReport, evaluate_probabilities
+from tagnet.modalities.base import LabeledInputs, Modality
+from tagnet.models import TagnetModel, head_members, set_backbone_trainable
+from tagnet.run import ARTIFACT_DIR, read_run_start, start_run, write_run_end, write_run_start
+from tagnet.thresholds import Thresholds, fit_thresholds
+
+
+@dataclass
+class TrainResult:
+    """Where a run was written and how it scored on its validation data."""
+
+    run_dir: Path
+    artifact_dir: Path
+    report: MetricsReport
+    thresholds: Thresholds
+    skipped: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def validation_score(targets: np.ndarray, probs: np.ndarray, known: np.ndarray) -> dict[str, float]:
+    """Validation metrics logged each epoch: mAP and micro/macro F1 at 0.5 (NaN once training has diverged)."""
+    if not np.isfinite(probs).all():  # NaN stops training (EarlyStopping's check_finite); the best epoch is kept
+        return {"mAP": float("nan"), "micro_f1": float("nan"), "macro_f1": float("nan")}
+    report = evaluate_probabilities(targets, probs, np.full(targets.shape[1], 0.5),
+                                    label_names=[str(i) for i in range(targets.shape[1])], known=known)
+    return {"mAP": report.mAP, "micro_f1": report.micro_f1, "macro_f1": report.macro_f1}
+
+
+def validation_thresholds(val: dict[str, np.ndarray], config: TrainConfig) -> Thresholds:
+    """The run's thresholds, fitted on its validation targets, probabilities and known-mask as `config` says."""
+    return fit_thresholds(val["targets"], val["probs"], mode=config.threshold_mode, min_positives=config.min_positives,
+                          top_k=config.top_k, fixed=config.fixed_threshold, known=val["known"])
+
+
+def head_splits(table: LabelTable, from_val_file: np.ndarray, config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(training rows, validation rows) of each head. With a --val file every head validates on its rows; otherwise
+    head k holds out its own stratified part (seed + k), so the heads of an ensemble also see different rows."""
+    if from_val_file.any():
+        return [(np.flatnonzero(~from_val_file), np.flatnonzero(from_val_file))] * config.ensemble
+    numbered = LabelTable([str(i) for i in range(len(table))], table.label_names, table.targets, table.known)
+    splits = []
+    for k in range(config.ensemble):
+        parts = split_table(numbered, val=config.val_fraction, seed=config.seed + k)
+        splits.append(tuple(np.array([int(i) for i in parts[name].items], dtype=np.int64) for name in ("train", "val")))
+    return splits
+
+
+def merged_validation(splits: list[tuple[np.ndarray, np.ndarray]], results: list[PhaseResult],
+                      count: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The heads' validation outputs as one: each validation row's probability averaged over the heads that held it
+    out (out of fold). Returns (validation dict, the rows it covers)."""
+    first = results[0].validation
+    total = np.zeros((count, first["probs"].shape[1]))
+    votes = np.zeros(count, dtype=np.int64)
+    targets, known = np.zeros_like(total, dtype=np.float32), np.zeros_like(total, dtype=bool)
+    for (_, val_rows), result in zip(splits, results):
+        total[val_rows] += result.validation["probs"]
+        votes[val_rows] += 1
+        targets[val_rows] = result.validation["targets"]
+        known[val_rows] = result.validation["known"]
+    rows = np.flatnonzero(votes)
+    return {"probs": (total[rows] / votes[rows, None]).astype(np.float32), "targets": targets[rows],
+            "known": known[rows]}, rows
+
+
+def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir: str | Path | None = None,
+          text_column: str | int | None = None, tabular: bool = False, val_labels: str | Path | None = None,
+          config: TrainConfig | None = None, read_options: dict[str, Any] | None = None, modality: str | None = None,
+          console: Console | None = None, progress: bool = True, resume: bool = False,
+          epoch_callback: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train a multi-label model on images, texts or feature rows and write a run folder.
+
+    Args:
+        labels: the training label file: images (any format read_labels reads, with `images_dir`), texts
+            (CSV/TSV/JSON(L) with `text_column`) or a feature table (ARFF, or CSV with `tabular`).
+        out_dir: the run folder: artifact/, metrics.csv (per epoch), metrics.json, config.json, run.json,
+            val_predictions.csv, checkpoints/.
+        images_dir: folder the label file's image paths are relative to.
+        text_column: the column or JSON key holding the text (makes it a text model).
+        tabular: LABELS is a feature table (ARFF files are detected).
+        val_labels: a validation file of the same kind; without it each head holds out a stratified part.
+        config: training settings; unset ones take the modality's defaults (tagnet.config.MODALITY_DEFAULTS).
+        read_options: options for the label-file reader (format, columns, separator, label_count...).
+        modality: "image", "text" or "tabular" instead of detecting it.
+        resume: continue an interrupted run in `out_dir` from its last checkpoints (see resume_training).
+        epoch_callback: called as (epoch, val_mAP) after each validation of every phase; may raise to stop.
+    Returns:
+        TrainResult with the run and artifact folders and the validation report.
+    Raises:
+        DataError, ConfigError, ModelError on bad input (settings are checked before any data is read).
+    """
+    read_options = dict(read_options or {})
+    kind = modalities.get(modality) if modality else modalities.detect(labels, read_options, text_column=text_column,
+                                                                       tabular=tabular)
+    config = (config or TrainConfig()).for_modality(kind.name)
+    config.validate()
+    if config.ensemble > 1 and not kind.frozen(config):
+        raise ConfigError(f"ensemble={config.ensemble}: an ensemble averages heads on a frozen pretrained encoder; "
+                          f"{config.backbone} (pretrained={config.pretrained}) trains the whole network")
+    read_options = kind.read_options(read_options)
+    console = console or Console(stderr=True)
+    started = time.perf_counter()
+    main = is_main_process()
+    run_dir = start_run(out_dir, resume=resume, main=main)
+    seed_everything(config.seed)
+
+    data = kind.read(labels, options=read_options, images_dir=images_dir, text_column=text_column)
+    from_val_file = np.zeros(len(data), dtype=bool)
+    if val_labels is not None:
+        val = kind.read(val_labels, options=read_options, images_dir=images_dir, text_column=text_column)
+        val.table = val.table.aligned_to(data.table.label_names, what=str(val_labels))
+        data, from_val_file = data.followed_by(val), np.r_[from_val_file, np.ones(len(val), dtype=bool)]
+    model = kind.build_model(config, data)
+    config = kind.resolved_config(config, model)
+    if main:
+        write_run_start(run_dir, config=config, labels=labels, modality=kind.name, val_labels=val_labels,
+                        images_dir=images_dir, text_column=text_column, read_options=read_options)
+    cache_dir = Path(config.cache_dir or run_dir / "cache")
+    data, kept = kind.prepare(data, model, cache_dir=cache_dir)
+    from_val_file = from_val_file[kept]
+    if data.skipped:
+        console.print(f"[yellow]skipped {len(data.skipped)} unreadable or missing inputs:[/yellow] "
+                      + "; ".join(list(data.skipped.values())[:5]) + (" ..." if len(data.skipped) > 5 else ""))
+    splits = _checked_splits(data, from_val_file, config, labels)
+    train_rows = np.unique(np.concatenate([rows for rows, _ in splits]))
+    state = kind.fit_state(model, data, train_rows, text_column=text_column, read_options=read_options)
+    own = "" if from_val_file.any() or config.ensemble == 1 else f" (each of the {config.ensemble} heads its own split)"
+    console.print(f"training on {len(splits[0][0])} {kind.name} inputs, validating on {len(splits[0][1])}{own}, "
+                  f"{data.table.num_labels} labels, model {config.backbone}")
+
+    first_train = data.table.subset(splits[0][0])
+    loss = make_loss(config, label_frequency=(first_train.targets * first_train.known).mean(axis=0))
+    phase = dict(config=config, run_dir=run_dir, progress=progress, epoch_callback=epoch_callback, resume=resume)
+    finetuned = False
+    if kind.frozen(config):
+        results = _train_heads(kind, model, data, splits, state, loss=loss, config=config, phase=phase,
+                               cache_dir=cache_dir, progress=progress, console=console)
+        if config.finetune:
+            results, finetuned = _finetune(kind, model, data, splits[0], results, loss=loss, config=config,
+                                           phase=phase, console=console)
+    else:
+        results = [_train_network(kind, model, data, splits[0], loss=loss, config=config, phase=phase, name="train",
+                                  lr=config.lr)]
+    model.eval()
+
+    val, val_rows = merged_validation(splits, results, len(data))
+    thresholds = validation_thresholds(val, config)
+    report = evaluate_probabilities(val["targets"], val["probs"], thresholds, label_names=data.table.label_names,
+                                    known=val["known"])
+    seconds = time.perf_counter() - started
+    if not results[0].is_global_zero:  # other ranks of a distributed run: rank 0 writes the files
+        return TrainResult(run_dir, run_dir / ARTIFACT_DIR, report, thresholds, data.skipped, seconds)
+    best_epoch = max(r.best_epoch for r in results)
+    artifact_dir = save_artifact(run_dir / ARTIFACT_DIR, model=model, modality=kind.name,
+                                 label_names=data.table.label_names, thresholds=thresholds, state=state,
+                                 config=config.to_dict(), metrics=report.summary(),
+                                 extra={"best_epoch": best_epoch, "skipped_inputs": len(data.skipped),
+                                        "finetuned": finetuned})
+    seconds = time.perf_counter() - started
+    write_run_end(run_dir, report_dict=report.to_dict(), best_epoch=best_epoch, seconds=seconds, skipped=data.skipped,
+                  items=[data.table.items[i] for i in val_rows], label_names=data.table.label_names, validation=val)
+    return TrainResult(run_dir, artifact_dir, report, thresholds, data.skipped, seconds)
+
+
+def _checked_splits(data: LabeledInputs, from_val_file: np.ndarray, config: TrainConfig,
+                    labels: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    if len(data) == 0:
+        raise DataError(f"{labels}: no readable inputs left for training")
+    if not from_val_file.any() and len(data) < 2:
+        raise DataError(f"{labels}: need training and validation items, got {len(data)} item(s)")
+    splits = head_splits(data.table, from_val_file, config)
+    if any(len(train) == 0 or len(val) == 0 for train, val in splits):
+        raise DataError(f"{labels}: need training and validation items, got {len(splits[0][0])} and {len(splits[0][1])}")
+    return splits
+
+
+def _train_heads(kind: Modality, model: TagnetModel, data: LabeledInputs, splits: list, state: dict, *, loss,
+                 config: TrainConfig, phase: dict, cache_dir: Path, progress: bool, console: Console) -> list[PhaseResult]:
+    """Each head (one, or an ensemble's members one after another: phases head, head-2, ...) on the frozen encoder's
+    cached output, with its own split and early stopping."""
+    started = time.perf_counter()
+    inputs = kind.head_inputs(model, data, state, cache_dir=cache_dir, progress=progress)
+    console.print(f"frozen {config.backbone} outputs of {len(data)} inputs ready in {time.perf_counter() - started:.1f} s")
+    results = []
+    for k, (head, (train_rows, val_rows)) in enumerate(zip(head_members(model), splits)):
+        module = MultiLabelModule(head, loss, lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
+                                  normalize=None, mixup=config.mixup, score=validation_score)
+        results.append(run_phase(module, inputs.loader(data.table, train_rows, batch_size=config.batch_size, train=True),
+                                 inputs.loader(data.table, val_rows, batch_size=config.batch_size, train=False),
+                                 epochs=config.epochs, phase="head" if k == 0 else f"head-{k + 1}",
+                                 precision="32-true", head_only=True, **phase))
+    return results
+
+
+def _train_network(kind: Modality, model: TagnetModel, data: LabeledInputs, split: tuple, *, loss, config: TrainConfig,
+                   phase: dict, name: str, lr: float) -> PhaseResult:
+    """The whole network trained on raw inputs (the modality's loaders) for one phase."""
+    train_loader, val_loader = kind.network_loaders(model, data.subset(split[0]), data.subset(split[1]), config)
+    module = MultiLabelModule(model, loss, lr=lr, weight_decay=config.weight_decay, schedule=config.schedule,
+                              normalize=kind.normalization(model),
+                              mixup=config.mixup if kind.mixes_network_inputs else 0.0, score=validation_score)
+    epochs = config.finetune_epochs if name == "finetune" else config.epochs
+    return run_phase(module, train_loader, val_loader, epochs=epochs, phase=name, precision=default_precision(config),
+                     **phase)
+
+
+def _finetune(kind: Modality, model: TagnetModel, data: LabeledInputs, split: tuple, results: list[PhaseResult], *,
+              loss, config: TrainConfig, phase: dict, console: Console) -> tuple[list[PhaseResult], bool]:
+    """Fine-tune the whole network from the trained head; keep it only if its validation mAP is at least the head's.
+
+    Returns (the kept phase results, fine-tuned?)."""
+    head_state = copy.deepcopy(model.state_dict())
+    set_backbone_trainable(model, True)
+    tuned = _train_network(kind, model, data, split, loss=loss, config=config, phase=phase, name="finetune",
+                           lr=config.finetune_lr)
+    if tuned.best_score >= results[0].best_score:
+        return [tuned], True
+    console.print(f"fine-tuning reached validation mAP {tuned.best_score:.4f}, below the head alone "
+                  f"({results[0].best_score:.4f}): keeping the head")
+    model.load_state_dict(head_state)
+    return results, False
+
+
+def resume_training(run_dir: str | Path, *, console: Console | None = None, progress: bool = True) -> TrainResult:
+    """Continue an interrupted `train` run from its last checkpoints, with the settings it was started with."""
+    run, config = read_run_start(run_dir)
+    return train(run["labels"], out_dir=run_dir, images_dir=run.get("images_dir"), text_column=run.get("text_column"),
+                 val_labels=run.get("val_labels"), config=config, read_options=run.get("read_options") or {},
+                 modality=run.get("modality", "image"), console=console, progress=progress, resume=True)
