@@ -304,11 +304,12 @@ def _fit_one(y: np.ndarray, scores: np.ndarray, objective: Objective) -> tuple[f
     return _rule_threshold(lower[k], upper[k]), best_value
 
 
-# Guarantees: thresholds on a fixed grid, uniform in logit(p), highest first; the precision tests
-# start at every whole logit (from 8 down to -8), each with 1 - confidence split evenly between them.
+# Guarantees: thresholds on a fixed grid, uniform in logit(p) from 8 to -8, highest first. The
+# precision tests start at each whole logit from 6 to -2 (p from 0.998 to 0.12), where the thresholds
+# for precision targets of calibrated probabilities lie; 1 - confidence is split evenly between them.
 _GRID_LOGITS = np.round(np.arange(8.0, -8.0 - 1e-9, -0.05), 2)
 _GRID = 1.0 / (1.0 + np.exp(-_GRID_LOGITS))
-_STARTS = np.flatnonzero(_GRID_LOGITS == np.round(_GRID_LOGITS))
+_STARTS = np.flatnonzero(np.isin(_GRID_LOGITS, np.arange(6.0, -3.0, -1.0)))
 
 
 def _upper_bound(errors: np.ndarray, n: np.ndarray, delta: float) -> np.ndarray:
@@ -324,20 +325,29 @@ def _upper_bound(errors: np.ndarray, n: np.ndarray, delta: float) -> np.ndarray:
 
 def _certify_precision(y: np.ndarray, scores: np.ndarray, target: float, delta: float) -> tuple[float, float | None]:
     """The lowest grid threshold whose false-discovery rate is certified <= 1 - target with probability
-    >= 1 - delta (Learn-then-Test, fixed-sequence testing from several starts), or (NEVER, the best
-    certified precision) when none is."""
+    >= 1 - delta, or (NEVER, the best precision certified at one start's level) when none is.
+
+    Learn-then-Test with the fallback procedure (Wiens 2003): thresholds are tested from high to low,
+    each start of _STARTS brings delta / len(_STARTS); a threshold is certified when the Clopper-Pearson
+    bound on its false-discovery rate at the level it holds is <= 1 - target, and a certified threshold
+    passes its level on to the next one. One start at the top alone would stop at once: with few
+    predicted items no bound is small."""
     predicted = (scores[None, :] >= _GRID[:, None]).sum(axis=1)
     false = ((scores[None, :] >= _GRID[:, None]) & ~y[None, :]).sum(axis=1)
-    level = delta / len(_STARTS)
-    passed = _upper_bound(false, predicted, level) <= 1 - target + 1e-12
-    certified = np.zeros_like(passed)
-    for start in _STARTS:  # each start tests down the grid until its first failure
-        fail = np.flatnonzero(~passed[start:])
-        stop = start + (fail[0] if len(fail) else len(passed) - start)
-        certified[start:stop] = True
+    share = delta / len(_STARTS)
+    passes = {1: _upper_bound(false, predicted, share) <= 1 - target + 1e-12}  # by the number of starts' levels held
+    weight = np.isin(np.arange(len(_GRID)), _STARTS).astype(int)
+    certified = np.zeros(len(_GRID), dtype=bool)
+    held = 0
+    for i in range(len(_GRID)):
+        held = (held if i and certified[i - 1] else 0) + weight[i]
+        if held:
+            if held not in passes:
+                passes[held] = _upper_bound(false, predicted, held * share) <= 1 - target + 1e-12
+            certified[i] = passes[held][i]
     if certified.any():
         return float(_GRID[np.flatnonzero(certified)[-1]]), None
-    return NEVER, float(max(0.0, 1 - _upper_bound(false, predicted, level).min()))
+    return NEVER, float(max(0.0, 1 - _upper_bound(false, predicted, share).min()))
 
 
 def _certify_recall(y: np.ndarray, scores: np.ndarray, target: float, delta: float) -> tuple[float, float | None]:
