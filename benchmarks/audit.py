@@ -61,9 +61,12 @@ def main() -> None:
         top = issues[:args.top]
         found_items = {int(issue.item) for issue in top} & bad_items
         found_cells = {(int(issue.item), names.index(issue.label)) for issue in top} & bad_cells
+        missing = sum(y[i, j] == 1 for i, j in found_cells) / 30
         rows.append((len(found_items) / len(bad_items), len(found_cells) / len(bad_cells), len(issues), oof, total))
-        print(f"seed {seed}: items recalled {rows[-1][0]:.3f}, cells {rows[-1][1]:.3f} in the top {args.top}; "
-              f"{len(issues)} issues flagged; out-of-fold {oof:.2f} s, total {total:.2f} s")
+        below = np.mean([probs[i, j] < 0.5 for i, j in bad_cells if y[i, j] == 1])
+        print(f"seed {seed}: items recalled {rows[-1][0]:.3f}, cells {rows[-1][1]:.3f} (removed tags {missing:.3f}, "
+              f"added tags {2 * rows[-1][1] - missing:.3f}) in the top {args.top}; {len(issues)} issues flagged; "
+              f"removed tags with p < 0.5: {below:.2f}; out-of-fold {oof:.2f} s, total {total:.2f} s")
     mean = [statistics.mean(r[k] for r in rows) for k in range(5)]
     print(f"mean over {len(rows)} seeds: items {mean[0]:.3f}, cells {mean[1]:.3f}, flagged {mean[2]:.0f}, "
           f"out-of-fold {mean[3]:.2f} s, total {mean[4]:.2f} s")
