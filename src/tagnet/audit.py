@@ -1,0 +1,153 @@
+"""Likely label errors (missing and wrong tags) from out-of-fold probabilities, with cleanlab."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from tagnet.data.tabular import fit_standardization, standardize
+from tagnet.errors import ConfigError, DataError
+
+ISSUE_COLUMNS = ("item", "label", "issue", "given", "probability", "score")
+
+
+@dataclass(frozen=True)
+class LabelIssue:
+    """One likely error: `label` of `item` is "missing" (given 0, probably present) or "wrong"
+    (given 1, probably absent); `score` in [0, 1], higher = more likely an error."""
+
+    item: str
+    label: str
+    issue: str
+    given: int
+    probability: float
+    score: float
+
+
+def _checked(targets: np.ndarray, probs: np.ndarray | None,
+             known: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Targets (bool), probabilities and known mask as arrays of one shape (items, labels).
+
+    Raises:
+        DataError: the shapes disagree.
+    """
+    y = np.asarray(targets).astype(bool)
+    mask = np.ones(y.shape, dtype=bool) if known is None else np.asarray(known, dtype=bool)
+    p = None if probs is None else np.asarray(probs, dtype=np.float64)
+    if y.ndim != 2 or mask.shape != y.shape or (p is not None and p.shape != y.shape):
+        raise DataError(f"targets {y.shape}, probabilities {None if p is None else p.shape} and known {mask.shape} "
+                        "must all have shape (items, labels)")
+    return y, p, mask
+
+
+def out_of_fold_probabilities(
+    features: np.ndarray,
+    targets: np.ndarray,
+    known: np.ndarray | None = None,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    c: float | Sequence[float] = (0.01, 0.1, 1.0),
+) -> np.ndarray:
+    """Out-of-fold probabilities (n_items, n_labels) of one-vs-rest logistic regressions on features.
+
+    For precomputed features (image backbone features, sentence embeddings, table rows): the items are
+    split into `folds` folds by multi-label stratification; each fold's probabilities come from models
+    trained on the other folds (standardised there), one per label, on the rows where the label is known.
+    A label with one class only in the training rows gets that class's share as its probability.
+
+    Args:
+        features: (n_items, n_features) numbers (NaN = missing, standardised to the mean).
+        targets: (n_items, n_labels) 0/1; known: False where a value is unknown.
+        c: inverse L2 regularisation strength of scikit-learn's LogisticRegression, or several: the one
+            whose out-of-fold probabilities have the lowest log loss over the known cells is used.
+    Raises:
+        ConfigError: folds < 2 or more folds than items, or a c <= 0; DataError: shapes disagree.
+    """
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+    from sklearn.linear_model import LogisticRegression
+
+    y, _, mask = _checked(targets, None, known)
+    x = np.asarray(features, dtype=np.float64)
+    cs = [float(c)] if np.isscalar(c) else [float(v) for v in c]
+    if x.ndim != 2 or len(x) != len(y):
+        raise DataError(f"features {x.shape} must have shape (items, features) with {len(y)} items")
+    if not 2 <= folds <= len(y):
+        raise ConfigError(f"folds={folds} must be from 2 to the number of items ({len(y)})")
+    if not cs or min(cs) <= 0:
+        raise ConfigError(f"c={c!r} must be one or more numbers > 0")
+    present = y & mask
+    strata = np.column_stack([present, ~present]) if present.shape[1] == 1 else present
+    splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    probs = np.zeros((len(cs), *y.shape))
+    for train, held in splitter.split(x, strata.astype(int)):
+        mean, std = fit_standardization(x[train])
+        x_train, x_held = standardize(x[train], mean, std), standardize(x[held], mean, std)
+        for j in range(y.shape[1]):
+            rows = mask[train, j]
+            labels = y[train[rows], j]
+            if labels.all() or not labels.any():
+                probs[:, held, j] = labels.mean() if len(labels) else 0.5
+                continue
+            for k, strength in enumerate(cs):
+                model = LogisticRegression(C=strength, max_iter=2000).fit(x_train[rows], labels)
+                probs[k, held, j] = model.predict_proba(x_held)[:, 1]
+    clipped = np.clip(probs[:, mask], 1e-12, 1 - 1e-12)
+    log_loss = -np.where(y[mask], np.log(clipped), np.log1p(-clipped)).mean(axis=1)
+    return probs[int(np.argmin(log_loss))]
+
+
+def find_label_issues(
+    targets: np.ndarray,
+    probs: np.ndarray,
+    known: np.ndarray | None = None,
+    *,
+    items: Sequence[str],
+    label_names: Sequence[str],
+) -> list[LabelIssue]:
+    """Likely label errors, most likely first: cleanlab's confident learning per label
+    (cleanlab.multilabel_classification: find_multilabel_issues_per_class flags the cells,
+    get_label_quality_scores_per_class scores them; score = 1 - label quality).
+
+    Unknown cells are never reported; cleanlab sees them as the model's own guess (p >= 0.5), which
+    agrees with the model and so is no issue.
+
+    Args:
+        targets: (n_items, n_labels) given 0/1 labels.
+        probs: (n_items, n_labels) out-of-fold probabilities (from models that never saw the item).
+        known: False where a value is unknown.
+    Returns:
+        LabelIssue rows sorted by score, highest first (ties: item order, then label order).
+    Raises:
+        DataError: shapes disagree, or the items or label names do not match them.
+    """
+    from cleanlab.multilabel_classification.filter import find_multilabel_issues_per_class
+    from cleanlab.multilabel_classification.rank import get_label_quality_scores_per_class
+
+    y, p, mask = _checked(targets, probs, known)
+    if len(items) != len(y) or len(label_names) != y.shape[1]:
+        raise DataError(f"{len(items)} items and {len(label_names)} label names for targets of shape {y.shape}")
+    given = np.where(mask, y, p >= 0.5)
+    labels = [np.flatnonzero(row).tolist() for row in given]
+    flagged = np.asarray(find_multilabel_issues_per_class(labels=labels, pred_probs=p), dtype=bool) & mask
+    quality = np.asarray(get_label_quality_scores_per_class(labels=labels, pred_probs=p), dtype=np.float64)
+    cells = np.argwhere(flagged)
+    order = np.argsort(quality[flagged], kind="stable")
+    return [LabelIssue(str(items[i]), str(label_names[j]), "wrong" if given[i, j] else "missing", int(given[i, j]),
+                       float(p[i, j]), float(1 - quality[i, j])) for i, j in cells[order]]
+
+
+def write_label_issues(issues: Sequence[LabelIssue], path: str | Path) -> Path:
+    """Write issues as CSV with columns item, label, issue, given, probability, score; returns `path`."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(ISSUE_COLUMNS)
+        for issue in issues:
+            writer.writerow([issue.item, issue.label, issue.issue, issue.given, f"{issue.probability:.4f}", f"{issue.score:.4f}"])
+    return path

@@ -1,0 +1,168 @@
+"""Calibrated probabilities: per-label temperature scaling, expected calibration error, reliability diagrams."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tagnet.errors import ArtifactError, ConfigError, DataError
+
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+_EPS = 1e-12
+
+
+def _logits(probs: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(probs, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def _checked(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Targets (bool), probabilities and known mask of one shape (items, labels).
+
+    Raises:
+        DataError: the shapes disagree or a probability is outside [0, 1].
+    """
+    y = np.asarray(targets).astype(bool)
+    p = np.asarray(probs, dtype=np.float64)
+    mask = np.ones(y.shape, dtype=bool) if known is None else np.asarray(known, dtype=bool)
+    if y.ndim != 2 or p.shape != y.shape or mask.shape != y.shape:
+        raise DataError(f"targets {y.shape}, probabilities {p.shape} and known {mask.shape} must all have shape (items, labels)")
+    bad = ~((p >= 0) & (p <= 1))
+    if bad.any():
+        i, j = map(int, np.argwhere(bad)[0])
+        raise DataError(f"probability [{i}, {j}] = {float(p[i, j])!r} is not a number from 0 to 1")
+    return y, p, mask
+
+
+@dataclass(frozen=True)
+class TemperatureScaling:
+    """Per-label temperatures: calibrated p_j = sigmoid(logit(p_j) / temperatures[j])."""
+
+    temperatures: list[float]
+
+    def apply(self, probs: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (float64, same shape as `probs` (items, labels)).
+
+        Raises:
+            ConfigError: `probs` has another number of labels.
+        """
+        p = np.asarray(probs, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != len(self.temperatures):
+            raise ConfigError(f"probabilities of shape {p.shape}: expected (items, {len(self.temperatures)})")
+        return 1.0 / (1.0 + np.exp(-_logits(p) / np.asarray(self.temperatures)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict; from_dict reads it back."""
+        return {"method": "temperature", "temperatures": [float(t) for t in self.temperatures]}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, num_labels: int | None = None, source: str = "calibration") -> "TemperatureScaling":
+        """Read what to_dict wrote.
+
+        Raises:
+            ArtifactError: not a temperature object, or a temperature that is not a number > 0.
+        """
+        if not isinstance(data, dict) or data.get("method") != "temperature" or not isinstance(data.get("temperatures"), list):
+            raise ArtifactError(f"{source}: expected {{\"method\": \"temperature\", \"temperatures\": [...]}}, got {data!r:.80}")
+        values = data["temperatures"]
+        for j, t in enumerate(values):
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(t) and t > 0):
+                raise ArtifactError(f"{source}: temperatures[{j}]={t!r} is not a number > 0")
+        if num_labels is not None and len(values) != num_labels:
+            raise ArtifactError(f"{source}: {len(values)} temperatures for {num_labels} labels")
+        return cls([float(t) for t in values])
+
+
+def fit_temperature(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None = None) -> TemperatureScaling:
+    """Per label, the temperature in TEMPERATURE_BOUNDS minimising the negative log-likelihood of the
+    known cells (scipy's bounded scalar search over log T); 1 for labels without both a known positive
+    and a known negative.
+
+    Args:
+        targets: (n_items, n_labels) 0/1; probs: validation (or out-of-fold) probabilities; known: False where unknown.
+    Raises:
+        DataError: the shapes disagree.
+    """
+    from scipy.optimize import minimize_scalar
+
+    y, p, mask = _checked(targets, probs, known)
+    z = _logits(p)
+    temperatures = []
+    for j in range(y.shape[1]):
+        yj, zj = y[mask[:, j], j], z[mask[:, j], j]
+        if yj.all() or not yj.any():
+            temperatures.append(1.0)
+            continue
+        signed = np.where(yj, zj, -zj)
+
+        def nll(log_t: float) -> float:
+            return float(np.logaddexp(0.0, -signed / math.exp(log_t)).mean())
+
+        found = minimize_scalar(nll, bounds=tuple(math.log(b) for b in TEMPERATURE_BOUNDS), method="bounded",
+                                options={"xatol": 1e-6})
+        temperatures.append(float(math.exp(found.x)))
+    return TemperatureScaling(temperatures)
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Reliability-diagram data per label over equal-width probability bins.
+
+    Attributes:
+        edges: bins + 1 bin edges from 0 to 1 (bin b holds edges[b] <= p < edges[b + 1]; the last holds p = 1).
+        count: (n_labels, bins) known cells per bin.
+        mean_probability: (n_labels, bins) mean predicted probability per bin (NaN where empty).
+        positive_rate: (n_labels, bins) share of positives per bin (NaN where empty).
+    """
+
+    edges: np.ndarray
+    count: np.ndarray
+    mean_probability: np.ndarray
+    positive_rate: np.ndarray
+
+    @property
+    def ece(self) -> np.ndarray:
+        """Expected calibration error per label: sum over bins of count share x |mean probability - positive rate|."""
+        gap = np.nan_to_num(np.abs(self.mean_probability - self.positive_rate))
+        total = self.count.sum(axis=1)
+        return np.divide((self.count * gap).sum(axis=1), total, out=np.full(len(total), np.nan), where=total > 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able lists (None for empty bins), for a report to draw."""
+        def rows(a: np.ndarray) -> list[list[float | None]]:
+            return [[None if np.isnan(v) else float(v) for v in row] for row in a]
+        return {"edges": self.edges.tolist(), "count": self.count.tolist(), "mean_probability": rows(self.mean_probability),
+                "positive_rate": rows(self.positive_rate), "ece": [None if np.isnan(v) else float(v) for v in self.ece]}
+
+
+def reliability(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None = None, *, bins: int = 15) -> Reliability:
+    """Reliability-diagram data of each label's probabilities on its known cells.
+
+    Raises:
+        ConfigError: bins < 1; DataError: the shapes disagree.
+    """
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ConfigError(f"bins={bins!r} is not an integer >= 1")
+    y, p, mask = _checked(targets, probs, known)
+    index = np.minimum((p * bins).astype(np.int64), bins - 1)
+    count = np.zeros((y.shape[1], bins))
+    sum_p, sum_y = np.zeros_like(count), np.zeros_like(count)
+    for j in range(y.shape[1]):
+        rows = mask[:, j]
+        count[j] = np.bincount(index[rows, j], minlength=bins)
+        sum_p[j] = np.bincount(index[rows, j], weights=p[rows, j], minlength=bins)
+        sum_y[j] = np.bincount(index[rows, j], weights=y[rows, j].astype(np.float64), minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return Reliability(np.linspace(0.0, 1.0, bins + 1), count.astype(np.int64), sum_p / count, sum_y / count)
+
+
+def ece(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None = None, *, bins: int = 15) -> np.ndarray:
+    """Expected calibration error per label (equal-width bins; NaN for a label with no known cell).
+
+    Raises:
+        ConfigError: bins < 1; DataError: the shapes disagree.
+    """
+    return reliability(targets, probs, known, bins=bins).ece

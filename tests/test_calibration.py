@@ -1,0 +1,82 @@
+"""Tests of temperature scaling, expected calibration error and reliability-diagram data."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tagnet.calibration import TemperatureScaling, ece, fit_temperature, reliability
+from tagnet.errors import ArtifactError, ConfigError, DataError
+
+
+def test_ece_and_reliability_hand_case():
+    y = np.array([[0], [1], [1], [1], [0]])
+    p = np.array([[0.1], [0.1], [0.9], [0.9], [0.5]])
+    # bins [0, 0.5) and [0.5, 1]: {0.1, 0.1} mean 0.1, 1 of 2 positive; {0.9, 0.9, 0.5} mean 0.7667, 2 of 3
+    assert ece(y, p, bins=2) == pytest.approx([2 / 5 * 0.4 + 3 / 5 * abs(2.3 / 3 - 2 / 3)])
+    r = reliability(y, p, bins=2)
+    assert r.edges.tolist() == [0.0, 0.5, 1.0] and r.count.tolist() == [[2, 3]]
+    assert r.mean_probability == pytest.approx(np.array([[0.1, 2.3 / 3]]))
+    assert r.positive_rate == pytest.approx(np.array([[0.5, 2 / 3]]))
+    data = json.loads(json.dumps(reliability(y, p, bins=4).to_dict()))
+    assert data["count"] == [[2, 0, 1, 2]] and data["mean_probability"][0][1] is None
+    assert data["ece"] == pytest.approx([2 / 5 * 0.4 + 1 / 5 * 0.5 + 2 / 5 * 0.1])
+
+
+def test_ece_skips_unknown_cells_and_uses_fifteen_bins():
+    rng = np.random.default_rng(0)
+    p = rng.random((200, 2))
+    y = (rng.random((200, 2)) < p).astype(np.uint8)
+    known = rng.random((200, 2)) < 0.7
+    manual = []
+    for j in range(2):
+        pj, yj = p[known[:, j], j], y[known[:, j], j]
+        b = np.minimum((pj * 15).astype(int), 14)
+        manual.append(sum((b == k).sum() / len(pj) * abs(pj[b == k].mean() - yj[b == k].mean()) for k in range(15) if (b == k).any()))
+    assert ece(y, p, known) == pytest.approx(manual)
+    assert np.isnan(ece(y, p, np.zeros_like(known))).all()
+
+
+def test_temperature_undoes_overconfidence_and_minimises_the_nll():
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 2, (4000, 2))
+    y = rng.random(z.shape) < 1 / (1 + np.exp(-z))
+    probs = 1 / (1 + np.exp(-z * [3.0, 0.5]))  # label 0 overconfident x3, label 1 underconfident x0.5
+    scaling = fit_temperature(y, probs)
+    assert scaling.temperatures == pytest.approx([3.0, 0.5], rel=0.1)
+    for j in range(2):  # the NLL on a fine grid of temperatures is lowest at the fitted one
+        grid = np.exp(np.linspace(np.log(0.05), np.log(20), 4001))
+        logit = np.log(probs[:, j] / (1 - probs[:, j]))
+        nll = [np.mean(np.logaddexp(0, -np.where(y[:, j], logit, -logit) / t)) for t in grid]
+        assert scaling.temperatures[j] == pytest.approx(grid[int(np.argmin(nll))], rel=2e-3)
+    calibrated = scaling.apply(probs)
+    assert (ece(y, calibrated) < ece(y, probs) / 3).all()
+    assert calibrated == pytest.approx(1 / (1 + np.exp(-z * [3.0, 0.5] / scaling.temperatures)))
+
+
+def test_labels_without_both_classes_keep_temperature_one_and_state_round_trips():
+    y = np.array([[1, 0], [1, 0], [0, 0], [1, 0]])
+    p = np.array([[0.9, 0.2], [0.6, 0.1], [0.3, 0.3], [0.8, 0.01]])
+    scaling = fit_temperature(y, p)
+    assert scaling.temperatures[1] == 1.0
+    assert TemperatureScaling.from_dict(json.loads(json.dumps(scaling.to_dict())), num_labels=2) == scaling
+    assert fit_temperature(y, p, known=np.array([[1, 1], [1, 1], [0, 1], [1, 1]], bool)).temperatures == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"method": "platt", "temperatures": [1.0]}, "expected"), ({"method": "temperature", "temperatures": [0.0]}, r"temperatures\[0\]=0.0"),
+    ({"method": "temperature", "temperatures": ["a"]}, r"temperatures\[0\]='a'"),
+    ({"method": "temperature", "temperatures": [1.0, 2.0]}, "2 temperatures for 1 labels"),
+])
+def test_bad_state_is_rejected(data, message):
+    with pytest.raises(ArtifactError, match=message):
+        TemperatureScaling.from_dict(data, num_labels=1, source="run/tagnet.json")
+
+
+def test_bad_inputs_are_rejected():
+    with pytest.raises(ConfigError, match="bins=0"):
+        ece(np.zeros((2, 1)), np.zeros((2, 1)), bins=0)
+    with pytest.raises(DataError, match=r"probability \[1, 0\] = 1.5"):
+        fit_temperature(np.zeros((2, 1)), np.array([[0.5], [1.5]]))
+    with pytest.raises(ConfigError, match="expected"):
+        TemperatureScaling([1.0]).apply(np.zeros((2, 3)))
