@@ -19,3 +19,7 @@ class ArtifactError(TagnetError):
 
 class ModelError(TagnetError):
     """A model name is unknown or its weights cannot be loaded."""
+
+
+class Interrupted(TagnetError):
+    """Training was stopped (Ctrl+C); the run folder can be resumed."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -32,12 +31,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        except Exception as exc:  # the restricted unpickler raises IndexError, KeyError, ... on foreign bytes
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(
                 f"weights file {path} is not a torch state dict that loads with weights_only=True "
-                f"(tensors only, no code): {first_line}"
-            ) from exc
+                f"(tensors only, no code): {first_line}; expected a .safetensors file or a .pth/.pt state dict"
+            ) from None
     if not isinstance(state, Mapping) or not all(
         isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
     ):
