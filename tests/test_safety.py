@@ -1,7 +1,10 @@
 """Safe with what users have: foreign checkpoints never run code, full disks and interrupts give one line."""
 
+import errno
+import os
 import pickle
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -9,7 +12,9 @@ import torch
 
 from tagnet.cli import main
 from tagnet.config import TrainConfig
-from tagnet.errors import ArtifactError, Interrupted, ModelError
+from tagnet.data import images
+from tagnet.data.images import MAX_IMAGE_SIZE, build_image_cache
+from tagnet.errors import ArtifactError, ConfigError, DataError, Interrupted, ModelError
 from tagnet.models.weights import read_state_dict
 from tagnet.train import resume_training, train
 
@@ -110,3 +115,79 @@ def test_weights_file_that_is_not_weights_is_a_model_error(tmp_path):
     with pytest.raises(ModelError, match="weights_only=True"):
         read_state_dict(evil)
     assert not marker.exists()
+
+
+def _images(synthetic_data, n=6):
+    return sorted(synthetic_data.images_dir.iterdir())[:n]
+
+
+def test_full_disk_while_reserving_the_cache_is_one_data_error(synthetic_data, tmp_path, monkeypatch):
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    with pytest.raises(DataError) as full:
+        build_image_cache(_images(synthetic_data), size=32, cache_dir=tmp_path)
+    message = str(full.value)
+    assert message.startswith(f"not enough disk space in {tmp_path} for the image cache (6 images at 32x32 px): "
+                              "needs 18.0 KiB, ") and " free;" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_too_little_free_space_is_refused_before_writing(synthetic_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(DataError, match=r"for the image cache \(6 images at 32x32 px\): needs 18.0 KiB, 1000 bytes free"):
+        build_image_cache(_images(synthetic_data), size=32, cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_through_the_cli_is_one_line(synthetic_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    err = _one_line_error(monkeypatch, capsys, ["train", str(synthetic_data.labels_csv), "--images",
+                                                str(synthetic_data.images_dir), "--backbone", "seed_cnn",
+                                                "--no-pretrained", "--image-size", "32", "--out", str(tmp_path / "run")])
+    assert err.startswith("error: not enough disk space in ") and "1000 bytes free" in err
+
+
+def test_ctrl_c_while_decoding_leaves_no_temporary_file(synthetic_data, tmp_path, monkeypatch):
+    decode = images.load_image
+
+    def interrupted(path, size):
+        if path.name == _images(synthetic_data)[3].name:
+            raise KeyboardInterrupt
+        return decode(path, size)
+
+    monkeypatch.setattr(images, "load_image", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_image_cache(_images(synthetic_data), size=32, cache_dir=tmp_path, workers=1)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(images, "load_image", decode)
+    cache = build_image_cache(_images(synthetic_data), size=32, cache_dir=tmp_path)
+    assert cache.array.shape == (6, 32, 32, 3) and cache.array.any() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_stale_cache_files_of_dead_processes_are_cleared(synthetic_data, tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = [tmp_path / f"images-32-0123456789abcdef.u8.{images._HOST}-{dead.pid}.tmp",
+             tmp_path / f"images-32-0123456789abcdef.{dead.pid}.tmp"]  # as older tagnet named them
+    kept = [tmp_path / f"images-32-0123456789abcdef.u8.{images._HOST}-{os.getpid()}.tmp",  # alive
+            tmp_path / f"images-32-0123456789abcdef.u8.otherhost-{dead.pid}.tmp"]  # another machine's
+    for path in stale + kept:
+        path.write_bytes(b"x")
+    build_image_cache(_images(synthetic_data), size=32, cache_dir=tmp_path)
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+
+
+def test_image_size_is_bounded_where_the_cache_allocates(synthetic_data, tmp_path):
+    with pytest.raises(ConfigError, match=rf"image_size=5000: expected 1 to {MAX_IMAGE_SIZE} px per side"):
+        build_image_cache(_images(synthetic_data), size=5000, cache_dir=tmp_path)
+
+
+def test_file_system_without_fallocate_still_builds_the_cache(synthetic_data, tmp_path, monkeypatch):
+    def unsupported(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    cache = build_image_cache(_images(synthetic_data), size=32, cache_dir=tmp_path)
+    assert cache.array.shape == (6, 32, 32, 3) and cache.failures == {}

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from tagnet.config import TrainConfig
+from tagnet.data.images import ensure_free_space
 from tagnet.engine.module import MultiLabelModule
 from tagnet.errors import ArtifactError, Interrupted
 
@@ -109,11 +110,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_free_space(path.parent, _tensor_bytes(checkpoint), f"checkpoint {path.name}")
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
         """torch.load with weights_only=True, whatever the caller asks; raises ArtifactError for anything else."""
@@ -130,6 +135,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return checkpoint
 
 
+def _tensor_bytes(value) -> int:
+    """Bytes of the tensors and arrays in nested dicts/lists: about their size on disk."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
 def is_main_process() -> bool:
     """True unless this process is a non-zero rank of a distributed run (torchrun, SLURM or Lightning)."""
     for name in ("RANK", "SLURM_PROCID"):
@@ -140,6 +156,7 @@ def is_main_process() -> bool:
 
 def _write_done(ckpt_dir: Path, best: "BestWeights", epochs_run: int) -> None:
     """Mark a phase finished: its best weights (safetensors) and validation outputs (npz, no pickle)."""
+    ensure_free_space(ckpt_dir, _tensor_bytes([best.state, best.validation]), "the best epoch's weights")
     save_file({k: v.contiguous() for k, v in best.state.items()}, ckpt_dir / ".best.tmp")
     os.replace(ckpt_dir / ".best.tmp", ckpt_dir / "best.safetensors")
     with open(ckpt_dir / ".validation.tmp", "wb") as handle:
