@@ -1,20 +1,27 @@
 """Safe with what users have: foreign checkpoints never run code, full disks and interrupts give one line."""
 
 import errno
+import json
 import os
 import pickle
 import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tagnet.cli import main
 from tagnet.config import TrainConfig
 from tagnet.data import images
 from tagnet.data.images import MAX_IMAGE_SIZE, build_image_cache
-from tagnet.errors import ArtifactError, ConfigError, DataError, Interrupted, ModelError
+from tagnet.data.labels import read_labels
+from tagnet.data.table import LabelTable
+from tagnet.errors import ArtifactError, ConfigError, DataError, Interrupted, ModelError, TagnetError
 from tagnet.models.weights import read_state_dict
 from tagnet.train import resume_training, train
 
@@ -191,3 +198,64 @@ def test_file_system_without_fallocate_still_builds_the_cache(synthetic_data, tm
     monkeypatch.setattr(os, "posix_fallocate", unsupported)
     cache = build_image_cache(_images(synthetic_data), size=32, cache_dir=tmp_path)
     assert cache.array.shape == (6, 32, 32, 3) and cache.failures == {}
+
+
+def test_deeply_nested_json_is_one_line(tmp_path, monkeypatch, capsys):
+    deep = tmp_path / "labels.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match=rf"^{deep}: JSON nested too deeply \(Python reads about 1000 levels"):
+        read_labels(deep)
+    lines = tmp_path / "labels.jsonl"
+    lines.write_text('{"image": "a.png", "labels": ["x"]}\n' + '{"a": ' * 5000 + "1" + "}" * 5000 + "\n")
+    with pytest.raises(DataError, match=r"^labels.jsonl line 2: JSON nested too deeply"):
+        read_labels(lines)
+    huge = tmp_path / "huge.json"
+    huge.write_text('[{"image": ' + "7" * 5000 + ', "labels": []}]')
+    with pytest.raises(DataError, match=r"JSON holds a number with more than \d+ digits"):
+        read_labels(huge)
+    err = _one_line_error(monkeypatch, capsys, ["train", str(deep), "--out", str(tmp_path / "run")])
+    assert err.startswith(f"error: {deep}: JSON nested too deeply")
+
+
+def test_coco_ids_that_are_lists_or_mixed_are_data_errors(tmp_path):
+    coco = tmp_path / "coco.json"
+    coco.write_text(json.dumps({"images": [{"id": [1], "file_name": "a.png"}], "annotations": [],
+                                "categories": [{"id": 1, "name": "cat"}]}))
+    with pytest.raises(DataError, match=r"images\[0\] has id \[1\]; expected a number or a string"):
+        read_labels(coco)
+    coco.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png"}],
+                                "annotations": [{"image_id": 1, "category_id": 9}],
+                                "categories": [{"id": 1, "name": "cat"}, {"id": "2", "name": "dog"}]}))
+    with pytest.raises(DataError, match=r"category_id 9, expected one of \[1, '2'\]"):
+        read_labels(coco)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["image", "labels", "id", "file_name", "name", "image_id", "category_id"]), inner, max_size=4),
+    max_leaves=12)
+_VALUE = st.integers(-1, 2) | st.sampled_from(["a", "b", "1"]) | _JSON
+_COCO = st.fixed_dictionaries({
+    "images": st.lists(st.fixed_dictionaries({"id": _VALUE, "file_name": _VALUE}), max_size=3),
+    "annotations": st.lists(st.fixed_dictionaries({"image_id": _VALUE, "category_id": _VALUE}), max_size=3),
+    "categories": st.lists(st.fixed_dictionaries({"id": _VALUE, "name": _VALUE}), max_size=3)})
+_RECORDS = st.lists(st.fixed_dictionaries({"image": _VALUE, "labels": st.lists(_VALUE, max_size=3) | _VALUE}), max_size=4)
+_CSV_PIECES = list('ab01-., ;|\t"\n\r\\[]{}:') + ["image", "labels", "id", "\ufeff", "é", "1.0", "-1", "\x00"]
+_CONTENT = st.one_of(
+    st.binary(max_size=300),
+    st.lists(st.sampled_from(_CSV_PIECES), max_size=60).map(lambda pieces: "".join(pieces).encode()),
+    st.one_of(_JSON, _COCO, _RECORDS).map(lambda value: json.dumps(value).encode()),
+    _RECORDS.map(lambda records: "\n".join(json.dumps(r) for r in records).encode()))
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(content=_CONTENT, suffix=st.sampled_from([".csv", ".json", ".jsonl", ".tsv"]))
+def test_label_readers_give_a_table_or_a_tagnet_error(content, suffix):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"labels{suffix}"
+        path.write_bytes(content)
+        try:
+            assert isinstance(read_labels(path), LabelTable)
+        except TagnetError:
+            pass
