@@ -7,6 +7,7 @@ import io
 import json
 import sys
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -263,7 +264,7 @@ class _Reader:
                 header = [str(i) for i in range(len(rows[0][1]))]
             else:
                 header = [name.strip() for name in rows.pop(0)[1]]
-                dupes = sorted({n for n in header if header.count(n) > 1})
+                dupes = sorted(n for n, k in Counter(header).items() if k > 1)
                 if dupes:
                     raise DataError(f"{self.path} line 1: column name(s) {dupes} appear more than once")
             for line, fields in rows:
