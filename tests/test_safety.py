@@ -111,10 +111,15 @@ def test_truncated_checkpoint_is_one_line_through_the_cli(interrupted_run, tmp_p
     assert f"checkpoint {last}" in err and "or is damaged" in err
 
 
-def test_weights_file_that_is_not_weights_is_a_model_error(tmp_path):
+def test_weights_file_that_is_not_weights_is_a_model_error(synthetic_data, tmp_path, monkeypatch, capsys):
     text = tmp_path / "passwd"
     text.write_text("root:x:0:0:root:/root:/bin/bash\n")
-    with pytest.raises(ModelError, match=rf"weights file {text} is not a torch state dict .*expected a .safetensors"):
+    err = _one_line_error(monkeypatch, capsys, ["train", str(synthetic_data.labels_csv), "--images",
+                                                str(synthetic_data.images_dir), "--backbone", "seed_cnn", "--weights",
+                                                str(text), "--out", str(tmp_path / "run")])
+    assert err.startswith(f"error: weights file {text} holds something other than tensors")
+    with pytest.raises(ModelError, match=rf"^weights file {text} holds something other than tensors and plain data, "
+                       r"or is damaged \(IndexError\); nothing in it was run. Expected a .safetensors file"):
         read_state_dict(text)
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pth"
