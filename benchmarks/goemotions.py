@@ -27,7 +27,7 @@ from tagnet.data.labels import read_labels_with_texts
 from tagnet.evaluate import evaluate
 from tagnet.models import create_model
 from tagnet.models.text import cached_embeddings
-from tagnet.train_vectors import train_vectors
+from tagnet.pipeline import train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "goemotions"
 READ = {"no_header": True, "id_column": "2", "label_names_file": DATA / "labels.txt"}
@@ -71,14 +71,14 @@ def main() -> None:
 
     config = TrainConfig(cache_dir=str(cache), **HEAD)
     started = time.perf_counter()
-    result = train_vectors(DATA / "train.tsv", modality="text", text_column="0", out_dir=out / "frozen",
+    result = train(DATA / "train.tsv", modality="text", text_column="0", out_dir=out / "frozen",
                            config=config, read_options=READ, progress=False, console=quiet)
     results.append(_scored(result.run_dir, time.perf_counter() - started, step="frozen MiniLM + MLP head", **HEAD))
     print(json.dumps(results[-1]), flush=True)
 
     if args.ensemble:
         started = time.perf_counter()
-        result = train_vectors(DATA / "train.tsv", modality="text", text_column="0", out_dir=out / f"frozen-ensemble{args.ensemble}",
+        result = train(DATA / "train.tsv", modality="text", text_column="0", out_dir=out / f"frozen-ensemble{args.ensemble}",
                                config=config.updated(ensemble=args.ensemble), read_options=READ, progress=False, console=quiet)
         results.append(_scored(result.run_dir, time.perf_counter() - started,
                                step=f"frozen MiniLM + {args.ensemble} MLP heads averaged", ensemble=args.ensemble, **HEAD))
@@ -93,7 +93,7 @@ def main() -> None:
         for finetune in ((False, True) if args.finetune else (True,)):
             tuned = config.updated(finetune=finetune, finetune_epochs=2, batch_size=32)
             started = time.perf_counter()
-            run = train_vectors(source, modality="text", text_column="0", out_dir=out / f"{source.stem}-finetune{int(finetune)}",
+            run = train(source, modality="text", text_column="0", out_dir=out / f"{source.stem}-finetune{int(finetune)}",
                                 config=tuned, read_options=READ, progress=False, console=quiet)
             extra = json.loads((run.artifact_dir / "tagnet.json").read_text())["extra"]
             results.append(_scored(run.run_dir, time.perf_counter() - started, finetune_kept=extra["finetuned"],

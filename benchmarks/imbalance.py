@@ -23,7 +23,7 @@ from tagnet.data.labels import read_labels, write_labels
 from tagnet.data.split import split_table
 from tagnet.metrics import evaluate_probabilities
 from tagnet.report import load_run
-from tagnet.train import train
+from tagnet.pipeline import train
 
 SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "miml-scene"
 RARE = "desert"

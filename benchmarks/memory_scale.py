@@ -31,7 +31,7 @@ def one_size(n: int, out: Path) -> dict:
     """Generate (once) and train one epoch on n images; return timings and peak memory."""
     from tagnet.config import TrainConfig
     from tagnet.data.synthetic import write_synthetic_dataset
-    from tagnet.train import train
+    from tagnet.pipeline import train
 
     data_dir = out / f"data-{n}"
     if not (data_dir / "labels.csv").exists():

@@ -1,6 +1,6 @@
 """MULAN scene, yeast and emotions on their standard train/test splits: tagnet's MLP vs ML-kNN and the best published.
 
-Each set: `train_vectors` on NAME-train.arff (labels named by NAME.xml found beside; 20% of the training
+Each set: `tagnet.pipeline.train` on NAME-train.arff (labels named by NAME.xml found beside; 20% of the training
 rows split off for early stopping and thresholds), then `evaluate` on NAME-test.arff, as
 `tagnet train NAME-train.arff --out RUN` and `tagnet evaluate RUN NAME-test.arff --json FILE` do.
 Hamming loss is given with the artifact's thresholds (per-label, F1-optimal on validation: tagnet's
@@ -26,7 +26,7 @@ from rich.console import Console
 
 from tagnet.config import TrainConfig
 from tagnet.evaluate import evaluate
-from tagnet.train_vectors import train_vectors
+from tagnet.pipeline import train
 
 MULAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "mulan"
 # Hamming loss on the test split, Madjarov et al. (2012), "An extensive experimental comparison of methods
@@ -49,7 +49,7 @@ def run_set(name: str, *, out: Path, seed: int, ensemble: int) -> dict:
     folder = MULAN / name
     started = time.perf_counter()
     config = TrainConfig(seed=seed, ensemble=ensemble, **COMMON, **RECIPES[name])
-    result = train_vectors(folder / f"{name}-train.arff", modality="tabular", out_dir=out / f"{name}-seed{seed}",
+    result = train(folder / f"{name}-train.arff", modality="tabular", out_dir=out / f"{name}-seed{seed}",
                            config=config, progress=False, console=Console(quiet=True))
     seconds = time.perf_counter() - started
     test_file = folder / f"{name}-test.arff"

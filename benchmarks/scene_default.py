@@ -16,7 +16,7 @@ from pathlib import Path
 from tagnet.config import TrainConfig
 from tagnet.data.labels import read_labels, write_labels
 from tagnet.data.split import split_table
-from tagnet.train import train
+from tagnet.pipeline import train
 
 SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "miml-scene"
 

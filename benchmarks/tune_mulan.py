@@ -21,7 +21,7 @@ from rich.console import Console
 
 from tagnet.config import TrainConfig, load_config
 from tagnet.evaluate import evaluate
-from tagnet.train_vectors import train_vectors
+from tagnet.pipeline import train
 from tagnet.tune import tune
 
 MULAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "mulan"
@@ -40,7 +40,7 @@ def run_set(name: str, *, trials: int, metric: str, out: Path) -> dict:
            "best_params": found.best_params}
     best = load_config(found.best_config_path)
     for heads in (1, 10):
-        result = train_vectors(folder / f"{name}-train.arff", modality="tabular", out_dir=out / name / f"heads{heads}",
+        result = train(folder / f"{name}-train.arff", modality="tabular", out_dir=out / name / f"heads{heads}",
                                config=best.updated(ensemble=heads), progress=False, console=Console(quiet=True))
         report, _ = evaluate(result.run_dir, folder / f"{name}-test.arff", threshold=0.5)
         row[f"heads{heads}"] = {"hamming_loss_p05": round(report.hamming_loss, 4), "micro_f1_p05": round(report.micro_f1, 4),

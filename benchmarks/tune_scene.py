@@ -18,7 +18,7 @@ from rich.console import Console
 from tagnet.config import TrainConfig, load_config
 from tagnet.data.labels import read_labels, write_labels
 from tagnet.data.split import split_table
-from tagnet.train import train
+from tagnet.pipeline import train
 from tagnet.tune import tune
 
 SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "miml-scene"

@@ -107,3 +107,35 @@ def test_miml_scene_is_usable(shared_data):
     assert report.items == report.images_checked == 1600
     assert sum(report.labels_per_item["histogram"].values()) == 1600
     assert report.top_pairs[0][:2] == ("sea", "sunset")
+
+
+def test_top_pairs_match_the_dense_count_in_any_block_size(monkeypatch):
+    from tagnet.data import check
+
+    rng = np.random.default_rng(5)
+    targets = (rng.random((60, 25)) < 0.2).astype(np.uint8)
+    known = rng.random((60, 25)) > 0.1
+    table = LabelTable([f"i{k}.jpg" for k in range(60)], [f"l{j:02d}" for j in range(25)], targets, known)
+    positives = (targets.astype(bool) & known).astype(np.int64)
+    co = positives.T @ positives
+    dense = sorted(((f"l{a:02d}", f"l{b:02d}", int(co[a, b])) for a in range(25) for b in range(a + 1, 25)
+                    if co[a, b] > 0), key=lambda p: -p[2])[:check.TOP_PAIRS]
+    for block in (1 << 24, 50, 1):  # one product, a few label blocks, one label per block
+        monkeypatch.setattr(check, "PAIR_BLOCK", block)
+        assert check_dataset(table).top_pairs == dense
+
+
+def test_one_hot_file_with_20000_label_columns(tmp_path):
+    names = [f"tag{j:05d}" for j in range(20_000)]
+    rows = []
+    for i in range(30):
+        cells = np.zeros(len(names), dtype=int)
+        cells[[i, i + 1, 19_999]] = 1  # every item: two neighbouring labels and the last one
+        rows.append(f"img{i}.jpg," + ",".join(map(str, cells)))
+    labels = tmp_path / "wide.csv"
+    labels.write_text("image," + ",".join(names) + "\n" + "\n".join(rows) + "\n")
+    report = check_dataset(labels, min_examples=1)
+    assert report.format == "onehot" and report.items == 30 and len(report.labels) == 20_000
+    assert report.top_pairs[:3] == [("tag00001", "tag19999", 2), ("tag00002", "tag19999", 2), ("tag00003", "tag19999", 2)]
+    assert len(report.top_pairs) == 10 and report.label_counts["tag19999"] == 30
+    assert sum(p.kind == "constant label" for p in report.problems) == 1

@@ -27,3 +27,7 @@ class RequestError(TagnetError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class Interrupted(TagnetError):
+    """Training was stopped (Ctrl+C); the run folder can be resumed."""

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from tagnet.data.images import ensure_free_space
 from tagnet.files import atomic_write
 
 
@@ -29,5 +30,6 @@ def cached_tensor(cache_dir: str | Path, kind: str, digest: "hashlib._Hash",
         return load_file(path)["values"]
     values = compute().contiguous()
     path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_free_space(path.parent, values.nbytes + (1 << 20), f"the {kind} cache")
     atomic_write(path, lambda temp: save_file({"values": values}, temp))
     return values

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from scipy import sparse
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -21,6 +22,7 @@ from tagnet.data.tabular import is_feature_table, read_feature_table, table_read
 from tagnet.errors import DataError
 
 TOP_PAIRS = 10
+PAIR_BLOCK = 1 << 24  # label pairs counted at once by _top_pairs
 SHOWN_PER_KIND = 10  # render_report lists this many problems of one kind, then a count
 
 
@@ -139,21 +141,18 @@ def check_dataset(
 
 
 def _check_labels(report: DatasetReport, table: LabelTable, locations: list[str], min_examples: int) -> None:
-    positives = table.targets.astype(bool) & table.known
+    positives = np.logical_and(table.targets, table.known)  # one (items, labels) bool array, no temporaries
     counts = positives.sum(axis=0)
     report.items = len(table)
     report.labels = list(table.label_names)
     report.label_counts = {n: int(c) for n, c in zip(table.label_names, counts)}
-    report.unknown_counts = {n: int(c) for n, c in zip(table.label_names, (~table.known).sum(axis=0))}
+    report.unknown_counts = {n: int(c) for n, c in zip(table.label_names, len(table) - table.known.sum(axis=0))}
     per_item = positives.sum(axis=1)
     report.labels_per_item = {
         "mean": round(float(per_item.mean()), 4) if len(table) else 0.0,
         "histogram": {"0": int((per_item == 0).sum()), "1": int((per_item == 1).sum()),
                       "2": int((per_item == 2).sum()), "3+": int((per_item >= 3).sum())}}
-    co = positives.T.astype(np.int64) @ positives.astype(np.int64)
-    pairs = [(table.label_names[a], table.label_names[b], int(co[a, b]))
-             for a in range(table.num_labels) for b in range(a + 1, table.num_labels) if co[a, b] > 0]
-    report.top_pairs = sorted(pairs, key=lambda p: -p[2])[:TOP_PAIRS]
+    report.top_pairs = _top_pairs(positives, table.label_names, per_item)
 
     found: list[Problem] = []
     if not len(table):
@@ -185,6 +184,30 @@ def _check_labels(report: DatasetReport, table: LabelTable, locations: list[str]
     summary = Counter(p.kind for p in found)
     report.steps.append(Step("labels", status, ", ".join(f"{k}: {n}" for k, n in summary.items())
                              or f"{len(table)} items with {report.labels_per_item['mean']:.2f} labels on average"))
+
+
+def _top_pairs(positives: np.ndarray, names: list[str], per_item: np.ndarray) -> list[tuple[str, str, int]]:
+    """The TOP_PAIRS label pairs found together most often (ties in label order), by sparse products.
+
+    Labels are taken in blocks so that no product holds more than PAIR_BLOCK entries: memory stays bounded
+    with 100,000 labels, where the dense label x label matrix would need tens of GB.
+    """
+    matrix = sparse.csc_matrix(positives, dtype=np.int32)
+    n_labels = matrix.shape[1]
+    work = int((per_item.astype(np.int64) ** 2).sum())  # at most this many pairs (with repeats) overall
+    step = max(1, -(-n_labels // max(1, -(-work // PAIR_BLOCK))))
+    found = []
+    for start in range(0, n_labels, step):
+        co = (matrix[:, start:start + step].T @ matrix).tocoo()
+        a, b, count = co.row.astype(np.int64) + start, co.col.astype(np.int64), co.data
+        upper = (b > a) & (count > 0)
+        a, b, count = a[upper], b[upper], count[upper]
+        best = np.lexsort((b, a, -count))[:TOP_PAIRS]
+        found.append((a[best], b[best], count[best]))
+    if not found:
+        return []
+    a, b, count = (np.concatenate(parts) for parts in zip(*found))
+    return [(names[a[k]], names[b[k]], int(count[k])) for k in np.lexsort((b, a, -count))[:TOP_PAIRS]]
 
 
 def _check_features(report: DatasetReport, features: np.ndarray, names: list[str]) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +20,10 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from tagnet.errors import DataError
+from tagnet.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+MAX_IMAGE_SIZE = 4096  # px per side the image cache accepts: 48 MiB per image at this size
 
 
 def to_model_size(image: Image.Image, size: int) -> np.ndarray:
@@ -71,38 +76,111 @@ def _cache_key(paths: Sequence[Path], size: int) -> str:
     return digest.hexdigest()[:16]
 
 
+def _human(nbytes: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if nbytes < 1024:
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} TiB"
+
+
+def _no_space(folder: Path, nbytes: int, what: str) -> DataError:
+    free = shutil.disk_usage(folder).free
+    return DataError(f"not enough disk space in {folder} for {what}: needs {_human(nbytes)}, "
+                     f"{_human(free)} free; free some space there or write to a larger disk")
+
+
+def ensure_free_space(folder: str | Path, nbytes: int, what: str) -> None:
+    """Raise DataError (what, where, needed, free) unless `folder`'s disk has `nbytes` free."""
+    if shutil.disk_usage(folder).free < nbytes:
+        raise _no_space(Path(folder), nbytes, what)
+
+
+def _reserve(path: Path, nbytes: int, what: str) -> None:
+    """Create `path` with `nbytes` allocated on disk, so a full disk is a DataError now, not a SIGBUS later."""
+    ensure_free_space(path.parent, nbytes, what)
+    try:
+        with open(path, "wb") as handle:
+            try:
+                os.posix_fallocate(handle.fileno(), 0, nbytes)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise _no_space(path.parent, nbytes, what) from None
+                handle.truncate(nbytes)  # a file system without fallocate: the free-space check above must do
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
+_TMP = re.compile(r"images-.*\.(?:(?P<host>[A-Za-z0-9_-]+)-)?(?P<pid>\d+)\.tmp")  # no host: older tagnet
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    return True
+
+
+def _clear_stale_tmp(cache_dir: Path) -> None:
+    """Remove half-built cache files left by dead processes of this machine (host and pid are in the name)."""
+    for path in cache_dir.glob("images-*.tmp"):
+        match = _TMP.fullmatch(path.name)
+        if match and match["host"] in (_HOST, None) and not _pid_alive(int(match["pid"])):
+            path.unlink(missing_ok=True)
+
+
 def build_image_cache(paths: Sequence[Path], *, size: int, cache_dir: str | Path, workers: int | None = None) -> ImageCache:
     """Decode every image once into `cache_dir` (reused while the files are unchanged).
 
-    Memory stays bounded: images are written into the memmap as they are decoded.
-    Returns an ImageCache; unreadable or missing images are listed in `failures`, not raised.
+    Memory stays bounded: images are written into the memmap as they are decoded; the file's disk space is
+    reserved first. Returns an ImageCache; unreadable or missing images are listed in `failures`, not raised.
+    Raises ConfigError for a size above MAX_IMAGE_SIZE, DataError when the disk cannot hold the cache;
+    an exception or Ctrl+C while decoding leaves no temporary file behind.
     """
+    if not 1 <= size <= MAX_IMAGE_SIZE:
+        raise ConfigError(f"image_size={size}: expected 1 to {MAX_IMAGE_SIZE} px per side "
+                          f"(the image cache holds images x size x size x 3 bytes)")
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = _cache_key(paths, size)
     data_path, index_path = cache_dir / f"images-{size}-{key}.u8", cache_dir / f"images-{size}-{key}.json"
     shape = (len(paths), size, size, 3)
-    if data_path.exists() and index_path.exists():
+    nbytes = int(np.prod(shape))
+    if data_path.exists() and index_path.exists() and data_path.stat().st_size == nbytes:
         failures = {int(k): v for k, v in json.loads(index_path.read_text())["failures"].items()}
         return ImageCache(np.memmap(data_path, np.uint8, "r", shape=shape), list(paths), failures, key)
 
-    tmp_path = data_path.with_suffix(f".{os.getpid()}.tmp")  # ranks of a distributed run may build it at once
-    array = np.memmap(tmp_path, np.uint8, "w+", shape=shape)
+    _clear_stale_tmp(cache_dir)
+    # ranks of a distributed run may build it at once: each writes its own file
+    tmp_path, tmp_index = (p.with_name(f"{p.name}.{_HOST}-{os.getpid()}.tmp") for p in (data_path, index_path))
+    _reserve(tmp_path, nbytes, f"the image cache ({len(paths)} images at {size}x{size} px)")
     failures: dict[int, str] = {}
+    try:
+        array = np.memmap(tmp_path, np.uint8, "r+", shape=shape)
 
-    def decode(row: int) -> None:
+        def decode(row: int) -> None:
+            try:
+                array[row] = load_image(paths[row], size)
+            except DataError as exc:
+                failures[row] = str(exc)
+
+        pool = ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2))
         try:
-            array[row] = load_image(paths[row], size)
-        except DataError as exc:
-            failures[row] = str(exc)
-
-    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
-        list(pool.map(decode, range(len(paths))))
-    array.flush()
-    os.replace(tmp_path, data_path)
-    tmp_index = index_path.with_suffix(f".{os.getpid()}.tmp")
-    tmp_index.write_text(json.dumps({"size": size, "paths": [str(p) for p in paths], "failures": failures}))
-    os.replace(tmp_index, index_path)
+            list(pool.map(decode, range(len(paths))))
+        finally:
+            pool.shutdown(cancel_futures=True)  # on Ctrl+C, stop now rather than decode the rest
+        array.flush()
+        os.replace(tmp_path, data_path)
+        tmp_index.write_text(json.dumps({"size": size, "paths": [str(p) for p in paths], "failures": failures}))
+        os.replace(tmp_index, index_path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+        tmp_index.unlink(missing_ok=True)
     return ImageCache(np.memmap(data_path, np.uint8, "r", shape=shape), list(paths), failures, key)
 
 

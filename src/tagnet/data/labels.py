@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -200,7 +202,7 @@ class _Reader:
             line = next((line for line in self._text().splitlines() if line.strip()), "")
             try:
                 first = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 return False  # the read itself reports the broken line
         return isinstance(first, dict) and any(key in first for key in ID_COLUMNS)
 
@@ -262,7 +264,7 @@ class _Reader:
                 header = [str(i) for i in range(len(rows[0][1]))]
             else:
                 header = [name.strip() for name in rows.pop(0)[1]]
-                dupes = sorted({n for n in header if header.count(n) > 1})
+                dupes = sorted(n for n, k in Counter(header).items() if k > 1)
                 if dupes:
                     raise DataError(f"{self.path} line 1: column name(s) {dupes} appear more than once")
             for line, fields in rows:
@@ -364,6 +366,8 @@ class _Reader:
                 self._json_cache = (json.loads(self._text()),)
             except json.JSONDecodeError as e:
                 raise DataError(f"{self.path} line {e.lineno} column {e.colno}: not valid JSON ({e.msg})") from None
+            except (ValueError, RecursionError) as e:
+                raise _beyond_json_limits(str(self.path), e) from None
         return self._json_cache[0]
 
     def _read_jsonl(self) -> tuple[LabelTable, list[str]]:
@@ -376,6 +380,8 @@ class _Reader:
                 records.append(json.loads(line))
             except json.JSONDecodeError as e:
                 raise DataError(f"{where} column {e.colno}: not valid JSON ({e.msg})") from None
+            except (ValueError, RecursionError) as e:
+                raise _beyond_json_limits(where, e) from None
             locations.append(where)
         return self._from_records(records, locations, "jsonl")
 
@@ -439,7 +445,7 @@ class _Reader:
                                 "which is not in images")
             if ann["category_id"] not in categories:
                 raise DataError(f"{self.path}: annotations[{k}] has category_id {ann['category_id']!r}, "
-                                f"expected one of {sorted(categories)}")
+                                f"expected one of {sorted(categories, key=str)}")
             sets[row[ann["image_id"]]].add(categories[ann["category_id"]])
         items = [str(img["file_name"]) for img in images]
         locations = [f"{self.path.name} image id {img['id']}" for img in images]
@@ -452,6 +458,10 @@ class _Reader:
             missing = [n for n in needed if not isinstance(entry, dict) or n not in entry]
             if missing:
                 raise DataError(f"{self.path}: {key}[{k}] lacks {', '.join(missing)}")
+            unhashable = [n for n in needed if n.endswith("id") and not isinstance(entry[n], (str, int, float))]
+            if unhashable:
+                raise DataError(f"{self.path}: {key}[{k}] has {unhashable[0]} {entry[unhashable[0]]!r}; "
+                                "expected a number or a string")
         return data[key]
 
     # ---- folders ------------------------------------------------------------------------
@@ -554,6 +564,15 @@ class _Reader:
             raise DataError(f"{where}: label index {tag!r} is not in 0..{len(names) - 1} "
                             f"(lines of {self.names_file})")
         return names[int(tag)]
+
+
+def _beyond_json_limits(where: str, error: Exception) -> DataError:
+    """Valid JSON that Python will not parse: nested too deeply, or an integer with too many digits."""
+    if isinstance(error, RecursionError):
+        return DataError(f"{where}: JSON nested too deeply (Python reads about 1000 levels of [ and {{); "
+                         "expected records like {\"image\": ..., \"labels\": [...]}")
+    return DataError(f"{where}: JSON holds a number with more than {sys.get_int_max_str_digits()} digits; "
+                     "expected ids and labels as short numbers or strings")
 
 
 def read_csv_rows(path: str | Path, *, delimiter: str | None = None) -> tuple[list[str], list[tuple[int, list[str]]]]:

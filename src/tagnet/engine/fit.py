@@ -8,6 +8,8 @@ import csv
 import json
 import logging
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -23,12 +25,15 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from tagnet.config import TrainConfig
+from tagnet.data.images import ensure_free_space
 from tagnet.engine.module import MultiLabelModule
+from tagnet.errors import ArtifactError, Interrupted
 from tagnet.run import CHECKPOINTS_DIR, EPOCHS_FILE
 
 MONITOR = "val_mAP"
-# Lightning's start-up chatter that says nothing about this run; real warnings still show.
-_NOISE = r".*(does not have many workers|num_workers|GPU available but not used|LeafSpec|litlogger|module\(s\) in eval mode).*"
+# Lightning's start-up chatter that says nothing about this run (a resumed run's checkpoint folder exists on
+# purpose); real warnings still show.
+_NOISE = r".*(does not have many workers|exists and is not empty|num_workers|GPU available but not used|LeafSpec|litlogger|module\(s\) in eval mode).*"
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
@@ -53,13 +58,15 @@ class BestWeights(Callback):
             self.validation = dict(module.last_validation)
 
     def state_dict(self) -> dict:
-        """Saved in each checkpoint, so a resumed run still knows its best epoch and weights."""
+        """Saved in each checkpoint, so a resumed run still knows its best epoch and weights (tensors, no numpy)."""
+        validation = None if self.validation is None else {k: torch.from_numpy(v) for k, v in self.validation.items()}
         return {"best_score": self.best_score, "best_epoch": self.best_epoch, "state": self.state,
-                "validation": self.validation}
+                "validation": validation}
 
     def load_state_dict(self, state: dict) -> None:
-        self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
-        self.state, self.validation = state["state"], state["validation"]
+        self.best_score, self.best_epoch, self.state = state["best_score"], state["best_epoch"], state["state"]
+        validation = state["validation"]
+        self.validation = None if validation is None else {k: v.numpy() for k, v in validation.items()}
 
 
 class EpochCsvLogger(Callback):
@@ -98,16 +105,46 @@ class EpochCsvLogger(Callback):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file and renames it, so a kill never leaves half a file."""
+    """Writes each checkpoint to a temporary file and renames it, so a kill never leaves half a file;
+    reads tensors and plain data only, so a checkpoint from someone else's run folder cannot run code."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_free_space(path.parent, _tensor_bytes(checkpoint), f"checkpoint {path.name}")
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        """torch.load with weights_only=True, whatever the caller asks; raises ArtifactError for anything else."""
+        path = Path(path)
+        try:
+            checkpoint = torch.load(path, map_location=map_location or "cpu", weights_only=True)
+            problem = None if isinstance(checkpoint, dict) else f"a {type(checkpoint).__name__}"
+        except Exception as exc:  # the restricted unpickler raises many types on foreign or truncated bytes
+            problem = type(exc).__name__
+        if problem is not None:
+            raise ArtifactError(
+                f"checkpoint {path} holds something other than tensors and plain data, or is damaged ({problem}); "
+                f"nothing in it was run. Delete {path.parent.parent} to train that run again from the first epoch")
+        return checkpoint
+
+
+def _tensor_bytes(value) -> int:
+    """Bytes of the tensors and arrays in nested dicts/lists: about their size on disk."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
 
 
 def is_main_process() -> bool:
@@ -120,6 +157,7 @@ def is_main_process() -> bool:
 
 def _write_done(ckpt_dir: Path, best: "BestWeights", epochs_run: int) -> None:
     """Mark a phase finished: its best weights (safetensors) and validation outputs (npz, no pickle)."""
+    ensure_free_space(ckpt_dir, _tensor_bytes([best.state, best.validation]), "the best epoch's weights")
     save_file({k: v.contiguous() for k, v in best.state.items()}, ckpt_dir / ".best.tmp")
     os.replace(ckpt_dir / ".best.tmp", ckpt_dir / "best.safetensors")
     with open(ckpt_dir / ".validation.tmp", "wb") as handle:
@@ -179,6 +217,18 @@ def seed_everything(seed: int) -> None:
     L.seed_everything(seed, verbose=False)
 
 
+@contextlib.contextmanager
+def _sigint_kept() -> Iterator[None]:
+    """Restore the Ctrl+C handler afterwards: Lightning ignores SIGINT from the first interrupt on."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def default_precision(config: TrainConfig) -> str:
     """bf16 autocast where the CPU/GPU supports it, else 32-bit."""
     if config.precision:
@@ -222,10 +272,17 @@ def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: Da
     )
     started = time.perf_counter()
     module.network.train()
-    with warnings.catch_warnings(), one_torch_thread(head_only):
+    with warnings.catch_warnings(), one_torch_thread(head_only), _sigint_kept():
         warnings.filterwarnings("ignore", message=_NOISE)
-        trainer.fit(module, train_loader, val_loader, ckpt_path=last if resume and last.exists() else None,
-                    weights_only=False)
+        try:
+            trainer.fit(module, train_loader, val_loader, ckpt_path=last if resume and last.exists() else None,
+                        weights_only=True)
+        except SystemExit:  # Lightning turns Ctrl+C (KeyboardInterrupt) into sys.exit(1)
+            if not trainer.interrupted:
+                raise
+            saved = f"the last finished epoch is saved in {last}" if last.exists() else "no epoch had finished"
+            raise Interrupted(f"training ({phase}) stopped by an interrupt during epoch {trainer.current_epoch + 1} "
+                              f"of {epochs}; {saved}. Continue with: tagnet train --resume {run_dir}") from None
     if best.state is not None:
         module.network.load_state_dict(best.state)
         if trainer.is_global_zero:

@@ -83,14 +83,21 @@ class MultiLabelModule(L.LightningModule):
                 self.log(f"val_{name}", float(value), prog_bar=True, sync_dist=False, rank_zero_only=False)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Random state travels with the checkpoint, so a resumed run continues the same sequence."""
-        checkpoint["rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        """Random state travels with the checkpoint, so a resumed run continues the same sequence.
+
+        Stored as tensors, ints and tuples only, so the checkpoint loads with torch.load(weights_only=True).
+        """
+        name, keys, pos, has_gauss, gauss = np.random.get_state()
+        checkpoint["rng"] = {"torch": torch.get_rng_state(),
+                             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
+                             "python": random.getstate()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         rng = checkpoint.get("rng")
         if rng:
             torch.set_rng_state(rng["torch"])
-            np.random.set_state(rng["numpy"])
+            name, keys, pos, has_gauss, gauss = rng["numpy"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
             random.setstate(rng["python"])
 
     def configure_optimizers(self):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -32,12 +31,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        except Exception as exc:  # the restricted unpickler raises IndexError, KeyError, ... on foreign bytes
             raise ModelError(
-                f"weights file {path} is not a torch state dict that loads with weights_only=True "
-                f"(tensors only, no code): {first_line}"
-            ) from exc
+                f"weights file {path} holds something other than tensors and plain data, or is damaged "
+                f"({type(exc).__name__}); nothing in it was run. Expected a .safetensors file or a .pth/.pt "
+                "state dict that loads with torch.load(weights_only=True)"
+            ) from None
     if not isinstance(state, Mapping) or not all(
         isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
     ):
