@@ -62,6 +62,7 @@ class DatasetReport:
     missing_values: int = 0
     steps: list[Step] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the reader decided for the user (a column skipped, ...)
 
     @property
     def usable(self) -> bool:
@@ -124,6 +125,7 @@ def check_dataset(
                              Step("images", "skipped", "the label file could not be read")]
             return report
     report.format = table.source_format
+    report.notes = list(table.meta.get("notes", []))
     report.steps.append(Step("read labels", "ok", f"{table.source_format} format: {len(table)} items, "
                                                   f"{table.num_labels} labels"))
     _check_labels(report, table, locations, min_examples)
@@ -279,6 +281,8 @@ def render_report(report: DatasetReport, console: Console) -> None:
     for k, step in enumerate(report.steps, start=1):
         steps.add_row(f"{k}. {step.name}", f"[{style[step.status]}]{step.status}[/]", escape(step.detail))
     console.print(steps)
+    for note in report.notes:
+        console.print(f"[cyan]note[/] {escape(note)}", soft_wrap=True)
     if report.labels:
         labels = Table(title="Labels", title_justify="left", box=None, padding=(0, 2))
         for name, justify in (("label", "left"), ("items", "right"), ("share", "right"), ("unknown", "right")):
