@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tagnet.data.decode import decode_image, resolve_image_path
 from tagnet.data.labels import read_labels_located
 from tagnet.data.table import LabelTable
 from tagnet.data.tabular import is_feature_table, read_feature_table, table_read_options
@@ -182,11 +182,25 @@ def _check_labels(report: DatasetReport, table: LabelTable, locations: list[str]
                                  f"(fewer than {min_examples})"))
         elif len(table) and count == len(table):
             found.append(Problem("warning", "constant label", name, f"label {name!r} is on every item"))
+    found += _tag_problems(table)
     report.problems += found
     status = "failed" if any(p.severity == "error" for p in found) else "warning" if found else "ok"
     summary = Counter(p.kind for p in found)
     report.steps.append(Step("labels", status, ", ".join(f"{k}: {n}" for k, n in summary.items())
                              or f"{len(table)} items with {report.labels_per_item['mean']:.2f} labels on average"))
+
+
+def _tag_problems(table: LabelTable) -> list[Problem]:
+    """Tags a reader took as written though they look like a mistake: repeated in one cell, or integer ids."""
+    found = [Problem("warning", "repeated tag", where, f"label(s) {tags} appear more than once in one row; "
+                     "read once (check the export for a copy-paste slip)")
+             for where, tags in table.meta.get("repeated_tags", [])]
+    if (table.source_format in ("tags", "json", "jsonl") and table.label_names and not table.meta.get("labels_are_indices")
+            and all(name.lstrip("-").isdigit() for name in table.label_names)):
+        shown = ", ".join(table.label_names[:8]) + (", ..." if table.num_labels > 8 else "")
+        found.append(Problem("warning", "integer labels", "labels", f"every label is an integer ({shown}): class ids, "
+                             "not names? Give --label-names FILE (one name per line, line i names id i)"))
+    return found
 
 
 def _check_features(report: DatasetReport, features: np.ndarray, names: list[str]) -> None:
@@ -226,11 +240,12 @@ def _open_image(path: Path) -> tuple[str | None, str]:
     if not path.is_file():
         return "missing", ""
     try:
-        with Image.open(path) as img:
-            img.load()
-            return None, f"{img.width}x{img.height}"
+        image = decode_image(path)  # the decode training and prediction use (EXIF rotation, 16-bit, HEIC)
+    except DataError as e:
+        return str(e).removeprefix(f"{path}: "), ""
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...) for bad files
         return f"{type(e).__name__}: {e}", ""
+    return None, f"{image.width}x{image.height}"
 
 
 def _check_images(report: DatasetReport, table: LabelTable, locations: list[str], folder: Path) -> None:
@@ -241,8 +256,14 @@ def _check_images(report: DatasetReport, table: LabelTable, locations: list[str]
         report.steps.append(Step("images", "failed", f"{folder} does not exist"))
         return
     where: dict[Path, str] = {}
+    listings: dict = {}
     for item, location in zip(table.items, locations):
-        where.setdefault(folder / item, location)
+        try:
+            path = resolve_image_path(item, folder, listings)  # an id without a suffix: the one image with that stem
+        except DataError as e:
+            report.problems.append(Problem("error", "ambiguous image", location, str(e)))
+            continue
+        where.setdefault(path, location)
     paths = list(where)
     with ThreadPoolExecutor() as pool:
         results = list(pool.map(_open_image, paths))

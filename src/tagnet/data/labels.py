@@ -20,7 +20,8 @@ FORMATS = ("tags", "onehot", "jsonl", "json", "coco", "voc", "folders", "cvat", 
 _OWN_NAMES = ("coco", "voc", "folders", "cvat", "labelstudio", "labelstudio-csv", "spacy", "huggingface")
 _FOLDER_FORMATS = ("voc", "folders")
 _TEXT_FORMATS = ("tags", "onehot", "jsonl", "json", "labelstudio", "labelstudio-csv", "spacy", "huggingface")
-ID_COLUMNS = ("image", "id", "file", "filename", "path", "item")
+ID_COLUMNS = ("image", "id", "file", "filename", "path", "item", "image_id", "file_name")
+INDEX_NAMES = ("", "Unnamed: 0")  # the header pandas' to_csv writes over the index, and what pandas reads it back as
 LABEL_COLUMNS = ("labels", "tags", "label", "categories")
 SEPARATOR_NAMES = {"space": " ", "comma": ",", "semicolon": ";", "pipe": "|", "tab": "\t"}
 _ONEHOT_VALUES = {"1": 1, "1.0": 1, "0": 0, "0.0": 0, "-1": None, "-1.0": None, "": None}
@@ -146,6 +147,7 @@ class _Reader:
         self.text_column: str | None = None  # read_labels_with_texts: a column that is neither id nor label
         self._records: tuple[list, list[str]] = ([], [])
         self._texts: list | None = None  # the texts an export holds (Label Studio data.text, spaCy, datasets)
+        self.notes: list[str] = []  # what the read decided for the user: shown by data check (table.meta["notes"])
 
     # ---- dispatch -------------------------------------------------------------------------
     def read(self) -> tuple[LabelTable, list[str]]:
@@ -159,7 +161,10 @@ class _Reader:
             raise DataError(f"label_columns applies to one-hot CSV files, not to format {fmt!r}")
         if self.names_file is not None and fmt in _OWN_NAMES:
             raise DataError(f"label_names_file does not apply to format {fmt!r}, which names its own labels")
-        return getattr(self, f"_read_{fmt.replace('-', '_')}")()
+        table, locations = getattr(self, f"_read_{fmt.replace('-', '_')}")()
+        if self.notes:
+            table.meta["notes"] = [*self.notes, *table.meta.get("notes", [])]
+        return table, locations
 
     def _detect_format(self) -> str:
         path = self.path
@@ -290,6 +295,12 @@ class _Reader:
                 header = [str(i) for i in range(len(rows[0][1]))]
             else:
                 header = [name.strip() for name in rows.pop(0)[1]]
+                if header and header[0] in INDEX_NAMES and all(
+                        len(fields) > 1 and fields[0].strip() == str(i) for i, (_, fields) in enumerate(rows)):
+                    header = header[1:]
+                    rows = [(line, fields[1:]) for line, fields in rows]
+                    self.notes.append(f"the unnamed first column holds the row numbers 0..{len(rows) - 1} "
+                                      "(a pandas index): skipped")
                 dupes = sorted({n for n in header if header.count(n) > 1})
                 if dupes:
                     raise DataError(f"{self.path} line 1: column name(s) {dupes} appear more than once")
@@ -347,6 +358,7 @@ class _Reader:
             cols = [self._named_column(header, c, "labels") for c in self.label_columns]
         else:
             cols = [i for i in range(len(header)) if i != id_at and header[i] != self.text_column]
+            cols = self._binary_columns(header, rows, cols)
         if not cols:
             raise DataError(f"{self.path}: no label columns besides the id column {header[id_at]!r}")
         if id_at in cols:
@@ -384,6 +396,24 @@ class _Reader:
         meta = {"delimiter": self._delim, "header": not self.no_header, "id_column": header[id_at]}
         table = LabelTable(items, [names[j] for j in order], targets[:, order], known[:, order], "onehot", meta)
         return table, locations
+
+    def _binary_columns(self, header: list[str], rows: list[tuple[int, list[str]]], cols: list[int]) -> list[int]:
+        """`cols` without the integer columns that are not 0/1 (a class id, a count) when other columns are 0/1; each
+        column left out is named in a note. A column with a slip (one bad cell, or a word) stays, and the read
+        reports that cell."""
+        def is_count(c: int) -> bool:
+            cells = [fields[c].strip() for _, fields in rows]
+            other = sum(cell not in _ONEHOT_VALUES for cell in cells)
+            return all(cell.isdigit() for cell in cells if cell) and other >= max(2, 0.1 * len(cells))
+        keep = [c for c in cols if not is_count(c)]
+        dropped = [c for c in cols if c not in keep]
+        if keep and dropped:
+            names = ", ".join(repr(header[c]) for c in dropped)
+            self.notes.append(f"column(s) {names} hold values other than 0/1 (a class id?): not read as labels; "
+                              f"the labels are the 0/1 columns {_preview([header[c] for c in keep])} "
+                              "(choose others with --label-columns)")
+            return keep
+        return cols
 
     # ---- JSON ---------------------------------------------------------------------------
     def _load_json(self) -> Any:
@@ -632,6 +662,10 @@ class _Reader:
 
     def _from_tags(self, items: list[str], tag_lists: list[list[str]], locations: list[str], fmt: str,
                    meta: dict) -> tuple[LabelTable, list[str]]:
+        repeated = [[where, sorted({t for t in ts if ts.count(t) > 1})]
+                    for ts, where in zip(tag_lists, locations) if len(set(ts)) < len(ts)]
+        if repeated:
+            meta = {**meta, "repeated_tags": repeated}
         names = None
         if self.names_file is not None:
             names = self._names_from_file()
