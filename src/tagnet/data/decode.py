@@ -45,16 +45,26 @@ def decode_image(path: str | Path, *, draft_size: int | None = None) -> Image.Im
     """
     path = Path(path)
     try:
-        if path.suffix.lower() in HEIF_SUFFIXES or _is_heif(path):
+        if path.suffix.lower() in HEIF_SUFFIXES:
             _register_heif(path)
-        with Image.open(path) as image:
-            if draft_size is not None:
-                image.draft("RGB", (draft_size, draft_size))  # JPEG: decode at reduced scale when much larger
-            return to_rgb(image)
+        try:
+            return _decode(path, draft_size)
+        except UnidentifiedImageError:
+            if not _is_heif(path):  # a HEIC photo renamed .jpg: Pillow knows it once pillow-heif is registered
+                raise
+            _register_heif(path)
+            return _decode(path, draft_size)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
+
+
+def _decode(path: Path, draft_size: int | None) -> Image.Image:
+    with Image.open(path) as image:
+        if draft_size is not None:
+            image.draft("RGB", (draft_size, draft_size))  # JPEG: decode at reduced scale when much larger
+        return to_rgb(image)
 
 
 def _is_heif(path: Path) -> bool:
