@@ -72,6 +72,18 @@ def test_heic_is_decoded_with_pillow_heif(tmp_path):
     decoded = np.asarray(decode_image(tmp_path / "IMG_0001.HEIC")).astype(int)
     assert decoded.shape == (16, 16, 3)
     assert abs(decoded[4, 2] - (200, 30, 30)).max() < 30 and decoded[4, 12].max() < 30
+    (tmp_path / "IMG_0001.HEIC").rename(tmp_path / "renamed.jpg")  # a phone photo given the wrong suffix
+    assert (np.asarray(decode_image(tmp_path / "renamed.jpg")).astype(int) == decoded).all()
+
+
+def test_float_tiff_with_nan_and_constant_images(tmp_path):
+    values = gradient().astype(np.float32)
+    values[0, 0] = np.nan
+    Image.fromarray(values, mode="F").save(tmp_path / "gaps.tif")
+    decoded = np.asarray(decode_image(tmp_path / "gaps.tif"))[..., 0]
+    assert decoded[0, 0] == decoded[0, 1] == 0 and decoded[-1, -1] == 255  # NaN shown as the minimum
+    Image.fromarray(np.full((3, 3), 7.5, dtype=np.float32), mode="F").save(tmp_path / "flat.tif")
+    assert (np.asarray(decode_image(tmp_path / "flat.tif")) == 0).all()
 
 
 def test_heic_without_pillow_heif_is_a_clear_error(tmp_path, monkeypatch):

@@ -30,8 +30,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
         else:
             finite = values[np.isfinite(values)]
             low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-        scaled = (np.nan_to_num(values, nan=low, posinf=high, neginf=low) - low) / (high - low) if high > low else 0 * values
-        image = Image.fromarray(np.clip(np.rint(np.nan_to_num(scaled) * 255.0), 0, 255).astype(np.uint8))
+        clean = np.nan_to_num(values, nan=low, posinf=high, neginf=low)
+        scaled = (clean - low) / (high - low) if high > low else np.zeros_like(clean)
+        image = Image.fromarray(np.rint(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8))
     return image.convert("RGB")
 
 

@@ -180,7 +180,7 @@ def _task_item(task: dict, id_key: str | None, where: str) -> str:
     if not isinstance(value, (str, int)) or isinstance(value, bool) or not str(value).strip():
         raise DataError(f"{where}: the item id ({'data.' + key if key else 'the task id'}) must be a non-empty "
                         f"string, got {value!r}")
-    return label_studio_item(str(value).strip()) if key == "image" or key is None else str(value).strip()
+    return label_studio_item(str(value).strip()) if key == "image" else str(value).strip()
 
 
 def _result_labels(result: Any, where: str) -> list[str]:

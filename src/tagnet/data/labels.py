@@ -179,8 +179,11 @@ class _Reader:
         suffix = path.suffix.lower()
         if suffix in exports.HF_SUFFIXES:
             return "huggingface"
-        if suffix == ".xml" and exports.is_cvat_xml(path):
-            return "cvat"
+        if suffix == ".xml":
+            if exports.is_cvat_xml(path):
+                return "cvat"
+            raise DataError(f"{path}: an XML file whose root is not CVAT's <annotations>; Pascal VOC files are read "
+                            "as a folder of .xml files (give the folder)")
         if suffix in (".jsonl", ".ndjson"):
             records = self._jsonl_records()[0]
             return "spacy" if records and exports.is_spacy_record(records[0]) else "jsonl"
@@ -295,7 +298,7 @@ class _Reader:
                 header = [str(i) for i in range(len(rows[0][1]))]
             else:
                 header = [name.strip() for name in rows.pop(0)[1]]
-                if header and header[0] in INDEX_NAMES and all(
+                if rows and header[0] in INDEX_NAMES and all(
                         len(fields) > 1 and fields[0].strip() == str(i) for i, (_, fields) in enumerate(rows)):
                     header = header[1:]
                     rows = [(line, fields[1:]) for line, fields in rows]
@@ -544,7 +547,7 @@ class _Reader:
 
     def _read_labelstudio_csv(self) -> tuple[LabelTable, list[str]]:
         header, rows = self._csv()
-        text_at = pick_column(header, [self.text_column or "text"])
+        text_at = pick_column(header, [(self.text_column or "text").lower()])
         if self.id_column is not None:
             id_at = self._named_column(header, self.id_column, "item id")
         else:
