@@ -139,3 +139,35 @@ def test_one_hot_file_with_20000_label_columns(tmp_path):
     assert report.top_pairs[:3] == [("tag00001", "tag19999", 2), ("tag00002", "tag19999", 2), ("tag00003", "tag19999", 2)]
     assert len(report.top_pairs) == 10 and report.label_counts["tag19999"] == 30
     assert sum(p.kind == "constant label" for p in report.problems) == 1
+
+
+def test_pandas_kaggle_csv_notes_repeated_and_integer_tags(tmp_path):
+    fixtures = Path(__file__).parent / "fixtures"
+    report = check_dataset(fixtures / "kaggle_onehot_class_id.csv")
+    assert report.format == "onehot" and report.labels == ["healthy", "multiple_diseases", "rust", "scab"]
+    assert any("'class_id' hold values other than 0/1" in note for note in report.notes)
+    assert "'class_id'" in rendered(report)
+    report = check_dataset(fixtures / "pandas_to_csv_index.csv")
+    repeated = [p for p in report.problems if p.kind == "repeated tag"]
+    assert [(p.severity, p.where) for p in repeated] == [("warning", "pandas_to_csv_index.csv line 4")]
+    assert "label(s) ['cat'] appear more than once in one row" in repeated[0].message
+    labels = tmp_path / "ids.csv"
+    labels.write_text("image,labels\na.jpg,3 12\nb.jpg,0\n")
+    integer = [p for p in check_dataset(labels, min_examples=1).problems if p.kind == "integer labels"]
+    assert len(integer) == 1 and "every label is an integer (0, 12, 3)" in integer[0].message
+    assert "--label-names FILE" in integer[0].message
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"n{i}" for i in range(13)))
+    assert not [p for p in check_dataset(labels, label_names_file=names, min_examples=1).problems if p.kind == "integer labels"]
+
+
+def test_ids_without_suffix_are_found_by_stem(tmp_path):
+    make_images(tmp_path / "img", ["Train_0.jpg", "Train_1.png", "Train_2.jpg", "Train_2.png"])
+    labels = tmp_path / "train.csv"
+    labels.write_text("image_id,healthy,rust\nTrain_0,1,0\nTrain_1,0,1\n")
+    report = check_dataset(labels, images_dir=tmp_path / "img", min_examples=1)
+    assert report.usable and report.images_checked == 2
+    labels.write_text("image_id,healthy,rust\nTrain_0,1,0\nTrain_2,0,1\n")
+    report = check_dataset(labels, images_dir=tmp_path / "img", min_examples=1)
+    assert [p.kind for p in report.errors()] == ["ambiguous image"]
+    assert "Train_2.jpg, Train_2.png" in report.errors()[0].message

@@ -126,8 +126,8 @@ def test_onehot_label_columns_override_and_two_column_detection(tmp_path):
     path = write(tmp_path / "oh.csv", "image,width,cat,dog\na,640,1,0\nb,320,1,1\n")
     table = read_labels(path, label_columns=["dog", "cat"])
     assert table.label_names == ["cat", "dog"] and table.targets.tolist() == [[1, 0], [1, 1]]
-    with pytest.raises(DataError, match=r"column 'width': value '640'"):
-        read_labels(path)
+    auto = read_labels(path)  # a column of other integers (a size, a class id) is not read as labels, with a note
+    assert auto.label_names == ["cat", "dog"] and "column(s) 'width' hold values other than 0/1" in auto.meta["notes"][0]
     single = read_labels(write(tmp_path / "one.csv", "image,cat\na,1\nb,0\n"))
     assert single.source_format == "onehot" and single.label_names == ["cat"]
 
@@ -314,3 +314,42 @@ def test_write_headerless_index_file_round_trips(tmp_path):
     assert out.read_text().splitlines() == ["t1\t1,0", "t2\t1"]
     again = read_labels(out, no_header=True, label_names_file=names)
     assert again.label_sets() == table.label_sets() == [["a", "b"], ["a"]]
+
+
+# ---- CSV files as pandas and Kaggle write them ---------------------------------------------
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_pandas_index_column_is_skipped():
+    table = read_labels(FIXTURES / "pandas_to_csv_index.csv")
+    assert table.source_format == "tags" and table.meta["id_column"] == "image"
+    assert sets(table) == {"a.jpg": ["cat", "dog"], "b.jpg": ["dog"], "c.jpg": ["cat"]}
+    assert table.meta["notes"] == ["the unnamed first column holds the row numbers 0..2 (a pandas index): skipped"]
+    assert table.meta["repeated_tags"] == [["pandas_to_csv_index.csv line 4", ["cat"]]]
+
+
+def test_unnamed_column_that_is_not_an_index_stays(tmp_path):
+    table = read_labels(write(tmp_path / "l.csv", ",labels\n7.jpg,cat\n3.jpg,dog\n"))
+    assert table.items == ["7.jpg", "3.jpg"] and "notes" not in table.meta
+
+
+def test_kaggle_onehot_with_class_id_reads_the_01_columns():
+    table = read_labels(FIXTURES / "kaggle_onehot_class_id.csv")
+    assert table.source_format == "onehot" and table.items == ["train_0", "train_1", "train_2", "train_3"]
+    assert table.label_names == ["healthy", "multiple_diseases", "rust", "scab"]
+    assert table.targets.tolist() == [[0, 0, 1, 0], [0, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1]]
+    assert table.meta["notes"][0].startswith("the unnamed first column holds the row numbers 0..3")
+    assert table.meta["notes"][1].startswith("column(s) 'class_id' hold values other than 0/1 (a class id?)")
+
+
+def test_onehot_column_with_one_slip_is_still_an_error(tmp_path):
+    path = write(tmp_path / "oh.csv", "image,a,b\n" + "".join(f"x{i},1,0\n" for i in range(9)) + "y,2,0\n")
+    with pytest.raises(DataError, match=r"oh\.csv line 11, column 'a': value '2' is not 0 or 1"):
+        read_labels(path)
+
+
+def test_index_column_in_a_feature_table_is_skipped(tmp_path):
+    from tagnet.data.tabular import read_feature_table
+
+    found = read_feature_table(write(tmp_path / "t.csv", ",f1,f2,y\n0,0.5,1,1\n1,0.25,2,0\n"), label_columns=["y"])
+    assert found.feature_names == ["f1", "f2"] and found.features.tolist() == [[0.5, 1.0], [0.25, 2.0]]

@@ -147,3 +147,84 @@ def test_bad_inputs():
         evaluate_probabilities(Y, P, T, label_names=NAMES[:3])
     with pytest.raises(ConfigError, match="3 values for 4 labels"):
         evaluate_probabilities(Y, P, T[:3], label_names=NAMES)
+
+
+def test_one_label_end_to_end_matches_sklearn():
+    y, p = Y[:, [0]], P[:, [0]]
+    report = evaluate_probabilities(y, p, [0.5], label_names=["cat"])
+    pred = (p >= 0.5).astype(int)
+    assert report.per_label[0]["ap"] == pytest.approx(average_precision_score(y[:, 0], p[:, 0]))
+    assert report.mAP == report.per_label[0]["ap"]
+    binary = precision_recall_fscore_support(y[:, 0], pred[:, 0], average="binary", zero_division=0)[:3]
+    assert (report.micro_precision, report.micro_recall, report.micro_f1) == pytest.approx(binary)
+    assert (report.macro_precision, report.macro_recall, report.macro_f1) == pytest.approx(binary)
+    # per item: F1 1 where the one label is right and present, 0 elsewhere (no label predicted nor true: 0, as sklearn)
+    hits = (y[:, 0] == 1) & (pred[:, 0] == 1)
+    assert report.samples_f1 == pytest.approx(hits.mean())
+    assert report.samples_precision == pytest.approx(hits.mean()) and report.samples_recall == pytest.approx(hits.mean())
+    assert report.hamming_loss == pytest.approx(hamming_loss(y, pred))
+    assert report.exact_match == pytest.approx(accuracy_score(y, pred))
+    assert report.ranking_loss == 0.0  # one label: no pair to order
+    assert report.coverage == pytest.approx(y.mean())  # 1 for an item with the label, 0 without
+    assert report.one_error == 0.0
+
+
+def test_label_without_positives_is_listed_and_left_out_of_map():
+    report = evaluate_probabilities(Y, P, T, label_names=NAMES)
+    assert report.labels_without_positives == ["none_yet"]
+    assert json.loads(json.dumps(report.to_dict()))["labels_without_positives"] == ["none_yet"]
+    with pytest.warns(UserWarning, match="No positive class found"):
+        sklearn_macro = average_precision_score(Y, P, average="macro")  # counts none_yet as AP 0
+    aps = [average_precision_score(Y[:, j], P[:, j]) for j in range(3)]
+    assert sklearn_macro == pytest.approx(sum(aps) / 4)
+    assert report.mAP == pytest.approx(sum(aps) / 3)
+    pred = (P >= np.array(T)).astype(int)
+    assert report.macro_f1 == pytest.approx(_sk_prf(Y, pred, "macro")[2])  # macro F1 is scikit-learn's
+    assert report.warnings() and "none_yet" in report.warnings()[0]
+    console = Console(record=True, width=300)
+    render_metrics(report, console)
+    assert "1 label(s) have no positive in this data (none_yet)" in console.export_text()
+    assert evaluate_probabilities(Y[:, :3], P[:, :3], T[:3], label_names=NAMES[:3]).warnings() == []
+
+
+def test_label_unknown_everywhere_has_no_value_and_is_left_out_of_macro():
+    known = np.ones_like(Y, dtype=bool)
+    known[:, 1] = False
+    report = evaluate_probabilities(Y, P, T, label_names=NAMES, known=known)
+    row = report.per_label[1]
+    assert (row["ap"], row["precision"], row["recall"], row["f1"], row["support"]) == (None, None, None, None, 0)
+    assert report.labels_without_positives == ["dog", "none_yet"]
+    pred = (P >= np.array(T)).astype(int)
+    others = [0, 2, 3]
+    assert report.macro_f1 == pytest.approx(_sk_prf(Y[:, others], pred[:, others], "macro")[2])
+    assert report.n_complete == 0 and report.exact_match is None
+    with pytest.raises(DataError, match="every one of the 28 cells is unknown"):
+        evaluate_probabilities(Y, P, T, label_names=NAMES, known=np.zeros_like(known))
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_probabilities_are_a_data_error(value):
+    p = P.copy()
+    p[2, 1] = value
+    with pytest.raises(DataError, match=r"probabilities row 3, label 'dog': .*expected finite numbers"):
+        evaluate_probabilities(Y, p, T, label_names=NAMES)
+
+
+def test_evaluation_file_without_a_label_is_aligned_as_negatives():
+    from tagnet.data.table import LabelTable
+
+    test = LabelTable.from_label_sets(["a", "b", "c"], [["cat"], ["dog", "cat"], []])
+    with pytest.raises(DataError, match=r"missing \['fish'\], unexpected none"):
+        test.aligned_to(["cat", "dog", "fish"])
+    aligned = test.aligned_to(["fish", "cat", "dog"], missing_negative=True)
+    assert aligned.label_names == ["fish", "cat", "dog"]
+    assert aligned.targets.tolist() == [[0, 1, 0], [0, 1, 1], [0, 0, 0]] and aligned.known.all()
+    assert aligned.meta["labels_added_as_negative"] == ["fish"]
+    with pytest.raises(DataError, match=r"unexpected \['dog'\]"):
+        test.aligned_to(["cat", "fish"], missing_negative=True)
+    probs = np.array([[0.2, 0.9, 0.1], [0.3, 0.8, 0.7], [0.6, 0.1, 0.2]])
+    report = evaluate_probabilities(aligned.targets, probs, [0.5] * 3, label_names=aligned.label_names)
+    assert report.labels_without_positives == ["fish"]
+    assert report.mAP == pytest.approx(np.mean([average_precision_score(aligned.targets[:, j], probs[:, j]) for j in (1, 2)]))
+    assert report.per_label[0]["precision"] == 0.0  # the false positive on item c counts against fish
+    assert report.micro_f1 == pytest.approx(_sk_prf(aligned.targets, (probs >= 0.5).astype(int), "micro")[2])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,9 +116,9 @@ def test_bad_arff_values(tmp_path):
     _write(tmp_path / "t.xml", XML)
     with pytest.raises(DataError, match="not a readable ARFF"):
         read_feature_table(_write(tmp_path / "t.arff", HEADER + "1,2,3\n"))
-    nominal = HEADER.replace("@attribute f2 real", "@attribute f2 {red,blue}")
-    with pytest.raises(DataError, match="'f2' is nominal"):
-        read_feature_table(_write(tmp_path / "t.arff", nominal + "1,red,0,1,0\n"))
+    nominal_label = HEADER.replace("@attribute sun {0,1}", "@attribute sun {no,yes}")
+    with pytest.raises(DataError, match="label column 'sun' is nominal with values no, yes; expected numbers"):
+        read_feature_table(_write(tmp_path / "t.arff", nominal_label + "1,2,0,yes,0\n"))
 
 
 def test_csv_feature_table(tmp_path):
@@ -402,3 +403,94 @@ def test_tune_searches_a_feature_table(tabular_run, tmp_path):
     rows = list(csv.DictReader((tmp_path / "cli" / "trials.csv").open()))
     assert [float(r["hamming_loss"]) for r in rows] == pytest.approx([t.value for t in study.trials], abs=1e-5)
     assert all(r["mAP"] for r in rows)
+
+
+# ---- ARFF as MULAN and MEKA write it ---------------------------------------------------------
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_mulan_escaped_quotes_match_the_xml_and_nominal_features_are_encoded():
+    found = read_feature_table(FIXTURES / "mulan_birds-train.arff")
+    assert found.labels.label_names == ["Brown Creeper", "Pacific Wren", "Swainson's Thrush"]
+    assert found.labels.targets.tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 0], [0, 0, 1]]
+    assert found.feature_names == ["audio_ssd1", "audio_ssd2", "location=1", "location=2", "location=3", "location=4",
+                                   "hasSegments"]
+    np.testing.assert_allclose(found.features, [[0.0116, 0.0046, 1, 0, 0, 0, 1], [0.0021, 0.0104, 0, 0, 1, 0, 1],
+                                                [0, 0, 0, 1, 0, 0, 0], [0.0089, np.nan, 1, 0, 0, 0, 1]], rtol=1e-6)
+    assert found.encoding == {"binary": {"hasSegments": "1"}, "onehot": {"location": ["1", "2", "3", "4"]}}
+
+
+def test_meka_label_count_identifier_and_nominals():
+    found = read_feature_table(FIXTURES / "meka_music.arff")
+    assert found.labels.label_names == ["amazed", "happy", "quiet'still"]  # the first 3 attributes (-C 3)
+    assert found.labels.items == ["t-001", "t-002", "t-003", "t-004"]  # the string attribute names the rows
+    assert "'track_id' identify the rows" in found.labels.meta["notes"][0]
+    assert found.feature_names == ["Mean_Acc1298_Mean_Mem40_Centroid", "instrumental", "genre=rock", "genre=jazz",
+                                   "genre=hip hop"]
+    np.testing.assert_array_equal(found.features[:, 1:], [[1, 1, 0, 0], [0, 0, 0, 1], [np.nan, 0, 1, 0], [0, 1, 0, 0]])
+    assert json.loads(json.dumps(found.encoding)) == {"binary": {"instrumental": "YES"},
+                                                      "onehot": {"genre": ["rock", "jazz", "hip hop"]}}
+    report = check_dataset(FIXTURES / "meka_music.arff")
+    assert report.usable and any("track_id" in note for note in report.notes)
+
+
+def test_meka_negative_label_count_sparse():
+    found = read_feature_table(FIXTURES / "meka_scene_negative_c.arff")
+    assert found.labels.label_names == ["Beach", "Sunset"] and found.feature_names == ["Att1", "Att2"]
+    assert found.labels.targets.tolist() == [[1, 0], [0, 1], [0, 0]]
+    np.testing.assert_allclose(found.features, [[0.646467, 0.666435], [0.770156, 0], [0, 0.5]], rtol=1e-6)
+
+
+def test_meka_label_count_out_of_range(tmp_path):
+    path = _write(tmp_path / "m.arff", "@relation 'x: -C 5'\n@attribute a numeric\n@attribute b {0,1}\n@data\n1,0\n")
+    with pytest.raises(DataError, match=r"m\.arff: @relation 'x: -C 5' says -C 5; expected 1 to 1 labels"):
+        read_feature_table(path)
+
+
+def test_encoding_applied_to_new_rows_unseen_category_is_zeros(tmp_path):
+    train = read_feature_table(FIXTURES / "meka_music.arff")
+    new = _write(tmp_path / "new.arff", """@relation 'Music: -C 3'
+@attribute amazed {0,1}
+@attribute happy {0,1}
+@attribute 'quiet\\'still' {0,1}
+@attribute track_id string
+@attribute Mean_Acc1298_Mean_Mem40_Centroid numeric
+@attribute instrumental {YES,NO}
+@attribute genre {rock,jazz,'hip hop',polka}
+@data
+0,0,0,'n-1',0.5,NO,polka
+0,0,0,'n-2',0.25,YES,jazz
+""")
+    items, rows = read_feature_rows(new, feature_names=train.feature_names, encoding=train.encoding)
+    assert items == ["n-1", "n-2"]
+    np.testing.assert_allclose(rows, [[0.5, 0, 0, 0, 0], [0.25, 1, 0, 1, 0]])  # polka: no genre column is 1
+    from tagnet.data.tabular import encode_features
+
+    raw = {"Mean_Acc1298_Mean_Mem40_Centroid": ["1.5", "?"], "instrumental": ["YES", None], "genre": ["hip hop", "rock"]}
+    np.testing.assert_array_equal(encode_features(raw, train.feature_names, train.encoding),
+                                  [[1.5, 1, 0, 0, 1], [np.nan, np.nan, 1, 0, 0]])
+    with pytest.raises(DataError, match="no column 'genre' for feature 'genre=rock'"):
+        encode_features({k: v for k, v in raw.items() if k != "genre"}, train.feature_names, train.encoding)
+
+
+def test_nominal_attributes_are_one_hot_encoded_in_training_prediction_and_evaluation(tmp_path):
+    rng = np.random.default_rng(3)
+    colors = ["red", "green", "blue"]
+    rows = []
+    for i in range(60):
+        color, x = colors[i % 3], rng.normal()
+        rows.append(f"{int(color == 'red')},{int(x > 0)},{color},{x:.4f}")
+    header = "@relation 'nominal: -C 2'\n@attribute a {0,1}\n@attribute b {0,1}\n@attribute color {red,green,blue}\n" \
+             "@attribute x numeric\n@data\n"
+    train = _write(tmp_path / "nominal.arff", header + "\n".join(rows) + "\n")
+    result = train_run(train, out_dir=tmp_path / "run", config=TrainConfig(epochs=3, batch_size=16), progress=False)
+    state = load_artifact(result.run_dir).state
+    assert state["feature_names"] == ["color=red", "color=green", "color=blue", "x"]
+    assert state["encoding"]["onehot"] == {"color": colors}
+    predictor = Predictor(result.run_dir, runtime="torch")
+    found = predictor.predict_paths([train])
+    assert len(found) == 60 and not found.errors
+    expected = predictor.predict_proba([[1.0, 0.0, 0.0, float(rows[0].split(",")[3])]])
+    np.testing.assert_allclose(found.predictions[0].probabilities["a"], expected[0, 0], rtol=1e-6)
+    report, _ = evaluate(predictor, train)
+    assert report.per_label[0]["support"] == 20  # the red rows

@@ -26,7 +26,7 @@ def evaluate(artifact: str | Path | Artifact | Predictor, labels: str | Path, *,
     predictor = artifact if isinstance(artifact, Predictor) else Predictor(artifact)
     data = predictor.modality.read(labels, options=dict(read_options or {}), images_dir=images_dir,
                                    state=predictor.artifact.state, label_names=predictor.label_names)
-    table = data.table.aligned_to(predictor.label_names, what=str(labels))
+    table = data.table.aligned_to(predictor.label_names, what=str(labels), missing_negative=True)
     probs, kept, errors = predictor.modality.probabilities(predictor, list(data.inputs))
     if not kept:
         raise DataError(f"{labels}: none of its {len(table)} inputs could be read (images folder: {images_dir})")

@@ -28,7 +28,8 @@ class MetricsReport:
 
     Label-based metrics (per_label, mAP, micro, macro, hamming_loss) use every known cell.
     Example-based and ranking metrics (samples_*, exact_match, ranking_loss, coverage, one_error)
-    use the `n_complete` items whose labels are all known.
+    use the `n_complete` items whose labels are all known. `labels_without_positives` lists the labels
+    with no known positive in the evaluated data: they have no AP and are left out of mAP.
     """
 
     label_names: list[str]
@@ -51,10 +52,20 @@ class MetricsReport:
     ranking_loss: float | None
     coverage: float | None
     one_error: float | None
+    labels_without_positives: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every field."""
         return dataclasses.asdict(self)
+
+    def warnings(self) -> list[str]:
+        """Lines a reader of the numbers should see: the labels without positives, which mAP leaves out."""
+        if not self.labels_without_positives:
+            return []
+        return [f"{len(self.labels_without_positives)} label(s) have no positive in this data "
+                f"({', '.join(self.labels_without_positives)}): mAP is the mean AP of the other labels; in the macro "
+                "averages their precision, recall and F1 count as 0 (as in scikit-learn), unless no value of the "
+                "label is known"]
 
     def summary(self) -> dict[str, float | None]:
         """The headline numbers: mAP, micro/macro/samples F1, Hamming loss, exact match."""
@@ -95,8 +106,12 @@ def evaluate_probabilities(
     known; micro averages and Hamming loss count known cells only; macro averages are the mean of
     the per-label values; example-based metrics (samples P/R/F1, exact match) and ranking metrics
     (ranking loss, coverage error, one-error) use only items whose labels are all known. With
-    every cell known all values equal scikit-learn's on the full matrices. mAP is the mean average
-    precision over labels with >= 1 known positive (per-label AP is None for the others).
+    every cell known all values equal scikit-learn's on the full matrices, except mAP: it is the mean
+    average precision over labels with >= 1 known positive (per-label AP is None for the others, which
+    are listed in `labels_without_positives`), while scikit-learn's average_precision_score(average=
+    "macro") counts such a label as AP 0. Macro precision/recall/F1 are scikit-learn's (zero_division=0:
+    a label without positives scores 0), except that a label with no known value at all has None there
+    and is left out of them. A single label (one column) is scored as multi-label data with one label.
     One-error counts items with >= 1 label.
 
     Args:
@@ -108,7 +123,7 @@ def evaluate_probabilities(
     Returns:
         MetricsReport.
     Raises:
-        DataError: shapes disagree or there are no items.
+        DataError: shapes disagree, there are no items or no known values, or a probability is NaN or infinite.
         ConfigError: the thresholds are for a different number of labels.
     """
     y = np.asarray(targets).astype(bool).astype(np.int8)
@@ -120,6 +135,13 @@ def evaluate_probabilities(
                         f"have shape (items, labels) with one column per label name ({len(names)} names)")
     if len(y) == 0:
         raise DataError("no items to evaluate")
+    if not mask.any():
+        raise DataError(f"no known label values to evaluate: every one of the {y.size} cells is unknown")
+    bad = ~np.isfinite(p)
+    if bad.any():
+        i, j = map(int, np.argwhere(bad)[0])
+        raise DataError(f"probabilities row {i + 1}, label {names[j]!r}: {p[i, j]} ({int(bad.sum())} such value(s)); "
+                        "expected finite numbers (a model that diverged gives NaN)")
     th = as_thresholds(thresholds, num_labels=len(names))
     pred = apply_thresholds(p, th).astype(np.int8)
 
@@ -127,17 +149,20 @@ def evaluate_probabilities(
     for j, name in enumerate(names):
         rows = mask[:, j]
         yj, pj = y[rows, j], pred[rows, j]
-        precision, recall, f1 = _prf(yj, pj, None)
+        precision, recall, f1 = _prf(yj, pj, None) if rows.any() else (None, None, None)
         ap = float(average_precision_score(yj, p[rows, j])) if yj.any() else None
         per_label.append({"label": name, "ap": ap, "precision": precision, "recall": recall, "f1": f1,
                           "support": int(yj.sum()), "threshold": float(th.values[j])})
     aps = [row["ap"] for row in per_label if row["ap"] is not None]
 
     micro = _prf(y[mask], pred[mask], "binary")
-    macro = [float(np.mean([row[k] for row in per_label])) for k in ("precision", "recall", "f1")]
+    macro = [float(np.mean([row[k] for row in per_label if row[k] is not None])) for k in ("precision", "recall", "f1")]
 
     complete = mask.all(axis=1)
     yc, pc, sc = y[complete], pred[complete], p[complete]
+    if len(names) == 1:  # scikit-learn takes one column for a binary task: add a label nobody has, scored lowest
+        yc, pc = np.hstack([yc, np.zeros_like(yc)]), np.hstack([pc, np.zeros_like(pc)])
+        sc = np.hstack([sc, np.full_like(sc, sc.min() - 1.0 if len(sc) else 0.0)])
     if complete.any():
         samples: tuple[float | None, ...] = _prf(yc, pc, "samples")
         exact = float(accuracy_score(yc, pc))
@@ -152,7 +177,8 @@ def evaluate_probabilities(
         macro_precision=macro[0], macro_recall=macro[1], macro_f1=macro[2],
         samples_precision=samples[0], samples_recall=samples[1], samples_f1=samples[2],
         hamming_loss=float(hamming_loss(y[mask], pred[mask])), exact_match=exact,
-        ranking_loss=ranking, coverage=coverage, one_error=_one_error(yc, sc) if complete.any() else None)
+        ranking_loss=ranking, coverage=coverage, one_error=_one_error(yc, sc) if complete.any() else None,
+        labels_without_positives=[row["label"] for row in per_label if row["ap"] is None])
 
 
 def _fmt(value: float | None) -> str:
@@ -190,3 +216,5 @@ def render_metrics(report: MetricsReport, console: Console) -> None:
                                 ("one-error", report.one_error, "lower")):
         overall.add_row(name, _fmt(value), better)
     console.print(overall)
+    for line in report.warnings():
+        console.print(f"[yellow]warning[/] {line}", soft_wrap=True)

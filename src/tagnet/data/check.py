@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from scipy import sparse
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tagnet.data.decode import decode_image, resolve_image_path
 from tagnet.data.labels import read_labels_located
 from tagnet.data.table import LabelTable
 from tagnet.data.tabular import is_feature_table, read_feature_table, table_read_options
@@ -64,6 +64,7 @@ class DatasetReport:
     missing_values: int = 0
     steps: list[Step] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the reader decided for the user (a column skipped, ...)
 
     @property
     def usable(self) -> bool:
@@ -126,6 +127,7 @@ def check_dataset(
                              Step("images", "skipped", "the label file could not be read")]
             return report
     report.format = table.source_format
+    report.notes = list(table.meta.get("notes", []))
     report.steps.append(Step("read labels", "ok", f"{table.source_format} format: {len(table)} items, "
                                                   f"{table.num_labels} labels"))
     _check_labels(report, table, locations, min_examples)
@@ -179,6 +181,7 @@ def _check_labels(report: DatasetReport, table: LabelTable, locations: list[str]
                                  f"(fewer than {min_examples})"))
         elif len(table) and count == len(table):
             found.append(Problem("warning", "constant label", name, f"label {name!r} is on every item"))
+    found += _tag_problems(table)
     report.problems += found
     status = "failed" if any(p.severity == "error" for p in found) else "warning" if found else "ok"
     summary = Counter(p.kind for p in found)
@@ -208,6 +211,19 @@ def _top_pairs(positives: np.ndarray, names: list[str], per_item: np.ndarray) ->
         return []
     a, b, count = (np.concatenate(parts) for parts in zip(*found))
     return [(names[a[k]], names[b[k]], int(count[k])) for k in np.lexsort((b, a, -count))[:TOP_PAIRS]]
+
+
+def _tag_problems(table: LabelTable) -> list[Problem]:
+    """Tags a reader took as written though they look like a mistake: repeated in one cell, or integer ids."""
+    found = [Problem("warning", "repeated tag", where, f"label(s) {tags} appear more than once in one row; "
+                     "read once (check the export for a copy-paste slip)")
+             for where, tags in table.meta.get("repeated_tags", [])]
+    if (table.source_format in ("tags", "json", "jsonl") and table.label_names and not table.meta.get("labels_are_indices")
+            and all(name.lstrip("-").isdigit() for name in table.label_names)):
+        shown = ", ".join(table.label_names[:8]) + (", ..." if table.num_labels > 8 else "")
+        found.append(Problem("warning", "integer labels", "labels", f"every label is an integer ({shown}): class ids, "
+                             "not names? Give --label-names FILE (one name per line, line i names id i)"))
+    return found
 
 
 def _check_features(report: DatasetReport, features: np.ndarray, names: list[str]) -> None:
@@ -247,11 +263,12 @@ def _open_image(path: Path) -> tuple[str | None, str]:
     if not path.is_file():
         return "missing", ""
     try:
-        with Image.open(path) as img:
-            img.load()
-            return None, f"{img.width}x{img.height}"
+        image = decode_image(path)  # the decode training and prediction use (EXIF rotation, 16-bit, HEIC)
+    except DataError as e:
+        return str(e).removeprefix(f"{path}: "), ""
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...) for bad files
         return f"{type(e).__name__}: {e}", ""
+    return None, f"{image.width}x{image.height}"
 
 
 def _check_images(report: DatasetReport, table: LabelTable, locations: list[str], folder: Path) -> None:
@@ -262,8 +279,14 @@ def _check_images(report: DatasetReport, table: LabelTable, locations: list[str]
         report.steps.append(Step("images", "failed", f"{folder} does not exist"))
         return
     where: dict[Path, str] = {}
+    listings: dict = {}
     for item, location in zip(table.items, locations):
-        where.setdefault(folder / item, location)
+        try:
+            path = resolve_image_path(item, folder, listings)  # an id without a suffix: the one image with that stem
+        except DataError as e:
+            report.problems.append(Problem("error", "ambiguous image", location, str(e)))
+            continue
+        where.setdefault(path, location)
     paths = list(where)
     with ThreadPoolExecutor() as pool:
         results = list(pool.map(_open_image, paths))
@@ -302,6 +325,8 @@ def render_report(report: DatasetReport, console: Console) -> None:
     for k, step in enumerate(report.steps, start=1):
         steps.add_row(f"{k}. {step.name}", f"[{style[step.status]}]{step.status}[/]", escape(step.detail))
     console.print(steps)
+    for note in report.notes:
+        console.print(f"[cyan]note[/] {escape(note)}", soft_wrap=True)
     if report.labels:
         labels = Table(title="Labels", title_justify="left", box=None, padding=(0, 2))
         for name, justify in (("label", "left"), ("items", "right"), ("share", "right"), ("unknown", "right")):

@@ -16,37 +16,28 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from tagnet.data.decode import IMAGE_SUFFIXES, decode_image, resolve_image_paths, to_rgb  # noqa: F401 (resolve_image_paths: imported from here)
 from tagnet.errors import ConfigError, DataError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MAX_IMAGE_SIZE = 4096  # px per side the image cache accepts: 48 MiB per image at this size
 
 
 def to_model_size(image: Image.Image, size: int) -> np.ndarray:
-    """The one resize of every image, in training, prediction and serving: RGB uint8 (size, size, 3)."""
-    return np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    """The one resize of every image, in training, prediction and serving: RGB uint8 (size, size, 3) (to_rgb first)."""
+    return _resized(to_rgb(image), size)
 
 
 def load_image(path: str | Path, size: int) -> np.ndarray:
-    """Decode one image file to an RGB uint8 (size, size, 3) array; raises DataError if unreadable."""
-    try:
-        with Image.open(path) as image:
-            image.draft("RGB", (size, size))  # JPEG: decode at reduced scale when much larger
-            return to_model_size(image, size)
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
+    """Decode one image file (decode_image) to an RGB uint8 (size, size, 3) array; raises DataError if unreadable."""
+    return _resized(decode_image(path, draft_size=size), size)
 
 
-def resolve_image_paths(items: Sequence[str], images_dir: str | Path | None) -> list[Path]:
-    """Item ids/relative paths joined to `images_dir` (absolute item paths are kept)."""
-    root = Path(images_dir) if images_dir is not None else Path(".")
-    return [Path(item) if Path(item).is_absolute() else root / item for item in items]
+def _resized(rgb: Image.Image, size: int) -> np.ndarray:
+    return np.asarray(rgb.resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
 @dataclass

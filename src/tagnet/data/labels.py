@@ -13,11 +13,17 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from tagnet.data import exports
 from tagnet.data.table import LabelTable
 from tagnet.errors import DataError
 
-FORMATS = ("tags", "onehot", "jsonl", "json", "coco", "voc", "folders")
-ID_COLUMNS = ("image", "id", "file", "filename", "path", "item")
+FORMATS = ("tags", "onehot", "jsonl", "json", "coco", "voc", "folders", "cvat", "labelstudio", "labelstudio-csv",
+           "spacy", "huggingface")
+_OWN_NAMES = ("coco", "voc", "folders", "cvat", "labelstudio", "labelstudio-csv", "spacy", "huggingface")
+_FOLDER_FORMATS = ("voc", "folders")
+_TEXT_FORMATS = ("tags", "onehot", "jsonl", "json", "labelstudio", "labelstudio-csv", "spacy", "huggingface")
+ID_COLUMNS = ("image", "id", "file", "filename", "path", "item", "image_id", "file_name")
+INDEX_NAMES = ("", "Unnamed: 0")  # the header pandas' to_csv writes over the index, and what pandas reads it back as
 LABEL_COLUMNS = ("labels", "tags", "label", "categories")
 SEPARATOR_NAMES = {"space": " ", "comma": ",", "semicolon": ";", "pipe": "|", "tab": "\t"}
 _ONEHOT_VALUES = {"1": 1, "1.0": 1, "0": 0, "0.0": 0, "-1": None, "-1.0": None, "": None}
@@ -43,8 +49,10 @@ def read_labels(
     """Read a label file (or folder) of any supported format into a LabelTable.
 
     Args:
-        path: a CSV/TSV, JSON Lines, JSON or COCO file, a folder of Pascal VOC XML files, or a
-            folder with one sub-folder per label.
+        path: a CSV/TSV, JSON Lines, JSON or COCO file, a folder of Pascal VOC XML files, a
+            folder with one sub-folder per label, or a labelling tool's export: CVAT for images 1.1 XML,
+            Label Studio JSON or CSV, spaCy JSONL ({"text", "cats"}), a Hugging Face dataset folder
+            (save_to_disk) or Parquet/Arrow file.
         format: one of FORMATS; detected from the path and its content when None.
         id_column, labels_column: column (or JSON key) of the item ids / of the tags; detected
             by name when None. With `no_header`, columns are numbered from 0.
@@ -137,42 +145,62 @@ class _Reader:
         self._delim = ","
         self._csv_cache: tuple[list[str], list[tuple[int, list[str]]]] | None = None
         self._json_cache: tuple[Any] | None = None
+        self._jsonl_cache: tuple[list, list[str]] | None = None
         self.text_column: str | None = None  # read_labels_with_texts: a column that is neither id nor label
         self._records: tuple[list, list[str]] = ([], [])
+        self._texts: list | None = None  # the texts an export holds (Label Studio data.text, spaCy, datasets)
+        self.notes: list[str] = []  # what the read decided for the user: shown by data check (table.meta["notes"])
 
     # ---- dispatch -------------------------------------------------------------------------
     def read(self) -> tuple[LabelTable, list[str]]:
         if not self.path.exists():
             raise DataError(f"label file {self.path} does not exist")
         fmt = self.format or self._detect_format()
-        if self.path.is_dir() != (fmt in ("voc", "folders")):
+        if fmt != "huggingface" and self.path.is_dir() != (fmt in _FOLDER_FORMATS):
             kind = "a folder" if self.path.is_dir() else "a file"
             raise DataError(f"{self.path} is {kind}, which cannot be read as format {fmt!r}")
         if self.label_columns is not None and fmt != "onehot":
             raise DataError(f"label_columns applies to one-hot CSV files, not to format {fmt!r}")
-        if self.names_file is not None and fmt in ("coco", "voc", "folders"):
+        if self.names_file is not None and fmt in _OWN_NAMES:
             raise DataError(f"label_names_file does not apply to format {fmt!r}, which names its own labels")
-        return getattr(self, f"_read_{fmt}")()
+        table, locations = getattr(self, f"_read_{fmt.replace('-', '_')}")()
+        if self.notes:
+            table.meta["notes"] = [*self.notes, *table.meta.get("notes", [])]
+        return table, locations
 
     def _detect_format(self) -> str:
         path = self.path
         if path.is_dir():
+            if exports.is_hf_dataset_dir(path):
+                return "huggingface"
             if any(path.glob("*.xml")) or (path / "Annotations").is_dir():
                 return "voc"
             if any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
                 return "folders"
             raise DataError(f"folder {path} holds neither Pascal VOC .xml files nor one sub-folder per label")
         suffix = path.suffix.lower()
+        if suffix in exports.HF_SUFFIXES:
+            return "huggingface"
+        if suffix == ".xml":
+            if exports.is_cvat_xml(path):
+                return "cvat"
+            raise DataError(f"{path}: an XML file whose root is not CVAT's <annotations>; Pascal VOC files are read "
+                            "as a folder of .xml files (give the folder)")
         if suffix in (".jsonl", ".ndjson"):
-            return "jsonl"
+            records = self._jsonl_records()[0]
+            return "spacy" if records and exports.is_spacy_record(records[0]) else "jsonl"
         if suffix == ".json":
             data = self._load_json()
-            return "coco" if isinstance(data, dict) and "images" in data and "annotations" in data else "json"
+            if isinstance(data, dict) and "images" in data and "annotations" in data:
+                return "coco"
+            return "labelstudio" if exports.is_label_studio_json(data) else "json"
         if self.label_columns is not None:
             return "onehot"
         if self.labels_column is not None or self.no_header:
             return "tags"
         header, rows = self._csv()
+        if exports.is_label_studio_csv(header):
+            return "labelstudio-csv"
         if pick_column(header, LABEL_COLUMNS) is not None:
             return "tags"
         if len(header) > 2:
@@ -184,13 +212,16 @@ class _Reader:
     # ---- a text column beside the labels (read_labels_with_texts) --------------------------
     def _text_format(self) -> str:
         fmt = self.format or self._detect_format()
-        if fmt not in ("tags", "onehot", "jsonl", "json"):
-            raise DataError(f"{self.path}: a text column needs a CSV/TSV or JSON(L) label file, not format {fmt!r}")
+        if fmt not in _TEXT_FORMATS:
+            raise DataError(f"{self.path}: a text column needs a CSV/TSV, JSON(L), Label Studio, spaCy or Hugging Face "
+                            f"label file, not format {fmt!r}")
         return fmt
 
     def has_id_field(self) -> bool:
         """Whether the file has a column (or first record a key) with one of the usual id names."""
         fmt = self._text_format()
+        if fmt not in ("tags", "onehot", "jsonl", "json"):
+            return True  # an export names its own items (an image, or the text itself)
         if fmt in ("tags", "onehot"):
             header = self._csv()[0]
             self._named_column(header, self.text_column, "text")  # a missing text column is named as such
@@ -208,6 +239,11 @@ class _Reader:
 
     def texts(self) -> list[str]:
         """The text column's value on every row read, in order (call after read())."""
+        if self._texts is not None:
+            missing = next((where for text, where in zip(self._texts, self._records[1]) if not isinstance(text, str)), None)
+            if missing is not None:
+                raise DataError(f"{missing}: no text under {self.text_column!r}; expected a string")
+            return list(self._texts)
         if self._text_format() in ("tags", "onehot"):
             header, rows = self._csv()
             at = self._named_column(header, self.text_column, "text")
@@ -264,6 +300,12 @@ class _Reader:
                 header = [str(i) for i in range(len(rows[0][1]))]
             else:
                 header = [name.strip() for name in rows.pop(0)[1]]
+                if rows and header[0] in INDEX_NAMES and all(
+                        len(fields) > 1 and fields[0].strip() == str(i) for i, (_, fields) in enumerate(rows)):
+                    header = header[1:]
+                    rows = [(line, fields[1:]) for line, fields in rows]
+                    self.notes.append(f"the unnamed first column holds the row numbers 0..{len(rows) - 1} "
+                                      "(a pandas index): skipped")
                 dupes = sorted(n for n, k in Counter(header).items() if k > 1)
                 if dupes:
                     raise DataError(f"{self.path} line 1: column name(s) {dupes} appear more than once")
@@ -321,6 +363,7 @@ class _Reader:
             cols = [self._named_column(header, c, "labels") for c in self.label_columns]
         else:
             cols = [i for i in range(len(header)) if i != id_at and header[i] != self.text_column]
+            cols = self._binary_columns(header, rows, cols)
         if not cols:
             raise DataError(f"{self.path}: no label columns besides the id column {header[id_at]!r}")
         if id_at in cols:
@@ -359,6 +402,24 @@ class _Reader:
         table = LabelTable(items, [names[j] for j in order], targets[:, order], known[:, order], "onehot", meta)
         return table, locations
 
+    def _binary_columns(self, header: list[str], rows: list[tuple[int, list[str]]], cols: list[int]) -> list[int]:
+        """`cols` without the integer columns that are not 0/1 (a class id, a count) when other columns are 0/1; each
+        column left out is named in a note. A column with a slip (one bad cell, or a word) stays, and the read
+        reports that cell."""
+        def is_count(c: int) -> bool:
+            cells = [fields[c].strip() for _, fields in rows]
+            other = sum(cell not in _ONEHOT_VALUES for cell in cells)
+            return all(cell.isdigit() for cell in cells if cell) and other >= max(2, 0.1 * len(cells))
+        keep = [c for c in cols if not is_count(c)]
+        dropped = [c for c in cols if c not in keep]
+        if keep and dropped:
+            names = ", ".join(repr(header[c]) for c in dropped)
+            self.notes.append(f"column(s) {names} hold values other than 0/1 (a class id?): not read as labels; "
+                              f"the labels are the 0/1 columns {_preview([header[c] for c in keep])} "
+                              "(choose others with --label-columns)")
+            return keep
+        return cols
+
     # ---- JSON ---------------------------------------------------------------------------
     def _load_json(self) -> Any:
         if self._json_cache is None:
@@ -370,7 +431,9 @@ class _Reader:
                 raise _beyond_json_limits(str(self.path), e) from None
         return self._json_cache[0]
 
-    def _read_jsonl(self) -> tuple[LabelTable, list[str]]:
+    def _jsonl_records(self) -> tuple[list, list[str]]:
+        if self._jsonl_cache is not None:
+            return self._jsonl_cache
         records, locations = [], []
         for n, line in enumerate(self._text().splitlines(), start=1):
             if not line.strip():
@@ -383,7 +446,11 @@ class _Reader:
             except (ValueError, RecursionError) as e:
                 raise _beyond_json_limits(where, e) from None
             locations.append(where)
-        return self._from_records(records, locations, "jsonl")
+        self._jsonl_cache = (records, locations)
+        return self._jsonl_cache
+
+    def _read_jsonl(self) -> tuple[LabelTable, list[str]]:
+        return self._from_records(*self._jsonl_records(), "jsonl")
 
     def _read_json(self) -> tuple[LabelTable, list[str]]:
         data = self._load_json()
@@ -436,10 +503,17 @@ class _Reader:
             if not isinstance(data.get(key), list):
                 raise DataError(f"{self.path}: COCO key {key!r} is missing or not a list")
         categories = {c["id"]: str(c["name"]) for c in self._coco_entries(data, "categories", ("id", "name"))}
+        annotations = self._coco_entries(data, "annotations", ("image_id", "category_id"))
+        meta = {}
+        project = _roboflow_project_category(data["categories"], {ann["category_id"] for ann in annotations})
+        if project is not None:
+            del categories[project["id"]]
+            meta["notes"] = [f"category {project['id']} {project['name']!r} is the Roboflow project's name (supercategory "
+                             "\"none\", no annotation uses it), not a label: left out"]
         images = self._coco_entries(data, "images", ("id", "file_name"))
         row = {img["id"]: i for i, img in enumerate(images)}
         sets: list[set[str]] = [set() for _ in images]
-        for k, ann in enumerate(self._coco_entries(data, "annotations", ("image_id", "category_id"))):
+        for k, ann in enumerate(annotations):
             if ann["image_id"] not in row:
                 raise DataError(f"{self.path}: annotations[{k}] refers to image_id {ann['image_id']!r}, "
                                 "which is not in images")
@@ -450,7 +524,7 @@ class _Reader:
         items = [str(img["file_name"]) for img in images]
         locations = [f"{self.path.name} image id {img['id']}" for img in images]
         table = LabelTable.from_label_sets(items, [sorted(s) for s in sets], label_names=categories.values(),
-                                           source_format="coco", meta={})
+                                           source_format="coco", meta=meta)
         return table, locations
 
     def _coco_entries(self, data: dict, key: str, needed: tuple[str, ...]) -> list[dict]:
@@ -463,6 +537,71 @@ class _Reader:
                 raise DataError(f"{self.path}: {key}[{k}] has {unhashable[0]} {entry[unhashable[0]]!r}; "
                                 "expected a number or a string")
         return data[key]
+
+    # ---- labelling tools' exports ------------------------------------------------------------
+    def _read_cvat(self) -> tuple[LabelTable, list[str]]:
+        return self._export_table(exports.read_cvat(self.path), "cvat")
+
+    def _read_labelstudio(self) -> tuple[LabelTable, list[str]]:
+        records = exports.read_label_studio_json(self.path, self._load_json(), id_key=self._opt(self.id_column),
+                                                 text_key=self.text_column)
+        return self._export_table(records, "labelstudio")
+
+    def _read_spacy(self) -> tuple[LabelTable, list[str]]:
+        return self._export_table(exports.read_spacy(*self._jsonl_records(), text_key=self.text_column), "spacy")
+
+    def _read_huggingface(self) -> tuple[LabelTable, list[str]]:
+        records = exports.read_hf_dataset(self.path, id_column=self._opt(self.id_column),
+                                          labels_column=self._opt(self.labels_column), text_column=self.text_column)
+        return self._export_table(records, "huggingface")
+
+    def _read_labelstudio_csv(self) -> tuple[LabelTable, list[str]]:
+        header, rows = self._csv()
+        text_at = pick_column(header, [(self.text_column or "text").lower()])
+        if self.id_column is not None:
+            id_at = self._named_column(header, self.id_column, "item id")
+        else:
+            id_at = next((at for at in (pick_column(header, [c for c in ID_COLUMNS if c != "id"]), text_at,
+                                        pick_column(header, ["id"])) if at is not None), None)
+            if id_at is None:
+                raise DataError(f"{self.path}: no item id column; available columns: {', '.join(header)}")
+        locations = [f"{self.path.name} line {line}" for line, _ in rows]
+        if self.labels_column is not None:
+            label_at = [self._named_column(header, self.labels_column, "labels")]
+        else:
+            skip = {h.lower() for h in exports.LABEL_STUDIO_CSV_COLUMNS}
+            label_at = [j for j, h in enumerate(header) if h.lower() not in skip and j not in (id_at, text_at)]
+            if len(label_at) > 1:  # several columns left: the ones holding Label Studio results ({"choices": ...})
+                label_at = [j for j in label_at if any(f[j].strip()[:1] in "[{" for _, f in rows)]
+            if not label_at:
+                raise DataError(f"{self.path}: which column holds the labels? Give --labels-column "
+                                f"(columns: {', '.join(header)})")
+        sets = [sorted({label for j in label_at for label in exports.label_studio_cell(fields[j], where)})
+                for (_, fields), where in zip(rows, locations)]
+        items = [self._item(fields[id_at], where) for (_, fields), where in zip(rows, locations)]
+        if header[id_at].lower() == "image":
+            items = [exports.label_studio_item(item) for item in items]
+        texts = [fields[text_at] for _, fields in rows] if text_at is not None else None
+        meta = {"labels_column": ", ".join(header[j] for j in label_at), "delimiter": self._delim,
+                **({"text_items": True} if id_at == text_at else {})}
+        return self._export_table(exports.Records(items, sets, locations, texts=texts, meta=meta), "labelstudio-csv")
+
+    def _opt(self, value: str | int | None) -> str | None:
+        return None if value is None else str(value)
+
+    def _export_table(self, records: exports.Records, fmt: str) -> tuple[LabelTable, list[str]]:
+        """The LabelTable of an export's records; keeps their texts for read_labels_with_texts."""
+        self._records = ([], records.locations)
+        self._texts = records.texts if self.text_column is not None else None
+        if self.text_column is not None and records.texts is None:
+            raise DataError(f"{self.path}: this {fmt} file holds no text under {self.text_column!r}")
+        if records.targets is not None:
+            names = records.label_names or []
+            table = LabelTable(records.items, names, records.targets, records.known, fmt, records.meta)
+        else:
+            table = LabelTable.from_label_sets(records.items, records.label_sets, label_names=records.label_names,
+                                               source_format=fmt, meta=records.meta)
+        return table, records.locations
 
     # ---- folders ------------------------------------------------------------------------
     def _read_voc(self) -> tuple[LabelTable, list[str]]:
@@ -536,6 +675,10 @@ class _Reader:
 
     def _from_tags(self, items: list[str], tag_lists: list[list[str]], locations: list[str], fmt: str,
                    meta: dict) -> tuple[LabelTable, list[str]]:
+        repeated = [[where, sorted({t for t in ts if ts.count(t) > 1})]
+                    for ts, where in zip(tag_lists, locations) if len(set(ts)) < len(ts)]
+        if repeated:
+            meta = {**meta, "repeated_tags": repeated}
         names = None
         if self.names_file is not None:
             names = self._names_from_file()
@@ -580,6 +723,17 @@ def read_csv_rows(path: str | Path, *, delimiter: str | None = None) -> tuple[li
     are (UTF-8, delimiter given by character or name, else detected; malformed rows, duplicate column names and
     rows of the wrong width are DataErrors)."""
     return _Reader(Path(path).expanduser(), delimiter=delimiter)._csv()
+
+
+def _roboflow_project_category(categories: list[dict], used: set) -> dict | None:
+    """The category Roboflow adds to a COCO export for the project itself: supercategory "none", used by no
+    annotation, and the supercategory of every other category; None when there is no such category."""
+    for category in categories:
+        others = [c for c in categories if c is not category]
+        if (category.get("supercategory") == "none" and category["id"] not in used and others
+                and all(c.get("supercategory") == category["name"] for c in others)):
+            return category
+    return None
 
 
 def pick_column(header: Sequence[str], names: Sequence[str]) -> int | None:
@@ -629,8 +783,11 @@ def write_labels(table: LabelTable, path: str | Path, *, format: str | None = No
     separator recorded in `table.meta`, so the same read options read the file back; a
     headerless tags file is written as columns (id, labels). coco, voc and folders sources are
     written as a tags CSV with columns image,labels (space-separated tags; tab-separated when
-    `path` ends in .tsv) since their images stay where they are. One-hot files write unknown
-    cells as empty fields; the other formats cannot express unknown values and raise DataError.
+    `path` ends in .tsv) since their images stay where they are, and so are CVAT, Label Studio
+    and Hugging Face sources, except those whose items are texts: JSON Lines {"text", "labels"}.
+    spaCy sources are written as spaCy JSONL ({"text", "cats"}, unknown labels left out). One-hot
+    files write unknown cells as empty fields; the other formats cannot express unknown values
+    and raise DataError.
 
     Returns:
         `path`.
@@ -640,14 +797,21 @@ def write_labels(table: LabelTable, path: str | Path, *, format: str | None = No
     if fmt not in FORMATS:
         raise DataError(f"unknown label format {fmt!r}: expected one of {', '.join(FORMATS)}")
     meta = table.meta if fmt == table.source_format else {}
-    if fmt in ("coco", "voc", "folders"):
+    if fmt in ("labelstudio", "labelstudio-csv", "huggingface") and meta.get("text_items"):
+        fmt, meta = "jsonl", {"id_key": "text", "labels_key": "labels"}
+    elif fmt in _OWN_NAMES and fmt != "spacy":
         fmt, meta = "tags", {}
-    if fmt != "onehot" and not table.known.all():
+    if fmt not in ("onehot", "spacy") and not table.known.all():
         raise DataError(f"cannot write {path} as {fmt}: the table has {int((~table.known).sum())} unknown "
                         "label values, which only the one-hot format can record")
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt in ("tags", "onehot"):
         _write_csv(table, path, fmt, meta)
+    elif fmt == "spacy":
+        key = meta.get("text_key", "text")
+        path.write_text("".join(json.dumps({key: item, "cats": {n: float(v) for n, v, k in zip(table.label_names, row, known)
+                                                                 if k}}, ensure_ascii=False) + "\n"
+                                for item, row, known in zip(table.items, table.targets, table.known)), encoding="utf-8")
     else:
         id_key, labels_key = meta.get("id_key", "image"), meta.get("labels_key", "labels")
         records = [{id_key: item, labels_key: labels} for item, labels in zip(table.items, table.label_sets())]

@@ -76,20 +76,35 @@ class LabelTable:
         return LabelTable([self.items[i] for i in idx], list(self.label_names), self.targets[idx],
                           self.known[idx], self.source_format, dict(self.meta))
 
-    def aligned_to(self, label_names: Sequence[str], *, what: str = "label file") -> "LabelTable":
-        """The same table with columns in the order of `label_names`; raises DataError naming any difference."""
+    def aligned_to(self, label_names: Sequence[str], *, what: str = "label file",
+                   missing_negative: bool = False) -> "LabelTable":
+        """The same table with columns in the order of `label_names`.
+
+        Args:
+            missing_negative: a label of `label_names` that the table lacks becomes a column of known negatives
+                (an evaluation file in which that label never occurs); the labels added are listed in
+                meta["labels_added_as_negative"].
+        Raises:
+            DataError: naming the labels the table has that `label_names` lacks, or (without
+                `missing_negative`) the labels it lacks.
+        """
         names = list(label_names)
         if names == self.label_names:
             return self
         missing = sorted(set(names) - set(self.label_names))
         extra = sorted(set(self.label_names) - set(names))
-        if missing or extra:
+        if extra or (missing and not missing_negative):
             raise DataError(
                 f"{what} has labels {self.label_names} but the model has {names}: "
                 f"missing {missing or 'none'}, unexpected {extra or 'none'}")
-        order = [self.label_names.index(n) for n in names]
-        return LabelTable(list(self.items), names, self.targets[:, order], self.known[:, order],
-                          self.source_format, dict(self.meta))
+        targets = np.zeros((len(self), len(names)), dtype=np.uint8)
+        known = np.ones((len(self), len(names)), dtype=bool)
+        for j, name in enumerate(names):
+            if name in self.label_names:
+                targets[:, j] = self.targets[:, self.label_names.index(name)]
+                known[:, j] = self.known[:, self.label_names.index(name)]
+        meta = {**self.meta, "labels_added_as_negative": missing} if missing else dict(self.meta)
+        return LabelTable(list(self.items), names, targets, known, self.source_format, meta)
 
     def label_counts(self) -> np.ndarray:
         """Number of known positives per label."""

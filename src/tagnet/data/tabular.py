@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -18,15 +19,23 @@ ARFF_SUFFIX = ".arff"
 TABULAR_OPTIONS = ("label_columns", "label_count", "labels_xml", "id_column", "delimiter")
 MISSING = ("", "?", "nan", "NaN", "NA")
 _NUMERIC_TYPES = ("NUMERIC", "REAL", "INTEGER")
+_MEKA_LABELS = re.compile(r"(?:^|\s)-C\s+(-?\d+)")  # MEKA's label count in @relation 'name: -C 6'
+_BINARY = {frozenset(pair): pair[0] for pair in (("yes", "no"), ("true", "false"), ("t", "f"), ("y", "n"), ("1", "0"))}
 
 
 @dataclass
 class FeatureTable:
-    """Labelled feature vectors: the labels, one float32 row of features per item (NaN = missing), feature names."""
+    """Labelled feature vectors: the labels, one float32 row of features per item (NaN = missing), feature names.
+
+    `encoding` records how nominal ARFF attributes became numbers, JSON-able: {"binary": {attribute: positive
+    value}} for two-valued ones (YES/NO, 0/1: one 0/1 column named as the attribute) and {"onehot": {attribute:
+    [categories]}} for the others (one column "attribute=category" each); encode_features applies it to new rows.
+    """
 
     labels: LabelTable
     features: np.ndarray
     feature_names: list[str]
+    encoding: dict = field(default_factory=lambda: {"binary": {}, "onehot": {}})
 
 
 @dataclass
@@ -40,6 +49,17 @@ class _Columns:
     raw: list[list[str]] | None  # CSV cells as read; None for ARFF
     locations: list[str]
     arff_rows: list | None = None
+    kinds: list | None = None  # ARFF attribute types (a list of nominal values, or NUMERIC, STRING, ...)
+    relation: str = ""
+
+    def raw_values(self, j: int) -> list[str | None]:
+        """Column j as the file writes it; None where missing (a sparse row's left-out nominal is its first value)."""
+        if self.raw is not None:
+            return [None if row[j].strip() in MISSING else row[j].strip() for row in self.raw]
+        kind = self.kinds[j] if self.kinds else None
+        absent = kind[0] if isinstance(kind, list) and kind else "0"
+        return [(None if row.get(j, absent) is None else str(row.get(j, absent))) if isinstance(row, dict)
+                else (None if row[j] is None else str(row[j])) for row in self.arff_rows or []]
 
     def column(self, name: str, what: str) -> int:
         if name in self.names:
@@ -80,23 +100,35 @@ def table_read_options(options: dict) -> dict:
 
 def read_feature_table(path: str | Path, *, label_columns: Sequence[str] | None = None, label_count: int | None = None,
                        labels_xml: str | Path | None = None, id_column: str | None = None,
-                       delimiter: str | None = None, feature_names: Sequence[str] | None = None) -> FeatureTable:
+                       delimiter: str | None = None, feature_names: Sequence[str] | None = None,
+                       encoding: dict | None = None) -> FeatureTable:
     """Read an ARFF or CSV/TSV feature table with its labels.
 
     The label columns are `label_columns` (names), else the last `label_count` columns, else, for ARFF,
     the labels named by a MULAN XML file: `labels_xml`, or found beside the ARFF file (NAME.xml for
-    NAME.arff, or the XML whose name the ARFF name starts with: scene.xml for scene-train.arff).
-    Label values are 0 or 1; missing (?, empty) or -1 means unknown. The features are every other
-    column except the id column (`id_column`, or a CSV column named id, image, file...), or exactly
-    `feature_names` in that order. Items are the id column's values, else row numbers from 1.
+    NAME.arff, or the XML whose name the ARFF name starts with: scene.xml for scene-train.arff), else
+    MEKA's `-C N` in the @relation name (the first N attributes; -C -N: the last N). Quoted ARFF names
+    are unescaped ('Swainson\\'s Thrush' is Swainson's Thrush). Label values are 0 or 1; missing (?, empty)
+    or -1 means unknown. The features are every other column except the id column (`id_column`, or a CSV
+    column named id, image, file..., or an ARFF attribute that identifies rows: STRING, or nominal with a
+    different value on every row; noted in labels.meta["notes"]), or exactly `feature_names` in that
+    order (encoded as `encoding`, a trained model's, says). Nominal ARFF features are encoded (see FeatureTable.encoding). Items are the id column's
+    values, else row numbers from 1.
 
     Raises:
         DataError: naming the file, the row or column, and what was expected.
     """
     columns = _read_columns(Path(path).expanduser(), delimiter=delimiter)
-    id_at = _id_column(columns, id_column)
+    notes: list[str] = []
+    identifiers = [] if id_column is not None else _identifiers(columns)
+    id_at = identifiers[0] if identifiers else _id_column(columns, id_column)
+    if identifiers:
+        notes.append(f"attribute(s) {', '.join(repr(columns.names[j]) for j in identifiers)} identify the rows "
+                     f"(string, or a different nominal value on every row): not features; {columns.names[id_at]!r} "
+                     "gives the item ids")
     label_at = _label_columns(columns, id_at, label_columns=label_columns, label_count=label_count, labels_xml=labels_xml)
-    feature_at = _feature_columns(columns, id_at, label_at, feature_names)
+    attributes = _attributes_of(feature_names, encoding) if feature_names is not None and encoding else feature_names
+    feature_at = [j for j in _feature_columns(columns, id_at, label_at, attributes) if j not in identifiers[1:]]
     items = _items(columns, id_at)
     values = np.stack([columns.numbers(j, "label column") for j in label_at], axis=1)  # _label_columns gives >= 1
     bad = ~(np.isnan(values) | np.isin(values, (0.0, 1.0, -1.0)))
@@ -108,17 +140,85 @@ def read_feature_table(path: str | Path, *, label_columns: Sequence[str] | None 
     names = [columns.names[j] for j in label_at]
     order = sorted(range(len(names)), key=names.__getitem__)
     source = "arff" if columns.raw is None else "table"
+    if attributes is not feature_names:  # a trained model's encoded columns (`encoding` given)
+        raw = {columns.names[j]: columns.raw_values(j) for j in feature_at}
+        features = encode_features(raw, feature_names, encoding, where=str(columns.path))
+    else:
+        features, feature_names, encoding = _encoded_features(columns, feature_at)
+    meta = {"features": len(feature_names), **({"notes": notes} if notes else {})}
     labels = LabelTable(items, [names[j] for j in order], (values[:, order] == 1.0).astype(np.uint8), known[:, order],
-                        source, {"features": len(feature_at)})
-    return FeatureTable(labels, _features(columns, feature_at), [columns.names[j] for j in feature_at])
+                        source, meta)
+    return FeatureTable(labels, features, feature_names, encoding)
 
 
 def read_feature_rows(path: str | Path, *, feature_names: Sequence[str], id_column: str | None = None,
-                      delimiter: str | None = None) -> tuple[list[str], np.ndarray]:
-    """Items and features (N, len(feature_names)) float32 of an ARFF or CSV file, labelled or not; other columns are ignored."""
+                      delimiter: str | None = None, encoding: dict | None = None) -> tuple[list[str], np.ndarray]:
+    """Items and features (N, len(feature_names)) float32 of an ARFF or CSV file, labelled or not; other columns are ignored.
+
+    With `encoding` (a FeatureTable's), nominal attributes are encoded as in training (see encode_features).
+    """
     columns = _read_columns(Path(path).expanduser(), delimiter=delimiter)
-    id_at = _id_column(columns, id_column)
-    return _items(columns, id_at), _features(columns, _feature_columns(columns, id_at, [], feature_names))
+    identifiers = [] if id_column is not None else _identifiers(columns)
+    id_at = identifiers[0] if identifiers else _id_column(columns, id_column)
+    if encoding is None:
+        return _items(columns, id_at), _features(columns, _feature_columns(columns, id_at, [], feature_names))
+    wanted = _attributes_of(feature_names, encoding)
+    missing = [name for name in wanted if name not in columns.names]
+    if missing:
+        raise DataError(f"{columns.path} lacks {len(missing)} of the model's feature columns: {_preview(missing)}")
+    raw = {name: columns.raw_values(columns.names.index(name)) for name in wanted}
+    return _items(columns, id_at), encode_features(raw, feature_names, encoding, where=str(columns.path))
+
+
+def encode_features(raw: Mapping[str, Sequence[Any]], feature_names: Sequence[str], encoding: dict, *,
+                    where: str = "rows") -> np.ndarray:
+    """Raw column values (as a file holds them, None or "?" = missing) as the float32 features named `feature_names`.
+
+    A binary attribute is 1 where it holds its positive value, else 0; a one-hot column "attribute=category" is 1
+    where the attribute holds that category, so a category unseen in training gives all zeros; other columns are
+    numbers. Missing values are NaN.
+
+    Raises:
+        DataError: an attribute is missing from `raw`, or a numeric column holds text.
+    """
+    columns = []
+    for name in feature_names:
+        attribute, category = _attribute(name, encoding)
+        if attribute not in raw:
+            raise DataError(f"{where}: no column {attribute!r} for feature {name!r}")
+        values = [None if v is None or str(v).strip() in MISSING else str(v).strip() for v in raw[attribute]]
+        if attribute in encoding.get("binary", {}):
+            category = encoding["binary"][attribute]
+        if category is not None:
+            columns.append([np.nan if v is None else float(v == category) for v in values])
+            continue
+        try:
+            columns.append([np.nan if v is None else float(v) for v in values])
+        except ValueError:
+            bad = next(v for v in values if v is not None and not _is_number(v))
+            raise DataError(f"{where}: feature {name!r} holds {bad!r}; expected numbers") from None
+    count = len(next(iter(raw.values()))) if raw else 0
+    return np.array(columns, dtype=np.float32).T.reshape(count, len(feature_names))
+
+
+def _attribute(name: str, encoding: dict) -> tuple[str, str | None]:
+    """(attribute, one-hot category or None) of an encoded feature name."""
+    for attribute, categories in encoding.get("onehot", {}).items():
+        if name.startswith(f"{attribute}=") and name[len(attribute) + 1:] in categories:
+            return attribute, name[len(attribute) + 1:]
+    return name, None
+
+
+def _attributes_of(feature_names: Sequence[str], encoding: dict) -> list[str]:
+    return list(dict.fromkeys(_attribute(name, encoding)[0] for name in feature_names))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def find_labels_xml(arff_path: str | Path) -> Path | None:
@@ -204,7 +304,7 @@ def _parse_arff(path: Path, text: str) -> _Columns:
         layout = " (a sparse file must write every row as {index value, ...})" if sparse else ""
         raise DataError(f"{path}: not a readable ARFF file: {exc}{layout}") from None
     attributes, rows = data["attributes"], data["data"]
-    names = [name for name, _ in attributes]
+    names = [re.sub(r"\\(.)", r"\1", name) for name, _ in attributes]  # 'Swainson\'s Thrush' as MULAN's XML names it
     matrix = np.full((len(rows), len(attributes)), np.nan)
     converters, not_numeric = [], {}
     for j, (_, kind) in enumerate(attributes):
@@ -230,7 +330,8 @@ def _parse_arff(path: Path, text: str) -> _Columns:
             elif converters[j] is not None:
                 matrix[i, j] = converters[j](value)
     locations = [f"{path.name} data row {i + 1}" for i in range(len(rows))]
-    return _Columns(path, names, matrix, not_numeric, None, locations, rows)
+    return _Columns(path, names, matrix, not_numeric, None, locations, rows, [kind for _, kind in attributes],
+                    str(data.get("relation", "")))
 
 
 def _parse_csv(path: Path, delimiter: str | None) -> _Columns:
@@ -276,6 +377,13 @@ def _label_columns(columns: _Columns, id_at: int | None, *, label_columns: Seque
                             f"(the file has {len(others)} columns besides the id)")
         return others[-label_count:]
     xml = Path(labels_xml) if labels_xml is not None else (find_labels_xml(columns.path) if columns.raw is None else None)
+    meka = _MEKA_LABELS.search(columns.relation)
+    if xml is None and meka is not None:  # MEKA: -C N, the first N attributes are the labels (-C -N: the last N)
+        count = int(meka.group(1))
+        if not 1 <= abs(count) < len(columns.names):
+            raise DataError(f"{columns.path}: @relation {columns.relation!r} says -C {count}; expected 1 to "
+                            f"{len(columns.names) - 1} labels, or as many negative (the last ones)")
+        return list(range(count)) if count > 0 else list(range(len(columns.names) + count, len(columns.names)))
     if xml is None:
         raise DataError(f"{columns.path}: which columns are the labels? Give their names (--label-columns), or "
                         "their number L when they are the last L columns (--label-count L)"
@@ -299,6 +407,44 @@ def _feature_columns(columns: _Columns, id_at: int | None, label_at: list[int],
     if not chosen:
         raise DataError(f"{columns.path}: no feature columns left besides the labels and the id")
     return chosen
+
+
+def _identifiers(columns: _Columns) -> list[int]:
+    """ARFF attributes that name rows rather than describe them: STRING ones, and nominal ones with a different
+    value on every row (more than two rows)."""
+    if columns.kinds is None:
+        return []
+    found = []
+    for j, kind in enumerate(columns.kinds):
+        if isinstance(kind, list):
+            values = columns.raw_values(j)
+            if len(values) > 2 and None not in values and len(set(values)) == len(values):
+                found.append(j)
+        elif str(kind).upper() == "STRING":
+            found.append(j)
+    return found
+
+
+def _encoded_features(columns: _Columns, feature_at: list[int]) -> tuple[np.ndarray, list[str], dict]:
+    """The feature matrix with nominal ARFF attributes encoded (binary: one 0/1 column; others: one per category)."""
+    encoding: dict = {"binary": {}, "onehot": {}}
+    names = []
+    for j in feature_at:
+        name, kind = columns.names[j], columns.kinds[j] if columns.kinds else None
+        if not isinstance(kind, list):
+            names.append(name)
+            continue
+        positive = _BINARY.get(frozenset(v.lower() for v in kind)) if len(kind) == 2 else None
+        if positive is not None:
+            encoding["binary"][name] = next(v for v in kind if v.lower() == positive)
+            names.append(name)
+        else:
+            encoding["onehot"][name] = list(kind)
+            names += [f"{name}={value}" for value in kind]
+    if not encoding["binary"] and not encoding["onehot"]:
+        return _features(columns, feature_at), names, encoding
+    raw = {columns.names[j]: columns.raw_values(j) for j in feature_at}
+    return encode_features(raw, names, encoding, where=str(columns.path)), names, encoding
 
 
 def _items(columns: _Columns, id_at: int | None) -> list[str]:

@@ -42,6 +42,7 @@ class LabeledInputs:
     inputs: Any
     skipped: dict[str, str] = field(default_factory=dict)  # inputs that could not be read: source -> reason
     feature_names: list[str] | None = None  # feature tables only
+    encoding: dict | None = None  # feature tables: how nominal attributes became numbers (FeatureTable.encoding)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -49,7 +50,7 @@ class LabeledInputs:
     def subset(self, rows: np.ndarray) -> LabeledInputs:
         """The rows at `rows`."""
         rows = np.asarray(rows, dtype=np.int64)
-        return LabeledInputs(self.table.subset(rows), self.inputs[rows], self.skipped, self.feature_names)
+        return LabeledInputs(self.table.subset(rows), self.inputs[rows], self.skipped, self.feature_names, self.encoding)
 
     def followed_by(self, other: LabeledInputs) -> LabeledInputs:
         """These rows, then `other`'s (whose labels must be aligned to these)."""
@@ -57,7 +58,7 @@ class LabeledInputs:
                            np.concatenate([self.table.targets, other.table.targets]),
                            np.concatenate([self.table.known, other.table.known]), self.table.source_format, {})
         return LabeledInputs(table, np.concatenate([self.inputs, other.inputs]), {**self.skipped, **other.skipped},
-                             self.feature_names)
+                             self.feature_names, self.encoding)
 
 
 @dataclass

@@ -44,8 +44,8 @@ class TabularModality(Modality):
             if not set(LABEL_CHOOSING_OPTIONS) & set(options):
                 options["label_columns"] = label_names
             options.setdefault("id_column", state.get("id_column"))
-            found = read_feature_table(path, feature_names=state["feature_names"], **options)
-        return LabeledInputs(found.labels, found.features, feature_names=found.feature_names)
+            found = read_feature_table(path, feature_names=state["feature_names"], encoding=state.get("encoding"), **options)
+        return LabeledInputs(found.labels, found.features, feature_names=found.feature_names, encoding=found.encoding)
 
     def build_model(self, config: TrainConfig, data: LabeledInputs) -> TagnetModel:
         return create_model(config.backbone, num_labels=data.table.num_labels, pretrained=False, dropout=config.dropout,
@@ -55,7 +55,7 @@ class TabularModality(Modality):
         """Feature names and their mean and std over the rows that train some head; the id column."""
         mean, std = fit_standardization(data.inputs[train_rows])
         return {"feature_names": data.feature_names, "mean": mean.tolist(), "std": std.tolist(),
-                "id_column": read_options.get("id_column")}
+                "id_column": read_options.get("id_column"), "encoding": data.encoding}
 
     def check_state(self, state, *, source) -> None:
         super().check_state(state, source=source)
@@ -79,7 +79,7 @@ class TabularModality(Modality):
         for path in paths:
             try:
                 items, features = read_feature_rows(path, feature_names=state["feature_names"],
-                                                    id_column=state.get("id_column"))
+                                                    id_column=state.get("id_column"), encoding=state.get("encoding"))
             except TagnetError as exc:
                 errors[str(path)] = str(exc)
                 continue
