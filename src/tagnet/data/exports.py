@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 
+from tagnet.data.columns import ID_COLUMNS, LABEL_COLUMNS, pick_column
 from tagnet.errors import DataError
 
 # Label Studio CSV columns that describe the annotation, not the task's data or its labels
@@ -280,7 +281,6 @@ def read_hf_dataset(path: Path, *, id_column: str | None, labels_column: str | N
     import datasets  # noqa: PLC0415 (slow to import; only these files need it)
     import pyarrow as pa  # noqa: PLC0415
 
-    from tagnet.data.labels import ID_COLUMNS, LABEL_COLUMNS, pick_column  # noqa: PLC0415 (labels imports this module)
 
     if path.is_dir():
         if (path / "dataset_dict.json").is_file():

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from tagnet.data import exports
+from tagnet.data.columns import ID_COLUMNS, LABEL_COLUMNS, pick_column  # noqa: F401 (ID_COLUMNS: also used from here)
 from tagnet.data.table import LabelTable
 from tagnet.errors import DataError
 
@@ -22,9 +23,7 @@ FORMATS = ("tags", "onehot", "jsonl", "json", "coco", "voc", "folders", "cvat", 
 _OWN_NAMES = ("coco", "voc", "folders", "cvat", "labelstudio", "labelstudio-csv", "spacy", "huggingface")
 _FOLDER_FORMATS = ("voc", "folders")
 _TEXT_FORMATS = ("tags", "onehot", "jsonl", "json", "labelstudio", "labelstudio-csv", "spacy", "huggingface")
-ID_COLUMNS = ("image", "id", "file", "filename", "path", "item", "image_id", "file_name")
 INDEX_NAMES = ("", "Unnamed: 0")  # the header pandas' to_csv writes over the index, and what pandas reads it back as
-LABEL_COLUMNS = ("labels", "tags", "label", "categories")
 SEPARATOR_NAMES = {"space": " ", "comma": ",", "semicolon": ";", "pipe": "|", "tab": "\t"}
 _ONEHOT_VALUES = {"1": 1, "1.0": 1, "0": 0, "0.0": 0, "-1": None, "-1.0": None, "": None}
 _TAG_SEPARATORS = (",", ";", "|")  # tried before whitespace, which may sit inside a multi-word label
@@ -733,15 +732,6 @@ def _roboflow_project_category(categories: list[dict], used: set) -> dict | None
         if (category.get("supercategory") == "none" and category["id"] not in used and others
                 and all(c.get("supercategory") == category["name"] for c in others)):
             return category
-    return None
-
-
-def pick_column(header: Sequence[str], names: Sequence[str]) -> int | None:
-    """The first of `names` that is a column of `header` (case-insensitive), or None."""
-    lowered = [h.lower() for h in header]
-    for name in names:
-        if name in lowered:
-            return lowered.index(name)
     return None
 
 

@@ -10,7 +10,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tagnet.data.labels import ID_COLUMNS, given_options, pick_column, read_csv_rows
+from tagnet.data.columns import ID_COLUMNS, pick_column
+from tagnet.data.labels import given_options, read_csv_rows
 from tagnet.data.table import LabelTable
 from tagnet.errors import ConfigError, DataError
 
