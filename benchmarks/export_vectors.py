@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tagnet.data.labels import read_labels_with_texts
 from tagnet.data.tabular import read_feature_table
-from tagnet.evaluate import evaluate
+from tagnet.evaluation import evaluate
 from tagnet.export import export_onnx
 from tagnet.predict_vectors import VectorPredictor
 

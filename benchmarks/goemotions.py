@@ -24,7 +24,7 @@ from rich.console import Console
 
 from tagnet.config import TrainConfig
 from tagnet.data.labels import read_labels_with_texts
-from tagnet.evaluate import evaluate
+from tagnet.evaluation import evaluate
 from tagnet.models import create_model
 from tagnet.models.text import cached_embeddings
 from tagnet.pipeline import train

@@ -25,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tagnet.config import TrainConfig
-from tagnet.evaluate import evaluate
+from tagnet.evaluation import evaluate
 from tagnet.pipeline import train
 
 MULAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "mulan"

@@ -20,9 +20,9 @@ from pathlib import Path
 from rich.console import Console
 
 from tagnet.config import TrainConfig, load_config
-from tagnet.evaluate import evaluate
+from tagnet.evaluation import evaluate
 from tagnet.pipeline import train
-from tagnet.tune import tune
+from tagnet.tuning import tune
 
 MULAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "mulan"
 FIXED = TrainConfig(epochs=200, patience=20, batch_size=32)  # as benchmarks/mulan.py's COMMON

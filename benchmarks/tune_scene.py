@@ -19,7 +19,7 @@ from tagnet.config import TrainConfig, load_config
 from tagnet.data.labels import read_labels, write_labels
 from tagnet.data.split import split_table
 from tagnet.pipeline import train
-from tagnet.tune import tune
+from tagnet.tuning import tune
 
 SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "miml-scene"
 

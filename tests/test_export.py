@@ -14,7 +14,7 @@ import torch
 from tagnet.artifact import load_artifact, save_artifact
 from tagnet.cli import main
 from tagnet.errors import ArtifactError, ConfigError, ModelError
-from tagnet.evaluate import evaluate
+from tagnet.evaluation import evaluate
 from tagnet.export import PARITY_TOLERANCE, export_onnx, read_onnx_metadata
 from tagnet.models import create_model
 from tagnet.predict import Predictor

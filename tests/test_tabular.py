@@ -20,7 +20,7 @@ from tagnet.data.check import check_dataset
 from tagnet.data.tabular import (find_labels_xml, fit_standardization, read_feature_rows, read_feature_table,
                                  read_labels_xml, standardize)
 from tagnet.errors import ConfigError, DataError
-from tagnet.evaluate import evaluate
+from tagnet.evaluation import evaluate
 from tagnet.models import head_members
 from tagnet.predict import Predictor
 from tagnet.pipeline import train as train_run
@@ -369,7 +369,7 @@ def test_tune_searches_a_feature_table(tabular_run, tmp_path):
     import optuna
 
     from tagnet.config import load_config
-    from tagnet.tune import suggest_config, tune
+    from tagnet.tuning import suggest_config, tune
 
     _, test = tabular_run
     train = test.parent / "sep-train.arff"

@@ -15,7 +15,7 @@ from tagnet.cli import app
 from tagnet.config import TrainConfig
 from tagnet.data.labels import read_labels_with_texts
 from tagnet.errors import ConfigError, DataError
-from tagnet.evaluate import evaluate
+from tagnet.evaluation import evaluate
 from tagnet.models import create_model
 from tagnet.modalities.text import cached_embeddings
 from tagnet.models.text import encode_texts, package_model_dir

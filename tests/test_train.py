@@ -9,7 +9,7 @@ import pytest
 from tagnet.artifact import load_artifact
 from tagnet.config import TrainConfig, load_config
 from tagnet.errors import DataError
-from tagnet.evaluate import evaluate
+from tagnet.evaluation import evaluate
 from tagnet.predict import Predictor
 from tagnet.pipeline import train
 

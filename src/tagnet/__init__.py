@@ -28,9 +28,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 _LAZY = {
     "train": "tagnet.pipeline", "resume_training": "tagnet.pipeline", "TrainResult": "tagnet.pipeline",
-    "evaluate": "tagnet.evaluate", "evaluate_probabilities": "tagnet.metrics", "MetricsReport": "tagnet.metrics",
+    "evaluate": "tagnet.evaluation", "evaluate_probabilities": "tagnet.metrics", "MetricsReport": "tagnet.metrics",
     "Predictor": "tagnet.predict", "PredictionResults": "tagnet.predict",
-    "export_onnx": "tagnet.export", "tune": "tagnet.tune", "create_app": "tagnet.serve",
+    "export_onnx": "tagnet.export", "tune": "tagnet.tuning", "create_app": "tagnet.serve",
     "load_artifact": "tagnet.artifact", "create_model": "tagnet.models", "list_models": "tagnet.models",
     "fit_thresholds": "tagnet.thresholds", "Thresholds": "tagnet.thresholds", "make_loss": "tagnet.losses",
     "run_demo": "tagnet.demo", "write_synthetic_dataset": "tagnet.data.synthetic",

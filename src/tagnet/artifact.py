@@ -49,7 +49,7 @@ class Artifact:
     @property
     def preprocess(self) -> PreprocessConfig:
         """How an image model's inputs are prepared (size, mean, std); ArtifactError for other models."""
-        if self.modality != "image":
+        if self.model.preprocess is None:
             raise ArtifactError(f"{self.path} is a {self.modality} model; it has no image preprocessing")
         return self.model.preprocess
 
@@ -166,20 +166,11 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
 
 
 def _from_format_1(meta: dict[str, Any]) -> dict[str, Any]:
-    """A format-1 tagnet.json (tagnet 0.1.0) in the format-2 layout: the modality from extra.modality, the fitted
-    state from preprocess (images) or extra (text: text_column, read_options; tables: feature_names, standardize)."""
+    """A format-1 tagnet.json (tagnet 0.1.0) in the format-2 layout: the modality from extra.modality, and the fitted
+    state from where that modality kept it (Modality.state_from_format_1)."""
     extra = dict(meta.get("extra") or {})
     modality = extra.pop("modality", "image")
-    if modality == "text":
-        state = {"text_column": extra.pop("text_column", None), "read_options": extra.pop("read_options", {}),
-                 "max_tokens": 256}
-        extra.pop("encoder", None)
-    elif modality == "tabular":
-        standardize = extra.pop("standardize", {})
-        state = {"feature_names": extra.pop("feature_names", None), "mean": standardize.get("mean"),
-                 "std": standardize.get("std"), "id_column": extra.pop("id_column", None)}
-    else:
-        state = meta["preprocess"]
+    state = modalities.get(modality).state_from_format_1(meta["preprocess"], extra) if modality in MODALITIES else {}
     spec = {key: value for key, value in meta["model"].items() if key not in ("image_size", "input_dim")}
     return {**{k: v for k, v in meta.items() if k != "preprocess"}, "modality": modality, "input": state,
             "model": spec, "extra": extra}

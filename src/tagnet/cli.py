@@ -291,7 +291,7 @@ def evaluate_command(
     options: LabelFileOptions = None,
 ) -> None:
     """Score a trained model on labelled data: mAP, per-label AP/P/R/F1, micro/macro/samples F1, Hamming loss..."""
-    from tagnet.evaluate import evaluate
+    from tagnet.evaluation import evaluate
     from tagnet.metrics import render_metrics
 
     report, skipped = evaluate(run, labels, images_dir=images, read_options=options, threshold=threshold)
@@ -407,7 +407,7 @@ def tune_command(
 ) -> None:
     """Search learning rate, weight decay, dropout, head width, loss and augmentation (images) or label smoothing
     and mixup (text, tables) with Optuna for the best validation mAP (or --metric)."""
-    from tagnet.tune import tune
+    from tagnet.tuning import tune
 
     console = Console()
     modality, options = _modality_and_options(labels, options, text_column=text_column, tabular=tabular,

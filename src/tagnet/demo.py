@@ -9,7 +9,7 @@ from rich.console import Console
 
 from tagnet.config import TrainConfig
 from tagnet.data.synthetic import write_synthetic_dataset
-from tagnet.evaluate import evaluate
+from tagnet.evaluation import evaluate
 from tagnet.metrics import MetricsReport, render_metrics
 from tagnet.predict import PredictionResults, Predictor
 from tagnet.pipeline import TrainResult, train

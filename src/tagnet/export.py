@@ -16,7 +16,7 @@ import tagnet
 from tagnet.artifact import Artifact, load_artifact
 from tagnet.config import ExportSettings
 from tagnet.errors import ConfigError, ModelError
-from tagnet.evaluate import evaluate
+from tagnet.evaluation import evaluate
 from tagnet.files import atomic_write
 from tagnet.modalities.base import OnnxGraph
 from tagnet.modalities.text import tokenizer_path

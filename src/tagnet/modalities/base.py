@@ -104,6 +104,7 @@ class Modality:
     search_ranges: ClassVar[dict[str, tuple[float, float, bool]]] = SEARCH_RANGES
     mixes_network_inputs: ClassVar[bool] = False  # whether mixup applies when the whole network trains
     explainable: ClassVar[bool] = False  # Grad-CAM heatmaps
+    takes_files: ClassVar[bool] = False  # POST /predict takes uploaded files (multipart) besides JSON
     thumbnails: ClassVar[bool] = False  # the report shows its inputs as pictures
 
     @property
@@ -150,6 +151,15 @@ class Modality:
             raise ArtifactError(f"{source}: the {self.name} model's input state lacks {', '.join(missing)}")
 
     state_keys: ClassVar[tuple[str, ...]] = ()
+
+    def state_from_format_1(self, preprocess: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+        """The fitted state of a format-1 artifact (tagnet 0.1.0), which kept it in `preprocess` and `extra`; the keys
+        taken are removed from `extra` (per modality)."""
+        raise NotImplementedError
+
+    def labels_info(self, predictor: Predictor) -> dict[str, Any]:
+        """What GET /labels says about the inputs beside the labels and thresholds."""
+        return {"modality": self.name}
 
     # ---- training ----
     def prepare(self, data: LabeledInputs, model: TagnetModel, *, cache_dir: Path) -> tuple[LabeledInputs, np.ndarray]:

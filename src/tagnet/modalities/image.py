@@ -116,6 +116,7 @@ class ImageModality(Modality):
     mixes_network_inputs = True
     explainable = True
     thumbnails = True
+    takes_files = True
     state_keys = ("image_size", "mean", "std")
 
     def read(self, path, *, options, images_dir=None, text_column=None, state=None, label_names=None) -> LabeledInputs:
@@ -147,6 +148,12 @@ class ImageModality(Modality):
                              ensemble=spec.get("ensemble", 1))
         model.preprocess = preprocess  # the saved preprocessing is authoritative
         return model
+
+    def state_from_format_1(self, preprocess, extra) -> dict[str, Any]:
+        return preprocess
+
+    def labels_info(self, predictor) -> dict[str, Any]:
+        return {"image_size": predictor.artifact.preprocess.image_size}
 
     def prepare(self, data, model, *, cache_dir) -> tuple[LabeledInputs, np.ndarray]:
         """Every image decoded and resized once into the cache; unreadable ones are dropped into `skipped`."""

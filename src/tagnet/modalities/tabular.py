@@ -57,6 +57,11 @@ class TabularModality(Modality):
         return {"feature_names": data.feature_names, "mean": mean.tolist(), "std": std.tolist(),
                 "id_column": read_options.get("id_column"), "encoding": data.encoding}
 
+    def state_from_format_1(self, preprocess, extra) -> dict[str, Any]:
+        standardize = extra.pop("standardize", {})
+        return {"feature_names": extra.pop("feature_names", None), "mean": standardize.get("mean"),
+                "std": standardize.get("std"), "id_column": extra.pop("id_column", None)}
+
     def check_state(self, state, *, source) -> None:
         super().check_state(state, source=source)
         if not len(state["feature_names"]) == len(state["mean"]) == len(state["std"]):

@@ -83,6 +83,11 @@ class TextModality(Modality):
         return {"text_column": text_column, "max_tokens": model.backbone.max_tokens,
                 "read_options": {k: str(Path(v).resolve()) if isinstance(v, Path) else v for k, v in read_options.items()}}
 
+    def state_from_format_1(self, preprocess, extra) -> dict[str, Any]:
+        extra.pop("encoder", None)
+        return {"text_column": extra.pop("text_column", None), "read_options": extra.pop("read_options", {}),
+                "max_tokens": 256}
+
     def head_inputs(self, model, data, state, *, cache_dir, progress) -> HeadInputs:
         """Sentence embeddings of every text, cached on disk (cached_embeddings)."""
         return HeadInputs(cached_embeddings(model.backbone, list(data.inputs), cache_dir=cache_dir, progress=progress))

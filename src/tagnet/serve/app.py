@@ -192,7 +192,7 @@ async def _read_items(request: Request, predictor: Predictor, *, max_items: int,
     """(sources, prepared inputs) of a POST /predict request: image files (multipart or base64 JSON) for an image
     model, JSON {"texts": [...]} or {"rows": [...]} for the others."""
     modality = predictor.modality
-    if modality.name == "image":
+    if modality.takes_files:
         uploads = await _image_uploads(request, predictor, max_items=max_items)
         return await asyncio.to_thread(modality.decoded_files, uploads, predictor, max_pixels=max_pixels)
     if _content_type(request) != "application/json":
@@ -255,10 +255,8 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
     app = FastAPIOffline(title="tagnet", version=tagnet.__version__, lifespan=lifespan,
                          description=f"Multi-label {modality.name} classifier ({model_name}, "
                                      f"labels: {', '.join(predictor.label_names)}).")
-    labels_extra = {"image_size": predictor.artifact.preprocess.image_size} if modality.name == "image" \
-        else {"modality": modality.name}
     add_common_routes(app, predictor, stats=stats, max_upload_bytes=max_upload_bytes, page=modality.page,
-                      labels_extra=labels_extra)
+                      labels_extra=modality.labels_info(predictor))
 
     @app.exception_handler(RequestError)
     async def bad_request(request: Request, exc: RequestError) -> JSONResponse:

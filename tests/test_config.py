@@ -1,0 +1,108 @@
+"""config.py: every setting declared once, per-modality defaults, refused settings, validation before any data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from tagnet.cli import app
+from tagnet.config import (MODALITY_DEFAULTS, ServeSettings, TrainConfig, describe_settings, load_config,
+                           parse_overrides, validate_settings)
+from tagnet.errors import ConfigError
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("modality", ["image", "text", "tabular"])
+def test_unset_settings_take_the_declared_modality_defaults(modality):
+    resolved = TrainConfig().for_modality(modality)
+    for name, value in MODALITY_DEFAULTS[modality].items():
+        assert getattr(resolved, name) == value
+    assert TrainConfig().backbone is None  # "the modality's default" until a modality is known
+
+
+def test_an_explicit_value_equal_to_another_modalitys_default_is_kept():
+    # 3e-4 is the image default; an explicit 3e-4 on text must not become the text default 5e-5
+    assert TrainConfig(finetune_lr=3e-4).for_modality("text").finetune_lr == 3e-4
+    assert TrainConfig(head_hidden=0).for_modality("text").head_hidden == 0
+    assert TrainConfig().for_modality("text").finetune_lr == 5e-5
+
+
+@pytest.mark.parametrize(("modality", "setting"), [("text", {"image_size": 64}), ("text", {"augment": "basic"}),
+                                                    ("tabular", {"finetune": True}), ("tabular", {"weights": "w.pt"})])
+def test_settings_a_modality_has_no_use_for_are_refused(modality, setting):
+    name = next(iter(setting))
+    with pytest.raises(ConfigError, match=rf"{name}=.*do not apply to {modality} models"):
+        TrainConfig(**setting).for_modality(modality)
+
+
+def test_a_backbone_of_another_modality_is_refused():
+    with pytest.raises(ConfigError, match="backbone 'mlp' does not take image inputs"):
+        TrainConfig(backbone="mlp").for_modality("image")
+    with pytest.raises(ConfigError, match="backbone 'seed_cnn' does not take text inputs; expected minilm_l6"):
+        TrainConfig(backbone="seed_cnn").for_modality("text")
+
+
+def test_validation_names_the_setting_the_value_and_what_was_expected():
+    with pytest.raises(ConfigError, match="precision is 'bogus'; expected one of .*bf16-mixed"):
+        TrainConfig(precision="bogus").validate()
+    with pytest.raises(ConfigError, match="batch_size is 0; expected at least 1"):
+        TrainConfig(batch_size=0).validate()
+    with pytest.raises(ConfigError, match="epochs is 'ten'; expected a int"):
+        TrainConfig(epochs="ten").validate()
+    with pytest.raises(ConfigError, match="unknown setting 'learning_rate'"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        TrainConfig.from_dict({"epoch": 3})
+    with pytest.raises(ConfigError, match="--port is 70000; expected at most 65535"):
+        validate_settings(ServeSettings(port=70000), flags=True)
+
+
+def test_overrides_are_typed_by_their_setting():
+    assert parse_overrides(["epochs=3", "lr=0.01", "finetune=yes", "image_size=none", "loss=asl"]) == {
+        "epochs": 3, "lr": 0.01, "finetune": True, "image_size": None, "loss": "asl"}
+    with pytest.raises(ConfigError, match="'many' is not a valid int"):
+        parse_overrides(["epochs=many"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_overrides(["epochs"])
+
+
+def test_config_files_round_trip_and_bad_files_get_one_line(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(TrainConfig(epochs=4).for_modality("text").to_dict()))
+    assert load_config(path) == TrainConfig(epochs=4).for_modality("text")
+    path.write_text("{")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "none.json")
+
+
+def test_settings_are_checked_before_any_data_is_read(tmp_path):
+    import tagnet
+
+    missing = tmp_path / "no-such-labels.csv"  # reading it would be a DataError: the settings fail first
+    with pytest.raises(ConfigError, match="precision"):
+        tagnet.train(missing, out_dir=tmp_path / "run", config=TrainConfig(precision="bogus"))
+    with pytest.raises(ConfigError, match="image_size=64.*do not apply to text"):
+        tagnet.train(missing, text_column="text", out_dir=tmp_path / "run", config=TrainConfig(image_size=64))
+    done = runner.invoke(app, ["train", str(missing), "--tabular", "--augment", "basic", "--out", str(tmp_path / "r")])
+    assert done.exit_code == 1 and "do not apply to tabular models" in str(done.exception)
+
+
+def _help(*command: str) -> str:
+    """A command's --help on one line, without the boxes rich draws."""
+    return " ".join(runner.invoke(app, [*command, "--help"], env={"COLUMNS": "400"}).output.replace("│", " ").split())
+
+
+def test_cli_options_come_from_the_declarations():
+    flat = _help("train")
+    for name, _, _, meaning in describe_settings():
+        field = TrainConfig.__dataclass_fields__[name]
+        if "flag" in field.metadata:
+            assert field.metadata["flag"] in flat and " ".join(meaning.split()[:4]) in flat, name
+    assert "(default efficientnet_lite0 (image), minilm_l6 (text), mlp (tabular))" in flat
+    serve = _help("serve")
+    assert "--batch-window-ms" in serve and "5.0" in serve and "--max-items" in serve

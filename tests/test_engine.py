@@ -1,0 +1,102 @@
+"""engine/: the Lightning adapter: seeding, ranks, precision, one training phase with checkpoints; nothing else
+imports Lightning, and inference never imports the engine."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from tagnet.config import TrainConfig
+from tagnet.engine import MultiLabelModule, default_precision, is_main_process, run_phase, seed_everything
+from tagnet.losses import make_loss
+from tagnet.models.base import make_head
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "tagnet"
+
+
+def test_seeding_repeats_every_random_source():
+    seed_everything(7)
+    first = (torch.rand(3), np.random.rand(3))
+    seed_everything(7)
+    second = (torch.rand(3), np.random.rand(3))
+    assert torch.equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+
+
+def test_main_process_follows_the_distributed_environment(monkeypatch):
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert is_main_process()
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert not is_main_process()
+    monkeypatch.setenv("RANK", "0")  # the global rank wins
+    assert is_main_process()
+
+
+def test_precision_explicit_or_by_hardware(monkeypatch):
+    assert default_precision(TrainConfig(precision="32-true")) == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert default_precision(TrainConfig()) == "32-true"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert default_precision(TrainConfig()) == "bf16-mixed"
+
+
+def _loaders(n: int = 200):
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(n, 4)).astype(np.float32))
+    y = torch.stack([x[:, 0] > 0, x[:, 1] > 0], 1).float()
+    known = torch.ones_like(y, dtype=torch.bool)
+    data = TensorDataset(x, y, known, torch.arange(n))
+    return DataLoader(data, batch_size=32, shuffle=True), DataLoader(data, batch_size=256)
+
+
+def test_a_phase_trains_keeps_the_best_epoch_and_resumes_without_training_again(tmp_path, monkeypatch):
+    from tagnet.pipeline import validation_score
+
+    config = TrainConfig(epochs=6, patience=6, lr=5e-2)
+    seed_everything(0)
+    head = make_head(4, 2, dropout=0.0, head_hidden=0)
+    module = MultiLabelModule(head, make_loss(config, label_frequency=np.array([0.5, 0.5])), lr=config.lr,
+                              weight_decay=0.0, schedule="onecycle", normalize=None, score=validation_score)
+    result = run_phase(module, *_loaders(), config=config, epochs=6, phase="head", run_dir=tmp_path, progress=False,
+                       precision="32-true", head_only=True)
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5, 6] and {r["phase"] for r in rows} == {"head"}
+    assert result.best_score == max(float(r["val_mAP"]) for r in rows) > 0.9
+    assert result.best_epoch == 1 + [float(r["val_mAP"]) for r in rows].index(result.best_score)
+    done = json.loads((tmp_path / "checkpoints" / "head" / "done.json").read_text())
+    assert done["best_score"] == pytest.approx(result.best_score)
+    best_weights = {k: v.clone() for k, v in head.state_dict().items()}
+
+    import tagnet.engine.fit as fit
+
+    monkeypatch.setattr(fit.L, "Trainer", lambda *a, **k: pytest.fail("a finished phase was trained again"))
+    fresh = make_head(4, 2, dropout=0.0, head_hidden=0)
+    again = run_phase(MultiLabelModule(fresh, module.loss, lr=config.lr, weight_decay=0.0, schedule="onecycle",
+                                       normalize=None, score=validation_score),
+                      *_loaders(), config=config, epochs=6, phase="head", run_dir=tmp_path, progress=False, resume=True)
+    assert again.best_score == pytest.approx(result.best_score) and again.best_epoch == result.best_epoch
+    for key, value in fresh.state_dict().items():
+        torch.testing.assert_close(value, best_weights[key])
+
+
+def test_only_the_engine_imports_lightning():
+    outside = [str(path.relative_to(SRC)) for path in SRC.rglob("*.py") if "engine" not in path.parts
+               and any(line.lstrip().startswith(("import lightning", "from lightning"))
+                       for line in path.read_text().splitlines())]
+    assert outside == []
+
+
+def test_inference_never_imports_the_training_engine():
+    code = ("import sys, tagnet.predict, tagnet.serve, tagnet.export, tagnet.evaluation, tagnet.explain; "
+            "print(sorted(m for m in sys.modules if m.startswith(('lightning', 'tagnet.engine', 'tagnet.pipeline'))))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert found == "[]"
