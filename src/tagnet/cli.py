@@ -316,7 +316,8 @@ def predict_command(
     settings: Optional[PredictSettings] = None,
 ) -> None:
     """Predict labels of new images (or texts, or feature rows); unreadable files are reported and skipped."""
-    from tagnet.predict import Predictor, render_predictions
+    from tagnet.predict import Predictor
+    from tagnet.render import render_predictions
 
     predictor = Predictor(artifact, batch_size=settings.batch_size, runtime=settings.runtime)
     if text:
@@ -364,7 +365,8 @@ def export_command(
     settings: Optional[ExportSettings] = None,
 ) -> None:
     """Export a model to ONNX (probabilities out; labels, thresholds, preprocessing inside), checked against PyTorch."""
-    from tagnet.export import export_onnx, render_export
+    from tagnet.export import export_onnx
+    from tagnet.render import render_export
 
     report = export_onnx(artifact, out=out, format=settings.format, opset=settings.opset, quantize=settings.quantize,
                          val_labels=val, images_dir=images, read_options=options)

@@ -211,21 +211,3 @@ def export_onnx(
         if quantize and None not in report.val_map.values():
             report.val_map["change"] = report.val_map["int8"] - report.val_map["onnx"]
     return report
-
-
-def render_export(report: ExportReport, console) -> None:
-    """Print what an export wrote and its checks, one line each."""
-    console.print(f"wrote {report.onnx_path} ({report.size_bytes / 1e6:.1f} MB); onnx.checker passed; parity with "
-                  f"PyTorch on {report.parity_samples} sample inputs: max |diff| {report.parity_max_abs_diff:.1e} "
-                  f"(limit {PARITY_TOLERANCE:.0e})")
-    if report.tokenizer_path is not None:
-        console.print(f"wrote {report.tokenizer_path} (the tokenizer that makes the model's input_ids)")
-    if report.int8_path is not None:
-        console.print(f"wrote {report.int8_path} ({report.int8_size_bytes / 1e6:.1f} MB, int8 dynamic); "
-                      f"max |diff| from PyTorch {report.int8_max_abs_diff:.1e}")
-    if report.val_map is not None:
-        shown = {name: "n/a" if value is None else f"{value:+.4f}" if name == "change" else f"{value:.4f}"
-                 for name, value in report.val_map.items()}
-        console.print("validation mAP: " + ", ".join(f"{name} {value}" for name, value in shown.items()))
-    elif report.int8_path is not None:
-        console.print("mAP change from quantisation not measured: pass --val LABELS (and --images DIR for images)")

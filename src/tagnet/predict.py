@@ -79,20 +79,6 @@ class PredictionResults:
         return path
 
 
-def render_predictions(results: PredictionResults, console, *, max_rows: int = 50) -> None:
-    """Print a table: source, predicted labels, each label's probability; then unreadable inputs."""
-    from rich.table import Table
-
-    table = Table("source", "labels", *results.label_names)
-    for p in results.predictions[:max_rows]:
-        table.add_row(p.source, " ".join(p.labels) or "-", *(f"{p.probabilities[n]:.3f}" for n in results.label_names))
-    console.print(table)
-    if len(results.predictions) > max_rows:
-        console.print(f"... {len(results.predictions) - max_rows} more rows (use --output to write them all)")
-    for source, reason in results.errors.items():
-        console.print(f"[yellow]skipped[/yellow] {reason}")
-
-
 def weights_sha256(artifact: Artifact) -> str:
     """SHA-256 of the artifact's weights file: ties an exported ONNX model to the weights it came from."""
     digest = hashlib.sha256()

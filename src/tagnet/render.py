@@ -1,0 +1,40 @@
+"""Terminal output of the commands (rich): predictions and export reports; the core modules return data only."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from tagnet.predict import PredictionResults
+
+
+def render_predictions(results: PredictionResults, console: Console, *, max_rows: int = 50) -> None:
+    """Print a table: source, predicted labels, each label's probability; then unreadable inputs."""
+    table = Table("source", "labels", *results.label_names)
+    for p in results.predictions[:max_rows]:
+        table.add_row(p.source, " ".join(p.labels) or "-", *(f"{p.probabilities[n]:.3f}" for n in results.label_names))
+    console.print(table)
+    if len(results.predictions) > max_rows:
+        console.print(f"... {len(results.predictions) - max_rows} more rows (use --output to write them all)")
+    for source, reason in results.errors.items():
+        console.print(f"[yellow]skipped[/yellow] {reason}")
+
+
+def render_export(report, console: Console) -> None:
+    """Print what an export (tagnet.export.ExportReport) wrote and its checks, one line each."""
+    from tagnet.export import PARITY_TOLERANCE
+
+    console.print(f"wrote {report.onnx_path} ({report.size_bytes / 1e6:.1f} MB); onnx.checker passed; parity with "
+                  f"PyTorch on {report.parity_samples} sample inputs: max |diff| {report.parity_max_abs_diff:.1e} "
+                  f"(limit {PARITY_TOLERANCE:.0e})")
+    if report.tokenizer_path is not None:
+        console.print(f"wrote {report.tokenizer_path} (the tokenizer that makes the model's input_ids)")
+    if report.int8_path is not None:
+        console.print(f"wrote {report.int8_path} ({report.int8_size_bytes / 1e6:.1f} MB, int8 dynamic); "
+                      f"max |diff| from PyTorch {report.int8_max_abs_diff:.1e}")
+    if report.val_map is not None:
+        shown = {name: "n/a" if value is None else f"{value:+.4f}" if name == "change" else f"{value:.4f}"
+                 for name, value in report.val_map.items()}
+        console.print("validation mAP: " + ", ".join(f"{name} {value}" for name, value in shown.items()))
+    elif report.int8_path is not None:
+        console.print("mAP change from quantisation not measured: pass --val LABELS (and --images DIR for images)")
