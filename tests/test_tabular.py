@@ -494,3 +494,21 @@ def test_nominal_attributes_are_one_hot_encoded_in_training_prediction_and_evalu
     np.testing.assert_allclose(found.predictions[0].probabilities["a"], expected[0, 0], rtol=1e-6)
     report, _ = evaluate(predictor, train)
     assert report.per_label[0]["support"] == 20  # the red rows
+
+
+def test_cross_validation_scores_every_row_once_and_reports_the_spread(tmp_path):
+    _write(tmp_path / "sep.xml", XML.replace("sun", "a").replace("beach", "b"))
+    train = _separable_arff(tmp_path / "sep-train.arff", 90, 0)
+    done = runner.invoke(app, ["train", str(train), "--cv", "3", "--epochs", "4", "--out", str(tmp_path / "run")])
+    assert done.exit_code == 0, done.output
+    assert "3-fold cross-validation: mAP" in " ".join(done.output.split())
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    cv = metrics["cv"]
+    assert cv["folds"] == 3 and len(cv["per_fold"]) == 3
+    values = [fold["mAP"] for fold in cv["per_fold"]]
+    assert cv["mAP"]["mean"] == pytest.approx(np.mean(values)) and cv["mAP"]["std"] == pytest.approx(np.std(values, ddof=1))
+    saved = np.loadtxt(tmp_path / "run" / "val_predictions.csv", delimiter=",", skiprows=1, dtype=str)
+    assert len(saved) == 90 and len(set(saved[:, 0])) == 90  # every row validated exactly once, out of fold
+    assert len(head_members(load_artifact(tmp_path / "run").model)) == 3  # the model averages the fold heads
+    refused = runner.invoke(app, ["train", str(train), "--cv", "3", "--val", str(train), "--out", str(tmp_path / "r2")])
+    assert refused.exit_code == 1 and "cross-validation holds out folds" in str(refused.exception)

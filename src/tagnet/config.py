@@ -81,6 +81,9 @@ class TrainConfig:
     min_positives: int = _setting(5, "labels with fewer validation positives use the global threshold", min=0)
     ensemble: int = _setting(1, "heads on a frozen encoder trained one after another, each holding out its own "
                                 "validation split, their probabilities averaged", flag="--ensemble", min=1)
+    cv: int = _setting(0, "k-fold cross-validation on the training file (0 = off): one head per fold on a frozen "
+                          "encoder, the validation report and thresholds out of fold with each fold's spread; the "
+                          "model averages the fold heads, so together they learn from every row", flag="--cv", min=0)
     seed: int = _setting(0, "random seed of splits, weights and augmentation", flag="--seed")
     num_workers: int = _setting(0, "DataLoader worker processes", min=0)
     devices: str = _setting("auto", "Lightning devices: a count or auto", flag="--devices")
@@ -118,6 +121,8 @@ class TrainConfig:
             raise ConfigError(f"{source}: fixed_threshold must be in [0, 1], got {self.fixed_threshold}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"{source}: dropout must be in [0, 1), got {self.dropout}")
+        if self.cv == 1:
+            raise ConfigError(f"{source}: cv is 1; expected 0 (off) or at least 2 folds")
         for name in ("lr", "finetune_lr"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{source}: {name} must be > 0, got {getattr(self, name)!r}")
@@ -133,10 +138,18 @@ class TrainConfig:
         if given:
             raise ConfigError(f"setting(s) {', '.join(f'{n}={getattr(self, n)!r}' for n in given)} do not apply to "
                               f"{modality} models; remove them")
+        if self.cv and self.ensemble not in (1, self.cv):
+            raise ConfigError(f"cv={self.cv} with ensemble={self.ensemble}: cross-validation trains one head per fold "
+                              "(an ensemble of cv heads); give one of them")
+        if self.cv and self.finetune:
+            raise ConfigError(f"cv={self.cv} with finetune: cross-validation trains heads on the frozen encoder; "
+                              "fine-tune a single model instead")
         if self.ensemble > 1 and self.finetune:
             raise ConfigError(f"ensemble={self.ensemble} with finetune: an ensemble shares one frozen encoder; "
                               "fine-tune a single model (ensemble=1) instead")
         defaults = {name: value for name, value in MODALITY_DEFAULTS[modality].items() if getattr(self, name) is None}
+        if self.cv:
+            defaults["ensemble"] = self.cv
         resolved = dataclasses.replace(self, **defaults)
         others = {name for kind, names in MODALITY_BACKBONES.items() if kind != modality for name in names}
         if resolved.backbone not in MODALITY_BACKBONES.get(modality, (resolved.backbone,)) or resolved.backbone in others:

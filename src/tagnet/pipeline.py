@@ -16,7 +16,7 @@ from rich.console import Console
 from tagnet import modalities
 from tagnet.artifact import save_artifact
 from tagnet.config import TrainConfig
-from tagnet.data.split import split_table
+from tagnet.data.split import kfold_rows, split_table
 from tagnet.data.table import LabelTable
 from tagnet.engine import MultiLabelModule, PhaseResult, default_precision, is_main_process, run_phase, seed_everything
 from tagnet.errors import ConfigError, DataError
@@ -56,10 +56,15 @@ def validation_thresholds(val: dict[str, np.ndarray], config: TrainConfig) -> Th
 
 
 def head_splits(table: LabelTable, from_val_file: np.ndarray, config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(training rows, validation rows) of each head. With a --val file every head validates on its rows; otherwise
-    head k holds out its own stratified part (seed + k), so the heads of an ensemble also see different rows."""
+    """(training rows, validation rows) of each head. With a --val file every head validates on its rows; with
+    config.cv head k validates on fold k; otherwise head k holds out its own stratified part (seed + k), so the heads
+    of an ensemble also see different rows."""
     if from_val_file.any():
         return [(np.flatnonzero(~from_val_file), np.flatnonzero(from_val_file))] * config.ensemble
+    if config.cv:
+        folds = kfold_rows(table, folds=config.cv, seed=config.seed)
+        every = np.arange(len(table))
+        return [(np.setdiff1d(every, fold), fold) for fold in folds]
     numbered = LabelTable([str(i) for i in range(len(table))], table.label_names, table.targets, table.known)
     splits = []
     for k in range(config.ensemble):
@@ -84,6 +89,26 @@ def merged_validation(splits: list[tuple[np.ndarray, np.ndarray]], results: list
     rows = np.flatnonzero(votes)
     return {"probs": (total[rows] / votes[rows, None]).astype(np.float32), "targets": targets[rows],
             "known": known[rows]}, rows
+
+
+def fold_scores(splits: list[tuple[np.ndarray, np.ndarray]], results: list[PhaseResult], thresholds: Thresholds,
+                label_names: list[str]) -> dict[str, Any]:
+    """Each fold's validation mAP, micro- and macro-F1 and Hamming loss (at the out-of-fold thresholds), with their
+    mean and standard deviation over the folds."""
+    per_fold = []
+    for result in results:
+        val = result.validation
+        report = evaluate_probabilities(val["targets"], val["probs"], thresholds, label_names=label_names,
+                                        known=val["known"])
+        per_fold.append({"mAP": report.mAP, "micro_f1": report.micro_f1, "macro_f1": report.macro_f1,
+                         "hamming_loss": report.hamming_loss})
+    summary: dict[str, Any] = {"folds": len(splits), "per_fold": per_fold}
+    for name in per_fold[0]:
+        values = np.array([np.nan if fold[name] is None else fold[name] for fold in per_fold], dtype=float)
+        values = values[np.isfinite(values)]  # a fold without a positive of any label has no mAP
+        summary[name] = {"mean": float(values.mean()) if len(values) else None,
+                         "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+    return summary
 
 
 def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir: str | Path | None = None,
@@ -117,6 +142,9 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
                                                                        tabular=tabular)
     config = (config or TrainConfig()).for_modality(kind.name)
     config.validate()
+    if config.cv and val_labels is not None:
+        raise ConfigError(f"cv={config.cv} with a --val file: cross-validation holds out folds of the training file; "
+                          "give one of them")
     if config.ensemble > 1 and not kind.frozen(config):
         raise ConfigError(f"ensemble={config.ensemble}: an ensemble averages heads on a frozen pretrained encoder; "
                           f"{config.backbone} (pretrained={config.pretrained}) trains the whole network")
@@ -170,6 +198,11 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     thresholds = validation_thresholds(val, config)
     report = evaluate_probabilities(val["targets"], val["probs"], thresholds, label_names=data.table.label_names,
                                     known=val["known"])
+    folds = fold_scores(splits, results, thresholds, data.table.label_names) if config.cv else None
+    if folds is not None:
+        console.print(f"{config.cv}-fold cross-validation: mAP {folds['mAP']['mean']:.4f} ± {folds['mAP']['std']:.4f}, "
+                      f"micro-F1 {folds['micro_f1']['mean']:.4f} ± {folds['micro_f1']['std']:.4f} "
+                      "(mean ± std over folds; thresholds fitted out of fold)")
     seconds = time.perf_counter() - started
     if not results[0].is_global_zero:  # other ranks of a distributed run: rank 0 writes the files
         return TrainResult(run_dir, run_dir / ARTIFACT_DIR, report, thresholds, data.skipped, seconds)
@@ -181,7 +214,8 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
                                         "finetuned": finetuned})
     seconds = time.perf_counter() - started
     write_run_end(run_dir, report_dict=report.to_dict(), best_epoch=best_epoch, seconds=seconds, skipped=data.skipped,
-                  items=[data.table.items[i] for i in val_rows], label_names=data.table.label_names, validation=val)
+                  items=[data.table.items[i] for i in val_rows], label_names=data.table.label_names, validation=val,
+                  extra={"cv": folds} if folds is not None else None)
     return TrainResult(run_dir, artifact_dir, report, thresholds, data.skipped, seconds)
 
 

@@ -96,3 +96,20 @@ def render_split(parts: dict[str, LabelTable], console: Console, *, paths: dict[
     console.print(f"largest difference of a label's share between parts: {gap * 100:.1f} points")
     for name, path in (paths or {}).items():
         console.print(f"wrote {name}: {escape(str(path))}", soft_wrap=True)
+
+
+def kfold_rows(table: LabelTable, *, folds: int, seed: int = 0) -> list[np.ndarray]:
+    """Row numbers of `folds` stratified folds of `table` (each row in exactly one; iterative stratification).
+
+    Raises DataError when there are fewer items than folds.
+    """
+    n = len(table)
+    if n < folds:
+        raise DataError(f"{n} items are too few for {folds}-fold cross-validation")
+    y = table.targets.astype(bool) & table.known
+    if y.shape[1] < 2:
+        y = np.column_stack([y, ~y]) if y.shape[1] == 1 else np.zeros((n, 2), dtype=bool)
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [np.sort(val) for _, val in splitter.split(np.zeros((n, 1)), y.astype(int))]
