@@ -175,7 +175,8 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     splits = _checked_splits(data, from_val_file, config, labels)
     train_rows = np.unique(np.concatenate([rows for rows, _ in splits]))
     state = kind.fit_state(model, data, train_rows, text_column=text_column, read_options=read_options)
-    own = "" if from_val_file.any() or config.ensemble == 1 else f" (each of the {config.ensemble} heads its own split)"
+    own = "" if from_val_file.any() or config.ensemble == 1 else (
+        f" (fold 1 of {config.cv})" if config.cv else f" (each of the {config.ensemble} heads its own split)")
     console.print(f"training on {len(splits[0][0])} {kind.name} inputs, validating on {len(splits[0][1])}{own}, "
                   f"{data.table.num_labels} labels, model {config.backbone}")
 
