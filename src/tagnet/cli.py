@@ -247,6 +247,7 @@ def train_command(
     images: ImagesOpt = None,
     val: Annotated[Optional[Path], typer.Option("--val", help="validation label file; default: a stratified split of LABELS")] = None,
     out: Annotated[Path, typer.Option("--out", help="run folder to write")] = Path("runs/train"),
+    force: Annotated[bool, typer.Option("--force", help="replace a finished run already in --out")] = False,
     config_file: ConfigFileOpt = None,
     text_column: TextColumnOpt = None,
     tabular: TabularOpt = False,
@@ -273,7 +274,7 @@ def train_command(
     modality, options = _modality_and_options(labels, options, text_column=text_column, tabular=tabular,
                                               label_count=label_count, labels_xml=labels_xml)
     result = train(labels, out_dir=out, images_dir=images, text_column=text_column, val_labels=val, config=config,
-                   read_options=options, modality=modality, console=console)
+                   read_options=options, modality=modality, console=console, force=force)
     if is_main_process():  # one report per distributed run
         render_metrics(result.report, console)
         console.print(f"run written to {result.run_dir} (artifact: {result.artifact_dir}) in {result.seconds:.0f} s")
