@@ -1,12 +1,24 @@
 """Safe with what users have, continued: no silent overwrite, bounds on what allocates, one line for every mistake."""
 
 import hashlib
+import os
 import shutil
+import stat
 import sys
 
+import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
 
+from tagnet.artifact import load_artifact, save_artifact
 from tagnet.cli import main
+from tagnet.config import EXPLAIN_PIXELS, MAX_HEATMAPS, MAX_REQUEST_TEXT_CHARS, MAX_TEXT_CHARS, TrainConfig
+from tagnet.errors import DataError
+from tagnet.explain import explain_images
+from tagnet.pipeline import train
+from tagnet.predict import Predictor
+from tagnet.serve import create_app
 
 
 def _one_line_error(monkeypatch, capsys, argv: list[str], code: int = 2) -> str:
@@ -52,3 +64,111 @@ def test_out_that_is_a_file_is_one_line(synthetic_data, tmp_path, monkeypatch, c
     for out in (taken, taken / "run"):
         err = _one_line_error(monkeypatch, capsys, _train_argv(synthetic_data, out))
         assert err == f"error: --out {out}: a file of that name (or above it) exists; expected a folder for the run"
+
+
+@pytest.fixture(scope="module")
+def text_predictor(tmp_path_factory):
+    """A text model trained for one epoch on 16 generated texts (frozen MiniLM, head only)."""
+    folder = tmp_path_factory.mktemp("text")
+    rows = [f"t{i},{'good sunny day' if i % 2 else 'bad rainy night'} {i},{'happy' if i % 2 else 'sad'}" for i in range(16)]
+    (folder / "labels.csv").write_text("id,text,labels\n" + "\n".join(rows) + "\n")
+    result = train(folder / "labels.csv", modality="text", text_column="text", out_dir=folder / "run",
+                   config=TrainConfig(epochs=1, batch_size=8), progress=False)
+    return Predictor(result.run_dir)
+
+
+@pytest.fixture(scope="module")
+def table_predictor(tmp_path_factory):
+    """A tabular model trained for one epoch on 20 generated rows of 2 features and 2 labels."""
+    folder = tmp_path_factory.mktemp("table")
+    rows = [f"{i % 3 - 1},{i % 5 - 2},{i % 2},{int(i % 3 == 0)}" for i in range(20)]
+    (folder / "table.csv").write_text("x0,x1,a,b\n" + "\n".join(rows) + "\n")
+    result = train(folder / "table.csv", modality="tabular", read_options={"label_count": 2}, out_dir=folder / "run",
+                   config=TrainConfig(epochs=1, batch_size=8, head_hidden=8), progress=False)
+    return Predictor(result.run_dir)
+
+
+def _post(client, body: str):
+    return client.post("/predict", content=body.encode("utf-8"), headers={"content-type": "application/json"})
+
+
+def test_text_server_caps_text_before_tokenising(text_predictor):
+    client = TestClient(create_app(text_predictor))
+    assert client.post("/predict", json={"texts": ["x" * MAX_TEXT_CHARS]}).status_code == 200
+    long = client.post("/predict", json={"texts": ["ok", "x" * (MAX_TEXT_CHARS + 1)]})
+    assert long.status_code == 413
+    assert long.json()["detail"] == f"texts[1] has {MAX_TEXT_CHARS + 1} characters; at most {MAX_TEXT_CHARS} per text"
+    many = client.post("/predict", json={"texts": ["x" * MAX_TEXT_CHARS] * (MAX_REQUEST_TEXT_CHARS // MAX_TEXT_CHARS + 1)})
+    assert many.status_code == 413 and f"at most {MAX_REQUEST_TEXT_CHARS}" in many.json()["detail"]
+    surrogate = _post(client, '{"texts": ["fine", "bad \\ud800 text"]}')
+    assert surrogate.status_code == 400
+    assert surrogate.json()["detail"] == ("texts[1] is not valid Unicode (a lone surrogate '\\ud800' at character 4); "
+                                          "expected UTF-8 text")
+    assert client.post("/predict", json={"texts": ["still serving"]}).status_code == 200
+
+
+def test_tokenizer_reads_only_the_first_characters_of_a_huge_text(text_predictor):
+    encoder = text_predictor.model.backbone
+    huge = "word " * (MAX_TEXT_CHARS // 5) + "tail " * 10**6
+    assert encoder.tokenize([huge]) == encoder.tokenize([huge[:MAX_TEXT_CHARS]])
+
+
+@pytest.mark.parametrize("value", ["1e400", "-1e400", "1e308", "Infinity"])
+def test_table_server_refuses_non_finite_inputs(table_predictor, value):
+    client = TestClient(create_app(table_predictor))
+    answer = _post(client, f'{{"rows": [[0, 1], [2, {value}]]}}')
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["detail"].startswith("rows[1][1] is ") and "expected a finite number" in answer.json()["detail"]
+    missing = _post(client, '{"rows": [[0, null], [2, NaN]]}')
+    assert missing.status_code == 200
+    assert all(v is not None for p in missing.json()["predictions"] for v in p["probabilities"].values())
+
+
+def test_non_finite_probabilities_are_a_json_error_not_null(table_predictor, monkeypatch):
+    monkeypatch.setattr(table_predictor, "predict_proba", lambda items: np.full((len(items), 2), np.nan, np.float32))
+    answer = TestClient(create_app(table_predictor)).post("/predict", json={"rows": [[0, 1]]})
+    assert answer.status_code == 500
+    assert answer.json()["detail"].startswith("the model gave non-finite probabilities (NaN or inf) for input 1 ('1')")
+
+
+def test_deeply_nested_body_is_a_json_400(table_predictor):
+    answer = _post(TestClient(create_app(table_predictor)), '{"rows": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert answer.status_code == 400 and answer.json()["detail"].startswith("request body is not valid JSON")
+
+
+def _png(path) -> tuple:
+    return ("files", (path.name, path.read_bytes(), "image/png"))
+
+
+def test_explain_bounds_pixels_and_heatmaps_per_request(tiny_run, synthetic_data):
+    predictor = Predictor(tiny_run.run_dir)
+    images = sorted(synthetic_data.images_dir.iterdir())
+    width, height = Image.open(images[0]).size
+    client = TestClient(create_app(predictor, max_pixels=width * height))
+    over = client.post("/explain", files=[_png(p) for p in images[:EXPLAIN_PIXELS + 1]])
+    assert over.status_code == 413
+    assert over.json()["detail"] == (f"{EXPLAIN_PIXELS + 1} images of {(EXPLAIN_PIXELS + 1) * width * height} pixels in "
+                                     f"all; at most {EXPLAIN_PIXELS * width * height} per /explain request")
+    labels = predictor.label_names
+    count = MAX_HEATMAPS // len(labels) + 1
+    client = TestClient(create_app(predictor))
+    maps = client.post("/explain", params={"labels": labels}, files=[_png(p) for p in images[:count]])
+    assert maps.status_code == 413
+    assert maps.json()["detail"] == (f"{count} images x {len(labels)} labels is {count * len(labels)} heatmaps; "
+                                     f"at most {MAX_HEATMAPS} per request")
+    assert client.post("/explain", params={"labels": labels[:1]}, files=[_png(images[0])]).status_code == 200
+    with pytest.raises(DataError, match=r"^2 heatmaps \(images x labels\) asked for; at most 1"):
+        explain_images(predictor, images[:2], labels=labels[:1], max_maps=1)
+
+
+def test_saved_artifact_is_readable_by_group_and_others(tiny_run, tmp_path):
+    loaded = load_artifact(tiny_run.run_dir)
+    old = os.umask(0o022)
+    try:
+        folder = save_artifact(tmp_path / "artifact", model=loaded.model, modality=loaded.modality,
+                               label_names=loaded.label_names, thresholds=loaded.thresholds, state=loaded.state,
+                               config=loaded.config, metrics=loaded.metrics)
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert modes == {"model.safetensors": 0o644, "tagnet.json": 0o644}

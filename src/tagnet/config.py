@@ -17,6 +17,15 @@ MODALITIES = ("image", "text", "tabular")
 RUNTIMES = ("auto", "torch", "onnx")
 PRECISIONS = ("64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
               "transformer-engine", "transformer-engine-float16")
+# Bounds on what a user's settings, files and requests can make tagnet allocate.
+MAX_IMAGE_SIZE = 4096  # px per side the image cache accepts: 48 MiB per image at this size
+MAX_BATCH_SIZE = 65_536
+MAX_ENSEMBLE = 100
+MAX_LABELS = 100_000  # outputs of one model
+MAX_TEXT_CHARS = 10_000  # characters of one text kept before tokenising (its first 256 tokens are used)
+MAX_REQUEST_TEXT_CHARS = 200_000  # characters of all the texts of one HTTP request
+MAX_HEATMAPS = 64  # label heatmaps (images x labels) of one /explain request
+EXPLAIN_PIXELS = 4  # /explain: decoded pixels of all the images of one request, in units of max_pixels
 TUNE_METRICS = {"mAP": "maximize", "micro_f1": "maximize", "macro_f1": "maximize", "hamming_loss": "minimize"}
 
 # Settings whose default depends on what the model takes; None in TrainConfig means "the modality's default".
