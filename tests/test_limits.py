@@ -1,6 +1,7 @@
 """Safe with what users have, continued: no silent overwrite, bounds on what allocates, one line for every mistake."""
 
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -14,6 +15,7 @@ from PIL import Image
 from tagnet.artifact import load_artifact, save_artifact
 from tagnet.cli import main
 from tagnet.config import EXPLAIN_PIXELS, MAX_HEATMAPS, MAX_REQUEST_TEXT_CHARS, MAX_TEXT_CHARS, TrainConfig
+from tagnet.data import images
 from tagnet.errors import DataError
 from tagnet.explain import explain_images
 from tagnet.pipeline import train
@@ -172,3 +174,44 @@ def test_saved_artifact_is_readable_by_group_and_others(tiny_run, tmp_path):
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
     assert modes == {"model.safetensors": 0o644, "tagnet.json": 0o644}
+
+
+def test_bogus_precision_is_refused_before_reading_data(tmp_path, monkeypatch, capsys):
+    err = _one_line_error(monkeypatch, capsys, ["train", str(tmp_path / "absent.csv"), "--precision", "bogus",
+                                                "--out", str(tmp_path / "run")])
+    assert err.startswith("error: config: precision is 'bogus'; expected one of 64, 32, 16, bf16")
+    assert not (tmp_path / "run").exists()
+
+
+def test_delimiter_of_two_characters_is_one_line(synthetic_data, tmp_path, monkeypatch, capsys):
+    expected = ("delimiter 'xx': expected one character other than a quote or line break, or one of space, comma, "
+                "semicolon, pipe, tab")
+    err = _one_line_error(monkeypatch, capsys, _train_argv(synthetic_data, tmp_path / "run") + ["--delimiter", "xx"])
+    assert err == f"error: {expected}"
+    monkeypatch.setattr(sys, "argv", ["tagnet", "data", "check", str(synthetic_data.labels_csv), "--delimiter", "xx"])
+    with pytest.raises(SystemExit) as unusable:  # data check reports the failed step and exits 1
+        main()
+    assert unusable.value.code == 1 and f"error {synthetic_data.labels_csv}: {expected}" in capsys.readouterr().out
+
+
+def test_label_with_dollar_signs_explains_as_plain_text(tiny_run, synthetic_data, tmp_path, monkeypatch, capsys):
+    artifact = tmp_path / "artifact"
+    shutil.copytree(tiny_run.artifact_dir, artifact)
+    meta = json.loads((artifact / "tagnet.json").read_text())
+    meta["label_names"][0] = "$\\x$"
+    (artifact / "tagnet.json").write_text(json.dumps(meta))
+    image = str(sorted(synthetic_data.images_dir.iterdir())[0])
+    monkeypatch.setattr(sys, "argv", ["tagnet", "explain", str(artifact), image, "--labels", "$\\x$",
+                                      "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 0 and len(list((tmp_path / "out").glob("*.png"))) == 1
+
+
+def test_ctrl_c_outside_training_is_one_line(synthetic_data, tmp_path, monkeypatch, capsys):
+    def interrupted(path, size):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(images, "load_image", interrupted)
+    err = _one_line_error(monkeypatch, capsys, _train_argv(synthetic_data, tmp_path / "run"), code=130)
+    assert err == "error: interrupted"

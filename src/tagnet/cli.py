@@ -465,18 +465,22 @@ def explain_command(
 
 
 def main() -> None:
-    """Console-script entry point: a user error prints `error: <message>` on stderr and exits 2."""
+    """Console-script entry point: a user error prints `error: <message>` on stderr and exits 2 (Ctrl+C: 130)."""
     try:
         app()
     except TagnetError as e:
         _fail(str(e))
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
         _fail(f"{e.strerror}: {e.filename}" if e.filename else str(e))
+    except SystemExit as e:  # typer turns Ctrl+C outside a training phase (Interrupted there) into a silent exit 130
+        if isinstance(e.__context__ and e.__context__.__cause__, KeyboardInterrupt):
+            _fail("interrupted", code=130)
+        raise
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, *, code: int = 2) -> None:
     print(f"error: {' '.join(message.split())}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

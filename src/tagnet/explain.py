@@ -238,7 +238,8 @@ def _save(explanations: Sequence[Explanation], out: Path, stems: set[str]) -> li
             axes.imshow(explanation.image)
             axes.imshow(heatmap, cmap=HEATMAP_COLORMAP, alpha=0.45, vmin=0.0, vmax=1.0, interpolation="bilinear")
             predicted = "predicted" if label in explanation.labels else "not predicted"
-            axes.set_title(f"{label}: p = {explanation.probabilities[label]:.3f} ({predicted})")
+            axes.set_title(f"{label}: p = {explanation.probabilities[label]:.3f} ({predicted})",
+                           parse_math=False)  # a label like $\x$ is text, not mathtext
             axes.set_axis_off()
             path = out / f"{stem}__{_file_part(label)}.png"
             figure.savefig(path, dpi=100, bbox_inches="tight")
