@@ -14,10 +14,12 @@ from PIL import Image
 
 from tagnet.artifact import load_artifact, save_artifact
 from tagnet.cli import main
-from tagnet.config import EXPLAIN_PIXELS, MAX_HEATMAPS, MAX_REQUEST_TEXT_CHARS, MAX_TEXT_CHARS, TrainConfig
+from tagnet.config import (EXPLAIN_PIXELS, MAX_BATCH_SIZE, MAX_ENSEMBLE, MAX_HEATMAPS, MAX_IMAGE_SIZE, MAX_LABELS,
+                           MAX_REQUEST_TEXT_CHARS, MAX_TEXT_CHARS, TrainConfig)
 from tagnet.data import images
-from tagnet.errors import DataError
+from tagnet.errors import ArtifactError, DataError, ModelError
 from tagnet.explain import explain_images
+from tagnet.models import create_model
 from tagnet.pipeline import train
 from tagnet.predict import Predictor
 from tagnet.serve import create_app
@@ -215,3 +217,38 @@ def test_ctrl_c_outside_training_is_one_line(synthetic_data, tmp_path, monkeypat
     monkeypatch.setattr(images, "load_image", interrupted)
     err = _one_line_error(monkeypatch, capsys, _train_argv(synthetic_data, tmp_path / "run"), code=130)
     assert err == "error: interrupted"
+
+
+@pytest.mark.parametrize("setting, value, bound", [("image_size", MAX_IMAGE_SIZE + 1, MAX_IMAGE_SIZE),
+                                                   ("batch_size", MAX_BATCH_SIZE + 1, MAX_BATCH_SIZE),
+                                                   ("ensemble", MAX_ENSEMBLE + 1, MAX_ENSEMBLE),
+                                                   ("top_k", MAX_LABELS + 1, MAX_LABELS)])
+def test_settings_that_allocate_are_bounded(tmp_path, monkeypatch, capsys, setting, value, bound):
+    err = _one_line_error(monkeypatch, capsys, ["train", str(tmp_path / "absent.csv"), "--set", f"{setting}={value}",
+                                                "--out", str(tmp_path / "run")])
+    assert err == f"error: config: {setting} is {value}; expected at most {bound}"
+
+
+def test_serve_and_predict_batch_sizes_are_bounded(tiny_run, monkeypatch, capsys):
+    too_big = ["--batch-size", str(MAX_BATCH_SIZE + 1)]
+    for argv in (["serve", str(tiny_run.run_dir)], ["predict", str(tiny_run.run_dir), "x.png"],
+                 ["explain", str(tiny_run.run_dir), "x.png"]):
+        monkeypatch.setattr(sys, "argv", ["tagnet", *argv, *too_big])
+        with pytest.raises(SystemExit) as refused:
+            main()
+        assert refused.value.code == 2 and str(MAX_BATCH_SIZE) in capsys.readouterr().err
+
+
+def test_too_many_labels_are_refused_when_building_the_model():
+    with pytest.raises(ModelError, match=rf"^num_labels is {MAX_LABELS + 1}; expected an integer from 1 to {MAX_LABELS}"):
+        create_model("seed_cnn", num_labels=MAX_LABELS + 1, pretrained=False, image_size=32)
+
+
+def test_artifact_with_a_huge_image_size_is_refused_at_load(tiny_run, tmp_path):
+    artifact = tmp_path / "artifact"
+    shutil.copytree(tiny_run.artifact_dir, artifact)
+    meta = json.loads((artifact / "tagnet.json").read_text())
+    meta["input"]["image_size"] = 60000
+    (artifact / "tagnet.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=rf"preprocess image_size is 60000; expected an integer from 1 to {MAX_IMAGE_SIZE}"):
+        load_artifact(artifact)

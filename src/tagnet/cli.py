@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 import tagnet
-from tagnet.config import (MODALITY_DEFAULTS, ExportSettings, PredictSettings, ServeSettings, TrainConfig, TuneSettings,
-                           describe_settings, load_config, parse_overrides, setting_types, validate_settings)
+from tagnet.config import (MAX_BATCH_SIZE, MODALITY_DEFAULTS, ExportSettings, PredictSettings, ServeSettings, TrainConfig,
+                           TuneSettings, describe_settings, load_config, parse_overrides, setting_types, validate_settings)
 from tagnet.data.check import check_dataset, render_report
 from tagnet.data.labels import read_labels
 from tagnet.data.split import render_split, split_table, write_split
@@ -445,7 +445,7 @@ def explain_command(
     labels: Annotated[Optional[str], typer.Option(
         "--labels", help="comma-separated labels to explain (default: each image's predicted labels)")] = None,
     out: Annotated[Path, typer.Option("--out", help="folder for the heatmap PNGs")] = Path("explanations"),
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE)] = 32,
 ) -> None:
     """Grad-CAM heatmap of each label's logit over each image: one PNG per image and label."""
     from tagnet.data.images import find_images
