@@ -128,11 +128,11 @@ def test_unknown_timm_tag_lists_valid_tags():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"num_labels": 0}, "num_labels is 0; expected an integer >= 1"),
+        ({"num_labels": 0}, "num_labels is 0; expected an integer from 1 to 100000"),
         ({"num_labels": 2, "dropout": 1.0}, r"dropout is 1.0; expected a number in \[0, 1\)"),
         ({"num_labels": 2, "head_hidden": -1}, "head_hidden is -1"),
         ({"num_labels": 2, "image_size": 0}, "image_size is 0"),
-        ({"num_labels": 2, "ensemble": 0}, "ensemble is 0; expected an integer >= 1"),
+        ({"num_labels": 2, "ensemble": 0}, "ensemble is 0; expected an integer from 1 to 100"),
     ],
 )
 def test_bad_arguments_are_model_errors(kwargs, message):

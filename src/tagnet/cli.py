@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 import tagnet
-from tagnet.config import (MODALITY_DEFAULTS, ExportSettings, PredictSettings, ServeSettings, TrainConfig, TuneSettings,
-                           describe_settings, load_config, parse_overrides, setting_types, validate_settings)
+from tagnet.config import (MAX_BATCH_SIZE, MODALITY_DEFAULTS, ExportSettings, PredictSettings, ServeSettings, TrainConfig,
+                           TuneSettings, describe_settings, load_config, parse_overrides, setting_types, validate_settings)
 from tagnet.data.check import check_dataset, render_report
 from tagnet.data.labels import read_labels
 from tagnet.data.split import render_split, split_table, write_split
@@ -247,6 +247,7 @@ def train_command(
     images: ImagesOpt = None,
     val: Annotated[Optional[Path], typer.Option("--val", help="validation label file; default: a stratified split of LABELS")] = None,
     out: Annotated[Path, typer.Option("--out", help="run folder to write")] = Path("runs/train"),
+    force: Annotated[bool, typer.Option("--force", help="replace a finished run already in --out")] = False,
     config_file: ConfigFileOpt = None,
     text_column: TextColumnOpt = None,
     tabular: TabularOpt = False,
@@ -273,7 +274,7 @@ def train_command(
     modality, options = _modality_and_options(labels, options, text_column=text_column, tabular=tabular,
                                               label_count=label_count, labels_xml=labels_xml)
     result = train(labels, out_dir=out, images_dir=images, text_column=text_column, val_labels=val, config=config,
-                   read_options=options, modality=modality, console=console)
+                   read_options=options, modality=modality, console=console, force=force)
     if is_main_process():  # one report per distributed run
         render_metrics(result.report, console)
         console.print(f"run written to {result.run_dir} (artifact: {result.artifact_dir}) in {result.seconds:.0f} s")
@@ -446,7 +447,7 @@ def explain_command(
     labels: Annotated[Optional[str], typer.Option(
         "--labels", help="comma-separated labels to explain (default: each image's predicted labels)")] = None,
     out: Annotated[Path, typer.Option("--out", help="folder for the heatmap PNGs")] = Path("explanations"),
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE)] = 32,
 ) -> None:
     """Grad-CAM heatmap of each label's logit over each image: one PNG per image and label."""
     from tagnet.data.images import find_images
@@ -466,18 +467,22 @@ def explain_command(
 
 
 def main() -> None:
-    """Console-script entry point: a user error prints `error: <message>` on stderr and exits 2."""
+    """Console-script entry point: a user error prints `error: <message>` on stderr and exits 2 (Ctrl+C: 130)."""
     try:
         app()
     except TagnetError as e:
         _fail(str(e))
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
         _fail(f"{e.strerror}: {e.filename}" if e.filename else str(e))
+    except SystemExit as e:  # typer turns Ctrl+C outside a training phase (Interrupted there) into a silent exit 130
+        if isinstance(e.__context__ and e.__context__.__cause__, KeyboardInterrupt):
+            _fail("interrupted", code=130)
+        raise
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, *, code: int = 2) -> None:
     print(f"error: {' '.join(message.split())}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

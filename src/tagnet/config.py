@@ -17,6 +17,15 @@ MODALITIES = ("image", "text", "tabular")
 RUNTIMES = ("auto", "torch", "onnx")
 PRECISIONS = ("64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
               "transformer-engine", "transformer-engine-float16")
+# Bounds on what a user's settings, files and requests can make tagnet allocate.
+MAX_IMAGE_SIZE = 4096  # px per side the image cache accepts: 48 MiB per image at this size
+MAX_BATCH_SIZE = 65_536
+MAX_ENSEMBLE = 100
+MAX_LABELS = 100_000  # outputs of one model
+MAX_TEXT_CHARS = 10_000  # characters of one text kept before tokenising (its first 256 tokens are used)
+MAX_REQUEST_TEXT_CHARS = 200_000  # characters of all the texts of one HTTP request
+MAX_HEATMAPS = 64  # label heatmaps (images x labels) of one /explain request
+EXPLAIN_PIXELS = 4  # /explain: decoded pixels of all the images of one request, in units of max_pixels
 TUNE_METRICS = {"mAP": "maximize", "micro_f1": "maximize", "macro_f1": "maximize", "hamming_loss": "minimize"}
 
 # Settings whose default depends on what the model takes; None in TrainConfig means "the modality's default".
@@ -38,7 +47,7 @@ MODALITY_REFUSES: dict[str, tuple[str, ...]] = {
 
 
 def _setting(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field with its meaning (help), and optionally its CLI flag, choices and minimum."""
+    """A dataclass field with its meaning (help), and optionally its CLI flag, choices, minimum and maximum."""
     return field(default=default, metadata={"help": help, **kw})
 
 
@@ -50,9 +59,10 @@ class TrainConfig:
                                           "for images also seed_cnn or any timm model", flag="--backbone")
     pretrained: bool = _setting(True, "start from the backbone's pretrained weights (offline)", flag="--pretrained")
     weights: str | None = _setting(None, "images: a local pretrained weights file for the backbone", flag="--weights")
-    image_size: int | None = _setting(None, "images: input size in pixels; default the backbone's own", flag="--image-size", min=1)
+    image_size: int | None = _setting(None, "images: input size in pixels; default the backbone's own", flag="--image-size", min=1,
+                                   max=MAX_IMAGE_SIZE)
     epochs: int = _setting(15, "maximum training epochs (of the head, for frozen encoders)", flag="--epochs", min=1)
-    batch_size: int = _setting(32, "inputs per training batch", flag="--batch-size", min=1)
+    batch_size: int = _setting(32, "inputs per training batch", flag="--batch-size", min=1, max=MAX_BATCH_SIZE)
     lr: float = _setting(3e-3, "peak learning rate of AdamW", flag="--lr")
     weight_decay: float = _setting(1e-4, "AdamW weight decay", flag="--weight-decay")
     dropout: float = _setting(0.2, "dropout in the label head", flag="--dropout")
@@ -77,13 +87,15 @@ class TrainConfig:
     threshold_mode: str = _setting("per-label", "thresholds: per-label or global (fitted for F1 on validation), top-k, or "
                                    "fixed (fixed_threshold for every label)", flag="--threshold-mode", choices=THRESHOLD_MODES)
     fixed_threshold: float = _setting(0.5, "the threshold of every label in fixed mode (0.5 minimises expected Hamming loss)")
-    top_k: int = _setting(1, "labels per item in top-k threshold mode", min=1)
+    top_k: int = _setting(1, "labels per item in top-k threshold mode", min=1, max=MAX_LABELS)
     min_positives: int = _setting(5, "labels with fewer validation positives use the global threshold", min=0)
     ensemble: int = _setting(1, "heads on a frozen encoder trained one after another, each holding out its own "
-                                "validation split, their probabilities averaged", flag="--ensemble", min=1)
+                                "validation split, their probabilities averaged", flag="--ensemble", min=1,
+                                max=MAX_ENSEMBLE)
     cv: int = _setting(0, "k-fold cross-validation on the training file (0 = off): one head per fold on a frozen "
                           "encoder, the validation report and thresholds out of fold with each fold's spread; the "
-                          "model averages the fold heads, so together they learn from every row", flag="--cv", min=0)
+                          "model averages the fold heads, so together they learn from every row", flag="--cv", min=0,
+                       max=MAX_ENSEMBLE)
     seed: int = _setting(0, "random seed of splits, weights and augmentation", flag="--seed")
     num_workers: int = _setting(0, "DataLoader worker processes", min=0)
     devices: str = _setting("auto", "Lightning devices: a count or auto", flag="--devices")
@@ -163,7 +175,7 @@ class TrainConfig:
 class PredictSettings:
     """Settings of `tagnet predict` (and of the Predictor the API builds)."""
 
-    batch_size: int = _setting(32, "inputs per model call", flag="--batch-size", min=1)
+    batch_size: int = _setting(32, "inputs per model call", flag="--batch-size", min=1, max=MAX_BATCH_SIZE)
     runtime: str = _setting("auto", "auto (ONNX Runtime when the artifact has a model.onnx from `tagnet export`), "
                                     "torch or onnx", flag="--runtime", choices=RUNTIMES)
 
@@ -176,11 +188,12 @@ class ServeSettings:
     port: int = _setting(8000, "port to listen on", flag="--port", min=0, max=65535)
     runtime: str = _setting("auto", "auto (ONNX Runtime when the artifact has a model.onnx), torch or onnx",
                             flag="--runtime", choices=RUNTIMES)
-    batch_size: int = _setting(32, "most inputs per model call", flag="--batch-size", min=1)
+    batch_size: int = _setting(32, "most inputs per model call", flag="--batch-size", min=1, max=MAX_BATCH_SIZE)
     batch_window_ms: float = _setting(5.0, "how long to wait for more requests to batch with the first",
                                       flag="--batch-window-ms", min=0)
     max_upload_mb: float = _setting(20.0, "largest request body in MB", flag="--max-upload-mb", min=0.001)
-    max_items: int = _setting(64, "most images, texts or rows in one request", flag="--max-items", min=1)
+    max_items: int = _setting(64, "most images, texts or rows in one request", flag="--max-items", min=1,
+                            max=MAX_BATCH_SIZE)
     max_pixels: int = _setting(40_000_000, "most pixels (width x height) of one uploaded image", min=1)
 
 

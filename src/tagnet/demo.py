@@ -43,7 +43,7 @@ def run_demo(out_dir: str | Path = "tagnet-demo", *, n_train: int = 600, n_test:
     console.print(f"{n_train} training and {n_test} test images, labels {train_data.table.label_names}")
     console.rule("2. train")
     result = train(train_data.labels_csv, images_dir=train_data.images_dir, out_dir=out / "run",
-                   config=config or TrainConfig(), console=console, progress=progress)
+                   config=config or TrainConfig(), console=console, progress=progress, force=True)  # a rerun redoes it
     console.print(f"validation mAP {result.report.mAP:.3f}, micro-F1 {result.report.micro_f1:.3f} "
                   f"(thresholds tuned per label on validation data)")
     console.rule("3. evaluate on unseen test images")

@@ -140,7 +140,7 @@ def _grad_cam(model: TagnetModel, batch: torch.Tensor, label_indices: Sequence[i
 
 
 def explain_images(predictor: Predictor, images: Sequence[ImageInput], *, labels: Sequence[str] | None = None,
-                   sources: Sequence[str] | None = None) -> list[Explanation]:
+                   sources: Sequence[str] | None = None, max_maps: int | None = None) -> list[Explanation]:
     """Grad-CAM heatmaps of each image for the given labels, computed on the labels' logits.
 
     Args:
@@ -148,10 +148,11 @@ def explain_images(predictor: Predictor, images: Sequence[ImageInput], *, labels
         images: file paths, PIL images or uint8 (height, width, 3) arrays.
         labels: the labels to explain in every image; default each image's predicted labels.
         sources: names for the images (default: the path, or image_<i> for in-memory images).
+        max_maps: most heatmaps (images x labels) to compute; more is a DataError.
     Returns:
         One Explanation per image, in order.
     Raises:
-        DataError: an unreadable image or an unknown label.
+        DataError: an unreadable image, an unknown label, or over `max_maps` heatmaps.
         ModelError: not an image model, or a backbone without convolutional feature maps.
         ConfigError: the grad-cam package is not installed.
     """
@@ -172,6 +173,9 @@ def explain_images(predictor: Predictor, images: Sequence[ImageInput], *, labels
     chosen = apply_thresholds(probs, predictor.artifact.thresholds)
     per_image = [wanted if wanted is not None else [n for n, on in zip(names, row) if on] for row in chosen]
     pairs = [(i, names.index(label)) for i, image_labels in enumerate(per_image) for label in image_labels]
+    if max_maps is not None and len(pairs) > max_maps:
+        raise DataError(f"{len(pairs)} heatmaps (images x labels) asked for; at most {max_maps}: explain fewer images "
+                        "or choose the labels")
     pre = predictor.artifact.preprocess
     batch = normalize_batch(torch.from_numpy(arrays).permute(0, 3, 1, 2), pre.mean, pre.std)
     heatmaps: list[dict[str, np.ndarray]] = [{} for _ in prepared]
@@ -234,7 +238,8 @@ def _save(explanations: Sequence[Explanation], out: Path, stems: set[str]) -> li
             axes.imshow(explanation.image)
             axes.imshow(heatmap, cmap=HEATMAP_COLORMAP, alpha=0.45, vmin=0.0, vmax=1.0, interpolation="bilinear")
             predicted = "predicted" if label in explanation.labels else "not predicted"
-            axes.set_title(f"{label}: p = {explanation.probabilities[label]:.3f} ({predicted})")
+            axes.set_title(f"{label}: p = {explanation.probabilities[label]:.3f} ({predicted})",
+                           parse_math=False)  # a label like $\x$ is text, not mathtext
             axes.set_axis_off()
             path = out / f"{stem}__{_file_part(label)}.png"
             figure.savefig(path, dpi=100, bbox_inches="tight")

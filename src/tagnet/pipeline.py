@@ -114,7 +114,7 @@ def fold_scores(splits: list[tuple[np.ndarray, np.ndarray]], results: list[Phase
 def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir: str | Path | None = None,
           text_column: str | int | None = None, tabular: bool = False, val_labels: str | Path | None = None,
           config: TrainConfig | None = None, read_options: dict[str, Any] | None = None, modality: str | None = None,
-          console: Console | None = None, progress: bool = True, resume: bool = False,
+          console: Console | None = None, progress: bool = True, resume: bool = False, force: bool = False,
           epoch_callback: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train a multi-label model on images, texts or feature rows and write a run folder.
 
@@ -131,6 +131,7 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
         read_options: options for the label-file reader (format, columns, separator, label_count...).
         modality: "image", "text" or "tabular" instead of detecting it.
         resume: continue an interrupted run in `out_dir` from its last checkpoints (see resume_training).
+        force: replace a finished run in `out_dir` (without it such a folder is refused with a ConfigError).
         epoch_callback: called as (epoch, val_mAP) after each validation of every phase; may raise to stop.
     Returns:
         TrainResult with the run and artifact folders and the validation report.
@@ -152,7 +153,7 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     console = console or Console(stderr=True)
     started = time.perf_counter()
     main = is_main_process()
-    run_dir = start_run(out_dir, resume=resume, main=main)
+    run_dir = start_run(out_dir, resume=resume, main=main, force=force)
     seed_everything(config.seed)
 
     data = kind.read(labels, options=read_options, images_dir=images_dir, text_column=text_column)

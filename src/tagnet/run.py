@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from tagnet.artifact import META_FILE
 from tagnet.config import TrainConfig, load_config
-from tagnet.errors import ArtifactError, DataError
+from tagnet.errors import ArtifactError, ConfigError, DataError
 from tagnet.files import write_json
 
 ARTIFACT_DIR = "artifact"
@@ -23,13 +24,26 @@ PREDICTIONS_FILE = "val_predictions.csv"
 CHECKPOINTS_DIR = "checkpoints"
 
 
-def start_run(out_dir: str | Path, *, resume: bool, main: bool) -> Path:
-    """Create the run folder; a fresh run (not `resume`) clears old per-epoch metrics and checkpoints."""
+def start_run(out_dir: str | Path, *, resume: bool, main: bool, force: bool = False) -> Path:
+    """Create the run folder; a fresh run (not `resume`) clears old per-epoch metrics and checkpoints (and, with
+    `force`, the artifact of a finished run).
+
+    Raises ConfigError when `out_dir` is a file, or holds a finished run and neither `resume` nor `force` is given.
+    """
     run_dir = Path(out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    finished = run_dir / ARTIFACT_DIR / META_FILE
+    if not resume and not force and finished.is_file():
+        raise ConfigError(f"--out {run_dir} already holds a finished run ({finished}); use --force to replace it, "
+                          "or another --out")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"--out {run_dir}: a file of that name (or above it) exists; expected a folder for the run") from None
     if main and not resume:
         (run_dir / EPOCHS_FILE).unlink(missing_ok=True)
         shutil.rmtree(run_dir / CHECKPOINTS_DIR, ignore_errors=True)
+        if force:
+            shutil.rmtree(run_dir / ARTIFACT_DIR, ignore_errors=True)
     return run_dir
 
 

@@ -20,10 +20,10 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from tagnet.config import MAX_IMAGE_SIZE
 from tagnet.data.decode import IMAGE_SUFFIXES, decode_image, resolve_image_paths, to_rgb  # noqa: F401 (resolve_image_paths: imported from here)
 from tagnet.errors import ConfigError, DataError
 
-MAX_IMAGE_SIZE = 4096  # px per side the image cache accepts: 48 MiB per image at this size
 
 
 def to_model_size(image: Image.Image, size: int) -> np.ndarray:

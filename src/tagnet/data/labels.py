@@ -141,6 +141,9 @@ class _Reader:
         self.labels_are_indices = labels_are_indices
         self.no_header = no_header
         self.delimiter = SEPARATOR_NAMES.get(delimiter, delimiter) if delimiter is not None else None
+        if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in '"\r\n'):
+            raise DataError(f"delimiter {delimiter!r}: expected one character other than a quote or line break, or "
+                            f"one of {', '.join(SEPARATOR_NAMES)}")
         self._delim = ","
         self._csv_cache: tuple[list[str], list[tuple[int, list[str]]]] | None = None
         self._json_cache: tuple[Any] | None = None

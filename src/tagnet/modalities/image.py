@@ -65,21 +65,25 @@ def prepare_image(image: Image.Image | np.ndarray, size: int) -> np.ndarray:
     return to_model_size(image, size)
 
 
-def decode_upload(name: str, data: bytes, *, size: int, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Image bytes -> (uint8 (size, size, 3) as the Predictor prepares files, the image's own (width, height)).
-
-    Raises RequestError: 415 when no image format is recognised, 413 over `max_pixels`, 400 when a recognised
-    image cannot be decoded (truncated or damaged).
-    """
+def open_upload(name: str, data: bytes) -> Image.Image:
+    """Image bytes opened lazily (only the header is read); RequestError 415 / 413 / 400 as decode_upload."""
     try:
-        image = Image.open(io.BytesIO(data))
+        return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise RequestError(415, f"{name}: not an image; expected a JPEG, PNG, GIF, BMP, TIFF or WebP file") from None
     except Image.DecompressionBombError as exc:
         raise RequestError(413, f"{name}: {exc}") from None
     except CORRUPT_IMAGE_ERRORS as exc:
         raise RequestError(400, f"{name}: corrupt image ({exc})") from None
-    with image:
+
+
+def decode_upload(name: str, data: bytes, *, size: int, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Image bytes -> (uint8 (size, size, 3) as the Predictor prepares files, the image's own (width, height)).
+
+    Raises RequestError: 415 when no image format is recognised, 413 over `max_pixels`, 400 when a recognised
+    image cannot be decoded (truncated or damaged).
+    """
+    with open_upload(name, data) as image:
         width, height = image.size
         if width * height > max_pixels:
             raise RequestError(413, f"{name}: {width}x{height} is {width * height} pixels; expected at most {max_pixels}")

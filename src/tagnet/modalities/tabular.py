@@ -126,6 +126,11 @@ class TabularModality(Modality):
         if array.ndim != 2 or array.shape[1] != len(predictor.artifact.state["feature_names"]):
             raise RequestError(400, f"rows of shape {array.shape}; the model expects "
                                     f"(rows, {len(predictor.artifact.state['feature_names'])})")
+        huge = np.argwhere(np.abs(array) > np.finfo(np.float32).max)  # inf (1e400 parses as inf) or beyond float32
+        if len(huge):
+            row, column = huge[0]
+            raise RequestError(400, f"rows[{row}][{column}] is {array[row, column]!r}; expected a finite number within "
+                                    f"+-{np.finfo(np.float32).max:.3g} (null = missing)")
         return [str(i + 1) for i in range(len(array))], list(array)
 
     def onnx_graph(self, predictor, *, out) -> OnnxGraph:

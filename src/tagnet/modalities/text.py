@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from tagnet.config import MAX_REQUEST_TEXT_CHARS, MAX_TEXT_CHARS
 from tagnet.data.labels import read_labels_with_texts
 from tagnet.data.text import PadCollate, TokenDataset, read_text_lines
 from tagnet.errors import ConfigError, DataError, RequestError, TagnetError
@@ -137,6 +138,17 @@ class TextModality(Modality):
             raise RequestError(400, f"{len(texts)} items in one request; at most {max_items}")
         if not all(isinstance(t, str) for t in texts):
             raise RequestError(400, 'every entry of "texts" must be a string')
+        total = sum(len(text) for text in texts)
+        if total > MAX_REQUEST_TEXT_CHARS:
+            raise RequestError(413, f"{total} characters of text in one request; at most {MAX_REQUEST_TEXT_CHARS}")
+        for i, text in enumerate(texts):
+            if len(text) > MAX_TEXT_CHARS:
+                raise RequestError(413, f"texts[{i}] has {len(text)} characters; at most {MAX_TEXT_CHARS} per text")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise RequestError(400, f"texts[{i}] is not valid Unicode (a lone surrogate {text[exc.start]!r} at "
+                                        f"character {exc.start}); expected UTF-8 text") from None
         return list(texts), list(texts)
 
     def onnx_graph(self, predictor, *, out: Path) -> OnnxGraph:

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tagnet.config import MAX_IMAGE_SIZE
 from tagnet.errors import ModelError
 
 
@@ -30,8 +31,8 @@ class PreprocessConfig:
             if key not in data:
                 raise ModelError(f"preprocess settings lack the key {key!r}; expected image_size, mean and std")
         size = data["image_size"]
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ModelError(f"preprocess image_size is {size!r}; expected a positive integer")
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_IMAGE_SIZE:
+            raise ModelError(f"preprocess image_size is {size!r}; expected an integer from 1 to {MAX_IMAGE_SIZE}")
         channels = {}
         for key in ("mean", "std"):
             value = data[key]

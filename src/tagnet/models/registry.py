@@ -9,6 +9,7 @@ from pathlib import Path
 
 import timm
 
+from tagnet.config import MAX_ENSEMBLE, MAX_IMAGE_SIZE, MAX_LABELS
 from tagnet.errors import ModelError
 from tagnet.models.base import BackboneBuild, TagnetModel
 from tagnet.models.timm_backbone import build_timm_backbone
@@ -51,9 +52,10 @@ def _builder(name: str) -> Builder:
     )
 
 
-def _check_int(value: object, *, name: str, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ModelError(f"{name} is {value!r}; expected an integer >= {minimum}")
+def _check_int(value: object, *, name: str, minimum: int, maximum: int | None = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum or (maximum and value > maximum):
+        wanted = f"from {minimum} to {maximum}" if maximum else f">= {minimum}"
+        raise ModelError(f"{name} is {value!r}; expected an integer {wanted}")
     return value
 
 
@@ -89,11 +91,11 @@ def create_model(
     Raises:
         ModelError: unknown name (with suggestions), bad argument, or weights missing or not fitting.
     """
-    _check_int(num_labels, name="num_labels", minimum=1)
+    _check_int(num_labels, name="num_labels", minimum=1, maximum=MAX_LABELS)
     _check_int(head_hidden, name="head_hidden", minimum=0)
-    _check_int(ensemble, name="ensemble", minimum=1)
+    _check_int(ensemble, name="ensemble", minimum=1, maximum=MAX_ENSEMBLE)
     if image_size is not None:
-        _check_int(image_size, name="image_size", minimum=1)
+        _check_int(image_size, name="image_size", minimum=1, maximum=MAX_IMAGE_SIZE)
     if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
         raise ModelError(f"dropout is {dropout!r}; expected a number in [0, 1)")
     weights_path = Path(weights) if weights is not None else None

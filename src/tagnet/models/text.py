@@ -10,6 +10,7 @@ import torch
 from rich.progress import track
 from torch import nn
 
+from tagnet.config import MAX_TEXT_CHARS
 from tagnet.errors import ModelError
 from tagnet.models.base import BackboneBuild
 from tagnet.models.registry import register_model
@@ -49,8 +50,10 @@ class SentenceEncoder(nn.Module):
         self.width = int(transformer.config.hidden_size)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text ([CLS] ... [SEP]), truncated to `max_tokens`."""
-        return self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
+        """Token ids of each text ([CLS] ... [SEP]), truncated to `max_tokens` (of its first MAX_TEXT_CHARS characters,
+        so that a huge text is not tokenised whole)."""
+        return self.tokenizer([text[:MAX_TEXT_CHARS] for text in texts], truncation=True,
+                              max_length=self.max_tokens)["input_ids"]
 
     def pad(self, token_ids: Sequence[Sequence[int]]) -> torch.Tensor:
         """A (B, longest) LongTensor of token ids, padded on the right with `pad_id`."""

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
@@ -19,9 +20,9 @@ from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 import tagnet
-from tagnet.config import ServeSettings
+from tagnet.config import EXPLAIN_PIXELS, MAX_HEATMAPS, ServeSettings
 from tagnet.errors import ConfigError, DataError, ModelError, RequestError
-from tagnet.modalities.image import decode_upload
+from tagnet.modalities.image import decode_upload, open_upload
 from tagnet.predict import Predictor
 from tagnet.serve.batching import MicroBatcher
 from tagnet.serve.stats import ServerStats
@@ -209,6 +210,16 @@ def _explain(uploads: list[tuple[str, bytes]], labels: list[str] | None, *, pred
     """
     from tagnet.explain import explain_images
 
+    if labels and len(uploads) * len(labels) > MAX_HEATMAPS:
+        raise RequestError(413, f"{len(uploads)} images x {len(labels)} labels is {len(uploads) * len(labels)} heatmaps; "
+                                f"at most {MAX_HEATMAPS} per request")
+    pixels = 0
+    for name, data in uploads:
+        with open_upload(name, data) as image:
+            pixels += image.size[0] * image.size[1]
+    if pixels > EXPLAIN_PIXELS * max_pixels:
+        raise RequestError(413, f"{len(uploads)} images of {pixels} pixels in all; at most {EXPLAIN_PIXELS * max_pixels} "
+                                "per /explain request")
     arrays, sizes = [], []
     image_size = predictor.artifact.preprocess.image_size
     for name, data in uploads:
@@ -217,7 +228,8 @@ def _explain(uploads: list[tuple[str, bytes]], labels: list[str] | None, *, pred
         scale = image_size / max(size)
         sizes.append(tuple(max(1, round(side * scale)) for side in size))
     try:
-        explanations = explain_images(predictor, arrays, labels=labels, sources=[name for name, _ in uploads])
+        explanations = explain_images(predictor, arrays, labels=labels, sources=[name for name, _ in uploads],
+                                      max_maps=MAX_HEATMAPS)
     except DataError as exc:
         raise HTTPException(400, str(exc)) from None
     except (ModelError, ConfigError) as exc:
@@ -270,6 +282,11 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
             probs = await batcher.predict(items)
         except (DataError, ValueError, TypeError) as exc:
             raise RequestError(400, str(exc)) from None
+        broken = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+        if len(broken):
+            raise RequestError(500, f"the model gave non-finite probabilities (NaN or inf) for input "
+                                    f"{broken[0] + 1} ({str(sources[broken[0]])[:60]!r}); "
+                                    "inputs far outside the training data, or a damaged model, cause this")
         return {"predictions": predictor.results(probs, sources=sources).to_dicts()}
 
     if modality.explainable:
