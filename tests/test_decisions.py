@@ -81,3 +81,112 @@ def _rows(path):
     from tagnet.data.tabular import read_feature_table
 
     return read_feature_table(path).features
+
+
+@pytest.fixture(scope="module")
+def plain_run(tables, tmp_path_factory):
+    """A tabular run with the default decisions, trained briefly (so its probabilities are not calibrated)."""
+    out = tmp_path_factory.mktemp("plain") / "run"
+    config = TrainConfig(epochs=3, batch_size=32, head_hidden=8)
+    return train_run(tables[0], modality="tabular", out_dir=out, config=config, progress=False).run_dir
+
+
+def test_calibrate_refits_thresholds_and_temperatures_on_new_data(plain_run, tables, tmp_path):
+    import shutil
+
+    from tagnet.calibration import fit_temperature
+    from tagnet.thresholds import fit_decisions
+
+    run = shutil.copytree(plain_run, tmp_path / "run")
+    new = tables[1]
+    former = (run / "artifact" / "tagnet.json").read_text()
+    rows = _rows(new)
+    raw = Predictor(run).predict_proba(rows)
+    done = runner.invoke(app, ["calibrate", str(run), str(new), "--objective", "recall>=0.9", "--max-labels", "1"])
+    assert done.exit_code == 0, done.output
+    assert "temperature" in done.output and "tagnet.json.previous (move it back to undo)" in done.output
+    assert (run / "artifact" / "tagnet.json.previous").read_text() == former
+    targets = np.column_stack([rows[:, 0] > 0, rows[:, 1] > 0]).astype(int)
+    scaling = fit_temperature(targets, raw)
+    expected = fit_decisions(targets, scaling.apply(raw), objective="recall>=0.9", max_labels=1).thresholds
+    artifact = load_artifact(run)
+    assert artifact.thresholds.values == pytest.approx(expected.values) and artifact.thresholds.max_labels == 1
+    assert artifact.calibration.temperatures == pytest.approx(scaling.temperatures, rel=1e-6)
+    assert artifact.config["objective"] == "recall>=0.9"
+    predictor = Predictor(run)
+    calibrated = predictor.predict_proba(rows)
+    np.testing.assert_allclose(calibrated, scaling.apply(raw), atol=1e-6)
+    np.testing.assert_allclose(Predictor(run, calibrated=False).predict_proba(rows), raw, atol=1e-7)
+    chosen = apply_thresholds(calibrated, artifact.thresholds)
+    assert [p.labels for p in predictor.predict(rows)] == [[n for n, on in zip("ab", r) if on] for r in chosen]
+
+    report_file = tmp_path / "report.json"
+    done = runner.invoke(app, ["evaluate", str(run), str(new), "--json", str(report_file)])
+    assert done.exit_code == 0 and "ECE" in done.output, done.output
+    report = json.loads(report_file.read_text())
+    from tagnet.calibration import ece
+
+    per_label = ece(targets, calibrated)
+    assert [row["ece"] for row in report["per_label"]] == pytest.approx(per_label.tolist(), abs=1e-6)
+    assert 0 <= report["ece"] < 1
+
+    # the calibrated run without temperatures, starting from the stored decisions (recall>=0.9, max 1 label)
+    done = runner.invoke(app, ["calibrate", str(run), str(new), "--no-temperature"])
+    assert done.exit_code == 0, done.output
+    again = load_artifact(run)
+    assert again.calibration is None and again.thresholds.max_labels == 1
+    assert again.thresholds.values == pytest.approx(
+        fit_decisions(targets, raw, objective="recall>=0.9", max_labels=1).thresholds.values)
+
+
+def test_calibrate_checks_settings_before_reading_data(plain_run, tmp_path):
+    from tagnet.cli import main
+
+    for flags, expected in ((["--objective", "recall>=2"], "objective 'recall>=2' is not one of"),
+                            (["--confidence", "0.9"], "confidence=0.9")):
+        done = runner.invoke(app, ["calibrate", str(plain_run), str(tmp_path / "absent.arff"), *flags])
+        assert done.exit_code != 0 and expected in str(done.exception), done.output
+    assert not (plain_run / "artifact" / "tagnet.json.previous").exists()
+
+
+def test_rules_and_temperatures_reach_onnx_serve_and_report(plain_run, tables, tmp_path):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from tagnet.calibrate import calibrate
+    from tagnet.export import export_onnx, read_onnx_metadata
+    from tagnet.report import write_report
+    from tagnet.serve import create_app
+
+    run = shutil.copytree(plain_run, tmp_path / "run")
+    result = calibrate(run, tables[1], min_labels=1, if_empty="top1")
+    rows = _rows(tables[1])
+    targets = np.column_stack([rows[:, 0] > 0, rows[:, 1] > 0])
+    raw, calibrated = Predictor(run, calibrated=False).predict_proba(rows), Predictor(run).predict_proba(rows)
+
+    def log_loss(p):
+        return -np.where(targets, np.log(p), np.log1p(-p)).mean()
+
+    assert log_loss(calibrated) < log_loss(raw)  # the temperatures minimise it on these rows
+    assert result.ece_before.shape == result.ece_after.shape == (2,)
+    export = export_onnx(run)
+    meta = read_onnx_metadata(export.onnx_path)
+    assert meta["thresholds"] == load_artifact(run).thresholds.to_dict() and meta["thresholds"]["min_labels"] == 1
+    assert meta["calibration"]["temperatures"] == pytest.approx(result.calibration.temperatures)
+    assert "not calibrated" in meta["calibration_note"]
+    rows = rows[:20]
+    on_torch, on_onnx = Predictor(run, runtime="torch"), Predictor(run, runtime="onnx")
+    np.testing.assert_allclose(on_onnx.predict_proba(rows), on_torch.predict_proba(rows), atol=1e-5)
+    expected = on_torch.predict(rows).to_dicts()
+    assert [p["labels"] for p in on_onnx.predict(rows).to_dicts()] == [p["labels"] for p in expected]
+    assert all(p["labels"] for p in expected)  # min_labels 1
+    client = TestClient(create_app(on_torch))
+    answer = client.post("/predict", json={"rows": rows.tolist()}).json()["predictions"]
+    assert [p["labels"] for p in answer] == [p["labels"] for p in expected]
+    assert answer[3]["probabilities"] == pytest.approx(expected[3]["probabilities"], abs=1e-6)
+    described = client.get("/labels").json()
+    assert described["min_labels"] == 1 and described["if_empty"] == "top1"
+    assert described["temperatures"] == pytest.approx(result.calibration.temperatures)
+    page = write_report(run).read_text()
+    assert "id='reliability'" in page and "fitted by tagnet calibrate" in page

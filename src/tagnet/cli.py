@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 import tagnet
-from tagnet.config import (MODALITY_DEFAULTS, ExportSettings, PredictSettings, ServeSettings, TrainConfig, TuneSettings,
+from tagnet.config import (MODALITY_DEFAULTS, CalibrateSettings, ExportSettings, PredictSettings, ServeSettings, TrainConfig, TuneSettings,
                            describe_settings, load_config, parse_overrides, setting_types, validate_settings)
 from tagnet.data.check import check_dataset, render_report
 from tagnet.data.labels import read_labels
@@ -302,6 +302,24 @@ def evaluate_command(
     if json_out is not None:
         json_out.write_text(json.dumps({**report.to_dict(), "skipped": skipped}, indent=2) + "\n", encoding="utf-8")
         console.print(f"report written to {json_out}")
+
+
+@app.command("calibrate")
+@label_file_options()
+@setting_options(CalibrateSettings, layered=True)
+def calibrate_command(
+    run: Annotated[Path, typer.Argument(help="run folder or artifact folder")],
+    labels: LabelsArg,
+    images: ImagesOpt = None,
+    options: LabelFileOptions = None,
+    settings: Optional[dict] = None,
+) -> None:
+    """Refit the thresholds (and per-label temperature scaling) on new labelled data, without retraining; the former
+    tagnet.json is kept as tagnet.json.previous."""
+    from tagnet.calibrate import calibrate, render_calibration
+
+    result = calibrate(run, labels, images_dir=images, read_options=options, **settings)
+    render_calibration(result, Console())
 
 
 @app.command("predict")

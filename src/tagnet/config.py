@@ -42,6 +42,22 @@ def _setting(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
+# How fitted thresholds become label sets: settings of both `tagnet train` and `tagnet calibrate`.
+_DECISIONS: dict[str, dict[str, Any]] = {
+    "objective": dict(default="f1", help=f"what the fitted thresholds optimise: {OBJECTIVES}", flag="--objective"),
+    "confidence": dict(default=None, help="with precision>=P or recall>=R: guarantee the target per label with this "
+                                          "confidence (e.g. 0.9); labels that cannot be guaranteed are reported",
+                       flag="--confidence"),
+    "min_labels": dict(default=0, help="every item gets at least this many labels (the most probable ones)",
+                       flag="--min-labels", min=0),
+    "max_labels": dict(default=None, help="at most this many labels per item (the most probable passing ones)",
+                       flag="--max-labels", min=1),
+    "if_empty": dict(default="none", help="what an item with no label passing gets: none, or top1 (its most probable "
+                                          "label)", flag="--if-empty", choices=IF_EMPTY),
+}
+DECISION_SETTINGS = tuple(_DECISIONS)
+
+
 @dataclass
 class TrainConfig:
     """Settings of one training run. `tagnet settings` lists them; `--set KEY=VALUE` sets any of them."""
@@ -79,16 +95,11 @@ class TrainConfig:
     fixed_threshold: float = _setting(0.5, "the threshold of every label in fixed mode (0.5 minimises expected Hamming loss)")
     top_k: int = _setting(1, "labels per item in top-k threshold mode", min=1)
     min_positives: int = _setting(5, "labels with fewer validation positives use the global threshold", min=0)
-    objective: str = _setting("f1", f"what the fitted thresholds optimise: {OBJECTIVES}", flag="--objective")
-    confidence: float | None = _setting(None, "with precision>=P or recall>=R: guarantee the target per label with this "
-                                              "confidence (e.g. 0.9); labels that cannot be guaranteed are reported",
-                                        flag="--confidence")
-    min_labels: int = _setting(0, "every item gets at least this many labels (the most probable ones)",
-                               flag="--min-labels", min=0)
-    max_labels: int | None = _setting(None, "at most this many labels per item (the most probable passing ones)",
-                                      flag="--max-labels", min=1)
-    if_empty: str = _setting("none", "what an item with no label passing gets: none, or top1 (its most probable label)",
-                             flag="--if-empty", choices=IF_EMPTY)
+    objective: str = _setting(**_DECISIONS["objective"])
+    confidence: float | None = _setting(**_DECISIONS["confidence"])
+    min_labels: int = _setting(**_DECISIONS["min_labels"])
+    max_labels: int | None = _setting(**_DECISIONS["max_labels"])
+    if_empty: str = _setting(**_DECISIONS["if_empty"])
     ensemble: int = _setting(1, "heads on a frozen encoder trained one after another, each holding out its own "
                                 "validation split, their probabilities averaged", flag="--ensemble", min=1)
     seed: int = _setting(0, "random seed of splits, weights and augmentation", flag="--seed")
@@ -173,6 +184,18 @@ def validate_decisions(settings: Any, *, mode: str, source: str = "config") -> N
 
 
 @dataclass
+class CalibrateSettings:
+    """Settings of `tagnet calibrate`; the decision settings left unset keep the model's."""
+
+    objective: str = _setting(**_DECISIONS["objective"])
+    confidence: float | None = _setting(**_DECISIONS["confidence"])
+    min_labels: int = _setting(**_DECISIONS["min_labels"])
+    max_labels: int | None = _setting(**_DECISIONS["max_labels"])
+    if_empty: str = _setting(**_DECISIONS["if_empty"])
+    temperature: bool = _setting(True, "also fit per-label temperature scaling of the probabilities", flag="--temperature")
+
+
+@dataclass
 class PredictSettings:
     """Settings of `tagnet predict` (and of the Predictor the API builds)."""
 
@@ -216,7 +239,7 @@ class TuneSettings:
                            flag="--metric", choices=tuple(TUNE_METRICS))
 
 
-SETTINGS_CLASSES = (TrainConfig, PredictSettings, ServeSettings, ExportSettings, TuneSettings)
+SETTINGS_CLASSES = (TrainConfig, CalibrateSettings, PredictSettings, ServeSettings, ExportSettings, TuneSettings)
 
 
 def setting_types(cls: type) -> dict[str, type]:
