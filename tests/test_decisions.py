@@ -190,3 +190,52 @@ def test_rules_and_temperatures_reach_onnx_serve_and_report(plain_run, tables, t
     assert described["temperatures"] == pytest.approx(result.calibration.temperatures)
     page = write_report(run).read_text()
     assert "id='reliability'" in page and "fitted by tagnet calibrate" in page
+
+
+def test_audit_ranks_flipped_labels_of_a_table_first(tmp_path):
+    from tagnet.curate import audit_labels
+    from tagnet.data.tabular import read_feature_table
+
+    x0 = np.random.default_rng(2).normal(size=(160, 3))[:, 0]
+    flipped = np.flatnonzero(np.abs(x0) > 1.0)[:5].tolist()  # clear cases, far from the boundary x0 = 0
+    path = separable_arff(tmp_path / "flipped.arff", 160, 2, flip=flipped)
+    items = read_feature_table(path).labels.items
+    out, page = tmp_path / "issues.csv", tmp_path / "issues.html"
+    done = runner.invoke(app, ["audit", str(path), "--output", str(out), "--html", str(page), "--folds", "4"])
+    assert done.exit_code == 0, done.output
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert {(r["item"], r["label"]) for r in rows[:5]} == {(items[i], "a") for i in flipped}
+    assert rows[0].keys() == {"item", "label", "issue", "given", "probability", "score"}
+    assert "Likely label errors" in page.read_text() and items[flipped[0]] in page.read_text()
+    result = audit_labels(path, folds=4)
+    assert [(i.item, i.label) for i in result.issues] == [(r["item"], r["label"]) for r in rows]
+    done = runner.invoke(app, ["data", "check", str(path), "--audit"])
+    assert "likely label errors" in done.output and items[flipped[0]] in done.output, done.output
+
+
+def test_audit_of_images_uses_the_frozen_encoder(synthetic_data, tmp_path):
+    out = tmp_path / "issues.csv"
+    done = runner.invoke(app, ["audit", str(synthetic_data.labels_csv), "--images", str(synthetic_data.images_dir),
+                               "--output", str(out), "--html", str(tmp_path / "page.html"), "--set", "image_size=64"])
+    assert done.exit_code == 0, done.output
+    assert out.read_text().startswith("item,label,issue,given,probability,score")
+    assert "data:image/jpeg;base64," in (tmp_path / "page.html").read_text() or len(out.read_text().splitlines()) == 1
+    done = runner.invoke(app, ["audit", str(synthetic_data.labels_csv), "--images", str(synthetic_data.images_dir),
+                               "--output", str(out), "--set", "backbone=seed_cnn", "--set", "pretrained=false"])
+    assert done.exit_code != 0 and "frozen pretrained encoder" in str(done.exception)
+
+
+def test_suggest_writes_a_label_file_of_pool_inputs(plain_run, tables, tmp_path):
+    from tagnet.data.labels import read_labels
+
+    out = tmp_path / "next.csv"
+    done = runner.invoke(app, ["suggest", str(plain_run), str(tables[1]), "--n", "7", "--output", str(out)])
+    assert done.exit_code == 0, done.output
+    table = read_labels(out)
+    sources = [p.source for p in Predictor(plain_run).predict_paths([tables[1]])]
+    assert len(table) == 7 and len(set(table.items)) == 7 and set(table.items) <= set(sources)
+    assert table.label_names == ["a", "b"] and not table.known.any()
+    done = runner.invoke(app, ["suggest", str(plain_run), str(tables[1]), "--n", "500", "--output", str(out)])
+    assert done.exit_code != 0 and "--n 500" in str(done.exception)
