@@ -140,7 +140,6 @@ def test_calibrate_refits_thresholds_and_temperatures_on_new_data(plain_run, tab
 
 
 def test_calibrate_checks_settings_before_reading_data(plain_run, tmp_path):
-    from tagnet.cli import main
 
     for flags, expected in ((["--objective", "recall>=2"], "objective 'recall>=2' is not one of"),
                             (["--confidence", "0.9"], "confidence=0.9")):
