@@ -23,7 +23,7 @@ def test_report_of_an_image_run_is_self_contained(tiny_run, tmp_path):
         assert f"id='{section}'" in page
     for name in tiny_run.report.label_names:
         assert name in page
-    assert len(re.findall(r'src="data:image/png;base64,', page)) == 4  # curves, PR, bars, co-occurrence
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 5  # curves, PR, reliability, bars, co-occurrence
     assert len(re.findall(r'src="data:image/jpeg;base64,', page)) == 5  # the 5 highest-loss thumbnails
     assert "counted on the 120 items of the label file labels.csv" in page  # co-occurrence of the whole label file
 

@@ -86,7 +86,8 @@ def test_labels_and_health(client, predictor):
     labels = client.get("/labels").json()
     thresholds = predictor.artifact.thresholds
     assert labels == {"labels": predictor.label_names, "thresholds": pytest.approx(thresholds.values),
-                      "threshold_mode": thresholds.mode, "top_k": thresholds.top_k, "image_size": 32}
+                      "threshold_mode": thresholds.mode, "top_k": thresholds.top_k, "min_labels": 0,
+                      "if_empty": "none", "image_size": 32}
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["model"] == "seed_cnn" and health["runtime"] == "torch"
     assert health["labels"] == len(predictor.label_names)

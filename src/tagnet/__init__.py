@@ -34,6 +34,7 @@ _LAZY = {
     "load_artifact": "tagnet.artifact", "create_model": "tagnet.models", "list_models": "tagnet.models",
     "fit_thresholds": "tagnet.thresholds", "Thresholds": "tagnet.thresholds", "make_loss": "tagnet.losses",
     "run_demo": "tagnet.demo", "write_synthetic_dataset": "tagnet.data.synthetic",
+    "calibrate": "tagnet.calibrate",
 }
 
 

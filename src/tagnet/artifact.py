@@ -14,6 +14,7 @@ import safetensors.torch
 from safetensors import SafetensorError
 
 from tagnet import modalities
+from tagnet.calibration import TemperatureScaling
 from tagnet.config import MODALITIES
 from tagnet.errors import ArtifactError, TagnetError
 from tagnet.files import atomic_write, json_default
@@ -45,6 +46,7 @@ class Artifact:
     metrics: dict[str, Any]
     meta: dict[str, Any]
     path: Path
+    calibration: TemperatureScaling | None = None  # from `tagnet calibrate`: applied to probabilities before thresholds
 
     @property
     def preprocess(self) -> PreprocessConfig:
@@ -188,6 +190,8 @@ def load_artifact(path: str | Path) -> Artifact:
     meta = _read_meta(meta_path)
     spec = meta["model"]
     thresholds = Thresholds.from_dict(meta["thresholds"], num_labels=spec["num_labels"], source=f"{meta_path} key 'thresholds'")
+    calibration = None if meta.get("calibration") is None else TemperatureScaling.from_dict(
+        meta["calibration"], num_labels=spec["num_labels"], source=f"{meta_path} key 'calibration'")
     weights_path = directory / WEIGHTS_FILE
     if not weights_path.is_file():
         raise ArtifactError(f"weights file {weights_path} is missing; expected it next to {META_FILE}")
@@ -211,4 +215,5 @@ def load_artifact(path: str | Path) -> Artifact:
         metrics=meta["metrics"],
         meta=meta,
         path=directory,
+        calibration=calibration,
     )

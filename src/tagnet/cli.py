@@ -14,8 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 import tagnet
-from tagnet.config import (MAX_BATCH_SIZE, MODALITY_DEFAULTS, ExportSettings, PredictSettings, ServeSettings, TrainConfig,
-                           TuneSettings, describe_settings, load_config, parse_overrides, setting_types, validate_settings)
+from tagnet.config import (MAX_BATCH_SIZE, MODALITY_DEFAULTS, CalibrateSettings, ExportSettings, PredictSettings,
+                           ServeSettings, TrainConfig, TuneSettings, describe_settings, load_config, parse_overrides,
+                           setting_types, validate_settings)
 from tagnet.data.check import check_dataset, render_report
 from tagnet.data.labels import read_labels
 from tagnet.data.split import render_split, split_table, write_split
@@ -184,6 +185,7 @@ def data_check(
     min_examples: Annotated[int, typer.Option("--min-examples", min=0,
                                               help="warn about labels with fewer examples")] = 5,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the report as JSON here")] = None,
+    audit: Annotated[bool, typer.Option("--audit", help="also list likely label errors (see tagnet audit)")] = False,
     tabular: TabularOpt = False,
     label_count: LabelCountOpt = None,
     labels_xml: LabelsXmlOpt = None,
@@ -197,6 +199,11 @@ def data_check(
     render_report(report, Console())
     if json_out is not None:
         json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if audit and report.usable:
+        from tagnet.curate import audit_labels, render_issues
+
+        render_issues(audit_labels(labels, images_dir=images, tabular=modality == "tabular", read_options=options),
+                      Console(), top=10)
     raise typer.Exit(0 if report.usable else 1)
 
 
@@ -305,6 +312,24 @@ def evaluate_command(
         console.print(f"report written to {json_out}")
 
 
+@app.command("calibrate")
+@label_file_options()
+@setting_options(CalibrateSettings, layered=True)
+def calibrate_command(
+    run: Annotated[Path, typer.Argument(help="run folder or artifact folder")],
+    labels: LabelsArg,
+    images: ImagesOpt = None,
+    options: LabelFileOptions = None,
+    settings: Optional[dict] = None,
+) -> None:
+    """Refit the thresholds (and per-label temperature scaling) on new labelled data, without retraining; the former
+    tagnet.json is kept as tagnet.json.previous."""
+    from tagnet.calibrate import calibrate, render_calibration
+
+    result = calibrate(run, labels, images_dir=images, read_options=options, **settings)
+    render_calibration(result, Console())
+
+
 @app.command("predict")
 @setting_options(PredictSettings)
 def predict_command(
@@ -330,6 +355,55 @@ def predict_command(
         Console().print(f"predictions written to {results.write(output)}")
     if not results.predictions:
         raise typer.Exit(1)
+
+
+@app.command("audit")
+@label_file_options()
+def audit_command(
+    labels: LabelsArg,
+    output: Annotated[Path, typer.Option("--output", help="CSV of the likely errors: item, label, issue, given, "
+                                                          "probability, score")],
+    images: ImagesOpt = None,
+    text_column: TextColumnOpt = None,
+    tabular: TabularOpt = False,
+    label_count: LabelCountOpt = None,
+    labels_xml: LabelsXmlOpt = None,
+    folds: Annotated[int, typer.Option("--folds", min=2, help="cross-validation folds of the out-of-fold model")] = 5,
+    page: Annotated[Optional[Path], typer.Option("--html", help="also write an HTML page of the ranked issues")] = None,
+    config_file: ConfigFileOpt = None,
+    overrides: OverridesOpt = None,
+    options: LabelFileOptions = None,
+) -> None:
+    """List likely label errors (missing and wrong tags) of a label file: out-of-fold models on the frozen encoder's
+    features, ranked by cleanlab."""
+    from tagnet.curate import audit_labels, render_issues
+
+    modality, options = _modality_and_options(labels, options, text_column=text_column, tabular=tabular,
+                                              label_count=label_count, labels_xml=labels_xml)
+    result = audit_labels(labels, images_dir=images, text_column=text_column, tabular=modality == "tabular",
+                          read_options=options, config=_settings_from(config_file, overrides, {}), folds=folds,
+                          output=output, page=page)
+    render_issues(result, Console(), top=10)
+
+
+@app.command("suggest")
+def suggest_command(
+    run: Annotated[Path, typer.Argument(help="run folder or artifact folder")],
+    pool: Annotated[list[str], typer.Argument(help="unlabelled inputs as `tagnet predict` takes them: image files, "
+                                                   "folders or globs; text files; feature tables")],
+    n: Annotated[int, typer.Option("--n", min=1, help="how many inputs to suggest")],
+    output: Annotated[Path, typer.Option("--output", help="label file to write (CSV), every cell empty to fill in")],
+    seed: Annotated[int, typer.Option("--seed", help="random seed of the choice")] = 0,
+) -> None:
+    """Choose which unlabelled inputs to label next (uncertain and varied) and write a label file for them."""
+    from tagnet.curate import suggest_labels
+
+    result = suggest_labels(run, pool, n=n, output=output, seed=seed)
+    console = Console()
+    for reason in result.errors.values():
+        console.print(f"[yellow]skipped[/yellow] {reason}")
+    console.print(f"{len(result.sources)} of {result.pool} inputs to label next written to {result.output}; fill in "
+                  "0 or 1 (empty = unknown) and train on it", soft_wrap=True)
 
 
 @app.command("demo")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tagnet.errors import ConfigError
-from tagnet.thresholds import MODES as THRESHOLD_MODES
+from tagnet.thresholds import IF_EMPTY, MODES as THRESHOLD_MODES, OBJECTIVES, parse_objective
 
 MODALITIES = ("image", "text", "tabular")
 RUNTIMES = ("auto", "torch", "onnx")
@@ -49,6 +49,22 @@ MODALITY_REFUSES: dict[str, tuple[str, ...]] = {
 def _setting(default: Any, help: str, **kw: Any) -> Any:
     """A dataclass field with its meaning (help), and optionally its CLI flag, choices, minimum and maximum."""
     return field(default=default, metadata={"help": help, **kw})
+
+
+# How fitted thresholds become label sets: settings of both `tagnet train` and `tagnet calibrate`.
+_DECISIONS: dict[str, dict[str, Any]] = {
+    "objective": dict(default="f1", help=f"what the fitted thresholds optimise: {OBJECTIVES}", flag="--objective"),
+    "confidence": dict(default=None, help="with precision>=P or recall>=R: guarantee the target per label with this "
+                                          "confidence (e.g. 0.9); labels that cannot be guaranteed are reported",
+                       flag="--confidence"),
+    "min_labels": dict(default=0, help="every item gets at least this many labels (the most probable ones)",
+                       flag="--min-labels", min=0),
+    "max_labels": dict(default=None, help="at most this many labels per item (the most probable passing ones)",
+                       flag="--max-labels", min=1),
+    "if_empty": dict(default="none", help="what an item with no label passing gets: none, or top1 (its most probable "
+                                          "label)", flag="--if-empty", choices=IF_EMPTY),
+}
+DECISION_SETTINGS = tuple(_DECISIONS)
 
 
 @dataclass
@@ -89,6 +105,11 @@ class TrainConfig:
     fixed_threshold: float = _setting(0.5, "the threshold of every label in fixed mode (0.5 minimises expected Hamming loss)")
     top_k: int = _setting(1, "labels per item in top-k threshold mode", min=1, max=MAX_LABELS)
     min_positives: int = _setting(5, "labels with fewer validation positives use the global threshold", min=0)
+    objective: str = _setting(**_DECISIONS["objective"])
+    confidence: float | None = _setting(**_DECISIONS["confidence"])
+    min_labels: int = _setting(**_DECISIONS["min_labels"])
+    max_labels: int | None = _setting(**_DECISIONS["max_labels"])
+    if_empty: str = _setting(**_DECISIONS["if_empty"])
     ensemble: int = _setting(1, "heads on a frozen encoder trained one after another, each holding out its own "
                                 "validation split, their probabilities averaged", flag="--ensemble", min=1,
                                 max=MAX_ENSEMBLE)
@@ -135,6 +156,7 @@ class TrainConfig:
             raise ConfigError(f"{source}: dropout must be in [0, 1), got {self.dropout}")
         if self.cv == 1:
             raise ConfigError(f"{source}: cv is 1; expected 0 (off) or at least 2 folds")
+        validate_decisions(self, mode=self.threshold_mode, source=source)
         for name in ("lr", "finetune_lr"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{source}: {name} must be > 0, got {getattr(self, name)!r}")
@@ -169,6 +191,33 @@ class TrainConfig:
                                                                   "model)",)))
             raise ConfigError(f"backbone {resolved.backbone!r} does not take {modality} inputs; expected {wanted}")
         return resolved
+
+
+def validate_decisions(settings: Any, *, mode: str, source: str = "config") -> None:
+    """Raise ConfigError for a bad objective, confidence or label-count rule (of TrainConfig or CalibrateSettings)
+    for thresholds of `mode`, before any data is read."""
+    goal = parse_objective(settings.objective)
+    if mode in ("top-k", "fixed") and goal.kind != "f1":
+        raise ConfigError(f"{source}: objective {goal} applies to per-label and global thresholds, not to {mode!r}")
+    if settings.confidence is not None and not (0.0 < settings.confidence < 1.0 and mode == "per-label"
+                                                and goal.kind in ("precision", "recall")):
+        raise ConfigError(f"{source}: confidence={settings.confidence!r}: expected a number in (0, 1) with a "
+                          f"precision>=P or recall>=R objective and per-label thresholds (got objective {goal}, "
+                          f"mode {mode!r})")
+    if settings.max_labels is not None and settings.max_labels < settings.min_labels:
+        raise ConfigError(f"{source}: max_labels={settings.max_labels} is below min_labels={settings.min_labels}")
+
+
+@dataclass
+class CalibrateSettings:
+    """Settings of `tagnet calibrate`; the decision settings left unset keep the model's."""
+
+    objective: str = _setting(**_DECISIONS["objective"])
+    confidence: float | None = _setting(**_DECISIONS["confidence"])
+    min_labels: int = _setting(**_DECISIONS["min_labels"])
+    max_labels: int | None = _setting(**_DECISIONS["max_labels"])
+    if_empty: str = _setting(**_DECISIONS["if_empty"])
+    temperature: bool = _setting(True, "also fit per-label temperature scaling of the probabilities", flag="--temperature")
 
 
 @dataclass
@@ -216,7 +265,7 @@ class TuneSettings:
                            flag="--metric", choices=tuple(TUNE_METRICS))
 
 
-SETTINGS_CLASSES = (TrainConfig, PredictSettings, ServeSettings, ExportSettings, TuneSettings)
+SETTINGS_CLASSES = (TrainConfig, CalibrateSettings, PredictSettings, ServeSettings, ExportSettings, TuneSettings)
 
 
 def setting_types(cls: type) -> dict[str, type]:

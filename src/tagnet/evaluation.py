@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from tagnet.artifact import Artifact
 from tagnet.errors import DataError
 from tagnet.metrics import MetricsReport, evaluate_probabilities
@@ -24,12 +26,24 @@ def evaluate(artifact: str | Path | Artifact | Predictor, labels: str | Path, *,
         DataError when the file's label names differ from the model's, or no input is readable.
     """
     predictor = artifact if isinstance(artifact, Predictor) else Predictor(artifact)
+    targets, known, probs, errors = labelled_probabilities(predictor, labels, images_dir=images_dir,
+                                                           read_options=read_options)
+    report = evaluate_probabilities(targets, probs, decision_thresholds(predictor.artifact.thresholds, threshold),
+                                    label_names=predictor.label_names, known=known)
+    return report, errors
+
+
+def labelled_probabilities(predictor: Predictor, labels: str | Path, *, images_dir: str | Path | None = None,
+                           read_options: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str]]:
+    """(targets, known, probabilities, skipped) of the readable inputs of a labelled file, read as `evaluate` reads it.
+
+    Raises:
+        DataError when the file's label names differ from the model's, or no input is readable.
+    """
     data = predictor.modality.read(labels, options=dict(read_options or {}), images_dir=images_dir,
                                    state=predictor.artifact.state, label_names=predictor.label_names)
     table = data.table.aligned_to(predictor.label_names, what=str(labels), missing_negative=True)
     probs, kept, errors = predictor.modality.probabilities(predictor, list(data.inputs))
     if not kept:
         raise DataError(f"{labels}: none of its {len(table)} inputs could be read (images folder: {images_dir})")
-    report = evaluate_probabilities(table.targets[kept], probs, decision_thresholds(predictor.artifact.thresholds, threshold),
-                                    label_names=predictor.label_names, known=table.known[kept])
-    return report, errors
+    return table.targets[kept], table.known[kept], probs, errors

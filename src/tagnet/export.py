@@ -36,7 +36,7 @@ DEFAULT_OPSET = ExportSettings().opset
 PARITY_TOLERANCE = 1e-4
 INT8_SUFFIX = ".int8.onnx"
 OUTPUT_DESCRIPTION = "float32 {name} (batch, {labels}): sigmoid of each label's logit, in label_names order"
-JSON_METADATA = ("label_names", "thresholds", "preprocess", "model", "feature_names")
+JSON_METADATA = ("label_names", "thresholds", "calibration", "preprocess", "model", "feature_names")
 
 
 @dataclass
@@ -78,8 +78,18 @@ def onnx_metadata(artifact: Artifact, **extra: str) -> dict[str, str]:
         "model": json.dumps(artifact.meta["model"]),
         WEIGHTS_DIGEST_KEY: weights_sha256(artifact),
         "output": OUTPUT_DESCRIPTION.format(name=ONNX_OUTPUT, labels=len(artifact.label_names)),
+        **_calibration_metadata(artifact),
         **extra,
     }
+
+
+def _calibration_metadata(artifact: Artifact) -> dict[str, str]:
+    """The artifact's temperature scaling, which the graph's probabilities do not include, and how to apply it."""
+    if artifact.calibration is None:
+        return {}
+    return {"calibration": json.dumps(artifact.calibration.to_dict()),
+            "calibration_note": f"{ONNX_OUTPUT} are not calibrated: apply p_j = sigmoid(logit(p_j) / temperatures[j]) "
+                                "before the thresholds, as tagnet does"}
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
@@ -181,7 +191,7 @@ def export_onnx(
     if out.suffix != ".onnx":
         raise ConfigError(f"export output {out} must end in .onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
-    on_torch = Predictor(artifact, runtime="torch")
+    on_torch = Predictor(artifact, runtime="torch", calibrated=False)  # the graph's own probabilities
     graph = on_torch.modality.onnx_graph(on_torch, out=out)
     expected = [on_torch.predict_proba(samples) for samples in graph.samples]  # the whole PyTorch path, as predicted
     metadata = onnx_metadata(artifact, **graph.metadata)

@@ -18,6 +18,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from tagnet.calibration import ece as calibration_error
 from tagnet.errors import DataError
 from tagnet.thresholds import Thresholds, apply_thresholds, as_thresholds
 
@@ -29,7 +30,8 @@ class MetricsReport:
     Label-based metrics (per_label, mAP, micro, macro, hamming_loss) use every known cell.
     Example-based and ranking metrics (samples_*, exact_match, ranking_loss, coverage, one_error)
     use the `n_complete` items whose labels are all known. `labels_without_positives` lists the labels
-    with no known positive in the evaluated data: they have no AP and are left out of mAP.
+    with no known positive in the evaluated data: they have no AP and are left out of mAP. `ece` (and
+    per-label "ece") is the expected calibration error (15 bins), None for scores that are not probabilities.
     """
 
     label_names: list[str]
@@ -53,6 +55,7 @@ class MetricsReport:
     coverage: float | None
     one_error: float | None
     labels_without_positives: list[str] = dataclasses.field(default_factory=list)
+    ece: float | None = None  # expected calibration error over every known cell (per label: per_label "ece")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every field."""
@@ -144,6 +147,8 @@ def evaluate_probabilities(
                         "expected finite numbers (a model that diverged gives NaN)")
     th = as_thresholds(thresholds, num_labels=len(names))
     pred = apply_thresholds(p, th).astype(np.int8)
+    probabilities = bool(((p >= 0) & (p <= 1)).all())
+    ece = calibration_error(y, p, mask) if probabilities else np.full(len(names), np.nan)
 
     per_label = []
     for j, name in enumerate(names):
@@ -152,7 +157,8 @@ def evaluate_probabilities(
         precision, recall, f1 = _prf(yj, pj, None) if rows.any() else (None, None, None)
         ap = float(average_precision_score(yj, p[rows, j])) if yj.any() else None
         per_label.append({"label": name, "ap": ap, "precision": precision, "recall": recall, "f1": f1,
-                          "support": int(yj.sum()), "threshold": float(th.values[j])})
+                          "support": int(yj.sum()), "threshold": float(th.values[j]),
+                          "ece": None if np.isnan(ece[j]) else float(ece[j])})
     aps = [row["ap"] for row in per_label if row["ap"] is not None]
 
     micro = _prf(y[mask], pred[mask], "binary")
@@ -178,7 +184,8 @@ def evaluate_probabilities(
         samples_precision=samples[0], samples_recall=samples[1], samples_f1=samples[2],
         hamming_loss=float(hamming_loss(y[mask], pred[mask])), exact_match=exact,
         ranking_loss=ranking, coverage=coverage, one_error=_one_error(yc, sc) if complete.any() else None,
-        labels_without_positives=[row["label"] for row in per_label if row["ap"] is None])
+        labels_without_positives=[row["label"] for row in per_label if row["ap"] is None],
+        ece=float(calibration_error(y[mask][:, None], p[mask][:, None])[0]) if probabilities else None)
 
 
 def _fmt(value: float | None) -> str:
@@ -190,19 +197,19 @@ def render_metrics(report: MetricsReport, console: Console) -> None:
     example-based and ranking metrics."""
     table = Table(title="Per-label metrics", caption=f"threshold mode: {report.threshold_mode}; "
                   "a label is predicted when its probability >= its threshold")
-    for column in ("label", "AP", "precision", "recall", "F1", "support", "threshold"):
+    for column in ("label", "AP", "precision", "recall", "F1", "support", "threshold", "ECE"):
         table.add_column(column, justify="left" if column == "label" else "right")
     for row in report.per_label:
         table.add_row(row["label"], _fmt(row["ap"]), _fmt(row["precision"]), _fmt(row["recall"]),
-                      _fmt(row["f1"]), str(row["support"]), _fmt(row["threshold"]))
+                      _fmt(row["f1"]), str(row["support"]), _fmt(row["threshold"]), _fmt(row.get("ece")))
     table.add_section()
     support = str(sum(row["support"] for row in report.per_label))
     table.add_row("micro avg", "", _fmt(report.micro_precision), _fmt(report.micro_recall),
-                  _fmt(report.micro_f1), support, "")
+                  _fmt(report.micro_f1), support, "", _fmt(report.ece))
     table.add_row("macro avg (mAP)", _fmt(report.mAP), _fmt(report.macro_precision),
-                  _fmt(report.macro_recall), _fmt(report.macro_f1), support, "")
+                  _fmt(report.macro_recall), _fmt(report.macro_f1), support, "", "")
     table.add_row("samples avg", "", _fmt(report.samples_precision), _fmt(report.samples_recall),
-                  _fmt(report.samples_f1), "", "")
+                  _fmt(report.samples_f1), "", "", "")
     console.print(table)
 
     overall = Table(title=f"Example-based metrics ({report.n_complete} of {report.n_items} items fully labelled)")
@@ -213,7 +220,8 @@ def render_metrics(report: MetricsReport, console: Console) -> None:
                                 ("exact match", report.exact_match, "higher"),
                                 ("ranking loss", report.ranking_loss, "lower"),
                                 ("coverage error", report.coverage, "lower"),
-                                ("one-error", report.one_error, "lower")):
+                                ("one-error", report.one_error, "lower"),
+                                ("calibration error (ECE)", report.ece, "lower")):
         overall.add_row(name, _fmt(value), better)
     console.print(overall)
     for line in report.warnings():

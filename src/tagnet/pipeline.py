@@ -25,7 +25,7 @@ from tagnet.metrics import MetricsReport, evaluate_probabilities
 from tagnet.modalities.base import LabeledInputs, Modality
 from tagnet.models import TagnetModel, head_members, set_backbone_trainable
 from tagnet.run import ARTIFACT_DIR, read_run_start, start_run, write_run_end, write_run_start
-from tagnet.thresholds import Thresholds, fit_thresholds
+from tagnet.thresholds import ThresholdFit, Thresholds, fit_decisions
 
 
 @dataclass
@@ -38,6 +38,7 @@ class TrainResult:
     thresholds: Thresholds
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # labels missing the objective's target (ThresholdFit.notes)
 
 
 def validation_score(targets: np.ndarray, probs: np.ndarray, known: np.ndarray) -> dict[str, float]:
@@ -49,10 +50,13 @@ def validation_score(targets: np.ndarray, probs: np.ndarray, known: np.ndarray) 
     return {"mAP": report.mAP, "micro_f1": report.micro_f1, "macro_f1": report.macro_f1}
 
 
-def validation_thresholds(val: dict[str, np.ndarray], config: TrainConfig) -> Thresholds:
-    """The run's thresholds, fitted on its validation targets, probabilities and known-mask as `config` says."""
-    return fit_thresholds(val["targets"], val["probs"], mode=config.threshold_mode, min_positives=config.min_positives,
-                          top_k=config.top_k, fixed=config.fixed_threshold, known=val["known"])
+def validation_thresholds(val: dict[str, np.ndarray], config: TrainConfig | Any) -> ThresholdFit:
+    """The run's thresholds, fitted on validation targets, probabilities and known-mask as `config` says (a TrainConfig,
+    or any settings with its threshold and decision fields, e.g. CalibrateSettings)."""
+    return fit_decisions(val["targets"], val["probs"], objective=config.objective, confidence=config.confidence,
+                         mode=config.threshold_mode, min_positives=config.min_positives, top_k=config.top_k,
+                         fixed=config.fixed_threshold, known=val["known"], min_labels=config.min_labels,
+                         max_labels=config.max_labels, if_empty=config.if_empty)
 
 
 def head_splits(table: LabelTable, from_val_file: np.ndarray, config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -197,7 +201,11 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     model.eval()
 
     val, val_rows = merged_validation(splits, results, len(data))
-    thresholds = validation_thresholds(val, config)
+    fit = validation_thresholds(val, config)
+    thresholds = fit.thresholds
+    notes = fit.notes(data.table.label_names)
+    for line in notes:
+        console.print(f"[yellow]note[/yellow] {line}", soft_wrap=True)
     report = evaluate_probabilities(val["targets"], val["probs"], thresholds, label_names=data.table.label_names,
                                     known=val["known"])
     folds = fold_scores(splits, results, thresholds, data.table.label_names) if config.cv else None
@@ -207,7 +215,7 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
                       "(mean ± std over folds; thresholds fitted out of fold)")
     seconds = time.perf_counter() - started
     if not results[0].is_global_zero:  # other ranks of a distributed run: rank 0 writes the files
-        return TrainResult(run_dir, run_dir / ARTIFACT_DIR, report, thresholds, data.skipped, seconds)
+        return TrainResult(run_dir, run_dir / ARTIFACT_DIR, report, thresholds, data.skipped, seconds, notes)
     best_epoch = max(r.best_epoch for r in results)
     artifact_dir = save_artifact(run_dir / ARTIFACT_DIR, model=model, modality=kind.name,
                                  label_names=data.table.label_names, thresholds=thresholds, state=state,
@@ -218,7 +226,7 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     write_run_end(run_dir, report_dict=report.to_dict(), best_epoch=best_epoch, seconds=seconds, skipped=data.skipped,
                   items=[data.table.items[i] for i in val_rows], label_names=data.table.label_names, validation=val,
                   extra={"cv": folds} if folds is not None else None)
-    return TrainResult(run_dir, artifact_dir, report, thresholds, data.skipped, seconds)
+    return TrainResult(run_dir, artifact_dir, report, thresholds, data.skipped, seconds, notes)
 
 
 def _checked_splits(data: LabeledInputs, from_val_file: np.ndarray, config: TrainConfig,

@@ -137,15 +137,18 @@ class Predictor:
             weights, else PyTorch), "torch" or "onnx".
         onnx_file: the ONNX model to run (a path, or a file name inside the artifact folder such as
             model.int8.onnx); default model.onnx in the artifact folder.
+        calibrated: apply the artifact's temperature scaling (from `tagnet calibrate`, if any) to the
+            probabilities; False gives the model's own (what the ONNX graph outputs).
     Raises:
         ConfigError: unknown runtime. ArtifactError: runtime "onnx" without a usable ONNX model.
     """
 
     def __init__(self, artifact: Artifact | str | Path, *, batch_size: int = 32, runtime: str = "auto",
-                 onnx_file: str | Path | None = None) -> None:
+                 onnx_file: str | Path | None = None, calibrated: bool = True) -> None:
         self.artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
         self.modality = modalities.get(self.artifact.modality)
         self.batch_size = batch_size
+        self.calibration = self.artifact.calibration if calibrated else None
         self.model = self.artifact.model.eval()
         if self.modality.normalization(self.model) is not None:  # image batches arrive channels-last
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -159,10 +162,13 @@ class Predictor:
 
     @torch.inference_mode()
     def run(self, inputs: torch.Tensor) -> np.ndarray:
-        """One batch of model inputs (normalised images, token ids, feature rows) -> (N, labels) probabilities."""
+        """One batch of model inputs (normalised images, token ids, feature rows) -> (N, labels) probabilities
+        (calibrated when the predictor is)."""
         if self.session is None:
-            return torch.sigmoid(self.model(inputs).float()).numpy()
-        return self.session.run([ONNX_OUTPUT], {self.input_name: inputs.contiguous().numpy()})[0]
+            probs = torch.sigmoid(self.model(inputs).float()).numpy()
+        else:
+            probs = self.session.run([ONNX_OUTPUT], {self.input_name: inputs.contiguous().numpy()})[0]
+        return probs if self.calibration is None else self.calibration.apply(probs).astype(np.float32)
 
     def predict_proba(self, items: Sequence) -> np.ndarray:
         """(N, labels) probabilities of N inputs: image paths, PIL images or uint8 arrays; texts; or feature rows.

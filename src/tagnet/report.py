@@ -17,6 +17,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from tagnet import modalities
 from tagnet.artifact import META_FILE
+from tagnet.calibration import TemperatureScaling, reliability
 from tagnet.data.images import resolve_image_paths
 from tagnet.errors import ArtifactError, TagnetError
 from tagnet.run import (ARTIFACT_DIR, CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE, RUN_FILE, read_epochs, read_json_file,
@@ -41,6 +42,7 @@ class RunData:
     metrics: dict[str, Any]
     config: dict[str, Any]
     run: dict[str, Any]
+    calibration: TemperatureScaling | None = None  # from `tagnet calibrate`: applied before the thresholds
 
 
 def load_run(run_dir: str | Path) -> RunData:
@@ -66,8 +68,10 @@ def load_run(run_dir: str | Path) -> RunData:
     else:  # a run folder without its artifact: the per-label thresholds recorded with the metrics
         thresholds = Thresholds(metrics["validation"].get("threshold_mode", "per-label"),
                                 [float(row["threshold"]) for row in per_label], int(config.get("top_k", 1)))
+    calibration = None if meta.get("calibration") is None else TemperatureScaling.from_dict(
+        meta["calibration"], num_labels=len(names), source=str(run_dir / ARTIFACT_DIR / META_FILE))
     return RunData(run_dir, names, items, truths, probs, thresholds, epochs, metrics, config,
-                   read_json_file(run_dir / RUN_FILE, required=False))
+                   read_json_file(run_dir / RUN_FILE, required=False), calibration)
 
 
 def item_losses(truths: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -164,6 +168,33 @@ def _pr_figure(data: RunData, labels: list[int], predicted: np.ndarray) -> Figur
         ax.set_axis_off()
     fig.supxlabel("recall", fontsize=9)
     fig.supylabel("precision", fontsize=9)
+    return fig
+
+
+def _reliability_figure(data: RunData, labels: list[int]) -> Figure:
+    """One reliability diagram per label: the share of positives against the mean probability per bin (10 bins) of
+    the validation probabilities, and of the calibrated ones when the run was calibrated."""
+    known = data.truths >= 0
+    curves = {"model": reliability(data.truths == 1, data.probs, known, bins=10)}
+    if data.calibration is not None:
+        curves["calibrated"] = reliability(data.truths == 1, data.calibration.apply(data.probs), known, bins=10)
+    cols = min(4, len(labels))
+    rows = int(np.ceil(len(labels) / cols))
+    fig = Figure(figsize=(3.0 * cols, 2.7 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, j in zip(axes, labels):
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        for name, curve in curves.items():
+            ax.plot(curve.mean_probability[j], curve.positive_rate[j], "o-", ms=3, label=f"{name} ECE {curve.ece[j]:.3f}")
+        ax.legend(fontsize=7, loc="upper left")
+        ax.set_title(data.label_names[j], fontsize=9)
+        ax.set(xlim=(0, 1), ylim=(0, 1.02))
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(labels):]:
+        ax.set_axis_off()
+    fig.supxlabel("mean predicted probability", fontsize=9)
+    fig.supylabel("share of positives", fontsize=9)
     return fig
 
 
@@ -290,7 +321,8 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-widt
 
 def render_report(data: RunData, *, max_images: int = 12, max_labels: int = 40) -> str:
     """The report page as one HTML string with every image embedded (no network access needed)."""
-    predicted = apply_thresholds(data.probs, data.thresholds)
+    scored = data.calibration.apply(data.probs) if data.calibration is not None else data.probs
+    predicted = apply_thresholds(scored, data.thresholds)
     validation = data.metrics.get("validation", {})
     per_label = validation.get("per_label") or []
     title = f"tagnet run {data.run_dir.resolve().name}"
@@ -314,6 +346,12 @@ def render_report(data: RunData, *, max_images: int = 12, max_labels: int = 40) 
     parts.append("<h2 id='pr-curves'>Precision-recall curves per label</h2>" + note
                  + "<p class='note'>the red dot is the operating point at the fitted threshold</p>"
                  + _img(_png(_pr_figure(data, shown, predicted)), "precision-recall curves"))
+
+    calibrated = ("; the calibrated curve applies the temperatures fitted by tagnet calibrate"
+                  if data.calibration is not None else "")
+    parts.append("<h2 id='reliability'>Reliability diagrams per label</h2>" + note
+                 + f"<p class='note'>on the validation probabilities: close to the diagonal = calibrated{calibrated}</p>"
+                 + _img(_png(_reliability_figure(data, shown)), "reliability diagrams"))
 
     f1 = np.array([row["f1"] for row in per_label], dtype=float)
     support = np.array([row["support"] for row in per_label])

@@ -197,6 +197,18 @@ class Modality:
         """(probabilities of the readable items, their positions in `items`, {source: reason} of the others)."""
         raise NotImplementedError
 
+    def features(self, predictor: Predictor, items: Sequence) -> tuple[np.ndarray, np.ndarray, list[int], dict[str, str]]:
+        """(probabilities, the frozen encoder's output (the head's inputs), positions kept, errors) of `items`, in one
+        pass of the predictor's PyTorch model (for modalities whose `probabilities` runs the items in order)."""
+        captured: list[torch.Tensor] = []
+        hook = predictor.model.head.register_forward_pre_hook(lambda module, args: captured.append(args[0].float()))
+        try:
+            probs, kept, errors = self.probabilities(predictor, items)
+        finally:
+            hook.remove()
+        features = torch.cat(captured).numpy() if captured else np.zeros((0, predictor.model.num_features), np.float32)
+        return probs, features, kept, errors
+
     def request_items(self, body: Any, predictor: Predictor, *, max_items: int,
                       max_pixels: int) -> tuple[list[str], list]:
         """(sources, items) of a parsed JSON request body {request_key: [...]}; raises RequestError."""

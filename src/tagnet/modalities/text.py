@@ -129,6 +129,15 @@ class TextModality(Modality):
             probs[rows] = predictor.run(ids)
         return probs, list(range(len(texts))), {}
 
+    def features(self, predictor, items) -> tuple[np.ndarray, np.ndarray, list[int], dict[str, str]]:
+        """Probabilities and sentence embeddings of the texts, in their order (batches run by length)."""
+        probs, kept, errors = self.probabilities(predictor, items)
+        embeddings = np.zeros((len(items), predictor.model.num_features), np.float32)
+        with torch.inference_mode():
+            for rows, ids in predictor.model.backbone.length_batches(list(items), predictor.batch_size):
+                embeddings[rows] = predictor.model.forward_features(ids).float().numpy()
+        return probs, embeddings, kept, errors
+
     def request_items(self, body, predictor, *, max_items, max_pixels) -> tuple[list[str], list]:
         """JSON {"texts": ["...", ...]}."""
         texts = body.get("texts") if isinstance(body, dict) else None

@@ -61,6 +61,10 @@ class LabelsResponse(BaseModel):
     thresholds: list[float]
     threshold_mode: str
     top_k: int
+    min_labels: int = 0  # label-set rules the answers' labels already follow (tagnet train/calibrate --min-labels...)
+    max_labels: int | None = None
+    if_empty: str = "none"
+    temperatures: list[float] | None = None  # the probabilities returned are calibrated with these (tagnet calibrate)
     image_size: int | None = None  # image models
     modality: str | None = None  # text and tabular models
 
@@ -320,7 +324,9 @@ def add_common_routes(app: FastAPI, predictor, *, stats: ServerStats, max_upload
         """The model's labels with their decision thresholds, and the input image size (or the modality)."""
         thresholds = predictor.artifact.thresholds
         return {"labels": predictor.label_names, "thresholds": thresholds.values, "threshold_mode": thresholds.mode,
-                "top_k": thresholds.top_k, **labels_extra}
+                "top_k": thresholds.top_k, "min_labels": thresholds.min_labels, "max_labels": thresholds.max_labels,
+                "if_empty": thresholds.if_empty,
+                "temperatures": predictor.calibration.temperatures if predictor.calibration else None, **labels_extra}
 
     @app.get("/health", response_model=HealthResponse)
     async def health() -> dict:

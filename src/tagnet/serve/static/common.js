@@ -49,7 +49,7 @@ function labelRow(name, probability, threshold, predicted) {
   fill.style.width = percent(probability);
   const tick = document.createElement("span");
   tick.className = "tick";
-  tick.style.left = percent(threshold);
+  tick.style.left = percent(Math.min(threshold, 1));  // 2 = never predicted by its threshold
   bar.append(fill, tick);
   const value = document.createElement("span");
   value.className = "value";

@@ -1,0 +1,134 @@
+"""`tagnet calibrate`: refit a trained model's thresholds (and per-label temperature scaling) on new labelled data,
+without retraining; the artifact's previous tagnet.json is kept beside it as tagnet.json.previous."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tagnet.artifact import META_FILE, load_artifact
+from tagnet.calibration import TemperatureScaling, ece, fit_temperature
+from tagnet.config import DECISION_SETTINGS, TrainConfig
+from tagnet.evaluation import labelled_probabilities
+from tagnet.files import atomic_write, json_default
+from tagnet.pipeline import validation_thresholds
+from tagnet.predict import ONNX_FILE, Predictor
+from tagnet.thresholds import ThresholdFit
+
+PREVIOUS_SUFFIX = ".previous"
+
+
+@dataclass
+class CalibrationResult:
+    """What `calibrate` fitted and wrote.
+
+    Attributes:
+        artifact_dir: the artifact whose tagnet.json was rewritten; previous: the file keeping the former one.
+        fit: the new thresholds and the labels missing the objective's target.
+        calibration: the per-label temperatures, or None (--no-temperature).
+        ece_before, ece_after: per-label expected calibration error on the calibration data, before and after.
+        items: how many labelled inputs were used; skipped: {source: reason} of those that could not be read.
+        notes: labels missing the objective's target, and a stale ONNX model.
+    """
+
+    artifact_dir: Path
+    label_names: list[str]
+    previous: Path
+    fit: ThresholdFit
+    calibration: TemperatureScaling | None
+    ece_before: np.ndarray
+    ece_after: np.ndarray
+    items: int
+    skipped: dict[str, str]
+    notes: list[str]
+
+
+def decision_config(artifact_config: dict[str, Any], thresholds_mode: str, top_k: int, fixed: float,
+                    **given: Any) -> TrainConfig:
+    """The threshold settings to refit with: the model's (its config), the `given` non-None ones instead; a new
+    objective drops the model's confidence unless one is given. Raises ConfigError for bad values."""
+    kept = {name: artifact_config[name] for name in DECISION_SETTINGS if name in artifact_config}
+    if given.get("objective") is not None:
+        kept.pop("confidence", None)
+    kept.update({name: value for name, value in given.items() if value is not None})
+    config = TrainConfig(threshold_mode=thresholds_mode, top_k=top_k, fixed_threshold=fixed,
+                         min_positives=int(artifact_config.get("min_positives", 5)), **kept)
+    config.validate(source="calibrate")
+    return config
+
+
+def calibrate(run: str | Path, labels: str | Path, *, images_dir: str | Path | None = None,
+              read_options: dict | None = None, objective: str | None = None, confidence: float | None = None,
+              min_labels: int | None = None, max_labels: int | None = None, if_empty: str | None = None,
+              temperature: bool = True) -> CalibrationResult:
+    """Refit the thresholds of a trained model on labelled data it was not trained on, optionally after fitting
+    per-label temperature scaling; rewrite its tagnet.json atomically (the former one kept as tagnet.json.previous;
+    move it back to undo). Predictor, serve and evaluate then apply the temperatures before the new thresholds.
+
+    Args:
+        run: a run or artifact folder.
+        labels: a labelled file read as `evaluate` reads it (images with `images_dir`, texts, feature tables).
+        objective, confidence, min_labels, max_labels, if_empty: the decision settings (tagnet.config); None keeps
+            the model's. The threshold mode and top_k stay the model's.
+        temperature: fit temperature scaling (else the probabilities stay the model's own).
+    Raises:
+        ConfigError for bad settings (before the data is read), DataError for unreadable or mismatched data.
+    """
+    artifact = load_artifact(run)
+    th = artifact.thresholds
+    config = decision_config(artifact.config, th.mode, th.top_k, th.values[0] if th.mode == "fixed" else 0.5,
+                             objective=objective, confidence=confidence, min_labels=min_labels, max_labels=max_labels,
+                             if_empty=if_empty)
+    predictor = Predictor(artifact, calibrated=False)
+    targets, known, probs, skipped = labelled_probabilities(predictor, labels, images_dir=images_dir,
+                                                            read_options=read_options)
+    scaling = fit_temperature(targets, probs, known) if temperature else None
+    calibrated = scaling.apply(probs) if scaling else probs
+    fit = validation_thresholds({"targets": targets, "probs": calibrated, "known": known}, config)
+
+    meta_path = artifact.path / META_FILE
+    former = meta_path.read_bytes()
+    meta = json.loads(former)
+    meta["thresholds"] = fit.thresholds.to_dict()
+    meta.pop("calibration", None)
+    if scaling:
+        meta["calibration"] = scaling.to_dict()
+    meta["config"] = {**meta["config"], **{name: getattr(config, name) for name in DECISION_SETTINGS}}
+    meta.setdefault("extra", {})["calibrated"] = {
+        "labels": str(labels), "items": len(targets), "temperature": bool(scaling),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    previous = meta_path.with_name(META_FILE + PREVIOUS_SUFFIX)
+    atomic_write(previous, lambda temp: temp.write_bytes(former))
+    text = json.dumps(meta, indent=2, default=json_default) + "\n"
+    atomic_write(meta_path, lambda temp: temp.write_text(text, encoding="utf-8"))
+    notes = fit.notes(artifact.label_names)
+    if (artifact.path / ONNX_FILE).is_file():
+        notes.append(f"{artifact.path / ONNX_FILE} still carries the former thresholds in its metadata (tagnet itself "
+                     f"uses tagnet.json); re-run `tagnet export {artifact.path}` to update it")
+    return CalibrationResult(artifact.path, artifact.label_names, previous, fit, scaling, ece(targets, probs, known),
+                             ece(targets, calibrated, known), len(targets), skipped, notes)
+
+
+def render_calibration(result: CalibrationResult, console) -> None:
+    """Print each label's temperature, new threshold and calibration error before and after, then the notes."""
+    from rich.table import Table
+
+    table = Table("label", "temperature", "threshold", "ECE before", "ECE after",
+                  title=f"Calibrated on {result.items} labelled inputs")
+    temps = result.calibration.temperatures if result.calibration else [1.0] * len(result.label_names)
+    for j, name in enumerate(result.label_names):
+        table.add_row(name, f"{temps[j]:.3f}", f"{result.fit.thresholds.values[j]:.3f}",
+                      *("-" if np.isnan(v) else f"{v:.3f}" for v in (result.ece_before[j], result.ece_after[j])))
+    console.print(table)
+    for reason in result.skipped.values():
+        console.print(f"[yellow]skipped[/yellow] {reason}")
+    for line in result.notes:
+        console.print(f"[yellow]note[/yellow] {line}", soft_wrap=True)
+    console.print(f"thresholds{' and temperatures' if result.calibration else ''} written to "
+                  f"{result.artifact_dir / META_FILE}; the former file is {result.previous} (move it back to undo)",
+                  soft_wrap=True)
