@@ -229,7 +229,7 @@ def _settings_from(config_file: Path | None, overrides: list[str] | None, flags:
     return config.updated(**values)
 
 
-ConfigFileOpt = Annotated[Optional[Path], typer.Option("--config", help="JSON settings file (e.g. from tagnet tune)")]
+ConfigFileOpt = Annotated[Optional[Path], typer.Option("--config", help="JSON or YAML settings file (.json, .yaml, .yml; e.g. from tagnet tune or a run's config.yaml)")]
 OverridesOpt = Annotated[Optional[list[str]], typer.Option("--set", help="any setting as KEY=VALUE (see tagnet settings)")]
 TextColumnOpt = Annotated[Optional[str], typer.Option("--text-column", help="the column (or JSON key) of LABELS holding "
                                                                             "texts: train a text model")]
@@ -396,7 +396,7 @@ def tune_command(
     backbones: Annotated[Optional[str], typer.Option(
         "--backbones", help="comma-separated backbones the search chooses from (default efficientnet_lite0; "
                             "mlp / minilm_l6 for tables / text)")] = None,
-    config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON settings the search leaves fixed")] = None,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON or YAML settings the search leaves fixed")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="a fixed setting as KEY=VALUE (see tagnet settings)")] = None,
     text_column: Annotated[Optional[str], typer.Option("--text-column", help="search for a text model on this column")] = None,
     tabular: TabularOpt = False,

@@ -278,15 +278,29 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return values
 
 
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a TrainConfig from a JSON file (as written by `tagnet tune` or saved in a run)."""
+    """Read a TrainConfig from a JSON or YAML file, chosen by its suffix (.json, .yaml, .yml)."""
+    import yaml
+
     path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in CONFIG_SUFFIXES:
+        raise ConfigError(f"{path}: config file suffix {path.suffix or 'none'!r}; expected one of {', '.join(CONFIG_SUFFIXES)}")
     try:
-        values = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    try:
+        values = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"{path}: not valid YAML ({getattr(exc, 'problem', None) or exc}"
+                          + (f" at line {where.line + 1})" if where else ")")) from None
     if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a JSON object of settings, got {type(values).__name__}")
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
     return TrainConfig.from_dict(values, source=str(path))

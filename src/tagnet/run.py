@@ -1,4 +1,4 @@
-"""The run folder: config.json, run.json, metrics.json, metrics.csv and val_predictions.csv, written and read here only."""
+"""The run folder: config.json/.yaml, run.json, metrics.json, metrics.csv and val_predictions.csv, written and read here only."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import numpy as np
 
 from tagnet.config import TrainConfig, load_config
 from tagnet.errors import ArtifactError, DataError
-from tagnet.files import write_json
+from tagnet.files import write_json, write_yaml
 
 ARTIFACT_DIR = "artifact"
 CONFIG_FILE = "config.json"
+CONFIG_YAML_FILE = "config.yaml"  # the same settings, for --config FILE.yaml and for reading
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
 EPOCHS_FILE = "metrics.csv"
@@ -40,8 +41,10 @@ def _plain(value: Any) -> Any:
 def write_run_start(run_dir: Path, *, config: TrainConfig, labels: str | Path, modality: str,
                     val_labels: str | Path | None, images_dir: str | Path | None, text_column: str | int | None,
                     read_options: dict[str, Any]) -> None:
-    """config.json (every resolved setting) and run.json (what was trained on, so --resume can start it again)."""
+    """config.json and config.yaml (every resolved setting) and run.json (what was trained on, so --resume can start
+    it again)."""
     write_json(run_dir / CONFIG_FILE, config.to_dict())
+    write_yaml(run_dir / CONFIG_YAML_FILE, config.to_dict())
     write_json(run_dir / RUN_FILE, {
         "labels": str(Path(labels).resolve()), "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
         "images_dir": str(Path(images_dir).resolve()) if images_dir else None, "text_column": text_column,
