@@ -120,6 +120,7 @@ def _setting_option(cls: type, f: dataclasses.Field, *, layered: bool) -> inspec
         stated = _default_text(f.name, f.default)
         help_text += f" ({stated})" if stated else ""
     option = typer.Option(*names, help=help_text, show_default=not layered, **extra)
+    kind = list[kind] if f.metadata.get("multiple") else kind
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Optional[kind], option],
                              default=None if layered else f.default)
 
@@ -140,7 +141,8 @@ def setting_options(cls: type, *, layered: bool = False) -> Callable[[Callable],
 
         @functools.wraps(command)
         def with_settings(*args: Any, **kwargs: Any) -> Any:
-            values = {name: kwargs.pop(name) for name in names}
+            values = {name: ",".join(value) if isinstance(value, list) else value
+                      for name, value in ((name, kwargs.pop(name)) for name in names)}
             if layered:
                 return command(*args, settings={k: v for k, v in values.items() if v is not None}, **kwargs)
             settings = cls(**values)

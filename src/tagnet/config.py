@@ -17,6 +17,7 @@ MODALITIES = ("image", "text", "tabular")
 RUNTIMES = ("auto", "torch", "onnx")
 PRECISIONS = ("64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
               "transformer-engine", "transformer-engine-float16")
+LOGGERS = ("csv", "tensorboard", "mlflow")
 TUNE_METRICS = {"mAP": "maximize", "micro_f1": "maximize", "macro_f1": "maximize", "hamming_loss": "minimize"}
 
 # Settings whose default depends on what the model takes; None in TrainConfig means "the modality's default".
@@ -38,7 +39,8 @@ MODALITY_REFUSES: dict[str, tuple[str, ...]] = {
 
 
 def _setting(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field with its meaning (help), and optionally its CLI flag, choices and minimum."""
+    """A dataclass field with its meaning (help), and optionally its CLI flag, choices, min and max, and `multiple`
+    (a str setting whose flag may be repeated: the values are joined by commas)."""
     return field(default=default, metadata={"help": help, **kw})
 
 
@@ -90,6 +92,10 @@ class TrainConfig:
     precision: str | None = _setting(None, "Lightning precision; default bf16-mixed where supported, else 32-true",
                                      flag="--precision", choices=PRECISIONS)
     cache_dir: str | None = _setting(None, "folder for decoded-image, feature and embedding caches; default RUN/cache")
+    loggers: str = _setting("", "Lightning loggers besides tagnet's own metrics.csv, comma-separated: csv (RUN/logs/csv), "
+                                "tensorboard (RUN/logs/tensorboard), mlflow (mlflow_uri)", flag="--logger", multiple=True)
+    mlflow_uri: str | None = _setting(None, "MLflow tracking URI (file:, sqlite:, http:) of --logger mlflow; "
+                                            "default the file store RUN/mlruns")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every setting."""
@@ -118,9 +124,17 @@ class TrainConfig:
             raise ConfigError(f"{source}: fixed_threshold must be in [0, 1], got {self.fixed_threshold}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"{source}: dropout must be in [0, 1), got {self.dropout}")
+        unknown = [name for name in self.logger_names() if name not in LOGGERS]
+        if unknown:
+            raise ConfigError(f"{source}: loggers has {unknown[0]!r}; expected a comma-separated list of "
+                              f"{', '.join(LOGGERS)}")
         for name in ("lr", "finetune_lr"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{source}: {name} must be > 0, got {getattr(self, name)!r}")
+
+    def logger_names(self) -> tuple[str, ...]:
+        """The loggers setting as names, without blanks and repeats."""
+        return tuple(dict.fromkeys(name.strip() for name in self.loggers.split(",") if name.strip()))
 
     def for_modality(self, modality: str) -> "TrainConfig":
         """These settings with the modality's defaults filled in (MODALITY_DEFAULTS).

@@ -22,15 +22,19 @@ METRICS_FILE = "metrics.json"
 EPOCHS_FILE = "metrics.csv"
 PREDICTIONS_FILE = "val_predictions.csv"
 CHECKPOINTS_DIR = "checkpoints"
+LOGS_DIR = "logs"  # the csv and tensorboard loggers' folders (--logger)
+MLFLOW_DIR = "mlruns"  # the MLflow file store of --logger mlflow without mlflow_uri
 
 
 def start_run(out_dir: str | Path, *, resume: bool, main: bool) -> Path:
-    """Create the run folder; a fresh run (not `resume`) clears old per-epoch metrics and checkpoints."""
+    """Create the run folder; a fresh run (not `resume`) clears old per-epoch metrics, checkpoints and logger files
+    (the MLflow store keeps every run)."""
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if main and not resume:
         (run_dir / EPOCHS_FILE).unlink(missing_ok=True)
         shutil.rmtree(run_dir / CHECKPOINTS_DIR, ignore_errors=True)
+        shutil.rmtree(run_dir / LOGS_DIR, ignore_errors=True)
     return run_dir
 
 

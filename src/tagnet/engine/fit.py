@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from tagnet.config import TrainConfig
 from tagnet.data.images import ensure_free_space
+from tagnet.engine.loggers import RunLoggers
 from tagnet.engine.module import MultiLabelModule
 from tagnet.errors import ArtifactError, Interrupted
 from tagnet.run import CHECKPOINTS_DIR, EPOCHS_FILE
@@ -33,7 +34,7 @@ from tagnet.run import CHECKPOINTS_DIR, EPOCHS_FILE
 MONITOR = "val_mAP"
 # Lightning's start-up chatter that says nothing about this run (a resumed run's checkpoint folder exists on
 # purpose); real warnings still show.
-_NOISE = r".*(does not have many workers|exists and is not empty|num_workers|GPU available but not used|LeafSpec|litlogger|module\(s\) in eval mode).*"
+_NOISE = r".*(does not have many workers|log_every_n_steps|exists and is not empty|num_workers|GPU available but not used|LeafSpec|litlogger|module\(s\) in eval mode).*"
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
@@ -241,14 +242,14 @@ def default_precision(config: TrainConfig) -> str:
 def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: DataLoader, *,
               config: TrainConfig, epochs: int, phase: str, run_dir: Path, precision: str | None = None,
               progress: bool = True, epoch_callback: Callable[[int, float], None] | None = None,
-              resume: bool = False, head_only: bool = False) -> PhaseResult:
+              resume: bool = False, head_only: bool = False, loggers: RunLoggers | None = None) -> PhaseResult:
     """Train `module` for up to `epochs` with early stopping; load the best epoch's weights back into it.
 
     Each epoch ends with RUN/checkpoints/PHASE/last.ckpt (model, optimiser, scheduler, epoch, callbacks,
     random state), written atomically; a finished phase leaves done.json + best.safetensors. With
     `resume`, a finished phase is loaded instead of rerun and an unfinished one continues from last.ckpt.
     `epoch_callback(epoch, val_mAP)` runs after each validation; an exception it raises (e.g. optuna's
-    TrialPruned) ends training and propagates. `head_only` says the module is a small head on precomputed
+    TrialPruned) ends training and propagates. `loggers` give the phase's Lightning loggers. `head_only` says the module is a small head on precomputed
     features or embeddings: it then trains on one thread (see one_torch_thread).
     """
     ckpt_dir = run_dir / CHECKPOINTS_DIR / phase
@@ -267,7 +268,7 @@ def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: Da
     trainer = L.Trainer(
         max_epochs=epochs, accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
         num_nodes=config.num_nodes, precision=precision or default_precision(config), callbacks=callbacks,
-        logger=False, enable_checkpointing=True, enable_model_summary=False, enable_progress_bar=progress,
+        logger=loggers.for_phase(phase) if loggers is not None and loggers.names else False, enable_checkpointing=True, enable_model_summary=False, enable_progress_bar=progress,
         num_sanity_val_steps=0, default_root_dir=str(run_dir), deterministic=False, plugins=[AtomicCheckpointIO()],
     )
     started = time.perf_counter()
