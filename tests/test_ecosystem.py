@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -100,3 +101,28 @@ def test_bad_logger_names_and_cli_flags(tmp_path):
     for flags in (["--logger", "wandb", "--logger", "csv"], ["--logger", "csv,wandb"]):  # repeated values are joined
         result = runner.invoke(app, ["train", str(tmp_path / "labels.csv"), *flags])
         assert isinstance(result.exception, ConfigError) and "loggers has 'wandb'" in str(result.exception)
+
+
+def test_without_a_terminal_one_line_per_epoch_and_how_training_stopped(synthetic_data, tmp_path, capsys):
+    from tagnet.pipeline import train
+
+    # a learning rate too small to change any ranking: validation mAP never improves after epoch 1
+    config = TrainConfig(backbone="seed_cnn", pretrained=False, image_size=32, epochs=5, batch_size=16, lr=1e-12,
+                         patience=1, schedule="constant")
+    train(synthetic_data.labels_csv, images_dir=synthetic_data.images_dir, out_dir=tmp_path / "run", config=config)
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("train epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["train epoch 1/5", "train epoch 2/5"]
+    assert re.fullmatch(r"train epoch 1/5: train loss \d\.\d{4}, val loss \d\.\d{4}, val mAP \d\.\d{4}", lines[0])
+    assert re.search(r"train: early stopping after epoch 2 of 5 \(no better validation mAP in 1 epochs\); "
+                     r"kept epoch 1 \(val mAP \d\.\d{4}\)", out)
+    assert "Epoch 0" not in out and "━" not in out  # no progress bar
+
+
+def test_progress_bar_counts_from_one_and_labels_f1_at_half():
+    from tagnet.engine.fit import PROGRESS_NAMES, EpochProgressBar
+
+    bar = EpochProgressBar()
+    bar._trainer = type("T", (), {"max_epochs": 15})()
+    assert bar._get_train_description(0).strip() == "Epoch 1/15"
+    assert PROGRESS_NAMES["val_micro_f1"] == "val micro-F1 at 0.5"
