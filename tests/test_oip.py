@@ -159,3 +159,19 @@ def test_tabular_json_rest(tabular_predictor):
     assert client.post("/v2/models/rows_run/infer", json=body).json() == {
         "error": "input 'rows' holds 6 values; its shape [1, 3] needs 3"}
     assert client.get("/v2/health/ready").json() == {"ready": True}
+
+
+def test_text_bytes_and_mixed_image_batches(predictor, images):
+    from tagnet.errors import RequestError
+    from tagnet.modalities.text import TextModality
+
+    texts = np.array(["héllo".encode(), "from JSON"], dtype=object)
+    assert TextModality().oip_items("texts", texts, None, max_pixels=0) == (["héllo", "from JSON"], ["héllo", "from JSON"])
+    with pytest.raises(RequestError, match=r"texts\[0\] is not UTF-8 text"):
+        TextModality().oip_items("texts", np.array([b"\xff"], dtype=object), None, max_pixels=0)
+    # the batcher may join file uploads (uint8) and normalised pixels (float32) in one model call
+    pre = predictor.artifact.preprocess
+    arrays = [load_image(path, pre.image_size) for path in images[:2]]
+    pixels = normalize_batch(torch.from_numpy(np.array(arrays[1][None])).permute(0, 3, 1, 2), pre.mean, pre.std)[0]
+    mixed = predictor.predict_proba([arrays[0], np.ascontiguousarray(pixels.numpy())])
+    assert mixed == pytest.approx(predictor.predict_proba(arrays), abs=1e-5)

@@ -70,7 +70,8 @@ DelimiterOpt = Annotated[Optional[str], typer.Option(
 
 
 TabularOpt = Annotated[bool, typer.Option(
-    "--tabular", metavar=FLAG, help="LABELS is a feature table (CSV): every column but the labels and id is a numeric input")]
+    "--tabular", metavar=FLAG,
+    help="LABELS is a feature table (CSV): every column but the labels and id is a numeric input")]
 LabelCountOpt = Annotated[Optional[int], typer.Option(
     "--label-count", min=1, help="feature tables: the labels are the last L columns")]
 LabelsXmlOpt = Annotated[Optional[Path], typer.Option(
@@ -273,7 +274,8 @@ def _settings_from(config_file: Path | None, overrides: list[str] | None, flags:
     return config.updated(**values)
 
 
-ConfigFileOpt = Annotated[Optional[Path], typer.Option("--config", help="JSON or YAML settings file (.json, .yaml, .yml; e.g. from tagnet tune or a run's config.yaml)")]
+ConfigFileOpt = Annotated[Optional[Path], typer.Option(
+    "--config", help="JSON or YAML settings file (.json, .yaml, .yml; e.g. from tagnet tune or a run's config.yaml)")]
 OverridesOpt = Annotated[Optional[list[str]], typer.Option("--set", help="any setting as KEY=VALUE (see tagnet settings)")]
 TextColumnOpt = Annotated[Optional[str], typer.Option("--text-column", help="the column (or JSON key) of LABELS holding "
                                                                             "texts: train a text model")]
@@ -425,7 +427,8 @@ def serve_command(
     artifact: Annotated[Path, typer.Argument(help="run folder or artifact folder")],
     settings: Optional[ServeSettings] = None,
 ) -> None:
-    """Serve a model over HTTP: POST /predict, GET /labels, /health, /metrics, a web page at /, API docs at /docs."""
+    """Serve a model over HTTP: POST /predict, GET /labels, /health, /metrics, a web page at /, API docs at /docs,
+    and the Open Inference Protocol v2 (KServe, Triton clients) at /v2/models/RUN_FOLDER_NAME."""
     from tagnet.serve import run_server
 
     run_server(artifact, settings)

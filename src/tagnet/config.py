@@ -92,8 +92,9 @@ class TrainConfig:
     precision: str | None = _setting(None, "Lightning precision; default bf16-mixed where supported, else 32-true",
                                      flag="--precision", choices=PRECISIONS)
     cache_dir: str | None = _setting(None, "folder for decoded-image, feature and embedding caches; default RUN/cache")
-    loggers: str = _setting("", "Lightning loggers besides tagnet's own metrics.csv, comma-separated: csv (RUN/logs/csv), "
-                                "tensorboard (RUN/logs/tensorboard), mlflow (mlflow_uri)", flag="--logger", multiple=True)
+    loggers: str = _setting("", "Lightning loggers besides tagnet's own metrics.csv, comma-separated: csv "
+                                "(RUN/logs/csv), tensorboard (RUN/logs/tensorboard), mlflow (mlflow_uri)",
+                            flag="--logger", multiple=True)
     mlflow_uri: str | None = _setting(None, "MLflow tracking URI (file:, sqlite:, http:) of --logger mlflow; "
                                             "default the file store RUN/mlruns")
 
@@ -302,7 +303,8 @@ def load_config(path: str | Path) -> TrainConfig:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in CONFIG_SUFFIXES:
-        raise ConfigError(f"{path}: config file suffix {path.suffix or 'none'!r}; expected one of {', '.join(CONFIG_SUFFIXES)}")
+        raise ConfigError(f"{path}: config file suffix {path.suffix or 'none'!r}; expected one of "
+                          f"{', '.join(CONFIG_SUFFIXES)}")
     try:
         text = path.read_text()
     except FileNotFoundError:

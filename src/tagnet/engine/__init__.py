@@ -1,4 +1,5 @@
-"""The Lightning adapter: the training module, one training phase, its loggers, seeding, ranks and precision; nothing else imports Lightning."""
+"""The Lightning adapter: the training module, one training phase and its loggers, seeding, ranks and precision;
+nothing else imports Lightning."""
 
 from tagnet.engine.fit import PhaseResult, default_precision, is_main_process, run_phase, seed_everything
 from tagnet.engine.loggers import RunLoggers

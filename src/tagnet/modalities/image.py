@@ -254,7 +254,7 @@ class ImageModality(Modality):
 
     def oip_items(self, name, array, predictor, *, max_pixels) -> tuple[list[str], list]:
         if name == OIP_PIXELS:
-            return [f"{OIP_PIXELS}_{i}" for i in range(len(array))], list(np.ascontiguousarray(array, np.float32))
+            return [f"{OIP_PIXELS}_{i}" for i in range(len(array))], list(array.astype(np.float32))
         files = [from_base64(i, value) if isinstance(value, str) else (f"image_{i}", bytes(value))
                  for i, value in enumerate(array)]
         return self.decoded_files(files, predictor, max_pixels=max_pixels)
@@ -281,8 +281,8 @@ def model_batch(arrays: list[np.ndarray], pre: PreprocessConfig) -> torch.Tensor
     if not any(array.dtype == np.float32 for array in arrays):
         batch = torch.from_numpy(np.ascontiguousarray(np.stack(arrays))).permute(0, 3, 1, 2)
         return normalize_batch(batch, pre.mean, pre.std)
-    return torch.stack([torch.from_numpy(array) if array.dtype == np.float32 else
-                        normalize_batch(torch.from_numpy(array[None]).permute(0, 3, 1, 2), pre.mean, pre.std)[0]
+    return torch.stack([torch.from_numpy(np.array(array)) if array.dtype == np.float32 else  # copied: may be read-only
+                        normalize_batch(torch.from_numpy(np.array(array[None])).permute(0, 3, 1, 2), pre.mean, pre.std)[0]
                         for array in arrays]).contiguous(memory_format=torch.channels_last)
 
 
