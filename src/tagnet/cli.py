@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
 
@@ -18,20 +19,40 @@ from tagnet.config import (MAX_BATCH_SIZE, MODALITY_DEFAULTS, CalibrateSettings,
                            ServeSettings, TrainConfig, TuneSettings, describe_settings, load_config, parse_overrides,
                            setting_types, validate_settings)
 from tagnet.data.check import check_dataset, render_report
-from tagnet.data.labels import read_labels
+from tagnet.data.labels import FORMATS, read_labels
 from tagnet.data.split import render_split, split_table, write_split
 from tagnet.errors import ConfigError, TagnetError
 
-app = typer.Typer(name="tagnet", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+class _NoBoolHelp:
+    """A command or group whose --help option shows no `<bool>` type."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class _Command(_NoBoolHelp, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_NoBoolHelp, typer.core.TyperGroup):
+    pass
+
+
+app = typer.Typer(name="tagnet", cls=_Group, add_completion=False, pretty_exceptions_enable=False,
                   help="Multi-label classification: label files in, trained model, metrics and predictions out.")
-data_app = typer.Typer(no_args_is_help=True, help="Check label files and images; split them for training.")
+data_app = typer.Typer(cls=_Group, help="Check label files and images; split them for training.")
+FLAG = ""  # the metavar of on/off options: --help shows no `<bool>` after them
 app.add_typer(data_app, name="data", help="Check label files and images; split them for training.")
 
 # ---- options shared by every command that reads a label file (data check/split, train, evaluate) ----
-LabelsArg = Annotated[Path, typer.Argument(
-    help="label file (CSV/TSV, JSON Lines, JSON, COCO) or folder (Pascal VOC XML, one folder per label)")]
+LABEL_FILES = ("label file (tags or one-hot CSV/TSV, JSON Lines, JSON, COCO, CVAT XML, Label Studio JSON or CSV, spaCy "
+               "JSONL, Hugging Face dataset) or folder (Pascal VOC XML, one folder per label)")
+LabelsArg = Annotated[Path, typer.Argument(help=LABEL_FILES + ", or an ARFF/CSV feature table", show_default=False)]
 FormatOpt = Annotated[Optional[str], typer.Option(
-    "--format", help="tags, onehot, jsonl, json, coco, voc or folders; detected when omitted")]
+    "--format", help=f"label file format: {', '.join(FORMATS)}; detected when omitted (ARFF by its suffix)")]
 IdColumnOpt = Annotated[Optional[str], typer.Option(
     "--id-column", help="column or JSON key of the item ids (a number from 0 with --no-header)")]
 LabelsColumnOpt = Annotated[Optional[str], typer.Option(
@@ -43,14 +64,15 @@ LabelColumnsOpt = Annotated[Optional[str], typer.Option(
 LabelNamesOpt = Annotated[Optional[Path], typer.Option(
     "--label-names", help="text file with one label name per line (maps index tags to names)")]
 IndicesOpt = Annotated[bool, typer.Option(
-    "--labels-are-indices", help="tags are 0-based lines of --label-names (default: detected)")]
-NoHeaderOpt = Annotated[bool, typer.Option("--no-header", help="the CSV/TSV file has no header row")]
+    "--labels-are-indices", metavar=FLAG, help="tags are 0-based lines of --label-names (default: detected)")]
+NoHeaderOpt = Annotated[bool, typer.Option("--no-header", metavar=FLAG, help="the CSV/TSV file has no header row")]
 DelimiterOpt = Annotated[Optional[str], typer.Option(
     "--delimiter", help="CSV field delimiter (default: tab for .tsv, else sniffed)")]
 
 
 TabularOpt = Annotated[bool, typer.Option(
-    "--tabular", help="LABELS is a feature table (CSV): every column but the labels and id is a numeric input")]
+    "--tabular", metavar=FLAG,
+    help="LABELS is a feature table (CSV): every column but the labels and id is a numeric input")]
 LabelCountOpt = Annotated[Optional[int], typer.Option(
     "--label-count", min=1, help="feature tables: the labels are the last L columns")]
 LabelsXmlOpt = Annotated[Optional[Path], typer.Option(
@@ -98,6 +120,8 @@ def label_file_options(*, skip: tuple[str, ...] = ()) -> Callable[[Callable], Ca
 
 def _default_text(name: str, default: Any) -> str:
     """How --help states a setting's default: its value, or each modality's where it depends on the modality."""
+    if default == "":
+        return "default none"
     if default is None and name in MODALITY_DEFAULTS["image"]:
         per = [f"{value} ({modality})" for modality, values in MODALITY_DEFAULTS.items()
                for key, value in values.items() if key == name]
@@ -120,7 +144,12 @@ def _setting_option(cls: type, f: dataclasses.Field, *, layered: bool) -> inspec
     if layered:
         stated = _default_text(f.name, f.default)
         help_text += f" ({stated})" if stated else ""
+    if kind is bool:
+        extra["metavar"] = FLAG
+    elif f.metadata.get("multiple"):
+        extra["metavar"] = "NAME[,NAME]"
     option = typer.Option(*names, help=help_text, show_default=not layered, **extra)
+    kind = list[kind] if f.metadata.get("multiple") else kind
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[Optional[kind], option],
                              default=None if layered else f.default)
 
@@ -141,7 +170,8 @@ def setting_options(cls: type, *, layered: bool = False) -> Callable[[Callable],
 
         @functools.wraps(command)
         def with_settings(*args: Any, **kwargs: Any) -> Any:
-            values = {name: kwargs.pop(name) for name in names}
+            values = {name: ",".join(value) if isinstance(value, list) else value
+                      for name, value in ((name, kwargs.pop(name)) for name in names)}
             if layered:
                 return command(*args, settings={k: v for k, v in values.items() if v is not None}, **kwargs)
             settings = cls(**values)
@@ -160,10 +190,25 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+def _help_without_command(ctx: typer.Context) -> None:
+    """A bare `tagnet` (or `tagnet data`) prints its help and exits 0."""
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def _root(ctx: typer.Context,
+          version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, metavar=FLAG,
                                                 help="Print the version and exit.")] = False) -> None:
     """Multi-label classification: label files in, trained model, metrics and predictions out."""
+    _help_without_command(ctx)
+
+
+@data_app.callback(invoke_without_command=True)
+def _data(ctx: typer.Context) -> None:
+    """Check label files and images; split them for training."""
+    _help_without_command(ctx)
 
 
 def _modality_and_options(labels: Path, options: dict, *, text_column: str | None, tabular: bool,
@@ -236,7 +281,8 @@ def _settings_from(config_file: Path | None, overrides: list[str] | None, flags:
     return config.updated(**values)
 
 
-ConfigFileOpt = Annotated[Optional[Path], typer.Option("--config", help="JSON settings file (e.g. from tagnet tune)")]
+ConfigFileOpt = Annotated[Optional[Path], typer.Option(
+    "--config", help="JSON or YAML settings file (.json, .yaml, .yml; e.g. from tagnet tune or a run's config.yaml)")]
 OverridesOpt = Annotated[Optional[list[str]], typer.Option("--set", help="any setting as KEY=VALUE (see tagnet settings)")]
 TextColumnOpt = Annotated[Optional[str], typer.Option("--text-column", help="the column (or JSON key) of LABELS holding "
                                                                             "texts: train a text model")]
@@ -248,7 +294,7 @@ ImagesOpt = Annotated[Optional[Path], typer.Option("--images", help="folder the 
 @setting_options(TrainConfig, layered=True)
 def train_command(
     labels: Annotated[Optional[Path], typer.Argument(
-        help="label file of the training data (CSV/TSV, JSON Lines, JSON, COCO, VOC folder, folder per label, ARFF)",
+        help=f"the training data: {LABEL_FILES}, or an ARFF/CSV feature table; required unless --resume",
         show_default=False)] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="continue the interrupted run in this folder")] = None,
     images: ImagesOpt = None,
@@ -342,9 +388,11 @@ def predict_command(
     settings: Optional[PredictSettings] = None,
 ) -> None:
     """Predict labels of new images (or texts, or feature rows); unreadable files are reported and skipped."""
-    from tagnet.predict import Predictor
+    from tagnet.predict import Predictor, check_output
     from tagnet.render import render_predictions
 
+    if output is not None:
+        check_output(output)
     predictor = Predictor(artifact, batch_size=settings.batch_size, runtime=settings.runtime)
     if text:
         results = predictor.predict(text)
@@ -456,7 +504,8 @@ def serve_command(
     artifact: Annotated[Path, typer.Argument(help="run folder or artifact folder")],
     settings: Optional[ServeSettings] = None,
 ) -> None:
-    """Serve a model over HTTP: POST /predict, GET /labels, /health, /metrics, a web page at /, API docs at /docs."""
+    """Serve a model over HTTP: POST /predict, GET /labels, /health, /metrics, a web page at /, API docs at /docs,
+    and the Open Inference Protocol v2 (KServe, Triton clients) at /v2/models/RUN_FOLDER_NAME."""
     from tagnet.serve import run_server
 
     run_server(artifact, settings)
@@ -473,7 +522,7 @@ def tune_command(
     backbones: Annotated[Optional[str], typer.Option(
         "--backbones", help="comma-separated backbones the search chooses from (default efficientnet_lite0; "
                             "mlp / minilm_l6 for tables / text)")] = None,
-    config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON settings the search leaves fixed")] = None,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON or YAML settings the search leaves fixed")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="a fixed setting as KEY=VALUE (see tagnet settings)")] = None,
     text_column: Annotated[Optional[str], typer.Option("--text-column", help="search for a text model on this column")] = None,
     tabular: TabularOpt = False,
@@ -521,7 +570,7 @@ def explain_command(
     labels: Annotated[Optional[str], typer.Option(
         "--labels", help="comma-separated labels to explain (default: each image's predicted labels)")] = None,
     out: Annotated[Path, typer.Option("--out", help="folder for the heatmap PNGs")] = Path("explanations"),
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE)] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE, help="images per Grad-CAM batch")] = 32,
 ) -> None:
     """Grad-CAM heatmap of each label's logit over each image: one PNG per image and label."""
     from tagnet.data.images import find_images
@@ -559,5 +608,11 @@ def _fail(message: str, *, code: int = 2) -> None:
     sys.exit(code)
 
 
+for _typer in (app, data_app):  # every command's --help without `<bool>` (see _Command)
+    for _info in _typer.registered_commands:
+        _info.cls = _Command if _info.cls in (None, typer.core.TyperCommand) else _info.cls
+
+
 if __name__ == "__main__":
     main()
+

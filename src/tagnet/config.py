@@ -26,6 +26,7 @@ MAX_TEXT_CHARS = 10_000  # characters of one text kept before tokenising (its fi
 MAX_REQUEST_TEXT_CHARS = 200_000  # characters of all the texts of one HTTP request
 MAX_HEATMAPS = 64  # label heatmaps (images x labels) of one /explain request
 EXPLAIN_PIXELS = 4  # /explain: decoded pixels of all the images of one request, in units of max_pixels
+LOGGERS = ("csv", "tensorboard", "mlflow")
 TUNE_METRICS = {"mAP": "maximize", "micro_f1": "maximize", "macro_f1": "maximize", "hamming_loss": "minimize"}
 
 # Settings whose default depends on what the model takes; None in TrainConfig means "the modality's default".
@@ -47,7 +48,8 @@ MODALITY_REFUSES: dict[str, tuple[str, ...]] = {
 
 
 def _setting(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field with its meaning (help), and optionally its CLI flag, choices, minimum and maximum."""
+    """A dataclass field with its meaning (help), and optionally its CLI flag, choices, minimum and maximum, and `multiple`
+    (a str setting whose flag may be repeated: the values are joined by commas)."""
     return field(default=default, metadata={"help": help, **kw})
 
 
@@ -126,6 +128,11 @@ class TrainConfig:
     precision: str | None = _setting(None, "Lightning precision; default bf16-mixed where supported, else 32-true",
                                      flag="--precision", choices=PRECISIONS)
     cache_dir: str | None = _setting(None, "folder for decoded-image, feature and embedding caches; default RUN/cache")
+    loggers: str = _setting("", "Lightning loggers besides tagnet's own metrics.csv, comma-separated: csv "
+                                "(RUN/logs/csv), tensorboard (RUN/logs/tensorboard), mlflow (mlflow_uri)",
+                            flag="--logger", multiple=True)
+    mlflow_uri: str | None = _setting(None, "MLflow tracking URI (file:, sqlite:, http:) of --logger mlflow; "
+                                            "default the file store RUN/mlruns")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every setting."""
@@ -157,9 +164,17 @@ class TrainConfig:
         if self.cv == 1:
             raise ConfigError(f"{source}: cv is 1; expected 0 (off) or at least 2 folds")
         validate_decisions(self, mode=self.threshold_mode, source=source)
+        unknown = [name for name in self.logger_names() if name not in LOGGERS]
+        if unknown:
+            raise ConfigError(f"{source}: loggers has {unknown[0]!r}; expected a comma-separated list of "
+                              f"{', '.join(LOGGERS)}")
         for name in ("lr", "finetune_lr"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{source}: {name} must be > 0, got {getattr(self, name)!r}")
+
+    def logger_names(self) -> tuple[str, ...]:
+        """The loggers setting as names, without blanks and repeats."""
+        return tuple(dict.fromkeys(name.strip() for name in self.loggers.split(",") if name.strip()))
 
     def for_modality(self, modality: str) -> "TrainConfig":
         """These settings with the modality's defaults filled in (MODALITY_DEFAULTS).
@@ -353,15 +368,30 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return values
 
 
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a TrainConfig from a JSON file (as written by `tagnet tune` or saved in a run)."""
+    """Read a TrainConfig from a JSON or YAML file, chosen by its suffix (.json, .yaml, .yml)."""
+    import yaml
+
     path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in CONFIG_SUFFIXES:
+        raise ConfigError(f"{path}: config file suffix {path.suffix or 'none'!r}; expected one of "
+                          f"{', '.join(CONFIG_SUFFIXES)}")
     try:
-        values = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    try:
+        values = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"{path}: not valid YAML ({getattr(exc, 'problem', None) or exc}"
+                          + (f" at line {where.line + 1})" if where else ")")) from None
     if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a JSON object of settings, got {type(values).__name__}")
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
     return TrainConfig.from_dict(values, source=str(path))

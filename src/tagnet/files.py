@@ -1,4 +1,4 @@
-"""Writing files so that a kill never leaves half of one: temp file, fsync, rename; JSON written that way."""
+"""Writing files so that a kill never leaves half of one: temp file, fsync, rename; JSON and YAML written that way."""
 
 from __future__ import annotations
 
@@ -53,4 +53,12 @@ def json_default(value: Any) -> Any:
 def write_json(path: Path, data: Any) -> None:
     """Write `data` as indented JSON, atomically."""
     text = json.dumps(data, indent=2, default=json_default) + "\n"
+    atomic_write(Path(path), lambda temp: temp.write_text(text, encoding="utf-8"))
+
+
+def write_yaml(path: Path, data: Any) -> None:
+    """Write `data` (plain JSON-able values) as YAML in its own key order, atomically."""
+    import yaml
+
+    text = yaml.safe_dump(data, sort_keys=False)
     atomic_write(Path(path), lambda temp: temp.write_text(text, encoding="utf-8"))

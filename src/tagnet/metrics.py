@@ -195,8 +195,9 @@ def _fmt(value: float | None) -> str:
 def render_metrics(report: MetricsReport, console: Console) -> None:
     """Print a per-label table (AP, precision, recall, F1, support, threshold) with averages, then the
     example-based and ranking metrics."""
-    table = Table(title="Per-label metrics", caption=f"threshold mode: {report.threshold_mode}; "
-                  "a label is predicted when its probability >= its threshold")
+    table = Table(title="Per-label metrics (precision, recall, F1 at fitted thresholds)",
+                  caption=f"threshold mode: {report.threshold_mode}; a label is predicted when its probability >= "
+                          "its threshold")
     for column in ("label", "AP", "precision", "recall", "F1", "support", "threshold", "ECE"):
         table.add_column(column, justify="left" if column == "label" else "right")
     for row in report.per_label:
@@ -204,7 +205,7 @@ def render_metrics(report: MetricsReport, console: Console) -> None:
                       _fmt(row["f1"]), str(row["support"]), _fmt(row["threshold"]), _fmt(row.get("ece")))
     table.add_section()
     support = str(sum(row["support"] for row in report.per_label))
-    table.add_row("micro avg", "", _fmt(report.micro_precision), _fmt(report.micro_recall),
+    table.add_row("micro avg (F1 at fitted thresholds)", "", _fmt(report.micro_precision), _fmt(report.micro_recall),
                   _fmt(report.micro_f1), support, "", _fmt(report.ece))
     table.add_row("macro avg (mAP)", _fmt(report.mAP), _fmt(report.macro_precision),
                   _fmt(report.macro_recall), _fmt(report.macro_f1), support, "", "")

@@ -18,7 +18,8 @@ from tagnet.artifact import save_artifact
 from tagnet.config import TrainConfig
 from tagnet.data.split import kfold_rows, split_table
 from tagnet.data.table import LabelTable
-from tagnet.engine import MultiLabelModule, PhaseResult, default_precision, is_main_process, run_phase, seed_everything
+from tagnet.engine import (MultiLabelModule, PhaseResult, RunLoggers, default_precision, is_main_process, run_phase,
+                           seed_everything)
 from tagnet.errors import ConfigError, DataError
 from tagnet.losses import make_loss
 from tagnet.metrics import MetricsReport, evaluate_probabilities
@@ -187,7 +188,9 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
 
     first_train = data.table.subset(splits[0][0])
     loss = make_loss(config, label_frequency=(first_train.targets * first_train.known).mean(axis=0))
-    phase = dict(config=config, run_dir=run_dir, progress=progress, epoch_callback=epoch_callback, resume=resume)
+    loggers = RunLoggers(config, run_dir)
+    phase = dict(config=config, run_dir=run_dir, progress=progress, epoch_callback=epoch_callback, resume=resume,
+                 loggers=loggers)
     finetuned = False
     if kind.frozen(config):
         results = _train_heads(kind, model, data, splits, state, loss=loss, config=config, phase=phase,
@@ -222,6 +225,7 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
                                  config=config.to_dict(), metrics=report.summary(),
                                  extra={"best_epoch": best_epoch, "skipped_inputs": len(data.skipped),
                                         "finetuned": finetuned})
+    loggers.finish(report.summary())
     seconds = time.perf_counter() - started
     write_run_end(run_dir, report_dict=report.to_dict(), best_epoch=best_epoch, seconds=seconds, skipped=data.skipped,
                   items=[data.table.items[i] for i in val_rows], label_names=data.table.label_names, validation=val,

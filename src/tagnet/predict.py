@@ -23,6 +23,7 @@ from tagnet.thresholds import apply_thresholds
 ONNX_FILE = "model.onnx"
 ONNX_OUTPUT = "probabilities"
 WEIGHTS_DIGEST_KEY = "weights_sha256"
+OUTPUT_SUFFIXES = (".csv", ".tsv", ".json")
 
 
 @dataclass
@@ -65,7 +66,7 @@ class PredictionResults:
 
     def write(self, path: str | Path) -> Path:
         """Write CSV (source, labels, one column per label) or JSON, chosen by the file suffix."""
-        path = Path(path)
+        path = check_output(path)
         if path.suffix.lower() == ".json":
             path.write_text(self.to_json(indent=2))
         elif path.suffix.lower() in (".csv", ".tsv"):
@@ -74,9 +75,15 @@ class PredictionResults:
                 writer.writerow(["source", "labels"] + self.label_names)
                 for p in self.predictions:
                     writer.writerow([p.source, " ".join(p.labels)] + [f"{p.probabilities[n]:.6f}" for n in self.label_names])
-        else:
-            raise DataError(f"{path}: output must end in .csv, .tsv or .json")
         return path
+
+
+def check_output(path: str | Path) -> Path:
+    """`path` as a Path when it ends in one of OUTPUT_SUFFIXES (checked before predicting); raises DataError."""
+    path = Path(path)
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise DataError(f"--output {path}: suffix {path.suffix or 'none'!r}; expected one of {', '.join(OUTPUT_SUFFIXES)}")
+    return path
 
 
 def weights_sha256(artifact: Artifact) -> str:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from tagnet.predict import PredictionResults
 
 
 def render_predictions(results: PredictionResults, console: Console, *, max_rows: int = 50) -> None:
     """Print a table: source, predicted labels, each label's probability; then unreadable inputs."""
-    table = Table("source", "labels", *results.label_names)
+    table = Table(Column("source", overflow="fold"), Column("labels", overflow="fold"),
+                  *(Column(name, justify="right", no_wrap=True) for name in results.label_names))
     for p in results.predictions[:max_rows]:
         table.add_row(p.source, " ".join(p.labels) or "-", *(f"{p.probabilities[n]:.3f}" for n in results.label_names))
     console.print(table)
@@ -18,6 +19,7 @@ def render_predictions(results: PredictionResults, console: Console, *, max_rows
         console.print(f"... {len(results.predictions) - max_rows} more rows (use --output to write them all)")
     for source, reason in results.errors.items():
         console.print(f"[yellow]skipped[/yellow] {reason}")
+
 
 
 def render_export(report, console: Console) -> None:

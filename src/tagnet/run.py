@@ -1,4 +1,4 @@
-"""The run folder: config.json, run.json, metrics.json, metrics.csv and val_predictions.csv, written and read here only."""
+"""The run folder: config.json/.yaml, run.json, metrics.json, metrics.csv and val_predictions.csv, written and read here only."""
 
 from __future__ import annotations
 
@@ -13,20 +13,23 @@ import numpy as np
 from tagnet.artifact import META_FILE
 from tagnet.config import TrainConfig, load_config
 from tagnet.errors import ArtifactError, ConfigError, DataError
-from tagnet.files import write_json
+from tagnet.files import write_json, write_yaml
 
 ARTIFACT_DIR = "artifact"
 CONFIG_FILE = "config.json"
+CONFIG_YAML_FILE = "config.yaml"  # the same settings, for --config FILE.yaml and for reading
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
 EPOCHS_FILE = "metrics.csv"
 PREDICTIONS_FILE = "val_predictions.csv"
 CHECKPOINTS_DIR = "checkpoints"
+LOGS_DIR = "logs"  # the csv and tensorboard loggers' folders (--logger)
+MLFLOW_DIR = "mlruns"  # the MLflow file store of --logger mlflow without mlflow_uri
 
 
 def start_run(out_dir: str | Path, *, resume: bool, main: bool, force: bool = False) -> Path:
-    """Create the run folder; a fresh run (not `resume`) clears old per-epoch metrics and checkpoints (and, with
-    `force`, the artifact of a finished run).
+    """Create the run folder; a fresh run (not `resume`) clears old per-epoch metrics, checkpoints and logger files
+    (the MLflow store keeps every run), and with `force` the artifact of a finished run.
 
     Raises ConfigError when `out_dir` is a file, or holds a finished run and neither `resume` nor `force` is given.
     """
@@ -44,6 +47,7 @@ def start_run(out_dir: str | Path, *, resume: bool, main: bool, force: bool = Fa
         shutil.rmtree(run_dir / CHECKPOINTS_DIR, ignore_errors=True)
         if force:
             shutil.rmtree(run_dir / ARTIFACT_DIR, ignore_errors=True)
+        shutil.rmtree(run_dir / LOGS_DIR, ignore_errors=True)
     return run_dir
 
 
@@ -54,8 +58,10 @@ def _plain(value: Any) -> Any:
 def write_run_start(run_dir: Path, *, config: TrainConfig, labels: str | Path, modality: str,
                     val_labels: str | Path | None, images_dir: str | Path | None, text_column: str | int | None,
                     read_options: dict[str, Any]) -> None:
-    """config.json (every resolved setting) and run.json (what was trained on, so --resume can start it again)."""
+    """config.json and config.yaml (every resolved setting) and run.json (what was trained on, so --resume can start
+    it again)."""
     write_json(run_dir / CONFIG_FILE, config.to_dict())
+    write_yaml(run_dir / CONFIG_YAML_FILE, config.to_dict())
     write_json(run_dir / RUN_FILE, {
         "labels": str(Path(labels).resolve()), "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
         "images_dir": str(Path(images_dir).resolve()) if images_dir else None, "text_column": text_column,

@@ -310,8 +310,18 @@ def _check_images(report: DatasetReport, table: LabelTable, locations: list[str]
             detail += "; is the images folder right?"
         report.steps.append(Step("images", "failed", detail))
     else:
-        common = ", ".join(f"{s} ({n})" for s, n in sizes.most_common(3))
-        report.steps.append(Step("images", "ok", f"{len(paths)} images decoded; sizes {common}"))
+        report.steps.append(Step("images", "ok", f"{len(paths)} images decoded; {size_summary(sizes)}"))
+
+
+def size_summary(sizes: Counter[str], *, shown: int = 3) -> str:
+    """The most common image sizes with their counts, and how many other sizes (and images) are not shown."""
+    common = sizes.most_common(shown)
+    text = "sizes " + ", ".join(f"{size} ({count})" for size, count in common)
+    others = len(sizes) - len(common)
+    if others:
+        text += (f" and {others} other size{'s' if others > 1 else ''} "
+                 f"({sum(sizes.values()) - sum(count for _, count in common)} images)")
+    return text
 
 
 def render_report(report: DatasetReport, console: Console) -> None:

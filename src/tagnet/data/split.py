@@ -47,11 +47,39 @@ def split_table(table: LabelTable, *, val: float = 0.2, test: float = 0.0, seed:
     order = rng.permutation(n)
     folds = np.empty(n, dtype=np.int64)
     folds[order] = IterativeStratification(labels=y[order], r=shares, random_state=rng)
+    folds = _to_sizes(folds, y, _part_sizes(shares, n))  # stratification alone can miss a share by 1% of n or more
     parts = {name: table.subset(np.flatnonzero(folds == k)) for k, name in enumerate(names)}
     empty = [name for name, part in parts.items() if not len(part)]
     if empty:
         raise DataError(f"{n} items are too few to split: part(s) {', '.join(empty)} came out empty")
     return parts
+
+
+def _part_sizes(shares: np.ndarray, n: int) -> np.ndarray:
+    """Item counts of the parts: shares * n rounded so that they add up to n (largest remainders round up)."""
+    raw = shares * n
+    sizes = np.floor(raw).astype(np.int64)
+    sizes[np.argsort(sizes - raw, kind="stable")[:n - sizes.sum()]] += 1
+    return sizes
+
+
+def _to_sizes(folds: np.ndarray, y: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Move items from parts over their size to parts under it, each time the item carrying most of the labels the
+    receiving part lacks and the giving part has in excess, so that label shares stay as even as they can."""
+    y = y.astype(np.float64)
+    want = sizes[:, None] * y.mean(axis=0)  # each part's label counts at its share
+    counts = np.stack([y[folds == k].sum(axis=0) for k in range(len(sizes))])
+    while True:
+        have = np.bincount(folds, minlength=len(sizes))
+        over, under = np.flatnonzero(have > sizes), np.flatnonzero(have < sizes)
+        if not len(over):
+            return folds
+        give, take = over[0], under[0]
+        members = np.flatnonzero(folds == give)
+        moved = members[np.argmax(y[members] @ ((want[take] - counts[take]) - (want[give] - counts[give])))]
+        folds[moved] = take
+        counts[give] -= y[moved]
+        counts[take] += y[moved]
 
 
 def write_split(parts: dict[str, LabelTable], out_dir: str | Path, *, source: str | Path) -> dict[str, Path]:

@@ -21,19 +21,22 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from rich.console import Console
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from tagnet.config import TrainConfig
 from tagnet.data.images import ensure_free_space
+from tagnet.engine.loggers import RunLoggers
 from tagnet.engine.module import MultiLabelModule
 from tagnet.errors import ArtifactError, Interrupted
 from tagnet.run import CHECKPOINTS_DIR, EPOCHS_FILE
 
 MONITOR = "val_mAP"
+PROGRESS_NAMES = {"val_micro_f1": "val micro-F1 at 0.5", "val_macro_f1": "val macro-F1 at 0.5"}
 # Lightning's start-up chatter that says nothing about this run (a resumed run's checkpoint folder exists on
 # purpose); real warnings still show.
-_NOISE = r".*(does not have many workers|exists and is not empty|num_workers|GPU available but not used|LeafSpec|litlogger|module\(s\) in eval mode).*"
+_NOISE = r".*(does not have many workers|log_every_n_steps|exists and is not empty|num_workers|GPU available but not used|LeafSpec|litlogger|module\(s\) in eval mode).*"
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
@@ -102,6 +105,44 @@ class EpochCsvLogger(Callback):
             if new_file:
                 writer.writeheader()
             writer.writerow(row)
+
+
+class EpochProgressBar(RichProgressBar):
+    """The terminal's progress bar: epochs counted from 1, its F1s labelled "at 0.5" (the final report's F1s use
+    the fitted thresholds)."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        description = f"Epoch {current_epoch + 1}/{self.trainer.max_epochs}"
+        return f"{description:{len(self.validation_description)}}"
+
+    def get_metrics(self, trainer: L.Trainer, module: MultiLabelModule) -> dict:
+        items = super().get_metrics(trainer, module)
+        items.pop("v_num", None)  # the logger's version, not this run's business
+        return {PROGRESS_NAMES.get(key, key): value for key, value in items.items()}
+
+
+class EpochLines(Callback):
+    """Without a terminal: one line per epoch (epoch, losses, validation mAP) instead of a progress bar."""
+
+    def __init__(self, phase: str) -> None:
+        self.phase = phase
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: MultiLabelModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        values = ", ".join(f"{name} {float(metrics[key]):.4f}" for key, name in
+                           (("train_loss", "train loss"), ("val_loss", "val loss"), (MONITOR, "val mAP")) if key in metrics)
+        print(f"{self.phase} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {values}", flush=True)
+
+
+def _stopping_line(phase: str, *, stopper: EarlyStopping, best: BestWeights, epochs: int) -> str:
+    """How a phase ended: early stopped or not, and the epoch whose weights are kept."""
+    kept = f"kept epoch {best.best_epoch + 1} (val mAP {best.best_score:.4f})"
+    if stopper.stopped_epoch:
+        return (f"{phase}: early stopping after epoch {stopper.stopped_epoch + 1} of {epochs} (no better validation mAP "
+                f"in {stopper.patience} epochs); {kept}")
+    return f"{phase}: {kept}"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -241,14 +282,14 @@ def default_precision(config: TrainConfig) -> str:
 def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: DataLoader, *,
               config: TrainConfig, epochs: int, phase: str, run_dir: Path, precision: str | None = None,
               progress: bool = True, epoch_callback: Callable[[int, float], None] | None = None,
-              resume: bool = False, head_only: bool = False) -> PhaseResult:
+              resume: bool = False, head_only: bool = False, loggers: RunLoggers | None = None) -> PhaseResult:
     """Train `module` for up to `epochs` with early stopping; load the best epoch's weights back into it.
 
     Each epoch ends with RUN/checkpoints/PHASE/last.ckpt (model, optimiser, scheduler, epoch, callbacks,
     random state), written atomically; a finished phase leaves done.json + best.safetensors. With
     `resume`, a finished phase is loaded instead of rerun and an unfinished one continues from last.ckpt.
     `epoch_callback(epoch, val_mAP)` runs after each validation; an exception it raises (e.g. optuna's
-    TrialPruned) ends training and propagates. `head_only` says the module is a small head on precomputed
+    TrialPruned) ends training and propagates. `loggers` give the phase's Lightning loggers. `head_only` says the module is a small head on precomputed
     features or embeddings: it then trains on one thread (see one_torch_thread).
     """
     ckpt_dir = run_dir / CHECKPOINTS_DIR / phase
@@ -256,18 +297,20 @@ def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: Da
         return _read_done(ckpt_dir, module)
     last = ckpt_dir / "last.ckpt"
     best = BestWeights()
-    callbacks: list[Callback] = [best, EpochCsvLogger(run_dir / EPOCHS_FILE, phase),
-                                 EarlyStopping(MONITOR, mode="max", patience=config.patience)]
+    stopper = EarlyStopping(MONITOR, mode="max", patience=config.patience)
+    callbacks: list[Callback] = [best, EpochCsvLogger(run_dir / EPOCHS_FILE, phase), stopper]
     if epoch_callback is not None:
         callbacks.append(EpochHook(epoch_callback))
     callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, monitor=None,
                                      enable_version_counter=False))  # overwritten every epoch
+    bar = progress and Console().is_terminal
     if progress:
-        callbacks.append(RichProgressBar(leave=False))
+        callbacks.append(EpochProgressBar(leave=False) if bar else EpochLines(phase))
     trainer = L.Trainer(
         max_epochs=epochs, accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
         num_nodes=config.num_nodes, precision=precision or default_precision(config), callbacks=callbacks,
-        logger=False, enable_checkpointing=True, enable_model_summary=False, enable_progress_bar=progress,
+        logger=loggers.for_phase(phase) if loggers is not None and loggers.names else False, enable_checkpointing=True,
+        enable_model_summary=False, enable_progress_bar=bar,
         num_sanity_val_steps=0, default_root_dir=str(run_dir), deterministic=False, plugins=[AtomicCheckpointIO()],
     )
     started = time.perf_counter()
@@ -287,5 +330,7 @@ def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: Da
         module.network.load_state_dict(best.state)
         if trainer.is_global_zero:
             _write_done(ckpt_dir, best, trainer.current_epoch)
+            if progress:
+                print(_stopping_line(phase, stopper=stopper, best=best, epochs=epochs), flush=True)
     return PhaseResult(best.best_score, best.best_epoch + 1, trainer.current_epoch,
                        best.validation or {}, time.perf_counter() - started, trainer.is_global_zero)

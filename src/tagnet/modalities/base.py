@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from tagnet.config import MODALITY_DEFAULTS, TrainConfig
 from tagnet.data.table import LabelTable
-from tagnet.errors import ArtifactError, DataError
+from tagnet.errors import ArtifactError, DataError, RequestError
 from tagnet.models import TagnetModel, create_model
 
 if TYPE_CHECKING:
@@ -214,6 +214,16 @@ class Modality:
         """(sources, items) of a parsed JSON request body {request_key: [...]}; raises RequestError."""
         raise NotImplementedError
 
+    def oip_inputs(self, predictor: Predictor) -> list[dict[str, Any]]:
+        """The Open Inference Protocol input tensors the model takes: {name, datatype, shape} (-1 = any), per modality."""
+        raise NotImplementedError
+
+    def oip_items(self, name: str, array: np.ndarray, predictor: Predictor, *,
+                  max_pixels: int) -> tuple[list[str], list]:
+        """(sources, items) of one OIP input tensor `name`, of the datatype and shape oip_inputs declares (BYTES: an
+        object array of bytes, or of str from JSON); raises RequestError (per modality)."""
+        raise NotImplementedError
+
     # ---- export ----
     def onnx_graph(self, predictor: Predictor, *, out: Path) -> OnnxGraph:
         """The module, input and sample batches of the ONNX export to `out` (per modality)."""
@@ -225,3 +235,13 @@ def check_items(items: Any, *, what: str) -> list:
     if isinstance(items, (str, bytes)) or not hasattr(items, "__len__"):
         raise DataError(f"{what}: expected a list of inputs, got {type(items).__name__}")
     return list(items)
+
+
+def bytes_text(value: bytes | str, *, what: str) -> str:
+    """One element of a BYTES tensor as text (UTF-8); raises RequestError 400."""
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestError(400, f"{what} is not UTF-8 text") from None

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 CORRUPT_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError)  # what Pillow raises for damaged files
 ONNX_INPUT = "images"
 ONNX_SAMPLES = (1, 4)
+OIP_PIXELS = "pixels"  # the Open Inference Protocol input of already normalised images
 IMAGE_INPUT = ("float32 {name} (batch, 3, {size}, {size}): RGB resized (bilinear) to {size}x{size}, "
                "scaled to [0, 1] by x/255, then (x - mean) / std per channel")
 
@@ -205,7 +206,8 @@ class ImageModality(Modality):
         return [str(item) if isinstance(item, (str, Path)) else f"image_{i}" for i, item in enumerate(items)]
 
     def probabilities(self, predictor, items) -> tuple[np.ndarray, list[int], dict[str, str]]:
-        """Image paths, PIL images or uint8 arrays, decoded batch by batch; unreadable files are skipped."""
+        """Image paths, PIL images, uint8 arrays, or float32 (3, size, size) arrays already normalised (the model's
+        input), decoded batch by batch; unreadable files are skipped."""
         items = check_items(items, what="images")
         pre = predictor.artifact.preprocess
         probs, kept, errors = [], [], {}
@@ -216,6 +218,8 @@ class ImageModality(Modality):
                 try:
                     if isinstance(item, (str, Path)):
                         arrays.append(load_image(item, pre.image_size))
+                    elif is_model_input(item, pre.image_size):
+                        arrays.append(item)
                     elif isinstance(item, (Image.Image, np.ndarray)):
                         arrays.append(prepare_image(item, pre.image_size))
                     else:
@@ -227,8 +231,7 @@ class ImageModality(Modality):
                         raise
                     errors[str(item)] = str(exc)
             if arrays:
-                batch = torch.from_numpy(np.ascontiguousarray(np.stack(arrays))).permute(0, 3, 1, 2)
-                probs.append(predictor.run(normalize_batch(batch, pre.mean, pre.std)))
+                probs.append(predictor.run(model_batch(arrays, pre)))
         return (np.concatenate(probs) if probs else np.zeros((0, len(predictor.label_names)), np.float32)), kept, errors
 
     def request_items(self, body, predictor, *, max_items, max_pixels) -> tuple[list[str], list]:
@@ -253,6 +256,20 @@ class ImageModality(Modality):
         return [name for name, _ in files], [decode_upload(name, data, size=size, max_pixels=max_pixels)[0]
                                              for name, data in files]
 
+    def oip_inputs(self, predictor) -> list[dict[str, Any]]:
+        """BYTES "images" (N,): encoded image files (base64 strings in JSON); or FP32 "pixels" (N, 3, size, size):
+        images normalised as the model takes them (see IMAGE_INPUT)."""
+        size = predictor.artifact.preprocess.image_size
+        return [{"name": self.request_key, "datatype": "BYTES", "shape": [-1]},
+                {"name": OIP_PIXELS, "datatype": "FP32", "shape": [-1, 3, size, size]}]
+
+    def oip_items(self, name, array, predictor, *, max_pixels) -> tuple[list[str], list]:
+        if name == OIP_PIXELS:
+            return [f"{OIP_PIXELS}_{i}" for i in range(len(array))], list(array.astype(np.float32))
+        files = [from_base64(i, value) if isinstance(value, str) else (f"image_{i}", bytes(value))
+                 for i, value in enumerate(array)]
+        return self.decoded_files(files, predictor, max_pixels=max_pixels)
+
     def onnx_graph(self, predictor, *, out) -> OnnxGraph:
         """Normalised float images in; random RGB images are the samples."""
         pre = predictor.artifact.preprocess
@@ -263,6 +280,21 @@ class ImageModality(Modality):
         return OnnxGraph(ProbabilityGraph(predictor.model), ONNX_INPUT, {0: torch.export.Dim("batch")}, samples, inputs,
                          {"preprocess": json.dumps(pre.to_dict()),
                           "input": IMAGE_INPUT.format(name=ONNX_INPUT, size=pre.image_size)})
+
+
+def is_model_input(item: Any, size: int) -> bool:
+    """Whether `item` is an image already normalised for the model: float32 (3, size, size)."""
+    return isinstance(item, np.ndarray) and item.dtype == np.float32 and item.shape == (3, size, size)
+
+
+def model_batch(arrays: list[np.ndarray], pre: PreprocessConfig) -> torch.Tensor:
+    """The model's input batch of prepared uint8 (size, size, 3) images and normalised float32 (3, size, size) ones."""
+    if not any(array.dtype == np.float32 for array in arrays):
+        batch = torch.from_numpy(np.ascontiguousarray(np.stack(arrays))).permute(0, 3, 1, 2)
+        return normalize_batch(batch, pre.mean, pre.std)
+    return torch.stack([torch.from_numpy(np.array(array)) if array.dtype == np.float32 else  # copied: may be read-only
+                        normalize_batch(torch.from_numpy(np.array(array[None])).permute(0, 3, 1, 2), pre.mean, pre.std)[0]
+                        for array in arrays]).contiguous(memory_format=torch.channels_last)
 
 
 def extract_features(model: TagnetModel, images: CachedImages, *, batch_size: int = 64, flip: bool = False) -> torch.Tensor:

@@ -133,6 +133,13 @@ class TabularModality(Modality):
                                     f"+-{np.finfo(np.float32).max:.3g} (null = missing)")
         return [str(i + 1) for i in range(len(array))], list(array)
 
+    def oip_inputs(self, predictor) -> list[dict[str, Any]]:
+        """FP32 "rows" (N, features): raw values in feature_names order, NaN (null in JSON) for a missing value."""
+        return [{"name": self.request_key, "datatype": "FP32", "shape": [-1, len(predictor.artifact.state["feature_names"])]}]
+
+    def oip_items(self, name, array, predictor, *, max_pixels) -> tuple[list[str], list]:
+        return [str(i + 1) for i in range(len(array))], list(array.astype(np.float64))
+
     def onnx_graph(self, predictor, *, out) -> OnnxGraph:
         """Raw feature rows in (standardisation inside); rows drawn around the training mean, one value missing."""
         state = predictor.artifact.state

@@ -17,7 +17,8 @@ from tagnet.features import cached_tensor, encoder_digest
 from tagnet.models.base import ProbabilityGraph
 from tagnet.models import text as text_models
 from tagnet.models.text import SentenceEncoder
-from tagnet.modalities.base import HeadInputs, LabeledInputs, Modality, OnnxGraph, SEARCH_RANGES, check_items
+from tagnet.modalities.base import (HeadInputs, LabeledInputs, Modality, OnnxGraph, SEARCH_RANGES, bytes_text,
+                                     check_items)
 
 ONNX_INPUT = "input_ids"
 TEXT_INPUT = ("int64 {name} (batch, tokens): WordPiece ids from the tokenizer in {tokenizer} (tokenizers.Tokenizer"
@@ -159,6 +160,14 @@ class TextModality(Modality):
                 raise RequestError(400, f"texts[{i}] is not valid Unicode (a lone surrogate {text[exc.start]!r} at "
                                         f"character {exc.start}); expected UTF-8 text") from None
         return list(texts), list(texts)
+
+    def oip_inputs(self, predictor) -> list[dict[str, Any]]:
+        """BYTES "texts" (N,): UTF-8 strings."""
+        return [{"name": self.request_key, "datatype": "BYTES", "shape": [-1]}]
+
+    def oip_items(self, name, array, predictor, *, max_pixels) -> tuple[list[str], list]:
+        texts = [bytes_text(value, what=f"texts[{i}]") for i, value in enumerate(array)]
+        return texts, texts
 
     def onnx_graph(self, predictor, *, out: Path) -> OnnxGraph:
         """Token ids in (the encoder, its mean pooling and the head inside); a few fixed sentences are the samples.

@@ -25,6 +25,7 @@ from tagnet.errors import ConfigError, DataError, ModelError, RequestError
 from tagnet.modalities.image import decode_upload, open_upload
 from tagnet.predict import Predictor
 from tagnet.serve.batching import MicroBatcher
+from tagnet.serve.oip import add_oip_routes
 from tagnet.serve.stats import ServerStats
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -254,7 +255,8 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
         max_pixels: most pixels (width x height) in one image (413 beyond).
     Returns:
         The app: POST /predict (image files or base64 JSON; JSON texts; JSON feature rows), POST /explain (images),
-        GET /labels, /health, /metrics, the web page at /, OpenAPI docs at /docs.
+        GET /labels, /health, /metrics, the web page at /, OpenAPI docs at /docs, and the Open Inference Protocol
+        v2 routes under /v2 (tagnet.serve.oip).
     """
     stats = ServerStats()
     batcher = MicroBatcher(predictor.predict_proba, max_batch=predictor.batch_size, window_ms=batch_window_ms,
@@ -292,6 +294,8 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
                                     f"{broken[0] + 1} ({str(sources[broken[0]])[:60]!r}); "
                                     "inputs far outside the training data, or a damaged model, cause this")
         return {"predictions": predictor.results(probs, sources=sources).to_dicts()}
+
+    add_oip_routes(app, predictor, batcher=batcher, max_items=max_items, max_pixels=max_pixels)
 
     if modality.explainable:
         @app.post("/explain", response_model=ExplainResponse, openapi_extra=PREDICT_BODIES[modality.name])
