@@ -15,6 +15,7 @@ from tagnet.cli import app
 from tagnet.config import TrainConfig
 from tagnet.data.tabular import read_feature_table, standardize
 from tagnet.errors import ConfigError, DataError
+from tagnet.evaluate import evaluate
 from tagnet.pipeline import train
 from tagnet.predict import Predictor
 from tagnet.selection import cv_folds, fit_linear, select_metric
@@ -121,7 +122,7 @@ def test_auto_selection_is_recorded_and_the_linear_head_is_the_fitted_regression
 
 
 def test_select_linear_ensemble_and_mlp_without_cv(selected_run, tmp_path):
-    _, train_file, _ = selected_run
+    _, train_file, test_file = selected_run
     result = train(train_file, out_dir=tmp_path / "lin", progress=False,
                    config=TrainConfig(select="linear", ensemble=2, cv_folds=3))
     selection = json.loads((result.run_dir / "metrics.json").read_text())["selection"]
@@ -130,6 +131,17 @@ def test_select_linear_ensemble_and_mlp_without_cv(selected_run, tmp_path):
     assert model.spec == {"name": "mlp", "num_labels": 2, "dropout": 0.2, "head_hidden": 0, "ensemble": 2}
     assert not (result.run_dir / "metrics.csv").exists()  # no epochs: fitted by scikit-learn
     assert result.report.mAP > 0.9
+    # evaluate: the fitted (per-label F1) thresholds and, beside them, p >= 0.5
+    out = tmp_path / "report.json"
+    done = CliRunner().invoke(app, ["evaluate", str(result.run_dir), str(test_file), "--json", str(out)])
+    assert done.exit_code == 0, done.output
+    report = json.loads(out.read_text())
+    fitted, _ = evaluate(result.run_dir, test_file)
+    half, _ = evaluate(result.run_dir, test_file, threshold=0.5)
+    assert report["hamming_loss"] == pytest.approx(fitted.hamming_loss) and report["threshold_mode"] == "per-label"
+    assert report["at_p05"] == pytest.approx({"hamming_loss": half.hamming_loss, "micro_f1": half.micro_f1,
+                                              "macro_f1": half.macro_f1, "exact_match": half.exact_match})
+    assert f"at p >= 0.5 for every label: hamming_loss {half.hamming_loss:.4f}" in " ".join(done.output.split())
     done = CliRunner().invoke(app, ["train", str(train_file), "--out", str(tmp_path / "mlp"), "--select", "mlp",
                                     "--epochs", "2"])
     assert done.exit_code == 0, done.output
