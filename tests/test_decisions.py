@@ -41,7 +41,7 @@ def tables(tmp_path_factory):
     return (separable_arff(folder / "train.arff", 160, 0, noise=0.1), separable_arff(folder / "new.arff", 120, 1))
 
 
-FAST = ["--epochs", "3", "--batch-size", "32", "--set", "head_hidden=8"]
+FAST = ["--epochs", "3", "--batch-size", "32", "--set", "head_hidden=8", "--select", "mlp"]  # the MLP, not a CV choice
 
 
 def test_decision_settings_are_checked_before_any_data_is_read(tmp_path):

@@ -184,7 +184,8 @@ def test_predict_checks_the_output_suffix_first(tiny_run, tmp_path):
 def test_prediction_table_keeps_long_file_names_whole():
     from rich.console import Console
 
-    from tagnet.predict import Prediction, PredictionResults, render_predictions
+    from tagnet.predict import Prediction, PredictionResults
+    from tagnet.render import render_predictions
 
     name = "photos/2024/holiday/" + "x" * 40 + "_IMG_0001.jpg"
     names = ["alpha", "beta", "gamma", "delta"]

@@ -162,7 +162,7 @@ def tabular_run(tmp_path_factory):
     _write(folder / "sep.xml", XML.replace("sun", "a").replace("beach", "b"))
     train = _separable_arff(folder / "sep-train.arff", 160, 0)
     test = _separable_arff(folder / "sep-test.arff", 60, 1)
-    config = TrainConfig(epochs=15, batch_size=32, lr=2e-2, head_hidden=16, patience=15)
+    config = TrainConfig(epochs=15, batch_size=32, lr=2e-2, head_hidden=16, patience=15, select="mlp")
     result = train_run(train, modality="tabular", out_dir=folder / "run", config=config, progress=False)
     return result, test
 
@@ -237,7 +237,7 @@ def test_ensemble_of_heads_averages_members_and_exports(tabular_run, tmp_path):
 
     _, test = tabular_run
     train = test.parent / "sep-train.arff"
-    config = TrainConfig(epochs=10, batch_size=32, lr=2e-2, head_hidden=16, ensemble=3)
+    config = TrainConfig(epochs=10, batch_size=32, lr=2e-2, head_hidden=16, ensemble=3, select="mlp")
     result = train_run(train, modality="tabular", out_dir=tmp_path / "run", config=config, progress=False)
     phases = [line.split(",")[0] for line in (result.run_dir / "metrics.csv").read_text().splitlines()[1:]]
     assert sorted(set(phases)) == ["head", "head-2", "head-3"]  # one head per phase, as for every modality
@@ -381,7 +381,8 @@ def test_tune_searches_a_feature_table(tabular_run, tmp_path):
     assert (first["backbone"], first["head_hidden"], first["label_smoothing"], first["mixup"]) == ("mlp", 256, 0.0, 0.0)
     assert "augment" not in first
     config = load_config(result.best_config_path)
-    assert config.backbone == "mlp" and config == TrainConfig(epochs=3, batch_size=32).updated(**study.best_trial.params)
+    assert config.backbone == "mlp" and config == TrainConfig(epochs=3, batch_size=32, select="mlp").updated(
+        **study.best_trial.params)
     assert load_artifact(result.best_run).modality == "tabular"
     best_metrics = json.loads((result.best_run / "metrics.json").read_text())
     assert best_metrics["validation"]["mAP"] == pytest.approx(study.best_value)

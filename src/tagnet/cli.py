@@ -230,7 +230,7 @@ def data_check(
     min_examples: Annotated[int, typer.Option("--min-examples", min=0,
                                               help="warn about labels with fewer examples")] = 5,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the report as JSON here")] = None,
-    audit: Annotated[bool, typer.Option("--audit", help="also list likely label errors (see tagnet audit)")] = False,
+    audit: Annotated[bool, typer.Option("--audit", metavar=FLAG, help="also list likely label errors (see tagnet audit)")] = False,
     tabular: TabularOpt = False,
     label_count: LabelCountOpt = None,
     labels_xml: LabelsXmlOpt = None,
@@ -300,7 +300,7 @@ def train_command(
     images: ImagesOpt = None,
     val: Annotated[Optional[Path], typer.Option("--val", help="validation label file; default: a stratified split of LABELS")] = None,
     out: Annotated[Path, typer.Option("--out", help="run folder to write")] = Path("runs/train"),
-    force: Annotated[bool, typer.Option("--force", help="replace a finished run already in --out")] = False,
+    force: Annotated[bool, typer.Option("--force", metavar=FLAG, help="replace a finished run already in --out")] = False,
     config_file: ConfigFileOpt = None,
     text_column: TextColumnOpt = None,
     tabular: TabularOpt = False,
@@ -345,16 +345,26 @@ def evaluate_command(
     options: LabelFileOptions = None,
 ) -> None:
     """Score a trained model on labelled data: mAP, per-label AP/P/R/F1, micro/macro/samples F1, Hamming loss..."""
-    from tagnet.evaluation import evaluate
+    from tagnet.evaluation import evaluate, evaluate_rules
     from tagnet.metrics import render_metrics
 
-    report, skipped = evaluate(run, labels, images_dir=images, read_options=options, threshold=threshold)
+    at_half = None
+    if threshold is None:  # the fitted thresholds, and beside them p >= 0.5 (the Hamming-loss rule)
+        report, at_half, skipped = evaluate_rules(run, labels, images_dir=images, read_options=options)
+    else:
+        report, skipped = evaluate(run, labels, images_dir=images, read_options=options, threshold=threshold)
     console = Console()
     for path, reason in skipped.items():
         console.print(f"[yellow]skipped[/yellow] {reason}")
     render_metrics(report, console)
+    half = {} if at_half is None else {"at_p05": {key: getattr(at_half, key) for key in (
+        "hamming_loss", "micro_f1", "macro_f1", "exact_match")}}
+    if half:
+        console.print("at p >= 0.5 for every label: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in half["at_p05"].items() if v is not None))
     if json_out is not None:
-        json_out.write_text(json.dumps({**report.to_dict(), "skipped": skipped}, indent=2) + "\n", encoding="utf-8")
+        json_out.write_text(json.dumps({**report.to_dict(), **half, "skipped": skipped}, indent=2) + "\n",
+                            encoding="utf-8")
         console.print(f"report written to {json_out}")
 
 

@@ -35,14 +35,14 @@ MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
     # a linear head on unit-length sentence embeddings underfits (GoEmotions macro-F1 0.22 vs 0.41); a transformer
     # forgets its pretraining at the image fine-tuning rate
     "text": {"backbone": "minilm_l6", "head_hidden": 1024, "finetune_lr": 5e-5},
-    "tabular": {"backbone": "mlp", "head_hidden": 256},
+    "tabular": {"backbone": "mlp", "head_hidden": 256, "select": "auto"},
 }
 # The models of text and tables; image models are any other registered or timm model.
 MODALITY_BACKBONES: dict[str, tuple[str, ...]] = {"text": ("minilm_l6",), "tabular": ("mlp",)}
 # Settings a modality has no use for: giving one is an error, not silently ignored.
 MODALITY_REFUSES: dict[str, tuple[str, ...]] = {
-    "image": (),
-    "text": ("image_size", "augment", "weights"),
+    "image": ("select", "select_metric"),
+    "text": ("image_size", "augment", "weights", "select", "select_metric"),
     "tabular": ("image_size", "augment", "weights", "finetune", "finetune_lr"),
 }
 
@@ -119,6 +119,13 @@ class TrainConfig:
                           "encoder, the validation report and thresholds out of fold with each fold's spread; the "
                           "model averages the fold heads, so together they learn from every row", flag="--cv", min=0,
                        max=MAX_ENSEMBLE)
+    select: str | None = _setting(None, "tables: the head, chosen by k-fold CV on the training file (auto: linear "
+                                        "logistic regression or the MLP) or given", flag="--select",
+                                  choices=("auto", "mlp", "linear"))
+    select_metric: str | None = _setting(None, "tables: what --select auto compares; default hamming_loss with "
+                                               "threshold_mode fixed, else mAP", choices=tuple(TUNE_METRICS))
+    cv_folds: int = _setting(5, "tables: folds of the cross-validation that --select auto runs", flag="--cv-folds",
+                             min=2)
     seed: int = _setting(0, "random seed of splits, weights and augmentation", flag="--seed")
     num_workers: int = _setting(0, "DataLoader worker processes", min=0)
     devices: str = _setting("auto", "Lightning devices: a count or auto", flag="--devices")

@@ -25,12 +25,29 @@ def evaluate(artifact: str | Path | Artifact | Predictor, labels: str | Path, *,
     Raises:
         DataError when the file's label names differ from the model's, or no input is readable.
     """
+    [report], errors = _evaluate_rules(artifact, labels, images_dir=images_dir, read_options=read_options,
+                                       rules=[threshold])
+    return report, errors
+
+
+def evaluate_rules(artifact: str | Path | Artifact | Predictor, labels: str | Path, *,
+                   images_dir: str | Path | None = None, read_options: dict | None = None,
+                   at: float = 0.5) -> tuple[MetricsReport, MetricsReport, dict[str, str]]:
+    """As `evaluate`, scored twice from one pass: (report at the artifact's thresholds, report at p >= `at` for every
+    label (0.5 minimises the expected Hamming loss), skipped)."""
+    (fitted, fixed), errors = _evaluate_rules(artifact, labels, images_dir=images_dir, read_options=read_options,
+                                              rules=[None, at])
+    return fitted, fixed, errors
+
+
+def _evaluate_rules(artifact, labels, *, images_dir, read_options,
+                    rules: list[float | None]) -> tuple[list[MetricsReport], dict[str, str]]:
+    """One report per decision rule (None: the artifact's thresholds; T: p >= T) of one pass over the file."""
     predictor = artifact if isinstance(artifact, Predictor) else Predictor(artifact)
     targets, known, probs, errors = labelled_probabilities(predictor, labels, images_dir=images_dir,
                                                            read_options=read_options)
-    report = evaluate_probabilities(targets, probs, decision_thresholds(predictor.artifact.thresholds, threshold),
-                                    label_names=predictor.label_names, known=known)
-    return report, errors
+    return [evaluate_probabilities(targets, probs, decision_thresholds(predictor.artifact.thresholds, rule),
+                                   label_names=predictor.label_names, known=known) for rule in rules], errors
 
 
 def labelled_probabilities(predictor: Predictor, labels: str | Path, *, images_dir: str | Path | None = None,

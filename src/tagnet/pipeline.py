@@ -4,6 +4,7 @@ fine-tuning, kept only if better -> thresholds -> artifact and run folder."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from tagnet.metrics import MetricsReport, evaluate_probabilities
 from tagnet.modalities.base import LabeledInputs, Modality
 from tagnet.models import TagnetModel, head_members, set_backbone_trainable
 from tagnet.run import ARTIFACT_DIR, read_run_start, start_run, write_run_end, write_run_start
+from tagnet.selection import Selection, fit_linear_heads, select_head
 from tagnet.thresholds import ThresholdFit, Thresholds, fit_decisions
 
 
@@ -186,13 +188,25 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     console.print(f"training on {len(splits[0][0])} {kind.name} inputs, validating on {len(splits[0][1])}{own}, "
                   f"{data.table.num_labels} labels, model {config.backbone}")
 
+    phase = dict(config=config, run_dir=run_dir, progress=progress, epoch_callback=epoch_callback, resume=resume)
+    selection = None
+    if config.select is not None and kind.frozen(config):
+        selection = _select_head(kind, model, data, state, np.flatnonzero(~from_val_file), config=config,
+                                 phase=phase, cache_dir=cache_dir, console=console)
+        if selection.choice == "linear":
+            config = dataclasses.replace(config, head_hidden=0)
+            model = kind.build_model(config, data)
+            phase["config"] = config
     first_train = data.table.subset(splits[0][0])
     loss = make_loss(config, label_frequency=(first_train.targets * first_train.known).mean(axis=0))
     loggers = RunLoggers(config, run_dir)
-    phase = dict(config=config, run_dir=run_dir, progress=progress, epoch_callback=epoch_callback, resume=resume,
-                 loggers=loggers)
+    phase["loggers"] = loggers
     finetuned = False
-    if kind.frozen(config):
+    if selection is not None and selection.choice == "linear":
+        inputs = kind.head_inputs(model, data, state, cache_dir=cache_dir, progress=progress).values.numpy()
+        results = fit_linear_heads(head_members(model), inputs, data.table.targets, data.table.known, splits,
+                                   C=selection.C)
+    elif kind.frozen(config):
         results = _train_heads(kind, model, data, splits, state, loss=loss, config=config, phase=phase,
                                cache_dir=cache_dir, progress=progress, console=console)
         if config.finetune:
@@ -224,12 +238,14 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
                                  label_names=data.table.label_names, thresholds=thresholds, state=state,
                                  config=config.to_dict(), metrics=report.summary(),
                                  extra={"best_epoch": best_epoch, "skipped_inputs": len(data.skipped),
-                                        "finetuned": finetuned})
+                                        "finetuned": finetuned,
+                                        **({"selection": selection.to_dict()} if selection else {})})
     loggers.finish(report.summary())
     seconds = time.perf_counter() - started
     write_run_end(run_dir, report_dict=report.to_dict(), best_epoch=best_epoch, seconds=seconds, skipped=data.skipped,
                   items=[data.table.items[i] for i in val_rows], label_names=data.table.label_names, validation=val,
-                  extra={"cv": folds} if folds is not None else None)
+                  extra={**({"cv": folds} if folds is not None else {}),
+                         **({"selection": selection.to_dict()} if selection else {})} or None)
     return TrainResult(run_dir, artifact_dir, report, thresholds, data.skipped, seconds, notes)
 
 
@@ -243,6 +259,30 @@ def _checked_splits(data: LabeledInputs, from_val_file: np.ndarray, config: Trai
     if any(len(train) == 0 or len(val) == 0 for train, val in splits):
         raise DataError(f"{labels}: need training and validation items, got {len(splits[0][0])} and {len(splits[0][1])}")
     return splits
+
+
+def _select_head(kind: Modality, model: TagnetModel, data: LabeledInputs, state: dict, rows: np.ndarray, *,
+                 config: TrainConfig, phase: dict, cache_dir: Path, console: Console) -> Selection:
+    """config.select's head, by k-fold CV over the training file's `rows`: MLP folds train as single heads do
+    (early stopping on the held-out fold), each under RUN/selection/mlp-foldK."""
+    inputs = kind.head_inputs(model, data, state, cache_dir=cache_dir, progress=False).values.numpy()
+    table = data.table.subset(rows)
+    single = dataclasses.replace(config, ensemble=1)
+
+    def train_mlp(fold: int, train: np.ndarray, held: np.ndarray) -> np.ndarray:
+        part = table.subset(train)
+        loss = make_loss(single, label_frequency=(part.targets * part.known).mean(axis=0))
+        fold_dir = phase["run_dir"] / "selection" / f"mlp-fold{fold + 1}"
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        fold_phase = dict(phase, config=single, run_dir=fold_dir, progress=False, epoch_callback=None, resume=False)
+        [result] = _train_heads(kind, kind.build_model(single, data), data, [(rows[train], rows[held])], state,
+                                loss=loss, config=single, phase=fold_phase, cache_dir=cache_dir, progress=False,
+                                console=Console(quiet=True))
+        return result.validation["probs"]
+
+    console.print(f"choosing the head (--select {config.select}) by {config.cv_folds}-fold CV on {len(rows)} rows")
+    return select_head(config, inputs[rows], table.targets, table.known, train_mlp=train_mlp,
+                       thresholds_for=lambda val: validation_thresholds(val, config).thresholds, console=console)
 
 
 def _train_heads(kind: Modality, model: TagnetModel, data: LabeledInputs, splits: list, state: dict, *, loss,
