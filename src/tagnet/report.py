@@ -138,12 +138,28 @@ def _shown_labels(data: RunData, limit: int) -> list[int]:
     return sorted(order[:limit].tolist())
 
 
-def _pr_figure(data: RunData, labels: list[int], predicted: np.ndarray) -> Figure:
-    """One precision-recall curve per label with its operating point (the fitted threshold)."""
+def _label_grid(labels: list[int]) -> tuple[Figure, np.ndarray]:
+    """A figure of small plots, one per label (four a row), its unused cells hidden; returns (figure, axes)."""
     cols = min(4, len(labels))
     rows = int(np.ceil(len(labels) / cols))
     fig = Figure(figsize=(3.0 * cols, 2.7 * rows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax in axes[len(labels):]:
+        ax.set_axis_off()
+    return fig, axes
+
+
+def _style(ax, title: str, *, xlim: tuple[float, float], ylim: tuple[float, float]) -> None:
+    """One label's small plot: its title, limits, small ticks and a light grid."""
+    ax.set_title(title, fontsize=9)
+    ax.set(xlim=xlim, ylim=ylim)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+
+
+def _pr_figure(data: RunData, labels: list[int], predicted: np.ndarray) -> Figure:
+    """One precision-recall curve per label with its operating point (the fitted threshold)."""
+    fig, axes = _label_grid(labels)
     for ax, j in zip(axes, labels):
         known = data.truths[:, j] >= 0
         y, p = data.truths[known, j], data.probs[known, j]
@@ -160,12 +176,7 @@ def _pr_figure(data: RunData, labels: list[int], predicted: np.ndarray) -> Figur
             ax.plot([op_r], [op_p], "o", color="crimson", label=f"threshold {data.thresholds.values[j]:.2f}")
             ax.legend(fontsize=7, loc="lower left")
             name = f"{name} (AP {ap:.3f})"
-        ax.set_title(name, fontsize=9)
-        ax.set(xlim=(0, 1.02), ylim=(0, 1.05))
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    for ax in axes[len(labels):]:
-        ax.set_axis_off()
+        _style(ax, name, xlim=(0, 1.02), ylim=(0, 1.05))
     fig.supxlabel("recall", fontsize=9)
     fig.supylabel("precision", fontsize=9)
     return fig
@@ -178,21 +189,13 @@ def _reliability_figure(data: RunData, labels: list[int]) -> Figure:
     curves = {"model": reliability(data.truths == 1, data.probs, known, bins=10)}
     if data.calibration is not None:
         curves["calibrated"] = reliability(data.truths == 1, data.calibration.apply(data.probs), known, bins=10)
-    cols = min(4, len(labels))
-    rows = int(np.ceil(len(labels) / cols))
-    fig = Figure(figsize=(3.0 * cols, 2.7 * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    fig, axes = _label_grid(labels)
     for ax, j in zip(axes, labels):
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
         for name, curve in curves.items():
             ax.plot(curve.mean_probability[j], curve.positive_rate[j], "o-", ms=3, label=f"{name} ECE {curve.ece[j]:.3f}")
         ax.legend(fontsize=7, loc="upper left")
-        ax.set_title(data.label_names[j], fontsize=9)
-        ax.set(xlim=(0, 1), ylim=(0, 1.02))
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    for ax in axes[len(labels):]:
-        ax.set_axis_off()
+        _style(ax, data.label_names[j], xlim=(0, 1), ylim=(0, 1.02))
     fig.supxlabel("mean predicted probability", fontsize=9)
     fig.supylabel("share of positives", fontsize=9)
     return fig
