@@ -146,3 +146,23 @@ def test_cli_train_predict_evaluate(case, tmp_path):
     done = runner.invoke(app, ["evaluate", str(tmp_path / "run"), str(made.labels), *made.eval_args, "--json", str(report)])
     assert done.exit_code == 0, done.output
     assert "mAP" in json.loads(report.read_text())
+
+
+def test_train_and_evaluate_find_a_voc_sets_images_as_data_check_does(tmp_path, synthetic_data):
+    from tagnet.data.check import check_dataset
+
+    root = tmp_path / "VOC"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    table = synthetic_data.table
+    for item, labels in zip(table.items[:40], table.label_sets()[:40]):
+        shutil.copy(synthetic_data.images_dir / item, root / "JPEGImages" / item)
+        objects = "".join(f"<object><name>{name}</name></object>" for name in labels or ["circle"])
+        (root / "Annotations" / f"{Path(item).stem}.xml").write_text(
+            f"<annotation><filename>{item}</filename>{objects}</annotation>")
+    assert check_dataset(root).images_checked == 40  # no --images: JPEGImages beside Annotations
+    config = TrainConfig(backbone="seed_cnn", pretrained=False, image_size=32, epochs=1, batch_size=16)
+    result = tagnet.train(root, out_dir=tmp_path / "run", config=config, progress=False)
+    assert result.skipped == {}
+    report, skipped = tagnet.evaluate(result.run_dir, root)
+    assert skipped == {} and sum(row["support"] for row in report.per_label) > 0

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tagnet.data.decode import decode_image, resolve_image_path
+from tagnet.data.decode import decode_image, images_folder, resolve_image_path
 from tagnet.data.labels import read_labels_located
 from tagnet.data.table import LabelTable
 from tagnet.data.tabular import is_feature_table, read_feature_table, table_read_options
@@ -134,7 +134,7 @@ def check_dataset(
     if features is not None:
         _check_features(report, *features)
         return report
-    folder = images_dir if images_dir is not None else table.meta.get("images_dir")
+    folder = images_folder(table.meta, images_dir)
     if folder is None:
         report.steps.append(Step("images", "skipped", "no images folder given (--images DIR)"))
     else:

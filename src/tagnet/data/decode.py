@@ -87,6 +87,13 @@ def _register_heif(path: Path) -> None:
     pillow_heif.register_heif_opener()  # idempotent
 
 
+def images_folder(table_meta: dict, images_dir: str | Path | None) -> str | Path | None:
+    """The folder a label table's image ids are relative to: `images_dir` when given, else the one its format implies
+    (a Pascal VOC set's JPEGImages beside Annotations, a folder-per-label root), else None (the working folder).
+    Every command resolves images through this, so train, evaluate and data check find the same files."""
+    return images_dir if images_dir is not None else table_meta.get("images_dir")
+
+
 def resolve_image_paths(items: Sequence[str], images_dir: str | Path | None) -> list[Path]:
     """Item ids/relative paths joined to `images_dir` (absolute item paths are kept).
 

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from tagnet.config import TrainConfig
 from tagnet.data.images import (CachedImageDataset, ImageCache, augmentation, build_image_cache, find_images,
                                 load_image, normalize_batch, resolve_image_paths, to_model_size)
+from tagnet.data.decode import images_folder
 from tagnet.data.labels import read_labels
 from tagnet.errors import ArtifactError, DataError, RequestError, TagnetError
 from tagnet.features import cached_tensor, encoder_digest
@@ -125,10 +126,11 @@ class ImageModality(Modality):
     state_keys = ("image_size", "mean", "std")
 
     def read(self, path, *, options, images_dir=None, text_column=None, state=None, label_names=None) -> LabeledInputs:
-        """A label file of any format read_labels reads; its items resolved to files under `images_dir`."""
+        """A label file of any format read_labels reads; its items resolved to files under `images_dir` (or the folder
+        its format implies: a VOC set's JPEGImages, a folder-per-label root)."""
         table = read_labels(path, **options)
         paths = np.empty(len(table), dtype=object)
-        paths[:] = resolve_image_paths(table.items, images_dir)
+        paths[:] = resolve_image_paths(table.items, images_folder(table.meta, images_dir))
         return LabeledInputs(table, paths)
 
     def build_model(self, config: TrainConfig, data: LabeledInputs) -> TagnetModel:
