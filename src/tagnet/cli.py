@@ -245,7 +245,8 @@ def data_check(
     if json_out is not None:
         json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     if audit and report.usable:
-        from tagnet.curate import audit_labels, render_issues
+        from tagnet.curate import audit_labels
+        from tagnet.render import render_issues
 
         render_issues(audit_labels(labels, images_dir=images, tabular=modality == "tabular", read_options=options),
                       Console(), top=10)
@@ -434,7 +435,8 @@ def audit_command(
 ) -> None:
     """List likely label errors (missing and wrong tags) of a label file: out-of-fold models on the frozen encoder's
     features, ranked by cleanlab."""
-    from tagnet.curate import audit_labels, render_issues
+    from tagnet.curate import audit_labels
+    from tagnet.render import render_issues
 
     modality, options = _modality_and_options(labels, options, text_column=text_column, tabular=tabular,
                                               label_count=label_count, labels_xml=labels_xml)

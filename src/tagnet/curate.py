@@ -14,6 +14,7 @@ import numpy as np
 from tagnet import modalities
 from tagnet.audit import LabelIssue, find_label_issues, out_of_fold_probabilities, write_label_issues
 from tagnet.config import TrainConfig
+from tagnet.data.decode import images_folder
 from tagnet.errors import ConfigError, DataError
 from tagnet.predict import Predictor
 from tagnet.suggest import suggest_items, write_label_requests
@@ -69,25 +70,9 @@ def audit_labels(labels: str | Path, *, images_dir: str | Path | None = None, te
     if output is not None:
         result.output = write_label_issues(issues, output)
     if page is not None:
-        result.page = write_issues_page(issues, page, images_dir=images_dir if kind.thumbnails else None,
+        result.page = write_issues_page(issues, page, images_dir=images_folder(table.meta, images_dir),
                                         thumbnails=kind.thumbnails, source=str(labels))
     return result
-
-
-def render_issues(result: AuditResult, console, *, top: int = 10) -> None:
-    """Print the `top` likely errors and where the full list went."""
-    from rich.table import Table
-
-    table = Table("item", "label", "issue", "given", "probability", "score",
-                  title=f"{len(result.issues)} likely label errors in {result.items} inputs (top {min(top, len(result.issues))})")
-    for issue in result.issues[:top]:
-        table.add_row(issue.item, issue.label, issue.issue, str(issue.given), f"{issue.probability:.3f}", f"{issue.score:.3f}")
-    console.print(table)
-    for reason in list(result.skipped.values())[:5]:
-        console.print(f"[yellow]skipped[/yellow] {reason}")
-    for what, path in (("issues", result.output), ("page", result.page)):
-        if path is not None:
-            console.print(f"{what} written to {path}", soft_wrap=True)
 
 
 def write_issues_page(issues: Sequence[LabelIssue], path: str | Path, *, images_dir: str | Path | None,

@@ -1,4 +1,4 @@
-"""Terminal output of the commands (rich): predictions and export reports; the core modules return data only."""
+"""Terminal output of the commands (rich): predictions, export reports, label audits; the core modules return data only."""
 
 from __future__ import annotations
 
@@ -40,3 +40,17 @@ def render_export(report, console: Console) -> None:
         console.print("validation mAP: " + ", ".join(f"{name} {value}" for name, value in shown.items()))
     elif report.int8_path is not None:
         console.print("mAP change from quantisation not measured: pass --val LABELS (and --images DIR for images)")
+
+
+def render_issues(result, console: Console, *, top: int = 10) -> None:
+    """Print the `top` likely errors of a tagnet.curate.AuditResult and where the full list went."""
+    table = Table("item", "label", "issue", "given", "probability", "score",
+                  title=f"{len(result.issues)} likely label errors in {result.items} inputs (top {min(top, len(result.issues))})")
+    for issue in result.issues[:top]:
+        table.add_row(issue.item, issue.label, issue.issue, str(issue.given), f"{issue.probability:.3f}", f"{issue.score:.3f}")
+    console.print(table)
+    for reason in list(result.skipped.values())[:5]:
+        console.print(f"[yellow]skipped[/yellow] {reason}")
+    for what, path in (("issues", result.output), ("page", result.page)):
+        if path is not None:
+            console.print(f"{what} written to {path}", soft_wrap=True)

@@ -17,12 +17,13 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from tagnet.config import TUNE_METRICS, TrainConfig
+from tagnet.data.split import kfold_rows
+from tagnet.data.table import LabelTable
 from tagnet.engine import PhaseResult
 from tagnet.errors import DataError
 from tagnet.metrics import evaluate_probabilities
 from tagnet.thresholds import Thresholds
 
-CANDIDATES = ("auto", "mlp", "linear")
 LINEAR_CS = (0.003, 0.01, 0.03, 0.1, 0.3)  # inverse L2 strength on standardised features, ascending
 Validation = dict[str, np.ndarray]
 
@@ -49,14 +50,15 @@ def select_metric(config: TrainConfig) -> str:
 
 
 def cv_folds(targets: np.ndarray, known: np.ndarray, *, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(training rows, held-out rows) of `folds` multilabel-stratified folds; raises DataError for too few rows."""
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-
+    """(training rows, held-out rows) of `folds` multilabel-stratified folds (data.split.kfold_rows); raises
+    DataError for too few rows."""
     if len(targets) < 2 * folds:
         raise DataError(f"cv_folds={folds} needs at least {2 * folds} training rows, got {len(targets)}; "
                         "lower cv_folds or choose the head with --select mlp|linear")
-    splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(targets)), (targets * known).astype(np.int64)))
+    table = LabelTable([str(i) for i in range(len(targets))], [str(j) for j in range(targets.shape[1])],
+                       targets, known)
+    every = np.arange(len(targets))
+    return [(np.setdiff1d(every, held), held) for held in kfold_rows(table, folds=folds, seed=seed)]
 
 
 def linear_probabilities(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
