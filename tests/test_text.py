@@ -262,3 +262,11 @@ def test_text_ensemble_shares_the_frozen_encoder(text_run, tmp_path):
     saved = np.array([[float(row[f"prob_{name}"]) for name in LABELS] for row in rows])
     texts = [line.split("\t")[0] for line in val.read_text().splitlines()]
     np.testing.assert_allclose(predictor.predict_proba(texts), saved, atol=1e-4)
+
+
+def test_features_give_embeddings_in_text_order_from_one_pass(predictor):
+    texts = ["a storm is coming tonight", "ok", "we cooked pasta with garlic and fresh bread for lunch"]
+    probs, features, kept, errors = predictor.modality.features(predictor, texts)
+    assert kept == [0, 1, 2] and errors == {}
+    np.testing.assert_allclose(features, encode_texts(predictor.model.backbone, texts).numpy(), atol=1e-5)
+    np.testing.assert_allclose(probs, predictor.predict_proba(texts), atol=1e-6)

@@ -131,12 +131,13 @@ class TextModality(Modality):
         return probs, list(range(len(texts))), {}
 
     def features(self, predictor, items) -> tuple[np.ndarray, np.ndarray, list[int], dict[str, str]]:
-        """Probabilities and sentence embeddings of the texts, in their order (batches run by length)."""
-        probs, kept, errors = self.probabilities(predictor, items)
-        embeddings = np.zeros((len(items), predictor.model.num_features), np.float32)
-        with torch.inference_mode():
-            for rows, ids in predictor.model.backbone.length_batches(list(items), predictor.batch_size):
-                embeddings[rows] = predictor.model.forward_features(ids).float().numpy()
+        """Probabilities and sentence embeddings of the texts from one encoder pass, put back in the texts' order
+        (the batches run by length)."""
+        probs, captured, kept, errors = super().features(predictor, items)
+        order = [i for rows, _ in predictor.model.backbone.length_batches(list(items), predictor.batch_size)
+                 for i in rows]
+        embeddings = np.zeros_like(captured)
+        embeddings[order] = captured
         return probs, embeddings, kept, errors
 
     def request_items(self, body, predictor, *, max_items, max_pixels) -> tuple[list[str], list]:
