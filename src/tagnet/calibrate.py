@@ -15,7 +15,7 @@ from tagnet.artifact import META_FILE, load_artifact
 from tagnet.calibration import TemperatureScaling, ece, fit_temperature
 from tagnet.config import DECISION_SETTINGS, TrainConfig
 from tagnet.evaluation import labelled_probabilities
-from tagnet.files import atomic_write, json_default
+from tagnet.files import atomic_write, write_json
 from tagnet.pipeline import validation_thresholds
 from tagnet.predict import ONNX_FILE, Predictor
 from tagnet.thresholds import ThresholdFit
@@ -104,31 +104,10 @@ def calibrate(run: str | Path, labels: str | Path, *, images_dir: str | Path | N
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     previous = meta_path.with_name(META_FILE + PREVIOUS_SUFFIX)
     atomic_write(previous, lambda temp: temp.write_bytes(former))
-    text = json.dumps(meta, indent=2, default=json_default) + "\n"
-    atomic_write(meta_path, lambda temp: temp.write_text(text, encoding="utf-8"))
+    write_json(meta_path, meta)
     notes = fit.notes(artifact.label_names)
     if (artifact.path / ONNX_FILE).is_file():
         notes.append(f"{artifact.path / ONNX_FILE} still carries the former thresholds in its metadata (tagnet itself "
                      f"uses tagnet.json); re-run `tagnet export {artifact.path}` to update it")
     return CalibrationResult(artifact.path, artifact.label_names, previous, fit, scaling, ece(targets, probs, known),
                              ece(targets, calibrated, known), len(targets), skipped, notes)
-
-
-def render_calibration(result: CalibrationResult, console) -> None:
-    """Print each label's temperature, new threshold and calibration error before and after, then the notes."""
-    from rich.table import Table
-
-    table = Table("label", "temperature", "threshold", "ECE before", "ECE after",
-                  title=f"Calibrated on {result.items} labelled inputs")
-    temps = result.calibration.temperatures if result.calibration else [1.0] * len(result.label_names)
-    for j, name in enumerate(result.label_names):
-        table.add_row(name, f"{temps[j]:.3f}", f"{result.fit.thresholds.values[j]:.3f}",
-                      *("-" if np.isnan(v) else f"{v:.3f}" for v in (result.ece_before[j], result.ece_after[j])))
-    console.print(table)
-    for reason in result.skipped.values():
-        console.print(f"[yellow]skipped[/yellow] {reason}")
-    for line in result.notes:
-        console.print(f"[yellow]note[/yellow] {line}", soft_wrap=True)
-    console.print(f"thresholds{' and temperatures' if result.calibration else ''} written to "
-                  f"{result.artifact_dir / META_FILE}; the former file is {result.previous} (move it back to undo)",
-                  soft_wrap=True)

@@ -381,7 +381,8 @@ def calibrate_command(
 ) -> None:
     """Refit the thresholds (and per-label temperature scaling) on new labelled data, without retraining; the former
     tagnet.json is kept as tagnet.json.previous."""
-    from tagnet.calibrate import calibrate, render_calibration
+    from tagnet.calibrate import calibrate
+    from tagnet.render import render_calibration
 
     result = calibrate(run, labels, images_dir=images, read_options=options, **settings)
     render_calibration(result, Console())

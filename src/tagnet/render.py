@@ -1,10 +1,12 @@
-"""Terminal output of the commands (rich): predictions, export reports, label audits; the core modules return data only."""
+"""Terminal output of the commands (rich): predictions, export reports, label audits, calibrations; the core modules return data only."""
 
 from __future__ import annotations
 
+import numpy as np
 from rich.console import Console
 from rich.table import Column, Table
 
+from tagnet.artifact import META_FILE
 from tagnet.predict import PredictionResults
 
 
@@ -54,3 +56,21 @@ def render_issues(result, console: Console, *, top: int = 10) -> None:
     for what, path in (("issues", result.output), ("page", result.page)):
         if path is not None:
             console.print(f"{what} written to {path}", soft_wrap=True)
+
+
+def render_calibration(result, console: Console) -> None:
+    """Print each label (of a tagnet.calibrate.CalibrationResult)'s temperature, new threshold and calibration error before and after, then the notes."""
+    table = Table("label", "temperature", "threshold", "ECE before", "ECE after",
+                  title=f"Calibrated on {result.items} labelled inputs")
+    temps = result.calibration.temperatures if result.calibration else [1.0] * len(result.label_names)
+    for j, name in enumerate(result.label_names):
+        table.add_row(name, f"{temps[j]:.3f}", f"{result.fit.thresholds.values[j]:.3f}",
+                      *("-" if np.isnan(v) else f"{v:.3f}" for v in (result.ece_before[j], result.ece_after[j])))
+    console.print(table)
+    for reason in result.skipped.values():
+        console.print(f"[yellow]skipped[/yellow] {reason}")
+    for line in result.notes:
+        console.print(f"[yellow]note[/yellow] {line}", soft_wrap=True)
+    console.print(f"thresholds{' and temperatures' if result.calibration else ''} written to "
+                  f"{result.artifact_dir / META_FILE}; the former file is {result.previous} (move it back to undo)",
+                  soft_wrap=True)
