@@ -106,3 +106,15 @@ def test_cli_options_come_from_the_declarations():
     assert "(default efficientnet_lite0 (image), minilm_l6 (text), mlp (tabular))" in flat
     serve = _help("serve")
     assert "--batch-window-ms" in serve and "5.0" in serve and "--max-items" in serve
+
+
+def test_time_budget_parses_durations_and_refuses_nonsense():
+    from tagnet.config import parse_duration
+
+    assert [parse_duration(text) for text in ("300", "90s", "5m", "1h30m", "2.5m", " 10M ")] == [
+        300.0, 90.0, 300.0, 5400.0, 150.0, 600.0]
+    assert TrainConfig(time_budget="5m").budget_seconds() == 300.0
+    assert TrainConfig().budget_seconds() is None
+    for bad in ("", "abc", "0", "5x", "-3", "inf"):
+        with pytest.raises(ConfigError, match="time_budget|duration"):
+            TrainConfig.from_dict({"time_budget": bad})

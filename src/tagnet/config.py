@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -126,6 +127,9 @@ class TrainConfig:
                                                "threshold_mode fixed, else mAP", choices=tuple(TUNE_METRICS))
     cv_folds: int = _setting(5, "tables: folds of the cross-validation that --select auto runs", flag="--cv-folds",
                              min=2)
+    time_budget: str | None = _setting(None, "wall time training may take, e.g. 300, 90s, 5m, 1h30m: the recipe that fits "
+                                             "is chosen and said (e.g. head only, fine-tuning if time is left); "
+                                             "default no limit", flag="--time-budget")
     seed: int = _setting(0, "random seed of splits, weights and augmentation", flag="--seed")
     num_workers: int = _setting(0, "DataLoader worker processes", min=0)
     devices: str = _setting("auto", "Lightning devices: a count or auto", flag="--devices")
@@ -168,6 +172,8 @@ class TrainConfig:
             raise ConfigError(f"{source}: fixed_threshold must be in [0, 1], got {self.fixed_threshold}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"{source}: dropout must be in [0, 1), got {self.dropout}")
+        if self.time_budget is not None:
+            parse_duration(self.time_budget, source=f"{source}: time_budget")
         if self.cv == 1:
             raise ConfigError(f"{source}: cv is 1; expected 0 (off) or at least 2 folds")
         validate_decisions(self, mode=self.threshold_mode, source=source)
@@ -178,6 +184,10 @@ class TrainConfig:
         for name in ("lr", "finetune_lr"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{source}: {name} must be > 0, got {getattr(self, name)!r}")
+
+    def budget_seconds(self) -> float | None:
+        """The time budget in seconds (None: no limit)."""
+        return None if self.time_budget is None else parse_duration(self.time_budget)
 
     def logger_names(self) -> tuple[str, ...]:
         """The loggers setting as names, without blanks and repeats."""
@@ -213,6 +223,26 @@ class TrainConfig:
                                                                   "model)",)))
             raise ConfigError(f"backbone {resolved.backbone!r} does not take {modality} inputs; expected {wanted}")
         return resolved
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def parse_duration(text: str | int | float, *, source: str = "duration") -> float:
+    """Seconds of a duration: a number of seconds, or hours/minutes/seconds such as 90s, 5m, 1h30m, 2.5m.
+
+    Raises ConfigError for anything else or a duration that is not positive."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        match = _DURATION.fullmatch(str(text).strip().lower()) if str(text).strip() else None
+        if match is None or not any(match.groups()):
+            raise ConfigError(f"{source} is {text!r}; expected seconds or a duration such as 90s, 5m, 1h30m")
+        hours, minutes, rest = (float(part or 0) for part in match.groups())
+        seconds = hours * 3600 + minutes * 60 + rest
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(f"{source} is {text!r}; expected a positive duration")
+    return seconds
 
 
 def validate_decisions(settings: Any, *, mode: str, source: str = "config") -> None:
