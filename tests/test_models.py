@@ -112,7 +112,7 @@ def test_seed_cnn_rejects_too_small_images():
 
 @pytest.mark.parametrize(
     ("name", "suggestion"),
-    [("seed-cnn", "did you mean seed_cnn"), ("efficientnet_lite", "did you mean efficientnet_lite0"), ("resnt18", "resnet18")],
+    [("seed-cnn", "did you mean seed_cnn"), ("efficientnet_lite", "did you mean efficientnet_lite2, efficientnet_lite1, efficientnet_lite0"), ("resnt18", "resnet18")],
 )
 def test_unknown_name_suggests_close_names(name, suggestion):
     with pytest.raises(ModelError, match=f"unknown model '{name}'") as caught:
@@ -142,7 +142,7 @@ def test_bad_arguments_are_model_errors(kwargs, message):
 
 def test_list_models_gives_own_models_first_then_timm():
     names = list_models()
-    assert names[:4] == ["efficientnet_lite0", "minilm_l6", "mlp", "seed_cnn"]
+    assert names[:6] == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "minilm_l6", "mlp", "seed_cnn"]
     assert "resnet18" in names and names.count("efficientnet_lite0") == 1
     assert list_models("seed*") == ["seed_cnn"]
     resnets = list_models("resnet1?")
@@ -284,3 +284,39 @@ def test_preprocess_config_roundtrip_and_errors():
         PreprocessConfig.from_dict({"image_size": 96, "mean": [0, 0, 0], "std": [1, 0, 1]})
     with pytest.raises(ModelError, match="image_size is '96'"):
         PreprocessConfig.from_dict({"image_size": "96", "mean": [0, 0, 0], "std": [1, 1, 1]})
+
+
+@pytest.mark.parametrize(("name", "size", "tensors"), [("efficientnet_lite1", 240, 386), ("efficientnet_lite2", 260, 386)])
+def test_efficientnet_lite1_and_lite2_load_their_packages_in_order(name, size, tensors):
+    model = create_model(name, num_labels=2)
+    assert model.preprocess == PreprocessConfig(image_size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    source = list(read_state_dict(package_weights_path(name)).values())
+    backbone = list(model.backbone.state_dict().values())
+    assert len(source) == tensors and len(backbone) == tensors - 2  # the package's classifier weight and bias dropped
+    assert all(torch.equal(a, b) for a, b in zip(source, backbone))
+
+
+def test_fused_backbone_concatenates_its_members_features_at_one_size():
+    fused = create_model("efficientnet_lite0+efficientnet_lite2", num_labels=3).eval()
+    assert fused.num_features == 2560 and fused.preprocess.image_size == 260  # the larger native size
+    assert fused.backbone.names == ["efficientnet_lite0", "efficientnet_lite2"]
+    lite0, lite2 = (create_model(name, num_labels=3, image_size=SIZE).eval() for name in fused.backbone.names)
+    x = _images(2) * 2 - 1
+    with torch.no_grad():
+        expected = torch.cat([lite0.forward_features(x), lite2.forward_features(x)], dim=1)
+        assert torch.allclose(fused.forward_features(x), expected, atol=1e-5)
+        assert fused(x).shape == (2, 3)
+    assert create_model("efficientnet_lite0+efficientnet_lite2", num_labels=3, image_size=96,
+                        pretrained=False).preprocess.image_size == 96
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("efficientnet_lite0+seed_cnn", "fused backbones must take the same input"),
+    ("efficientnet_lite0++efficientnet_lite2", "has an empty part"),
+    ("efficientnet_lite0+efficientnet_lite0", "names a backbone twice"),
+    ("efficientnet_lite0+minilm_l6", "does not take images"),
+    ("efficientnet_lite0+nosuchnet", "unknown model 'nosuchnet'"),
+])
+def test_fused_backbone_errors_are_one_line(name, message):
+    with pytest.raises(ModelError, match=message):
+        create_model(name, num_labels=2, pretrained=False)

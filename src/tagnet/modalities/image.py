@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from torch import nn
 from torch.utils.data import DataLoader
 
 from tagnet.config import TrainConfig
@@ -24,6 +25,7 @@ from tagnet.errors import ArtifactError, DataError, RequestError, TagnetError
 from tagnet.features import cached_tensor, encoder_digest
 from tagnet.models import PreprocessConfig, TagnetModel, create_model
 from tagnet.models.base import ProbabilityGraph
+from tagnet.models.fused import FusedBackbone
 from tagnet.modalities.base import HeadInputs, LabeledInputs, Modality, OnnxGraph, check_items
 
 if TYPE_CHECKING:
@@ -181,10 +183,17 @@ class ImageModality(Modality):
 
     @staticmethod
     def _features(model: TagnetModel, images: CachedImages, *, cache_dir: Path, flip: bool) -> torch.Tensor:
-        # keyed on the backbone only: head settings (dropout, head_hidden, labels) must not force a recompute
-        digest = encoder_digest(model.backbone, model.name, model.preprocess, flip, images.cache.key)
-        digest.update(np.ascontiguousarray(images.rows).tobytes())
-        return cached_tensor(cache_dir, "features", digest, lambda: extract_features(model, images, flip=flip))
+        # keyed on each backbone only: head settings (dropout, head_hidden, labels) must not force a recompute, and
+        # a fused backbone reuses its members' features cached by earlier runs
+        fused = isinstance(model.backbone, FusedBackbone)
+        members = zip(model.backbone.names, model.backbone.members) if fused else [(model.name, model.backbone)]
+        parts = []
+        for name, backbone in members:
+            digest = encoder_digest(backbone, name, model.preprocess, flip, images.cache.key)
+            digest.update(np.ascontiguousarray(images.rows).tobytes())
+            parts.append(cached_tensor(cache_dir, "features", digest,
+                                       lambda: extract_features(backbone, model.preprocess, images, flip=flip)))
+        return torch.cat(parts, dim=1) if fused else parts[0]
 
     def network_loaders(self, model, train, val, config) -> tuple[DataLoader, DataLoader]:
         """Augmented uint8 images from the cache (normalised by the training module)."""
@@ -299,13 +308,13 @@ def model_batch(arrays: list[np.ndarray], pre: PreprocessConfig) -> torch.Tensor
                         for array in arrays]).contiguous(memory_format=torch.channels_last)
 
 
-def extract_features(model: TagnetModel, images: CachedImages, *, batch_size: int = 64, flip: bool = False) -> torch.Tensor:
-    """Pooled backbone features of cached images (optionally of their mirror images), float32 (N, F).
+def extract_features(backbone: nn.Module, preprocess: PreprocessConfig, images: CachedImages, *, batch_size: int = 64,
+                     flip: bool = False) -> torch.Tensor:
+    """Pooled features of cached images (optionally of their mirror images) from `backbone`, float32 (N, F).
 
     Computed in float32, as the Predictor does, so the head is trained on exactly what it will see.
     """
-    model.eval().to(memory_format=torch.channels_last)  # normalize_batch gives channels-last inputs
-    mean, std = model.preprocess.mean, model.preprocess.std
+    backbone.eval().to(memory_format=torch.channels_last)  # normalize_batch gives channels-last inputs
     chunks = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
@@ -313,5 +322,5 @@ def extract_features(model: TagnetModel, images: CachedImages, *, batch_size: in
             batch = torch.from_numpy(np.array(images.cache.array[rows])).permute(0, 3, 1, 2)
             if flip:
                 batch = batch.flip(-1)
-            chunks.append(model.forward_features(normalize_batch(batch, mean, std)))
-    return torch.cat(chunks) if chunks else torch.zeros(0, model.num_features)
+            chunks.append(backbone(normalize_batch(batch, preprocess.mean, preprocess.std)).float())
+    return torch.cat(chunks) if chunks else torch.zeros(0, 0)

