@@ -17,7 +17,7 @@ from tagnet.cli import main
 from tagnet.config import TrainConfig
 from tagnet.data.synthetic import write_synthetic_dataset
 from tagnet.errors import DataError, ModelError
-from tagnet.explain import explain_images, find_target_layer, heatmap_png, heatmap_rgba, save_explanations
+from tagnet.explain import explain_images, find_target_layers, heatmap_png, heatmap_rgba, save_explanations
 from tagnet.models import create_model
 from tagnet.predict import Predictor
 from tagnet.thresholds import Thresholds
@@ -68,13 +68,15 @@ def test_default_labels_are_the_predicted_ones(tiny, synthetic_data):
 
 def test_target_layer_is_the_last_feature_map_before_pooling():
     seed = create_model("seed_cnn", num_labels=2, image_size=32)
-    assert find_target_layer(seed) is seed.backbone.features[4]  # ReLU of the second convolution
+    assert find_target_layers(seed) == [seed.backbone.features[4]]  # ReLU of the second convolution
     lite = create_model("efficientnet_lite0", num_labels=2, pretrained=False, image_size=64)
-    assert find_target_layer(lite) is lite.backbone.bn2
+    assert find_target_layers(lite) == [lite.backbone.bn2]
     resnet = create_model("resnet18", num_labels=2, pretrained=False, image_size=64)
-    assert find_target_layer(resnet) is resnet.backbone.layer4
+    assert find_target_layers(resnet) == [resnet.backbone.layer4]
+    fused = create_model("efficientnet_lite0+efficientnet_lite1", num_labels=2, pretrained=False, image_size=64)
+    assert find_target_layers(fused) == [member.bn2 for member in fused.backbone.members]
     with pytest.raises(ModelError, match="CNN"):
-        find_target_layer(create_model("vit_tiny_patch16_224", num_labels=2, pretrained=False, image_size=32))
+        find_target_layers(create_model("vit_tiny_patch16_224", num_labels=2, pretrained=False, image_size=32))
 
 
 def test_heatmap_is_grad_cam_of_the_label_logit(tmp_path):

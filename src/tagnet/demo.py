@@ -33,7 +33,7 @@ def run_demo(out_dir: str | Path = "tagnet-demo", *, n_train: int = 600, n_test:
     Args:
         out_dir: where the data, run folder and predictions go.
         n_train, n_test: number of generated training (incl. validation) and test images.
-        config: training settings; default TrainConfig (pretrained efficientnet_lite0, cached features).
+        config: training settings; default TrainConfig (the pretrained default backbone, cached features).
     """
     console = console or Console()
     out = Path(out_dir)

@@ -20,6 +20,7 @@ from tagnet.data.images import load_image, normalize_batch
 from tagnet.errors import ConfigError, DataError, ModelError
 from tagnet.modalities.image import prepare_image
 from tagnet.models import TagnetModel
+from tagnet.models.fused import FusedBackbone
 from tagnet.predict import Predictor
 from tagnet.thresholds import apply_thresholds
 
@@ -61,32 +62,38 @@ def _contains_pooling(module: nn.Module) -> bool:
     return any(isinstance(m, POOLING) or type(m).__name__ == "SelectAdaptivePool2d" for m in module.modules())
 
 
-def find_target_layer(model: TagnetModel) -> nn.Module:
-    """The layer Grad-CAM looks at: the last module of the backbone that outputs a (B, C, H, W) map and pools nothing.
+def find_target_layers(model: TagnetModel) -> list[nn.Module]:
+    """The layers Grad-CAM looks at: per backbone (each member of a fused one), the last module that outputs a
+    (B, C, H, W) map and pools nothing.
 
     For seed_cnn that is the second convolution's ReLU; for timm CNNs the last block or norm before global
     pooling (efficientnet: bn2, resnet: layer4). Found by tracing one forward pass of a blank image.
 
     Raises:
-        ModelError: the backbone has no such layer or is not a channels-first CNN (ViT, Swin...).
+        ModelError: a backbone has no such layer or is not a channels-first CNN (ViT, Swin...).
     """
-    backbone = model.backbone
+    backbones = list(model.backbone.members) if isinstance(model.backbone, FusedBackbone) else [model.backbone]
+    size = model.preprocess.image_size
+    blank = torch.zeros(1, 3, size, size, device=next(model.parameters()).device)
+    return [_last_map_layer(backbone, model.name, blank) for backbone in backbones]
+
+
+def _last_map_layer(backbone: nn.Module, name: str, blank: torch.Tensor) -> nn.Module:
     layout = getattr(backbone, "output_fmt", "NCHW")
     if str(layout) not in ("NCHW", "Format.NCHW"):
-        raise ModelError(f"model {model.name!r} keeps its feature maps as {layout}; Grad-CAM needs a CNN with (B, C, H, W) maps")
+        raise ModelError(f"model {name!r} keeps its feature maps as {layout}; Grad-CAM needs a CNN with (B, C, H, W) maps")
     trace: list[tuple[nn.Module, int]] = []
     handles = [m.register_forward_hook(lambda mod, _in, out: trace.append((mod, getattr(out, "ndim", 0))))
                for m in backbone.modules() if m is not backbone]
-    size = model.preprocess.image_size
     try:
         with torch.no_grad():
-            model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+            backbone(blank)
     finally:
         for handle in handles:
             handle.remove()
     last = next((i for i in reversed(range(len(trace))) if trace[i][1] == 4 and not _contains_pooling(trace[i][0])), None)
     if last is None or any(ndim == 3 for _, ndim in trace[last:]):  # 3-D: tokens, as in vision transformers
-        raise ModelError(f"model {model.name!r} has no convolutional feature map before its pooling; "
+        raise ModelError(f"model {name!r} has no convolutional feature map before its pooling; "
                          "Grad-CAM needs a CNN backbone (seed_cnn, efficientnet, resnet, ...)")
     return trace[last][0]
 
@@ -123,10 +130,12 @@ def _grad_cam(model: TagnetModel, batch: torch.Tensor, label_indices: Sequence[i
 
     # A private copy: the hooks added here must not see predictions running on the shared model meanwhile.
     model = copy.deepcopy(model).eval().requires_grad_(False)
-    layer = find_target_layer(model)
-    # Backpropagate from the logits down to the target layer only: its output starts a fresh graph.
-    start_graph = layer.register_forward_hook(lambda _module, _args, output: output.detach().requires_grad_(True).clone())
-    cam = GradCAM(model=model, target_layers=[layer])
+    layers = find_target_layers(model)
+    # Backpropagate from the logits down to the target layers only: their outputs start a fresh graph. With several
+    # (a fused backbone) GradCAM averages their maps.
+    start_graph = [layer.register_forward_hook(lambda _module, _args, output: output.detach().requires_grad_(True).clone())
+                   for layer in layers]
+    cam = GradCAM(model=model, target_layers=layers)
     maps = []
     try:
         with torch.enable_grad():
@@ -135,7 +144,8 @@ def _grad_cam(model: TagnetModel, batch: torch.Tensor, label_indices: Sequence[i
                 maps.append(cam(input_tensor=batch[start:start + batch_size], targets=targets))
     finally:
         cam.activations_and_grads.release()
-        start_graph.remove()
+        for handle in start_graph:
+            handle.remove()
     return np.clip(np.concatenate(maps), 0.0, 1.0).astype(np.float32)
 
 

@@ -125,8 +125,7 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
         trials: total number of finished (complete or pruned) trials the study should hold.
         timeout: stop starting trials after this many seconds.
         base_config: settings the search leaves fixed (epochs, batch size, patience...).
-        backbones: backbone names the search chooses from; default efficientnet_lite0, or the
-            modality's own model (mlp, minilm_l6).
+        backbones: backbone names the search chooses from; default the modality's default backbone.
         read_options: options for the label-file reader.
         modality: "image", "text" (with `text_column`) or "tabular"; detected as by train() when None.
         metric: one of METRICS. mAP (the default) ranks and needs no threshold, and trials are pruned

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from tagnet.predict import Predictor
 
 CORRUPT_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError)  # what Pillow raises for damaged files
+# Small batches run the EfficientNets fastest on a 2-core CPU (Lite2 at 260 px: 41 images/s at 8, 23 at 32, 24 at
+# 64: large batches' activations spend the time in page faults); benchmarks/RESULTS.md has the measurement.
+FEATURE_BATCH = 8
 ONNX_INPUT = "images"
 ONNX_SAMPLES = (1, 4)
 OIP_PIXELS = "pixels"  # the Open Inference Protocol input of already normalised images
@@ -308,8 +311,8 @@ def model_batch(arrays: list[np.ndarray], pre: PreprocessConfig) -> torch.Tensor
                         for array in arrays]).contiguous(memory_format=torch.channels_last)
 
 
-def extract_features(backbone: nn.Module, preprocess: PreprocessConfig, images: CachedImages, *, batch_size: int = 64,
-                     flip: bool = False) -> torch.Tensor:
+def extract_features(backbone: nn.Module, preprocess: PreprocessConfig, images: CachedImages, *,
+                     batch_size: int = FEATURE_BATCH, flip: bool = False) -> torch.Tensor:
     """Pooled features of cached images (optionally of their mirror images) from `backbone`, float32 (N, F).
 
     Computed in float32, as the Predictor does, so the head is trained on exactly what it will see.

@@ -55,7 +55,7 @@ def build_timm_backbone(name: str, *, pretrained: bool, weights: Path | None, im
     """
     if weights is None and pretrained:
         raise ModelError(
-            f"model {name!r} has no built-in offline weights (only efficientnet_lite0 does) and tagnet never "
+            f"model {name!r} has no built-in offline weights (only efficientnet_lite0, lite1 and lite2 do) and tagnet never "
             f"downloads: pass --weights FILE (a .safetensors or .pth state dict of {name}), or train from "
             "scratch with --no-pretrained"
         )
