@@ -320,3 +320,19 @@ def test_fused_backbone_concatenates_its_members_features_at_one_size():
 def test_fused_backbone_errors_are_one_line(name, message):
     with pytest.raises(ModelError, match=message):
         create_model(name, num_labels=2, pretrained=False)
+
+
+def test_frozen_batch_norm_keeps_the_backbone_statistics_in_training_mode():
+    model = create_model("efficientnet_lite0", num_labels=2, pretrained=False, image_size=SIZE)
+    norms = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    before = norms[0].running_mean.clone()
+    model.batch_norm_frozen = True
+    model.train()
+    assert model.training and model.head.training and not any(m.training for m in norms)
+    model(_images(4))
+    assert torch.equal(norms[0].running_mean, before)
+    model.batch_norm_frozen = False
+    model.train()
+    assert all(m.training for m in norms)
+    model(_images(4))
+    assert not torch.equal(norms[0].running_mean, before)

@@ -22,10 +22,15 @@ def encoder_digest(encoder: nn.Module, *parts: object) -> "hashlib._Hash":
     return digest
 
 
+def cached_path(cache_dir: str | Path, kind: str, digest: "hashlib._Hash") -> Path:
+    """Where cached_tensor keeps the tensor of `kind` and `digest`."""
+    return Path(cache_dir) / f"{kind}-{digest.hexdigest()[:16]}.safetensors"
+
+
 def cached_tensor(cache_dir: str | Path, kind: str, digest: "hashlib._Hash",
                   compute: Callable[[], torch.Tensor]) -> torch.Tensor:
     """`compute()`, stored as CACHE_DIR/KIND-DIGEST.safetensors and read from there when it exists."""
-    path = Path(cache_dir) / f"{kind}-{digest.hexdigest()[:16]}.safetensors"
+    path = cached_path(cache_dir, kind, digest)
     if path.exists():
         return load_file(path)["values"]
     values = compute().contiguous()

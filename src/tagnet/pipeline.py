@@ -16,6 +16,7 @@ from rich.console import Console
 
 from tagnet import modalities
 from tagnet.artifact import save_artifact
+from tagnet.budget import RESERVE_SECONDS, TimeBudget, finetune_epochs_that_fit, format_seconds
 from tagnet.config import TrainConfig
 from tagnet.data.split import kfold_rows, split_table
 from tagnet.data.table import LabelTable
@@ -159,6 +160,7 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     read_options = kind.read_options(read_options)
     console = console or Console(stderr=True)
     started = time.perf_counter()
+    budget = TimeBudget(config.budget_seconds(), started)
     main = is_main_process()
     run_dir = start_run(out_dir, resume=resume, main=main, force=force)
     seed_everything(config.seed)
@@ -181,6 +183,13 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
         console.print(f"[yellow]skipped {len(data.skipped)} unreadable or missing inputs:[/yellow] "
                       + "; ".join(list(data.skipped.values())[:5]) + (" ..." if len(data.skipped) > 5 else ""))
     splits = _checked_splits(data, from_val_file, config, labels)
+    if budget.seconds is not None and kind.frozen(config):
+        planned, line = kind.budget_plan(config, model, data, budget, cache_dir=cache_dir)
+        if line:
+            console.print(line)
+        if planned.backbone != config.backbone:
+            config = planned
+            model = kind.build_model(config, data)
     train_rows = np.unique(np.concatenate([rows for rows, _ in splits]))
     state = kind.fit_state(model, data, train_rows, text_column=text_column, read_options=read_options)
     own = "" if from_val_file.any() or config.ensemble == 1 else (
@@ -209,9 +218,11 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     elif kind.frozen(config):
         results = _train_heads(kind, model, data, splits, state, loss=loss, config=config, phase=phase,
                                cache_dir=cache_dir, progress=progress, console=console)
-        if config.finetune:
-            results, finetuned = _finetune(kind, model, data, splits[0], results, loss=loss, config=config,
-                                           phase=phase, console=console)
+        tuning = _budget_finetune(kind, model, data, splits[0], config, budget, console)
+        if tuning.finetune:
+            limit = {} if budget.seconds is None else {"max_seconds": budget.left() - RESERVE_SECONDS}
+            results, finetuned = _finetune(kind, model, data, splits[0], results, loss=loss, config=tuning,
+                                           phase=dict(phase, config=tuning, **limit), console=console)
     else:
         results = [_train_network(kind, model, data, splits[0], loss=loss, config=config, phase=phase, name="train",
                                   lr=config.lr)]
@@ -239,12 +250,14 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
                                  config=config.to_dict(), metrics=report.summary(),
                                  extra={"best_epoch": best_epoch, "skipped_inputs": len(data.skipped),
                                         "finetuned": finetuned,
+                                        **({"time_budget": budget.to_dict()} if budget.seconds is not None else {}),
                                         **({"selection": selection.to_dict()} if selection else {})})
     loggers.finish(report.summary())
     seconds = time.perf_counter() - started
     write_run_end(run_dir, report_dict=report.to_dict(), best_epoch=best_epoch, seconds=seconds, skipped=data.skipped,
                   items=[data.table.items[i] for i in val_rows], label_names=data.table.label_names, validation=val,
                   extra={**({"cv": folds} if folds is not None else {}),
+                         **({"time_budget": budget.to_dict()} if budget.seconds is not None else {}),
                          **({"selection": selection.to_dict()} if selection else {})} or None)
     return TrainResult(run_dir, artifact_dir, report, thresholds, data.skipped, seconds, notes)
 
@@ -315,6 +328,26 @@ def _train_network(kind: Modality, model: TagnetModel, data: LabeledInputs, spli
                      **phase)
 
 
+def _budget_finetune(kind: Modality, model: TagnetModel, data: LabeledInputs, split: tuple, config: TrainConfig,
+                     budget: TimeBudget, console: Console) -> TrainConfig:
+    """Under a time budget, fine-tuning after the head when at least one epoch fits (as many of finetune_epochs as
+    fit, estimated from the network's measured speed), else head only; said and recorded. Without a budget, as set."""
+    if budget.seconds is None or config.ensemble > 1:
+        return config
+    seconds = kind.forward_seconds(model, data)
+    if seconds is None:
+        return config
+    epochs, per_epoch = finetune_epochs_that_fit(budget, forward_seconds=seconds, train_images=len(split[0]),
+                                                 val_images=len(split[1]), wanted=config.finetune_epochs)
+    if epochs == 0:
+        console.print(budget.note(f"head only: an epoch of fine-tuning would take about {format_seconds(per_epoch)}, "
+                                  f"{format_seconds(max(0.0, budget.left()))} are left"))
+        return dataclasses.replace(config, finetune=False)
+    console.print(budget.note(f"fine-tuning {epochs} epoch(s) after the head (about {format_seconds(per_epoch)} each); "
+                              "kept only if better on validation"))
+    return dataclasses.replace(config, finetune=True, finetune_epochs=epochs)
+
+
 def _finetune(kind: Modality, model: TagnetModel, data: LabeledInputs, split: tuple, results: list[PhaseResult], *,
               loss, config: TrainConfig, phase: dict, console: Console) -> tuple[list[PhaseResult], bool]:
     """Fine-tune the whole network from the trained head; keep it only if its validation mAP is at least the head's.
@@ -322,8 +355,10 @@ def _finetune(kind: Modality, model: TagnetModel, data: LabeledInputs, split: tu
     Returns (the kept phase results, fine-tuned?)."""
     head_state = copy.deepcopy(model.state_dict())
     set_backbone_trainable(model, True)
+    model.batch_norm_frozen = True  # small batches of a few hundred images would shift the pretrained statistics
     tuned = _train_network(kind, model, data, split, loss=loss, config=config, phase=phase, name="finetune",
                            lr=config.finetune_lr)
+    model.batch_norm_frozen = False
     if tuned.best_score >= results[0].best_score:
         return [tuned], True
     console.print(f"fine-tuning reached validation mAP {tuned.best_score:.4f}, below the head alone "

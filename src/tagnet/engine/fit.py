@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+from datetime import timedelta
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -282,7 +283,8 @@ def default_precision(config: TrainConfig) -> str:
 def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: DataLoader, *,
               config: TrainConfig, epochs: int, phase: str, run_dir: Path, precision: str | None = None,
               progress: bool = True, epoch_callback: Callable[[int, float], None] | None = None,
-              resume: bool = False, head_only: bool = False, loggers: RunLoggers | None = None) -> PhaseResult:
+              resume: bool = False, head_only: bool = False, loggers: RunLoggers | None = None,
+              max_seconds: float | None = None) -> PhaseResult:
     """Train `module` for up to `epochs` with early stopping; load the best epoch's weights back into it.
 
     Each epoch ends with RUN/checkpoints/PHASE/last.ckpt (model, optimiser, scheduler, epoch, callbacks,
@@ -290,7 +292,8 @@ def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: Da
     `resume`, a finished phase is loaded instead of rerun and an unfinished one continues from last.ckpt.
     `epoch_callback(epoch, val_mAP)` runs after each validation; an exception it raises (e.g. optuna's
     TrialPruned) ends training and propagates. `loggers` give the phase's Lightning loggers. `head_only` says the module is a small head on precomputed
-    features or embeddings: it then trains on one thread (see one_torch_thread).
+    features or embeddings: it then trains on one thread (see one_torch_thread). `max_seconds` stops the phase after
+    that wall time (Lightning's max_time), keeping the best validated epoch so far.
     """
     ckpt_dir = run_dir / CHECKPOINTS_DIR / phase
     if resume and (ckpt_dir / "done.json").exists():
@@ -312,6 +315,7 @@ def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: Da
         logger=loggers.for_phase(phase) if loggers is not None and loggers.names else False, enable_checkpointing=True,
         enable_model_summary=False, enable_progress_bar=bar,
         num_sanity_val_steps=0, default_root_dir=str(run_dir), deterministic=False, plugins=[AtomicCheckpointIO()],
+        max_time=None if max_seconds is None else timedelta(seconds=max(1.0, max_seconds)),
     )
     started = time.perf_counter()
     module.network.train()

@@ -175,6 +175,17 @@ class Modality:
         """The frozen encoder's output for every row (per modality)."""
         raise NotImplementedError
 
+    def budget_plan(self, config: TrainConfig, model: TagnetModel, data: LabeledInputs, budget: Any, *,
+                    cache_dir: Path) -> tuple[TrainConfig, str | None]:
+        """Under a time budget: the settings that fit before training starts (e.g. a smaller backbone) and the line
+        saying so (None: nothing to say). By default the settings stay."""
+        return config, None
+
+    def forward_seconds(self, model: TagnetModel, data: LabeledInputs) -> float | None:
+        """Measured seconds of one input through the whole network in inference mode (None: not measurable), for
+        estimating what fine-tuning costs under a time budget."""
+        return None
+
     def network_loaders(self, model: TagnetModel, train: LabeledInputs, val: LabeledInputs,
                         config: TrainConfig) -> tuple[DataLoader, DataLoader]:
         """Loaders for training the whole network on raw inputs (fine-tuning; per modality that has it)."""

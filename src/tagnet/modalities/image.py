@@ -7,6 +7,7 @@ import binascii
 import dataclasses
 import io
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -22,7 +23,8 @@ from tagnet.data.images import (CachedImageDataset, ImageCache, augmentation, bu
 from tagnet.data.decode import images_folder
 from tagnet.data.labels import read_labels
 from tagnet.errors import ArtifactError, DataError, RequestError, TagnetError
-from tagnet.features import cached_tensor, encoder_digest
+from tagnet.budget import feature_seconds, format_seconds
+from tagnet.features import cached_path, cached_tensor, encoder_digest
 from tagnet.models import PreprocessConfig, TagnetModel, create_model
 from tagnet.models.base import ProbabilityGraph
 from tagnet.models.fused import FusedBackbone
@@ -186,17 +188,33 @@ class ImageModality(Modality):
 
     @staticmethod
     def _features(model: TagnetModel, images: CachedImages, *, cache_dir: Path, flip: bool) -> torch.Tensor:
-        # keyed on each backbone only: head settings (dropout, head_hidden, labels) must not force a recompute, and
-        # a fused backbone reuses its members' features cached by earlier runs
-        fused = isinstance(model.backbone, FusedBackbone)
-        members = zip(model.backbone.names, model.backbone.members) if fused else [(model.name, model.backbone)]
-        parts = []
-        for name, backbone in members:
-            digest = encoder_digest(backbone, name, model.preprocess, flip, images.cache.key)
-            digest.update(np.ascontiguousarray(images.rows).tobytes())
-            parts.append(cached_tensor(cache_dir, "features", digest,
-                                       lambda: extract_features(backbone, model.preprocess, images, flip=flip)))
-        return torch.cat(parts, dim=1) if fused else parts[0]
+        parts = [cached_tensor(cache_dir, "features", _feature_digest(name, backbone, model.preprocess, images, flip),
+                               lambda: extract_features(backbone, model.preprocess, images, flip=flip))
+                 for name, backbone in backbone_members(model)]
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+    def budget_plan(self, config, model, data, budget, *, cache_dir) -> tuple[TrainConfig, str | None]:
+        """A fused backbone whose features (not cached yet) would not fit in the time left gives way to its fastest
+        member, estimated from each member's measured speed on a few of the images."""
+        if not isinstance(model.backbone, FusedBackbone) or budget.seconds is None:
+            return config, None
+        images: CachedImages = data.inputs
+        todo = {name: 0.0 if cached_path(cache_dir, "features", _feature_digest(name, backbone, model.preprocess, images,
+                                                                                 False)).exists()
+                else feature_seconds(_seconds_per_image(backbone, model.preprocess, images), len(images))
+                for name, backbone in backbone_members(model)}
+        total = sum(todo.values())
+        if budget.fits(total):
+            return config, budget.note(f"{config.backbone} features take about {format_seconds(total)}: they fit")
+        fastest = min(todo, key=todo.get)
+        return (dataclasses.replace(config, backbone=fastest),
+                budget.note(f"{config.backbone} features would take about {format_seconds(total)} of "
+                            f"{format_seconds(budget.left())} left; using {fastest} alone "
+                            f"(about {format_seconds(todo[fastest])})"))
+
+    def forward_seconds(self, model, data) -> float | None:
+        """The whole backbone on a few cached images."""
+        return _seconds_per_image(model.backbone, model.preprocess, data.inputs)
 
     def network_loaders(self, model, train, val, config) -> tuple[DataLoader, DataLoader]:
         """Augmented uint8 images from the cache (normalised by the training module)."""
@@ -294,6 +312,32 @@ class ImageModality(Modality):
         return OnnxGraph(ProbabilityGraph(predictor.model), ONNX_INPUT, {0: torch.export.Dim("batch")}, samples, inputs,
                          {"preprocess": json.dumps(pre.to_dict()),
                           "input": IMAGE_INPUT.format(name=ONNX_INPUT, size=pre.image_size)})
+
+
+def backbone_members(model: TagnetModel) -> list[tuple[str, nn.Module]]:
+    """(name, module) of each backbone of a fused model, or of the one backbone."""
+    if isinstance(model.backbone, FusedBackbone):
+        return list(zip(model.backbone.names, model.backbone.members))
+    return [(model.name, model.backbone)]
+
+
+def _feature_digest(name: str, backbone: nn.Module, preprocess: PreprocessConfig, images: CachedImages, flip: bool):
+    # keyed on each backbone only: head settings (dropout, head_hidden, labels) must not force a recompute, and
+    # a fused backbone reuses its members' features cached by earlier runs
+    digest = encoder_digest(backbone, name, preprocess, flip, images.cache.key)
+    digest.update(np.ascontiguousarray(images.rows).tobytes())
+    return digest
+
+
+def _seconds_per_image(backbone: nn.Module, preprocess: PreprocessConfig, images: CachedImages, *,
+                       probe: int = FEATURE_BATCH) -> float:
+    """Measured inference seconds per image of `backbone` (as extract_features runs it) on up to `probe` cached images,
+    after one warm-up batch."""
+    sample = CachedImages(images.cache, images.rows[:probe])
+    extract_features(backbone, preprocess, sample)
+    started = time.perf_counter()
+    extract_features(backbone, preprocess, sample)
+    return (time.perf_counter() - started) / max(1, len(sample))
 
 
 def is_model_input(item: Any, size: int) -> bool:

@@ -115,6 +115,17 @@ class TagnetModel(nn.Module):
         self.dropout = dropout
         self.head_hidden = head_hidden
         self.input_dim = input_dim
+        self.batch_norm_frozen = False  # fine-tuning sets it: the backbone's batch-norm statistics stay as pretrained
+
+    def train(self, mode: bool = True) -> "TagnetModel":
+        """Training mode, except the backbone's batch-norm layers while `batch_norm_frozen` (they keep normalising with
+        their pretrained running statistics instead of those of small CPU batches)."""
+        super().train(mode)
+        if mode and self.batch_norm_frozen:
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     @property
     def spec(self) -> dict[str, Any]:
