@@ -1,7 +1,7 @@
 """Inference speed of one model: PyTorch eager vs ONNX Runtime vs int8-quantised ONNX, images/s at batch 1 and 32.
 
-Run: python benchmarks/inference.py [--model efficientnet_lite0] [--threads 2] [--seconds 10] [--rounds 5] [--json FILE]
-The model gets ImageNet weights (efficientnet_lite0; others random) and a 5-label head; only the forward pass on
+Run: python benchmarks/inference.py [--model efficientnet_lite0+efficientnet_lite2] [--threads 2] [--seconds 10] [--rounds 5] [--json FILE]
+The model (default: the image default) gets ImageNet weights (EfficientNet-Lite0/1/2 and their fusions; others random) and a 5-label head; only the forward pass on
 already-normalised float images is timed (decoding and resizing are the same for every runtime).
 """
 
@@ -20,7 +20,10 @@ import torch
 
 from tagnet.artifact import save_artifact
 from tagnet.export import export_onnx
+from tagnet.config import MODALITY_DEFAULTS
 from tagnet.models import create_model
+from tagnet.models.fused import member_names
+from tagnet.models.pretrained import LITE_MODELS
 from tagnet.predict import Predictor
 from tagnet.thresholds import Thresholds
 
@@ -59,8 +62,8 @@ def measure(runtimes: dict, batch: np.ndarray, *, seconds: float, rounds: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="efficientnet_lite0")
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--model", default=MODALITY_DEFAULTS["image"]["backbone"])
+    parser.add_argument("--image-size", type=int, default=None, help="default the model's own")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for eager PyTorch")
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per runtime and batch size")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds the seconds are split into")
@@ -69,11 +72,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    model = create_model(args.model, num_labels=len(LABELS), pretrained=args.model == "efficientnet_lite0",
-                         image_size=args.image_size).eval()
+    pretrained = all(name in LITE_MODELS for name in member_names(args.model))
+    model = create_model(args.model, num_labels=len(LABELS), pretrained=pretrained, image_size=args.image_size).eval()
+    args.image_size = model.preprocess.image_size
     with tempfile.TemporaryDirectory(prefix="tagnet-bench-") as folder:
-        save_artifact(folder, model=model, label_names=LABELS, thresholds=Thresholds("per-label", [0.5] * len(LABELS)),
-                      config={}, metrics={})
+        save_artifact(folder, model=model, modality="image", label_names=LABELS, state=model.preprocess.to_dict(),
+                      thresholds=Thresholds("per-label", [0.5] * len(LABELS)), config={}, metrics={})
         report = export_onnx(folder, quantize=True)
         # The sessions exactly as Predictor(runtime="onnx") opens them (ONNX Runtime's default thread count).
         sessions = {"onnx": Predictor(folder, runtime="onnx").session,

@@ -1,6 +1,6 @@
 """Default recipe on ../shared/data/miml-scene: stratified 80/20 split, train, validation metrics, wall time.
 
-Run: python benchmarks/scene_default.py [--finetune] [--out benchmarks/out/scene]
+Run: python benchmarks/scene_default.py [--finetune] [--time-budget 10m] [--out benchmarks/out/scene]
      python benchmarks/scene_default.py --backbone seed_cnn --image-size 150 --epochs 10 --out benchmarks/out/seed
 """
 
@@ -25,7 +25,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="benchmarks/out/scene")
     parser.add_argument("--finetune", action="store_true")
-    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--backbone", default=None, help="default: the image default (tagnet settings)")
+    parser.add_argument("--time-budget", default=None, help="e.g. 10m: the recipe that fits (see tagnet train --help)")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
@@ -37,7 +38,7 @@ def main() -> None:
     for name, part in parts.items():
         write_labels(part, out / f"{name}.csv")
     config = TrainConfig(backbone=args.backbone, finetune=args.finetune, pretrained=args.backbone != "seed_cnn")
-    config = config.updated(epochs=args.epochs, image_size=args.image_size, lr=args.lr, num_workers=args.num_workers,
+    config = config.updated(time_budget=args.time_budget, epochs=args.epochs, image_size=args.image_size, lr=args.lr, num_workers=args.num_workers,
                             cache_dir=str(out / "cache"))
     started = time.perf_counter()
     result = train(out / "train.csv", images_dir=SCENE / "images", val_labels=out / "val.csv",
@@ -47,7 +48,9 @@ def main() -> None:
     speed = {phase: {"epochs": len(rows), "median_epoch_seconds": statistics.median(float(r["seconds"]) for r in rows),
                      "median_train_images_per_s": statistics.median(float(r["images_per_s"]) for r in rows)}
              for phase in {r["phase"] for r in epochs} for rows in [[r for r in epochs if r["phase"] == phase]]}
-    print(json.dumps({"backbone": args.backbone, "finetune": args.finetune, "image_size": config.image_size,
+    meta = json.loads((result.artifact_dir / "tagnet.json").read_text())
+    print(json.dumps({"backbone": meta["model"]["name"], "finetune": args.finetune, "kept_finetuned": meta["extra"]["finetuned"],
+                      "time_budget": meta["extra"].get("time_budget"), "image_size": config.image_size,
                       "lr": config.lr, "num_workers": config.num_workers,
                       "seconds": round(seconds, 1), "phases": speed,
                       **{k: round(v, 4) for k, v in result.report.summary().items()}}, indent=2))

@@ -470,11 +470,13 @@ def suggest_command(
 @app.command("demo")
 def demo_command(
     out: Annotated[Path, typer.Option("--out", help="folder for the demo's data, run and predictions")] = Path("tagnet-demo"),
+    time_budget: Annotated[Optional[str], typer.Option("--time-budget", help="wall time the training may take (the "
+                                                       "recipe that fits is chosen and said), e.g. 5m; default 1m")] = None,
 ) -> None:
     """Generate synthetic shapes, train, evaluate and predict: the whole pipeline offline in a few minutes."""
     from tagnet.demo import run_demo
 
-    run_demo(out)
+    run_demo(out, **({"time_budget": time_budget} if time_budget else {}))
 
 
 @app.command("settings")
