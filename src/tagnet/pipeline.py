@@ -28,7 +28,7 @@ from tagnet.modalities.base import LabeledInputs, Modality
 from tagnet.models import TagnetModel, head_members, set_backbone_trainable
 from tagnet.run import ARTIFACT_DIR, read_run_start, start_run, write_run_end, write_run_start
 from tagnet.selection import Selection, fit_linear_heads, select_head
-from tagnet.thresholds import ThresholdFit, Thresholds, fit_decisions, side_rules
+from tagnet.thresholds import ThresholdFit, Thresholds, decision_mode, fit_decisions, side_rules
 
 
 @dataclass
@@ -56,8 +56,9 @@ def validation_score(targets: np.ndarray, probs: np.ndarray, known: np.ndarray) 
 def validation_thresholds(val: dict[str, np.ndarray], config: TrainConfig | Any) -> ThresholdFit:
     """The run's thresholds, fitted on validation targets, probabilities and known-mask as `config` says (a TrainConfig,
     or any settings with its threshold and decision fields, e.g. CalibrateSettings)."""
-    return fit_decisions(val["targets"], val["probs"], objective=config.objective, confidence=config.confidence,
-                         mode=config.threshold_mode, min_positives=config.min_positives, top_k=config.top_k,
+    objective = config.objective or "f1"  # settings not resolved for a modality (TrainConfig().for_modality fills them)
+    return fit_decisions(val["targets"], val["probs"], objective=objective, confidence=config.confidence,
+                         mode=config.threshold_mode or decision_mode(objective), min_positives=config.min_positives, top_k=config.top_k,
                          fixed=config.fixed_threshold, known=val["known"], min_labels=config.min_labels,
                          max_labels=config.max_labels, if_empty=config.if_empty)
 

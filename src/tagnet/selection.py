@@ -25,7 +25,7 @@ from tagnet.engine import PhaseResult
 from tagnet.errors import DataError
 from tagnet.headfit import fit_head, head_probabilities
 from tagnet.metrics import evaluate_probabilities
-from tagnet.thresholds import Thresholds, parse_objective
+from tagnet.thresholds import Thresholds, fit_decisions, parse_objective
 
 LINEAR_CS = (0.003, 0.01, 0.03, 0.1, 0.3)  # inverse L2 strength on standardised features, ascending
 ENSEMBLE_HEADS = 5  # heads of the ensemble candidate (unless --ensemble K gives K); 5 and 10 scored alike on MULAN
@@ -44,15 +44,20 @@ class Selection:
     candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
     C: float | None = None
     heads: int = 1
+    threshold: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able: {"choice", "metric", "folds", "C", "heads", "candidates": {name: {mean, std, seconds, ...}}}."""
+        """JSON-able: {"choice", "metric", "folds", "C", "heads", "candidates": {name: {mean, std, seconds, ...}},
+        "threshold": the p >= 0.5 and CV-fitted global rules' CV Hamming loss and the threshold kept (objective
+        hamming at the default p >= 0.5 only)}."""
         return {"choice": self.choice, "metric": self.metric, "folds": self.folds, "C": self.C, "heads": self.heads,
-                "candidates": self.candidates}
+                "candidates": self.candidates, **({"threshold": self.threshold} if self.threshold else {})}
 
     def applied(self, config: TrainConfig) -> TrainConfig:
         """`config` training the chosen model: a linear head (head_hidden 0) for "linear", `heads` MLP heads for
         "ensemble", unchanged for "mlp"."""
+        if self.threshold:
+            config = dataclasses.replace(config, fixed_threshold=self.threshold["value"])
         if self.choice == "linear":
             return dataclasses.replace(config, head_hidden=0)
         if self.choice == "ensemble" and not config.cv:
@@ -192,6 +197,7 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     by_c = {C: fold_scores(metric, {"probs": oof, "targets": targets, "known": known}, folds, thresholds_for)
             for C, oof in zip(LINEAR_CS, linear_oof)}
     selection.C = better(by_c, key=lambda C: np.mean(by_c[C]))
+    chosen_oof = {"linear": linear_oof[LINEAR_CS.index(selection.C)]}
     selection.candidates["linear"] = _summary(by_c[selection.C], time.perf_counter() - started, C=selection.C)
     if "mlp" in names or "ensemble" in names:
         many = heads if "ensemble" in names else 1
@@ -215,18 +221,43 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
         for name in ("mlp", "ensemble"):
             if name in names:
                 val = {"probs": oof[name], "targets": targets, "known": known}
+                chosen_oof[name] = oof[name]
                 extra = {"heads": heads} if name == "ensemble" else {}
                 selection.candidates[name] = _summary(fold_scores(metric, val, folds, thresholds_for), seconds[name],
                                                       **extra)
     selection.choice = better(selection.candidates, key=lambda name: selection.candidates[name]["mean"])
     selection.heads = heads if selection.choice == "ensemble" else config.ensemble
+    if (metric == "hamming_loss" and parse_objective(config.objective or "f1").kind == "hamming"
+            and config.threshold_mode == "fixed" and config.fixed_threshold == 0.5):
+        selection.threshold = _global_threshold(chosen_oof[selection.choice], targets, known, folds)
     for name, score in selection.candidates.items():
         detail = (f", C={score['C']}" if "C" in score else "") + (f", {score['heads']} heads" if "heads" in score else "")
         console.print(f"  {name:<8} {metric} {score['mean']:.4f} ± {score['std']:.4f} over {len(folds)} folds "
                       f"({score['seconds']:.1f} s{detail})")
     console.print(f"chose the {selection.choice} head{'s' if selection.heads > 1 else ''} by {len(folds)}-fold CV "
                   f"on {metric}")
+    if selection.threshold:
+        rule = selection.threshold
+        console.print(f"  threshold: p >= 0.5 {rule['p>=0.5']['mean']:.4f}, one global threshold fitted on the other "
+                      f"folds {rule['global']['mean']:.4f}: p >= {rule['value']:.3f} kept")
     return selection
+
+
+def _global_threshold(probs: np.ndarray, targets: np.ndarray, known: np.ndarray,
+                      folds: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """The Hamming-loss rule by the same CV: p >= 0.5 against one global threshold fitted for Hamming loss on the
+    other folds' out-of-fold probabilities. The global one is kept (fitted on every row) only if its CV Hamming loss is
+    lower; {"p>=0.5": summary, "global": summary, "value": the threshold kept}."""
+    val = {"probs": probs, "targets": targets, "known": known}
+    half = fold_scores("hamming_loss", val, folds, lambda part: Thresholds("fixed", [0.5] * targets.shape[1]))
+
+    def global_rule(part: Validation) -> Thresholds:
+        return fit_decisions(part["targets"], part["probs"], objective="hamming", mode="global",
+                             known=part["known"]).thresholds
+
+    fitted = fold_scores("hamming_loss", val, folds, global_rule)
+    value = 0.5 if np.mean(fitted) >= np.mean(half) else float(global_rule(val).values[0])
+    return {"p>=0.5": _summary(half, 0.0), "global": _summary(fitted, 0.0), "value": round(value, 6)}
 
 
 def _summary(scores: list[float], seconds: float, **extra: Any) -> dict[str, Any]:
