@@ -89,6 +89,7 @@ def run_set(name: str, *, out: Path, seed: int) -> dict:
             "cv": {k: round(v["mean"], 4) for k, v in selection["candidates"].items()},
             "cv_s": {k: v["seconds"] for k, v in selection["candidates"].items()},
             "train_s": round(seconds, 1), "threshold_mode": report.threshold_mode,
+            "threshold": (selection.get("threshold") or {}).get("value", 0.5),
             "hamming_loss": round(report.hamming_loss, 4), "micro_f1": round(report.micro_f1, 4),
             "micro_f1_f1_thresholds": round(others["f1"].micro_f1, 4),
             "hamming_loss_f1_thresholds": round(others["f1"].hamming_loss, 4), "mAP": round(report.mAP, 4)}
