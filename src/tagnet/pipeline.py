@@ -281,7 +281,8 @@ def _select_head(kind: Modality, model: TagnetModel, data: LabeledInputs, state:
     inputs = kind.head_inputs(model, data, state, cache_dir=cache_dir, progress=False).values.numpy()
     table = data.table.subset(rows)
     single = dataclasses.replace(config, ensemble=1)
-    console.print(f"choosing the head (--select {config.select}) by {config.cv_folds}-fold CV on {len(rows)} rows")
+    if config.select in ("auto", "linear"):  # a named MLP or ensemble needs no CV
+        console.print(f"choosing the head (--select {config.select}) by {config.cv_folds}-fold CV on {len(rows)} rows")
     return select_head(config, inputs[rows], table.targets, table.known,
                        make_head=lambda: head_members(kind.build_model(single, data))[0],
                        thresholds_for=lambda val: validation_thresholds(val, config).thresholds, console=console)
