@@ -381,7 +381,8 @@ def test_tune_searches_a_feature_table(tabular_run, tmp_path):
     assert (first["backbone"], first["head_hidden"], first["label_smoothing"], first["mixup"]) == ("mlp", 256, 0.0, 0.0)
     assert "augment" not in first
     config = load_config(result.best_config_path)
-    assert config.backbone == "mlp" and config == TrainConfig(epochs=3, batch_size=32, select="mlp").updated(
+    assert config.backbone == "mlp" and config == TrainConfig(  # a table's objective resolved: hamming, p >= 0.5
+        epochs=3, batch_size=32, select="mlp", objective="hamming", threshold_mode="fixed").updated(
         **study.best_trial.params)
     assert load_artifact(result.best_run).modality == "tabular"
     best_metrics = json.loads((result.best_run / "metrics.json").read_text())

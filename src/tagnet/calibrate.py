@@ -18,7 +18,7 @@ from tagnet.evaluation import labelled_probabilities
 from tagnet.files import atomic_write, write_json
 from tagnet.pipeline import validation_thresholds
 from tagnet.predict import ONNX_FILE, Predictor
-from tagnet.thresholds import ThresholdFit
+from tagnet.thresholds import ThresholdFit, decision_mode, side_rules
 
 PREVIOUS_SUFFIX = ".previous"
 
@@ -74,14 +74,18 @@ def calibrate(run: str | Path, labels: str | Path, *, images_dir: str | Path | N
         run: a run or artifact folder.
         labels: a labelled file read as `evaluate` reads it (images with `images_dir`, texts, feature tables).
         objective, confidence, min_labels, max_labels, if_empty: the decision settings (tagnet.config); None keeps
-            the model's. The threshold mode and top_k stay the model's.
+            the model's. The threshold mode and top_k stay the model's, except that a mode the model's objective
+            implied (fixed for hamming, per-label otherwise) follows a new objective.
         temperature: fit temperature scaling (else the probabilities stay the model's own).
     Raises:
         ConfigError for bad settings (before the data is read), DataError for unreadable or mismatched data.
     """
     artifact = load_artifact(run)
     th = artifact.thresholds
-    config = decision_config(artifact.config, th.mode, th.top_k, th.values[0] if th.mode == "fixed" else 0.5,
+    mode = th.mode
+    if objective is not None and mode == decision_mode(artifact.config.get("objective") or "f1"):
+        mode = decision_mode(objective)  # the rule followed the model's objective: it follows the new one
+    config = decision_config(artifact.config, mode, th.top_k, th.values[0] if th.mode == "fixed" else 0.5,
                              objective=objective, confidence=confidence, min_labels=min_labels, max_labels=max_labels,
                              if_empty=if_empty)
     predictor = Predictor(artifact, calibrated=False)
@@ -99,7 +103,11 @@ def calibrate(run: str | Path, labels: str | Path, *, images_dir: str | Path | N
     if scaling:
         meta["calibration"] = scaling.to_dict()
     meta["config"] = {**meta["config"], **{name: getattr(config, name) for name in DECISION_SETTINGS}}
-    meta.setdefault("extra", {})["calibrated"] = {
+    meta.setdefault("extra", {})["decision_rules"] = {  # evaluate's side-by-side rules, refitted on the same data
+        name: rule.to_dict() for name, rule in side_rules(
+            targets, calibrated, known=known, min_positives=config.min_positives, min_labels=config.min_labels,
+            max_labels=config.max_labels, if_empty=config.if_empty).items()}
+    meta["extra"]["calibrated"] = {
         "labels": str(labels), "items": len(targets), "temperature": bool(scaling),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     previous = meta_path.with_name(META_FILE + PREVIOUS_SUFFIX)

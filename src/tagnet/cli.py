@@ -346,25 +346,25 @@ def evaluate_command(
     options: LabelFileOptions = None,
 ) -> None:
     """Score a trained model on labelled data: mAP, per-label AP/P/R/F1, micro/macro/samples F1, Hamming loss..."""
-    from tagnet.evaluation import evaluate, evaluate_rules
+    from tagnet.evaluation import evaluate, evaluate_side_by_side
     from tagnet.metrics import render_metrics
+    from tagnet.render import RULE_KEYS, render_rules
 
-    at_half = None
-    if threshold is None:  # the fitted thresholds, and beside them p >= 0.5 (the Hamming-loss rule)
-        report, at_half, skipped = evaluate_rules(run, labels, images_dir=images, read_options=options)
+    others = {}
+    if threshold is None:  # the model's thresholds, and beside them p >= 0.5 and the per-label F1 thresholds
+        report, others, skipped = evaluate_side_by_side(run, labels, images_dir=images, read_options=options)
     else:
         report, skipped = evaluate(run, labels, images_dir=images, read_options=options, threshold=threshold)
     console = Console()
     for path, reason in skipped.items():
         console.print(f"[yellow]skipped[/yellow] {reason}")
     render_metrics(report, console)
-    half = {} if at_half is None else {"at_p05": {key: getattr(at_half, key) for key in (
-        "hamming_loss", "micro_f1", "macro_f1", "exact_match")}}
-    if half:
-        console.print("at p >= 0.5 for every label: " + ", ".join(
-            f"{k} {v:.4f}" for k, v in half["at_p05"].items() if v is not None))
+    rules = {name: {key: getattr(other, key) for key in RULE_KEYS} for name, other in others.items()}
+    if rules:
+        render_rules(report, others, console)
+    side = {**({"at_p05": rules["p>=0.5"]} if "p>=0.5" in rules else {}), **({"rules": rules} if rules else {})}
     if json_out is not None:
-        json_out.write_text(json.dumps({**report.to_dict(), **half, "skipped": skipped}, indent=2) + "\n",
+        json_out.write_text(json.dumps({**report.to_dict(), **side, "skipped": skipped}, indent=2) + "\n",
                             encoding="utf-8")
         console.print(f"report written to {json_out}")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tagnet.errors import ConfigError
-from tagnet.thresholds import IF_EMPTY, MODES as THRESHOLD_MODES, OBJECTIVES, parse_objective
+from tagnet.thresholds import IF_EMPTY, MODES as THRESHOLD_MODES, OBJECTIVES, decision_mode, parse_objective
 
 MODALITIES = ("image", "text", "tabular")
 RUNTIMES = ("auto", "torch", "onnx")
@@ -33,11 +33,13 @@ TUNE_METRICS = {"mAP": "maximize", "micro_f1": "maximize", "macro_f1": "maximize
 # Settings whose default depends on what the model takes; None in TrainConfig means "the modality's default".
 MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
     # Lite0 and Lite2 side by side: 5-fold CV mAP 0.956 on miml-scene vs 0.948 for Lite0 alone (benchmarks/RESULTS.md)
-    "image": {"backbone": "efficientnet_lite0+efficientnet_lite2", "head_hidden": 0, "finetune_lr": 3e-4, "augment": "basic"},
+    "image": {"backbone": "efficientnet_lite0+efficientnet_lite2", "head_hidden": 0, "finetune_lr": 3e-4,
+              "augment": "basic", "objective": "f1"},
     # a linear head on unit-length sentence embeddings underfits (GoEmotions macro-F1 0.22 vs 0.41); a transformer
     # forgets its pretraining at the image fine-tuning rate
-    "text": {"backbone": "minilm_l6", "head_hidden": 1024, "finetune_lr": 5e-5},
-    "tabular": {"backbone": "mlp", "head_hidden": 256, "select": "auto"},
+    "text": {"backbone": "minilm_l6", "head_hidden": 1024, "finetune_lr": 5e-5, "objective": "f1"},
+    # tables are judged on Hamming loss (the MULAN literature's first metric): p >= 0.5 and the head chosen for it
+    "tabular": {"backbone": "mlp", "head_hidden": 256, "select": "auto", "objective": "hamming"},
 }
 # The models of text and tables; image models are any other registered or timm model.
 MODALITY_BACKBONES: dict[str, tuple[str, ...]] = {"text": ("minilm_l6",), "tabular": ("mlp",)}
@@ -105,12 +107,15 @@ class TrainConfig:
     finetune_lr: float | None = _setting(None, "peak learning rate of fine-tuning; default 3e-4 for images, 5e-5 for text")
     patience: int = _setting(5, "early stopping: epochs without a better validation mAP", flag="--patience", min=1)
     val_fraction: float = _setting(0.2, "validation share split off when no --val file is given")
-    threshold_mode: str = _setting("per-label", "thresholds: per-label or global (fitted for F1 on validation), top-k, or "
-                                   "fixed (fixed_threshold for every label)", flag="--threshold-mode", choices=THRESHOLD_MODES)
+    threshold_mode: str | None = _setting(None, "thresholds: per-label or global (fitted for the objective on validation), "
+                                          "top-k, or fixed (fixed_threshold for every label); default follows the "
+                                          "objective: fixed (p >= 0.5) for hamming, per-label otherwise",
+                                          flag="--threshold-mode", choices=THRESHOLD_MODES)
     fixed_threshold: float = _setting(0.5, "the threshold of every label in fixed mode (0.5 minimises expected Hamming loss)")
     top_k: int = _setting(1, "labels per item in top-k threshold mode", min=1, max=MAX_LABELS)
     min_positives: int = _setting(5, "labels with fewer validation positives use the global threshold", min=0)
-    objective: str = _setting(**_DECISIONS["objective"])
+    objective: str | None = _setting(**{**_DECISIONS["objective"], "default": None, "help": (
+        f"what the thresholds (and --select) optimise: {OBJECTIVES}; default hamming for tables, f1 otherwise")})
     confidence: float | None = _setting(**_DECISIONS["confidence"])
     min_labels: int = _setting(**_DECISIONS["min_labels"])
     max_labels: int | None = _setting(**_DECISIONS["max_labels"])
@@ -123,10 +128,11 @@ class TrainConfig:
                           "model averages the fold heads, so together they learn from every row", flag="--cv", min=0,
                        max=MAX_ENSEMBLE)
     select: str | None = _setting(None, "tables: the head, chosen by k-fold CV on the training file (auto: linear "
-                                        "logistic regression or the MLP) or given", flag="--select",
-                                  choices=("auto", "mlp", "linear"))
-    select_metric: str | None = _setting(None, "tables: what --select auto compares; default hamming_loss with "
-                                               "threshold_mode fixed, else mAP", choices=tuple(TUNE_METRICS))
+                                        "logistic regression, the MLP or an ensemble of 5 MLP heads) or given",
+                                  flag="--select", choices=("auto", "mlp", "linear", "ensemble"))
+    select_metric: str | None = _setting(None, "tables: what --select auto compares; default the objective's: "
+                                               "hamming_loss for hamming (or fixed thresholds), micro_f1 for f1, "
+                                               "else mAP", choices=tuple(TUNE_METRICS))
     cv_folds: int = _setting(5, "tables: folds of the cross-validation that --select auto runs", flag="--cv-folds",
                              min=2)
     time_budget: str | None = _setting(None, "wall time training may take, e.g. 300, 90s, 5m, 1h30m: the recipe that fits "
@@ -178,7 +184,8 @@ class TrainConfig:
             parse_duration(self.time_budget, source=f"{source}: time_budget")
         if self.cv == 1:
             raise ConfigError(f"{source}: cv is 1; expected 0 (off) or at least 2 folds")
-        validate_decisions(self, mode=self.threshold_mode, source=source)
+        resolved = dataclasses.replace(self, objective=self.objective or "f1")
+        validate_decisions(resolved, mode=self.threshold_mode or decision_mode(resolved.objective), source=source)
         unknown = [name for name in self.logger_names() if name not in LOGGERS]
         if unknown:
             raise ConfigError(f"{source}: loggers has {unknown[0]!r}; expected a comma-separated list of "
@@ -218,7 +225,11 @@ class TrainConfig:
         defaults = {name: value for name, value in MODALITY_DEFAULTS[modality].items() if getattr(self, name) is None}
         if self.cv:
             defaults["ensemble"] = self.cv
+        if self.objective is None and self.threshold_mode == "top-k":  # top-k optimises nothing: keep it valid
+            defaults["objective"] = "f1"
         resolved = dataclasses.replace(self, **defaults)
+        if resolved.threshold_mode is None:
+            resolved = dataclasses.replace(resolved, threshold_mode=decision_mode(resolved.objective))
         others = {name for kind, names in MODALITY_BACKBONES.items() if kind != modality for name in names}
         if resolved.backbone not in MODALITY_BACKBONES.get(modality, (resolved.backbone,)) or resolved.backbone in others:
             wanted = ", ".join(MODALITY_BACKBONES.get(modality, ("an image model (seed_cnn, efficientnet_lite0, any timm "
@@ -251,7 +262,7 @@ def validate_decisions(settings: Any, *, mode: str, source: str = "config") -> N
     """Raise ConfigError for a bad objective, confidence or label-count rule (of TrainConfig or CalibrateSettings)
     for thresholds of `mode`, before any data is read."""
     goal = parse_objective(settings.objective)
-    if mode in ("top-k", "fixed") and goal.kind != "f1":
+    if (mode == "top-k" and goal.kind != "f1") or (mode == "fixed" and goal.kind not in ("f1", "hamming")):
         raise ConfigError(f"{source}: objective {goal} applies to per-label and global thresholds, not to {mode!r}")
     if settings.confidence is not None and not (0.0 < settings.confidence < 1.0 and mode == "per-label"
                                                 and goal.kind in ("precision", "recall")):

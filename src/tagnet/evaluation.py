@@ -10,7 +10,7 @@ from tagnet.artifact import Artifact
 from tagnet.errors import DataError
 from tagnet.metrics import MetricsReport, evaluate_probabilities
 from tagnet.predict import Predictor
-from tagnet.thresholds import decision_thresholds
+from tagnet.thresholds import Thresholds, decision_thresholds
 
 
 def evaluate(artifact: str | Path | Artifact | Predictor, labels: str | Path, *, images_dir: str | Path | None = None,
@@ -40,13 +40,33 @@ def evaluate_rules(artifact: str | Path | Artifact | Predictor, labels: str | Pa
     return fitted, fixed, errors
 
 
+def evaluate_side_by_side(artifact: str | Path | Artifact | Predictor, labels: str | Path, *,
+                          images_dir: str | Path | None = None, read_options: dict | None = None
+                          ) -> tuple[MetricsReport, dict[str, MetricsReport], dict[str, str]]:
+    """As `evaluate`, and from the same pass the other decision rules: (report at the artifact's thresholds,
+    {"p>=0.5": report at p >= 0.5 for every label, "f1": report at the per-label F1 thresholds fitted on the run's
+    validation data (artifacts from tagnet 0.x before decision rules were saved lack it)}, skipped)."""
+    predictor = artifact if isinstance(artifact, Predictor) else Predictor(artifact)
+    saved = predictor.artifact.meta.get("extra", {}).get("decision_rules") or {}
+    rules: list[float | Thresholds | None] = [None, 0.5]
+    names = ["p>=0.5"]
+    if "f1" in saved:
+        rules.append(Thresholds.from_dict(saved["f1"], num_labels=len(predictor.label_names),
+                                          source=f"{predictor.artifact.path} decision_rules.f1"))
+        names.append("f1")
+    reports, errors = _evaluate_rules(predictor, labels, images_dir=images_dir, read_options=read_options, rules=rules)
+    return reports[0], dict(zip(names, reports[1:])), errors
+
+
 def _evaluate_rules(artifact, labels, *, images_dir, read_options,
-                    rules: list[float | None]) -> tuple[list[MetricsReport], dict[str, str]]:
-    """One report per decision rule (None: the artifact's thresholds; T: p >= T) of one pass over the file."""
+                    rules: list[float | Thresholds | None]) -> tuple[list[MetricsReport], dict[str, str]]:
+    """One report per decision rule (None: the artifact's thresholds; T: p >= T; or given Thresholds) of one pass
+    over the file."""
     predictor = artifact if isinstance(artifact, Predictor) else Predictor(artifact)
     targets, known, probs, errors = labelled_probabilities(predictor, labels, images_dir=images_dir,
                                                            read_options=read_options)
-    return [evaluate_probabilities(targets, probs, decision_thresholds(predictor.artifact.thresholds, rule),
+    return [evaluate_probabilities(targets, probs, rule if isinstance(rule, Thresholds)
+                                   else decision_thresholds(predictor.artifact.thresholds, rule),
                                    label_names=predictor.label_names, known=known) for rule in rules], errors
 
 

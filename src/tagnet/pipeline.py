@@ -29,7 +29,7 @@ from tagnet.modalities.base import LabeledInputs, Modality
 from tagnet.models import TagnetModel, head_members, set_backbone_trainable
 from tagnet.run import ARTIFACT_DIR, read_run_start, start_run, write_run_end, write_run_start
 from tagnet.selection import Selection, fit_linear_heads, select_head
-from tagnet.thresholds import ThresholdFit, Thresholds, fit_decisions
+from tagnet.thresholds import ThresholdFit, Thresholds, decision_mode, fit_decisions, side_rules
 
 
 @dataclass
@@ -57,8 +57,9 @@ def validation_score(targets: np.ndarray, probs: np.ndarray, known: np.ndarray) 
 def validation_thresholds(val: dict[str, np.ndarray], config: TrainConfig | Any) -> ThresholdFit:
     """The run's thresholds, fitted on validation targets, probabilities and known-mask as `config` says (a TrainConfig,
     or any settings with its threshold and decision fields, e.g. CalibrateSettings)."""
-    return fit_decisions(val["targets"], val["probs"], objective=config.objective, confidence=config.confidence,
-                         mode=config.threshold_mode, min_positives=config.min_positives, top_k=config.top_k,
+    objective = config.objective or "f1"  # settings not resolved for a modality (TrainConfig().for_modality fills them)
+    return fit_decisions(val["targets"], val["probs"], objective=objective, confidence=config.confidence,
+                         mode=config.threshold_mode or decision_mode(objective), min_positives=config.min_positives, top_k=config.top_k,
                          fixed=config.fixed_threshold, known=val["known"], min_labels=config.min_labels,
                          max_labels=config.max_labels, if_empty=config.if_empty)
 
@@ -201,11 +202,16 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     selection = None
     if config.select is not None and kind.frozen(config):
         selection = _select_head(kind, model, data, state, np.flatnonzero(~from_val_file), config=config,
-                                 phase=phase, cache_dir=cache_dir, console=console)
-        if selection.choice == "linear":
-            config = dataclasses.replace(config, head_hidden=0)
+                                 cache_dir=cache_dir, console=console)
+        seed_everything(config.seed)  # the model trains the same whether or not (and however long) CV ran first
+        chosen = selection.applied(config)
+        if chosen != config:  # a linear head, or several heads (each holding out its own part of the rows)
+            config = chosen
             model = kind.build_model(config, data)
             phase["config"] = config
+            splits = _checked_splits(data, from_val_file, config, labels)
+            train_rows = np.unique(np.concatenate([rows for rows, _ in splits]))
+            state = kind.fit_state(model, data, train_rows, text_column=text_column, read_options=read_options)
     first_train = data.table.subset(splits[0][0])
     loss = make_loss(config, label_frequency=(first_train.targets * first_train.known).mean(axis=0))
     loggers = RunLoggers(config, run_dir)
@@ -249,7 +255,7 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
                                  label_names=data.table.label_names, thresholds=thresholds, state=state,
                                  config=config.to_dict(), metrics=report.summary(),
                                  extra={"best_epoch": best_epoch, "skipped_inputs": len(data.skipped),
-                                        "finetuned": finetuned,
+                                        "finetuned": finetuned, "decision_rules": _side_rules(val, config),
                                         **({"time_budget": budget.to_dict()} if budget.seconds is not None else {}),
                                         **({"selection": selection.to_dict()} if selection else {})})
     loggers.finish(report.summary())
@@ -260,6 +266,14 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
                          **({"time_budget": budget.to_dict()} if budget.seconds is not None else {}),
                          **({"selection": selection.to_dict()} if selection else {})} or None)
     return TrainResult(run_dir, artifact_dir, report, thresholds, data.skipped, seconds, notes)
+
+
+def _side_rules(val: dict[str, np.ndarray], config: TrainConfig) -> dict[str, Any]:
+    """The per-label F1 and p >= 0.5 rules, fitted on the same validation probabilities, that evaluate reports beside
+    the model's own (tagnet.thresholds.side_rules)."""
+    rules = side_rules(val["targets"], val["probs"], known=val["known"], min_positives=config.min_positives,
+                       min_labels=config.min_labels, max_labels=config.max_labels, if_empty=config.if_empty)
+    return {name: rule.to_dict() for name, rule in rules.items()}
 
 
 def _checked_splits(data: LabeledInputs, from_val_file: np.ndarray, config: TrainConfig,
@@ -275,26 +289,15 @@ def _checked_splits(data: LabeledInputs, from_val_file: np.ndarray, config: Trai
 
 
 def _select_head(kind: Modality, model: TagnetModel, data: LabeledInputs, state: dict, rows: np.ndarray, *,
-                 config: TrainConfig, phase: dict, cache_dir: Path, console: Console) -> Selection:
-    """config.select's head, by k-fold CV over the training file's `rows`: MLP folds train as single heads do
-    (early stopping on the held-out fold), each under RUN/selection/mlp-foldK."""
+                 config: TrainConfig, cache_dir: Path, console: Console) -> Selection:
+    """config.select's head, by k-fold CV over the training file's `rows` (tagnet.selection.select_head)."""
     inputs = kind.head_inputs(model, data, state, cache_dir=cache_dir, progress=False).values.numpy()
     table = data.table.subset(rows)
     single = dataclasses.replace(config, ensemble=1)
-
-    def train_mlp(fold: int, train: np.ndarray, held: np.ndarray) -> np.ndarray:
-        part = table.subset(train)
-        loss = make_loss(single, label_frequency=(part.targets * part.known).mean(axis=0))
-        fold_dir = phase["run_dir"] / "selection" / f"mlp-fold{fold + 1}"
-        fold_dir.mkdir(parents=True, exist_ok=True)
-        fold_phase = dict(phase, config=single, run_dir=fold_dir, progress=False, epoch_callback=None, resume=False)
-        [result] = _train_heads(kind, kind.build_model(single, data), data, [(rows[train], rows[held])], state,
-                                loss=loss, config=single, phase=fold_phase, cache_dir=cache_dir, progress=False,
-                                console=Console(quiet=True))
-        return result.validation["probs"]
-
-    console.print(f"choosing the head (--select {config.select}) by {config.cv_folds}-fold CV on {len(rows)} rows")
-    return select_head(config, inputs[rows], table.targets, table.known, train_mlp=train_mlp,
+    if config.select in ("auto", "linear"):  # a named MLP or ensemble needs no CV
+        console.print(f"choosing the head (--select {config.select}) by {config.cv_folds}-fold CV on {len(rows)} rows")
+    return select_head(config, inputs[rows], table.targets, table.known,
+                       make_head=lambda: head_members(kind.build_model(single, data))[0],
                        thresholds_for=lambda val: validation_thresholds(val, config).thresholds, console=console)
 
 

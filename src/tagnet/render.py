@@ -74,3 +74,21 @@ def render_calibration(result, console: Console) -> None:
     console.print(f"thresholds{' and temperatures' if result.calibration else ''} written to "
                   f"{result.artifact_dir / META_FILE}; the former file is {result.previous} (move it back to undo)",
                   soft_wrap=True)
+
+
+RULE_KEYS = ("hamming_loss", "micro_f1", "macro_f1", "exact_match")
+RULE_NAMES = {"p>=0.5": "p >= 0.5 for every label (minimises expected Hamming loss)",
+              "f1": "per-label F1 thresholds (fitted on validation)"}
+
+
+def render_rules(report, others: dict, console: Console) -> None:
+    """One row per decision rule, side by side: the model's own thresholds (`report`), then `others`
+    ({"p>=0.5" | "f1": MetricsReport}): Hamming loss, micro/macro-F1, exact match."""
+    table = Table(title="Decision rules side by side (the same probabilities)")
+    for column in ("rule", "Hamming loss", "micro-F1", "macro-F1", "exact match"):
+        table.add_column(column, justify="left" if column == "rule" else "right")
+    rows = [(f"the model's thresholds ({report.threshold_mode})", report)]
+    rows += [(RULE_NAMES.get(name, name), other) for name, other in others.items()]
+    for name, row in rows:
+        table.add_row(name, *("-" if getattr(row, key) is None else f"{getattr(row, key):.4f}" for key in RULE_KEYS))
+    console.print(table)

@@ -1,8 +1,9 @@
 """Choosing a feature table's head by k-fold cross-validation on the training rows: one-vs-rest L2 logistic
-regression (C chosen by the same folds) or the MLP, scored for the run's objective."""
+regression (C chosen by the same folds), the MLP, or an ensemble of MLP heads, scored for the run's objective."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable
@@ -15,38 +16,77 @@ from rich.console import Console
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
+from torch import nn
 
 from tagnet.config import TUNE_METRICS, TrainConfig
-from tagnet.data.split import kfold_rows
+from tagnet.data.split import kfold_rows, split_table
 from tagnet.data.table import LabelTable
 from tagnet.engine import PhaseResult
 from tagnet.errors import DataError
+from tagnet.headfit import fit_head, head_probabilities
 from tagnet.metrics import evaluate_probabilities
-from tagnet.thresholds import Thresholds
+from tagnet.thresholds import Thresholds, fit_decisions, parse_objective
 
 LINEAR_CS = (0.003, 0.01, 0.03, 0.1, 0.3)  # inverse L2 strength on standardised features, ascending
+ENSEMBLE_HEADS = 5  # heads of the ensemble candidate (unless --ensemble K gives K); 5 and 10 scored alike on MULAN
+CANDIDATES = ("linear", "mlp", "ensemble")  # simplest first: an exact tie goes to the simpler one
 Validation = dict[str, np.ndarray]
 
 
 @dataclass
 class Selection:
-    """What cross-validation chose: the candidate, the metric, each candidate's fold scores and time, the linear C."""
+    """What cross-validation chose: the candidate, the metric, each candidate's fold scores and time, the linear C and
+    the number of heads of the chosen model."""
 
     choice: str
     metric: str
     folds: int = 0
     candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
     C: float | None = None
+    heads: int = 1
+    threshold: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able: {"choice", "metric", "folds", "C", "candidates": {name: {mean, std, seconds, ...}}}."""
-        return {"choice": self.choice, "metric": self.metric, "folds": self.folds, "C": self.C,
-                "candidates": self.candidates}
+        """JSON-able: {"choice", "metric", "folds", "C", "heads", "candidates": {name: {mean, std, seconds, ...}},
+        "threshold": the p >= 0.5 and CV-fitted global rules' CV Hamming loss and the threshold kept (objective
+        hamming at the default p >= 0.5 only)}."""
+        return {"choice": self.choice, "metric": self.metric, "folds": self.folds, "C": self.C, "heads": self.heads,
+                "candidates": self.candidates, **({"threshold": self.threshold} if self.threshold else {})}
+
+    def applied(self, config: TrainConfig) -> TrainConfig:
+        """`config` training the chosen model: a linear head (head_hidden 0) for "linear", `heads` MLP heads for
+        "ensemble", unchanged for "mlp"."""
+        if self.threshold:
+            config = dataclasses.replace(config, fixed_threshold=self.threshold["value"])
+        if self.choice == "linear":
+            return dataclasses.replace(config, head_hidden=0)
+        if self.choice == "ensemble" and not config.cv:
+            return dataclasses.replace(config, ensemble=self.heads)
+        return config
 
 
 def select_metric(config: TrainConfig) -> str:
-    """The metric candidates are compared on: select_metric, else Hamming loss for fixed thresholds, else mAP."""
-    return config.select_metric or ("hamming_loss" if config.threshold_mode == "fixed" else "mAP")
+    """The metric candidates are compared on: select_metric if given, else the objective's own: Hamming loss for
+    objective hamming or fixed thresholds, micro-F1 (at thresholds fitted out of fold) for f1, else mAP."""
+    if config.select_metric:
+        return config.select_metric
+    kind = parse_objective(config.objective or "f1").kind
+    if kind == "hamming" or config.threshold_mode == "fixed":
+        return "hamming_loss"
+    return "micro_f1" if kind == "f1" else "mAP"
+
+
+def candidate_names(config: TrainConfig) -> tuple[str, ...]:
+    """The candidates --select compares: every one for auto (no single MLP when --ensemble or --cv asks for several
+    heads), else the one named."""
+    if config.select != "auto":
+        return (config.select,)
+    return CANDIDATES if config.ensemble == 1 else ("linear", "ensemble")
+
+
+def ensemble_heads(config: TrainConfig) -> int:
+    """Heads of the ensemble candidate: config.ensemble when it asks for several, else ENSEMBLE_HEADS."""
+    return config.ensemble if config.ensemble > 1 else ENSEMBLE_HEADS
 
 
 def cv_folds(targets: np.ndarray, known: np.ndarray, *, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -55,10 +95,26 @@ def cv_folds(targets: np.ndarray, known: np.ndarray, *, folds: int, seed: int) -
     if len(targets) < 2 * folds:
         raise DataError(f"cv_folds={folds} needs at least {2 * folds} training rows, got {len(targets)}; "
                         "lower cv_folds or choose the head with --select mlp|linear")
-    table = LabelTable([str(i) for i in range(len(targets))], [str(j) for j in range(targets.shape[1])],
-                       targets, known)
+    table = _numbered(targets, known)
     every = np.arange(len(targets))
     return [(np.setdiff1d(every, held), held) for held in kfold_rows(table, folds=folds, seed=seed)]
+
+
+def _numbered(targets: np.ndarray, known: np.ndarray) -> LabelTable:
+    return LabelTable([str(i) for i in range(len(targets))], [str(j) for j in range(targets.shape[1])], targets, known)
+
+
+def held_out_splits(targets: np.ndarray, known: np.ndarray, rows: np.ndarray, *, heads: int, val_fraction: float,
+                    seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(training rows, validation rows) among `rows` of each of `heads` heads: head k holds out its own stratified
+    `val_fraction` (seed + k), as the heads of `tagnet train --ensemble K` do on the whole training file."""
+    table = _numbered(targets[rows], known[rows])
+    splits = []
+    for k in range(heads):
+        parts = split_table(table, val=val_fraction, seed=seed + k)
+        splits.append(tuple(rows[np.array([int(i) for i in parts[name].items], dtype=np.int64)]
+                            for name in ("train", "val")))
+    return splits
 
 
 def linear_probabilities(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
@@ -96,29 +152,39 @@ def fit_linear(x: np.ndarray, targets: np.ndarray, known: np.ndarray, *, Cs: tup
 
 def fold_scores(metric: str, val: Validation, folds: list[tuple[np.ndarray, np.ndarray]],
                 thresholds_for: Callable[[Validation], Thresholds]) -> list[float]:
-    """`metric` on each fold's held-out rows of out-of-fold `val`, at thresholds fitted on that fold by the run's rule."""
+    """`metric` on each fold's held-out rows of out-of-fold probabilities `val`, at thresholds fitted by the run's
+    rule on the other folds' rows (so a rule that adapts to its data is scored on rows it was not fitted on)."""
     scores = []
-    for _, rows in folds:
+    for train_rows, rows in folds:
+        fitted = thresholds_for({key: value[train_rows] for key, value in val.items()})
         part = {key: value[rows] for key, value in val.items()}
-        report = evaluate_probabilities(part["targets"], part["probs"], thresholds_for(part),
+        report = evaluate_probabilities(part["targets"], part["probs"], fitted,
                                         label_names=[str(j) for j in range(part["targets"].shape[1])],
                                         known=part["known"])
-        scores.append(float(getattr(report, metric)))
+        value = getattr(report, metric)
+        scores.append(float("nan") if value is None else float(value))
     return scores
 
 
 def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: np.ndarray, *,
-                train_mlp: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
-                thresholds_for: Callable[[Validation], Thresholds], console: Console) -> Selection:
+                make_head: Callable[[], nn.Module], thresholds_for: Callable[[Validation], Thresholds],
+                console: Console) -> Selection:
     """Compare the candidates config.select names by config.cv_folds-fold CV on rows `x` (standardised).
 
-    `train_mlp(fold, train_rows, held_rows)` returns the MLP's probabilities of the held-out rows. The linear
-    candidate's C is the best of LINEAR_CS on the same folds (so its score, like the MLP's early-stopped one,
-    is slightly optimistic). Returns the Selection ("mlp" without any CV when config.select is "mlp")."""
+    `make_head()` returns a new, untrained MLP head. In each fold the MLP candidate is one head trained as a single
+    head is (early stopping on its own held-out part of the fold's training rows) and the ensemble candidate is
+    ensemble_heads(config) such heads, each with its own held-out part, averaged (the first of them is the MLP
+    candidate, so the MLP costs nothing extra); both are trained by tagnet.headfit.fit_head. The linear candidate's
+    C is the best of LINEAR_CS on the same folds (so its score is slightly optimistic). Every score is out of fold,
+    at thresholds fitted on the other folds. Returns the Selection (without any CV when config.select names "mlp"
+    or "ensemble")."""
     metric = select_metric(config)
-    names = ("linear", "mlp") if config.select == "auto" else (config.select,)
+    names = candidate_names(config)
+    heads = ensemble_heads(config)
     if names == ("mlp",):
         return Selection("mlp", metric)
+    if names == ("ensemble",):
+        return Selection("ensemble", metric, heads=heads)
     folds = cv_folds(targets, known, folds=config.cv_folds, seed=config.seed)
     better = max if TUNE_METRICS[metric] == "maximize" else min
     selection = Selection("", metric, folds=len(folds))
@@ -131,25 +197,72 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     by_c = {C: fold_scores(metric, {"probs": oof, "targets": targets, "known": known}, folds, thresholds_for)
             for C, oof in zip(LINEAR_CS, linear_oof)}
     selection.C = better(by_c, key=lambda C: np.mean(by_c[C]))
-    selection.candidates["linear"] = _summary(by_c[selection.C], started, C=selection.C)
-    if "mlp" in names:
-        started = time.perf_counter()
-        mlp_oof = np.zeros(targets.shape, np.float32)
+    chosen_oof = {"linear": linear_oof[LINEAR_CS.index(selection.C)]}
+    selection.candidates["linear"] = _summary(by_c[selection.C], time.perf_counter() - started, C=selection.C)
+    if "mlp" in names or "ensemble" in names:
+        many = heads if "ensemble" in names else 1
+        single = dataclasses.replace(config, ensemble=1)
+        features = torch.as_tensor(x, dtype=torch.float32)
+        oof = {"mlp": np.zeros(targets.shape, np.float32), "ensemble": np.zeros(targets.shape, np.float32)}
+        seconds = {"mlp": 0.0, "ensemble": 0.0}
         for k, (train_rows, held) in enumerate(folds):
-            mlp_oof[held] = train_mlp(k, train_rows, held)
-        val = {"probs": mlp_oof, "targets": targets, "known": known}
-        selection.candidates["mlp"] = _summary(fold_scores(metric, val, folds, thresholds_for), started)
+            for i, (rows, val_rows) in enumerate(held_out_splits(targets, known, train_rows, heads=many,
+                                                                 val_fraction=config.val_fraction, seed=config.seed)):
+                started = time.perf_counter()
+                head = make_head()
+                fit_head(head, features, targets, known, rows, val_rows, config=single,
+                         seed=config.seed + 1000 * k + i)
+                probs = head_probabilities(head, features[torch.as_tensor(held)])
+                spent = time.perf_counter() - started
+                if i == 0:
+                    oof["mlp"][held], seconds["mlp"] = probs, seconds["mlp"] + spent
+                oof["ensemble"][held] += probs / many
+                seconds["ensemble"] += spent
+        for name in ("mlp", "ensemble"):
+            if name in names:
+                val = {"probs": oof[name], "targets": targets, "known": known}
+                chosen_oof[name] = oof[name]
+                extra = {"heads": heads} if name == "ensemble" else {}
+                selection.candidates[name] = _summary(fold_scores(metric, val, folds, thresholds_for), seconds[name],
+                                                      **extra)
     selection.choice = better(selection.candidates, key=lambda name: selection.candidates[name]["mean"])
+    selection.heads = heads if selection.choice == "ensemble" else config.ensemble
+    if (metric == "hamming_loss" and parse_objective(config.objective or "f1").kind == "hamming"
+            and config.threshold_mode == "fixed" and config.fixed_threshold == 0.5):
+        selection.threshold = _global_threshold(chosen_oof[selection.choice], targets, known, folds)
     for name, score in selection.candidates.items():
-        console.print(f"  {name:<7} {metric} {score['mean']:.4f} ± {score['std']:.4f} over {len(folds)} folds "
-                      f"({score['seconds']:.1f} s)" + (f", C={score['C']}" if "C" in score else ""))
-    console.print(f"chose the {selection.choice} head by {len(folds)}-fold CV on {metric}")
+        detail = (f", C={score['C']}" if "C" in score else "") + (f", {score['heads']} heads" if "heads" in score else "")
+        console.print(f"  {name:<8} {metric} {score['mean']:.4f} ± {score['std']:.4f} over {len(folds)} folds "
+                      f"({score['seconds']:.1f} s{detail})")
+    console.print(f"chose the {selection.choice} head{'s' if selection.heads > 1 else ''} by {len(folds)}-fold CV "
+                  f"on {metric}")
+    if selection.threshold:
+        rule = selection.threshold
+        console.print(f"  threshold: p >= 0.5 {rule['p>=0.5']['mean']:.4f}, one global threshold fitted on the other "
+                      f"folds {rule['global']['mean']:.4f}: p >= {rule['value']:.3f} kept")
     return selection
 
 
-def _summary(scores: list[float], started: float, **extra: Any) -> dict[str, Any]:
-    return {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "folds": [round(s, 6) for s in scores],
-            "seconds": round(time.perf_counter() - started, 2), **extra}
+def _global_threshold(probs: np.ndarray, targets: np.ndarray, known: np.ndarray,
+                      folds: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """The Hamming-loss rule by the same CV: p >= 0.5 against one global threshold fitted for Hamming loss on the
+    other folds' out-of-fold probabilities. The global one is kept (fitted on every row) only if its CV Hamming loss is
+    lower; {"p>=0.5": summary, "global": summary, "value": the threshold kept}."""
+    val = {"probs": probs, "targets": targets, "known": known}
+    half = fold_scores("hamming_loss", val, folds, lambda part: Thresholds("fixed", [0.5] * targets.shape[1]))
+
+    def global_rule(part: Validation) -> Thresholds:
+        return fit_decisions(part["targets"], part["probs"], objective="hamming", mode="global",
+                             known=part["known"]).thresholds
+
+    fitted = fold_scores("hamming_loss", val, folds, global_rule)
+    value = 0.5 if np.mean(fitted) >= np.mean(half) else float(global_rule(val).values[0])
+    return {"p>=0.5": _summary(half, 0.0), "global": _summary(fitted, 0.0), "value": round(value, 6)}
+
+
+def _summary(scores: list[float], seconds: float, **extra: Any) -> dict[str, Any]:
+    return {"mean": float(np.nanmean(scores)), "std": float(np.nanstd(scores)), "folds": [round(s, 6) for s in scores],
+            "seconds": round(seconds, 2), **extra}
 
 
 def fit_linear_heads(heads: list[torch.nn.Module], x: np.ndarray, targets: np.ndarray, known: np.ndarray,

@@ -218,6 +218,13 @@ def parse_objective(text: str) -> Objective:
     raise ConfigError(f"objective {text!r} is not one of {OBJECTIVES}")
 
 
+def decision_mode(objective: str) -> str:
+    """The threshold rule an objective gets when no mode is given: "fixed" (p >= 0.5, which minimises the expected
+    Hamming loss of calibrated probabilities; per-label thresholds fitted for errors or F1 raise it on unseen data)
+    for hamming, "per-label" (with the few-positive fallback) for every other objective."""
+    return "fixed" if parse_objective(objective).kind == "hamming" else "per-label"
+
+
 @dataclass(frozen=True)
 class ThresholdFit:
     """Fitted thresholds and what they reached.
@@ -416,7 +423,7 @@ def fit_decisions(
     if confidence is not None and not (0 < confidence < 1 and goal.kind in ("precision", "recall") and mode == "per-label"):
         raise ConfigError(f"confidence={confidence!r}: expected a number in (0, 1) with a precision>=P or recall>=R "
                           f"objective and per-label thresholds (got objective {goal}, mode {mode!r})")
-    if mode in ("top-k", "fixed") and goal.kind != "f1":
+    if (mode == "top-k" and goal.kind != "f1") or (mode == "fixed" and goal.kind not in ("f1", "hamming")):
         raise ConfigError(f"objective {goal} applies to per-label and global thresholds, not to mode {mode!r}")
     y = np.asarray(targets).astype(bool)
     p = np.asarray(probs, dtype=np.float64)
@@ -459,6 +466,18 @@ def fit_decisions(
         if best is not None:
             unreachable[j] = best
     return result(values, fallback, unreachable)
+
+
+def side_rules(targets: np.ndarray, probs: np.ndarray, *, known: np.ndarray | None = None, min_positives: int = 5,
+               min_labels: int = 0, max_labels: int | None = None, if_empty: str = "none") -> dict[str, Thresholds]:
+    """The two rules reported beside a model's own thresholds: "f1", per-label thresholds maximising F1 on these
+    (validation) probabilities with the few-positive fallback, and "p>=0.5", the Hamming-loss rule; each with the
+    given label-set rules."""
+    rules = {"min_labels": min_labels, "max_labels": max_labels, "if_empty": if_empty}
+    return {"f1": fit_thresholds(targets, probs, objective="f1", mode="per-label", min_positives=min_positives,
+                                 known=known, **rules),
+            "p>=0.5": fit_thresholds(targets, probs, objective="hamming", mode="fixed", fixed=DEFAULT_THRESHOLD,
+                                     known=known, **rules)}
 
 
 def fit_thresholds(targets: np.ndarray, probs: np.ndarray, **options: Any) -> Thresholds:
