@@ -219,8 +219,9 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
                                            phase=phase, console=console, budget=budget)
     elif recipe.name == "finetune":  # the whole pretrained network from the start, no frozen pass
         set_backbone_trainable(model, True)
+        # the new head learns at the head's rate (at the encoder's 5e-5 it barely moves from its start in 2 passes)
         results = [_train_network(kind, model, data, splits[0], loss=loss, config=config, phase=phase, name="finetune",
-                                  lr=config.finetune_lr, console=console, **budget)]
+                                  lr=config.finetune_lr, head_lr=config.lr, console=console, **budget)]
         finetuned = True
     else:
         results = [_train_network(kind, model, data, splits[0], loss=loss, config=config, phase=phase, name="train",
@@ -322,7 +323,7 @@ def _recipe(kind: Modality, model: TagnetModel, data: LabeledInputs, split: tupl
         return Recipe.from_dict(json.loads(path.read_text()))
     recipe = kind.recipe(model, data, split, config=config, elapsed=elapsed)
     if recipe.reason and recipe.reason != "as asked":
-        console.print(recipe.reason)
+        console.print(recipe.reason, soft_wrap=True)
     if main:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(recipe.to_dict()))
@@ -355,13 +356,14 @@ def _budget_plan(recipe: Recipe | None, started: float, loader, split: tuple, *,
 
 def _train_network(kind: Modality, model: TagnetModel, data: LabeledInputs, split: tuple, *, loss, config: TrainConfig,
                    phase: dict, name: str, lr: float, recipe: Recipe | None = None, started: float = 0.0,
-                   console: Console | None = None) -> PhaseResult | None:
+                   console: Console | None = None, head_lr: float | None = None) -> PhaseResult | None:
     """The whole network trained on raw inputs (the modality's loaders) for one phase; with a budgeted `recipe`, for
     the passes that fit the time left (None when none fit)."""
     train_loader, val_loader = kind.network_loaders(model, data.subset(split[0]), data.subset(split[1]), config)
     module = MultiLabelModule(model, loss, lr=lr, weight_decay=config.weight_decay, schedule=config.schedule,
                               normalize=kind.normalization(model),
-                              mixup=config.mixup if kind.mixes_network_inputs else 0.0, score=validation_score)
+                              mixup=config.mixup if kind.mixes_network_inputs else 0.0, score=validation_score,
+                              head_lr=head_lr)
     epochs = config.finetune_epochs if name == "finetune" else config.epochs
     if recipe is not None and recipe.budget is not None and recipe.throughput is not None:
         plan = _budget_plan(recipe, started, train_loader, split, config=config, epochs=epochs,
@@ -373,7 +375,7 @@ def _train_network(kind: Modality, model: TagnetModel, data: LabeledInputs, spli
         if console is not None:
             console.print(f"{name}: {plan.passes:g} passes over {len(split[0])} inputs in {plan.rounds} epochs of "
                           f"{plan.batches_per_round} batches (about {plan.estimated_seconds:.0f} s of the "
-                          f"{plan.seconds_left:.0f} s left of the time budget {duration(recipe.budget)})")
+                          f"{plan.seconds_left:.0f} s left of the time budget {duration(recipe.budget)})", soft_wrap=True)
     return run_phase(module, train_loader, val_loader, epochs=epochs, phase=name, precision=default_precision(config),
                      **phase)
 
