@@ -32,13 +32,12 @@ TUNE_METRICS = {"mAP": "maximize", "micro_f1": "maximize", "macro_f1": "maximize
 
 # Settings whose default depends on what the model takes; None in TrainConfig means "the modality's default".
 MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "image": {"backbone": "efficientnet_lite0", "head_hidden": 0, "finetune_lr": 3e-4, "augment": "basic",
-              "finetune": False},
+    "image": {"backbone": "efficientnet_lite0", "head_hidden": 0, "finetune_lr": 3e-4, "augment": "basic"},
     # a linear head on unit-length sentence embeddings underfits (GoEmotions macro-F1 0.22 vs 0.41); a transformer
-    # forgets its pretraining at the image fine-tuning rate. finetune stays None for text: the recipe is chosen by the
-    # data's size and the time budget (tagnet.modalities.text.TextModality.recipe)
+    # forgets its pretraining at the image fine-tuning rate. An unset finetune is off for images and tables; for text the
+    # recipe is chosen by the data's size and the time budget (tagnet.modalities.text.TextModality.recipe)
     "text": {"backbone": "minilm_l6", "head_hidden": 1024, "finetune_lr": 5e-5},
-    "tabular": {"backbone": "mlp", "head_hidden": 256, "select": "auto", "finetune": False},
+    "tabular": {"backbone": "mlp", "head_hidden": 256, "select": "auto"},
 }
 # The models of text and tables; image models are any other registered or timm model.
 MODALITY_BACKBONES: dict[str, tuple[str, ...]] = {"text": ("minilm_l6",), "tabular": ("mlp",)}
