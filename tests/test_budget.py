@@ -1,68 +1,137 @@
-"""Tests of --time-budget: the estimates, and the recipe train() picks and says under a budget."""
+"""Tests of the time budget (passes that fit), length-bucketed batches, the token limit and text's recipe choice."""
 
 from __future__ import annotations
 
-import json
-import time
-
+import numpy as np
 import pytest
-from rich.console import Console
+import torch
+from torch import nn
 
-from tagnet.budget import RESERVE_SECONDS, TimeBudget, feature_seconds, finetune_epochs_that_fit, format_seconds
+from tagnet.budget import SAFETY, FINAL_SECONDS, Recipe, Throughput, duration, measure_throughput, plan_passes
 from tagnet.config import TrainConfig
-from tagnet.pipeline import train
+from tagnet.data.table import LabelTable
+from tagnet.data.text import BucketBatchSampler, PadCollate
+from tagnet.modalities import get
+from tagnet.modalities.base import LabeledInputs
+from tagnet.modalities import text as text_modality
+from tagnet.models.text import token_limit
 
 
-def test_format_seconds():
-    assert [format_seconds(s) for s in (42.4, 60, 90, 300, 3725, None)] == ["42s", "1m", "1m30s", "5m", "62m05s", "none"]
+def _seconds(usable: float) -> float:
+    """The time left that leaves `usable` seconds to a plan."""
+    return (usable + FINAL_SECONDS) / SAFETY
 
 
-def test_budget_counts_from_its_start_and_keeps_a_reserve():
-    budget = TimeBudget(100.0, started=time.perf_counter() - 40.0)
-    assert 59.0 < budget.left() <= 60.0
-    assert budget.fits(60.0 - RESERVE_SECONDS - 1.0) and not budget.fits(60.0 - RESERVE_SECONDS + 1.0)
-    assert TimeBudget(None).fits(1e12) and TimeBudget(None).left() == float("inf")
-    assert budget.note("head only") == "time budget 1m40s: head only" and budget.to_dict() == {
-        "seconds": 100.0, "choices": ["head only"]}
+def test_plan_fits_passes_and_validations_into_the_time_left():
+    # 1000 rows at 10/s: a pass is 100 s; 100 validation rows at 100/s: 1 s per round; 250 s usable
+    plan = plan_passes(seconds_left=_seconds(250), n_train=1000, n_val=100, batch_size=10,
+                       throughput=Throughput(10, 100), max_passes=5)
+    # 2.5 passes -> 3 rounds -> (250 - 3) / 100 = 2.47 passes -> 82 batches per round (246 of 100 per pass)
+    assert (plan.rounds, plan.batches_per_round, plan.passes) == (3, 82, 2.46)
+    assert plan.estimated_seconds == pytest.approx(2.46 * 100 + 3 * 1, abs=0.1)
+    capped = plan_passes(seconds_left=_seconds(10_000), n_train=1000, n_val=100, batch_size=10,
+                         throughput=Throughput(10, 100), max_passes=3)
+    assert (capped.rounds, capped.batches_per_round, capped.passes) == (3, 100, 3.0)
+    # under a quarter of a pass fits: no plan
+    assert plan_passes(seconds_left=_seconds(20), n_train=1000, n_val=100, batch_size=10,
+                       throughput=Throughput(10, 100), max_passes=3) is None
 
 
-def test_finetune_epochs_are_what_fits_of_the_wanted():
-    assert feature_seconds(0.05, 1000) == 100.0  # every image as is and mirrored
-    # an epoch: 0.01 s x (3.5 x 1000 training + 250 validation) = 37.5 s
-    budget = TimeBudget(100.0 + RESERVE_SECONDS, started=time.perf_counter())
-    assert finetune_epochs_that_fit(budget, forward_seconds=0.01, train_images=1000, val_images=250,
-                                    wanted=5) == (2, pytest.approx(37.5))
-    assert finetune_epochs_that_fit(budget, forward_seconds=0.01, train_images=1000, val_images=250,
-                                    wanted=2)[0] == 2
-    assert finetune_epochs_that_fit(TimeBudget(10.0), forward_seconds=0.01, train_images=1000, val_images=250,
-                                    wanted=2)[0] == 0
-    assert finetune_epochs_that_fit(TimeBudget(None), forward_seconds=1.0, train_images=1000, val_images=250,
-                                    wanted=2)[0] == 2
+def test_bucketed_batches_hold_every_row_once_per_pass_with_similar_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 60, size=1003)
+    sampler = BucketBatchSampler(lengths, 16, seed=1, pool=10)
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == 63
+        rows = np.concatenate(batches)
+        assert sorted(rows.tolist()) == list(range(1003))  # each row exactly once
+        spread = np.mean([np.ptp(lengths[b]) for b in batches])
+        assert spread < np.ptp(lengths) / 4  # a pool of 160 sorted by length: batches span few lengths
+    sampler.set_epoch(0)
+    first = [b for b in sampler]
+    sampler.set_epoch(1)
+    assert [list(b) for b in sampler] != [list(b) for b in first]  # a new order each pass
+    sampler.set_epoch(0)
+    assert [list(b) for b in sampler] == [list(b) for b in first]  # and the same order for the same epoch
 
 
-def _train(synthetic_data, out, budget):
-    config = TrainConfig(backbone="efficientnet_lite0+efficientnet_lite1", image_size=32, epochs=2, batch_size=16,
-                         finetune_epochs=1, time_budget=budget)
-    console = Console(record=True, width=200)
-    result = train(synthetic_data.labels_csv, images_dir=synthetic_data.images_dir, out_dir=out, config=config,
-                   progress=False, console=console)
-    return result, console.export_text(), json.loads((out / "metrics.json").read_text())
+def test_fractional_epochs_walk_one_stream_of_passes():
+    lengths = np.arange(100) % 17 + 2
+    sampler = BucketBatchSampler(lengths, 10, seed=0, batches_per_epoch=7)  # 10 batches per pass, 0.7 pass per epoch
+    stream = []
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == 7
+        stream += batches
+    # 28 batches = pass 0 (10), pass 1 (10), 8 of pass 2: every row once in each full pass
+    for number in range(2):
+        rows = np.concatenate(stream[number * 10:(number + 1) * 10])
+        assert sorted(rows.tolist()) == list(range(100))
+        assert [list(b) for b in stream[number * 10:(number + 1) * 10]] == [list(b) for b in sampler.one_pass(number)]
+    assert len(set(np.concatenate(stream[20:]).tolist())) == 80
 
 
-def test_a_tight_budget_takes_the_fastest_backbone_and_the_head_only(synthetic_data, tmp_path):
-    result, said, run = _train(synthetic_data, tmp_path / "run", "1s")
-    assert "features would take about" in said and "using efficientnet_lite" in said and "head only" in said
-    choices = run["time_budget"]["choices"]
-    assert run["time_budget"]["seconds"] == 1.0 and len(choices) == 2 and choices[1].startswith("head only")
-    meta = json.loads((result.artifact_dir / "tagnet.json").read_text())
-    assert meta["model"]["name"] in ("efficientnet_lite0", "efficientnet_lite1") and meta["extra"]["finetuned"] is False
-    assert meta["extra"]["time_budget"] == run["time_budget"]
+def test_pad_collate_rounds_up_to_a_multiple():
+    collate = PadCollate(0, 8)
+    items = [(torch.tensor([5, 6, 7]), torch.zeros(2), torch.ones(2, dtype=torch.bool), 0),
+             (torch.tensor(list(range(1, 10))), torch.ones(2), torch.ones(2, dtype=torch.bool), 1)]
+    ids, targets, known, index = collate(items)
+    assert ids.shape == (2, 16) and ids[0, 3:].eq(0).all() and ids[1, :9].tolist() == list(range(1, 10))
+    assert index.tolist() == [0, 1]
+    assert PadCollate(0)(items)[0].shape == (2, 9)
 
 
-def test_a_generous_budget_keeps_the_fused_backbone_and_fine_tunes(synthetic_data, tmp_path):
-    result, said, run = _train(synthetic_data, tmp_path / "run", "1h")
-    assert "features take about" in said and "fine-tuning 1 epoch(s) after the head" in said
-    phases = [line.split(",")[0] for line in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
-    assert phases == ["head", "head", "finetune"]
-    meta = json.loads((result.artifact_dir / "tagnet.json").read_text())
-    assert meta["model"]["name"] == "efficientnet_lite0+efficientnet_lite1"
+def test_token_limit_is_the_99th_percentile_rounded_up_to_8():
+    assert token_limit([18] * 99 + [37]) == 24  # the 99th percentile is 18.19 -> 19 -> 24
+    assert token_limit(list(range(1, 101))) == 104  # 99.01 -> 100 -> 104
+    assert token_limit([3, 4]) == 8  # at least 8
+    assert token_limit([500] * 10) == 256  # at most the encoder's 256
+    assert token_limit([]) == 256
+
+
+def test_measuring_throughput_changes_no_weight():
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    batches = [(torch.randn(5, 4), torch.rand(5, 3).round()) for _ in range(5)]
+    rates = measure_throughput(network, batches, [torch.randn(7, 4)] * 3, precision="32-true")
+    assert rates.train_per_s > 0 and rates.eval_per_s > 0
+    for key, value in network.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert all(p.grad is None for p in network.parameters())
+    one = measure_throughput(network, batches[:1], [], precision="32-true")  # fewer batches than the warm-up
+    assert one.train_per_s > 0 and one.eval_per_s == pytest.approx(3 * one.train_per_s, rel=0.01)
+
+
+def test_duration_reads_like_the_setting():
+    assert [duration(s) for s in (900, 90, 5400, 3601)] == ["15m", "1m30s", "1h30m", "1h1s"]
+
+
+def _texts(n: int) -> LabeledInputs:
+    table = LabelTable([str(i) for i in range(n)], ["a", "b"], np.eye(2, dtype=np.float32)[np.arange(n) % 2],
+                       np.ones((n, 2), dtype=bool))
+    return LabeledInputs(table, text_modality.as_text_array([f"text {i}" for i in range(n)]))
+
+
+@pytest.mark.parametrize("settings, n, rate, expected", [
+    ({}, 300, 100.0, "head+finetune"),  # small data: the frozen pass is cheap and validation decides
+    ({}, 5000, 100.0, "finetune"),  # 5000 texts at 100/s: 50 s a pass, fine-tuning from the start
+    ({"time_budget": "30s"}, 5000, 100.0, "head"),  # 30 s: not a quarter pass
+    ({"finetune": False}, 5000, 100.0, "head"),
+    ({"finetune": True}, 5000, 100.0, "head+finetune"),
+    ({"ensemble": 3}, 5000, 100.0, "head"),
+])
+def test_text_recipe_follows_data_size_and_budget(monkeypatch, settings, n, rate, expected):
+    kind = get("text")
+    monkeypatch.setattr(type(kind), "_throughput", lambda self, *args: Throughput(rate, 3 * rate))
+    config = TrainConfig(**settings).for_modality("text")
+    data = _texts(n)
+    split = (np.arange(int(n * 0.8)), np.arange(int(n * 0.8), n))
+    recipe = kind.recipe(None, data, split, config=config, elapsed=5.0)
+    assert isinstance(recipe, Recipe) and recipe.name == expected
+    if not settings:
+        assert recipe.budget == 900 and recipe.throughput.train_per_s == rate and "15m (default)" in recipe.reason
+    assert Recipe.from_dict(recipe.to_dict()) == recipe

@@ -270,3 +270,23 @@ def test_features_give_embeddings_in_text_order_from_one_pass(predictor):
     assert kept == [0, 1, 2] and errors == {}
     np.testing.assert_allclose(features, encode_texts(predictor.model.backbone, texts).numpy(), atol=1e-5)
     np.testing.assert_allclose(probs, predictor.predict_proba(texts), atol=1e-6)
+
+
+def test_token_limit_comes_from_the_training_texts_and_travels_with_the_artifact(text_run, predictor, tmp_path):
+    from tagnet.export import export_onnx
+    from tagnet.models.text import token_limit
+
+    result, val = text_run
+    train_texts = [line.split("\t")[0] for line in (val.parent / "train.tsv").read_text().splitlines()]
+    encoder = create_model("minilm_l6", num_labels=3).backbone
+    expected = token_limit(encoder.token_counts(train_texts))
+    meta = json.loads((result.artifact_dir / "tagnet.json").read_text())
+    assert meta["input"]["max_tokens"] == expected == predictor.model.backbone.max_tokens
+    assert expected < 256 and expected % 8 == 0
+    long_text = " ".join(["pizza"] * 400)
+    assert len(predictor.model.backbone.tokenize([long_text])[0]) == expected  # prediction truncates there
+    folder = tmp_path / "artifact"
+    shutil.copytree(result.artifact_dir, folder)
+    export_onnx(folder)
+    tokenizer = json.loads((folder / "model.tokenizer.json").read_text())
+    assert tokenizer["truncation"]["max_length"] == expected

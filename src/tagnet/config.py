@@ -36,7 +36,8 @@ MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
     "image": {"backbone": "efficientnet_lite0+efficientnet_lite2", "head_hidden": 0, "finetune_lr": 3e-4,
               "augment": "basic", "objective": "f1"},
     # a linear head on unit-length sentence embeddings underfits (GoEmotions macro-F1 0.22 vs 0.41); a transformer
-    # forgets its pretraining at the image fine-tuning rate
+    # forgets its pretraining at the image fine-tuning rate. An unset finetune is off for images and tables; for text the
+    # recipe is chosen by the data's size and the time budget (tagnet.modalities.text.TextModality.recipe)
     "text": {"backbone": "minilm_l6", "head_hidden": 1024, "finetune_lr": 5e-5, "objective": "f1"},
     # tables are judged on Hamming loss (the MULAN literature's first metric): p >= 0.5 and the head chosen for it
     "tabular": {"backbone": "mlp", "head_hidden": 256, "select": "auto", "objective": "hamming"},
@@ -101,8 +102,9 @@ class TrainConfig:
     mixup: float = _setting(0.0, "mixup alpha (0 = off)", flag="--mixup")
     augment: str | None = _setting(None, "images: augmentation; basic (rotate 20, shift 20%, flip) by default",
                                    flag="--augment", choices=("none", "basic", "randaugment", "trivialaugment"))
-    finetune: bool = _setting(False, "after the head, fine-tune the whole pretrained network (kept only if better)",
-                              flag="--finetune")
+    finetune: bool | None = _setting(None, "after the head, fine-tune the whole pretrained network (kept only if "
+                                           "better); --no-finetune: the head only. Default off for images; for text "
+                                           "chosen by the data's size and the time budget", flag="--finetune")
     finetune_epochs: int = _setting(3, "epochs of full fine-tuning with --finetune", min=1)
     finetune_lr: float | None = _setting(None, "peak learning rate of fine-tuning; default 3e-4 for images, 5e-5 for text")
     patience: int = _setting(5, "early stopping: epochs without a better validation mAP", flag="--patience", min=1)
@@ -137,7 +139,8 @@ class TrainConfig:
                              min=2)
     time_budget: str | None = _setting(None, "wall time training may take, e.g. 300, 90s, 5m, 1h30m: the recipe that fits "
                                              "is chosen and said (e.g. head only, fine-tuning if time is left); "
-                                             "default no limit", flag="--time-budget")
+                                             "default 15m for text's default recipe (fine-tuning sized to fit), "
+                                             "else no limit", flag="--time-budget")
     seed: int = _setting(0, "random seed of splits, weights and augmentation", flag="--seed")
     num_workers: int = _setting(0, "DataLoader worker processes", min=0)
     devices: str = _setting("auto", "Lightning devices: a count or auto", flag="--devices")

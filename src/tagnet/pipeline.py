@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from rich.console import Console
 
 from tagnet import modalities
 from tagnet.artifact import save_artifact
-from tagnet.budget import RESERVE_SECONDS, TimeBudget, finetune_epochs_that_fit, format_seconds
+from tagnet.budget import FINAL_SECONDS, Plan, Recipe, TimeBudget, duration, finetune_epochs_that_fit, plan_passes
 from tagnet.config import TrainConfig
 from tagnet.data.split import kfold_rows, split_table
 from tagnet.data.table import LabelTable
@@ -27,7 +28,7 @@ from tagnet.losses import make_loss
 from tagnet.metrics import MetricsReport, evaluate_probabilities
 from tagnet.modalities.base import LabeledInputs, Modality
 from tagnet.models import TagnetModel, head_members, set_backbone_trainable
-from tagnet.run import ARTIFACT_DIR, read_run_start, start_run, write_run_end, write_run_start
+from tagnet.run import ARTIFACT_DIR, CHECKPOINTS_DIR, read_run_start, start_run, write_run_end, write_run_start
 from tagnet.selection import Selection, fit_linear_heads, select_head
 from tagnet.thresholds import ThresholdFit, Thresholds, decision_mode, fit_decisions, side_rules
 
@@ -161,7 +162,7 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     read_options = kind.read_options(read_options)
     console = console or Console(stderr=True)
     started = time.perf_counter()
-    budget = TimeBudget(config.budget_seconds(), started)
+    clock = TimeBudget(config.budget_seconds(), started)
     main = is_main_process()
     run_dir = start_run(out_dir, resume=resume, main=main, force=force)
     seed_everything(config.seed)
@@ -184,8 +185,8 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
         console.print(f"[yellow]skipped {len(data.skipped)} unreadable or missing inputs:[/yellow] "
                       + "; ".join(list(data.skipped.values())[:5]) + (" ..." if len(data.skipped) > 5 else ""))
     splits = _checked_splits(data, from_val_file, config, labels)
-    if budget.seconds is not None and kind.frozen(config):
-        planned, line = kind.budget_plan(config, model, data, budget, cache_dir=cache_dir)
+    if clock.seconds is not None and kind.frozen(config):
+        planned, line = kind.budget_plan(config, model, data, clock, cache_dir=cache_dir)
         if line:
             console.print(line)
         if planned.backbone != config.backbone:
@@ -217,18 +218,31 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     loggers = RunLoggers(config, run_dir)
     phase["loggers"] = loggers
     finetuned = False
+    recipe = _recipe(kind, model, data, splits[0], config=config, run_dir=run_dir, resume=resume, main=main,
+                     elapsed=time.perf_counter() - started, console=console)
+    budget = dict(recipe=recipe, started=started)
     if selection is not None and selection.choice == "linear":
         inputs = kind.head_inputs(model, data, state, cache_dir=cache_dir, progress=progress).values.numpy()
         results = fit_linear_heads(head_members(model), inputs, data.table.targets, data.table.known, splits,
                                    C=selection.C)
-    elif kind.frozen(config):
+    elif recipe.name in ("head", "head+finetune"):
         results = _train_heads(kind, model, data, splits, state, loss=loss, config=config, phase=phase,
                                cache_dir=cache_dir, progress=progress, console=console)
-        tuning = _budget_finetune(kind, model, data, splits[0], config, budget, console)
-        if tuning.finetune:
-            limit = {} if budget.seconds is None else {"max_seconds": budget.left() - RESERVE_SECONDS}
+        if recipe.throughput is None:  # no plan from the modality: whether fine-tuning fits is estimated here
+            tuning = _budget_finetune(kind, model, data, splits[0], config, clock, console)
+            wanted = bool(tuning.finetune)
+        else:
+            tuning, wanted = config, recipe.name == "head+finetune"
+        if wanted:
+            limit = {} if clock.seconds is None else {"max_seconds": clock.left() - FINAL_SECONDS}
             results, finetuned = _finetune(kind, model, data, splits[0], results, loss=loss, config=tuning,
-                                           phase=dict(phase, config=tuning, **limit), console=console)
+                                           phase=dict(phase, config=tuning, **limit), console=console, budget=budget)
+    elif recipe.name == "finetune":  # the whole pretrained network from the start, no frozen pass
+        set_backbone_trainable(model, True)
+        # the new head learns at the head's rate (at the encoder's 5e-5 it barely moves from its start in 2 passes)
+        results = [_train_network(kind, model, data, splits[0], loss=loss, config=config, phase=phase, name="finetune",
+                                  lr=config.finetune_lr, head_lr=config.lr, console=console, **budget)]
+        finetuned = True
     else:
         results = [_train_network(kind, model, data, splits[0], loss=loss, config=config, phase=phase, name="train",
                                   lr=config.lr)]
@@ -256,14 +270,15 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
                                  config=config.to_dict(), metrics=report.summary(),
                                  extra={"best_epoch": best_epoch, "skipped_inputs": len(data.skipped),
                                         "finetuned": finetuned, "decision_rules": _side_rules(val, config),
-                                        **({"time_budget": budget.to_dict()} if budget.seconds is not None else {}),
+                                        "recipe": recipe.to_dict(),
+                                        **({"time_budget": clock.to_dict()} if clock.seconds is not None else {}),
                                         **({"selection": selection.to_dict()} if selection else {})})
     loggers.finish(report.summary())
     seconds = time.perf_counter() - started
     write_run_end(run_dir, report_dict=report.to_dict(), best_epoch=best_epoch, seconds=seconds, skipped=data.skipped,
                   items=[data.table.items[i] for i in val_rows], label_names=data.table.label_names, validation=val,
                   extra={**({"cv": folds} if folds is not None else {}),
-                         **({"time_budget": budget.to_dict()} if budget.seconds is not None else {}),
+                         **({"time_budget": clock.to_dict()} if clock.seconds is not None else {}),
                          **({"selection": selection.to_dict()} if selection else {})} or None)
     return TrainResult(run_dir, artifact_dir, report, thresholds, data.skipped, seconds, notes)
 
@@ -319,14 +334,68 @@ def _train_heads(kind: Modality, model: TagnetModel, data: LabeledInputs, splits
     return results
 
 
+def _recipe(kind: Modality, model: TagnetModel, data: LabeledInputs, split: tuple, *, config: TrainConfig,
+            run_dir: Path, resume: bool, main: bool, elapsed: float, console: Console) -> Recipe:
+    """The modality's recipe for this run, said in one line; kept in RUN/checkpoints/recipe.json, so a resumed run
+    follows the recipe it started with."""
+    path = run_dir / CHECKPOINTS_DIR / "recipe.json"
+    if resume and path.is_file():
+        return Recipe.from_dict(json.loads(path.read_text()))
+    recipe = kind.recipe(model, data, split, config=config, elapsed=elapsed)
+    if recipe.reason and recipe.reason != "as asked":
+        console.print(recipe.reason, soft_wrap=True)
+    if main:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(recipe.to_dict()))
+    return recipe
+
+
+def _budget_plan(recipe: Recipe | None, started: float, loader, split: tuple, *, config: TrainConfig, epochs: int,
+                 ckpt_dir: Path, resume: bool, main: bool) -> Plan | None:
+    """The phase's passes sized to the time left of the recipe's budget (tagnet.budget.plan_passes), when the recipe
+    has a budget and a measured throughput and the loader's batches can be counted (batches_per_epoch); kept in the
+    phase's checkpoint folder for a resumed run. None: no plan applies."""
+    sampler = getattr(loader, "batch_sampler", None)
+    if recipe is None or recipe.budget is None or recipe.throughput is None or not hasattr(sampler, "batches_per_epoch"):
+        return None
+    path = ckpt_dir / "plan.json"
+    if resume and path.is_file():
+        plan = Plan(**json.loads(path.read_text()))
+    else:
+        plan = plan_passes(seconds_left=recipe.budget - (time.perf_counter() - started), n_train=len(split[0]),
+                           n_val=len(split[1]), batch_size=config.batch_size, throughput=recipe.throughput,
+                           max_passes=epochs)
+        if plan is None:
+            return None
+        if main:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(plan.to_dict()))
+    sampler.batches_per_epoch = plan.batches_per_round
+    return plan
+
+
 def _train_network(kind: Modality, model: TagnetModel, data: LabeledInputs, split: tuple, *, loss, config: TrainConfig,
-                   phase: dict, name: str, lr: float) -> PhaseResult:
-    """The whole network trained on raw inputs (the modality's loaders) for one phase."""
+                   phase: dict, name: str, lr: float, recipe: Recipe | None = None, started: float = 0.0,
+                   console: Console | None = None, head_lr: float | None = None) -> PhaseResult | None:
+    """The whole network trained on raw inputs (the modality's loaders) for one phase; with a budgeted `recipe`, for
+    the passes that fit the time left (None when none fit)."""
     train_loader, val_loader = kind.network_loaders(model, data.subset(split[0]), data.subset(split[1]), config)
     module = MultiLabelModule(model, loss, lr=lr, weight_decay=config.weight_decay, schedule=config.schedule,
                               normalize=kind.normalization(model),
-                              mixup=config.mixup if kind.mixes_network_inputs else 0.0, score=validation_score)
+                              mixup=config.mixup if kind.mixes_network_inputs else 0.0, score=validation_score,
+                              head_lr=head_lr)
     epochs = config.finetune_epochs if name == "finetune" else config.epochs
+    if recipe is not None and recipe.budget is not None and recipe.throughput is not None:
+        plan = _budget_plan(recipe, started, train_loader, split, config=config, epochs=epochs,
+                            ckpt_dir=phase["run_dir"] / CHECKPOINTS_DIR / name, resume=phase["resume"],
+                            main=is_main_process())
+        if plan is None:
+            return None
+        epochs = plan.rounds
+        if console is not None:
+            console.print(f"{name}: {plan.passes:g} passes over {len(split[0])} inputs in {plan.rounds} epochs of "
+                          f"{plan.batches_per_round} batches (about {plan.estimated_seconds:.0f} s of the "
+                          f"{plan.seconds_left:.0f} s left of the time budget {duration(recipe.budget)})", soft_wrap=True)
     return run_phase(module, train_loader, val_loader, epochs=epochs, phase=name, precision=default_precision(config),
                      **phase)
 
@@ -343,25 +412,32 @@ def _budget_finetune(kind: Modality, model: TagnetModel, data: LabeledInputs, sp
     epochs, per_epoch = finetune_epochs_that_fit(budget, forward_seconds=seconds, train_images=len(split[0]),
                                                  val_images=len(split[1]), wanted=config.finetune_epochs)
     if epochs == 0:
-        console.print(budget.note(f"head only: an epoch of fine-tuning would take about {format_seconds(per_epoch)}, "
-                                  f"{format_seconds(max(0.0, budget.left()))} are left"))
+        console.print(budget.note(f"head only: an epoch of fine-tuning would take about {duration(per_epoch)}, "
+                                  f"{duration(max(0.0, budget.left()))} are left"))
         return dataclasses.replace(config, finetune=False)
-    console.print(budget.note(f"fine-tuning {epochs} epoch(s) after the head (about {format_seconds(per_epoch)} each); "
+    console.print(budget.note(f"fine-tuning {epochs} epoch(s) after the head (about {duration(per_epoch)} each); "
                               "kept only if better on validation"))
     return dataclasses.replace(config, finetune=True, finetune_epochs=epochs)
 
 
 def _finetune(kind: Modality, model: TagnetModel, data: LabeledInputs, split: tuple, results: list[PhaseResult], *,
-              loss, config: TrainConfig, phase: dict, console: Console) -> tuple[list[PhaseResult], bool]:
+              loss, config: TrainConfig, phase: dict, console: Console,
+              budget: dict | None = None) -> tuple[list[PhaseResult], bool]:
     """Fine-tune the whole network from the trained head; keep it only if its validation mAP is at least the head's.
+    With a budgeted recipe (`budget`: recipe and start time), fine-tuning fits the time left, or is skipped.
 
     Returns (the kept phase results, fine-tuned?)."""
     head_state = copy.deepcopy(model.state_dict())
     set_backbone_trainable(model, True)
     model.batch_norm_frozen = True  # small batches of a few hundred images would shift the pretrained statistics
     tuned = _train_network(kind, model, data, split, loss=loss, config=config, phase=phase, name="finetune",
-                           lr=config.finetune_lr)
+                           lr=config.finetune_lr, console=console, **(budget or {}))
     model.batch_norm_frozen = False
+    if tuned is None:
+        console.print("no time left of the time budget for fine-tuning: keeping the head")
+        model.load_state_dict(head_state)
+        set_backbone_trainable(model, False)
+        return results, False
     if tuned.best_score >= results[0].best_score:
         return [tuned], True
     console.print(f"fine-tuning reached validation mAP {tuned.best_score:.4f}, below the head alone "

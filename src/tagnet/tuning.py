@@ -154,7 +154,9 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # trials search the MLP's settings, so each trains the MLP (no head selection per trial)
-    base = base.updated(cache_dir=base.cache_dir or str(out / "cache"), select="mlp" if base.select else None)
+    # and heads on the frozen encoder unless --finetune is asked for (text's default recipe would fine-tune)
+    base = base.updated(cache_dir=base.cache_dir or str(out / "cache"), select="mlp" if base.select else None,
+                        finetune=False if kind.name == "text" and base.finetune is None else None)
     _check_same_study(out / "tune.json", {
         "labels": str(Path(labels).resolve()), "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
         "images_dir": str(Path(images_dir).resolve()) if images_dir else None,

@@ -49,12 +49,83 @@ class TokenDataset(Dataset):
 
 
 class PadCollate:
-    """Stacks TokenDataset items, padding the token ids on the right with `pad_id` to the batch's longest text."""
+    """Stacks TokenDataset items, padding the token ids on the right with `pad_id` to the batch's longest text (rounded
+    up to a multiple of `multiple` tokens)."""
 
-    def __init__(self, pad_id: int) -> None:
-        self.pad_id = pad_id
+    def __init__(self, pad_id: int, multiple: int = 1) -> None:
+        self.pad_id, self.multiple = pad_id, multiple
 
     def __call__(self, items: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         ids, targets, known, index = zip(*items)
-        return (pad_sequence(list(ids), batch_first=True, padding_value=self.pad_id), torch.stack(targets),
-                torch.stack(known), torch.as_tensor(index))
+        padded = pad_sequence(list(ids), batch_first=True, padding_value=self.pad_id)
+        extra = -padded.shape[1] % self.multiple
+        if extra:
+            padded = torch.nn.functional.pad(padded, (0, extra), value=self.pad_id)
+        return padded, torch.stack(targets), torch.stack(known), torch.as_tensor(index)
+
+
+PAD_MULTIPLE = 8  # batches are padded to a multiple of 8 tokens: few distinct shapes, so oneDNN reuses its kernels
+
+
+class _EpochOf:
+    """What Lightning calls set_epoch on (a DataLoader's batch_sampler.sampler): forwards it to the batch sampler."""
+
+    def __init__(self, owner: "BucketBatchSampler") -> None:
+        self.owner = owner
+
+    def set_epoch(self, epoch: int) -> None:
+        self.owner.set_epoch(epoch)
+
+
+class BucketBatchSampler:
+    """Batches of row numbers of similar token length, for training: per pass over the rows, a seeded shuffle, cut into
+    pools of `pool` batches, each pool sorted by length and cut into batches, and the batches shuffled. Every row is in
+    exactly one batch of each pass; a batch pads little, and its lengths are random from pass to pass.
+
+    With `batches_per_epoch`, an epoch is that many batches of one endless stream of passes (pass p shuffled with
+    seed + p), so a time budget can ask for 1.6 passes as 2 epochs of 0.8; epoch e is the same batches whoever asks
+    (set_epoch, which Lightning calls; a resumed run continues the stream where it stopped).
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, *, seed: int = 0, pool: int = 50,
+                 batches_per_epoch: int | None = None) -> None:
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.batch_size, self.seed, self.pool = batch_size, seed, pool
+        self.batches_per_epoch = batches_per_epoch
+        self.epoch = 0
+        self.sampler = _EpochOf(self)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def batches_per_pass(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def one_pass(self, number: int) -> list[np.ndarray]:
+        """The batches of pass `number` (each row exactly once)."""
+        rng = np.random.default_rng([self.seed, number])
+        order = rng.permutation(len(self.lengths))
+        span = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(order), span):
+            chunk = order[start:start + span]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch or self.batches_per_pass
+
+    def __iter__(self):
+        if self.batches_per_epoch is None:
+            yield from (batch.tolist() for batch in self.one_pass(self.epoch))
+            return
+        first = self.epoch * self.batches_per_epoch
+        number, offset = divmod(first, self.batches_per_pass)
+        left = self.batches_per_epoch
+        while left > 0:
+            batches = self.one_pass(number)[offset:offset + left]
+            yield from (batch.tolist() for batch in batches)
+            left -= len(batches)
+            number, offset = number + 1, 0

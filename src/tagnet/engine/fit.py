@@ -94,7 +94,9 @@ class EpochCsvLogger(Callback):
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train_", "val_"))}
         train_seconds = self.train_seconds or (time.perf_counter() - self.started)
-        images = trainer.num_training_batches * trainer.train_dataloader.batch_size * trainer.world_size
+        loader = trainer.train_dataloader
+        batch_size = loader.batch_size or getattr(loader.batch_sampler, "batch_size", 1)  # or a batch sampler's
+        images = trainer.num_training_batches * batch_size * trainer.world_size
         row = {"phase": self.phase, "epoch": trainer.current_epoch + 1,
                "seconds": round(time.perf_counter() - self.started, 3), "train_seconds": round(train_seconds, 3),
                "images_per_s": round(images / train_seconds, 1), **metrics}

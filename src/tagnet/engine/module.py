@@ -21,6 +21,7 @@ class MultiLabelModule(L.LightningModule):
         network: maps a batch of inputs to (B, n_labels) logits.
         loss: callable (logits, targets, known) -> scalar (see tagnet.losses).
         lr, weight_decay, schedule: AdamW and its schedule (onecycle, cosine, constant).
+        head_lr: the peak learning rate of the network's `head` (a new head beside a pretrained encoder); default lr.
         normalize: (mean, std) to apply to uint8 image batches; None for feature inputs.
         mixup: mixup alpha (0 = off).
         score: callable (targets, probs, known) -> dict of validation metrics, logged as val_<name>.
@@ -28,12 +29,12 @@ class MultiLabelModule(L.LightningModule):
 
     def __init__(self, network: nn.Module, loss: nn.Module, *, lr: float, weight_decay: float,
                  schedule: str, normalize: tuple[Sequence[float], Sequence[float]] | None,
-                 mixup: float = 0.0, score=None) -> None:
+                 mixup: float = 0.0, score=None, head_lr: float | None = None) -> None:
         super().__init__()
         self.network, self.loss = network, loss
         if normalize is not None:  # image inputs: channels-last convolutions are faster on CPU and GPU
             self.network.to(memory_format=torch.channels_last)
-        self.lr, self.weight_decay, self.schedule = lr, weight_decay, schedule
+        self.lr, self.weight_decay, self.schedule, self.head_lr = lr, weight_decay, schedule, head_lr
         self.normalize, self.mixup, self.score = normalize, mixup, score
         self._val_outputs: list[tuple[torch.Tensor, ...]] = []
         self.last_validation: dict[str, np.ndarray] = {}
@@ -102,12 +103,19 @@ class MultiLabelModule(L.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        groups = [{"params": params, "lr": self.lr}]
+        head = getattr(self.network, "head", None)
+        if self.head_lr is not None and head is not None:
+            own = {id(p) for p in head.parameters()}
+            groups = [{"params": [p for p in params if id(p) not in own], "lr": self.lr},
+                      {"params": [p for p in params if id(p) in own], "lr": self.head_lr}]
+        optimizer = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
         if self.schedule == "constant":
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
         if self.schedule == "onecycle" and total >= 10:  # one-cycle needs a few steps per phase; else cosine
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, total_steps=total, pct_start=0.3)
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], total_steps=total,
+                                                            pct_start=0.3)
         else:
             scheduler = torch.optim.lr_scheduler.LambdaLR(
                 optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from tagnet.budget import Recipe
 from tagnet.config import MODALITY_DEFAULTS, TrainConfig
 from tagnet.data.table import LabelTable
 from tagnet.errors import ArtifactError, DataError, RequestError
@@ -169,6 +170,15 @@ class Modality:
     def frozen(self, config: TrainConfig) -> bool:
         """Whether heads train on a frozen encoder's cached output (before any fine-tuning)."""
         return True
+
+    def recipe(self, model: TagnetModel, data: LabeledInputs, split: tuple[np.ndarray, np.ndarray], *,
+               config: TrainConfig, elapsed: float) -> Recipe:
+        """What the run trains (tagnet.budget.Recipe), given its first split's (training, validation) rows and the seconds
+        the run has taken so far: heads on the frozen encoder (then fine-tuning with config.finetune), or the whole
+        network for an encoder that is not frozen. Text chooses by the data's size and the time budget."""
+        if not self.frozen(config):
+            return Recipe("train", config.budget_seconds())
+        return Recipe("head+finetune" if config.finetune else "head", config.budget_seconds())
 
     def head_inputs(self, model: TagnetModel, data: LabeledInputs, state: dict[str, Any], *, cache_dir: Path,
                     progress: bool) -> HeadInputs:

@@ -23,7 +23,7 @@ from tagnet.data.images import (CachedImageDataset, ImageCache, augmentation, bu
 from tagnet.data.decode import images_folder
 from tagnet.data.labels import read_labels
 from tagnet.errors import ArtifactError, DataError, RequestError, TagnetError
-from tagnet.budget import feature_seconds, format_seconds
+from tagnet.budget import feature_seconds, duration
 from tagnet.features import cached_path, cached_tensor, encoder_digest
 from tagnet.models import PreprocessConfig, TagnetModel, create_model
 from tagnet.models.base import ProbabilityGraph
@@ -205,12 +205,12 @@ class ImageModality(Modality):
                 for name, backbone in backbone_members(model)}
         total = sum(todo.values())
         if budget.fits(total):
-            return config, budget.note(f"{config.backbone} features take about {format_seconds(total)}: they fit")
+            return config, budget.note(f"{config.backbone} features take about {duration(total)}: they fit")
         fastest = min(todo, key=todo.get)
         return (dataclasses.replace(config, backbone=fastest),
-                budget.note(f"{config.backbone} features would take about {format_seconds(total)} of "
-                            f"{format_seconds(budget.left())} left; using {fastest} alone "
-                            f"(about {format_seconds(todo[fastest])})"))
+                budget.note(f"{config.backbone} features would take about {duration(total)} of "
+                            f"{duration(budget.left())} left; using {fastest} alone "
+                            f"(about {duration(todo[fastest])})"))
 
     def forward_seconds(self, model, data) -> float | None:
         """The whole backbone on a few cached images."""

@@ -9,14 +9,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from tagnet.config import MAX_REQUEST_TEXT_CHARS, MAX_TEXT_CHARS
+from tagnet.budget import Recipe, duration, measure_throughput, plan_passes
+from tagnet.config import MAX_REQUEST_TEXT_CHARS, MAX_TEXT_CHARS, parse_duration
 from tagnet.data.labels import read_labels_with_texts
-from tagnet.data.text import PadCollate, TokenDataset, read_text_lines
+from tagnet.data.text import PAD_MULTIPLE, BucketBatchSampler, PadCollate, TokenDataset, read_text_lines
 from tagnet.errors import ConfigError, DataError, RequestError, TagnetError
 from tagnet.features import cached_tensor, encoder_digest
+from tagnet.models import TagnetModel, set_backbone_trainable
 from tagnet.models.base import ProbabilityGraph
 from tagnet.models import text as text_models
-from tagnet.models.text import SentenceEncoder
+from tagnet.models.text import MAX_TOKENS, SentenceEncoder, token_limit
 from tagnet.modalities.base import (HeadInputs, LabeledInputs, Modality, OnnxGraph, SEARCH_RANGES, bytes_text,
                                      check_items)
 
@@ -27,6 +29,9 @@ SAMPLE_TEXTS = (("Thanks, you made my day!",), ("ok", "I can't believe they canc
                 "frustrating and sad.", "What time does the game start tomorrow?", "lol"))
 TABLE_ONLY_OPTIONS = ("label_count", "labels_xml")
 TOKENIZER_SUFFIX = ".tokenizer.json"
+DEFAULT_BUDGET = "15m"  # the default recipe's time budget: a laptop's coffee break
+SMALL_TEXTS = 2_000  # up to this many training texts, the frozen pass is cheap: head, then fine-tuning if it validates better
+PROBE_BATCHES = 8  # training batches timed (the first 3 not counted) to size fine-tuning to the budget
 
 
 def tokenizer_path(onnx_path: Path) -> Path:
@@ -48,6 +53,26 @@ def cached_embeddings(encoder: SentenceEncoder, texts: list[str], *, cache_dir: 
     for text in texts:
         digest.update(text.encode("utf-8") + b"\0")
     return cached_tensor(cache_dir, "text-embeddings", digest, lambda: text_models.encode_texts(encoder, texts, progress=progress))
+
+
+def _distributed(config) -> bool:
+    """Whether training may run in several processes (Lightning then sets the training sampler itself)."""
+    return config.num_nodes > 1 or config.strategy not in ("auto", "single_device") or \
+        config.devices not in ("auto", "1", 1)
+
+
+class _Reindexed(torch.utils.data.Dataset):
+    """A dataset in another order whose items report their original row (validation outputs are put back by it)."""
+
+    def __init__(self, dataset: TokenDataset, order: np.ndarray) -> None:
+        self.dataset, self.order = dataset, order
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        ids, targets, known, _ = self.dataset[index]
+        return ids, targets, known, int(self.order[index])
 
 
 class TextModality(Modality):
@@ -81,8 +106,12 @@ class TextModality(Modality):
         return LabeledInputs(table, as_text_array(texts))
 
     def fit_state(self, model, data, train_rows, *, text_column, read_options) -> dict[str, Any]:
-        """The text column, the training file's read options (evaluate reads files the same way) and the token limit."""
-        return {"text_column": text_column, "max_tokens": model.backbone.max_tokens,
+        """The text column, the training file's read options (evaluate reads files the same way) and the token limit:
+        the 99th percentile of the training texts' token counts (token_limit), which the encoder takes from here on
+        (training, prediction, serving and the ONNX export truncate there)."""
+        encoder: SentenceEncoder = model.backbone
+        encoder.max_tokens = token_limit(encoder.token_counts([data.inputs[i] for i in train_rows]))
+        return {"text_column": text_column, "max_tokens": encoder.max_tokens,
                 "read_options": {k: str(Path(v).resolve()) if isinstance(v, Path) else v for k, v in read_options.items()}}
 
     def state_from_format_1(self, preprocess, extra) -> dict[str, Any]:
@@ -90,18 +119,94 @@ class TextModality(Modality):
         return {"text_column": extra.pop("text_column", None), "read_options": extra.pop("read_options", {}),
                 "max_tokens": 256}
 
+    def rebuild_model(self, spec, state, *, source) -> TagnetModel:
+        """The recorded architecture, its encoder truncating at the recorded token limit."""
+        model = super().rebuild_model(spec, state, source=source)
+        limit = state.get("max_tokens", MAX_TOKENS)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_TOKENS:
+            raise ArtifactError(f"{source}: input max_tokens is {limit!r}; expected a whole number in 1..{MAX_TOKENS}")
+        model.backbone.max_tokens = limit
+        return model
+
+    def recipe(self, model, data, split, *, config, elapsed) -> Recipe:
+        """With --finetune / --no-finetune, an ensemble or --cv: as asked (fine-tuning sized to --time-budget when one is
+        given). Otherwise (the default) fine-tune within the time budget (default 15m), from throughput measured on a
+        few training batches: up to SMALL_TEXTS training texts a head on the frozen encoder first, then fine-tuning kept
+        only if its validation mAP is at least the head's; more texts fine-tune the whole network from the start (the
+        frozen pass would cost minutes); when not even MIN_PASSES of fine-tuning fit, the head alone."""
+        given = config.budget_seconds()
+        if config.finetune is not None or config.ensemble > 1:
+            finetune = bool(config.finetune)
+            name = "head+finetune" if finetune else "head"
+            if not finetune or given is None:
+                return Recipe(name, given, reason="as asked")
+            return Recipe(name, given, self._throughput(model, data, split, config), f"time budget {duration(given)}")
+        budget = given or parse_duration(DEFAULT_BUDGET)
+        throughput = self._throughput(model, data, split, config)
+        n_train, n_val = len(split[0]), len(split[1])
+        embed = (n_train + n_val) / throughput.eval_per_s if n_train <= SMALL_TEXTS else 0.0
+        plan = plan_passes(seconds_left=budget - elapsed - embed, n_train=n_train, n_val=n_val,
+                           batch_size=config.batch_size, throughput=throughput, max_passes=config.finetune_epochs)
+        said = f"time budget {duration(budget)}{'' if given else ' (default)'}"
+        rate = f"{throughput.train_per_s:.0f} texts/s measured"
+        if plan is None:
+            return Recipe("head", budget, throughput, f"{said}: too short to fine-tune on {n_train} texts ({rate}); "
+                                                      "training a head on the frozen encoder")
+        if n_train <= SMALL_TEXTS:
+            return Recipe("head+finetune", budget, throughput,
+                          f"{said}, {n_train} training texts: a head on the frozen encoder, then fine-tuning "
+                          f"(about {plan.passes:g} passes at {rate}), kept only if it validates better")
+        return Recipe("finetune", budget, throughput,
+                      f"{said}: fine-tuning the whole encoder on {n_train} texts for {plan.passes:g} passes "
+                      f"(about {plan.estimated_seconds / 60:.1f} min at {rate})")
+
+    def _throughput(self, model, data, split, config):
+        """Training and inference texts/s of the whole network on batches of the training texts, drawn as training draws
+        them (similar lengths), in the run's precision."""
+        from tagnet.engine import default_precision
+
+        encoder: SentenceEncoder = model.backbone
+        rng = np.random.default_rng(config.seed)
+        rows = rng.choice(split[0], size=min(len(split[0]), PROBE_BATCHES * config.batch_size), replace=False)
+        ids = encoder.tokenize([data.inputs[i] for i in rows])
+        sampler = BucketBatchSampler([len(i) for i in ids], config.batch_size, seed=config.seed)
+        collate = PadCollate(encoder.pad_id, PAD_MULTIPLE)
+        dataset = TokenDataset(ids, data.table.targets[rows], data.table.known[rows])
+        batches = [collate([dataset[i] for i in batch])[:2] for batch in sampler.one_pass(0)]
+        val_ids = encoder.tokenize([data.inputs[i] for i in split[1][:4 * config.batch_size * 3]])
+        evals = [encoder.pad(val_ids[i:i + 4 * config.batch_size]) for i in range(0, len(val_ids), 4 * config.batch_size)]
+        trainable = {name: p.requires_grad for name, p in model.named_parameters()}
+        set_backbone_trainable(model, True)
+        encoder.freeze_word_embeddings()
+        try:
+            return measure_throughput(model, batches, evals, precision=default_precision(config))
+        finally:
+            for name, p in model.named_parameters():
+                p.requires_grad_(trainable[name])
+
     def head_inputs(self, model, data, state, *, cache_dir, progress) -> HeadInputs:
         """Sentence embeddings of every text, cached on disk (cached_embeddings)."""
         return HeadInputs(cached_embeddings(model.backbone, list(data.inputs), cache_dir=cache_dir, progress=progress))
 
     def network_loaders(self, model, train, val, config) -> tuple[DataLoader, DataLoader]:
-        """Token ids padded per batch to its longest text."""
+        """Token ids padded per batch to its longest text (rounded up to PAD_MULTIPLE); training batches hold texts of
+        similar length (BucketBatchSampler; a plain shuffle in a distributed run, whose sampler Lightning sets), and
+        validation runs sorted by length. The word embeddings stay fixed while the rest fine-tunes
+        (SentenceEncoder.freeze_word_embeddings)."""
         encoder: SentenceEncoder = model.backbone
-        collate = PadCollate(encoder.pad_id)
-        return (DataLoader(TokenDataset(encoder.tokenize(list(train.inputs)), train.table.targets, train.table.known),
-                           batch_size=config.batch_size, shuffle=True, collate_fn=collate),
-                DataLoader(TokenDataset(encoder.tokenize(list(val.inputs)), val.table.targets, val.table.known),
-                           batch_size=config.batch_size * 4, collate_fn=collate))
+        encoder.freeze_word_embeddings()
+        collate = PadCollate(encoder.pad_id, PAD_MULTIPLE)
+        train_ids = encoder.tokenize(list(train.inputs))
+        train_set = TokenDataset(train_ids, train.table.targets, train.table.known)
+        if _distributed(config):
+            train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, collate_fn=collate)
+        else:
+            sampler = BucketBatchSampler([len(ids) for ids in train_ids], config.batch_size, seed=config.seed)
+            train_loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate)
+        val_ids = encoder.tokenize(list(val.inputs))
+        order = np.argsort([len(ids) for ids in val_ids], kind="stable")
+        val_set = TokenDataset([val_ids[i] for i in order], val.table.targets[order], val.table.known[order])
+        return train_loader, DataLoader(_Reindexed(val_set, order), batch_size=config.batch_size * 4, collate_fn=collate)
 
     def read_unlabeled(self, paths, predictor) -> tuple[list[str], list, dict[str, str]]:
         """Every non-blank line of UTF-8 text files; sources FILE:LINE."""

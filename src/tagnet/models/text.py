@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.progress import track
 from torch import nn
@@ -18,6 +19,17 @@ from tagnet.models.registry import register_model
 MINILM = "minilm_l6"
 TEXT_ENCODERS = (MINILM,)
 MAX_TOKENS = 256  # the package's sentence_bert_config.json max_seq_length
+TOKEN_PERCENTILE = 99  # a trained model's token limit: this percentile of its training texts' token counts
+
+
+def token_limit(lengths: Sequence[int], *, percentile: float = TOKEN_PERCENTILE, multiple: int = 8,
+                most: int = MAX_TOKENS) -> int:
+    """The token limit for texts with these token counts: their `percentile`, rounded up to a multiple of `multiple`
+    and at most `most` (at least `multiple`); longer texts are truncated to it."""
+    if len(lengths) == 0:
+        return most
+    value = float(np.percentile(np.asarray(lengths, dtype=np.float64), percentile))
+    return int(min(most, max(multiple, -(-int(np.ceil(value)) // multiple) * multiple)))
 
 
 def package_model_dir() -> Path:
@@ -54,6 +66,16 @@ class SentenceEncoder(nn.Module):
         so that a huge text is not tokenised whole)."""
         return self.tokenizer([text[:MAX_TEXT_CHARS] for text in texts], truncation=True,
                               max_length=self.max_tokens)["input_ids"]
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text ([CLS] and [SEP] included) up to MAX_TOKENS, whatever this encoder's own limit."""
+        return [len(ids) for ids in self.tokenizer([text[:MAX_TEXT_CHARS] for text in texts], truncation=True,
+                                                   max_length=MAX_TOKENS)["input_ids"]]
+
+    def freeze_word_embeddings(self) -> None:
+        """Keep the word-embedding table (half of MiniLM's weights) fixed while the rest fine-tunes: its dense gradient
+        and AdamW update cost more than the whole transformer's on short texts."""
+        self.transformer.get_input_embeddings().weight.requires_grad_(False)
 
     def pad(self, token_ids: Sequence[Sequence[int]]) -> torch.Tensor:
         """A (B, longest) LongTensor of token ids, padded on the right with `pad_id`."""
