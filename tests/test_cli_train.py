@@ -79,6 +79,16 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     assert result.predictions_file.is_file() and len(result.predictions) == 5
     assert (result.train.artifact_dir / "model.safetensors").is_file()
     assert result.test_report.n_items == 30 and result.test_report.mAP > 0.5
+    budget = json.loads((result.train.run_dir / "metrics.json").read_text())["time_budget"]
+    assert budget["seconds"] == 60.0 and budget["choices"]  # the demo trains within its 1-minute budget and says how
+
+
+def test_demo_refuses_a_bad_time_budget_before_making_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["tagnet", "demo", "--out", str(tmp_path / "demo"), "--time-budget", "5x"])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 2 and "time_budget is '5x'" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
 
 
 def test_predict_runtime_choice(tiny_run, synthetic_data, monkeypatch, capsys):

@@ -40,6 +40,7 @@ def run_demo(out_dir: str | Path = "tagnet-demo", *, n_train: int = 600, n_test:
         time_budget: the training's --time-budget (the recipe that fits is chosen and said); None: no limit.
     """
     console = console or Console()
+    config = (config or TrainConfig()).updated(time_budget=time_budget)  # bad settings fail before any data is made
     out = Path(out_dir)
     console.rule("1. data: synthetic shapes, 0-3 per image")
     train_data = write_synthetic_dataset(out / "data" / "train", n=n_train, seed=0)
@@ -47,7 +48,7 @@ def run_demo(out_dir: str | Path = "tagnet-demo", *, n_train: int = 600, n_test:
     console.print(f"{n_train} training and {n_test} test images, labels {train_data.table.label_names}")
     console.rule("2. train")
     result = train(train_data.labels_csv, images_dir=train_data.images_dir, out_dir=out / "run",
-                   config=(config or TrainConfig()).updated(time_budget=time_budget), console=console, progress=progress, force=True)  # a rerun redoes it
+                   config=config, console=console, progress=progress, force=True)  # a rerun redoes it
     console.print(f"validation mAP {result.report.mAP:.3f}, micro-F1 {result.report.micro_f1:.3f} "
                   f"(thresholds tuned per label on validation data)")
     console.rule("3. evaluate on unseen test images")
