@@ -12,6 +12,7 @@ from torch import nn
 
 from tagnet.config import TrainConfig
 from tagnet.engine.fit import one_torch_thread
+from tagnet.engine.module import lr_scheduler
 from tagnet.losses import make_loss
 
 
@@ -49,14 +50,8 @@ def fit_head(head: nn.Module, x: torch.Tensor, targets: np.ndarray, known: np.nd
     loss_fn = make_loss(config, label_frequency=(targets[train_rows] * known[train_rows]).mean(axis=0))
     optimizer = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
-    per_epoch = math.ceil(len(train_rows) / config.batch_size)
-    total = max(1, per_epoch * config.epochs)
-    scheduler = None
-    if config.schedule == "onecycle" and total >= 10:
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=0.3)
-    elif config.schedule != "constant":
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+    scheduler = lr_scheduler(optimizer, config.schedule,
+                             total=math.ceil(len(train_rows) / config.batch_size) * config.epochs)
     rng = np.random.default_rng(seed)
     best_score, best_state, best_probs, waited = -1.0, None, None, 0
     with one_torch_thread():

@@ -110,13 +110,19 @@ class MultiLabelModule(L.LightningModule):
             groups = [{"params": [p for p in params if id(p) not in own], "lr": self.lr},
                       {"params": [p for p in params if id(p) in own], "lr": self.head_lr}]
         optimizer = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
-        if self.schedule == "constant":
+        scheduler = lr_scheduler(optimizer, self.schedule, total=int(self.trainer.estimated_stepping_batches))
+        if scheduler is None:
             return optimizer
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        if self.schedule == "onecycle" and total >= 10:  # one-cycle needs a few steps per phase; else cosine
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], total_steps=total,
-                                                            pct_start=0.3)
-        else:
-            scheduler = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, *, total: int):
+    """The per-step learning-rate schedule of `total` steps: None for "constant"; one-cycle up to each group's lr
+    (with at least 10 steps; fewer get cosine), else cosine decay."""
+    if schedule == "constant":
+        return None
+    total = max(1, total)
+    if schedule == "onecycle" and total >= 10:  # one-cycle needs a few steps per phase; else cosine
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                                   total_steps=total, pct_start=0.3)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))

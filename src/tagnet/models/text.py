@@ -61,16 +61,15 @@ class SentenceEncoder(nn.Module):
         self.pad_id = int(tokenizer.pad_token_id)
         self.width = int(transformer.config.hidden_size)
 
-    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text ([CLS] ... [SEP]), truncated to `max_tokens` (of its first MAX_TEXT_CHARS characters,
-        so that a huge text is not tokenised whole)."""
+    def tokenize(self, texts: Sequence[str], *, max_length: int | None = None) -> list[list[int]]:
+        """Token ids of each text ([CLS] ... [SEP]), truncated to `max_length` (default `max_tokens`) of its first
+        MAX_TEXT_CHARS characters (so that a huge text is not tokenised whole)."""
         return self.tokenizer([text[:MAX_TEXT_CHARS] for text in texts], truncation=True,
-                              max_length=self.max_tokens)["input_ids"]
+                              max_length=max_length or self.max_tokens)["input_ids"]
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Tokens of each text ([CLS] and [SEP] included) up to MAX_TOKENS, whatever this encoder's own limit."""
-        return [len(ids) for ids in self.tokenizer([text[:MAX_TEXT_CHARS] for text in texts], truncation=True,
-                                                   max_length=MAX_TOKENS)["input_ids"]]
+        return [len(ids) for ids in self.tokenize(texts, max_length=MAX_TOKENS)]
 
     def freeze_word_embeddings(self) -> None:
         """Keep the word-embedding table (half of MiniLM's weights) fixed while the rest fine-tunes: its dense gradient
