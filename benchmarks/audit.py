@@ -2,8 +2,8 @@
 
 scene-train.arff (1211 images, 294 colour/texture features, 6 labels) read as tagnet reads it; seeded:
 one true tag removed from 30 items ("missing") and one wrong tag added to 30 other items ("wrong").
-Out-of-fold probabilities from 5-fold one-vs-rest logistic regression (tagnet.audit.out_of_fold_probabilities),
-then tagnet.audit.find_label_issues. Reported: the share of the 60 corrupted items (and of the exact
+Out-of-fold probabilities from 5-fold one-vs-rest logistic regression (tagnet.curation.audit.out_of_fold_probabilities),
+then tagnet.curation.audit.find_label_issues. Reported: the share of the 60 corrupted items (and of the exact
 corrupted cells) among the 120 highest-ranked issues, the number of issues flagged, and the time.
 
 Run: python benchmarks/audit.py [--seeds 0 1 2]
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tagnet.audit import find_label_issues, out_of_fold_probabilities
-from tagnet.data.tabular import read_feature_table
+from tagnet.curation.audit import find_label_issues, out_of_fold_probabilities
+from tagnet.data.feature_table import read_feature_table
 
 SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mulan" / "scene" / "scene-train.arff"
 

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from tagnet.data.labels import read_labels_with_texts
-from tagnet.data.tabular import read_feature_table
-from tagnet.evaluation import evaluate
-from tagnet.export import export_onnx
+from tagnet.data.feature_table import read_feature_table
+from tagnet.evaluation.evaluate import evaluate
+from tagnet.inference.export import export_onnx
 from tagnet.predict_vectors import VectorPredictor
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

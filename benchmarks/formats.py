@@ -19,7 +19,7 @@ from PIL import Image
 from tagnet.data.check import check_dataset
 from tagnet.data.decode import decode_image
 from tagnet.data.labels import read_labels_with_texts
-from tagnet.data.tabular import read_feature_table
+from tagnet.data.feature_table import read_feature_table
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 LABEL_FILES = [  # (tool and format, fixture, what a user types beyond the path)

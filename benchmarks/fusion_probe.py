@@ -18,9 +18,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 
 from tagnet import modalities
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.data.split import kfold_rows
-from tagnet.thresholds import apply_thresholds, fit_thresholds
+from tagnet.decisions.thresholds import apply_thresholds, fit_thresholds
 
 SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "miml-scene"
 SIZE = 260

@@ -29,12 +29,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.data.labels import read_labels_with_texts
-from tagnet.evaluation import evaluate
+from tagnet.evaluation.evaluate import evaluate
 from tagnet.models import create_model
 from tagnet.modalities.text import cached_embeddings
-from tagnet.pipeline import train
+from tagnet.training.trainer import train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "goemotions"
 READ = {"no_header": True, "id_column": "2", "label_names_file": DATA / "labels.txt"}

@@ -2,7 +2,7 @@
 
 A one-vs-rest logistic regression (C = 0.01, standardised features) is trained on scene-train.arff; its
 probabilities on scene-test.arff (1196 images, 6 labels) are split at random, 20 times, into a
-calibration half and a test half. On the calibration half, tagnet.thresholds.fit_decisions fits
+calibration half and a test half. On the calibration half, tagnet.decisions.thresholds.fit_decisions fits
 objective "precision>=P" with confidence C (Learn-then-Test) and, for comparison, without confidence
 (the lowest threshold whose calibration precision reaches P). Reported per label: in how many splits
 the label was guaranteed, the share of those where test precision >= P (goal >= 90%), mean test recall;
@@ -14,7 +14,7 @@ items), and, the halves being complementary, against the calibration half's. So 
 replacement (the same size as a half), and "held" means the threshold's precision over all of scene-test,
 the population value, is >= P: what the guarantee promises, with no test-sampling noise.
 Last, the expected calibration error of the test half before and after per-label temperature scaling
-(tagnet.calibration) fitted on the calibration half.
+(tagnet.decisions.calibration) fitted on the calibration half.
 
 Run: python benchmarks/guarantee.py [--precision 0.9] [--recall 0.9] [--confidence 0.95] [--splits 20]
      [--calibration 0.5] [--bootstrap]
@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from tagnet.calibration import ece, fit_temperature
-from tagnet.data.tabular import fit_standardization, read_feature_table, standardize
-from tagnet.thresholds import apply_thresholds, fit_decisions
+from tagnet.decisions.calibration import ece, fit_temperature
+from tagnet.data.feature_table import fit_standardization, read_feature_table, standardize
+from tagnet.decisions.thresholds import apply_thresholds, fit_decisions
 
 SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mulan" / "scene"
 

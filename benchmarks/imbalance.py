@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.data.labels import read_labels, write_labels
 from tagnet.data.split import split_table
-from tagnet.metrics import evaluate_probabilities
-from tagnet.report import load_run
-from tagnet.pipeline import train
+from tagnet.evaluation.metrics import evaluate_probabilities
+from tagnet.report.html import load_run
+from tagnet.training.trainer import train
 
 SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "miml-scene"
 RARE = "desert"

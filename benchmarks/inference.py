@@ -18,14 +18,14 @@ import numpy as np
 import onnxruntime
 import torch
 
-from tagnet.artifact import save_artifact
-from tagnet.export import export_onnx
-from tagnet.config import MODALITY_DEFAULTS
+from tagnet.inference.artifact import save_artifact
+from tagnet.inference.export import export_onnx
+from tagnet.config.settings import MODALITY_DEFAULTS
 from tagnet.models import create_model
 from tagnet.models.fused import member_names
 from tagnet.models.pretrained import LITE_MODELS
-from tagnet.predict import Predictor
-from tagnet.thresholds import Thresholds
+from tagnet.inference.predictor import Predictor
+from tagnet.decisions.thresholds import Thresholds
 
 LABELS = ["a", "b", "c", "d", "e"]
 

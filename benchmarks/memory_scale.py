@@ -29,9 +29,9 @@ def _status_kb(field: str) -> int:
 
 def one_size(n: int, out: Path) -> dict:
     """Generate (once) and train one epoch on n images; return timings and peak memory."""
-    from tagnet.config import TrainConfig
+    from tagnet.config.settings import TrainConfig
     from tagnet.data.synthetic import write_synthetic_dataset
-    from tagnet.pipeline import train
+    from tagnet.training.trainer import train
 
     data_dir = out / f"data-{n}"
     if not (data_dir / "labels.csv").exists():

@@ -1,6 +1,6 @@
 """MULAN scene, yeast and emotions on their standard train/test splits: tagnet's MLP vs ML-kNN and the best published.
 
-Each set: `tagnet.pipeline.train` on NAME-train.arff (labels named by NAME.xml found beside; 20% of the training
+Each set: `tagnet.training.trainer.train` on NAME-train.arff (labels named by NAME.xml found beside; 20% of the training
 rows split off for early stopping and thresholds), then `evaluate` on NAME-test.arff, as
 `tagnet train NAME-train.arff --out RUN` and `tagnet evaluate RUN NAME-test.arff --json FILE` do.
 Hamming loss is given with the artifact's thresholds (per-label, F1-optimal on validation: tagnet's
@@ -24,9 +24,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tagnet.config import TrainConfig
-from tagnet.evaluation import evaluate
-from tagnet.pipeline import train
+from tagnet.config.settings import TrainConfig
+from tagnet.evaluation.evaluate import evaluate
+from tagnet.training.trainer import train
 
 MULAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "mulan"
 # Hamming loss on the test split, Madjarov et al. (2012), "An extensive experimental comparison of methods

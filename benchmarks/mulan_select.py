@@ -24,10 +24,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, hamming_loss
 from sklearn.neighbors import NearestNeighbors
 
-from tagnet.config import TrainConfig
-from tagnet.data.tabular import fit_standardization, read_feature_table, standardize
-from tagnet.evaluation import evaluate_side_by_side
-from tagnet.pipeline import train
+from tagnet.config.settings import TrainConfig
+from tagnet.data.feature_table import fit_standardization, read_feature_table, standardize
+from tagnet.evaluation.evaluate import evaluate_side_by_side
+from tagnet.training.trainer import train
 
 MULAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "mulan"
 # ML-kNN: Madjarov et al. (2012); best published: the figures issue 16 quotes.

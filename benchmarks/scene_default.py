@@ -13,10 +13,10 @@ import statistics
 import time
 from pathlib import Path
 
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.data.labels import read_labels, write_labels
 from tagnet.data.split import split_table
-from tagnet.pipeline import train
+from tagnet.training.trainer import train
 
 SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "miml-scene"
 

@@ -30,10 +30,10 @@ SCENE_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "miml-sc
 
 def make_artifact(folder: Path) -> Path:
     """efficientnet_lite0 with a 5-label head, saved and exported (model.onnx) into `folder`."""
-    from tagnet.artifact import save_artifact
-    from tagnet.export import export_onnx
+    from tagnet.inference.artifact import save_artifact
+    from tagnet.inference.export import export_onnx
     from tagnet.models import create_model
-    from tagnet.thresholds import Thresholds
+    from tagnet.decisions.thresholds import Thresholds
 
     labels = ["a", "b", "c", "d", "e"]
     save_artifact(folder, model=create_model("efficientnet_lite0", num_labels=5).eval(), label_names=labels,

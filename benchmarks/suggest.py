@@ -2,7 +2,7 @@
 
 scene-train.arff (1211 images) is the pool: 100 random rows start labelled; each of 3 rounds fits
 one-vs-rest logistic regressions (C = 0.1, standardised features) on the labelled rows, then adds 100
-rows: tagnet.suggest.suggest_items on the model's probabilities for the unlabelled rows (with each
+rows: tagnet.curation.suggest.suggest_items on the model's probabilities for the unlabelled rows (with each
 --focus: 0 = feature-space diversity only, 1 = uncertainty x diversity), or 100 random rows. mAP on scene-test.arff (1196 images) after each round, mean of 3 seeds; time of suggest_items.
 
 Run: python benchmarks/suggest.py [--seeds 0 1 2] [--rounds 3] [--batch 100] [--start 100] [--focus 0 0.5 1]
@@ -18,8 +18,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 
-from tagnet.data.tabular import fit_standardization, read_feature_table, standardize
-from tagnet.suggest import suggest_items
+from tagnet.data.feature_table import fit_standardization, read_feature_table, standardize
+from tagnet.curation.suggest import suggest_items
 
 SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mulan" / "scene"
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tagnet.config import TrainConfig, load_config
-from tagnet.evaluation import evaluate
-from tagnet.pipeline import train
-from tagnet.tuning import tune
+from tagnet.config.settings import TrainConfig, load_config
+from tagnet.evaluation.evaluate import evaluate
+from tagnet.training.trainer import train
+from tagnet.tuning.search import tune
 
 MULAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "mulan"
 FIXED = TrainConfig(epochs=200, patience=20, batch_size=32)  # as benchmarks/mulan.py's COMMON

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tagnet.config import TrainConfig, load_config
+from tagnet.config.settings import TrainConfig, load_config
 from tagnet.data.labels import read_labels, write_labels
 from tagnet.data.split import split_table
-from tagnet.pipeline import train
-from tagnet.tuning import tune
+from tagnet.training.trainer import train
+from tagnet.tuning.search import tune
 
 SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "miml-scene"
 

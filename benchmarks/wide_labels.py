@@ -15,7 +15,7 @@ import numpy as np
 
 from tagnet.data.check import check_dataset
 from tagnet.data.labels import read_labels
-from tagnet.data.table import LabelTable
+from tagnet.data.label_table import LabelTable
 
 
 def multi_hot(rows: int, labels: int, seed: int = 0) -> np.ndarray:

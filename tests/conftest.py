@@ -26,8 +26,8 @@ def synthetic_data(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_run(synthetic_data, tmp_path_factory):
     """A run folder of seed_cnn trained for 2 epochs at 32 px on `synthetic_data` (a few seconds)."""
-    from tagnet.config import TrainConfig
-    from tagnet.pipeline import train
+    from tagnet.config.settings import TrainConfig
+    from tagnet.training.trainer import train
 
     config = TrainConfig(backbone="seed_cnn", pretrained=False, image_size=32, epochs=2, batch_size=16)
     return train(synthetic_data.labels_csv, images_dir=synthetic_data.images_dir,

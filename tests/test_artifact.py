@@ -9,10 +9,10 @@ import pytest
 import safetensors.torch
 import torch
 
-from tagnet.artifact import FORMAT_VERSION, load_artifact, save_artifact
+from tagnet.inference.artifact import FORMAT_VERSION, load_artifact, save_artifact
 from tagnet.errors import ArtifactError
 from tagnet.models import PreprocessConfig, create_model
-from tagnet.thresholds import Thresholds
+from tagnet.decisions.thresholds import Thresholds
 
 LABELS = ["cat", "dog", "sky"]
 
@@ -180,7 +180,7 @@ def _write_format_1(folder, model, meta):
 
 
 def test_format_1_image_artifact_loads_and_predicts_the_same(tmp_path):
-    from tagnet.predict import Predictor
+    from tagnet.inference.predictor import Predictor
 
     model, thresholds, path = _save(tmp_path / "v2")
     old = tmp_path / "v1"
@@ -194,8 +194,8 @@ def test_format_1_image_artifact_loads_and_predicts_the_same(tmp_path):
 
 
 def test_format_1_tabular_artifact_loads_and_predicts_the_same(tmp_path):
-    from tagnet.data.tabular import standardize
-    from tagnet.predict import Predictor
+    from tagnet.data.feature_table import standardize
+    from tagnet.inference.predictor import Predictor
 
     torch.manual_seed(0)
     model = create_model("mlp", num_labels=2, pretrained=False, head_hidden=8, input_dim=3).eval()

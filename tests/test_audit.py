@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, log_loss
 
-from tagnet.audit import LabelIssue, find_label_issues, out_of_fold_probabilities, write_label_issues
+from tagnet.curation.audit import LabelIssue, find_label_issues, out_of_fold_probabilities, write_label_issues
 from tagnet.errors import ConfigError, DataError
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import uvicorn
 
-from tagnet.predict import Predictor
+from tagnet.inference.predictor import Predictor
 from tagnet.serve import create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -37,10 +37,10 @@ def server_url(tiny_run):
 @pytest.fixture
 def tabular_server(tmp_path):
     """A tabular model (3 features, labels a = x0 > 0 and b = x1 > 0) trained for a few epochs, and its server URL."""
-    from tagnet.config import TrainConfig
-    from tagnet.predict import Predictor
+    from tagnet.config.settings import TrainConfig
+    from tagnet.inference.predictor import Predictor
     from tagnet.serve import create_app
-    from tagnet.pipeline import train
+    from tagnet.training.trainer import train
 
     x = np.random.default_rng(0).normal(size=(80, 3))
     lines = ["x0,x1,x2,a,b"] + [f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{int(r[0] > 0)},{int(r[1] > 0)}" for r in x]

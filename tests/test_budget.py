@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from tagnet.budget import SAFETY, FINAL_SECONDS, Recipe, Throughput, duration, measure_throughput, plan_passes
-from tagnet.config import TrainConfig
-from tagnet.data.table import LabelTable
+from tagnet.training.budget import SAFETY, FINAL_SECONDS, Recipe, Throughput, duration, measure_throughput, plan_passes
+from tagnet.config.settings import TrainConfig
+from tagnet.data.label_table import LabelTable
 from tagnet.data.text import BucketBatchSampler, PadCollate
 from tagnet.modalities import get
 from tagnet.modalities.base import LabeledInputs

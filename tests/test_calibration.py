@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tagnet.calibration import TemperatureScaling, ece, fit_temperature, reliability
+from tagnet.decisions.calibration import TemperatureScaling, ece, fit_temperature, reliability
 from tagnet.errors import ArtifactError, ConfigError, DataError
 
 

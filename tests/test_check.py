@@ -9,7 +9,7 @@ from PIL import Image
 from rich.console import Console
 
 from tagnet.data.check import check_dataset, render_report
-from tagnet.data.table import LabelTable
+from tagnet.data.label_table import LabelTable
 
 
 def make_images(folder: Path, names: list[str], size: tuple[int, int] = (8, 6)) -> None:

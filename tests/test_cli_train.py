@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tagnet.cli import app, main
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.demo import run_demo
 
 runner = CliRunner()

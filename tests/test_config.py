@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tagnet.cli import app
-from tagnet.config import (MODALITY_DEFAULTS, ServeSettings, TrainConfig, describe_settings, load_config,
+from tagnet.config.settings import (MODALITY_DEFAULTS, ServeSettings, TrainConfig, describe_settings, load_config,
                            parse_overrides, validate_settings)
 from tagnet.errors import ConfigError
 
@@ -109,7 +109,7 @@ def test_cli_options_come_from_the_declarations():
 
 
 def test_time_budget_parses_durations_and_refuses_nonsense():
-    from tagnet.config import parse_duration
+    from tagnet.config.settings import parse_duration
 
     assert [parse_duration(text) for text in ("300", "90s", "5m", "1h30m", "2.5m", " 10M ")] == [
         300.0, 90.0, 300.0, 5400.0, 150.0, 600.0]

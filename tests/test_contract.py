@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import tagnet
 from tagnet.cli import app
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 
 runner = CliRunner()
 WORDS = {"food": ["pizza", "pasta", "bread", "cheese"], "sport": ["goal", "match", "tennis", "marathon"],

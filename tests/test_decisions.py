@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tagnet.artifact import load_artifact
+from tagnet.inference.artifact import load_artifact
 from tagnet.cli import app
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.errors import ConfigError
-from tagnet.pipeline import train as train_run
-from tagnet.predict import Predictor
-from tagnet.thresholds import apply_thresholds
+from tagnet.training.trainer import train as train_run
+from tagnet.inference.predictor import Predictor
+from tagnet.decisions.thresholds import apply_thresholds
 
 runner = CliRunner()
 
@@ -78,7 +78,7 @@ def test_train_stores_the_rules_and_prints_unreachable_labels(tables, tmp_path):
 
 
 def _rows(path):
-    from tagnet.data.tabular import read_feature_table
+    from tagnet.data.feature_table import read_feature_table
 
     return read_feature_table(path).features
 
@@ -94,8 +94,8 @@ def plain_run(tables, tmp_path_factory):
 def test_calibrate_refits_thresholds_and_temperatures_on_new_data(plain_run, tables, tmp_path):
     import shutil
 
-    from tagnet.calibration import fit_temperature
-    from tagnet.thresholds import fit_decisions
+    from tagnet.decisions.calibration import fit_temperature
+    from tagnet.decisions.thresholds import fit_decisions
 
     run = shutil.copytree(plain_run, tmp_path / "run")
     new = tables[1]
@@ -124,7 +124,7 @@ def test_calibrate_refits_thresholds_and_temperatures_on_new_data(plain_run, tab
     done = runner.invoke(app, ["evaluate", str(run), str(new), "--json", str(report_file)])
     assert done.exit_code == 0 and "ECE" in done.output, done.output
     report = json.loads(report_file.read_text())
-    from tagnet.calibration import ece
+    from tagnet.decisions.calibration import ece
 
     per_label = ece(targets, calibrated)
     assert [row["ece"] for row in report["per_label"]] == pytest.approx(per_label.tolist(), abs=1e-6)
@@ -153,9 +153,9 @@ def test_rules_and_temperatures_reach_onnx_serve_and_report(plain_run, tables, t
 
     from fastapi.testclient import TestClient
 
-    from tagnet.calibrate import calibrate
-    from tagnet.export import export_onnx, read_onnx_metadata
-    from tagnet.report import write_report
+    from tagnet.decisions.refit import calibrate
+    from tagnet.inference.export import export_onnx, read_onnx_metadata
+    from tagnet.report.html import write_report
     from tagnet.serve import create_app
 
     run = shutil.copytree(plain_run, tmp_path / "run")
@@ -192,8 +192,8 @@ def test_rules_and_temperatures_reach_onnx_serve_and_report(plain_run, tables, t
 
 
 def test_audit_ranks_flipped_labels_of_a_table_first(tmp_path):
-    from tagnet.curate import audit_labels
-    from tagnet.data.tabular import read_feature_table
+    from tagnet.curation.workflow import audit_labels
+    from tagnet.data.feature_table import read_feature_table
 
     x0 = np.random.default_rng(2).normal(size=(160, 3))[:, 0]
     flipped = np.flatnonzero(np.abs(x0) > 1.0)[:5].tolist()  # clear cases, far from the boundary x0 = 0

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tagnet.artifact import load_artifact
-from tagnet.config import TrainConfig
-from tagnet.predict import Predictor
-from tagnet.pipeline import train
+from tagnet.inference.artifact import load_artifact
+from tagnet.config.settings import TrainConfig
+from tagnet.inference.predictor import Predictor
+from tagnet.training.trainer import train
 
 TAGNET = [sys.executable, "-m", "tagnet.cli"]
 

@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from tagnet.cli import app
-from tagnet.config import TrainConfig, load_config
+from tagnet.config.settings import TrainConfig, load_config
 from tagnet.errors import ConfigError
 
 runner = CliRunner()
@@ -48,7 +48,7 @@ def test_every_run_writes_config_yaml(tiny_run):
 @pytest.fixture(scope="module")
 def logged_run(synthetic_data, tmp_path_factory):
     """The tiny seed_cnn run with every logger on: 3 epochs at 32 px."""
-    from tagnet.pipeline import train
+    from tagnet.training.trainer import train
 
     config = TrainConfig(backbone="seed_cnn", pretrained=False, image_size=32, epochs=3, batch_size=16,
                          loggers="csv,tensorboard,mlflow")
@@ -60,7 +60,7 @@ def logged_run(synthetic_data, tmp_path_factory):
 def test_tensorboard_gets_losses_validation_metrics_settings_and_summary(logged_run):
     from tbparse import SummaryReader
 
-    from tagnet.run import read_epochs
+    from tagnet.training.run_folder import read_epochs
 
     scalars = SummaryReader(str(logged_run.run_dir / "logs" / "tensorboard" / "train")).scalars
     epochs = read_epochs(logged_run.run_dir)
@@ -80,7 +80,7 @@ def test_tensorboard_gets_losses_validation_metrics_settings_and_summary(logged_
 def test_mlflow_run_in_the_local_store(logged_run):
     from mlflow.tracking import MlflowClient
 
-    from tagnet.run import read_epochs
+    from tagnet.training.run_folder import read_epochs
 
     client = MlflowClient(tracking_uri=(logged_run.run_dir / "mlruns").resolve().as_uri())
     experiment = client.get_experiment_by_name("tagnet")
@@ -104,7 +104,7 @@ def test_bad_logger_names_and_cli_flags(tmp_path):
 
 
 def test_without_a_terminal_one_line_per_epoch_and_how_training_stopped(synthetic_data, tmp_path, capsys):
-    from tagnet.pipeline import train
+    from tagnet.training.trainer import train
 
     # a learning rate too small to change any ranking: validation mAP never improves after epoch 1
     config = TrainConfig(backbone="seed_cnn", pretrained=False, image_size=32, epochs=5, batch_size=16, lr=1e-12,
@@ -150,7 +150,7 @@ def test_split_sizes_follow_the_fractions_on_dense_labels(seed):
     import numpy as np
 
     from tagnet.data.split import split_table
-    from tagnet.data.table import LabelTable
+    from tagnet.data.label_table import LabelTable
 
     y = (np.random.default_rng(seed).random((600, 20)) < 0.3).astype(np.uint8)
     table = LabelTable([f"i{i}" for i in range(600)], [f"l{j}" for j in range(20)], y, np.ones_like(y, bool), "tags", {})
@@ -184,8 +184,8 @@ def test_predict_checks_the_output_suffix_first(tiny_run, tmp_path):
 def test_prediction_table_keeps_long_file_names_whole():
     from rich.console import Console
 
-    from tagnet.predict import Prediction, PredictionResults
-    from tagnet.render import render_predictions
+    from tagnet.inference.predictor import Prediction, PredictionResults
+    from tagnet.report.terminal import render_predictions
 
     name = "photos/2024/holiday/" + "x" * 40 + "_IMG_0001.jpg"
     names = ["alpha", "beta", "gamma", "delta"]

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.engine import MultiLabelModule, default_precision, is_main_process, run_phase, seed_everything
-from tagnet.losses import make_loss
+from tagnet.training.losses import make_loss
 from tagnet.models.base import make_head
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "tagnet"
@@ -59,7 +59,7 @@ def _loaders(n: int = 200):
 
 
 def test_a_phase_trains_keeps_the_best_epoch_and_resumes_without_training_again(tmp_path, monkeypatch):
-    from tagnet.pipeline import validation_score
+    from tagnet.training.trainer import validation_score
 
     config = TrainConfig(epochs=6, patience=6, lr=5e-2)
     seed_everything(0)
@@ -96,7 +96,7 @@ def test_only_the_engine_imports_lightning():
 
 
 def test_inference_never_imports_the_training_engine():
-    code = ("import sys, tagnet.predict, tagnet.serve, tagnet.export, tagnet.evaluation, tagnet.explain; "
-            "print(sorted(m for m in sys.modules if m.startswith(('lightning', 'tagnet.engine', 'tagnet.pipeline'))))")
+    code = ("import sys, tagnet.inference.predictor, tagnet.serve, tagnet.inference.export, tagnet.evaluation.evaluate, tagnet.inference.explain; "
+            "print(sorted(m for m in sys.modules if m.startswith(('lightning', 'tagnet.engine', 'tagnet.training.trainer'))))")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert found == "[]"

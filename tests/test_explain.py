@@ -12,16 +12,16 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from tagnet.artifact import save_artifact
+from tagnet.inference.artifact import save_artifact
 from tagnet.cli import main
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.data.synthetic import write_synthetic_dataset
 from tagnet.errors import DataError, ModelError
-from tagnet.explain import explain_images, find_target_layers, heatmap_png, heatmap_rgba, save_explanations
+from tagnet.inference.explain import explain_images, find_target_layers, heatmap_png, heatmap_rgba, save_explanations
 from tagnet.models import create_model
-from tagnet.predict import Predictor
-from tagnet.thresholds import Thresholds
-from tagnet.pipeline import train
+from tagnet.inference.predictor import Predictor
+from tagnet.decisions.thresholds import Thresholds
+from tagnet.training.trainer import train
 
 
 @pytest.fixture(scope="module", autouse=True)

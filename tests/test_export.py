@@ -11,13 +11,13 @@ import onnxruntime
 import pytest
 import torch
 
-from tagnet.artifact import load_artifact, save_artifact
+from tagnet.inference.artifact import load_artifact, save_artifact
 from tagnet.cli import main
 from tagnet.errors import ArtifactError, ConfigError, ModelError
-from tagnet.evaluation import evaluate
-from tagnet.export import PARITY_TOLERANCE, export_onnx, read_onnx_metadata
+from tagnet.evaluation.evaluate import evaluate
+from tagnet.inference.export import PARITY_TOLERANCE, export_onnx, read_onnx_metadata
 from tagnet.models import create_model
-from tagnet.predict import Predictor
+from tagnet.inference.predictor import Predictor
 
 
 @pytest.fixture(scope="module")

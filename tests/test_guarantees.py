@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from tagnet.thresholds import NEVER, apply_thresholds, fit_decisions
+from tagnet.decisions.thresholds import NEVER, apply_thresholds, fit_decisions
 
 STARTS = 9  # the precision tests start at every whole logit from 6 to -2, each at level (1 - confidence) / 9
 

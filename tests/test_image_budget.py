@@ -8,9 +8,9 @@ import time
 import pytest
 from rich.console import Console
 
-from tagnet.budget import FINAL_SECONDS, TimeBudget, duration, feature_seconds, finetune_epochs_that_fit
-from tagnet.config import TrainConfig
-from tagnet.pipeline import train
+from tagnet.training.budget import FINAL_SECONDS, TimeBudget, duration, feature_seconds, finetune_epochs_that_fit
+from tagnet.config.settings import TrainConfig
+from tagnet.training.trainer import train
 
 
 def test_budget_counts_from_its_start_and_keeps_a_reserve():

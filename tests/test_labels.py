@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tagnet.data.labels import read_labels, read_labels_located, write_labels
-from tagnet.data.table import LabelTable
+from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 
@@ -349,7 +349,7 @@ def test_onehot_column_with_one_slip_is_still_an_error(tmp_path):
 
 
 def test_index_column_in_a_feature_table_is_skipped(tmp_path):
-    from tagnet.data.tabular import read_feature_table
+    from tagnet.data.feature_table import read_feature_table
 
     found = read_feature_table(write(tmp_path / "t.csv", ",f1,f2,y\n0,0.5,1,1\n1,0.25,2,0\n"), label_columns=["y"])
     assert found.feature_names == ["f1", "f2"] and found.features.tolist() == [[0.5, 1.0], [0.25, 2.0]]

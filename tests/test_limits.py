@@ -12,16 +12,16 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tagnet.artifact import load_artifact, save_artifact
+from tagnet.inference.artifact import load_artifact, save_artifact
 from tagnet.cli import main
-from tagnet.config import (EXPLAIN_PIXELS, MAX_BATCH_SIZE, MAX_ENSEMBLE, MAX_HEATMAPS, MAX_IMAGE_SIZE, MAX_LABELS,
+from tagnet.config.settings import (EXPLAIN_PIXELS, MAX_BATCH_SIZE, MAX_ENSEMBLE, MAX_HEATMAPS, MAX_IMAGE_SIZE, MAX_LABELS,
                            MAX_REQUEST_TEXT_CHARS, MAX_TEXT_CHARS, TrainConfig)
 from tagnet.data import images
 from tagnet.errors import ArtifactError, DataError, ModelError
-from tagnet.explain import explain_images
+from tagnet.inference.explain import explain_images
 from tagnet.models import create_model
-from tagnet.pipeline import train
-from tagnet.predict import Predictor
+from tagnet.training.trainer import train
+from tagnet.inference.predictor import Predictor
 from tagnet.serve import create_app
 
 

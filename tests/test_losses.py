@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.errors import ConfigError
-from tagnet.losses import make_loss
+from tagnet.training.losses import make_loss
 
 LOGITS = np.array([[2.0, -1.0, 0.5], [-3.0, 0.0, 1.5]])
 TARGETS = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])

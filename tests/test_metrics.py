@@ -15,8 +15,8 @@ from sklearn.metrics import (
 )
 
 from tagnet.errors import ConfigError, DataError
-from tagnet.metrics import evaluate_probabilities, render_metrics
-from tagnet.thresholds import Thresholds
+from tagnet.evaluation.metrics import evaluate_probabilities, render_metrics
+from tagnet.decisions.thresholds import Thresholds
 
 NAMES = ["cat", "dog", "fish", "none_yet"]
 # label "none_yet" has no positive; item 5 has no label at all
@@ -211,7 +211,7 @@ def test_nan_and_inf_probabilities_are_a_data_error(value):
 
 
 def test_evaluation_file_without_a_label_is_aligned_as_negatives():
-    from tagnet.data.table import LabelTable
+    from tagnet.data.label_table import LabelTable
 
     test = LabelTable.from_label_sets(["a", "b", "c"], [["cat"], ["dog", "cat"], []])
     with pytest.raises(DataError, match=r"missing \['fish'\], unexpected none"):

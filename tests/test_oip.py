@@ -14,10 +14,10 @@ import torch
 import uvicorn
 from fastapi.testclient import TestClient
 
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.data.images import load_image, normalize_batch
-from tagnet.pipeline import train
-from tagnet.predict import Predictor
+from tagnet.training.trainer import train
+from tagnet.inference.predictor import Predictor
 from tagnet.serve import create_app
 
 httpclient = pytest.importorskip("tritonclient.http")

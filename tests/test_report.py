@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import log_loss
 
 from tagnet.errors import ArtifactError
-from tagnet.report import cooccurrence, item_losses, load_run, write_report
+from tagnet.report.html import cooccurrence, item_losses, load_run, write_report
 
 SECTIONS = ("summary", "curves", "pr-curves", "f1-thresholds", "cooccurrence", "worst")
 

@@ -16,14 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tagnet.cli import main
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.data import images
 from tagnet.data.images import MAX_IMAGE_SIZE, build_image_cache
 from tagnet.data.labels import read_labels
-from tagnet.data.table import LabelTable
+from tagnet.data.label_table import LabelTable
 from tagnet.errors import ArtifactError, ConfigError, DataError, Interrupted, ModelError, TagnetError
 from tagnet.models.weights import read_state_dict
-from tagnet.pipeline import resume_training, train
+from tagnet.training.trainer import resume_training, train
 
 TINY = dict(backbone="seed_cnn", pretrained=False, image_size=32, epochs=2, batch_size=16)
 

@@ -10,18 +10,18 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
-from tagnet.artifact import load_artifact
+from tagnet.inference.artifact import load_artifact
 from tagnet.cli import app
-from tagnet.config import TrainConfig
-from tagnet.data.tabular import read_feature_table, standardize
+from tagnet.config.settings import TrainConfig
+from tagnet.data.feature_table import read_feature_table, standardize
 from tagnet.errors import ConfigError, DataError
-from tagnet.evaluation import evaluate
-from tagnet.pipeline import train
-from tagnet.predict import Predictor
-from tagnet.headfit import average_precision, fit_head, head_probabilities
-from tagnet.selection import (ENSEMBLE_HEADS, Selection, candidate_names, cv_folds, fit_linear, fold_scores, select_head,
+from tagnet.evaluation.evaluate import evaluate
+from tagnet.training.trainer import train
+from tagnet.inference.predictor import Predictor
+from tagnet.engine.headfit import average_precision, fit_head, head_probabilities
+from tagnet.training.selection import (ENSEMBLE_HEADS, Selection, candidate_names, cv_folds, fit_linear, fold_scores, select_head,
                               select_metric)
-from tagnet.thresholds import Thresholds, decision_mode, fit_decisions, fit_thresholds, side_rules
+from tagnet.decisions.thresholds import Thresholds, decision_mode, fit_decisions, fit_thresholds, side_rules
 
 
 def _linear_arff(path, n, seed):
@@ -198,7 +198,7 @@ def selected_run(tmp_path_factory):
 
 
 def test_auto_selection_is_recorded_and_the_linear_head_is_the_fitted_regression(selected_run, tmp_path):
-    from tagnet.export import export_onnx
+    from tagnet.inference.export import export_onnx
 
     result, train_file, test_file = selected_run
     selection = json.loads((result.run_dir / "metrics.json").read_text())["selection"]
@@ -297,7 +297,7 @@ def test_the_default_command_through_evaluate(selected_run, tmp_path):
 
 
 def test_the_hamming_rule_keeps_p05_unless_a_global_threshold_wins_by_cv():
-    from tagnet.selection import _global_threshold
+    from tagnet.training.selection import _global_threshold
 
     rng = np.random.default_rng(0)
     targets = (rng.random((90, 2)) < 0.4).astype(np.float32)

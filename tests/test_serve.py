@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tagnet.cli import main
-from tagnet.predict import Predictor
+from tagnet.inference.predictor import Predictor
 from tagnet.serve import create_app
 from tagnet.serve.batching import MicroBatcher
 

@@ -5,7 +5,7 @@ import pytest
 
 from tagnet.data.labels import read_labels
 from tagnet.data.split import split_file, split_table
-from tagnet.data.table import LabelTable
+from tagnet.data.label_table import LabelTable
 from tagnet.errors import ConfigError, DataError
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from tagnet.data.labels import read_labels
 from tagnet.errors import ConfigError, DataError
-from tagnet.suggest import suggest_items, uncertainty, write_label_requests
+from tagnet.curation.suggest import suggest_items, uncertainty, write_label_requests
 
 
 def test_uncertainty_is_the_mean_binary_entropy_in_bits():

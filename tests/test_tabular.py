@@ -13,17 +13,17 @@ import torch
 from sklearn.metrics import f1_score, hamming_loss
 from typer.testing import CliRunner
 
-from tagnet.artifact import load_artifact
+from tagnet.inference.artifact import load_artifact
 from tagnet.cli import app
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.data.check import check_dataset
-from tagnet.data.tabular import (find_labels_xml, fit_standardization, read_feature_rows, read_feature_table,
+from tagnet.data.feature_table import (find_labels_xml, fit_standardization, read_feature_rows, read_feature_table,
                                  read_labels_xml, standardize)
 from tagnet.errors import ConfigError, DataError
-from tagnet.evaluation import evaluate
+from tagnet.evaluation.evaluate import evaluate
 from tagnet.models import head_members
-from tagnet.predict import Predictor
-from tagnet.pipeline import train as train_run
+from tagnet.inference.predictor import Predictor
+from tagnet.training.trainer import train as train_run
 
 HEADER = """% a tiny MULAN-style data set
 @relation tiny
@@ -233,7 +233,7 @@ def test_cli_train_evaluate_predict(tabular_run, tmp_path):
 
 
 def test_ensemble_of_heads_averages_members_and_exports(tabular_run, tmp_path):
-    from tagnet.export import export_onnx
+    from tagnet.inference.export import export_onnx
 
     _, test = tabular_run
     train = test.parent / "sep-train.arff"
@@ -336,7 +336,7 @@ def test_export_tabular_model_to_onnx_with_standardisation_inside(tabular_run, t
     import onnxruntime
     from fastapi.testclient import TestClient
 
-    from tagnet.export import export_onnx, read_onnx_metadata
+    from tagnet.inference.export import export_onnx, read_onnx_metadata
     from tagnet.serve import create_app
 
     result, test = tabular_run
@@ -368,8 +368,8 @@ def test_export_tabular_model_to_onnx_with_standardisation_inside(tabular_run, t
 def test_tune_searches_a_feature_table(tabular_run, tmp_path):
     import optuna
 
-    from tagnet.config import load_config
-    from tagnet.tuning import suggest_config, tune
+    from tagnet.config.settings import load_config
+    from tagnet.tuning.search import suggest_config, tune
 
     _, test = tabular_run
     train = test.parent / "sep-train.arff"
@@ -466,7 +466,7 @@ def test_encoding_applied_to_new_rows_unseen_category_is_zeros(tmp_path):
     items, rows = read_feature_rows(new, feature_names=train.feature_names, encoding=train.encoding)
     assert items == ["n-1", "n-2"]
     np.testing.assert_allclose(rows, [[0.5, 0, 0, 0, 0], [0.25, 1, 0, 1, 0]])  # polka: no genre column is 1
-    from tagnet.data.tabular import encode_features
+    from tagnet.data.feature_table import encode_features
 
     raw = {"Mean_Acc1298_Mean_Mem40_Centroid": ["1.5", "?"], "instrumental": ["YES", None], "genre": ["hip hop", "rock"]}
     np.testing.assert_array_equal(encode_features(raw, train.feature_names, train.encoding),

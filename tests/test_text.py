@@ -12,15 +12,15 @@ from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
 from tagnet.cli import app
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.data.labels import read_labels_with_texts
 from tagnet.errors import ConfigError, DataError
-from tagnet.evaluation import evaluate
+from tagnet.evaluation.evaluate import evaluate
 from tagnet.models import create_model
 from tagnet.modalities.text import cached_embeddings
 from tagnet.models.text import encode_texts, package_model_dir
-from tagnet.predict import Predictor
-from tagnet.pipeline import train as train_run
+from tagnet.inference.predictor import Predictor
+from tagnet.training.trainer import train as train_run
 
 LABELS = ["food", "sport", "weather"]
 PARTS = {
@@ -220,7 +220,7 @@ def test_export_text_model_to_onnx_with_its_tokenizer(text_run, predictor, tmp_p
     import onnxruntime
     from tokenizers import Tokenizer
 
-    from tagnet.export import read_onnx_metadata
+    from tagnet.inference.export import read_onnx_metadata
 
     result, val = text_run
     folder = shutil.copytree(result.artifact_dir, tmp_path / "artifact")
@@ -273,7 +273,7 @@ def test_features_give_embeddings_in_text_order_from_one_pass(predictor):
 
 
 def test_token_limit_comes_from_the_training_texts_and_travels_with_the_artifact(text_run, predictor, tmp_path):
-    from tagnet.export import export_onnx
+    from tagnet.inference.export import export_onnx
     from tagnet.models.text import token_limit
 
     result, val = text_run

@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import f1_score, fbeta_score, hamming_loss, precision_score, recall_score
 
 from tagnet.errors import ArtifactError, ConfigError
-from tagnet.thresholds import (NEVER, Objective, Thresholds, apply_thresholds, decision_thresholds, fit_decisions,
+from tagnet.decisions.thresholds import (NEVER, Objective, Thresholds, apply_thresholds, decision_thresholds, fit_decisions,
                                fit_thresholds, parse_objective)
 
 

@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from tagnet.artifact import load_artifact
-from tagnet.config import TrainConfig, load_config
+from tagnet.inference.artifact import load_artifact
+from tagnet.config.settings import TrainConfig, load_config
 from tagnet.errors import DataError
-from tagnet.evaluation import evaluate
-from tagnet.predict import Predictor
-from tagnet.pipeline import train
+from tagnet.evaluation.evaluate import evaluate
+from tagnet.inference.predictor import Predictor
+from tagnet.training.trainer import train
 
 
 def test_run_folder_has_artifact_metrics_and_config(tiny_run):
@@ -87,7 +87,7 @@ def test_pretrained_backbone_head_on_cached_features_then_finetune(synthetic_dat
     assert meta["model"]["name"] == "efficientnet_lite0+efficientnet_lite2"
     # the fused default exports as one ONNX graph and explains
     import tagnet
-    from tagnet.explain import explain_images
+    from tagnet.inference.explain import explain_images
 
     images = sorted(synthetic_data.images_dir.glob("*.png"))[:3]
     report = tagnet.export_onnx(result.artifact_dir)

@@ -6,10 +6,10 @@ import json
 import optuna
 import pytest
 
-from tagnet.config import TrainConfig, load_config
+from tagnet.config.settings import TrainConfig, load_config
 from tagnet.errors import ConfigError
-from tagnet.pipeline import train
-from tagnet.tuning import suggest_config, tune
+from tagnet.training.trainer import train
+from tagnet.tuning.search import suggest_config, tune
 
 BASE = TrainConfig(backbone="seed_cnn", pretrained=False, image_size=32, epochs=1, batch_size=16)
 

@@ -15,11 +15,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from importlib import import_module  # noqa: E402
 from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 
-from tagnet.config import TrainConfig, load_config  # noqa: E402
+from tagnet.config.settings import TrainConfig, load_config  # noqa: E402
 from tagnet.data.check import DatasetReport, check_dataset  # noqa: E402
 from tagnet.data.labels import read_labels, write_labels  # noqa: E402
 from tagnet.data.split import split_file, split_table  # noqa: E402
-from tagnet.data.table import LabelTable  # noqa: E402
+from tagnet.data.label_table import LabelTable  # noqa: E402
 
 try:
     __version__ = version("tagnet")
@@ -27,14 +27,14 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 _LAZY = {
-    "train": "tagnet.pipeline", "resume_training": "tagnet.pipeline", "TrainResult": "tagnet.pipeline",
-    "evaluate": "tagnet.evaluation", "evaluate_probabilities": "tagnet.metrics", "MetricsReport": "tagnet.metrics",
-    "Predictor": "tagnet.predict", "PredictionResults": "tagnet.predict",
-    "export_onnx": "tagnet.export", "tune": "tagnet.tuning", "create_app": "tagnet.serve",
-    "load_artifact": "tagnet.artifact", "create_model": "tagnet.models", "list_models": "tagnet.models",
-    "fit_thresholds": "tagnet.thresholds", "Thresholds": "tagnet.thresholds", "make_loss": "tagnet.losses",
+    "train": "tagnet.training.trainer", "resume_training": "tagnet.training.trainer", "TrainResult": "tagnet.training.trainer",
+    "evaluate": "tagnet.evaluation.evaluate", "evaluate_probabilities": "tagnet.evaluation.metrics", "MetricsReport": "tagnet.evaluation.metrics",
+    "Predictor": "tagnet.inference.predictor", "PredictionResults": "tagnet.inference.predictor",
+    "export_onnx": "tagnet.inference.export", "tune": "tagnet.tuning.search", "create_app": "tagnet.serve",
+    "load_artifact": "tagnet.inference.artifact", "create_model": "tagnet.models", "list_models": "tagnet.models",
+    "fit_thresholds": "tagnet.decisions.thresholds", "Thresholds": "tagnet.decisions.thresholds", "make_loss": "tagnet.training.losses",
     "run_demo": "tagnet.demo", "write_synthetic_dataset": "tagnet.data.synthetic",
-    "calibrate": "tagnet.calibrate",
+    "calibrate": "tagnet.decisions.refit",
 }
 
 

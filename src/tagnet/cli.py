@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 import tagnet
-from tagnet.config import (MAX_BATCH_SIZE, MODALITY_DEFAULTS, CalibrateSettings, ExportSettings, PredictSettings,
+from tagnet.config.settings import (MAX_BATCH_SIZE, MODALITY_DEFAULTS, CalibrateSettings, ExportSettings, PredictSettings,
                            ServeSettings, TrainConfig, TuneSettings, describe_settings, load_config, parse_overrides,
                            setting_types, validate_settings)
 from tagnet.data.check import check_dataset, render_report
@@ -245,8 +245,8 @@ def data_check(
     if json_out is not None:
         json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     if audit and report.usable:
-        from tagnet.curate import audit_labels
-        from tagnet.render import render_issues
+        from tagnet.curation.workflow import audit_labels
+        from tagnet.report.terminal import render_issues
 
         render_issues(audit_labels(labels, images_dir=images, tabular=modality == "tabular", read_options=options),
                       Console(), top=10)
@@ -264,7 +264,7 @@ def data_split(
     options: LabelFileOptions = None,
 ) -> None:
     """Split a label file into train, val (and test) files that keep each label's share."""
-    from tagnet.data.tabular import is_feature_table
+    from tagnet.data.feature_table import is_feature_table
 
     if is_feature_table(labels):
         raise ConfigError(f"{labels} is a feature table; tagnet data split writes label files. `tagnet train` holds out "
@@ -313,8 +313,8 @@ def train_command(
 ) -> None:
     """Train a model on LABELS and write a run folder (artifact, metrics per epoch, config)."""
     from tagnet.engine import is_main_process
-    from tagnet.metrics import render_metrics
-    from tagnet.pipeline import resume_training, train
+    from tagnet.evaluation.metrics import render_metrics
+    from tagnet.training.trainer import resume_training, train
 
     console = Console()
     if resume is not None:
@@ -346,9 +346,9 @@ def evaluate_command(
     options: LabelFileOptions = None,
 ) -> None:
     """Score a trained model on labelled data: mAP, per-label AP/P/R/F1, micro/macro/samples F1, Hamming loss..."""
-    from tagnet.evaluation import evaluate, evaluate_side_by_side
-    from tagnet.metrics import render_metrics
-    from tagnet.render import RULE_KEYS, render_rules
+    from tagnet.evaluation.evaluate import evaluate, evaluate_side_by_side
+    from tagnet.evaluation.metrics import render_metrics
+    from tagnet.report.terminal import RULE_KEYS, render_rules
 
     others = {}
     if threshold is None:  # the model's thresholds, and beside them p >= 0.5 and the per-label F1 thresholds
@@ -381,8 +381,8 @@ def calibrate_command(
 ) -> None:
     """Refit the thresholds (and per-label temperature scaling) on new labelled data, without retraining; the former
     tagnet.json is kept as tagnet.json.previous."""
-    from tagnet.calibrate import calibrate
-    from tagnet.render import render_calibration
+    from tagnet.decisions.refit import calibrate
+    from tagnet.report.terminal import render_calibration
 
     result = calibrate(run, labels, images_dir=images, read_options=options, **settings)
     render_calibration(result, Console())
@@ -400,8 +400,8 @@ def predict_command(
     settings: Optional[PredictSettings] = None,
 ) -> None:
     """Predict labels of new images (or texts, or feature rows); unreadable files are reported and skipped."""
-    from tagnet.predict import Predictor, check_output
-    from tagnet.render import render_predictions
+    from tagnet.inference.predictor import Predictor, check_output
+    from tagnet.report.terminal import render_predictions
 
     if output is not None:
         check_output(output)
@@ -436,8 +436,8 @@ def audit_command(
 ) -> None:
     """List likely label errors (missing and wrong tags) of a label file: out-of-fold models on the frozen encoder's
     features, ranked by cleanlab."""
-    from tagnet.curate import audit_labels
-    from tagnet.render import render_issues
+    from tagnet.curation.workflow import audit_labels
+    from tagnet.report.terminal import render_issues
 
     modality, options = _modality_and_options(labels, options, text_column=text_column, tabular=tabular,
                                               label_count=label_count, labels_xml=labels_xml)
@@ -457,7 +457,7 @@ def suggest_command(
     seed: Annotated[int, typer.Option("--seed", help="random seed of the choice")] = 0,
 ) -> None:
     """Choose which unlabelled inputs to label next (uncertain and varied) and write a label file for them."""
-    from tagnet.curate import suggest_labels
+    from tagnet.curation.workflow import suggest_labels
 
     result = suggest_labels(run, pool, n=n, output=output, seed=seed)
     console = Console()
@@ -503,8 +503,8 @@ def export_command(
     settings: Optional[ExportSettings] = None,
 ) -> None:
     """Export a model to ONNX (probabilities out; labels, thresholds, preprocessing inside), checked against PyTorch."""
-    from tagnet.export import export_onnx
-    from tagnet.render import render_export
+    from tagnet.inference.export import export_onnx
+    from tagnet.report.terminal import render_export
 
     report = export_onnx(artifact, out=out, format=settings.format, opset=settings.opset, quantize=settings.quantize,
                          val_labels=val, images_dir=images, read_options=options)
@@ -548,7 +548,7 @@ def tune_command(
 ) -> None:
     """Search learning rate, weight decay, dropout, head width, loss and augmentation (images) or label smoothing
     and mixup (text, tables) with Optuna for the best validation mAP (or --metric)."""
-    from tagnet.tuning import tune
+    from tagnet.tuning.search import tune
 
     console = Console()
     modality, options = _modality_and_options(labels, options, text_column=text_column, tabular=tabular,
@@ -573,7 +573,7 @@ def report_command(
     worst: Annotated[int, typer.Option("--worst", min=0, help="highest-loss validation items to show")] = 12,
 ) -> None:
     """Write one self-contained HTML page: training curves, PR curves, F1 and thresholds, co-occurrence, worst items."""
-    from tagnet.report import write_report
+    from tagnet.report.html import write_report
 
     Console().print(f"report written to {write_report(run, out=out, max_images=worst)}")
 
@@ -589,8 +589,8 @@ def explain_command(
 ) -> None:
     """Grad-CAM heatmap of each label's logit over each image: one PNG per image and label."""
     from tagnet.data.images import find_images
-    from tagnet.explain import explain_paths
-    from tagnet.predict import Predictor
+    from tagnet.inference.explain import explain_paths
+    from tagnet.inference.predictor import Predictor
 
     wanted = [name.strip() for name in labels.split(",") if name.strip()] if labels else None
     done = explain_paths(Predictor(artifact, batch_size=batch_size), find_images(inputs), out_dir=out, labels=wanted)

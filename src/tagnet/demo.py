@@ -7,12 +7,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.data.synthetic import write_synthetic_dataset
-from tagnet.evaluation import evaluate
-from tagnet.metrics import MetricsReport, render_metrics
-from tagnet.predict import PredictionResults, Predictor
-from tagnet.pipeline import TrainResult, train
+from tagnet.evaluation.evaluate import evaluate
+from tagnet.evaluation.metrics import MetricsReport, render_metrics
+from tagnet.inference.predictor import PredictionResults, Predictor
+from tagnet.training.trainer import TrainResult, train
 
 
 @dataclass

@@ -17,8 +17,8 @@ from rich.table import Table
 
 from tagnet.data.decode import decode_image, images_folder, resolve_image_path
 from tagnet.data.labels import read_labels_located
-from tagnet.data.table import LabelTable
-from tagnet.data.tabular import is_feature_table, read_feature_table, table_read_options
+from tagnet.data.label_table import LabelTable
+from tagnet.data.feature_table import is_feature_table, read_feature_table, table_read_options
 from tagnet.errors import DataError
 
 TOP_PAIRS = 10

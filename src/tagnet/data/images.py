@@ -20,7 +20,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from tagnet.config import MAX_IMAGE_SIZE
+from tagnet.config.settings import MAX_IMAGE_SIZE
 from tagnet.data.decode import IMAGE_SUFFIXES, decode_image, resolve_image_paths, to_rgb  # noqa: F401 (resolve_image_paths: imported from here)
 from tagnet.errors import ConfigError, DataError
 

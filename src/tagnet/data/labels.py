@@ -15,7 +15,7 @@ import numpy as np
 
 from tagnet.data import exports
 from tagnet.data.columns import ID_COLUMNS, LABEL_COLUMNS, pick_column  # noqa: F401 (ID_COLUMNS: also used from here)
-from tagnet.data.table import LabelTable
+from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 FORMATS = ("tags", "onehot", "jsonl", "json", "coco", "voc", "folders", "cvat", "labelstudio", "labelstudio-csv",

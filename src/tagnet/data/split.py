@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tagnet.data.labels import read_labels, write_labels
-from tagnet.data.table import LabelTable
+from tagnet.data.label_table import LabelTable
 from tagnet.errors import ConfigError, DataError
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from tagnet.data.table import LabelTable
+from tagnet.data.label_table import LabelTable
 
 SHAPES = ["circle", "cross", "square", "stripes", "triangle"]
 OBJECT_COUNT_PROBS = (0.1, 0.35, 0.35, 0.2)  # P(0..3 objects): each label on ~33% of images

@@ -26,12 +26,12 @@ from rich.console import Console
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.data.images import ensure_free_space
 from tagnet.engine.loggers import RunLoggers
 from tagnet.engine.module import MultiLabelModule
 from tagnet.errors import ArtifactError, Interrupted
-from tagnet.run import CHECKPOINTS_DIR, EPOCHS_FILE
+from tagnet.training.run_folder import CHECKPOINTS_DIR, EPOCHS_FILE
 
 MONITOR = "val_mAP"
 PROGRESS_NAMES = {"val_micro_f1": "val micro-F1 at 0.5", "val_macro_f1": "val macro-F1 at 0.5"}

@@ -9,9 +9,9 @@ from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger
 
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.errors import ConfigError
-from tagnet.run import LOGS_DIR, MLFLOW_DIR
+from tagnet.training.run_folder import LOGS_DIR, MLFLOW_DIR
 
 EXPERIMENT = "tagnet"
 PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}

@@ -19,7 +19,7 @@ class MultiLabelModule(L.LightningModule):
 
     Args:
         network: maps a batch of inputs to (B, n_labels) logits.
-        loss: callable (logits, targets, known) -> scalar (see tagnet.losses).
+        loss: callable (logits, targets, known) -> scalar (see tagnet.training.losses).
         lr, weight_decay, schedule: AdamW and its schedule (onecycle, cosine, constant).
         head_lr: the peak learning rate of the network's `head` (a new head beside a pretrained encoder); default lr.
         normalize: (mean, std) to apply to uint8 image batches; None for feature inputs.

@@ -9,8 +9,8 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagnet.config import MODALITIES
-from tagnet.data.tabular import is_feature_table
+from tagnet.config.settings import MODALITIES
+from tagnet.data.feature_table import is_feature_table
 from tagnet.errors import ConfigError
 
 if TYPE_CHECKING:

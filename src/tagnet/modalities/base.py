@@ -11,14 +11,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from tagnet.budget import Recipe
-from tagnet.config import MODALITY_DEFAULTS, TrainConfig
-from tagnet.data.table import LabelTable
+from tagnet.training.budget import Recipe
+from tagnet.config.settings import MODALITY_DEFAULTS, TrainConfig
+from tagnet.data.label_table import LabelTable
 from tagnet.errors import ArtifactError, DataError, RequestError
 from tagnet.models import TagnetModel, create_model
 
 if TYPE_CHECKING:
-    from tagnet.predict import Predictor
+    from tagnet.inference.predictor import Predictor
 
 # (low, high, log scale) of every float setting `tagnet tune` searches; the names are TrainConfig fields.
 SEARCH_RANGES: dict[str, tuple[float, float, bool]] = {
@@ -110,7 +110,7 @@ class Modality:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        """The settings this modality fills in when they are not given (declared in tagnet.config)."""
+        """The settings this modality fills in when they are not given (declared in tagnet.config.settings)."""
         return MODALITY_DEFAULTS[self.name]
 
     # ---- reading ----
@@ -173,7 +173,7 @@ class Modality:
 
     def recipe(self, model: TagnetModel, data: LabeledInputs, split: tuple[np.ndarray, np.ndarray], *,
                config: TrainConfig, elapsed: float) -> Recipe:
-        """What the run trains (tagnet.budget.Recipe), given its first split's (training, validation) rows and the seconds
+        """What the run trains (tagnet.training.budget.Recipe), given its first split's (training, validation) rows and the seconds
         the run has taken so far: heads on the frozen encoder (then fine-tuning with config.finetune), or the whole
         network for an encoder that is not frozen. Text chooses by the data's size and the time budget."""
         if not self.frozen(config):

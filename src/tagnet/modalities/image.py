@@ -17,21 +17,21 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.data.images import (CachedImageDataset, ImageCache, augmentation, build_image_cache, find_images,
                                 load_image, normalize_batch, resolve_image_paths, to_model_size)
 from tagnet.data.decode import images_folder
 from tagnet.data.labels import read_labels
 from tagnet.errors import ArtifactError, DataError, RequestError, TagnetError
-from tagnet.budget import feature_seconds, duration
-from tagnet.features import cached_path, cached_tensor, encoder_digest
+from tagnet.training.budget import feature_seconds, duration
+from tagnet.inference.feature_cache import cached_path, cached_tensor, encoder_digest
 from tagnet.models import PreprocessConfig, TagnetModel, create_model
 from tagnet.models.base import ProbabilityGraph
 from tagnet.models.fused import FusedBackbone
 from tagnet.modalities.base import HeadInputs, LabeledInputs, Modality, OnnxGraph, check_items
 
 if TYPE_CHECKING:
-    from tagnet.predict import Predictor
+    from tagnet.inference.predictor import Predictor
 
 CORRUPT_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError)  # what Pillow raises for damaged files
 # Small batches run the EfficientNets fastest on a 2-core CPU (Lite2 at 260 px: 41 images/s at 8, 23 at 32, 24 at

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tagnet.config import TrainConfig
-from tagnet.data.tabular import (TABULAR_OPTIONS, fit_standardization, read_feature_rows, read_feature_table,
+from tagnet.config.settings import TrainConfig
+from tagnet.data.feature_table import (TABULAR_OPTIONS, fit_standardization, read_feature_rows, read_feature_table,
                                  standardize, table_read_options)
 from tagnet.errors import ArtifactError, DataError, RequestError, TagnetError
 from tagnet.models import TagnetModel, create_model

@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from tagnet.budget import Recipe, duration, measure_throughput, plan_passes
-from tagnet.config import MAX_REQUEST_TEXT_CHARS, MAX_TEXT_CHARS, parse_duration
+from tagnet.training.budget import Recipe, duration, measure_throughput, plan_passes
+from tagnet.config.settings import MAX_REQUEST_TEXT_CHARS, MAX_TEXT_CHARS, parse_duration
 from tagnet.data.labels import read_labels_with_texts
 from tagnet.data.text import PAD_MULTIPLE, BucketBatchSampler, PadCollate, TokenDataset, read_text_lines
 from tagnet.errors import ConfigError, DataError, RequestError, TagnetError
-from tagnet.features import cached_tensor, encoder_digest
+from tagnet.inference.feature_cache import cached_tensor, encoder_digest
 from tagnet.models import TagnetModel, set_backbone_trainable
 from tagnet.models.base import ProbabilityGraph
 from tagnet.models import text as text_models
@@ -278,7 +278,7 @@ class TextModality(Modality):
     def onnx_graph(self, predictor, *, out: Path) -> OnnxGraph:
         """Token ids in (the encoder, its mean pooling and the head inside); a few fixed sentences are the samples.
 
-        The tokenizer that makes the ids is written beside `out` by tagnet.export (tokenizer_path)."""
+        The tokenizer that makes the ids is written beside `out` by tagnet.inference.export (tokenizer_path)."""
         encoder: SentenceEncoder = predictor.model.backbone
         samples = [list(texts) for texts in SAMPLE_TEXTS]
         axes = {0: torch.export.Dim("batch"), 1: torch.export.Dim("tokens", max=encoder.max_tokens)}

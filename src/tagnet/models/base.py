@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tagnet.config import MAX_IMAGE_SIZE
+from tagnet.config.settings import MAX_IMAGE_SIZE
 from tagnet.errors import ModelError
 
 
@@ -150,7 +150,7 @@ class TagnetModel(nn.Module):
 
 class ProbabilityGraph(nn.Module):
     """What an exported graph computes: optional standardisation of raw rows ((x - mean) / std, NaN -> 0, as
-    tagnet.data.tabular.standardize), the model, then the sigmoid: probabilities out, not logits."""
+    tagnet.data.feature_table.standardize), the model, then the sigmoid: probabilities out, not logits."""
 
     def __init__(self, model: nn.Module, *, mean=None, std=None) -> None:
         super().__init__()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import timm
 
-from tagnet.config import MAX_ENSEMBLE, MAX_IMAGE_SIZE, MAX_LABELS
+from tagnet.config.settings import MAX_ENSEMBLE, MAX_IMAGE_SIZE, MAX_LABELS
 from tagnet.errors import ModelError
 from tagnet.models.base import BackboneBuild, TagnetModel
 from tagnet.models.fused import SEPARATOR, fuse, member_names

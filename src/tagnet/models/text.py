@@ -11,7 +11,7 @@ import torch
 from rich.progress import track
 from torch import nn
 
-from tagnet.config import MAX_TEXT_CHARS
+from tagnet.config.settings import MAX_TEXT_CHARS
 from tagnet.errors import ModelError
 from tagnet.models.base import BackboneBuild
 from tagnet.models.registry import register_model

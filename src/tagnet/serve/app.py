@@ -20,10 +20,10 @@ from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 import tagnet
-from tagnet.config import EXPLAIN_PIXELS, MAX_HEATMAPS, ServeSettings
+from tagnet.config.settings import EXPLAIN_PIXELS, MAX_HEATMAPS, ServeSettings
 from tagnet.errors import ConfigError, DataError, ModelError, RequestError
 from tagnet.modalities.image import decode_upload, open_upload
-from tagnet.predict import Predictor
+from tagnet.inference.predictor import Predictor
 from tagnet.serve.batching import MicroBatcher
 from tagnet.serve.oip import add_oip_routes
 from tagnet.serve.stats import ServerStats
@@ -213,7 +213,7 @@ def _explain(uploads: list[tuple[str, bytes]], labels: list[str] | None, *, pred
 
     Raises HTTPException: 400 for an unknown label, 501 when the model or the installation cannot explain.
     """
-    from tagnet.explain import explain_images
+    from tagnet.inference.explain import explain_images
 
     if labels and len(uploads) * len(labels) > MAX_HEATMAPS:
         raise RequestError(413, f"{len(uploads)} images x {len(labels)} labels is {len(uploads) * len(labels)} heatmaps; "

@@ -13,9 +13,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 import tagnet
-from tagnet.artifact import RUN_SUBDIR
+from tagnet.inference.artifact import RUN_SUBDIR
 from tagnet.errors import DataError, RequestError
-from tagnet.predict import Predictor
+from tagnet.inference.predictor import Predictor
 from tagnet.serve.batching import MicroBatcher
 
 PLATFORM = "tagnet"

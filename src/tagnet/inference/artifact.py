@@ -14,13 +14,13 @@ import safetensors.torch
 from safetensors import SafetensorError
 
 from tagnet import modalities
-from tagnet.calibration import TemperatureScaling
-from tagnet.config import MODALITIES
+from tagnet.decisions.calibration import TemperatureScaling
+from tagnet.config.settings import MODALITIES
 from tagnet.errors import ArtifactError, TagnetError
 from tagnet.files import atomic_write, json_default
 from tagnet.models import PreprocessConfig, TagnetModel
 from tagnet.models.weights import load_state_into
-from tagnet.thresholds import Thresholds
+from tagnet.decisions.thresholds import Thresholds
 
 FORMAT_VERSION = 2
 META_FILE = "tagnet.json"

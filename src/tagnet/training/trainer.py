@@ -16,21 +16,21 @@ import numpy as np
 from rich.console import Console
 
 from tagnet import modalities
-from tagnet.artifact import save_artifact
-from tagnet.budget import FINAL_SECONDS, Plan, Recipe, TimeBudget, duration, finetune_epochs_that_fit, plan_passes
-from tagnet.config import TrainConfig
+from tagnet.inference.artifact import save_artifact
+from tagnet.training.budget import FINAL_SECONDS, Plan, Recipe, TimeBudget, duration, finetune_epochs_that_fit, plan_passes
+from tagnet.config.settings import TrainConfig
 from tagnet.data.split import kfold_rows, split_table
-from tagnet.data.table import LabelTable
+from tagnet.data.label_table import LabelTable
 from tagnet.engine import (MultiLabelModule, PhaseResult, RunLoggers, default_precision, is_main_process, run_phase,
                            seed_everything)
 from tagnet.errors import ConfigError, DataError
-from tagnet.losses import make_loss
-from tagnet.metrics import MetricsReport, evaluate_probabilities
+from tagnet.training.losses import make_loss
+from tagnet.evaluation.metrics import MetricsReport, evaluate_probabilities
 from tagnet.modalities.base import LabeledInputs, Modality
 from tagnet.models import TagnetModel, head_members, set_backbone_trainable
-from tagnet.run import ARTIFACT_DIR, CHECKPOINTS_DIR, read_run_start, start_run, write_run_end, write_run_start
-from tagnet.selection import Selection, fit_linear_heads, select_head
-from tagnet.thresholds import ThresholdFit, Thresholds, decision_mode, fit_decisions, side_rules
+from tagnet.training.run_folder import ARTIFACT_DIR, CHECKPOINTS_DIR, read_run_start, start_run, write_run_end, write_run_start
+from tagnet.training.selection import Selection, fit_linear_heads, select_head
+from tagnet.decisions.thresholds import ThresholdFit, Thresholds, decision_mode, fit_decisions, side_rules
 
 
 @dataclass
@@ -137,7 +137,7 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
         text_column: the column or JSON key holding the text (makes it a text model).
         tabular: LABELS is a feature table (ARFF files are detected).
         val_labels: a validation file of the same kind; without it each head holds out a stratified part.
-        config: training settings; unset ones take the modality's defaults (tagnet.config.MODALITY_DEFAULTS).
+        config: training settings; unset ones take the modality's defaults (tagnet.config.settings.MODALITY_DEFAULTS).
         read_options: options for the label-file reader (format, columns, separator, label_count...).
         modality: "image", "text" or "tabular" instead of detecting it.
         resume: continue an interrupted run in `out_dir` from its last checkpoints (see resume_training).
@@ -285,7 +285,7 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
 
 def _side_rules(val: dict[str, np.ndarray], config: TrainConfig) -> dict[str, Any]:
     """The per-label F1 and p >= 0.5 rules, fitted on the same validation probabilities, that evaluate reports beside
-    the model's own (tagnet.thresholds.side_rules)."""
+    the model's own (tagnet.decisions.thresholds.side_rules)."""
     rules = side_rules(val["targets"], val["probs"], known=val["known"], min_positives=config.min_positives,
                        min_labels=config.min_labels, max_labels=config.max_labels, if_empty=config.if_empty)
     return {name: rule.to_dict() for name, rule in rules.items()}
@@ -305,7 +305,7 @@ def _checked_splits(data: LabeledInputs, from_val_file: np.ndarray, config: Trai
 
 def _select_head(kind: Modality, model: TagnetModel, data: LabeledInputs, state: dict, rows: np.ndarray, *,
                  config: TrainConfig, cache_dir: Path, console: Console) -> Selection:
-    """config.select's head, by k-fold CV over the training file's `rows` (tagnet.selection.select_head)."""
+    """config.select's head, by k-fold CV over the training file's `rows` (tagnet.training.selection.select_head)."""
     inputs = kind.head_inputs(model, data, state, cache_dir=cache_dir, progress=False).values.numpy()
     table = data.table.subset(rows)
     single = dataclasses.replace(config, ensemble=1)
@@ -352,7 +352,7 @@ def _recipe(kind: Modality, model: TagnetModel, data: LabeledInputs, split: tupl
 
 def _budget_plan(recipe: Recipe | None, started: float, loader, split: tuple, *, config: TrainConfig, epochs: int,
                  ckpt_dir: Path, resume: bool, main: bool) -> Plan | None:
-    """The phase's passes sized to the time left of the recipe's budget (tagnet.budget.plan_passes), when the recipe
+    """The phase's passes sized to the time left of the recipe's budget (tagnet.training.budget.plan_passes), when the recipe
     has a budget and a measured throughput and the loader's batches can be counted (batches_per_epoch); kept in the
     phase's checkpoint folder for a resumed run. None: no plan applies."""
     sampler = getattr(loader, "batch_sampler", None)

@@ -21,8 +21,8 @@ from tagnet.errors import ConfigError, DataError, ModelError
 from tagnet.modalities.image import prepare_image
 from tagnet.models import TagnetModel
 from tagnet.models.fused import FusedBackbone
-from tagnet.predict import Predictor
-from tagnet.thresholds import apply_thresholds
+from tagnet.inference.predictor import Predictor
+from tagnet.decisions.thresholds import apply_thresholds
 
 # Layers that reduce a feature map rather than compute one: never a Grad-CAM target.
 POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.LPPool2d)

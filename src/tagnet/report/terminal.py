@@ -6,8 +6,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Column, Table
 
-from tagnet.artifact import META_FILE
-from tagnet.predict import PredictionResults
+from tagnet.inference.artifact import META_FILE
+from tagnet.inference.predictor import PredictionResults
 
 
 def render_predictions(results: PredictionResults, console: Console, *, max_rows: int = 50) -> None:
@@ -25,8 +25,8 @@ def render_predictions(results: PredictionResults, console: Console, *, max_rows
 
 
 def render_export(report, console: Console) -> None:
-    """Print what an export (tagnet.export.ExportReport) wrote and its checks, one line each."""
-    from tagnet.export import PARITY_TOLERANCE
+    """Print what an export (tagnet.inference.export.ExportReport) wrote and its checks, one line each."""
+    from tagnet.inference.export import PARITY_TOLERANCE
 
     console.print(f"wrote {report.onnx_path} ({report.size_bytes / 1e6:.1f} MB); onnx.checker passed; parity with "
                   f"PyTorch on {report.parity_samples} sample inputs: max |diff| {report.parity_max_abs_diff:.1e} "
@@ -45,7 +45,7 @@ def render_export(report, console: Console) -> None:
 
 
 def render_issues(result, console: Console, *, top: int = 10) -> None:
-    """Print the `top` likely errors of a tagnet.curate.AuditResult and where the full list went."""
+    """Print the `top` likely errors of a tagnet.curation.workflow.AuditResult and where the full list went."""
     table = Table("item", "label", "issue", "given", "probability", "score",
                   title=f"{len(result.issues)} likely label errors in {result.items} inputs (top {min(top, len(result.issues))})")
     for issue in result.issues[:top]:
@@ -59,7 +59,7 @@ def render_issues(result, console: Console, *, top: int = 10) -> None:
 
 
 def render_calibration(result, console: Console) -> None:
-    """Print each label (of a tagnet.calibrate.CalibrationResult)'s temperature, new threshold and calibration error before and after, then the notes."""
+    """Print each label (of a tagnet.decisions.refit.CalibrationResult)'s temperature, new threshold and calibration error before and after, then the notes."""
     table = Table("label", "temperature", "threshold", "ECE before", "ECE after",
                   title=f"Calibrated on {result.items} labelled inputs")
     temps = result.calibration.temperatures if result.calibration else [1.0] * len(result.label_names)

@@ -1,5 +1,5 @@
 """`tagnet audit` and `tagnet suggest` end to end: likely label errors in a label file, and which unlabelled inputs
-to label next, both on the frozen encoder's features of any modality (tagnet.audit, tagnet.suggest do the maths)."""
+to label next, both on the frozen encoder's features of any modality (tagnet.curation.audit, tagnet.curation.suggest do the maths)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from typing import Sequence
 import numpy as np
 
 from tagnet import modalities
-from tagnet.audit import LabelIssue, find_label_issues, out_of_fold_probabilities, write_label_issues
-from tagnet.config import TrainConfig
+from tagnet.curation.audit import LabelIssue, find_label_issues, out_of_fold_probabilities, write_label_issues
+from tagnet.config.settings import TrainConfig
 from tagnet.data.decode import images_folder
 from tagnet.errors import ConfigError, DataError
-from tagnet.predict import Predictor
-from tagnet.suggest import suggest_items, write_label_requests
+from tagnet.inference.predictor import Predictor
+from tagnet.curation.suggest import suggest_items, write_label_requests
 
 
 @dataclass
@@ -79,7 +79,7 @@ def write_issues_page(issues: Sequence[LabelIssue], path: str | Path, *, images_
                       thumbnails: bool, source: str, limit: int = 200) -> Path:
     """One self-contained HTML page listing the ranked issues (the first `limit`), with image thumbnails."""
     from tagnet.data.images import resolve_image_paths
-    from tagnet.report import CSS, _img, _thumbnail
+    from tagnet.report.html import CSS, _img, _thumbnail
 
     shown = list(issues)[:limit]
     paths = resolve_image_paths([issue.item for issue in shown], images_dir) if thumbnails else []
@@ -118,7 +118,7 @@ class Suggestion:
 def suggest_labels(run: str | Path, pool: Sequence[str | Path], *, n: int, output: str | Path,
                    seed: int = 0) -> Suggestion:
     """Choose `n` inputs of `pool` (what `tagnet predict` takes: images, text files, feature tables) to label next
-    (tagnet.suggest.suggest_items on the model's probabilities and encoder features) and write a label file for them
+    (tagnet.curation.suggest.suggest_items on the model's probabilities and encoder features) and write a label file for them
     with every cell empty, to fill in with 0/1 and train on.
 
     Raises:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.errors import ConfigError
 
 LOSSES = ("bce", "weighted_bce", "focal", "asl")

@@ -8,8 +8,8 @@ from typing import Sequence
 import numpy as np
 
 from tagnet.data.labels import write_labels
-from tagnet.data.table import LabelTable
-from tagnet.data.tabular import fit_standardization, standardize
+from tagnet.data.label_table import LabelTable
+from tagnet.data.feature_table import fit_standardization, standardize
 from tagnet.errors import ConfigError, DataError
 
 

@@ -18,14 +18,14 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from tagnet.config import TUNE_METRICS, TrainConfig
+from tagnet.config.settings import TUNE_METRICS, TrainConfig
 from tagnet.data.split import kfold_rows, split_table
-from tagnet.data.table import LabelTable
+from tagnet.data.label_table import LabelTable
 from tagnet.engine import PhaseResult
 from tagnet.errors import DataError
-from tagnet.headfit import fit_head, head_probabilities
-from tagnet.metrics import evaluate_probabilities
-from tagnet.thresholds import Thresholds, fit_decisions, parse_objective
+from tagnet.engine.headfit import fit_head, head_probabilities
+from tagnet.evaluation.metrics import evaluate_probabilities
+from tagnet.decisions.thresholds import Thresholds, fit_decisions, parse_objective
 
 LINEAR_CS = (0.003, 0.01, 0.03, 0.1, 0.3)  # inverse L2 strength on standardised features, ascending
 ENSEMBLE_HEADS = 5  # heads of the ensemble candidate (unless --ensemble K gives K); 5 and 10 scored alike on MULAN
@@ -174,7 +174,7 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     `make_head()` returns a new, untrained MLP head. In each fold the MLP candidate is one head trained as a single
     head is (early stopping on its own held-out part of the fold's training rows) and the ensemble candidate is
     ensemble_heads(config) such heads, each with its own held-out part, averaged (the first of them is the MLP
-    candidate, so the MLP costs nothing extra); both are trained by tagnet.headfit.fit_head. The linear candidate's
+    candidate, so the MLP costs nothing extra); both are trained by tagnet.engine.headfit.fit_head. The linear candidate's
     C is the best of LINEAR_CS on the same folds (so its score is slightly optimistic). Every score is out of fold,
     at thresholds fitted on the other folds. Returns the Selection (without any CV when config.select names "mlp"
     or "ensemble")."""

@@ -11,14 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from tagnet.artifact import META_FILE, load_artifact
-from tagnet.calibration import TemperatureScaling, ece, fit_temperature
-from tagnet.config import DECISION_SETTINGS, TrainConfig
-from tagnet.evaluation import labelled_probabilities
+from tagnet.inference.artifact import META_FILE, load_artifact
+from tagnet.decisions.calibration import TemperatureScaling, ece, fit_temperature
+from tagnet.config.settings import DECISION_SETTINGS, TrainConfig
+from tagnet.evaluation.evaluate import labelled_probabilities
 from tagnet.files import atomic_write, write_json
-from tagnet.pipeline import validation_thresholds
-from tagnet.predict import ONNX_FILE, Predictor
-from tagnet.thresholds import ThresholdFit, decision_mode, side_rules
+from tagnet.training.trainer import validation_thresholds
+from tagnet.inference.predictor import ONNX_FILE, Predictor
+from tagnet.decisions.thresholds import ThresholdFit, decision_mode, side_rules
 
 PREVIOUS_SUFFIX = ".previous"
 
@@ -73,7 +73,7 @@ def calibrate(run: str | Path, labels: str | Path, *, images_dir: str | Path | N
     Args:
         run: a run or artifact folder.
         labels: a labelled file read as `evaluate` reads it (images with `images_dir`, texts, feature tables).
-        objective, confidence, min_labels, max_labels, if_empty: the decision settings (tagnet.config); None keeps
+        objective, confidence, min_labels, max_labels, if_empty: the decision settings (tagnet.config.settings); None keeps
             the model's. The threshold mode and top_k stay the model's, except that a mode the model's objective
             implied (fixed for hamming, per-label otherwise) follows a new objective.
         temperature: fit temperature scaling (else the probabilities stay the model's own).

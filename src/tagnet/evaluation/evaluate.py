@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tagnet.artifact import Artifact
+from tagnet.inference.artifact import Artifact
 from tagnet.errors import DataError
-from tagnet.metrics import MetricsReport, evaluate_probabilities
-from tagnet.predict import Predictor
-from tagnet.thresholds import Thresholds, decision_thresholds
+from tagnet.evaluation.metrics import MetricsReport, evaluate_probabilities
+from tagnet.inference.predictor import Predictor
+from tagnet.decisions.thresholds import Thresholds, decision_thresholds
 
 
 def evaluate(artifact: str | Path | Artifact | Predictor, labels: str | Path, *, images_dir: str | Path | None = None,

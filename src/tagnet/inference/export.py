@@ -13,14 +13,14 @@ import numpy as np
 import torch
 
 import tagnet
-from tagnet.artifact import Artifact, load_artifact
-from tagnet.config import ExportSettings
+from tagnet.inference.artifact import Artifact, load_artifact
+from tagnet.config.settings import ExportSettings
 from tagnet.errors import ConfigError, ModelError
-from tagnet.evaluation import evaluate
+from tagnet.evaluation.evaluate import evaluate
 from tagnet.files import atomic_write
 from tagnet.modalities.base import OnnxGraph
 from tagnet.modalities.text import tokenizer_path
-from tagnet.predict import ONNX_FILE, ONNX_OUTPUT, WEIGHTS_DIGEST_KEY, Predictor, weights_sha256
+from tagnet.inference.predictor import ONNX_FILE, ONNX_OUTPUT, WEIGHTS_DIGEST_KEY, Predictor, weights_sha256
 
 try:
     import onnx

@@ -18,9 +18,9 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from tagnet.calibration import ece as calibration_error
+from tagnet.decisions.calibration import ece as calibration_error
 from tagnet.errors import DataError
-from tagnet.thresholds import Thresholds, apply_thresholds, as_thresholds
+from tagnet.decisions.thresholds import Thresholds, apply_thresholds, as_thresholds
 
 
 @dataclass

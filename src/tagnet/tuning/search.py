@@ -18,13 +18,13 @@ import optuna
 from rich.console import Console
 
 from tagnet import modalities
-from tagnet.config import TUNE_METRICS as METRICS
-from tagnet.config import MODALITY_REFUSES, TrainConfig
+from tagnet.config.settings import TUNE_METRICS as METRICS
+from tagnet.config.settings import MODALITY_REFUSES, TrainConfig
 from tagnet.errors import ConfigError, DataError
 from tagnet.files import write_json
-from tagnet.losses import LOSSES
+from tagnet.training.losses import LOSSES
 from tagnet.modalities.base import Modality
-from tagnet.pipeline import TrainResult, train
+from tagnet.training.trainer import TrainResult, train
 
 STUDY_NAME = "tagnet"
 LOSS_PARAMETERS = {"focal": ("focal_gamma",), "asl": ("asl_gamma_neg", "asl_gamma_pos", "asl_clip")}
@@ -112,7 +112,7 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
          text_column: str | int | None = None, tabular: bool = False, metric: str = "mAP") -> TuneResult:
     """Search training settings with Optuna (TPE sampler, median pruner) for the best validation `metric`.
 
-    Every trial trains with tagnet.pipeline.train on the same validation split (`val_labels`, or LABELS split by
+    Every trial trains with tagnet.training.trainer.train on the same validation split (`val_labels`, or LABELS split by
     base_config.seed) and the same cache folder, so images are decoded and backbone features or sentence
     embeddings computed once; later trials only train the head. The study lives in OUT/study.db and resumes
     when run again.

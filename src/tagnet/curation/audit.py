@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tagnet.data.tabular import fit_standardization, standardize
+from tagnet.data.feature_table import fit_standardization, standardize
 from tagnet.errors import ConfigError, DataError
 
 ISSUE_COLUMNS = ("item", "label", "issue", "given", "probability", "score")

@@ -12,7 +12,7 @@ import numpy as np
 
 from tagnet.data.columns import ID_COLUMNS, pick_column
 from tagnet.data.labels import given_options, read_csv_rows
-from tagnet.data.table import LabelTable
+from tagnet.data.label_table import LabelTable
 from tagnet.errors import ConfigError, DataError
 
 ARFF_SUFFIX = ".arff"

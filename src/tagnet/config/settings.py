@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tagnet.errors import ConfigError
-from tagnet.thresholds import IF_EMPTY, MODES as THRESHOLD_MODES, OBJECTIVES, decision_mode, parse_objective
+from tagnet.decisions.thresholds import IF_EMPTY, MODES as THRESHOLD_MODES, OBJECTIVES, decision_mode, parse_objective
 
 MODALITIES = ("image", "text", "tabular")
 RUNTIMES = ("auto", "torch", "onnx")

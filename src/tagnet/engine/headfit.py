@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from tagnet.config import TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.engine.fit import one_torch_thread
 from tagnet.engine.module import lr_scheduler
-from tagnet.losses import make_loss
+from tagnet.training.losses import make_loss
 
 
 def average_precision(targets: np.ndarray, probs: np.ndarray, known: np.ndarray) -> float:

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from tagnet import modalities
-from tagnet.artifact import WEIGHTS_FILE, Artifact, load_artifact
-from tagnet.config import RUNTIMES
+from tagnet.inference.artifact import WEIGHTS_FILE, Artifact, load_artifact
+from tagnet.config.settings import RUNTIMES
 from tagnet.errors import ArtifactError, ConfigError, DataError
-from tagnet.thresholds import apply_thresholds
+from tagnet.decisions.thresholds import apply_thresholds
 
 ONNX_FILE = "model.onnx"
 ONNX_OUTPUT = "probabilities"

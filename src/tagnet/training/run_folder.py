@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from tagnet.artifact import META_FILE
-from tagnet.config import TrainConfig, load_config
+from tagnet.inference.artifact import META_FILE
+from tagnet.config.settings import TrainConfig, load_config
 from tagnet.errors import ArtifactError, ConfigError, DataError
 from tagnet.files import write_json, write_yaml
 

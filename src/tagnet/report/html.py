@@ -16,13 +16,13 @@ from PIL import Image
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from tagnet import modalities
-from tagnet.artifact import META_FILE
-from tagnet.calibration import TemperatureScaling, reliability
+from tagnet.inference.artifact import META_FILE
+from tagnet.decisions.calibration import TemperatureScaling, reliability
 from tagnet.data.images import resolve_image_paths
 from tagnet.errors import ArtifactError, TagnetError
-from tagnet.run import (ARTIFACT_DIR, CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE, RUN_FILE, read_epochs, read_json_file,
+from tagnet.training.run_folder import (ARTIFACT_DIR, CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE, RUN_FILE, read_epochs, read_json_file,
                         read_validation_predictions)
-from tagnet.thresholds import Thresholds, apply_thresholds
+from tagnet.decisions.thresholds import Thresholds, apply_thresholds
 
 THUMBNAIL_PX = 160
 ANNOTATE_MAX_LABELS = 15

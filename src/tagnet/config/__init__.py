@@ -1,0 +1,1 @@
+"""Settings: every setting of every command once, with its type, default, meaning and declared constraints."""
