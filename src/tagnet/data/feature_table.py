@@ -263,6 +263,20 @@ def fit_standardization(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std > 1e-8, std, 1.0)
 
 
+def fit_scaling(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(offset, scale) per feature of training rows, applied as standardize does ((x - offset) / scale).
+
+    A column of values >= 0 that is zero on at least half its known rows (binary, counts, bag-of-words) is divided by
+    its largest value, uncentred: its zeros stay zeros (sparse rows stay sparse) and a missing value becomes 0. Any
+    other column is standardised (fit_standardization)."""
+    mean, std = fit_standardization(features)
+    present = ~np.isnan(features)
+    values = np.where(present, features, 0.0)
+    sparse = (values >= 0).all(axis=0) & (2 * (present & (values == 0)).sum(axis=0) >= present.sum(axis=0))
+    top = values.max(axis=0) if len(values) else np.zeros(features.shape[1])
+    return np.where(sparse, 0.0, mean), np.where(sparse, np.where(top > 0, top, 1.0), std)
+
+
 def standardize(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """(features - mean) / std as float32; a missing (NaN) value becomes 0, the training mean."""
     scaled = (np.asarray(features, dtype=np.float64) - np.asarray(mean)) / np.asarray(std)

@@ -1,4 +1,4 @@
-"""Feature tables (ARFF, CSV): rows standardised with the training rows' mean and std, an MLP head on them."""
+"""Feature tables (ARFF, CSV): rows scaled by the training rows' statistics (fit_scaling), an MLP head on them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from tagnet.config.settings import TrainConfig
-from tagnet.data.feature_table import (TABULAR_OPTIONS, fit_standardization, read_feature_rows, read_feature_table,
+from tagnet.data.feature_table import (TABULAR_OPTIONS, fit_scaling, read_feature_rows, read_feature_table,
                                  standardize, table_read_options)
 from tagnet.errors import ArtifactError, DataError, RequestError, TagnetError
 from tagnet.models import TagnetModel, create_model
@@ -52,8 +52,9 @@ class TabularModality(Modality):
                             head_hidden=config.head_hidden, input_dim=data.inputs.shape[1], ensemble=config.ensemble)
 
     def fit_state(self, model, data, train_rows, *, text_column, read_options) -> dict[str, Any]:
-        """Feature names and their mean and std over the rows that train some head; the id column."""
-        mean, std = fit_standardization(data.inputs[train_rows])
+        """Feature names and their offset and scale ("mean", "std": data.feature_table.fit_scaling) over the rows
+        that train some head; the id column."""
+        mean, std = fit_scaling(data.inputs[train_rows])
         return {"feature_names": data.feature_names, "mean": mean.tolist(), "std": std.tolist(),
                 "id_column": read_options.get("id_column"), "encoding": data.encoding}
 

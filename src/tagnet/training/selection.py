@@ -5,29 +5,31 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from threadpoolctl import threadpool_limits
 from torch import nn
 
 from tagnet.config.settings import TUNE_METRICS, TrainConfig
 from tagnet.data.split import kfold_rows, split_table
 from tagnet.data.label_table import LabelTable
 from tagnet.engine import PhaseResult
+from tagnet.engine.linear import fit_logistic
 from tagnet.errors import DataError
 from tagnet.engine.headfit import fit_head, head_probabilities
 from tagnet.evaluation.metrics import evaluate_probabilities
 from tagnet.decisions.thresholds import Thresholds, fit_decisions, parse_objective
 
 LINEAR_CS = (0.003, 0.01, 0.03, 0.1, 0.3)  # inverse L2 strength on standardised features, ascending
+UNSCALED_CS = (0.03, 0.1, 0.3, 1.0, 3.0)  # the same on inputs not standardised (0/1, bag-of-words scaled by the max)
+# how the linear head's penalty sees the head's inputs: as given (the modality's scaling), or each column divided by
+# its standard deviation (a rare 0/1 feature then weighs as much as a common one)
+LINEAR_SCALINGS = ("inputs", "standard")
+CV_TOLERANCE = 1e-4  # the linear CV's gradient tolerance: choosing C needs fewer digits than the final fit (1e-5)
 ENSEMBLE_HEADS = 5  # heads of the ensemble candidate (unless --ensemble K gives K); 5 and 10 scored alike on MULAN
 CANDIDATES = ("linear", "mlp", "ensemble")  # simplest first: an exact tie goes to the simpler one
 Validation = dict[str, np.ndarray]
@@ -43,6 +45,7 @@ class Selection:
     folds: int = 0
     candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
     C: float | None = None
+    scaling: str | None = None
     heads: int = 1
     threshold: dict[str, Any] | None = None
 
@@ -50,7 +53,8 @@ class Selection:
         """JSON-able: {"choice", "metric", "folds", "C", "heads", "candidates": {name: {mean, std, seconds, ...}},
         "threshold": the p >= 0.5 and CV-fitted global rules' CV Hamming loss and the threshold kept (objective
         hamming at the default p >= 0.5 only)}."""
-        return {"choice": self.choice, "metric": self.metric, "folds": self.folds, "C": self.C, "heads": self.heads,
+        return {"choice": self.choice, "metric": self.metric, "folds": self.folds, "C": self.C,
+                **({"scaling": self.scaling} if self.scaling else {}), "heads": self.heads,
                 "candidates": self.candidates, **({"threshold": self.threshold} if self.threshold else {})}
 
     def applied(self, config: TrainConfig) -> TrainConfig:
@@ -124,30 +128,57 @@ def linear_probabilities(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray)
 
 def fit_linear(x: np.ndarray, targets: np.ndarray, known: np.ndarray, *, Cs: tuple[float, ...]
                ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """One-vs-rest L2 logistic regression on each label's known rows, for every C of `Cs` (warm-started in order).
+    """One-vs-rest L2 logistic regression on each label's known rows, for every C of `Cs` (all labels at once,
+    warm-started in order: tagnet.engine.linear.fit_logistic).
 
     Returns [(coef (L, F), intercept (L,)) per C]. A label with one class on its rows gets zero weights and the
     logit of its (clipped) rate."""
-    x = np.asarray(x, dtype=np.float64)  # lbfgs on float32 rows runs many times slower
-    out = [(np.zeros((targets.shape[1], x.shape[1])), np.zeros(targets.shape[1])) for _ in Cs]
-    for j in range(targets.shape[1]):
-        rows = known[:, j]
-        y = targets[rows, j]
-        if len(y) == 0 or y.min() == y.max():
-            rate = np.clip(y.mean() if len(y) else 0.5, 1e-3, 1 - 1e-3)
-            for _, intercept in out:
-                intercept[j] = np.log(rate / (1 - rate))
-            continue
-        model = LogisticRegression(max_iter=300, warm_start=True)
-        for (coef, intercept), C in zip(out, Cs):
-            model.set_params(C=C)
-            # one BLAS thread: products this small lose more to thread contention than they gain (5-10x on 2 busy
-            # cores); a few iterations short of tolerance at a large C changes nothing
-            with warnings.catch_warnings(), threadpool_limits(1):
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                model.fit(x[rows], y)
-            coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
-    return out
+    return fit_logistic(x, targets, known, Cs=Cs)[0]
+
+
+def linear_out_of_fold(x: np.ndarray, targets: np.ndarray, known: np.ndarray,
+                       folds: list[tuple[np.ndarray, np.ndarray]], *, Cs: tuple[float, ...],
+                       scale: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Out-of-fold probabilities (rows, L) of the linear head for each C of `Cs` in turn: every fold's heads for every
+    C fitted in one problem (fit_logistic with the folds' training rows as row sets; `scale` as there), each fold's
+    held-out rows scored by its own."""
+    paths = fit_logistic(x, targets, known, Cs=Cs, row_sets=[train_rows for train_rows, _ in folds], scale=scale,
+                         tol=CV_TOLERANCE)
+    for c in range(len(Cs)):
+        oof = np.zeros(targets.shape, np.float32)
+        for (_, held), path in zip(folds, paths):
+            oof[held] = linear_probabilities(x[held], *path[c])
+        yield oof
+
+
+def linear_scale(x: np.ndarray, scaling: str) -> np.ndarray | None:
+    """Column multipliers of LINEAR_SCALINGS' `scaling` on rows `x`: None for "inputs", 1 / std for "standard"
+    (1 for a constant column)."""
+    if scaling == "inputs":
+        return None
+    std = np.asarray(x, dtype=np.float64).std(axis=0)
+    return np.where(std > 1e-8, 1.0 / np.where(std > 1e-8, std, 1.0), 1.0)
+
+
+def linear_candidate(x: np.ndarray, targets: np.ndarray, known: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
+                     *, score: Callable[[np.ndarray], list[float]], maximize: bool
+                     ) -> tuple[float, str, list[float], np.ndarray]:
+    """The linear head's scaling of LINEAR_SCALINGS and C with the best mean `score` (fold scores of out-of-fold
+    probabilities): inputs already standardised (every column std within 0.25 of 1 on these rows) are taken as they are with LINEAR_CS; others both as they are with
+    UNSCALED_CS and standardised with LINEAR_CS. Returns (C, scaling, its fold scores, its out-of-fold
+    probabilities)."""
+    best: tuple[float, str, list[float], np.ndarray] | None = None
+    sign = 1.0 if maximize else -1.0
+    standard = linear_scale(x, "standard")
+    grids = ([("inputs", None, LINEAR_CS)] if np.allclose(standard, 1.0, atol=0.25) else
+             [("inputs", None, UNSCALED_CS), ("standard", standard, LINEAR_CS)])
+    for scaling, scale, Cs in grids:
+        for C, oof in zip(Cs, linear_out_of_fold(x, targets, known, folds, Cs=Cs, scale=scale)):
+            scores = score(oof)
+            if best is None or sign * np.mean(scores) > sign * np.mean(best[2]):
+                best = (C, scaling, scores, oof)
+    assert best is not None
+    return best
 
 
 def fold_scores(metric: str, val: Validation, folds: list[tuple[np.ndarray, np.ndarray]],
@@ -189,16 +220,12 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     better = max if TUNE_METRICS[metric] == "maximize" else min
     selection = Selection("", metric, folds=len(folds))
     started = time.perf_counter()
-    linear_oof = [np.zeros(targets.shape, np.float32) for _ in LINEAR_CS]
-    for train_rows, held in folds:
-        for oof, (coef, intercept) in zip(linear_oof, fit_linear(x[train_rows], targets[train_rows],
-                                                                 known[train_rows], Cs=LINEAR_CS)):
-            oof[held] = linear_probabilities(x[held], coef, intercept)
-    by_c = {C: fold_scores(metric, {"probs": oof, "targets": targets, "known": known}, folds, thresholds_for)
-            for C, oof in zip(LINEAR_CS, linear_oof)}
-    selection.C = better(by_c, key=lambda C: np.mean(by_c[C]))
-    chosen_oof = {"linear": linear_oof[LINEAR_CS.index(selection.C)]}
-    selection.candidates["linear"] = _summary(by_c[selection.C], time.perf_counter() - started, C=selection.C)
+    selection.C, selection.scaling, scores, linear_oof = linear_candidate(
+        x, targets, known, folds, maximize=TUNE_METRICS[metric] == "maximize",
+        score=lambda oof: fold_scores(metric, {"probs": oof, "targets": targets, "known": known}, folds, thresholds_for))
+    chosen_oof = {"linear": linear_oof}
+    selection.candidates["linear"] = _summary(scores, time.perf_counter() - started, C=selection.C,
+                                              scaling=selection.scaling)
     if "mlp" in names or "ensemble" in names:
         many = heads if "ensemble" in names else 1
         single = dataclasses.replace(config, ensemble=1)
@@ -231,7 +258,7 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
             and config.threshold_mode == "fixed" and config.fixed_threshold == 0.5):
         selection.threshold = _global_threshold(chosen_oof[selection.choice], targets, known, folds)
     for name, score in selection.candidates.items():
-        detail = (f", C={score['C']}" if "C" in score else "") + (f", {score['heads']} heads" if "heads" in score else "")
+        detail = (f", C={score['C']}, {score['scaling']} scaling" if "C" in score else "") + (f", {score['heads']} heads" if "heads" in score else "")
         console.print(f"  {name:<8} {metric} {score['mean']:.4f} ± {score['std']:.4f} over {len(folds)} folds "
                       f"({score['seconds']:.1f} s{detail})")
     console.print(f"chose the {selection.choice} head{'s' if selection.heads > 1 else ''} by {len(folds)}-fold CV "
@@ -266,13 +293,19 @@ def _summary(scores: list[float], seconds: float, **extra: Any) -> dict[str, Any
 
 
 def fit_linear_heads(heads: list[torch.nn.Module], x: np.ndarray, targets: np.ndarray, known: np.ndarray,
-                     splits: list[tuple[np.ndarray, np.ndarray]], *, C: float) -> list[PhaseResult]:
-    """Each linear head (Dropout, Linear) fitted by logistic regression on its split's training rows: the
-    coefficients copied into its Linear. Returns one PhaseResult per head with its held-out probabilities."""
+                     splits: list[tuple[np.ndarray, np.ndarray]], *, C: float, scaling: str | None = None
+                     ) -> list[PhaseResult]:
+    """Each linear head (Dropout, Linear) fitted by logistic regression on its split's training rows (every head in
+    one problem: fit_logistic with the splits' training rows as row sets, the penalty seeing the columns as
+    LINEAR_SCALINGS' `scaling` says, default "inputs"): the coefficients copied into its Linear.
+    Returns one PhaseResult per head with its held-out probabilities (the seconds shared out evenly)."""
+    started = time.perf_counter()
+    rows = np.unique(np.concatenate([train_rows for train_rows, _ in splits]))
+    paths = fit_logistic(x, targets, known, Cs=(C,), row_sets=[train_rows for train_rows, _ in splits],
+                         scale=linear_scale(x[rows], scaling or "inputs"))
+    seconds = (time.perf_counter() - started) / len(splits)
     results = []
-    for head, (train_rows, val_rows) in zip(heads, splits):
-        started = time.perf_counter()
-        [(coef, intercept)] = fit_linear(x[train_rows], targets[train_rows], known[train_rows], Cs=(C,))
+    for head, (_, val_rows), [(coef, intercept)] in zip(heads, splits, paths):
         linear = head[1]
         with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(coef))
@@ -280,5 +313,5 @@ def fit_linear_heads(heads: list[torch.nn.Module], x: np.ndarray, targets: np.nd
         val = {"probs": linear_probabilities(x[val_rows], coef, intercept), "targets": targets[val_rows],
                "known": known[val_rows]}
         results.append(PhaseResult(best_score=float("nan"), best_epoch=0, epochs_run=0, validation=val,
-                                   seconds=time.perf_counter() - started))
+                                   seconds=seconds))
     return results

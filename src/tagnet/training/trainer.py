@@ -224,7 +224,7 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     if selection is not None and selection.choice == "linear":
         inputs = kind.head_inputs(model, data, state, cache_dir=cache_dir, progress=progress).values.numpy()
         results = fit_linear_heads(head_members(model), inputs, data.table.targets, data.table.known, splits,
-                                   C=selection.C)
+                                   C=selection.C, scaling=selection.scaling)
     elif recipe.name in ("head", "head+finetune"):
         results = _train_heads(kind, model, data, splits, state, loss=loss, config=config, phase=phase,
                                cache_dir=cache_dir, progress=progress, console=console)

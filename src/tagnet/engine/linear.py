@@ -1,0 +1,175 @@
+"""L2 logistic regression for every label, C and fold at once: one multi-output problem solved by full-batch L-BFGS."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+SPARSE_DENSITY = 0.125  # rows with at most this share of nonzero cells are multiplied as CSR (zeros are skipped)
+BLOCK_CELLS = 1 << 23  # rows x columns of one block's logits (8M cells, 32 MB of float32); a block's arrays are a few
+
+
+def as_rows(x: np.ndarray | sp.spmatrix) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(X, X transposed, X squared transposed) as torch float32 for products with weight matrices: CSR when `x` is
+    sparse (a scipy matrix, or dense with at most SPARSE_DENSITY nonzero cells), else dense."""
+    if not sp.issparse(x) and np.count_nonzero(x) > SPARSE_DENSITY * x.size:
+        dense = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        return dense, dense.T, (dense * dense).T
+    csr = sp.csr_matrix(x, dtype=np.float32)
+    csr.sum_duplicates()
+
+    def torch_csr(m: sp.csr_matrix) -> torch.Tensor:
+        with warnings.catch_warnings():  # "sparse CSR support is in beta", "invariant checks are disabled"
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)),
+                                           torch.from_numpy(m.indices.astype(np.int64)), torch.from_numpy(m.data),
+                                           size=m.shape)
+
+    return torch_csr(csr), torch_csr(csr.T.tocsr()), torch_csr(csr.power(2).T.tocsr())
+
+
+def _logit(rate: np.ndarray) -> np.ndarray:
+    rate = np.clip(rate, 1e-3, 1 - 1e-3)
+    return np.log(rate / (1 - rate))
+
+
+def fit_logistic(x: np.ndarray | sp.spmatrix, targets: np.ndarray, known: np.ndarray, *, Cs: Sequence[float],
+                 row_sets: Sequence[np.ndarray] | None = None, scale: np.ndarray | None = None, max_iter: int = 200, tol: float = 1e-5
+                 ) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """L2-regularised logistic regression of every label on its known rows, for every C (as scikit-learn's
+    LogisticRegression(C) per label: C * sum of log losses + |w|^2 / 2, the intercept not penalised), fitted on each
+    of `row_sets` (row indices; default all rows).
+
+    All labels and row sets form one problem (a weight column per label and row set) solved in blocks of columns by
+    full-batch L-BFGS with a strong-Wolfe line search, warm-started from each C to the next (ascending C: strong to
+    weak). A label with one class on its rows gets zero weights and the logit of its (clipped) rate.
+
+    Args:
+        x: (rows, features) numbers, dense or scipy sparse (sparse rows are multiplied as CSR).
+        targets: (rows, labels) 0/1; known: (rows, labels) bool, which cells count.
+        Cs: inverse L2 strengths, fitted in the order given (ascending for the warm starts to help).
+        scale: (features,) multipliers of the columns the penalty sees (the fit is on x * scale; the coefficients
+            returned apply to x): how strongly each feature is held back.
+        max_iter: L-BFGS iterations per C at most; tol: stop when no gradient entry of the per-row mean loss exceeds it.
+
+    Returns:
+        [[(coef (labels, features) float32, intercept (labels,) float32) per C] per row set].
+    """
+    sets = [np.arange(len(targets))] if row_sets is None else [np.asarray(r) for r in row_sets]
+    rows, features, labels = targets.shape[0], x.shape[1], targets.shape[1]
+    if scale is not None:
+        x = sp.csr_matrix(x).multiply(scale.reshape(1, -1)).tocsr() if sp.issparse(x) else x * scale
+    X, XT, XT2 = as_rows(x)
+    out = [[(np.zeros((labels, features), np.float32), np.zeros(labels, np.float32)) for _ in Cs] for _ in sets]
+    member = np.zeros((len(sets), rows), dtype=bool)
+    for k, chosen in enumerate(sets):
+        member[k, chosen] = True
+    block = max(1, BLOCK_CELLS // max(1, rows * len(sets)))
+    for start in range(0, labels, block):
+        part = slice(start, min(labels, start + block))
+        y = np.tile(targets[:, part], (1, len(sets))).astype(np.float32)
+        w = (np.tile(known[:, part], (1, len(sets))) & np.repeat(member, part.stop - start, axis=0).T).astype(np.float32)
+        paths = _fit_block(X, XT, XT2, torch.from_numpy(y), torch.from_numpy(w), Cs=Cs, max_iter=max_iter, tol=tol)
+        for c, (coef, intercept) in enumerate(paths):
+            for k in range(len(sets)):
+                columns = slice(k * (part.stop - start), (k + 1) * (part.stop - start))
+                out[k][c][0][part], out[k][c][1][part] = coef[:, columns].T, intercept[columns]
+    if scale is not None:
+        for path in out:
+            for coef, _ in path:
+                coef *= scale.astype(np.float32)
+    return out
+
+
+def _fit_block(X: torch.Tensor, XT: torch.Tensor, XT2: torch.Tensor, y: torch.Tensor, w: torch.Tensor, *, Cs: Sequence[float],
+               max_iter: int, tol: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One block of columns: weights (features, columns) and intercepts (columns,) per C."""
+    count = w.sum(0).clamp(min=1)
+    positives = (w * y).sum(0)
+    active = (positives > 0) & (positives < w.sum(0))  # both classes present
+    w = w * active / count  # each column's loss is its mean over its rows
+    bias0 = torch.logit(positives / count, eps=1e-3)
+    theta = torch.zeros(X.shape[1] + 1, y.shape[1])
+    theta[-1] = bias0
+    # the Hessian's diagonal at its largest (p (1 - p) <= 1/4): L-BFGS's first guess of the curvature
+    curvature = torch.cat([0.25 * (XT2 @ w), 0.25 * w.sum(0, keepdim=True)])
+    out = []
+    for C in Cs:
+        penalty = torch.cat([(active / (C * count)).expand(X.shape[1], -1), torch.zeros(1, y.shape[1])])
+        theta = _lbfgs(theta, X, XT, y, w, penalty=penalty, diagonal=curvature + penalty + 1e-8, max_iter=max_iter,
+                       tol=tol)
+        out.append(((theta[:-1] * active).numpy().copy(), torch.where(active, theta[-1], bias0).numpy().copy()))
+    return out
+
+
+def _objective(theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, w: torch.Tensor, penalty: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each column's mean log loss plus its penalty (float64), and the logits."""
+    logits = X @ theta[:-1] + theta[-1]
+    loss = (torch.nn.functional.softplus(logits) - y * logits).mul_(w).sum(0, dtype=torch.float64)
+    return loss + 0.5 * (penalty * theta * theta).sum(0, dtype=torch.float64), logits
+
+
+def _gradient(theta: torch.Tensor, logits: torch.Tensor, XT: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+              penalty: torch.Tensor) -> torch.Tensor:
+    residual = torch.sigmoid(logits).sub_(y).mul_(w)
+    return torch.cat([XT @ residual, residual.sum(0, keepdim=True)]) + penalty * theta
+
+
+def _lbfgs(theta: torch.Tensor, X: torch.Tensor, XT: torch.Tensor, y: torch.Tensor, w: torch.Tensor, *,
+           penalty: torch.Tensor, diagonal: torch.Tensor, max_iter: int, tol: float, history: int = 8) -> torch.Tensor:
+    """Minimise every column's objective on its own, in lockstep: L-BFGS with a per-column history, the diagonal
+    `diagonal` as the first curvature guess and a per-column backtracking (Armijo) line search; a column stops
+    when no entry of its gradient exceeds `tol`, and once most have stopped the others go on alone (on fewer
+    columns, with a fresh history)."""
+    loss, logits = _objective(theta, X, y, w, penalty)
+    grad = _gradient(theta, logits, XT, y, w, penalty)
+    pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    stalled = torch.zeros(theta.shape[1], dtype=torch.bool)  # no decrease found: float32's resolution is reached
+    for done in range(max_iter):
+        moving = (grad.abs().amax(0) > tol) & ~stalled
+        if not moving.any():
+            break
+        if done and 2 * int(moving.sum()) < len(moving):  # most columns done: go on with the others alone
+            at = moving.nonzero().squeeze(1)
+            theta[:, at] = _lbfgs(theta[:, at], X, XT, y[:, at], w[:, at], penalty=penalty[:, at],
+                                  diagonal=diagonal[:, at], max_iter=max_iter - done, tol=tol, history=history)
+            break
+        step = _direction(grad, pairs, diagonal) * moving
+        slope = (grad * step).sum(0, dtype=torch.float64)
+        size = torch.ones(theta.shape[1], dtype=torch.float64)
+        for _ in range(20):
+            trial = theta + step * size.float()
+            new_loss, new_logits = _objective(trial, X, y, w, penalty)
+            fine = (new_loss <= loss + 1e-4 * size * slope) | ~moving
+            if fine.all():
+                break
+            size = torch.where(fine, size, size * 0.5)
+        if not fine.all():
+            stalled |= ~fine
+            trial = theta + step * (size * fine).float()
+            new_loss, new_logits = _objective(trial, X, y, w, penalty)
+        new_grad = _gradient(trial, new_logits, XT, y, w, penalty)
+        s, g = trial - theta, new_grad - grad
+        curv = (s * g).sum(0)
+        pairs = (pairs + [(s, g, torch.where(curv > 1e-10, 1.0 / curv.clamp(min=1e-10), 0.0))])[-history:]
+        theta, loss, grad = trial, new_loss, new_grad
+    return theta
+
+
+def _direction(grad: torch.Tensor, pairs: list, diagonal: torch.Tensor) -> torch.Tensor:
+    """-H grad by the L-BFGS two-loop recursion, per column (a pair with no positive curvature counts for nothing)."""
+    q = grad.clone()
+    alphas = []
+    for s, g, rho in reversed(pairs):
+        alpha = rho * (s * q).sum(0)
+        q -= alpha * g
+        alphas.append(alpha)
+    r = q / diagonal
+    for (s, g, rho), alpha in zip(pairs, reversed(alphas)):
+        r += s * (alpha - rho * (g * r).sum(0))
+    return -r
