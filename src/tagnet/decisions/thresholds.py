@@ -311,6 +311,37 @@ def _fit_one(y: np.ndarray, scores: np.ndarray, objective: Objective) -> tuple[f
     return _rule_threshold(lower[k], upper[k]), best_value
 
 
+def _fit_columns(y: np.ndarray, scores: np.ndarray, known: np.ndarray, objective: Objective) -> np.ndarray:
+    """_fit_one's threshold for an F-beta or Hamming `objective` of every column at once (each on its known rows,
+    each with >= 1 known positive): the same rules, scores and ties, as array operations over labels."""
+    s = np.where(known, scores, -np.inf)
+    order = np.argsort(-s, axis=0, kind="stable")
+    s, yy = np.take_along_axis(s, order, 0), np.take_along_axis(y & known, order, 0)
+    nxt = np.r_[s[1:], np.full((1, s.shape[1]), -np.inf)]
+    last = (s > -np.inf) & (nxt != s)  # last position of each distinct score
+    tp = np.cumsum(yy, axis=0, dtype=np.int64)
+    predicted = np.arange(1, len(s) + 1)[:, None]
+    positives = tp[-1]
+    if objective.kind == "hamming":
+        score = -((predicted - tp) + (positives - tp)).astype(np.float64)
+        none = -positives.astype(np.float64)
+    else:
+        b2 = 1.0 if objective.kind == "f1" else objective.value ** 2
+        score = (1 + b2) * tp / (predicted + b2 * positives)
+        none = np.zeros(s.shape[1])
+    score = np.r_[none[None], np.where(last, score, -np.inf)]  # rule 0 "predict none", then one per distinct score
+    tied = score >= score.max(axis=0) - 1e-12
+    k = np.argmax(tied & (np.cumsum(tied, axis=0) - 1 == tied.sum(axis=0) // 2), axis=0)
+    columns = np.arange(s.shape[1])
+    at = np.maximum(k - 1, 0)
+    upper = np.where(k == 0, np.inf, s[at, columns])
+    below = np.where(k == 0, s[0], nxt[at, columns])
+    lower = np.where(below > -np.inf, below, 0.0)
+    with np.errstate(invalid="ignore"):
+        middle = np.where(k == 0, (lower + 1) / 2, (upper + lower) / 2)
+    return np.where(middle > lower, middle, np.where(k == 0, NEVER, upper))
+
+
 # Guarantees: thresholds on a fixed grid, uniform in logit(p) from 8 to -8, highest first. The
 # precision tests start at each whole logit from 6 to -2 (p from 0.998 to 0.12), where the thresholds
 # for precision targets of calibrated probabilities lie; 1 - confidence is split evenly between them.
@@ -454,18 +485,20 @@ def fit_decisions(
     global_t, global_best = (_fit_one(y[mask], p[mask], goal) if (y & mask).any() else (DEFAULT_THRESHOLD, None))
     if mode == "global":
         return result([global_t] * n_labels, (), None if global_best is None else dict.fromkeys(range(n_labels), global_best))
-    values, fallback, unreachable = [], [], {}
-    for j in range(n_labels):
-        rows = mask[:, j]
-        if y[rows, j].sum() < max(min_positives, 1):
-            t, best = (DEFAULT_THRESHOLD, None) if goal.kind == "hamming" else (global_t, global_best)
-            fallback.append(j)
-        else:
-            t, best = _fit_one(y[rows, j], p[rows, j], goal)
-        values.append(t)
-        if best is not None:
-            unreachable[j] = best
-    return result(values, fallback, unreachable)
+    few = (y & mask).sum(axis=0) < max(min_positives, 1)
+    values = np.full(n_labels, DEFAULT_THRESHOLD if goal.kind == "hamming" else global_t)
+    fitted = np.flatnonzero(~few)
+    unreachable = {} if global_best is None or goal.kind == "hamming" else dict.fromkeys(np.flatnonzero(few).tolist(),
+                                                                                          global_best)
+    if goal.kind in ("f1", "fbeta", "hamming"):
+        values[fitted] = _fit_columns(y[:, fitted], p[:, fitted], mask[:, fitted], goal)
+    else:
+        for j in fitted:
+            rows = mask[:, j]
+            values[j], best = _fit_one(y[rows, j], p[rows, j], goal)
+            if best is not None:
+                unreachable[int(j)] = best
+    return result([float(v) for v in values], np.flatnonzero(few).tolist(), dict(sorted(unreachable.items())))
 
 
 def side_rules(targets: np.ndarray, probs: np.ndarray, *, known: np.ndarray | None = None, min_positives: int = 5,
