@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.metrics import (
     accuracy_score,
-    average_precision_score,
     coverage_error,
     hamming_loss,
     label_ranking_loss,
@@ -86,6 +85,51 @@ def _prf(y_true: np.ndarray, y_pred: np.ndarray, average: str | None) -> tuple[f
     return float(p), float(r), float(f)
 
 
+def average_precisions(y: np.ndarray, scores: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Each label's average precision on its known rows, as scikit-learn's average_precision_score (precision at
+    each distinct score, weighted by the recall it adds), all labels in one sort; NaN for a label without a known
+    positive."""
+    s = np.where(known, scores, -np.inf)  # unknown cells sort last, as one group that adds no recall
+    order = np.argsort(-s, axis=0, kind="stable")
+    s, yy = np.take_along_axis(s, order, 0), np.take_along_axis((y > 0) & known, order, 0)
+    last = np.r_[s[1:] != s[:-1], np.ones((1, s.shape[1]), dtype=bool)]
+    tp = np.cumsum(yy, axis=0, dtype=np.float64)
+    positives = tp[-1]
+    gained = np.where(last, tp - _previous_at(tp, last), 0.0)  # positives each distinct score's group adds
+    precision = tp / np.arange(1, len(s) + 1)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(positives > 0, (gained * precision).sum(axis=0) / positives, np.nan)
+
+
+def _previous_at(values: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """For each row, `values` at the previous row where `last` holds (0 before the first), per column."""
+    rows = np.where(last, np.arange(len(values))[:, None], -1)
+    before = np.maximum.accumulate(np.r_[np.full((1, values.shape[1]), -1), rows[:-1]], axis=0)
+    return np.where(before >= 0, np.take_along_axis(values, np.maximum(before, 0), 0), 0.0)
+
+
+def _per_label(y: np.ndarray, pred: np.ndarray, p: np.ndarray, mask: np.ndarray, names: list[str], th: Thresholds,
+               ece: np.ndarray) -> list[dict[str, Any]]:
+    """Each label's AP, precision, recall and F1 (scikit-learn's, zero_division=0) on its known rows, support,
+    threshold and ECE; None where the label has no known row (AP: no known positive)."""
+    tp = ((y > 0) & (pred > 0) & mask).sum(axis=0)
+    predicted, support = ((pred > 0) & mask).sum(axis=0), ((y > 0) & mask).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+        recall = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
+        f1 = np.where(predicted + support > 0, 2 * tp / np.maximum(predicted + support, 1), 0.0)
+    ap = average_precisions(y, p, mask)
+    seen = mask.any(axis=0)
+
+    def value(array: np.ndarray, j: int, defined: bool) -> float | None:
+        return float(array[j]) if defined else None
+
+    return [{"label": name, "ap": value(ap, j, support[j] > 0), "precision": value(precision, j, seen[j]),
+             "recall": value(recall, j, seen[j]), "f1": value(f1, j, seen[j]), "support": int(support[j]),
+             "threshold": float(th.values[j]), "ece": None if np.isnan(ece[j]) else float(ece[j])}
+            for j, name in enumerate(names)]
+
+
 def _one_error(y_true: np.ndarray, scores: np.ndarray) -> float | None:
     """Share of items (with >= 1 true label) whose top-scored label is not one of their labels."""
     has_label = y_true.any(axis=1)
@@ -150,15 +194,7 @@ def evaluate_probabilities(
     probabilities = bool(((p >= 0) & (p <= 1)).all())
     ece = calibration_error(y, p, mask) if probabilities else np.full(len(names), np.nan)
 
-    per_label = []
-    for j, name in enumerate(names):
-        rows = mask[:, j]
-        yj, pj = y[rows, j], pred[rows, j]
-        precision, recall, f1 = _prf(yj, pj, None) if rows.any() else (None, None, None)
-        ap = float(average_precision_score(yj, p[rows, j])) if yj.any() else None
-        per_label.append({"label": name, "ap": ap, "precision": precision, "recall": recall, "f1": f1,
-                          "support": int(yj.sum()), "threshold": float(th.values[j]),
-                          "ece": None if np.isnan(ece[j]) else float(ece[j])})
+    per_label = _per_label(y, pred, p, mask, names, th, ece)
     aps = [row["ap"] for row in per_label if row["ap"] is not None]
 
     micro = _prf(y[mask], pred[mask], "binary")
