@@ -78,32 +78,28 @@ class TemperatureScaling:
 
 def fit_temperature(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None = None) -> TemperatureScaling:
     """Per label, the temperature in TEMPERATURE_BOUNDS minimising the negative log-likelihood of the
-    known cells (scipy's bounded scalar search over log T); 1 for labels without both a known positive
-    and a known negative.
+    known cells (a golden-section search over log T, every label at once, to 1e-6); 1 for labels without
+    both a known positive and a known negative.
 
     Args:
         targets: (n_items, n_labels) 0/1; probs: validation (or out-of-fold) probabilities; known: False where unknown.
     Raises:
         DataError: the shapes disagree.
     """
-    from scipy.optimize import minimize_scalar
-
     y, p, mask = _checked(targets, probs, known)
-    z = _logits(p)
-    temperatures = []
-    for j in range(y.shape[1]):
-        yj, zj = y[mask[:, j], j], z[mask[:, j], j]
-        if yj.all() or not yj.any():
-            temperatures.append(1.0)
-            continue
-        signed = np.where(yj, zj, -zj)
+    signed = np.where(y, 1.0, -1.0) * _logits(p)
+    both = (y & mask).any(axis=0) & (~y & mask).any(axis=0)
 
-        def nll(log_t: float) -> float:
-            return float(np.logaddexp(0.0, -signed / math.exp(log_t)).mean())
+    def nll(log_t: np.ndarray) -> np.ndarray:  # each label's summed NLL of its known cells at temperature exp(log_t)
+        return (np.logaddexp(0.0, -signed / np.exp(log_t)) * mask).sum(axis=0)
 
-        found = minimize_scalar(nll, bounds=tuple(math.log(b) for b in TEMPERATURE_BOUNDS), method="bounded",
-                                options={"xatol": 1e-6})
-        temperatures.append(float(math.exp(found.x)))
+    low, high = (np.full(y.shape[1], math.log(b)) for b in TEMPERATURE_BOUNDS)
+    ratio = (math.sqrt(5) - 1) / 2
+    while (high - low).max() > 1e-6:
+        a, b = high - ratio * (high - low), low + ratio * (high - low)
+        left = nll(a) < nll(b)  # the minimum lies in [low, b], else in [a, high]
+        high, low = np.where(left, b, high), np.where(left, low, a)
+    temperatures = np.where(both, np.exp((low + high) / 2), 1.0).tolist()
     return TemperatureScaling(temperatures)
 
 
@@ -148,13 +144,12 @@ def reliability(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None
         raise ConfigError(f"bins={bins!r} is not an integer >= 1")
     y, p, mask = _checked(targets, probs, known)
     index = np.minimum((p * bins).astype(np.int64), bins - 1)
-    count = np.zeros((y.shape[1], bins))
-    sum_p, sum_y = np.zeros_like(count), np.zeros_like(count)
-    for j in range(y.shape[1]):
-        rows = mask[:, j]
-        count[j] = np.bincount(index[rows, j], minlength=bins)
-        sum_p[j] = np.bincount(index[rows, j], weights=p[rows, j], minlength=bins)
-        sum_y[j] = np.bincount(index[rows, j], weights=y[rows, j].astype(np.float64), minlength=bins)
+    cell = (np.arange(y.shape[1]) * bins + index)[mask]  # (label, bin) of every known cell, labels at once
+
+    def per_bin(weights: np.ndarray | None) -> np.ndarray:
+        return np.bincount(cell, weights=weights, minlength=y.shape[1] * bins).reshape(y.shape[1], bins)
+
+    count, sum_p, sum_y = per_bin(None), per_bin(p[mask]), per_bin(y[mask].astype(np.float64))
     with np.errstate(invalid="ignore", divide="ignore"):
         return Reliability(np.linspace(0.0, 1.0, bins + 1), count.astype(np.int64), sum_p / count, sum_y / count)
 
