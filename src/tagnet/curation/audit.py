@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from tagnet.data.feature_table import fit_standardization, standardize
+from tagnet.engine.linear import fit_logistic
 from tagnet.errors import ConfigError, DataError
 
 ISSUE_COLUMNS = ("item", "label", "issue", "given", "probability", "score")
@@ -57,19 +58,19 @@ def out_of_fold_probabilities(
 
     For precomputed features (image backbone features, sentence embeddings, table rows): the items are
     split into `folds` folds by multi-label stratification; each fold's probabilities come from models
-    trained on the other folds (standardised there), one per label, on the rows where the label is known.
+    trained on the other folds (standardised there), one per label, on the rows where the label is known
+    (every label and c at once: tagnet.engine.linear.fit_logistic).
     A label with one class only in the training rows gets that class's share as its probability.
 
     Args:
         features: (n_items, n_features) numbers (NaN = missing, standardised to the mean).
         targets: (n_items, n_labels) 0/1; known: False where a value is unknown.
-        c: inverse L2 regularisation strength of scikit-learn's LogisticRegression, or several: the one
+        c: inverse L2 regularisation strength (as scikit-learn's LogisticRegression's C), or several: the one
             whose out-of-fold probabilities have the lowest log loss over the known cells is used.
     Raises:
         ConfigError: folds < 2 or more folds than items, or a c <= 0; DataError: shapes disagree.
     """
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-    from sklearn.linear_model import LogisticRegression
 
     y, _, mask = _checked(targets, None, known)
     x = np.asarray(features, dtype=np.float64)
@@ -87,15 +88,13 @@ def out_of_fold_probabilities(
     for train, held in splitter.split(x, strata.astype(int)):
         mean, std = fit_standardization(x[train])
         x_train, x_held = standardize(x[train], mean, std), standardize(x[held], mean, std)
-        for j in range(y.shape[1]):
-            rows = mask[train, j]
-            labels = y[train[rows], j]
-            if labels.all() or not labels.any():
-                probs[:, held, j] = labels.mean() if len(labels) else 0.5
-                continue
-            for k, strength in enumerate(cs):
-                model = LogisticRegression(C=strength, max_iter=2000).fit(x_train[rows], labels)
-                probs[k, held, j] = model.predict_proba(x_held)[:, 1]
+        for k, strength in enumerate(cs):  # each c on its own: the same probabilities whichever others are given
+            [[(coef, intercept)]] = fit_logistic(x_train, y[train], mask[train], Cs=(strength,))
+            probs[k][held] = 1.0 / (1.0 + np.exp(-(x_held @ coef.T.astype(np.float64) + intercept)))
+        counts, positives = mask[train].sum(axis=0), (y[train] & mask[train]).sum(axis=0)
+        one_class = np.flatnonzero((positives == 0) | (positives == counts))
+        rate = np.divide(positives, counts, out=np.full(len(counts), 0.5), where=counts > 0)
+        probs[:, held[:, None], one_class] = rate[one_class]
     clipped = np.clip(probs[:, mask], 1e-12, 1 - 1e-12)
     log_loss = -np.where(y[mask], np.log(clipped), np.log1p(-clipped)).mean(axis=1)
     return probs[int(np.argmin(log_loss))]
