@@ -8,7 +8,8 @@ import numpy as np
 from PIL import Image
 from rich.console import Console
 
-from tagnet.data.check import check_dataset, render_report
+from tagnet.data.check import check_dataset
+from tagnet.report.data_check import render_report
 from tagnet.data.label_table import LabelTable
 
 

@@ -32,6 +32,9 @@ def detect(src: Source) -> Fit | None:
     files = [f for fs in found.values() for f in fs]
     stems = {f.with_suffix("") for f in files if f.suffix.lower() not in ANNOTATION_SUFFIXES}
     paired = [f for f in files if f.suffix.lower() in ANNOTATION_SUFFIXES and f.with_suffix("") in stems]
+    if {"images", "labels"} <= set(found):
+        return Fit(NAME, 0.2, "sub-folders images/ and labels/ (an object detection layout, not one folder per label)",
+                   pick="--format folders")
     if paired:
         return Fit(NAME, 0.2, f"{len(found)} sub-folder(s), but {len(paired)} annotation file(s) such as "
                    f"{paired[0].name} sit beside images of the same name", pick="--format folders")

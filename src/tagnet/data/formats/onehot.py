@@ -37,7 +37,10 @@ def detect(src: Source) -> Fit | None:
         return None
     names = [found.header[j] for j in binary]
     why = f"{len(binary)} column(s) of 0/1 values ({preview(names, 5)})"
-    return Fit(NAME, 0.85 if len(binary) > 1 else 0.6, why, pick="--label-columns " + ",".join(names))
+    pick = "--label-columns " + ",".join(names)
+    if found.ids_repeat:
+        return Fit(NAME, 0.35, f"{why}, one item per row although ids in {found.header[found.id_at]!r} repeat", pick=pick)
+    return Fit(NAME, 0.85 if len(binary) > 1 else 0.6, why, pick=pick)
 
 
 def read(src: Source) -> tuple[LabelTable, list[str]]:

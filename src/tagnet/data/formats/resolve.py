@@ -88,7 +88,8 @@ def _check_rivals(src: Source, table: LabelTable, chosen: Fit, others: list[Fit]
             raise DataError(f"{src.path}: two readings fit and disagree: {chosen.format} ({chosen.reason}; pick it with "
                             f"{chosen.pick or '--format ' + chosen.format}) and {rival.format} ({rival.reason}; pick "
                             f"it with {rival.pick or '--format ' + rival.format}); {difference}")
-        src.notes.append(f"{rival.reason} says the same as {chosen.reason} on every row: read as {chosen.format}")
+        src.notes.append(f"the {rival.format} reading ({rival.reason}) says the same as the {chosen.format} reading on "
+                         f"every row: read as {chosen.format}")
 
 
 def disagreement(a: LabelTable, b: LabelTable) -> str | None:

@@ -82,7 +82,7 @@ def _tag_column(src: Source, header: list[str], kinds: ColumnKinds, id_at: int) 
     binary = [j for j in kinds.binary if j in others]
     ids = [j for j in kinds.integers if j in others and _class_ids(src, j, len(binary))]
     if binary and ids:
-        return ids[0], f"column {header[ids[0]]!r} holds one class id per row (0..{len(binary)})", 0.6
+        return ids[0], f"column {header[ids[0]]!r} holds one class id per row (integers within 0..{len(binary)})", 0.6
     if len(others) == 1 and others[0] not in kinds.binary:
         return others[0], f"column {header[others[0]]!r}, the one beside the id", 0.6
     if not binary and others:
