@@ -40,7 +40,7 @@ def detect(src: Source) -> Fit | None:
     if not names or not rows or any(len(fields) != len(names) + 1 for _, fields in rows):
         return None
     values = np.array([fields[1:] for _, fields in rows])
-    if not np.isin(values, _VALUES).all() or not (values == "-1").any():
+    if not np.isin(values, _VALUES).all():
         return None
     counted = "a row count, " if count is not None else ""
     return Fit(NAME, 0.95, f"{counted}a line of {len(names)} names, then rows of an id and -1/1 values")

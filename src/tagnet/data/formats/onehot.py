@@ -32,7 +32,8 @@ def detect(src: Source) -> Fit | None:
         return Fit(NAME, 0.95, f"columns {preview(src.label_columns)} (--label-columns)",
                    pick="--label-columns " + ",".join(src.label_columns))
     found = tables.plan(src)
-    binary = [j for j in found.kinds.binary if j != found.id_at and found.header[j] != src.text_column]
+    binary = [j for j in found.kinds.binary if j not in (found.id_at, tables.class_id_column(found))
+              and found.header[j] != src.text_column]
     if not binary:
         return None
     names = [found.header[j] for j in binary]
@@ -46,12 +47,19 @@ def detect(src: Source) -> Fit | None:
 def read(src: Source) -> tuple[LabelTable, list[str]]:
     """Each row: the item id and a 0/1/unknown value per label column."""
     header, rows = src.csv()
-    id_at = tables.plan(src).id_at
+    found = tables.plan(src)
+    id_at = found.id_at
     if src.label_columns is not None:
         cols = [src.named_column(header, c, "labels") for c in src.label_columns]
     else:
+        class_at = tables.class_id_column(found)
+        if class_at is not None:
+            src.notes.append(f"column {header[class_at]!r} is named as the labels but holds 0/1 beside the other 0/1 "
+                             "columns: a class id, not a label (choose the columns with --label-columns)")
+        tags_at = found.label_at if found.label_at not in found.kinds.binary else None
         cols = _label_columns(src, header, rows, [i for i in range(len(header))
-                                                   if i != id_at and header[i] != src.text_column])
+                                                   if i not in (id_at, class_at) and header[i] != src.text_column],
+                              tags_at)
     if not cols:
         raise DataError(f"{src.path}: no label columns besides the id column {header[id_at]!r}")
     if id_at in cols:
@@ -90,15 +98,15 @@ def _names(src: Source, names: list[str]) -> list[str]:
     return names
 
 
-def _label_columns(src: Source, header: list[str], rows: list, cols: list[int]) -> list[int]:
-    """`cols` without the columns that hold values other than 0/1 in many rows (a class id, a size, a name) when
-    other columns are 0/1; each column left out is named in a note. A column with a slip (one bad cell) stays, and
-    the read reports that cell."""
+def _label_columns(src: Source, header: list[str], rows: list, cols: list[int], tags_at: int | None) -> list[int]:
+    """`cols` without the columns that hold values other than 0/1 in many rows (a class id, a size, a name) and
+    without the tag reading's column `tags_at`, when other columns are 0/1; each column left out is named in a note.
+    A column with a slip (one bad cell) stays, and the read reports that cell."""
     if not rows:
         return cols
     cells = np.char.strip(np.array([[fields[c] for c in cols] for _, fields in rows], dtype=str).reshape(len(rows), len(cols)))
     other = (~np.isin(cells, list(ONEHOT_VALUES))).sum(axis=0)
-    dropped = [c for c, n in zip(cols, other) if n >= max(2, 0.1 * len(rows))]
+    dropped = [c for c, n in zip(cols, other) if n >= max(2, 0.1 * len(rows)) or (c == tags_at and n)]
     keep = [c for c in cols if c not in dropped]
     if keep and dropped:
         names = ", ".join(repr(header[c]) for c in dropped)

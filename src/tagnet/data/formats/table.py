@@ -22,7 +22,7 @@ class Plan:
         header, rows: as Source.csv gives them.
         id_at: the item id column.
         kinds: the kind of values of every column.
-        label_at: the column of the tag reading (None: no column fits one).
+        label_at: the column of the tag reading (None: no column fits one); never a one-hot column.
         label_why: why that column (for the reading's reason).
         label_score: how well the tag reading fits, before long-format evidence.
         ids_repeat: the id column holds some id twice.
@@ -76,10 +76,10 @@ def _tag_column(src: Source, header: list[str], kinds: ColumnKinds, id_at: int) 
     if lists:
         return lists[0], f"column {header[lists[0]]!r} holds list literals", 0.85
     named = pick_column([header[j] for j in others], LABEL_COLUMNS + ANNOTATION_COLUMNS)
-    if named is not None and others[named] not in kinds.binary:
+    binary = [j for j in kinds.binary if j in others]
+    if named is not None and (others[named] not in kinds.binary or len(binary) > 2):  # 0/1 beside 0/1 columns: an id
         at = others[named]
         return at, f"column {header[at]!r} by its name", 0.8
-    binary = [j for j in kinds.binary if j in others]
     ids = [j for j in kinds.integers if j in others and _class_ids(src, j, len(binary))]
     if binary and ids:
         return ids[0], f"column {header[ids[0]]!r} holds one class id per row (integers within 0..{len(binary)})", 0.6
@@ -89,6 +89,13 @@ def _tag_column(src: Source, header: list[str], kinds: ColumnKinds, id_at: int) 
         at = 0 if id_at == 1 else 1
         return at, f"column {header[at]!r}, the one after the id (no column is named labels or tags)", 0.5
     return None, "", 0.0
+
+
+def class_id_column(found: Plan) -> int | None:
+    """The tag reading's column when it is named as labels but holds 0/1 beside other 0/1 columns (a class id of
+    two classes, not a label of its own)."""
+    binary = [j for j in found.kinds.binary if j != found.id_at]
+    return found.label_at if found.label_at in binary and len(binary) > 2 else None
 
 
 def _class_ids(src: Source, j: int, n_binary: int) -> bool:
