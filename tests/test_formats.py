@@ -135,6 +135,12 @@ def test_repeated_ids_with_one_label_a_row_are_grouped(tmp_path):
     assert given.items == ["x", "y"]
     report = check_dataset(path, min_examples=1)
     assert report.usable and report.items == 2 and not [p for p in report.problems if p.kind == "duplicate id"]
+    verified = tmp_path / "image_labels.csv"  # Open Images human-verified image labels: Confidence 0 = absent
+    verified.write_text("ImageID,Source,LabelName,Confidence\nx,verification,/m/dog,1\nx,verification,/m/cat,0\n"
+                        "y,verification,/m/cat,1\ny,crowdsource-verification,/m/dog,0\nz,verification,/m/dog,0\n")
+    table = read_labels(verified)
+    assert sets(table) == {"x": ["/m/dog"], "y": ["/m/cat"], "z": []}
+    assert "3 row(s) with Confidence 0 say the label is absent: not read as labels" in table.meta["notes"]
 
 
 def test_label_studio_csv_data_fields_are_never_labels(tmp_path):

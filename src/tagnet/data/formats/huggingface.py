@@ -80,21 +80,7 @@ def read_hf_dataset(path: Path, *, id_column: str | None, labels_column: str | N
             raise DataError(f"{path}: not a readable {path.suffix[1:]} file ({e})") from None
         features = datasets.Features.from_arrow_schema(table.schema)
     columns = list(table.column_names)
-    if labels_column is not None:
-        if labels_column not in columns:
-            raise DataError(f"{path}: no column {labels_column!r} for the labels; available columns: {', '.join(columns)}")
-        label_at = labels_column
-    else:
-        named = pick_column(columns, LABEL_COLUMNS)
-        lists = [c for c in columns if _label_names(features[c]) is not None or _is_string_list(features[c])]
-        if named is not None:
-            label_at = columns[named]
-        elif len(lists) == 1:
-            label_at = lists[0]
-        else:
-            raise DataError(f"{path}: which column holds the labels? " + (
-                f"columns {lists} all hold label lists" if lists else "no column holds a list of labels")
-                + f"; give --labels-column (columns: {', '.join(columns)})")
+    label_at = _labels_column(path, columns, features, labels_column)
     names = _label_names(features[label_at])
     values = table.column(label_at).to_pylist()
     locations = [f"{path.name} row {i}" for i in range(len(values))]
@@ -128,6 +114,25 @@ def read_hf_dataset(path: Path, *, id_column: str | None, labels_column: str | N
         items = [str(i) for i in range(len(values))]
     meta = {"labels_column": label_at, **({"text_items": True} if id_at is None and texts is not None else {})}
     return Records(items, sets, locations, texts=texts, label_names=names, meta=meta)
+
+
+def _labels_column(path: Path, columns: list[str], features: Any, labels_column: str | None) -> str:
+    """The labels column: `labels_column`, else one named labels/tags/label/categories, else the one list column."""
+    if labels_column is not None:
+        if labels_column not in columns:
+            raise DataError(f"{path}: no column {labels_column!r} for the labels; available columns: {', '.join(columns)}")
+        return labels_column
+    else:
+        named = pick_column(columns, LABEL_COLUMNS)
+        lists = [c for c in columns if _label_names(features[c]) is not None or _is_string_list(features[c])]
+        if named is not None:
+            return columns[named]
+        elif len(lists) == 1:
+            return lists[0]
+        else:
+            raise DataError(f"{path}: which column holds the labels? " + (
+                f"columns {lists} all hold label lists" if lists else "no column holds a list of labels")
+                + f"; give --labels-column (columns: {', '.join(columns)})")
 
 
 def _read_arrow(path: Path, pa: Any) -> Any:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagnet.data.columns import ID_COLUMNS, LABEL_COLUMNS
+from tagnet.data.columns import ID_COLUMNS, LABEL_COLUMNS, pick_column
 from tagnet.data.formats import jsonl
 from tagnet.data.formats import table as tables
 from tagnet.data.formats.source import Fit, Source
@@ -23,6 +23,7 @@ LAYOUT = "file"
 TEXTS = False
 OWN_NAMES = False
 SPECIFIC = False
+CONFIDENCE_COLUMNS = ("confidence",)  # a 0/1 column saying whether the row's label is present (0: verified absent)
 
 
 def detect(src: Source) -> Fit | None:
@@ -64,6 +65,13 @@ def read(src: Source) -> tuple[LabelTable, list[str]]:
     locations = [f"{src.path.name} line {line}" for line, _ in found.rows]
     ids = [src.item(fields[found.id_at], where) for (_, fields), where in zip(found.rows, locations)]
     cells = [fields[found.label_at].strip() for _, fields in found.rows]
+    confidence = pick_column(found.header, CONFIDENCE_COLUMNS)
+    if confidence is not None and confidence in found.kinds.binary:  # Open Images image labels: 0 = verified absent
+        absent = [fields[confidence].strip() in ("0", "0.0") for _, fields in found.rows]
+        cells = ["" if no else cell for cell, no in zip(cells, absent)]
+        if any(absent):
+            src.notes.append(f"{sum(absent)} row(s) with {found.header[confidence]} 0 say the label is absent: "
+                             "not read as labels")
     sets = [tables.split_tags(c, src.separator) if src.separator else ([c] if c else []) for c in cells]
     meta = {"delimiter": src.delim, "id_column": found.header[found.id_at],
             "labels_column": found.header[found.label_at], "layout": "csv"}
