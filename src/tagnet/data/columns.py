@@ -45,19 +45,21 @@ class ColumnKinds:
         binary: only 0/1 (and -1 or empty for unknown), at least one 0 or 1.
         integers: only non-negative integers, not all 0/1 (a class id, a count, a size).
         lists: only list literals ("['a', 'b']", '["a"]', "[a, b]").
+        empty: every cell empty (a one-hot column of unknown values: label requests).
         repeated: whether the column holds some value twice.
     """
 
     binary: list[int]
     integers: list[int]
     lists: list[int]
+    empty: list[int]
     repeated: list[bool]
 
 
 def column_kinds(rows: list[list[str]], n_columns: int) -> ColumnKinds:
     """The kind of every column of `rows` (lists of cells), computed column-wise with numpy."""
     if not rows:
-        return ColumnKinds([], [], [], [False] * n_columns)
+        return ColumnKinds([], [], [], list(range(n_columns)), [False] * n_columns)
     cells = np.char.strip(np.array(rows, dtype=str).reshape(len(rows), n_columns))
     empty = cells == ""
     binary = np.isin(cells, list(ONEHOT_VALUES)).all(axis=0) & np.isin(cells, ["0", "1", "0.0", "1.0"]).any(axis=0)
@@ -65,7 +67,8 @@ def column_kinds(rows: list[list[str]], n_columns: int) -> ColumnKinds:
     lists = ((np.char.startswith(cells, "[") & np.char.endswith(cells, "]")) | empty).all(axis=0) & ~empty.all(axis=0)
     repeated = [len(np.unique(cells[:, j])) < len(rows) for j in range(n_columns)]
     return ColumnKinds([int(j) for j in np.flatnonzero(binary)], [int(j) for j in np.flatnonzero(digits)],
-                       [int(j) for j in np.flatnonzero(lists)], repeated)
+                       [int(j) for j in np.flatnonzero(lists)], [int(j) for j in np.flatnonzero(empty.all(axis=0))],
+                       repeated)
 
 
 def list_cell(cell: str, where: str) -> list[str]:

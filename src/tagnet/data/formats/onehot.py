@@ -34,6 +34,10 @@ def detect(src: Source) -> Fit | None:
     found = tables.plan(src)
     binary = [j for j in found.kinds.binary if j not in (found.id_at, tables.class_id_column(found))
               and found.header[j] != src.text_column]
+    empty = [j for j in found.kinds.empty if j not in (found.id_at, found.label_at) and found.header[j] != src.text_column]
+    if not binary and empty and found.label_at is None:
+        return Fit(NAME, 0.55, f"{len(empty)} columns with every cell empty: a one-hot file of unknown values "
+                   "(label requests)", pick="--label-columns " + ",".join(found.header[j] for j in empty))
     if not binary:
         return None
     names = [found.header[j] for j in binary]

@@ -83,9 +83,9 @@ def _tag_column(src: Source, header: list[str], kinds: ColumnKinds, id_at: int) 
     ids = [j for j in kinds.integers if j in others and _class_ids(src, j, len(binary))]
     if binary and ids:
         return ids[0], f"column {header[ids[0]]!r} holds one class id per row (integers within 0..{len(binary)})", 0.6
-    if len(others) == 1 and others[0] not in kinds.binary:
+    if len(others) == 1 and others[0] not in kinds.binary and others[0] not in kinds.empty:
         return others[0], f"column {header[others[0]]!r}, the one beside the id", 0.6
-    if not binary and others:
+    if not binary and others and not set(others) <= set(kinds.empty):
         at = 0 if id_at == 1 else 1
         return at, f"column {header[at]!r}, the one after the id (no column is named labels or tags)", 0.5
     return None, "", 0.0
