@@ -46,29 +46,29 @@ class ColumnKinds:
         integers: only non-negative integers, not all 0/1 (a class id, a count, a size).
         lists: only list literals ("['a', 'b']", '["a"]', "[a, b]").
         empty: every cell empty (a one-hot column of unknown values: label requests).
-        repeated: whether the column holds some value twice.
     """
 
     binary: list[int]
     integers: list[int]
     lists: list[int]
     empty: list[int]
-    repeated: list[bool]
 
 
-def column_kinds(rows: list[list[str]], n_columns: int) -> ColumnKinds:
-    """The kind of every column of `rows` (lists of cells), computed column-wise with numpy."""
-    if not rows:
-        return ColumnKinds([], [], [], list(range(n_columns)), [False] * n_columns)
-    cells = np.char.strip(np.array(rows, dtype=str).reshape(len(rows), n_columns))
+def cell_array(rows: list[list[str]], n_columns: int) -> np.ndarray:
+    """The cells of `rows` as a (rows, columns) array of strings, stripped."""
+    return np.char.strip(np.array(rows, dtype=str).reshape(len(rows), n_columns))
+
+
+def column_kinds(cells: np.ndarray) -> ColumnKinds:
+    """The kind of every column of a stripped cell array (cell_array), computed column-wise with numpy."""
+    if not len(cells):
+        return ColumnKinds([], [], [], list(range(cells.shape[1])))
     empty = cells == ""
     binary = np.isin(cells, list(ONEHOT_VALUES)).all(axis=0) & np.isin(cells, ["0", "1", "0.0", "1.0"]).any(axis=0)
     digits = (np.char.isdigit(cells) | empty).all(axis=0) & ~empty.all(axis=0) & ~binary
     lists = ((np.char.startswith(cells, "[") & np.char.endswith(cells, "]")) | empty).all(axis=0) & ~empty.all(axis=0)
-    repeated = [len(np.unique(cells[:, j])) < len(rows) for j in range(n_columns)]
     return ColumnKinds([int(j) for j in np.flatnonzero(binary)], [int(j) for j in np.flatnonzero(digits)],
-                       [int(j) for j in np.flatnonzero(lists)], [int(j) for j in np.flatnonzero(empty.all(axis=0))],
-                       repeated)
+                       [int(j) for j in np.flatnonzero(lists)], [int(j) for j in np.flatnonzero(empty.all(axis=0))])
 
 
 def list_cell(cell: str, where: str) -> list[str]:

@@ -32,8 +32,8 @@ def detect(src: Source) -> Fit | None:
         return Fit(NAME, 0.95, f"columns {preview(src.label_columns)} (--label-columns)",
                    pick="--label-columns " + ",".join(src.label_columns))
     found = tables.plan(src)
-    binary = [j for j in found.kinds.binary if j not in (found.id_at, tables.class_id_column(found))
-              and found.header[j] != src.text_column]
+    skip = (found.id_at, tables.class_id_column(found))
+    binary = [j for j in found.kinds.binary if j not in skip and found.header[j] != src.text_column]
     empty = [j for j in found.kinds.empty if j not in (found.id_at, found.label_at) and found.header[j] != src.text_column]
     if not binary and empty and found.label_at is None:
         return Fit(NAME, 0.55, f"{len(empty)} columns with every cell empty: a one-hot file of unknown values "
@@ -71,7 +71,7 @@ def read(src: Source) -> tuple[LabelTable, list[str]]:
     names = _names(src, [header[c] for c in cols])
     locations = [f"{src.path.name} line {line}" for line, _ in rows]
     items = [src.item(fields[id_at], where) for (_, fields), where in zip(rows, locations)]
-    cells = np.char.strip(np.array([[fields[c] for c in cols] for _, fields in rows], dtype=str).reshape(len(rows), len(cols)))
+    cells = found.cells[:, cols]
     bad = ~np.isin(cells, list(ONEHOT_VALUES))
     if bad.any():
         i, j = map(int, np.argwhere(bad)[0])
@@ -108,7 +108,7 @@ def _label_columns(src: Source, header: list[str], rows: list, cols: list[int], 
     A column with a slip (one bad cell) stays, and the read reports that cell."""
     if not rows:
         return cols
-    cells = np.char.strip(np.array([[fields[c] for c in cols] for _, fields in rows], dtype=str).reshape(len(rows), len(cols)))
+    cells = tables.plan(src).cells[:, cols]
     other = (~np.isin(cells, list(ONEHOT_VALUES))).sum(axis=0)
     dropped = [c for c, n in zip(cols, other) if n >= max(2, 0.1 * len(rows)) or (c == tags_at and n)]
     keep = [c for c in cols if c not in dropped]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from tagnet.data.columns import (ANNOTATION_COLUMNS, ID_COLUMNS, LABEL_COLUMNS, PLURAL_LABEL_COLUMNS, ColumnKinds, column_kinds,
-                                 normalized, pick_column)
+import numpy as np
+
+from tagnet.data.columns import (ANNOTATION_COLUMNS, ID_COLUMNS, LABEL_COLUMNS, PLURAL_LABEL_COLUMNS, ColumnKinds,
+                                 cell_array, column_kinds, normalized, pick_column)
 from tagnet.data.formats.source import Source
 
 NOT_TABLES = (".json", ".jsonl", ".ndjson", ".manifest", ".xml", ".parquet", ".arrow", ".arff", ".yaml", ".yml",
@@ -19,7 +21,7 @@ class Plan:
     """What each column of a table file holds, and the tag reading's column.
 
     Attributes:
-        header, rows: as Source.csv gives them.
+        header, rows: as Source.csv gives them; cells: the rows' cells as a stripped string array.
         id_at: the item id column.
         kinds: the kind of values of every column.
         label_at: the column of the tag reading (None: no column fits one); never a one-hot column.
@@ -31,6 +33,7 @@ class Plan:
 
     header: list[str]
     rows: list
+    cells: np.ndarray
     id_at: int
     kinds: ColumnKinds
     label_at: int | None
@@ -49,43 +52,46 @@ def plan(src: Source) -> Plan:
     """The column roles of `src` (cached on it)."""
     if "plan" not in src._cache:
         header, rows = src.csv()
-        kinds = column_kinds([fields for _, fields in rows], len(header))
+        cells = cell_array([fields for _, fields in rows], len(header))
+        kinds = column_kinds(cells)
         id_at = src.column(header, src.id_column, ID_COLUMNS, "item id", 0)
         label_at, why, score = _tag_column(src, header, kinds, id_at)
-        repeat = kinds.repeated[id_at]
+        ids = [fields[id_at].strip() for _, fields in rows]
+        repeat = len(set(ids)) < len(ids)
         long_why = None
         if repeat and label_at is not None and label_at not in kinds.lists:
             singular = normalized(header[label_at]) not in PLURAL_LABEL_COLUMNS
             if singular or len(header) > 2:
                 long_why = (f"ids in {header[id_at]!r} repeat and each row has one {header[label_at]!r} "
                             + ("(one row per annotation)" if singular else "beside other per-row columns"))
-        src._cache["plan"] = Plan(header, rows, id_at, kinds, label_at, why, score, repeat, long_why)
+        src._cache["plan"] = Plan(header, rows, cells, id_at, kinds, label_at, why, score, repeat, long_why)
     return src._cache["plan"]
 
 
 def _tag_column(src: Source, header: list[str], kinds: ColumnKinds, id_at: int) -> tuple[int | None, str, float]:
     """The column a tag reading takes, why, and how well it fits."""
     others = [j for j in range(len(header)) if j != id_at and header[j] != src.text_column]
+    other_set = set(others)
     if src.labels_column is not None:
         at = src.named_column(header, src.labels_column, "labels")
         return at, f"column {header[at]!r} (--labels-column)", 0.95
     if src.no_header:
         at = 0 if id_at == 1 else 1
         return at, f"column {at} (no header: the one after the id)", 0.9
-    lists = [j for j in kinds.lists if j in others]
+    lists = [j for j in kinds.lists if j in other_set]
     if lists:
         return lists[0], f"column {header[lists[0]]!r} holds list literals", 0.85
     named = pick_column([header[j] for j in others], LABEL_COLUMNS + ANNOTATION_COLUMNS)
-    binary = [j for j in kinds.binary if j in others]
+    binary = [j for j in kinds.binary if j in other_set]
     if named is not None and (others[named] not in kinds.binary or len(binary) > 2):  # 0/1 beside 0/1 columns: an id
         at = others[named]
         return at, f"column {header[at]!r} by its name", 0.8
-    ids = [j for j in kinds.integers if j in others and _class_ids(src, j, len(binary))]
+    ids = [j for j in kinds.integers if j in other_set and _class_ids(src, j, len(binary))]
     if binary and ids:
         return ids[0], f"column {header[ids[0]]!r} holds one class id per row (integers within 0..{len(binary)})", 0.6
     if len(others) == 1 and others[0] not in kinds.binary and others[0] not in kinds.empty:
         return others[0], f"column {header[others[0]]!r}, the one beside the id", 0.6
-    if not binary and others and not set(others) <= set(kinds.empty):
+    if not binary and others and not other_set <= set(kinds.empty):
         at = 0 if id_at == 1 else 1
         return at, f"column {header[at]!r}, the one after the id (no column is named labels or tags)", 0.5
     return None, "", 0.0
@@ -94,7 +100,7 @@ def _tag_column(src: Source, header: list[str], kinds: ColumnKinds, id_at: int) 
 def class_id_column(found: Plan) -> int | None:
     """The tag reading's column when it is named as labels but holds 0/1 beside other 0/1 columns (a class id of
     two classes, not a label of its own)."""
-    binary = [j for j in found.kinds.binary if j != found.id_at]
+    binary = set(found.kinds.binary) - {found.id_at}
     return found.label_at if found.label_at in binary and len(binary) > 2 else None
 
 
