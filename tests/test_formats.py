@@ -252,3 +252,35 @@ def test_written_tables_read_back_the_same(tmp_path, fmt, data):
     np.testing.assert_array_equal(kept.targets[order], expected)
     known = table.known[:, [table.label_names.index(n) for n in names]]
     np.testing.assert_array_equal(kept.known[order], known)
+
+
+def test_roboflow_yolov5_export_with_a_readme(tmp_path):
+    root = tmp_path / "export"
+    for split in ("train", "valid"):
+        shutil.copytree(FIXTURES / "yolo_ultralytics" / "images" / "train", root / split / "images")
+        shutil.copytree(FIXTURES / "yolo_ultralytics" / "labels" / "train", root / split / "labels")
+    (root / "README.roboflow.txt").write_text("\nScenes - v2 2024-01-02\n==============================\nThis dataset was exported via roboflow.com\n")
+    (root / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\n\nnc: 3\nnames: ['cat', 'dog', 'bird']\n")
+    table = read_labels(root)
+    assert table.source_format == "yolo" and len(table) == 4
+    assert sets(table)["train/images/img1.jpg"] == ["cat", "dog"] and sets(table)["valid/images/img2.jpg"] == ["bird"]
+    assert "1 .txt file(s) have no image" in table.meta["notes"][0]
+
+
+def test_groundtruth_line_without_a_label_is_left_out_with_a_note(tmp_path):
+    lines = (FIXTURES / "groundtruth_classification.manifest").read_text().splitlines()
+    failed = {"source-ref": "s3://my-bucket/pets/img_003.jpg",
+              "pets-metadata": {"failure-reason": "ClientError: annotation timed out", "job-name": "labeling-job/pets"}}
+    path = tmp_path / "output.manifest"
+    path.write_text("\n".join([*lines, json.dumps(failed)]) + "\n")
+    table = read_labels(path)
+    assert table.items == ["img_001.jpg", "img_002.jpg"]
+    assert any("1 line(s) have no label" in note for note in table.meta["notes"])
+
+
+def test_attribute_csv_with_minus_one_for_absent(tmp_path):
+    path = tmp_path / "list_attr_celeba.csv"  # the CSV version of CelebA's attributes (Kaggle): -1/1, never 0
+    path.write_text("image_id,Bald,Eyeglasses,Smiling\n000001.jpg,-1,-1,1\n000002.jpg,1,-1,-1\n")
+    table = read_labels(path)
+    assert table.known.all() and sets(table) == {"000001.jpg": ["Smiling"], "000002.jpg": ["Bald"]}
+    assert "-1 read as absent" in table.meta["notes"][0]

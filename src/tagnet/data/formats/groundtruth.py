@@ -24,7 +24,8 @@ def _job(record: Any) -> str | None:
     """The label attribute of a manifest line: the key K with a K-metadata object."""
     if not isinstance(record, dict) or not any(k in record for k in _SOURCES):
         return None
-    return next((k for k in record if isinstance(record.get(f"{k}-metadata"), dict)), None)
+    return next((k.removesuffix("-metadata") for k, v in record.items()
+                 if k.endswith("-metadata") and isinstance(v, dict)), None)
 
 
 def detect(src: Source) -> Fit | None:
@@ -40,12 +41,15 @@ def detect(src: Source) -> Fit | None:
 def read(src: Source) -> tuple[LabelTable, list[str]]:
     """Each line: the source (an S3 object's file name, or the text) with the classes its job gave it."""
     records, locations = src.jsonl()
-    items, sets, texts, jobs = [], [], [], set()
+    items, sets, texts, jobs, failed = [], [], [], set(), []
     for record, where in zip(records, locations):
         job = _job(record)
         if job is None:
             raise DataError(f"{where}: expected a Ground Truth line with source-ref and a <job>-metadata object")
         jobs.add(job)
+        if job not in record:  # the object was not labelled (metadata holds a failure-reason)
+            failed.append(where)
+            continue
         labels = _labels(record[job], record[f"{job}-metadata"], f"{where}, {job!r}")
         source = record.get("source-ref", record.get("source"))
         if not isinstance(source, str) or not source.strip():
@@ -54,8 +58,11 @@ def read(src: Source) -> tuple[LabelTable, list[str]]:
         texts.append(record.get("source"))
         sets.append(sorted(labels))
     meta = {"notes": [f"items are the file names of the source-ref S3 URIs (e.g. {records[0]['source-ref']!r} -> "
-                      f"{items[0]!r}): give --images the folder they were downloaded to"]} if (
+                      f"{_item(records[0]['source-ref'])!r}): give --images the folder they were downloaded to"]} if (
         records and "source-ref" in records[0]) else {}
+    if failed:
+        meta.setdefault("notes", []).append(f"{len(failed)} line(s) have no label (the job failed on them, e.g. "
+                                            f"{failed[0]}): left out")
     if len(jobs) > 1:
         meta.setdefault("notes", []).append(f"labels of several jobs merged: {sorted(jobs)}")
     has_text = all(isinstance(t, str) for t in texts) and bool(texts)

@@ -78,7 +78,12 @@ def read(src: Source) -> tuple[LabelTable, list[str]]:
         raise DataError(f"{locations[i]}, column {names[j]!r}: value {str(cells[i, j])!r} is not 0 or 1 "
                         "(empty or -1 = unknown)")
     targets = np.isin(cells, _POSITIVE).astype(np.uint8)
-    known = ~np.isin(cells, ["", "-1", "-1.0"])
+    unknown = ["", "-1", "-1.0"]
+    if not np.isin(cells, ["0", "0.0"]).any() and np.isin(cells, ["-1", "-1.0"]).any():
+        unknown = [""]  # -1/1 coding (CelebA's attribute CSV): with no 0 anywhere, -1 is the negative
+        src.notes.append("the label columns hold -1 and 1 and never 0: -1 read as absent (CelebA-style -1/1 coding), "
+                         "not as unknown")
+    known = ~np.isin(cells, unknown)
     if len(set(names)) != len(names):
         raise DataError(f"{src.path}: label names repeat: {names}")
     order = sorted(range(len(names)), key=names.__getitem__)

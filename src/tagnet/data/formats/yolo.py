@@ -41,8 +41,10 @@ def detect(src: Source) -> Fit | None:
     files = _label_files(src.path)
     if names is None or not files:
         return None
-    sample = next((line for f in files[:20] for line in f.read_text(errors="replace").splitlines() if line.strip()), "")
-    if not _is_box_line(sample) and sample:
+    firsts = [next((line for line in f.read_text(errors="replace").splitlines() if line.strip()), None)
+              for f in files[:50]]
+    boxes = sum(_is_box_line(line) for line in firsts if line is not None)
+    if boxes * 2 <= sum(line is not None for line in firsts):  # most non-empty .txt files must hold boxes
         return None
     return Fit(NAME, 0.95, f"{names.name} names the classes; {len(files)} .txt files of 'class cx cy w h' lines")
 
