@@ -1,4 +1,4 @@
-"""The Modality protocol: everything that varies by input kind (images, texts, feature rows), and nothing else."""
+"""The Modality bundle: one input kind's reading, fitted state, training inputs and prediction, holding its roles."""
 
 from __future__ import annotations
 
@@ -73,7 +73,8 @@ class HeadInputs:
 
 
 class Modality:
-    """One kind of input. Subclasses fill in the class attributes and the methods marked "per modality"."""
+    """One kind of input. Subclasses name their roles (spec: the declared facts; codec: serving requests; onnx: the
+    export) and fill in the methods marked "per modality"."""
 
     spec: ClassVar[ModalitySpec]  # what it declares: served page, request key, defaults, refusals, search space
     codec: ClassVar[RequestCodec]  # how a served request (HTTP body, Open Inference Protocol tensor) becomes its inputs

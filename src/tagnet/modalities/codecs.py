@@ -27,6 +27,7 @@ JSON = "application/json"
 MULTIPART = "multipart/form-data"
 CORRUPT_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError)  # what Pillow raises for damaged files
 OIP_PIXELS = "pixels"  # the Open Inference Protocol input of already normalised images
+NO_IMAGE = "no image in the request; expected multipart file field(s) 'files' or JSON 'images'"
 
 Sourced = tuple[list[str], list]  # (sources, items): each input's name in the answer, and the inputs
 
@@ -73,6 +74,18 @@ class RequestCodec:
         """(sources, inputs) of a parsed JSON body {request_key: [...]} (per modality)."""
         raise NotImplementedError
 
+    def json_list(self, body: Any, *, one: str, max_items: int) -> list:
+        """The non-empty list body[request_key] of at most `max_items` inputs (`one`: what one is called);
+        raises RequestError 400."""
+        key = self.spec.request_key
+        values = body.get(key) if isinstance(body, dict) else None
+        if not isinstance(values, list) or not values:
+            raise RequestError(400, f'a {self.spec.name} model needs a JSON body {{"{key}": [...]}} with at least '
+                                    f'one {one}')
+        if len(values) > max_items:
+            raise RequestError(400, f"{len(values)} items in one request; at most {max_items}")
+        return values
+
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI description of POST /predict's body and error answers (per modality)."""
         raise NotImplementedError
@@ -82,7 +95,8 @@ class RequestCodec:
         return {"modality": self.spec.name}
 
     def oip_inputs(self, predictor: Predictor) -> list[dict[str, Any]]:
-        """The Open Inference Protocol input tensors the model takes: {name, datatype, shape} (-1 = any), per modality."""
+        """The Open Inference Protocol input tensors the model takes: {name, datatype, shape} (-1 = any), per
+        modality."""
         raise NotImplementedError
 
     def oip_items(self, name: str, array: np.ndarray, predictor: Predictor, *, max_pixels: int) -> Sourced:
@@ -116,8 +130,7 @@ class ImageCodec(RequestCodec):
         """Multipart files (any field name), or JSON {"images": [base64 | data: URL | {name, data}, ...]}."""
         if body.files is not None:
             if not body.files:
-                raise RequestError(400, "no image in the request; expected multipart file field(s) 'files' or JSON "
-                                        "'images'")
+                raise RequestError(400, NO_IMAGE)
             return [(name or f"image_{i}", data) for i, (name, data) in enumerate(body.files)]
         items = body.json.get(self.spec.request_key) if isinstance(body.json, dict) else None
         if not isinstance(items, list):
@@ -125,7 +138,7 @@ class ImageCodec(RequestCodec):
         if len(items) > max_items:
             raise RequestError(400, f"{len(items)} images in one request; expected at most {max_items}")
         if not items:
-            raise RequestError(400, "no image in the request; expected multipart file field(s) 'files' or JSON 'images'")
+            raise RequestError(400, NO_IMAGE)
         return [from_base64(i, item) for i, item in enumerate(items)]
 
     def items(self, body, predictor, *, max_items, max_pixels) -> Sourced:
@@ -184,11 +197,7 @@ class TextCodec(RequestCodec):
 
     def json_items(self, body, predictor, *, max_items, max_pixels) -> Sourced:
         """JSON {"texts": ["...", ...]}, within the characters a request and a text may hold."""
-        texts = body.get(self.spec.request_key) if isinstance(body, dict) else None
-        if not isinstance(texts, list) or not texts:
-            raise RequestError(400, 'a text model needs a JSON body {"texts": [...]} with at least one text')
-        if len(texts) > max_items:
-            raise RequestError(400, f"{len(texts)} items in one request; at most {max_items}")
+        texts = self.json_list(body, one="text", max_items=max_items)
         if not all(isinstance(t, str) for t in texts):
             raise RequestError(400, 'every entry of "texts" must be a string')
         total = sum(len(text) for text in texts)
@@ -221,11 +230,7 @@ class TableCodec(RequestCodec):
 
     def json_items(self, body, predictor, *, max_items, max_pixels) -> Sourced:
         """JSON {"rows": [[x0, x1, ...], ...]} in the model's feature order, null for a missing value."""
-        rows = body.get(self.spec.request_key) if isinstance(body, dict) else None
-        if not isinstance(rows, list) or not rows:
-            raise RequestError(400, 'a tabular model needs a JSON body {"rows": [...]} with at least one row')
-        if len(rows) > max_items:
-            raise RequestError(400, f"{len(rows)} items in one request; at most {max_items}")
+        rows = self.json_list(body, one="row", max_items=max_items)
         try:
             array = np.asarray(rows, dtype=np.float64)
         except (ValueError, TypeError) as exc:
