@@ -19,7 +19,7 @@ def render_predictions(results: PredictionResults, console: Console, *, max_rows
     console.print(table)
     if len(results.predictions) > max_rows:
         console.print(f"... {len(results.predictions) - max_rows} more rows (use --output to write them all)")
-    for source, reason in results.errors.items():
+    for reason in results.errors.values():
         console.print(f"[yellow]skipped[/yellow] {reason}")
 
 
