@@ -356,7 +356,7 @@ def evaluate_command(
     else:
         report, skipped = evaluate(run, labels, images_dir=images, read_options=options, threshold=threshold)
     console = Console()
-    for path, reason in skipped.items():
+    for reason in skipped.values():
         console.print(f"[yellow]skipped[/yellow] {reason}")
     render_metrics(report, console)
     rules = {name: {key: getattr(other, key) for key in RULE_KEYS} for name, other in others.items()}

@@ -9,7 +9,7 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,9 +30,6 @@ from tagnet.models import PreprocessConfig, TagnetModel, create_model
 from tagnet.models.base import ProbabilityGraph
 from tagnet.models.fused import FusedBackbone
 from tagnet.modalities.base import HeadInputs, LabeledInputs, Modality, OnnxGraph, check_items
-
-if TYPE_CHECKING:
-    from tagnet.inference.predictor import Predictor
 
 CORRUPT_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError)  # what Pillow raises for damaged files
 # Small batches run the EfficientNets fastest on a 2-core CPU (Lite2 at 260 px: 41 images/s at 8, 23 at 32, 24 at

@@ -22,7 +22,7 @@ def render_predictions(results: PredictionResults, console: Console, *, max_rows
     total = len(results.predictions) if total is None else total
     if total > max_rows:
         console.print(f"... {total - max_rows} more rows (use --output to write them all)")
-    for source, reason in results.errors.items():
+    for reason in results.errors.values():
         console.print(f"[yellow]skipped[/yellow] {reason}")
 
 
