@@ -23,8 +23,9 @@ SPACY_POSITIVE = 0.5  # a spaCy cat score at or above this is a positive, below 
 
 def detect(src: Source) -> Fit | None:
     """JSON Lines records with "text" and a "cats" object."""
-    if is_jsonl(src) and is_spacy_record(src.first_record()):
-        return Fit(NAME, 0.95, 'JSON Lines records with "text" and a "cats" object')
+    first = src.first_record() if is_jsonl(src) else None
+    if is_spacy_record(first):  # a Prodigy answer beside the cats: Prodigy's reading (accept/reject) is the closer fit
+        return Fit(NAME, 0.9 if "answer" in first else 0.95, 'JSON Lines records with "text" and a "cats" object')
     return None
 
 

@@ -38,8 +38,8 @@ def detect(src: Source) -> Fit | None:
     if not src.path.is_dir():
         return None
     names = _names_file(src.path)
-    files = _label_files(src.path)
-    if names is None or not files:
+    files = _label_files(src.path) if names is not None else []
+    if not files:
         return None
     firsts = [next((line for line in f.read_text(errors="replace").splitlines() if line.strip()), None)
               for f in files[:50]]
