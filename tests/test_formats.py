@@ -133,6 +133,12 @@ def test_repeated_ids_with_one_label_a_row_are_grouped(tmp_path):
     assert "3 rows, 2 distinct ids: one row per annotation, grouped by id (ImageID)" in table.meta["notes"]
     given = read_labels(path, id_column="ImageID", labels_column="ClassName")
     assert given.items == ["x", "y"]
+    single = tmp_path / "one_box_each.csv"  # no id repeats: one row per item, the class column read whole
+    single.write_text("ImageID,ClassName\nx,Human face\ny,Dog\n")
+    assert sets(read_labels(single)) == {"x": ["Human face"], "y": ["Dog"]}
+    parts = tmp_path / "parts"
+    write_labels(read_labels(path), parts / "rows.csv")
+    assert sets(read_labels(parts / "rows.csv")) == {"x": ["Dog", "Human face"], "y": ["Dog"]}
     report = check_dataset(path, min_examples=1)
     assert report.usable and report.items == 2 and not [p for p in report.problems if p.kind == "duplicate id"]
     verified = tmp_path / "image_labels.csv"  # Open Images human-verified image labels: Confidence 0 = absent

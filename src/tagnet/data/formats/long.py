@@ -112,5 +112,5 @@ def write(table: LabelTable, path: Path, meta: dict) -> None:
         return
     with path.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, delimiter=delimiter(path, meta), lineterminator="\n")
-        writer.writerow([meta.get("id_column", "image"), meta.get("labels_column", "label")])
+        writer.writerow([meta.get("id_column", "image"), meta.get("labels_column", "class_name")])
         writer.writerows(rows)

@@ -110,6 +110,13 @@ def _class_ids(src: Source, j: int, n_binary: int) -> bool:
     return bool(values) and n_binary > 1 and min(values) >= 0 and max(values) <= n_binary
 
 
+def one_label_cells(name: str, cells: list[str]) -> bool:
+    """Whether a column's cells each hold one label: its name says one class (class, class_name, label_name,
+    category) and no cell holds a , ; | separator."""
+    return (normalized(name) in {normalized(n) for n in ANNOTATION_COLUMNS}
+            and not any(sep in cell for cell in cells for sep in TAG_SEPARATORS))
+
+
 def detect_separator(cells: Iterable[str]) -> str:
     """The tag separator used in `cells`: the most common of , ; | or else whitespace (" ")."""
     counts = {sep: 0 for sep in TAG_SEPARATORS}

@@ -53,6 +53,12 @@ def read(src: Source) -> tuple[LabelTable, list[str]]:
         tag_lists = [list_cell(cell, f"{where}, column {header[labels_at]!r}") for cell, where in zip(cells, locations)]
         src.notes.append(f"column {header[labels_at]!r} holds list literals ({cells[0][:40]!r}, ...): each read as "
                          "a list of labels")
+    elif src.separator is None and tables.one_label_cells(header[labels_at], cells):
+        sep = "whole"
+        tag_lists = [[cell] if cell else [] for cell in cells]
+        if any(" " in cell for cell in cells):
+            src.notes.append(f"column {header[labels_at]!r} names one class per row: each cell read whole (e.g. "
+                             f"{next(c for c in cells if ' ' in c)!r}); give --separator to split cells")
     else:
         sep = src.separator if src.separator is not None else tables.detect_separator(cells)
         tag_lists = [tables.split_tags(cell, sep) for cell in cells]
@@ -66,6 +72,7 @@ def write(table: LabelTable, path: Path, meta: dict) -> None:
     """Columns (id, tags) with the delimiter, column names and separator of `meta` (list literals as JSON lists)."""
     header = meta.get("header", True)
     separator = meta.get("separator", " ")
+    separator = "," if separator == "whole" else separator  # a class column with several labels: split at commas
     if separator != "list":
         separator = writable_separator(table.label_names, separator)
     index = {n: i for i, n in enumerate(meta["index_names"])} if meta.get("labels_are_indices") else None
