@@ -58,6 +58,8 @@ def _render_reading(report: DatasetReport, console: Console) -> None:
         other = report.runner_up
         console.print(f"  runner-up {escape(other['format'])} (score {other['score']:.2f}): {escape(other['reason'])}; "
                       f"pick it with {escape(other['pick'])}", soft_wrap=True)
+    elif report.reading is not None and report.reading.get("reason") != "given with --format":
+        console.print("  runner-up: none (no other format fits this file at all)")
     for sample in report.samples:
         console.print(f"  {escape(sample['item'])} -> {escape(', '.join(sample['labels']) or '(no labels)')}",
                       soft_wrap=True)
