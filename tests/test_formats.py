@@ -290,3 +290,11 @@ def test_attribute_csv_with_minus_one_for_absent(tmp_path):
     table = read_labels(path)
     assert table.known.all() and sets(table) == {"000001.jpg": ["Smiling"], "000002.jpg": ["Bald"]}
     assert "-1 read as absent" in table.meta["notes"][0]
+
+
+def test_a_detection_folder_without_class_names_is_refused_not_read_as_folders(tmp_path):
+    shutil.copytree(FIXTURES / "yolo_darknet", tmp_path / "export", ignore=shutil.ignore_patterns("obj.names"))
+    with pytest.raises(DataError, match=r"3 annotation file\(s\) such as frame_000001\.txt sit beside images.*no label "
+                                        r"format reads it well \(the closest: folders"):
+        read_labels(tmp_path / "export")
+    assert sets(read_labels(tmp_path / "export", format="folders"))["obj/frame_000001.jpg"] == ["obj"]

@@ -136,9 +136,8 @@ def _refusal(src: Source, fits: list[Fit], errors: list[DataError]) -> DataError
     if not fits and errors:
         return errors[0]
     if fits:
-        return DataError(f"{src.path}: {fits[0].reason}" if fits[0].format == "cvat" else
-                         f"{src.path}: no reading fits well; the best: {fits[0].format} ({fits[0].reason}); "
-                         f"pick a format with --format ({', '.join(FORMATS)})")
+        return DataError(f"{src.path}: {fits[0].reason}; no label format reads it well (the closest: {fits[0].format}; "
+                         f"pick one with --format: {', '.join(FORMATS)})")
     if src.path.is_dir():
         return DataError(f"folder {src.path} holds neither Pascal VOC .xml files nor one sub-folder per label (nor a "
                          "YOLO export, Darwin JSON files or a Hugging Face dataset)")

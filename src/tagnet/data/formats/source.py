@@ -116,6 +116,12 @@ class Source:
         fresh.text_column = self.text_column
         return fresh
 
+    def memo(self, key: str, make: Any) -> Any:
+        """`make()` computed once per source and kept under `key` (what several formats' detection share)."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
     # ---- contents ------------------------------------------------------------------------
     def text(self) -> str:
         """The file as UTF-8 text (a BOM dropped)."""

@@ -49,23 +49,25 @@ def is_table(src: Source) -> bool:
 
 
 def plan(src: Source) -> Plan:
-    """The column roles of `src` (cached on it)."""
-    if "plan" not in src._cache:
-        header, rows = src.csv()
-        cells = cell_array([fields for _, fields in rows], len(header))
-        kinds = column_kinds(cells)
-        id_at = src.column(header, src.id_column, ID_COLUMNS, "item id", 0)
-        label_at, why, score = _tag_column(src, header, kinds, id_at)
-        ids = [fields[id_at].strip() for _, fields in rows]
-        repeat = len(set(ids)) < len(ids)
-        long_why = None
-        if repeat and label_at is not None and label_at not in kinds.lists:
-            singular = normalized(header[label_at]) not in PLURAL_LABEL_COLUMNS
-            if singular or len(header) > 2:
-                long_why = (f"ids in {header[id_at]!r} repeat and each row has one {header[label_at]!r} "
-                            + ("(one row per annotation)" if singular else "beside other per-row columns"))
-        src._cache["plan"] = Plan(header, rows, cells, id_at, kinds, label_at, why, score, repeat, long_why)
-    return src._cache["plan"]
+    """The column roles of `src` (computed once per source)."""
+    return src.memo("plan", lambda: _plan(src))
+
+
+def _plan(src: Source) -> Plan:
+    header, rows = src.csv()
+    cells = cell_array([fields for _, fields in rows], len(header))
+    kinds = column_kinds(cells)
+    id_at = src.column(header, src.id_column, ID_COLUMNS, "item id", 0)
+    label_at, why, score = _tag_column(src, header, kinds, id_at)
+    ids = [fields[id_at].strip() for _, fields in rows]
+    repeat = len(set(ids)) < len(ids)
+    long_why = None
+    if repeat and label_at is not None and label_at not in kinds.lists:
+        singular = normalized(header[label_at]) not in PLURAL_LABEL_COLUMNS
+        if singular or len(header) > 2:
+            long_why = (f"ids in {header[id_at]!r} repeat and each row has one {header[label_at]!r} "
+                        + ("(one row per annotation)" if singular else "beside other per-row columns"))
+    return Plan(header, rows, cells, id_at, kinds, label_at, why, score, repeat, long_why)
 
 
 def _tag_column(src: Source, header: list[str], kinds: ColumnKinds, id_at: int) -> tuple[int | None, str, float]:
