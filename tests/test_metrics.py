@@ -15,7 +15,8 @@ from sklearn.metrics import (
 )
 
 from tagnet.errors import ConfigError, DataError
-from tagnet.evaluation.metrics import evaluate_probabilities, render_metrics
+from tagnet.evaluation.metrics import evaluate_probabilities
+from tagnet.report.terminal import render_metrics
 from tagnet.decisions.thresholds import Thresholds
 
 NAMES = ["cat", "dog", "fish", "none_yet"]

@@ -21,7 +21,7 @@ from tagnet.config.settings import (TRAIN_RULES, MAX_BATCH_SIZE, MODALITY_DEFAUL
                            setting_types, validate_settings)
 from tagnet.data.check import check_dataset, render_report
 from tagnet.data.labels import FORMATS, read_labels
-from tagnet.data.split import render_split, split_table, write_split
+from tagnet.data.split import split_table, write_split
 from tagnet.errors import ConfigError, TagnetError
 
 class _NoBoolHelp:
@@ -268,6 +268,7 @@ def data_split(
 ) -> None:
     """Split a label file into train, val (and test) files that keep each label's share."""
     from tagnet.data.feature_table import is_feature_table
+    from tagnet.report.terminal import render_split
 
     if is_feature_table(labels):
         raise ConfigError(f"{labels} is a feature table; tagnet data split writes label files. `tagnet train` holds out "
@@ -316,7 +317,7 @@ def train_command(
 ) -> None:
     """Train a model on LABELS and write a run folder (artifact, metrics per epoch, config)."""
     from tagnet.engine import is_main_process
-    from tagnet.evaluation.metrics import render_metrics
+    from tagnet.report.terminal import render_metrics
     from tagnet.training.trainer import resume_training, train
 
     console = Console()
@@ -350,8 +351,7 @@ def evaluate_command(
 ) -> None:
     """Score a trained model on labelled data: mAP, per-label AP/P/R/F1, micro/macro/samples F1, Hamming loss..."""
     from tagnet.evaluation.evaluate import evaluate, evaluate_side_by_side
-    from tagnet.evaluation.metrics import render_metrics
-    from tagnet.report.terminal import RULE_KEYS, render_rules
+    from tagnet.report.terminal import RULE_KEYS, render_metrics, render_rules
 
     others = {}
     if threshold is None:  # the model's thresholds, and beside them p >= 0.5 and the per-label F1 thresholds
