@@ -24,6 +24,7 @@ from tagnet.data.decode import images_folder
 from tagnet.data.labels import read_labels
 from tagnet.errors import ArtifactError, DataError, RequestError, TagnetError
 from tagnet.training.budget import feature_seconds, duration
+from tagnet.inference.runtime import fastest_forward
 from tagnet.inference.feature_cache import cached_path, cached_tensor, encoder_digest
 from tagnet.models import PreprocessConfig, TagnetModel, create_model
 from tagnet.models.base import ProbabilityGraph
@@ -359,12 +360,15 @@ def extract_features(backbone: nn.Module, preprocess: PreprocessConfig, images: 
     Computed in float32, as the Predictor does, so the head is trained on exactly what it will see.
     """
     backbone.eval().to(memory_format=torch.channels_last)  # normalize_batch gives channels-last inputs
-    chunks = []
+    chunks, forward = [], None
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             rows = images.rows[start:start + batch_size]
             batch = torch.from_numpy(np.array(images.cache.array[rows])).permute(0, 3, 1, 2)
             if flip:
                 batch = batch.flip(-1)
-            chunks.append(backbone(normalize_batch(batch, preprocess.mean, preprocess.std)).float())
+            batch = normalize_batch(batch, preprocess.mean, preprocess.std)
+            if forward is None:  # ONNX Runtime when it matches PyTorch on this first batch (tagnet.inference.runtime)
+                _, forward = fastest_forward(backbone, batch)
+            chunks.append(forward(batch))
     return torch.cat(chunks) if chunks else torch.zeros(0, 0)
