@@ -208,3 +208,17 @@ def test_settings_command_lists_each_constraint_and_the_rules():
     out = " ".join(runner.invoke(app, ["settings"], env={"COLUMNS": "400"}).output.split())
     assert "constraint" in out and "> 0" in out and "Rules between settings:" in out
     assert all(rule.says in out for rule in TRAIN_RULES)
+
+
+def test_every_numeric_or_choice_setting_declares_its_constraint():
+    from dataclasses import fields
+
+    from tagnet.config.settings import CalibrateSettings, ExportSettings, PredictSettings, TuneSettings, setting_types
+
+    unbounded = {("TrainConfig", "seed"),  # any integer seeds
+                 ("TrainConfig", "confidence"), ("CalibrateSettings", "confidence")}  # in (0, 1): a rule with objective
+    for cls in (TrainConfig, CalibrateSettings, PredictSettings, ServeSettings, ExportSettings, TuneSettings):
+        types = setting_types(cls)
+        for f in fields(cls):
+            if types[f.name] in (int, float) and (cls.__name__, f.name) not in unbounded:
+                assert f.metadata.get("constraint") is not None, (cls.__name__, f.name)
