@@ -9,7 +9,6 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
-    average_precision_score,
     coverage_error,
     hamming_loss,
     label_ranking_loss,
@@ -114,19 +113,57 @@ def _checked_inputs(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | 
     return y, p, mask
 
 
+def _label_prf(y: np.ndarray, pred: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-label precision, recall and F1 over the known cells, as scikit-learn's with zero_division=0."""
+    truth, said = y.astype(bool), pred.astype(bool) & mask
+    tp = (truth & said).sum(axis=0)
+    fp, fn = (~truth & said).sum(axis=0), (truth & mask & ~said).sum(axis=0)
+    return _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+def _ratio(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    return np.divide(top, bottom, out=np.zeros(len(top)), where=bottom > 0)
+
+
+def _floats(values: np.ndarray, keep: np.ndarray) -> list[float | None]:
+    return [float(v) if k else None for v, k in zip(values.tolist(), keep.tolist())]
+
+
+AP_BLOCK_CELLS = 1 << 24  # cells (items x labels) of the sorted copies average_precision holds at once
+
+
+def average_precision(y: np.ndarray, p: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-label average precision over the known cells, as scikit-learn's average_precision_score (tied scores are
+    one threshold); NaN for a label without a known positive. Columns are sorted together, in blocks of labels."""
+    n, width = y.shape
+    out = np.full(width, np.nan)
+    block = max(1, AP_BLOCK_CELLS // max(n, 1))
+    rows = np.arange(n)[:, None]
+    for start in range(0, width, block):
+        cols = slice(start, start + block)
+        score = np.where(mask[:, cols], p[:, cols], -np.inf)  # unknown cells sort last and are never positive
+        order = np.argsort(-score, axis=0, kind="stable")
+        ranked = np.take_along_axis(score, order, axis=0)
+        hit = np.take_along_axis(y[:, cols].astype(bool) & mask[:, cols], order, axis=0)
+        precision = np.cumsum(hit, axis=0) / (rows + 1.0)
+        last = np.ones(ranked.shape, bool)  # the last item of each group of tied scores: where precision is taken
+        last[:-1] = ranked[1:] != ranked[:-1]
+        group_end = np.minimum.accumulate(np.where(last, rows, n)[::-1], axis=0)[::-1]
+        positives = hit.sum(axis=0)
+        total = (hit * np.take_along_axis(precision, group_end, axis=0)).sum(axis=0)
+        out[cols] = np.where(positives > 0, total / np.maximum(positives, 1), np.nan)
+    return out
+
+
 def _per_label(y: np.ndarray, p: np.ndarray, pred: np.ndarray, mask: np.ndarray, names: list[str],
                thresholds: np.ndarray, ece: np.ndarray) -> list[dict[str, Any]]:
     """One row per label: AP, precision, recall, F1 on the rows where it is known, support, threshold, ECE."""
-    per_label = []
-    for j, name in enumerate(names):
-        rows = mask[:, j]
-        yj, pj = y[rows, j], pred[rows, j]
-        precision, recall, f1 = _prf(yj, pj, None) if rows.any() else (None, None, None)
-        ap = float(average_precision_score(yj, p[rows, j])) if yj.any() else None
-        per_label.append({"label": name, "ap": ap, "precision": precision, "recall": recall, "f1": f1,
-                          "support": int(yj.sum()), "threshold": float(thresholds[j]),
-                          "ece": None if np.isnan(ece[j]) else float(ece[j])})
-    return per_label
+    precision, recall, f1 = _label_prf(y, pred, mask)
+    ap, support, seen = average_precision(y, p, mask), (y.astype(bool) & mask).sum(axis=0), mask.any(axis=0)
+    columns = {"label": names, "ap": _floats(ap, ~np.isnan(ap)), "precision": _floats(precision, seen),
+               "recall": _floats(recall, seen), "f1": _floats(f1, seen), "support": support.tolist(),
+               "threshold": np.asarray(thresholds, dtype=np.float64).tolist(), "ece": _floats(ece, ~np.isnan(ece))}
+    return [dict(zip(columns, row)) for row in zip(*columns.values())]
 
 
 def _example_based(yc: np.ndarray, pc: np.ndarray, sc: np.ndarray) -> tuple[Any, ...]:
