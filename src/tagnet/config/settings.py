@@ -9,14 +9,15 @@ import re
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from tagnet.config.constraints import AnyOf, Checked, CommaList, Interval, Options, Rule, broken_rule
 from tagnet.decisions.thresholds import IF_EMPTY, OBJECTIVES, decision_mode, parse_objective
 from tagnet.decisions.thresholds import MODES as THRESHOLD_MODES
 from tagnet.errors import ConfigError
+from tagnet.modalities import REGISTRY
 
-MODALITIES = ("image", "text", "tabular")
+MODALITIES = tuple(REGISTRY)
 RUNTIMES = ("auto", "torch", "onnx")
 PRECISIONS = ("64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
               "transformer-engine", "transformer-engine-float16")
@@ -32,26 +33,13 @@ EXPLAIN_PIXELS = 4  # /explain: decoded pixels of all the images of one request,
 LOGGERS = ("csv", "tensorboard", "mlflow")
 TUNE_METRICS = {"mAP": "maximize", "micro_f1": "maximize", "macro_f1": "maximize", "hamming_loss": "minimize"}
 
+# Per-modality facts, declared once per modality in tagnet.modalities.specs; these are views of those declarations.
 # Settings whose default depends on what the model takes; None in TrainConfig means "the modality's default".
-MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
-    # Lite0 and Lite2 side by side: 5-fold CV mAP 0.956 on miml-scene vs 0.948 for Lite0 alone (benchmarks/RESULTS.md)
-    "image": {"backbone": "efficientnet_lite0+efficientnet_lite2", "head_hidden": 0, "finetune_lr": 3e-4,
-              "augment": "basic", "objective": "f1"},
-    # a linear head on unit-length sentence embeddings underfits (GoEmotions macro-F1 0.22 vs 0.41); a transformer
-    # forgets its pretraining at the image fine-tuning rate. An unset finetune is off for images and tables; for text the
-    # recipe is chosen by the data's size and the time budget (tagnet.modalities.text.TextModality.recipe)
-    "text": {"backbone": "minilm_l6", "head_hidden": 1024, "finetune_lr": 5e-5, "objective": "f1"},
-    # tables are judged on Hamming loss (the MULAN literature's first metric): p >= 0.5 and the head chosen for it
-    "tabular": {"backbone": "mlp", "head_hidden": 256, "select": "auto", "objective": "hamming"},
-}
+MODALITY_DEFAULTS: dict[str, Mapping[str, Any]] = {name: spec.defaults for name, spec in REGISTRY.items()}
 # The models of text and tables; image models are any other registered or timm model.
-MODALITY_BACKBONES: dict[str, tuple[str, ...]] = {"text": ("minilm_l6",), "tabular": ("mlp",)}
+MODALITY_BACKBONES: dict[str, tuple[str, ...]] = {name: spec.backbones for name, spec in REGISTRY.items() if spec.backbones}
 # Settings a modality has no use for: giving one is an error, not silently ignored.
-MODALITY_REFUSES: dict[str, tuple[str, ...]] = {
-    "image": ("select", "select_metric"),
-    "text": ("image_size", "augment", "weights", "select", "select_metric"),
-    "tabular": ("image_size", "augment", "weights", "finetune", "finetune_lr"),
-}
+MODALITY_REFUSES: dict[str, tuple[str, ...]] = {name: spec.refuses for name, spec in REGISTRY.items()}
 
 
 def _setting(default: Any, help: str, constraint: Any = None, **kw: Any) -> Any:

@@ -275,7 +275,7 @@ def _worst_items_html(data: RunData, predicted: np.ndarray, count: int) -> str:
     """Cards of the validation items with the highest loss: thumbnail (images) or id, true and predicted labels."""
     losses = item_losses(data.truths, data.probs)
     order = [i for i in np.argsort(-np.nan_to_num(losses, nan=-1.0), kind="stable") if not np.isnan(losses[i])][:count]
-    images = modalities.get(data.run.get("modality", "image")).thumbnails
+    images = modalities.spec(data.run.get("modality", "image")).thumbnails
     paths = resolve_image_paths([data.items[i] for i in order], data.run.get("images_dir")) if images else []
     cards = []
     for k, i in enumerate(order):

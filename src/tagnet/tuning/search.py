@@ -59,16 +59,16 @@ def suggest_config(trial: optuna.Trial, base: TrainConfig, *, backbones: Sequenc
         trial: the Optuna trial drawing the values.
         base: settings kept fixed (epochs, batch size, patience, ...).
         backbones: backbone names to choose from.
-        modality: "image", "text" or "tabular": whose search space (Modality.search_ranges, head_widths).
+        modality: "image", "text" or "tabular": whose search space (ModalitySpec.search).
     Returns:
         A validated TrainConfig.
     """
     kind = modalities.get(modality)
-    ranges = kind.search_ranges
+    ranges = kind.spec.search.ranges
     values: dict[str, Any] = {"backbone": trial.suggest_categorical("backbone", list(backbones))}
     for name in ("lr", "weight_decay", "dropout", *(n for n in ("label_smoothing", "mixup") if n in ranges)):
         values[name] = trial.suggest_float(name, *ranges[name][:2], log=ranges[name][2])
-    values["head_hidden"] = trial.suggest_categorical("head_hidden", list(kind.head_widths))
+    values["head_hidden"] = trial.suggest_categorical("head_hidden", list(kind.spec.search.head_widths))
     values["loss"] = trial.suggest_categorical("loss", list(LOSSES))
     for name in LOSS_PARAMETERS.get(values["loss"], ()):
         values[name] = trial.suggest_float(name, *ranges[name][:2], log=ranges[name][2])
@@ -85,11 +85,12 @@ def _searches_augment(kind: Modality, config: TrainConfig) -> bool:
 
 def _base_params(base: TrainConfig, backbones: Sequence[str], kind: Modality) -> dict[str, Any]:
     """The base settings as search parameters (those inside the search space): the study's first trial."""
-    ranges = kind.search_ranges
+    ranges = kind.spec.search.ranges
     params: dict[str, Any] = {"backbone": backbones[0], "head_hidden": base.head_hidden, "loss": base.loss,
                               "augment": base.augment}
     params.update({name: getattr(base, name) for name in ranges})
-    inside = {"head_hidden": kind.head_widths, "loss": LOSSES, "augment": AUGMENTS, "backbone": tuple(backbones)}
+    inside = {"head_hidden": kind.spec.search.head_widths, "loss": LOSSES, "augment": AUGMENTS,
+              "backbone": tuple(backbones)}
     return {k: v for k, v in params.items()
             if (v in inside[k] if k in inside else ranges[k][0] <= v <= ranges[k][1])}
 
