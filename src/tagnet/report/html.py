@@ -322,7 +322,7 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-widt
 """
 
 
-def render_report(data: RunData, *, max_images: int = 12, max_labels: int = 40) -> str:
+def render_page(data: RunData, *, max_images: int = 12, max_labels: int = 40) -> str:
     """The report page as one HTML string with every image embedded (no network access needed)."""
     scored = data.calibration.apply(data.probs) if data.calibration is not None else data.probs
     predicted = apply_thresholds(scored, data.thresholds)
@@ -397,5 +397,5 @@ def write_report(run_dir: str | Path, *, out: str | Path | None = None, max_imag
     data = load_run(run_dir)
     path = Path(out) if out is not None else Path(run_dir) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(data, max_images=max_images, max_labels=max_labels), encoding="utf-8")
+    path.write_text(render_page(data, max_images=max_images, max_labels=max_labels), encoding="utf-8")
     return path

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from tagnet import modalities
 from tagnet.config.settings import TUNE_METRICS as METRICS
-from tagnet.config.settings import MODALITY_REFUSES, TrainConfig
+from tagnet.config.settings import MODALITY_REFUSES, TrainConfig, TuneSettings, validate_settings
 from tagnet.errors import ConfigError, DataError
 from tagnet.files import write_json
 from tagnet.training.losses import LOSSES
@@ -138,12 +138,7 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
         ConfigError: bad trial count, timeout or backbones; OUT holds a study of other data or settings.
         DataError: problems with the label file or images (from train()).
     """
-    if trials < 1:
-        raise ConfigError(f"trials must be >= 1, got {trials}")
-    if timeout is not None and timeout <= 0:
-        raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
-    if metric not in METRICS:
-        raise ConfigError(f"metric {metric!r} is not one of {list(METRICS)}")
+    validate_settings(TuneSettings(trials=trials, timeout=timeout, metric=metric))
     read_options = dict(read_options or {})
     kind = modalities.get(modality) if modality else modalities.detect(labels, read_options, text_column=text_column,
                                                                        tabular=tabular)
