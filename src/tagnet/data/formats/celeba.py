@@ -52,7 +52,7 @@ def read(src: Source) -> tuple[LabelTable, list[str]]:
     if not names:
         raise DataError(f"{src.path}: expected a line of attribute names, then one row per item")
     locations = [f"{src.path.name} line {n}" for n, _ in rows]
-    for (n, fields), where in zip(rows, locations):
+    for (_, fields), where in zip(rows, locations):
         if len(fields) != len(names) + 1:
             raise DataError(f"{where}: {len(fields)} fields; expected the id and {len(names)} values (-1 or 1)")
     values = np.array([fields[1:] for _, fields in rows], dtype=str).reshape(len(rows), len(names))

@@ -30,7 +30,9 @@ def detect(src: Source) -> Fit | None:
 
 def read(src: Source) -> tuple[LabelTable, list[str]]:
     """The rows with the labels column's names (ClassLabel ids named)."""
-    opt = (lambda value: None if value is None else str(value))
+    def opt(value):
+        return None if value is None else str(value)
+
     records = read_hf_dataset(src.path, id_column=opt(src.id_column), labels_column=opt(src.labels_column),
                               text_column=src.text_column)
     return src.table(records, NAME)
