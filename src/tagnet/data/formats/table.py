@@ -64,9 +64,9 @@ def _plan(src: Source) -> Plan:
     long_why = None
     if repeat and label_at is not None and label_at not in kinds.lists:
         singular = normalized(header[label_at]) not in PLURAL_LABEL_COLUMNS
-        if singular or len(header) > 2:
+        if singular or len(header) > 2 or _one_tag_each(fields[label_at] for _, fields in rows):
             long_why = (f"ids in {header[id_at]!r} repeat and each row has one {header[label_at]!r} "
-                        + ("(one row per annotation)" if singular else "beside other per-row columns"))
+                        + ("(one row per annotation)" if singular or len(header) == 2 else "beside other per-row columns"))
     return Plan(header, rows, cells, id_at, kinds, label_at, why, score, repeat, long_why)
 
 
@@ -117,6 +117,13 @@ def one_label_cells(name: str, cells: list[str]) -> bool:
     category) and no cell holds a , ; | separator."""
     return (normalized(name) in {normalized(n) for n in ANNOTATION_COLUMNS}
             and not any(sep in cell for cell in cells for sep in TAG_SEPARATORS))
+
+
+def _one_tag_each(cells: Iterable[str]) -> bool:
+    """Whether no cell holds two tags (at the separator the cells use)."""
+    cells = [cell.strip() for cell in cells]
+    sep = detect_separator(cells)
+    return all(len(split_tags(cell, sep)) <= 1 for cell in cells)
 
 
 def detect_separator(cells: Iterable[str]) -> str:
