@@ -8,7 +8,8 @@ import numpy as np
 from PIL import Image
 from rich.console import Console
 
-from tagnet.data.check import check_dataset, render_report
+from tagnet.data.check import check_dataset
+from tagnet.report.data_check import render_report
 from tagnet.data.label_table import LabelTable
 
 
@@ -43,7 +44,7 @@ def test_good_dataset_statistics(tmp_path):
 
 def test_broken_dataset_names_rows_and_files(tmp_path):
     labels = tmp_path / "labels.csv"
-    labels.write_text("image,labels\na.jpg,cat\nb.jpg,dog\nc.jpg,cat\na.jpg,dog\nd.jpg,\n")
+    labels.write_text("image,labels\na.jpg,cat\nb.jpg,dog\nc.jpg,cat dog\na.jpg,dog\nd.jpg,\n")
     make_images(tmp_path / "img", ["a.jpg", "d.jpg"])
     (tmp_path / "img" / "c.jpg").write_bytes(b"this is not a jpeg" * 10)
     report = check_dataset(labels, images_dir=tmp_path / "img", min_examples=2)
@@ -60,6 +61,16 @@ def test_broken_dataset_names_rows_and_files(tmp_path):
     for expected in ["labels.csv lines 2, 5", "appears 2 times with different labels", "b.jpg does not exist",
                      "c.jpg cannot be decoded", "not usable"]:
         assert expected in text
+
+
+def test_repeated_ids_with_one_tag_a_row_are_grouped_and_said(tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,labels\na.jpg,cat\nb.jpg,dog\na.jpg,dog\n")
+    make_images(tmp_path / "img", ["a.jpg", "b.jpg"])
+    report = check_dataset(labels, images_dir=tmp_path / "img", min_examples=1)
+    assert report.format == "long" and report.items == 2 and report.label_counts == {"cat": 1, "dog": 2}
+    assert not [p for p in report.problems if p.kind == "duplicate id"]
+    assert "repeat and each row has one 'labels'" in " ".join(rendered(report).split())
 
 
 def test_truncated_image_and_rare_labels(tmp_path):
@@ -171,3 +182,15 @@ def test_ids_without_suffix_are_found_by_stem(tmp_path):
     report = check_dataset(labels, images_dir=tmp_path / "img", min_examples=1)
     assert [p.kind for p in report.errors()] == ["ambiguous image"]
     assert "Train_2.jpg, Train_2.png" in report.errors()[0].message
+
+
+def test_data_check_counts_the_image_sizes_it_does_not_show(tmp_path):
+    rows = ["image,tags"]
+    for i, width in enumerate([8, 8, 9, 10, 11, 12]):
+        Image.new("RGB", (width, 6)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,a")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    report = check_dataset(tmp_path / "labels.csv", images_dir=tmp_path)
+    detail = next(step.detail for step in report.steps if step.name == "images")
+    assert detail.startswith("6 images decoded; sizes 8x6 (2), ")
+    assert detail.endswith("and 2 other sizes (2 images)")

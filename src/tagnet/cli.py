@@ -15,12 +15,14 @@ from rich.console import Console
 from rich.table import Table
 
 import tagnet
-from tagnet.config.settings import (MAX_BATCH_SIZE, MODALITY_DEFAULTS, CalibrateSettings, ExportSettings, PredictSettings,
+from tagnet.config.constraints import AnyOf, Interval
+from tagnet.config.settings import (TRAIN_RULES, MAX_BATCH_SIZE, MODALITY_DEFAULTS, CalibrateSettings, ExportSettings, PredictSettings,
                            ServeSettings, TrainConfig, TuneSettings, describe_settings, load_config, parse_overrides,
                            setting_types, validate_settings)
-from tagnet.data.check import check_dataset, render_report
-from tagnet.data.labels import FORMATS, read_labels
-from tagnet.data.split import render_split, split_table, write_split
+from tagnet.data.check import check_dataset
+from tagnet.data.formats import describe as describe_formats
+from tagnet.data.labels import read_labels
+from tagnet.data.split import split_table, write_split
 from tagnet.errors import ConfigError, TagnetError
 
 class _NoBoolHelp:
@@ -48,11 +50,11 @@ FLAG = ""  # the metavar of on/off options: --help shows no `<bool>` after them
 app.add_typer(data_app, name="data", help="Check label files and images; split them for training.")
 
 # ---- options shared by every command that reads a label file (data check/split, train, evaluate) ----
-LABEL_FILES = ("label file (tags or one-hot CSV/TSV, JSON Lines, JSON, COCO, CVAT XML, Label Studio JSON or CSV, spaCy "
-               "JSONL, Hugging Face dataset) or folder (Pascal VOC XML, one folder per label)")
+LABEL_FILES = ("label file or folder of any format in --format (tags or one-hot CSV/TSV, JSON Lines, JSON, COCO, CVAT, "
+               "Label Studio, spaCy, Prodigy, Ground Truth, Labelbox, Darwin, YOLO, Pascal VOC, one folder per label, ...)")
 LabelsArg = Annotated[Path, typer.Argument(help=LABEL_FILES + ", or an ARFF/CSV feature table", show_default=False)]
 FormatOpt = Annotated[Optional[str], typer.Option(
-    "--format", help=f"label file format: {', '.join(FORMATS)}; detected when omitted (ARFF by its suffix)")]
+    "--format", help=f"label file format, detected when omitted (ARFF by its suffix): {describe_formats()}")]
 IdColumnOpt = Annotated[Optional[str], typer.Option(
     "--id-column", help="column or JSON key of the item ids (a number from 0 with --no-header)")]
 LabelsColumnOpt = Annotated[Optional[str], typer.Option(
@@ -130,17 +132,19 @@ def _default_text(name: str, default: Any) -> str:
 
 
 def _setting_option(cls: type, f: dataclasses.Field, *, layered: bool) -> inspect.Parameter:
-    """The typer option of one declared setting: its flag, meaning, default, choices and bounds from config.py.
+    """The typer option of one declared setting: its flag, meaning, default and constraint from config/.
 
     `layered` options default to None, so that only the flags given override --config and --set.
     """
     kind = setting_types(cls)[f.name]
     flag = f.metadata["flag"]
     names = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
-    extra = {key: f.metadata[key] for key in ("min", "max") if key in f.metadata}
+    extra: dict[str, Any] = {}  # bounds are checked by validate_settings, so every bad value reads alike
     help_text = f.metadata["help"]
     if f.metadata.get("choices"):
-        help_text += ": " + ", ".join(f.metadata["choices"])
+        help_text += ": " + ", ".join(map(str, f.metadata["choices"]))
+    elif isinstance(f.metadata.get("constraint"), (Interval, AnyOf)):
+        help_text += f"; {f.metadata['constraint']}"
     if layered:
         stated = _default_text(f.name, f.default)
         help_text += f" ({stated})" if stated else ""
@@ -241,6 +245,8 @@ def data_check(
     modality, options = _modality_and_options(labels, options, text_column=None, tabular=tabular,
                                               label_count=label_count, labels_xml=labels_xml)
     report = check_dataset(labels, images_dir=images, min_examples=min_examples, tabular=modality == "tabular", **options)
+    from tagnet.report.data_check import render_report
+
     render_report(report, Console())
     if json_out is not None:
         json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
@@ -265,6 +271,7 @@ def data_split(
 ) -> None:
     """Split a label file into train, val (and test) files that keep each label's share."""
     from tagnet.data.feature_table import is_feature_table
+    from tagnet.report.terminal import render_split
 
     if is_feature_table(labels):
         raise ConfigError(f"{labels} is a feature table; tagnet data split writes label files. `tagnet train` holds out "
@@ -313,7 +320,7 @@ def train_command(
 ) -> None:
     """Train a model on LABELS and write a run folder (artifact, metrics per epoch, config)."""
     from tagnet.engine import is_main_process
-    from tagnet.evaluation.metrics import render_metrics
+    from tagnet.report.terminal import render_metrics
     from tagnet.training.trainer import resume_training, train
 
     console = Console()
@@ -347,8 +354,7 @@ def evaluate_command(
 ) -> None:
     """Score a trained model on labelled data: mAP, per-label AP/P/R/F1, micro/macro/samples F1, Hamming loss..."""
     from tagnet.evaluation.evaluate import evaluate, evaluate_side_by_side
-    from tagnet.evaluation.metrics import render_metrics
-    from tagnet.report.terminal import RULE_KEYS, render_rules
+    from tagnet.report.terminal import RULE_KEYS, render_metrics, render_rules
 
     others = {}
     if threshold is None:  # the model's thresholds, and beside them p >= 0.5 and the per-label F1 thresholds
@@ -356,7 +362,7 @@ def evaluate_command(
     else:
         report, skipped = evaluate(run, labels, images_dir=images, read_options=options, threshold=threshold)
     console = Console()
-    for path, reason in skipped.items():
+    for reason in skipped.values():
         console.print(f"[yellow]skipped[/yellow] {reason}")
     render_metrics(report, console)
     rules = {name: {key: getattr(other, key) for key in RULE_KEYS} for name, other in others.items()}
@@ -397,15 +403,25 @@ def predict_command(
     output: Annotated[Optional[Path], typer.Option("--output", help="write every probability to FILE.csv or FILE.json")] = None,
     text: Annotated[Optional[list[str]], typer.Option("--text", help="text model: a text to label (repeatable)")] = None,
     text_file: Annotated[Optional[Path], typer.Option("--text-file", help="text model: a UTF-8 file, one text per line")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="keep the rows already in --output (CSV, TSV or JSONL) and "
+                                                          "predict only the inputs not in it")] = False,
     settings: Optional[PredictSettings] = None,
 ) -> None:
-    """Predict labels of new images (or texts, or feature rows); unreadable files are reported and skipped."""
+    """Predict labels of new images (or texts, or feature rows); unreadable files are reported and skipped. With a
+    CSV, TSV or JSONL --output, rows are written as they are predicted (memory stays bounded) and --resume continues."""
     from tagnet.inference.predictor import Predictor, check_output
+    from tagnet.inference.streaming import STREAM_SUFFIXES
     from tagnet.report.terminal import render_predictions
 
     if output is not None:
         check_output(output)
+    if resume and (output is None or output.suffix.lower() not in STREAM_SUFFIXES):
+        raise ConfigError(f"--resume continues a streamed --output file ({', '.join(STREAM_SUFFIXES)}); got "
+                          f"{output or 'no --output'}")
     predictor = Predictor(artifact, batch_size=settings.batch_size, runtime=settings.runtime)
+    if output is not None and output.suffix.lower() in STREAM_SUFFIXES and not text:
+        _stream_predict(predictor, [text_file] if text_file else inputs or [], output, resume=resume)
+        return
     if text:
         results = predictor.predict(text)
     else:
@@ -414,6 +430,21 @@ def predict_command(
     if output is not None:
         Console().print(f"predictions written to {results.write(output)}")
     if not results.predictions:
+        raise typer.Exit(1)
+
+
+def _stream_predict(predictor, paths: list, output: Path, *, resume: bool) -> None:
+    """`tagnet predict` into a CSV/TSV/JSONL file written chunk by chunk (tagnet.inference.streaming)."""
+    from tagnet.inference.predictor import PredictionResults
+    from tagnet.inference.streaming import stream_predictions
+    from tagnet.report.terminal import render_predictions
+
+    summary = stream_predictions(predictor, paths, output, resume=resume)
+    shown = PredictionResults(summary.first, predictor.label_names, summary.errors)
+    render_predictions(shown, Console(), total=summary.written)
+    kept = f" (kept {summary.resumed} already there)" if summary.resumed else ""
+    Console().print(f"predictions written to {summary.path}{kept}")
+    if not summary.written and not summary.resumed:
         raise typer.Exit(1)
 
 
@@ -481,11 +512,15 @@ def demo_command(
 
 @app.command("settings")
 def settings_command() -> None:
-    """List every training setting with its type, default and meaning."""
-    table = Table("setting", "type", "default", "meaning")
+    """List every training setting with its type, default, constraint and meaning, then the rules between them."""
+    table = Table("setting", "type", "default", "constraint", "meaning")
     for row in describe_settings():
         table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print("Rules between settings:")
+    for rule in TRAIN_RULES:
+        console.print(f"  {rule.says}", highlight=False)
 
 
 @app.command("export")

@@ -8,7 +8,7 @@ import time
 import pytest
 from rich.console import Console
 
-from tagnet.training.budget import FINAL_SECONDS, TimeBudget, duration, feature_seconds, finetune_epochs_that_fit
+from tagnet.training.budget import FINAL_SECONDS, TimeBudget, feature_seconds, finetune_epochs_that_fit
 from tagnet.config.settings import TrainConfig
 from tagnet.training.trainer import train
 
