@@ -469,9 +469,9 @@ def _identifiers(columns: _Columns) -> list[int]:
     value on every row (more than two rows)."""
     if columns.kinds is None:
         return []
-    found = []
+    found, rows = [], len(columns.locations)
     for j, kind in enumerate(columns.kinds):
-        if isinstance(kind, list):
+        if isinstance(kind, list) and len(kind) >= rows > 2:  # fewer declared values than rows cannot all differ
             values = columns.raw_values(j)
             if len(values) > 2 and None not in values and len(set(values)) == len(values):
                 found.append(j)
