@@ -32,21 +32,17 @@ def as_rows(x: np.ndarray | sp.spmatrix) -> tuple[torch.Tensor, torch.Tensor, to
     return torch_csr(csr), torch_csr(csr.T.tocsr()), torch_csr(csr.power(2).T.tocsr())
 
 
-def _logit(rate: np.ndarray) -> np.ndarray:
-    rate = np.clip(rate, 1e-3, 1 - 1e-3)
-    return np.log(rate / (1 - rate))
-
-
 def fit_logistic(x: np.ndarray | sp.spmatrix, targets: np.ndarray, known: np.ndarray, *, Cs: Sequence[float],
-                 row_sets: Sequence[np.ndarray] | None = None, scale: np.ndarray | None = None, max_iter: int = 200, tol: float = 1e-5
-                 ) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+                 row_sets: Sequence[np.ndarray] | None = None, scale: np.ndarray | None = None, max_iter: int = 200,
+                 tol: float = 1e-5) -> list[list[tuple[np.ndarray, np.ndarray]]]:
     """L2-regularised logistic regression of every label on its known rows, for every C (as scikit-learn's
     LogisticRegression(C) per label: C * sum of log losses + |w|^2 / 2, the intercept not penalised), fitted on each
     of `row_sets` (row indices; default all rows).
 
-    All labels and row sets form one problem (a weight column per label and row set) solved in blocks of columns by
-    full-batch L-BFGS with a strong-Wolfe line search, warm-started from each C to the next (ascending C: strong to
-    weak). A label with one class on its rows gets zero weights and the logit of its (clipped) rate.
+    All labels and row sets form one problem (a weight column per label and row set) solved in blocks of columns
+    (BLOCK_CELLS logits at a time) by full-batch L-BFGS run per column in lockstep (_lbfgs), warm-started from each C
+    to the next (ascending C: strong to weak). A label with one class on its rows gets zero weights and the logit of
+    its rate clipped to [1e-3, 1 - 1e-3].
 
     Args:
         x: (rows, features) numbers, dense or scipy sparse (sparse rows are multiplied as CSR).
