@@ -315,3 +315,24 @@ def test_the_hamming_rule_keeps_p05_unless_a_global_threshold_wins_by_cv():
     config = TrainConfig().for_modality("tabular")
     chosen = Selection("mlp", "hamming_loss", threshold={"value": 0.27}).applied(config)
     assert chosen.fixed_threshold == 0.27 and chosen.threshold_mode == "fixed"
+
+
+def test_joint_fit_of_folds_on_sparse_rows_is_each_folds_logistic_regression():
+    import scipy.sparse as sp
+    from tagnet.engine.linear import fit_logistic
+
+    rng = np.random.default_rng(4)
+    x = (rng.random((120, 8)) < 0.2).astype(np.float32)  # 0/1 rows, mostly zeros: multiplied as CSR
+    targets = np.column_stack([x[:, 0] + x[:, 1] + 0.3 * rng.normal(size=120) > 0.5,
+                               x[:, 2] + 0.5 * rng.normal(size=120) > 0.5]).astype(np.uint8)
+    known = np.ones_like(targets, dtype=bool)
+    known[::7, 1] = False
+    sets = [np.arange(0, 80), np.arange(40, 120)]
+    paths = fit_logistic(sp.csr_matrix(x), targets, known, Cs=(0.3, 3.0), row_sets=sets)
+    for rows, path in zip(sets, paths):
+        for C, (coef, intercept) in zip((0.3, 3.0), path):
+            for j in range(2):
+                use = rows[known[rows, j]]
+                expected = LogisticRegression(C=C, tol=1e-8, max_iter=1000).fit(x[use], targets[use, j])
+                np.testing.assert_allclose(coef[j], expected.coef_[0], atol=1e-3)
+                assert intercept[j] == pytest.approx(expected.intercept_[0], abs=1e-3)

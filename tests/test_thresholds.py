@@ -303,3 +303,18 @@ def test_bad_rules_are_rejected(rules, message):
         Thresholds.from_dict({"mode": "per-label", "values": [0.5, 0.5], **rules}, source="run/tagnet.json")
     with pytest.raises(ArtifactError, match=r"values\[0\]=1.5"):
         Thresholds.from_dict({"mode": "per-label", "values": [1.5, 0.5]})
+
+
+def test_per_label_f1_thresholds_of_every_label_at_once_reach_each_labels_best_f1():
+    rng = np.random.default_rng(7)
+    y = rng.random((40, 30)) < 0.3
+    p = np.round(rng.random((40, 30)), 1)  # many ties
+    known = rng.random((40, 30)) < 0.9
+    fitted = fit_decisions(y, p, objective="f1", min_positives=1, known=known).thresholds
+    for j in range(30):
+        rows = known[:, j]
+        if not y[rows, j].any():
+            continue
+        cuts = np.r_[np.unique(p[rows, j]), 2.0]
+        best = max(f1_score(y[rows, j], p[rows, j] >= t, zero_division=0) for t in cuts)
+        assert f1_score(y[rows, j], p[rows, j] >= fitted.values[j], zero_division=0) == pytest.approx(best)
