@@ -18,7 +18,8 @@ from tagnet.errors import ConfigError, DataError
 from tagnet.evaluation.evaluate import evaluate
 from tagnet.training.trainer import train
 from tagnet.inference.predictor import Predictor
-from tagnet.engine.headfit import average_precision, fit_head, head_probabilities
+from tagnet.engine.headfit import fit_head, head_probabilities
+from tagnet.evaluation.metrics import mean_average_precision as average_precision
 from tagnet.training.selection import (ENSEMBLE_HEADS, Selection, candidate_names, cv_folds, fit_linear, fold_scores, select_head,
                               select_metric)
 from tagnet.decisions.thresholds import Thresholds, decision_mode, fit_decisions, fit_thresholds, side_rules

@@ -85,7 +85,8 @@ class TrainConfig:
     weights: str | None = _setting(None, "images: a local pretrained weights file for the backbone", flag="--weights")
     image_size: int | None = _setting(None, "images: input size in pixels; default the backbone's own", flag="--image-size", min=1,
                                    max=MAX_IMAGE_SIZE)
-    epochs: int = _setting(15, "maximum training epochs (of the head, for frozen encoders)", flag="--epochs", min=1)
+    epochs: int = _setting(15, "maximum training epochs of every phase (heads, fine-tuning, the whole network)",
+                           flag="--epochs", min=1)
     batch_size: int = _setting(32, "inputs per training batch", flag="--batch-size", min=1, max=MAX_BATCH_SIZE)
     lr: float = _setting(3e-3, "peak learning rate of AdamW", flag="--lr")
     weight_decay: float = _setting(1e-4, "AdamW weight decay", flag="--weight-decay")
@@ -105,7 +106,7 @@ class TrainConfig:
     finetune: bool | None = _setting(None, "after the head, fine-tune the whole pretrained network (kept only if "
                                            "better); --no-finetune: the head only. Default off for images; for text "
                                            "chosen by the data's size and the time budget", flag="--finetune")
-    finetune_epochs: int = _setting(3, "epochs of full fine-tuning with --finetune", min=1)
+    finetune_epochs: int = _setting(3, "epochs of full fine-tuning with --finetune (at most --epochs)", min=1)
     finetune_lr: float | None = _setting(None, "peak learning rate of fine-tuning; default 3e-4 for images, 5e-5 for text")
     patience: int = _setting(5, "early stopping: epochs without a better validation mAP", flag="--patience", min=1)
     val_fraction: float = _setting(0.2, "validation share split off when no --val file is given")

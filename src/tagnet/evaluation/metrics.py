@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.metrics import (
     accuracy_score,
-    average_precision_score,
     coverage_error,
     hamming_loss,
     label_ranking_loss,
@@ -95,6 +94,34 @@ def _one_error(y_true: np.ndarray, scores: np.ndarray) -> float | None:
     return float(1.0 - y_true[has_label][np.arange(len(top)), top].mean())
 
 
+def average_precisions(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+    """Each label's average precision on its known rows, as scikit-learn's average_precision_score (precision at each
+    distinct score, weighted by the recall it adds), for every label at once; NaN for a label without a known
+    positive. Returns float64 (n_labels,)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    known = np.ones(probs.shape, dtype=bool) if known is None else np.asarray(known, dtype=bool)
+    scores = np.where(known, probs, -np.inf)  # unknown cells sort last and count for nothing
+    order = np.argsort(-scores, axis=0, kind="stable")
+    s = np.take_along_axis(scores, order, axis=0)
+    y = np.take_along_axis((np.asarray(targets) > 0.5) & known, order, axis=0)
+    k = np.take_along_axis(known, order, axis=0)
+    tp, counted = np.cumsum(y, axis=0), np.cumsum(k, axis=0)
+    last = k & np.vstack([s[1:] != s[:-1], np.ones((1, s.shape[1]), dtype=bool)])  # each distinct score's last row
+    at_last = np.where(last, tp, 0)
+    before = np.maximum.accumulate(np.vstack([np.zeros((1, s.shape[1]), dtype=tp.dtype), at_last[:-1]]), axis=0)
+    gain = np.where(last, tp - before, 0)
+    positives = y.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (gain * tp / np.maximum(counted, 1)).sum(axis=0) / np.where(positives > 0, positives, np.nan)
+
+
+def mean_average_precision(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None = None) -> float:
+    """Mean over labels with a known positive of average_precisions; NaN without any."""
+    values = average_precisions(targets, probs, known)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else float("nan")
+
+
 def evaluate_probabilities(
     targets: np.ndarray,
     probs: np.ndarray,
@@ -151,11 +178,12 @@ def evaluate_probabilities(
     ece = calibration_error(y, p, mask) if probabilities else np.full(len(names), np.nan)
 
     per_label = []
+    label_aps = average_precisions(y, p, mask)
     for j, name in enumerate(names):
         rows = mask[:, j]
         yj, pj = y[rows, j], pred[rows, j]
         precision, recall, f1 = _prf(yj, pj, None) if rows.any() else (None, None, None)
-        ap = float(average_precision_score(yj, p[rows, j])) if yj.any() else None
+        ap = float(label_aps[j]) if np.isfinite(label_aps[j]) else None
         per_label.append({"label": name, "ap": ap, "precision": precision, "recall": recall, "f1": f1,
                           "support": int(yj.sum()), "threshold": float(th.values[j]),
                           "ece": None if np.isnan(ece[j]) else float(ece[j])})
