@@ -118,7 +118,7 @@ def run(artifact: Path, args: argparse.Namespace) -> dict:
                 break
             except httpx.HTTPError:
                 if server.poll() is not None:
-                    raise SystemExit(f"server exited: {server.stderr.read()}")
+                    raise SystemExit(f"server exited: {server.stderr.read()}") from None
                 time.sleep(0.1)
         image = test_image()
         asyncio.run(load(base, clients=args.clients, seconds=3, image=image))  # warm-up

@@ -171,3 +171,15 @@ def test_ids_without_suffix_are_found_by_stem(tmp_path):
     report = check_dataset(labels, images_dir=tmp_path / "img", min_examples=1)
     assert [p.kind for p in report.errors()] == ["ambiguous image"]
     assert "Train_2.jpg, Train_2.png" in report.errors()[0].message
+
+
+def test_data_check_counts_the_image_sizes_it_does_not_show(tmp_path):
+    rows = ["image,tags"]
+    for i, width in enumerate([8, 8, 9, 10, 11, 12]):
+        Image.new("RGB", (width, 6)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,a")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    report = check_dataset(tmp_path / "labels.csv", images_dir=tmp_path)
+    detail = next(step.detail for step in report.steps if step.name == "images")
+    assert detail.startswith("6 images decoded; sizes 8x6 (2), ")
+    assert detail.endswith("and 2 other sizes (2 images)")

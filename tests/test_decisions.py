@@ -1,4 +1,5 @@
-"""Issue 17 end to end: decision settings in training, the rules in every prediction path, calibrate, audit, suggest."""
+"""Decision rules end to end: settings checked before data, the rules in every prediction path, `tagnet calibrate`,
+and the CLI workflows over a trained table model (audit, suggest)."""
 
 from __future__ import annotations
 

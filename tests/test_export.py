@@ -1,6 +1,5 @@
 """ONNX export: checked graph with metadata and dynamic batch, parity with PyTorch, int8, ONNX Runtime predictor."""
 
-import json
 import shutil
 import sys
 import warnings

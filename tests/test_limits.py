@@ -1,4 +1,4 @@
-"""Safe with what users have, continued: no silent overwrite, bounds on what allocates, one line for every mistake."""
+"""Limits: bounds on what settings, files and requests can allocate; no silent overwrite; one line for every mistake."""
 
 import hashlib
 import json

@@ -1,4 +1,4 @@
-"""Tests of the HTML run report: self-contained, every section, values of its helpers."""
+"""Tests of report/: the HTML run report (self-contained, every section, values of its helpers) and terminal tables."""
 
 import json
 import re
@@ -85,3 +85,18 @@ def test_report_command(tiny_run, tmp_path):
     result = CliRunner().invoke(app, ["report", str(tiny_run.run_dir), "--out", str(out), "--worst", "2"])
     assert result.exit_code == 0, result.output
     assert out.read_text(encoding="utf-8").count("data:image/jpeg;base64,") == 2
+
+
+def test_prediction_table_keeps_long_file_names_whole():
+    from rich.console import Console
+
+    from tagnet.inference.predictor import Prediction, PredictionResults
+    from tagnet.report.terminal import render_predictions
+
+    name = "photos/2024/holiday/" + "x" * 40 + "_IMG_0001.jpg"
+    names = ["alpha", "beta", "gamma", "delta"]
+    results = PredictionResults([Prediction(name, {n: 0.5 for n in names}, names)], names)
+    console = Console(width=70, record=True)
+    render_predictions(results, console)
+    rows = [line.split("│") for line in console.export_text().splitlines() if line.startswith("│")]
+    assert "".join(cells[1].strip() for cells in rows) == name  # folded over lines, never cut with "…"

@@ -82,3 +82,13 @@ def test_split_file_never_overwrites_its_input(tmp_path):
         split_file(src, out_dir=tmp_path, val=0.2)
     paths = split_file(src, out_dir=tmp_path / "s", val=0.2)
     assert paths["val"].suffix == ".jsonl" and read_labels(paths["val"]).source_format == "jsonl"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_split_sizes_follow_the_fractions_on_dense_labels(seed):
+    y = (np.random.default_rng(seed).random((600, 20)) < 0.3).astype(np.uint8)
+    table = LabelTable([f"i{i}" for i in range(600)], [f"l{j}" for j in range(20)], y, np.ones_like(y, bool), "tags", {})
+    parts = split_table(table, val=0.2, test=0.1, seed=seed)  # plain stratification gave e.g. 206 and 111 of 1000
+    assert {name: len(part) for name, part in parts.items()} == {"train": 420, "val": 120, "test": 60}
+    shares = np.stack([part.targets.mean(axis=0) for part in parts.values()])
+    assert (shares.max(axis=0) - shares.min(axis=0)).max() < 0.15  # a random split of 60 test items: ~0.25

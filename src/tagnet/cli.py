@@ -356,7 +356,7 @@ def evaluate_command(
     else:
         report, skipped = evaluate(run, labels, images_dir=images, read_options=options, threshold=threshold)
     console = Console()
-    for path, reason in skipped.items():
+    for reason in skipped.values():
         console.print(f"[yellow]skipped[/yellow] {reason}")
     render_metrics(report, console)
     rules = {name: {key: getattr(other, key) for key in RULE_KEYS} for name, other in others.items()}
@@ -397,15 +397,25 @@ def predict_command(
     output: Annotated[Optional[Path], typer.Option("--output", help="write every probability to FILE.csv or FILE.json")] = None,
     text: Annotated[Optional[list[str]], typer.Option("--text", help="text model: a text to label (repeatable)")] = None,
     text_file: Annotated[Optional[Path], typer.Option("--text-file", help="text model: a UTF-8 file, one text per line")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="keep the rows already in --output (CSV, TSV or JSONL) and "
+                                                          "predict only the inputs not in it")] = False,
     settings: Optional[PredictSettings] = None,
 ) -> None:
-    """Predict labels of new images (or texts, or feature rows); unreadable files are reported and skipped."""
+    """Predict labels of new images (or texts, or feature rows); unreadable files are reported and skipped. With a
+    CSV, TSV or JSONL --output, rows are written as they are predicted (memory stays bounded) and --resume continues."""
     from tagnet.inference.predictor import Predictor, check_output
+    from tagnet.inference.streaming import STREAM_SUFFIXES
     from tagnet.report.terminal import render_predictions
 
     if output is not None:
         check_output(output)
+    if resume and (output is None or output.suffix.lower() not in STREAM_SUFFIXES):
+        raise ConfigError(f"--resume continues a streamed --output file ({', '.join(STREAM_SUFFIXES)}); got "
+                          f"{output or 'no --output'}")
     predictor = Predictor(artifact, batch_size=settings.batch_size, runtime=settings.runtime)
+    if output is not None and output.suffix.lower() in STREAM_SUFFIXES and not text:
+        _stream_predict(predictor, [text_file] if text_file else inputs or [], output, resume=resume)
+        return
     if text:
         results = predictor.predict(text)
     else:
@@ -414,6 +424,21 @@ def predict_command(
     if output is not None:
         Console().print(f"predictions written to {results.write(output)}")
     if not results.predictions:
+        raise typer.Exit(1)
+
+
+def _stream_predict(predictor, paths: list, output: Path, *, resume: bool) -> None:
+    """`tagnet predict` into a CSV/TSV/JSONL file written chunk by chunk (tagnet.inference.streaming)."""
+    from tagnet.inference.predictor import PredictionResults
+    from tagnet.inference.streaming import stream_predictions
+    from tagnet.report.terminal import render_predictions
+
+    summary = stream_predictions(predictor, paths, output, resume=resume)
+    shown = PredictionResults(summary.first, predictor.label_names, summary.errors)
+    render_predictions(shown, Console(), total=summary.written)
+    kept = f" (kept {summary.resumed} already there)" if summary.resumed else ""
+    Console().print(f"predictions written to {summary.path}{kept}")
+    if not summary.written and not summary.resumed:
         raise typer.Exit(1)
 
 

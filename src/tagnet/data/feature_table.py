@@ -341,7 +341,7 @@ def _parse_csv(path: Path, delimiter: str | None) -> _Columns:
         raise DataError(f"{path}: expected a header row and one row per item, found only the header")
     matrix = np.full((len(body), len(names)), np.nan)
     not_numeric = {}
-    for j, name in enumerate(names):
+    for j in range(len(names)):
         for i, (line, fields) in enumerate(body):
             cell = fields[j].strip()
             if cell in MISSING:

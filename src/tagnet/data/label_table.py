@@ -48,7 +48,7 @@ class LabelTable:
         meta: dict | None = None,
     ) -> "LabelTable":
         """Build a table from one list of label names per item (all values known)."""
-        names = sorted(set(label_names) if label_names is not None else {l for s in label_sets for l in s})
+        names = sorted(set(label_names) if label_names is not None else {name for s in label_sets for name in s})
         index = {name: j for j, name in enumerate(names)}
         targets = np.zeros((len(items), len(names)), dtype=np.uint8)
         for i, labels in enumerate(label_sets):

@@ -7,5 +7,5 @@ from tagnet.engine.loggers import RunLoggers
 from tagnet.engine.module import MultiLabelModule
 from tagnet.engine.probe import measure_throughput
 
-__all__ = ["MultiLabelModule", "PhaseResult", "RunLoggers", "default_precision", "is_main_process", "measure_throughput", "run_phase",
-           "seed_everything"]
+__all__ = ["MultiLabelModule", "PhaseResult", "RunLoggers", "default_precision", "is_main_process", "measure_throughput",
+           "run_phase", "seed_everything"]

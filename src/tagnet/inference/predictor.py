@@ -23,7 +23,7 @@ from tagnet.decisions.thresholds import apply_thresholds
 ONNX_FILE = "model.onnx"
 ONNX_OUTPUT = "probabilities"
 WEIGHTS_DIGEST_KEY = "weights_sha256"
-OUTPUT_SUFFIXES = (".csv", ".tsv", ".json")
+OUTPUT_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl")
 
 
 @dataclass
@@ -65,17 +65,24 @@ class PredictionResults:
         return pd.DataFrame([{"source": p.source, "labels": " ".join(p.labels), **p.probabilities} for p in self.predictions])
 
     def write(self, path: str | Path) -> Path:
-        """Write CSV (source, labels, one column per label) or JSON, chosen by the file suffix."""
+        """Write CSV (source, labels, one column per label), JSON, or JSON Lines (one prediction per line), chosen by the
+        file suffix."""
         path = check_output(path)
         if path.suffix.lower() == ".json":
             path.write_text(self.to_json(indent=2))
+        elif path.suffix.lower() == ".jsonl":
+            path.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in self.predictions), encoding="utf-8")
         elif path.suffix.lower() in (".csv", ".tsv"):
             with path.open("w", newline="") as handle:
                 writer = csv.writer(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
                 writer.writerow(["source", "labels"] + self.label_names)
-                for p in self.predictions:
-                    writer.writerow([p.source, " ".join(p.labels)] + [f"{p.probabilities[n]:.6f}" for n in self.label_names])
+                writer.writerows(prediction_row(p, self.label_names) for p in self.predictions)
         return path
+
+
+def prediction_row(prediction: Prediction, label_names: list[str]) -> list[str]:
+    """One prediction as a CSV row: source, space-separated labels, each label's probability to 6 decimals."""
+    return [prediction.source, " ".join(prediction.labels)] + [f"{prediction.probabilities[n]:.6f}" for n in label_names]
 
 
 def check_output(path: str | Path) -> Path:

@@ -9,7 +9,7 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,14 +24,12 @@ from tagnet.data.decode import images_folder
 from tagnet.data.labels import read_labels
 from tagnet.errors import ArtifactError, DataError, RequestError, TagnetError
 from tagnet.training.budget import Throughput, duration, feature_seconds
+from tagnet.inference.runtime import fastest_forward
 from tagnet.inference.feature_cache import cached_path, cached_tensor, encoder_digest
 from tagnet.models import PreprocessConfig, TagnetModel, create_model
 from tagnet.models.base import ProbabilityGraph
 from tagnet.models.fused import FusedBackbone
 from tagnet.modalities.base import HeadInputs, LabeledInputs, Modality, OnnxGraph, check_items
-
-if TYPE_CHECKING:
-    from tagnet.inference.predictor import Predictor
 
 CORRUPT_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError)  # what Pillow raises for damaged files
 # Small batches run the EfficientNets fastest on a 2-core CPU (Lite2 at 260 px: 41 images/s at 8, 23 at 32, 24 at
@@ -363,12 +361,15 @@ def extract_features(backbone: nn.Module, preprocess: PreprocessConfig, images: 
     Computed in float32, as the Predictor does, so the head is trained on exactly what it will see.
     """
     backbone.eval().to(memory_format=torch.channels_last)  # normalize_batch gives channels-last inputs
-    chunks = []
+    chunks, forward = [], None
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             rows = images.rows[start:start + batch_size]
             batch = torch.from_numpy(np.array(images.cache.array[rows])).permute(0, 3, 1, 2)
             if flip:
                 batch = batch.flip(-1)
-            chunks.append(backbone(normalize_batch(batch, preprocess.mean, preprocess.std)).float())
+            batch = normalize_batch(batch, preprocess.mean, preprocess.std)
+            if forward is None:  # ONNX Runtime when it matches PyTorch on this first batch (tagnet.inference.runtime)
+                _, forward = fastest_forward(backbone, batch)
+            chunks.append(forward(batch))
     return torch.cat(chunks) if chunks else torch.zeros(0, 0)

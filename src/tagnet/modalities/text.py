@@ -13,7 +13,7 @@ from tagnet.training.budget import Throughput
 from tagnet.config.settings import MAX_REQUEST_TEXT_CHARS, MAX_TEXT_CHARS
 from tagnet.data.labels import read_labels_with_texts
 from tagnet.data.text import PAD_MULTIPLE, BucketBatchSampler, PadCollate, TokenDataset, read_text_lines
-from tagnet.errors import ConfigError, DataError, RequestError, TagnetError
+from tagnet.errors import ArtifactError, ConfigError, DataError, RequestError, TagnetError
 from tagnet.inference.feature_cache import cached_tensor, encoder_digest
 from tagnet.models import TagnetModel, set_backbone_trainable
 from tagnet.models.base import ProbabilityGraph

@@ -10,16 +10,19 @@ from tagnet.inference.artifact import META_FILE
 from tagnet.inference.predictor import PredictionResults
 
 
-def render_predictions(results: PredictionResults, console: Console, *, max_rows: int = 50) -> None:
-    """Print a table: source, predicted labels, each label's probability; then unreadable inputs."""
+def render_predictions(results: PredictionResults, console: Console, *, max_rows: int = 50,
+                       total: int | None = None) -> None:
+    """Print a table: source, predicted labels, each label's probability; then unreadable inputs. `total`: how many
+    predictions there are when `results` holds only the first ones (a streamed prediction)."""
     table = Table(Column("source", overflow="fold"), Column("labels", overflow="fold"),
                   *(Column(name, justify="right", no_wrap=True) for name in results.label_names))
     for p in results.predictions[:max_rows]:
         table.add_row(p.source, " ".join(p.labels) or "-", *(f"{p.probabilities[n]:.3f}" for n in results.label_names))
     console.print(table)
-    if len(results.predictions) > max_rows:
-        console.print(f"... {len(results.predictions) - max_rows} more rows (use --output to write them all)")
-    for source, reason in results.errors.items():
+    total = len(results.predictions) if total is None else total
+    if total > max_rows:
+        console.print(f"... {total - max_rows} more rows (use --output to write them all)")
+    for reason in results.errors.values():
         console.print(f"[yellow]skipped[/yellow] {reason}")
 
 
