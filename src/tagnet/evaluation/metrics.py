@@ -177,8 +177,7 @@ def evaluate_probabilities(
     probabilities = bool(((p >= 0) & (p <= 1)).all())
     ece = calibration_error(y, p, mask) if probabilities else np.full(len(names), np.nan)
 
-    per_label = []
-    label_aps = average_precisions(y, p, mask)
+    per_label, label_aps = [], average_precisions(y, p, mask)
     for j, name in enumerate(names):
         rows = mask[:, j]
         yj, pj = y[rows, j], pred[rows, j]

@@ -331,7 +331,8 @@ def sized_phase(run: Run, name: str, loader, split: Split, *, after_head: bool) 
         budget = run.plan.budget if run.plan.budget.seconds == recipe.budget else TimeBudget(recipe.budget, run.started)
         plan = budget.plan(throughput, n_train=len(split[0]), n_val=len(split[1]), batch_size=config.batch_size,
                            max_epochs=wanted, partial=partial)
-        _say_plan(run, name, plan, budget, throughput.epoch_seconds(len(split[0]), len(split[1])), partial=partial)
+        _say_plan(run, name, plan, budget, throughput.epoch_seconds(len(split[0]), len(split[1])), partial=partial,
+                  after_head=after_head)
         if plan is not None and run.main:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(plan.to_dict()))
@@ -342,11 +343,14 @@ def sized_phase(run: Run, name: str, loader, split: Split, *, after_head: bool) 
     return plan.rounds
 
 
-def _say_plan(run: Run, name: str, plan: Plan | None, budget: TimeBudget, per_epoch: float, *, partial: bool) -> None:
+def _say_plan(run: Run, name: str, plan: Plan | None, budget: TimeBudget, per_epoch: float, *, partial: bool,
+              after_head: bool) -> None:
     """One line on what of phase `name` fits the budget: passes in rounds, or whole epochs (recorded as a choice)."""
     n_train = len(run.splits[0][0])
-    if partial and plan is None:
-        line = f"no time left of the time budget for {'fine-tuning: keeping the head' if name == 'finetune' else name}"
+    if plan is None and not after_head:
+        line = f"{name}: too little of the time budget {duration(budget.seconds)} is left for a plan; training one epoch"
+    elif partial and plan is None:
+        line = "no time left of the time budget for fine-tuning: keeping the head"
     elif partial:
         line = (f"{name}: {plan.passes:g} passes over {n_train} inputs in {plan.rounds} epochs of "
                 f"{plan.batches_per_round} batches (about {plan.estimated_seconds:.0f} s of the "
