@@ -19,7 +19,7 @@ from torch import nn
 
 from tagnet.data.split import train_val_splits
 from tagnet.engine import MultiLabelModule, PhaseResult, RunLoggers, default_precision, run_phase, seed_everything
-from tagnet.errors import DataError
+from tagnet.errors import ConfigError, DataError
 from tagnet.modalities.base import HeadInputs, LabeledInputs
 from tagnet.models import TagnetModel, head_members, set_backbone_trainable
 from tagnet.training.budget import FINAL_SECONDS, Plan, TimeBudget, duration
@@ -42,7 +42,8 @@ class Callbacks:
 
     def __init__(self, hooks: dict[str, list[Callable[..., None]]] | None = None) -> None:
         unknown = sorted(set(hooks or {}) - set(EVENTS))
-        assert not unknown, f"unknown training events {unknown}; expected {EVENTS}"
+        if unknown:
+            raise ConfigError(f"callbacks: unknown training event {unknown[0]!r}; expected one of {', '.join(EVENTS)}")
         self.hooks = {event: list((hooks or {}).get(event, ())) for event in EVENTS}
 
     def run(self, event: str, *args: Any) -> None:

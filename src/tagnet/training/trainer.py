@@ -82,9 +82,9 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     hooks = {event: list(functions) for event, functions in (callbacks or {}).items()}
     if epoch_callback is not None:
         hooks.setdefault("on_epoch_end", []).append(epoch_callback)
-    main = is_main_process()
+    hooked, main = Callbacks(hooks), is_main_process()
     run = Run(plan, start_run(out_dir, resume=resume, main=main, force=force), console or Console(stderr=True),
-              progress, resume, main, Callbacks(hooks), started)
+              progress, resume, main, hooked, started)
     seed_everything(plan.config.seed)
     for name, stage in PREPARE:
         _run_stage(run, name, stage)
@@ -92,7 +92,7 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
         _run_stage(run, name, stages.RECIPE_STAGES[name])
     run.model.eval()
     _run_stage(run, "decisions", decisions)
-    _run_stage(run, "artifact", write_artifact)
+    _run_stage(run, "write_artifact", write_artifact)
     return run.outcome["result"]
 
 
