@@ -55,7 +55,7 @@ def test_bad_setting_is_one_clear_line(synthetic_data, monkeypatch, capsys):
                                       "--set", "fixed_threshold=1.5"])
     with pytest.raises(SystemExit) as stop:
         main()
-    assert stop.value.code == 2 and "fixed_threshold must be in [0, 1], got 1.5" in capsys.readouterr().err
+    assert stop.value.code == 2 and "fixed_threshold is 1.5; expected a number in [0, 1]" in capsys.readouterr().err
 
 
 def test_missing_artifact_is_a_clear_error(tmp_path, monkeypatch, capsys):

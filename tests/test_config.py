@@ -1,4 +1,4 @@
-"""config.py: every setting declared once, per-modality defaults, refused settings, validation before any data."""
+"""config/: settings declared once with constraints and rules, per-modality defaults, checks before any data."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def _help(*command: str) -> str:
 
 def test_cli_options_come_from_the_declarations():
     flat = _help("train")
-    for name, _, _, meaning in describe_settings():
+    for name, _, _, _, meaning in describe_settings():
         field = TrainConfig.__dataclass_fields__[name]
         if "flag" in field.metadata:
             assert field.metadata["flag"] in flat and " ".join(meaning.split()[:4]) in flat, name
@@ -147,3 +147,78 @@ def test_every_run_writes_config_yaml(tiny_run):
     assert yaml_values == json.loads((tiny_run.run_dir / "config.json").read_text())
     assert load_config(tiny_run.run_dir / "config.yaml") == load_config(tiny_run.run_dir / "config.json")
     assert yaml_values["image_size"] == 32 and yaml_values["backbone"] == "seed_cnn"
+
+
+def test_intervals_keep_open_and_closed_ends_apart():
+    from tagnet.config.constraints import Interval
+
+    share = Interval(0, 1, closed="left")  # [0, 1)
+    assert [share.check("x", v) is None for v in (0, 0.0, 0.5, 0.999, 1, 1.0, -0.001)] == [
+        True, True, True, True, False, False, False]
+    assert share.check("x", 1.0) == "x is 1.0; expected a number in [0, 1)"
+    assert Interval(0, 1, closed="neither").check("x", 0.0) == "x is 0.0; expected a number in (0, 1)"
+    positive = Interval(0, None, closed="neither")
+    assert positive.check("lr", 0) == "lr is 0; expected greater than 0" and positive.check("lr", 1e-9) is None
+    assert positive.check("lr", float("nan")) == "lr is nan; expected a number > 0"
+    bounded = Interval(1, 10)
+    assert (bounded.check("n", 0), bounded.check("n", 11)) == ("n is 0; expected at least 1", "n is 11; expected at most 10")
+    assert [str(i) for i in (share, positive, bounded, Interval(None, 5, closed="neither"))] == [
+        "in [0, 1)", "> 0", "in [1, 10]", "< 5"]
+
+
+@pytest.mark.parametrize("setting, value, expected", [
+    ("lr", 0.0, "lr is 0.0; expected greater than 0"),
+    ("finetune_lr", -1e-5, "finetune_lr is -1e-05; expected greater than 0"),
+    ("dropout", 1.0, r"dropout is 1.0; expected a number in \[0, 1\)"),
+    ("label_smoothing", -0.1, r"label_smoothing is -0.1; expected a number in \[0, 1\)"),
+    ("val_fraction", 1.0, r"val_fraction is 1.0; expected a number in \(0, 1\)"),
+    ("fixed_threshold", 1.5, r"fixed_threshold is 1.5; expected a number in \[0, 1\]"),
+    ("weight_decay", -0.1, "weight_decay is -0.1; expected at least 0"),
+    ("cv", 1, r"cv is 1; expected 0 \(off\) or 2 to 100 folds"),
+    ("loss", "softmax", "loss is 'softmax'; expected one of bce, weighted_bce, focal, asl"),
+    ("loggers", "csv,wandb", "loggers has 'wandb'; expected a comma-separated list"),
+    ("time_budget", "soon", "time_budget is 'soon'; expected seconds or a duration"),
+])
+def test_every_bad_setting_reads_alike(setting, value, expected):
+    with pytest.raises(ConfigError, match=f"^config: {expected}"):
+        TrainConfig(**{setting: value}).validate()
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"cv": 3, "ensemble": 2}, "cv=3 with ensemble=2"),
+    ({"cv": 3, "finetune": True}, "cv=3 with finetune"),
+    ({"ensemble": 2, "finetune": True}, "ensemble=2 with finetune"),
+    ({"objective": "hamming", "threshold_mode": "top-k"}, "applies to per-label and global"),
+    ({"objective": "f1", "confidence": 0.9}, "confidence=0.9"),
+    ({"min_labels": 3, "max_labels": 2}, "max_labels=2 is below min_labels=3"),
+])
+def test_rules_between_settings_are_checked_by_validate_and_for_modality_alike(settings, expected):
+    with pytest.raises(ConfigError, match=expected):
+        TrainConfig(**settings).validate()
+    with pytest.raises(ConfigError, match=expected):
+        TrainConfig(**settings).for_modality("image")
+
+
+def test_settings_command_lists_each_constraint_and_the_rules():
+    from tagnet.config.settings import TRAIN_RULES
+
+    rows = {name: constraint for name, _, _, constraint, _ in describe_settings()}
+    assert (rows["lr"], rows["dropout"], rows["batch_size"], rows["loss"]) == (
+        "> 0", "in [0, 1)", "in [1, 65536]", "one of bce, weighted_bce, focal, asl")
+    out = " ".join(runner.invoke(app, ["settings"], env={"COLUMNS": "400"}).output.split())
+    assert "constraint" in out and "> 0" in out and "Rules between settings:" in out
+    assert all(rule.says in out for rule in TRAIN_RULES)
+
+
+def test_every_numeric_or_choice_setting_declares_its_constraint():
+    from dataclasses import fields
+
+    from tagnet.config.settings import CalibrateSettings, ExportSettings, PredictSettings, TuneSettings, setting_types
+
+    unbounded = {("TrainConfig", "seed"),  # any integer seeds
+                 ("TrainConfig", "confidence"), ("CalibrateSettings", "confidence")}  # in (0, 1): a rule with objective
+    for cls in (TrainConfig, CalibrateSettings, PredictSettings, ServeSettings, ExportSettings, TuneSettings):
+        types = setting_types(cls)
+        for f in fields(cls):
+            if types[f.name] in (int, float) and (cls.__name__, f.name) not in unbounded:
+                assert f.metadata.get("constraint") is not None, (cls.__name__, f.name)

@@ -4,6 +4,7 @@ export -> resume, through the Python API and the CLI, with the same calls for im
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import shutil
@@ -17,8 +18,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import tagnet
+from tagnet import modalities
 from tagnet.cli import app
-from tagnet.config.settings import TrainConfig
+from tagnet.config.settings import TrainConfig, parse_duration
+from tagnet.errors import ConfigError
+from tagnet.modalities.codecs import RequestCodec
+from tagnet.modalities.onnx_specs import OnnxSpec
+from tagnet.serve.app import STATIC_DIR
 
 runner = CliRunner()
 WORDS = {"food": ["pizza", "pasta", "bread", "cheese"], "sport": ["goal", "match", "tennis", "marathon"],
@@ -48,7 +54,7 @@ def _image_case(folder: Path, synthetic) -> Case:
                 TrainConfig(backbone="seed_cnn", pretrained=False, image_size=32, epochs=2, batch_size=16))
 
 
-def _text_case(folder: Path) -> Case:
+def _text_case(folder: Path, synthetic) -> Case:
     rng = np.random.default_rng(0)
     lines = ["text,labels"]
     for k in range(40):
@@ -62,7 +68,7 @@ def _text_case(folder: Path) -> Case:
                 {"texts": ["fresh bread"]}, [str(texts)], TrainConfig(epochs=2, batch_size=16))
 
 
-def _tabular_case(folder: Path) -> Case:
+def _tabular_case(folder: Path, synthetic) -> Case:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(80, 3))
     rows = [f"{a:.4f},{b:.4f},{c:.4f},{int(a > 0)},{int(b > 0)}" for a, b, c in x]
@@ -73,15 +79,48 @@ def _tabular_case(folder: Path) -> Case:
                 TrainConfig(epochs=2, batch_size=16, lr=2e-2))
 
 
-@pytest.fixture(scope="module", params=["image", "text", "tabular"])
+CASES = {"image": _image_case, "text": _text_case, "tabular": _tabular_case}  # (folder, synthetic data) -> Case
+
+
+def test_every_registered_modality_has_a_case():
+    assert sorted(CASES) == sorted(modalities.REGISTRY)
+
+
+@pytest.fixture(scope="module", params=list(modalities.REGISTRY))
 def case(request, tmp_path_factory, synthetic_data) -> tuple[str, Case, Path]:
-    """Each modality's data, trained once through the Python API."""
+    """Each registered modality's data, trained once through the Python API."""
     folder = tmp_path_factory.mktemp(request.param)
-    made = {"image": lambda: _image_case(folder, synthetic_data), "text": lambda: _text_case(folder),
-            "tabular": lambda: _tabular_case(folder)}[request.param]()
+    made = CASES[request.param](folder, synthetic_data)
     result = tagnet.train(made.labels, out_dir=folder / "run", config=made.config, progress=False, **made.train_kwargs)
     assert tagnet.load_artifact(result.run_dir).modality == request.param
     return request.param, made, result.run_dir
+
+
+@pytest.mark.parametrize("name", list(modalities.REGISTRY))
+def test_each_modality_declares_its_facts_once_and_holds_its_roles(name):
+    spec = modalities.spec(name)
+    kind = modalities.get(name)
+    assert kind.spec is spec and kind.name == spec.name == name
+    assert isinstance(kind.codec, RequestCodec) and kind.codec.spec is spec and isinstance(kind.onnx, OnnxSpec)
+    settings = {field.name for field in dataclasses.fields(TrainConfig)}
+    assert set(spec.defaults) <= settings and set(spec.refuses) <= settings and not set(spec.defaults) & set(spec.refuses)
+    resolved = TrainConfig().for_modality(name)
+    assert {key: getattr(resolved, key) for key in spec.defaults} == dict(spec.defaults)
+    for setting, (low, high, log) in spec.search.ranges.items():
+        assert setting in settings and 0 <= low < high and (low > 0 or not log), setting
+    assert spec.search.head_widths and all(isinstance(w, int) and w >= 0 for w in spec.search.head_widths)
+    assert (STATIC_DIR / spec.page).is_file()
+    assert spec.default_time_budget is None or parse_duration(spec.default_time_budget) > 0
+    with pytest.raises(ConfigError, match=r"modality 'video' is not one of \['image', 'text', 'tabular'\]"):
+        modalities.get("video")
+
+
+def test_frozen_encoders_follow_the_declared_exceptions():
+    image, text = modalities.get("image"), modalities.get("text")
+    assert image.frozen(TrainConfig(backbone="efficientnet_lite0"))
+    assert not image.frozen(TrainConfig(backbone="seed_cnn"))  # ModalitySpec.scratch_backbones
+    assert not image.frozen(TrainConfig(backbone="efficientnet_lite0", pretrained=False))  # frozen_needs_pretrained
+    assert text.frozen(TrainConfig(backbone="minilm_l6", pretrained=False))
 
 
 def test_predict_evaluate_through_the_api(case):

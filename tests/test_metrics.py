@@ -15,7 +15,8 @@ from sklearn.metrics import (
 )
 
 from tagnet.errors import ConfigError, DataError
-from tagnet.evaluation.metrics import evaluate_probabilities, render_metrics
+from tagnet.evaluation.metrics import evaluate_probabilities
+from tagnet.report.terminal import render_metrics
 from tagnet.decisions.thresholds import Thresholds
 
 NAMES = ["cat", "dog", "fish", "none_yet"]
@@ -228,3 +229,31 @@ def test_evaluation_file_without_a_label_is_aligned_as_negatives():
     assert report.mAP == pytest.approx(np.mean([average_precision_score(aligned.targets[:, j], probs[:, j]) for j in (1, 2)]))
     assert report.per_label[0]["precision"] == 0.0  # the false positive on item c counts against fish
     assert report.micro_f1 == pytest.approx(_sk_prf(aligned.targets, (probs >= 0.5).astype(int), "micro")[2])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_per_label_metrics_match_sklearn_with_ties_and_unknown_cells(seed, monkeypatch):
+    from tagnet.evaluation import metrics
+
+    monkeypatch.setattr(metrics, "AP_BLOCK_CELLS", 7 * 60)  # several blocks of labels
+    rng = np.random.default_rng(seed)
+    y = (rng.random((60, 25)) < 0.3).astype(int)
+    p = np.round(np.clip(0.4 * y + 0.6 * rng.random(y.shape), 0, 1), 1)  # rounded: many tied scores
+    known = rng.random(y.shape) > 0.15
+    known[:, 3] = False  # a label with no known value
+    y[:, 4] = 0  # a label without positives
+    thresholds = rng.uniform(0.3, 0.7, 25)
+    report = evaluate_probabilities(y, p, thresholds, label_names=[f"l{j}" for j in range(25)], known=known)
+    pred = (p >= thresholds).astype(int)
+    for j, row in enumerate(report.per_label):
+        rows = known[:, j]
+        if not rows.any():
+            assert (row["ap"], row["precision"], row["recall"], row["f1"], row["support"]) == (None, None, None, None, 0)
+            continue
+        expected = precision_recall_fscore_support(y[rows, j], pred[rows, j], labels=[1], zero_division=0)
+        assert (row["precision"], row["recall"], row["f1"]) == pytest.approx([v[0] for v in expected[:3]], abs=1e-12)
+        assert row["support"] == y[rows, j].sum()
+        if y[rows, j].any():
+            assert row["ap"] == pytest.approx(average_precision_score(y[rows, j], p[rows, j]), abs=1e-12)
+        else:
+            assert row["ap"] is None

@@ -163,12 +163,13 @@ def test_tabular_json_rest(tabular_predictor):
 
 def test_text_bytes_and_mixed_image_batches(predictor, images):
     from tagnet.errors import RequestError
-    from tagnet.modalities.text import TextModality
+    from tagnet.modalities.codecs import TextCodec
+    from tagnet.modalities.specs import TEXT
 
     texts = np.array(["héllo".encode(), "from JSON"], dtype=object)
-    assert TextModality().oip_items("texts", texts, None, max_pixels=0) == (["héllo", "from JSON"], ["héllo", "from JSON"])
+    assert TextCodec(TEXT).oip_items("texts", texts, None, max_pixels=0) == (["héllo", "from JSON"], ["héllo", "from JSON"])
     with pytest.raises(RequestError, match=r"texts\[0\] is not UTF-8 text"):
-        TextModality().oip_items("texts", np.array([b"\xff"], dtype=object), None, max_pixels=0)
+        TextCodec(TEXT).oip_items("texts", np.array([b"\xff"], dtype=object), None, max_pixels=0)
     # the batcher may join file uploads (uint8) and normalised pixels (float32) in one model call
     pre = predictor.artifact.preprocess
     arrays = [load_image(path, pre.image_size) for path in images[:2]]

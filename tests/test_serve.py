@@ -217,3 +217,16 @@ def test_cli_serve_reports_a_bad_runtime(tiny_run, monkeypatch, capsys):
     with pytest.raises(SystemExit) as stop:
         main()
     assert stop.value.code == 2 and "error: --runtime is 'gpu'; expected one of auto, torch, onnx" in capsys.readouterr().err
+
+
+def test_serve_reaches_modalities_only_through_the_codec_protocol():
+    """The server knows no modality: what it imports from tagnet.modalities is the request codec protocol."""
+    import ast
+    from pathlib import Path
+
+    import tagnet.serve
+
+    imported = {(node.module, alias.name) for path in Path(tagnet.serve.__file__).parent.glob("*.py")
+                for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom)
+                and (node.module or "").startswith("tagnet.modalities") for alias in node.names}
+    assert imported == {("tagnet.modalities.codecs", "HttpBody"), ("tagnet.modalities.codecs", "RequestCodec")}

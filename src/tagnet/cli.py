@@ -15,12 +15,13 @@ from rich.console import Console
 from rich.table import Table
 
 import tagnet
-from tagnet.config.settings import (MAX_BATCH_SIZE, MODALITY_DEFAULTS, CalibrateSettings, ExportSettings, PredictSettings,
+from tagnet.config.constraints import AnyOf, Interval
+from tagnet.config.settings import (TRAIN_RULES, MAX_BATCH_SIZE, MODALITY_DEFAULTS, CalibrateSettings, ExportSettings, PredictSettings,
                            ServeSettings, TrainConfig, TuneSettings, describe_settings, load_config, parse_overrides,
                            setting_types, validate_settings)
 from tagnet.data.check import check_dataset, render_report
 from tagnet.data.labels import FORMATS, read_labels
-from tagnet.data.split import render_split, split_table, write_split
+from tagnet.data.split import split_table, write_split
 from tagnet.errors import ConfigError, TagnetError
 
 class _NoBoolHelp:
@@ -130,17 +131,19 @@ def _default_text(name: str, default: Any) -> str:
 
 
 def _setting_option(cls: type, f: dataclasses.Field, *, layered: bool) -> inspect.Parameter:
-    """The typer option of one declared setting: its flag, meaning, default, choices and bounds from config.py.
+    """The typer option of one declared setting: its flag, meaning, default and constraint from config/.
 
     `layered` options default to None, so that only the flags given override --config and --set.
     """
     kind = setting_types(cls)[f.name]
     flag = f.metadata["flag"]
     names = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
-    extra = {key: f.metadata[key] for key in ("min", "max") if key in f.metadata}
+    extra: dict[str, Any] = {}  # bounds are checked by validate_settings, so every bad value reads alike
     help_text = f.metadata["help"]
     if f.metadata.get("choices"):
-        help_text += ": " + ", ".join(f.metadata["choices"])
+        help_text += ": " + ", ".join(map(str, f.metadata["choices"]))
+    elif isinstance(f.metadata.get("constraint"), (Interval, AnyOf)):
+        help_text += f"; {f.metadata['constraint']}"
     if layered:
         stated = _default_text(f.name, f.default)
         help_text += f" ({stated})" if stated else ""
@@ -265,6 +268,7 @@ def data_split(
 ) -> None:
     """Split a label file into train, val (and test) files that keep each label's share."""
     from tagnet.data.feature_table import is_feature_table
+    from tagnet.report.terminal import render_split
 
     if is_feature_table(labels):
         raise ConfigError(f"{labels} is a feature table; tagnet data split writes label files. `tagnet train` holds out "
@@ -313,7 +317,7 @@ def train_command(
 ) -> None:
     """Train a model on LABELS and write a run folder (artifact, metrics per epoch, config)."""
     from tagnet.engine import is_main_process
-    from tagnet.evaluation.metrics import render_metrics
+    from tagnet.report.terminal import render_metrics
     from tagnet.training.trainer import resume_training, train
 
     console = Console()
@@ -347,8 +351,7 @@ def evaluate_command(
 ) -> None:
     """Score a trained model on labelled data: mAP, per-label AP/P/R/F1, micro/macro/samples F1, Hamming loss..."""
     from tagnet.evaluation.evaluate import evaluate, evaluate_side_by_side
-    from tagnet.evaluation.metrics import render_metrics
-    from tagnet.report.terminal import RULE_KEYS, render_rules
+    from tagnet.report.terminal import RULE_KEYS, render_metrics, render_rules
 
     others = {}
     if threshold is None:  # the model's thresholds, and beside them p >= 0.5 and the per-label F1 thresholds
@@ -506,11 +509,15 @@ def demo_command(
 
 @app.command("settings")
 def settings_command() -> None:
-    """List every training setting with its type, default and meaning."""
-    table = Table("setting", "type", "default", "meaning")
+    """List every training setting with its type, default, constraint and meaning, then the rules between them."""
+    table = Table("setting", "type", "default", "constraint", "meaning")
     for row in describe_settings():
         table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print("Rules between settings:")
+    for rule in TRAIN_RULES:
+        console.print(f"  {rule.says}", highlight=False)
 
 
 @app.command("export")

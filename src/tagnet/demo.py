@@ -10,8 +10,9 @@ from rich.console import Console
 from tagnet.config.settings import TrainConfig
 from tagnet.data.synthetic import write_synthetic_dataset
 from tagnet.evaluation.evaluate import evaluate
-from tagnet.evaluation.metrics import MetricsReport, render_metrics
+from tagnet.evaluation.metrics import MetricsReport
 from tagnet.inference.predictor import PredictionResults, Predictor
+from tagnet.report.terminal import render_metrics
 from tagnet.training.trainer import TrainResult, train
 
 

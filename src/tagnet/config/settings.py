@@ -9,12 +9,15 @@ import re
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+from tagnet.config.constraints import AnyOf, Checked, CommaList, Interval, Options, Rule, broken_rule
+from tagnet.decisions.thresholds import IF_EMPTY, OBJECTIVES, decision_mode, parse_objective
+from tagnet.decisions.thresholds import MODES as THRESHOLD_MODES
 from tagnet.errors import ConfigError
-from tagnet.decisions.thresholds import IF_EMPTY, MODES as THRESHOLD_MODES, OBJECTIVES, decision_mode, parse_objective
+from tagnet.modalities import REGISTRY
 
-MODALITIES = ("image", "text", "tabular")
+MODALITIES = tuple(REGISTRY)
 RUNTIMES = ("auto", "torch", "onnx")
 PRECISIONS = ("64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
               "transformer-engine", "transformer-engine-float16")
@@ -30,46 +33,50 @@ EXPLAIN_PIXELS = 4  # /explain: decoded pixels of all the images of one request,
 LOGGERS = ("csv", "tensorboard", "mlflow")
 TUNE_METRICS = {"mAP": "maximize", "micro_f1": "maximize", "macro_f1": "maximize", "hamming_loss": "minimize"}
 
+# Per-modality facts, declared once per modality in tagnet.modalities.specs; these are views of those declarations.
 # Settings whose default depends on what the model takes; None in TrainConfig means "the modality's default".
-MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
-    # Lite0 and Lite2 side by side: 5-fold CV mAP 0.956 on miml-scene vs 0.948 for Lite0 alone (benchmarks/RESULTS.md)
-    "image": {"backbone": "efficientnet_lite0+efficientnet_lite2", "head_hidden": 0, "finetune_lr": 3e-4,
-              "augment": "basic", "objective": "f1"},
-    # a linear head on unit-length sentence embeddings underfits (GoEmotions macro-F1 0.22 vs 0.41); a transformer
-    # forgets its pretraining at the image fine-tuning rate. An unset finetune is off for images and tables; for text the
-    # recipe is chosen by the data's size and the time budget (tagnet.modalities.text.TextModality.recipe)
-    "text": {"backbone": "minilm_l6", "head_hidden": 1024, "finetune_lr": 5e-5, "objective": "f1"},
-    # tables are judged on Hamming loss (the MULAN literature's first metric): p >= 0.5 and the head chosen for it
-    "tabular": {"backbone": "mlp", "head_hidden": 256, "select": "auto", "objective": "hamming"},
-}
+MODALITY_DEFAULTS: dict[str, Mapping[str, Any]] = {name: spec.defaults for name, spec in REGISTRY.items()}
 # The models of text and tables; image models are any other registered or timm model.
-MODALITY_BACKBONES: dict[str, tuple[str, ...]] = {"text": ("minilm_l6",), "tabular": ("mlp",)}
+MODALITY_BACKBONES: dict[str, tuple[str, ...]] = {name: spec.backbones for name, spec in REGISTRY.items() if spec.backbones}
 # Settings a modality has no use for: giving one is an error, not silently ignored.
-MODALITY_REFUSES: dict[str, tuple[str, ...]] = {
-    "image": ("select", "select_metric"),
-    "text": ("image_size", "augment", "weights", "select", "select_metric"),
-    "tabular": ("image_size", "augment", "weights", "finetune", "finetune_lr"),
-}
+MODALITY_REFUSES: dict[str, tuple[str, ...]] = {name: spec.refuses for name, spec in REGISTRY.items()}
 
 
-def _setting(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field with its meaning (help), and optionally its CLI flag, choices, minimum and maximum, and `multiple`
-    (a str setting whose flag may be repeated: the values are joined by commas)."""
-    return field(default=default, metadata={"help": help, **kw})
+def _setting(default: Any, help: str, constraint: Any = None, **kw: Any) -> Any:
+    """A dataclass field with its meaning (help), its declared constraint (tagnet.config.constraints: Interval,
+    Options, ...; None: its type only), and optionally its CLI `flag` and `multiple` (a str setting whose flag may be
+    repeated: the values are joined by commas). An Options constraint's values are also its `choices`."""
+    choices = {"choices": constraint.values} if isinstance(constraint, Options) else {}
+    return field(default=default, metadata={"help": help, "constraint": constraint, **choices, **kw})
+
+
+def _objective(value: Any, *, source: str) -> None:
+    parse_objective(value)
+
+
+def _duration(value: Any, *, source: str) -> None:
+    parse_duration(value, source=source)
+
+
+POSITIVE = Interval(0, None, closed="neither")
+AT_LEAST_0 = Interval(0, None)
+AT_LEAST_1 = Interval(1, None)
+SHARE = Interval(0, 1, closed="left")  # [0, 1): dropout, label smoothing, a probability margin
 
 
 # How fitted thresholds become label sets: settings of both `tagnet train` and `tagnet calibrate`.
 _DECISIONS: dict[str, dict[str, Any]] = {
-    "objective": dict(default="f1", help=f"what the fitted thresholds optimise: {OBJECTIVES}", flag="--objective"),
+    "objective": dict(default="f1", help=f"what the fitted thresholds optimise: {OBJECTIVES}", flag="--objective",
+                      constraint=Checked(_objective, OBJECTIVES)),
     "confidence": dict(default=None, help="with precision>=P or recall>=R: guarantee the target per label with this "
                                           "confidence (e.g. 0.9); labels that cannot be guaranteed are reported",
                        flag="--confidence"),
     "min_labels": dict(default=0, help="every item gets at least this many labels (the most probable ones)",
-                       flag="--min-labels", min=0),
+                       flag="--min-labels", constraint=AT_LEAST_0),
     "max_labels": dict(default=None, help="at most this many labels per item (the most probable passing ones)",
-                       flag="--max-labels", min=1),
+                       flag="--max-labels", constraint=AT_LEAST_1),
     "if_empty": dict(default="none", help="what an item with no label passing gets: none, or top1 (its most probable "
-                                          "label)", flag="--if-empty", choices=IF_EMPTY),
+                                          "label)", flag="--if-empty", constraint=Options(IF_EMPTY)),
 }
 DECISION_SETTINGS = tuple(_DECISIONS)
 
@@ -83,40 +90,50 @@ class TrainConfig:
                                           "for images also seed_cnn or any timm model", flag="--backbone")
     pretrained: bool = _setting(True, "start from the backbone's pretrained weights (offline)", flag="--pretrained")
     weights: str | None = _setting(None, "images: a local pretrained weights file for the backbone", flag="--weights")
-    image_size: int | None = _setting(None, "images: input size in pixels; default the backbone's own", flag="--image-size", min=1,
-                                   max=MAX_IMAGE_SIZE)
+    image_size: int | None = _setting(None, "images: input size in pixels; default the backbone's own", flag="--image-size",
+                                   constraint=Interval(1, MAX_IMAGE_SIZE))
     epochs: int = _setting(15, "maximum training epochs of every phase (heads, fine-tuning, the whole network)",
-                           flag="--epochs", min=1)
-    batch_size: int = _setting(32, "inputs per training batch", flag="--batch-size", min=1, max=MAX_BATCH_SIZE)
-    lr: float = _setting(3e-3, "peak learning rate of AdamW", flag="--lr")
-    weight_decay: float = _setting(1e-4, "AdamW weight decay", flag="--weight-decay")
-    dropout: float = _setting(0.2, "dropout in the label head", flag="--dropout")
+                           flag="--epochs", constraint=AT_LEAST_1)
+    batch_size: int = _setting(32, "inputs per training batch", flag="--batch-size",
+                               constraint=Interval(1, MAX_BATCH_SIZE))
+    lr: float = _setting(3e-3, "peak learning rate of AdamW", flag="--lr", constraint=POSITIVE)
+    weight_decay: float = _setting(1e-4, "AdamW weight decay", flag="--weight-decay",
+                                   constraint=AT_LEAST_0)
+    dropout: float = _setting(0.2, "dropout in the label head", flag="--dropout", constraint=SHARE)
     head_hidden: int | None = _setting(None, "width of a hidden layer in the head (0 = linear); default 0 for images, "
-                                             "1024 for text, 256 for tables")
-    schedule: str = _setting("onecycle", "learning-rate schedule", choices=("onecycle", "cosine", "constant"))
-    loss: str = _setting("bce", "loss", flag="--loss", choices=("bce", "weighted_bce", "focal", "asl"))
-    focal_gamma: float = _setting(2.0, "focal loss gamma")
-    asl_gamma_neg: float = _setting(4.0, "asymmetric loss gamma for negatives")
-    asl_gamma_pos: float = _setting(0.0, "asymmetric loss gamma for positives")
-    asl_clip: float = _setting(0.05, "asymmetric loss probability margin for negatives")
-    label_smoothing: float = _setting(0.0, "label smoothing towards 0.5", flag="--label-smoothing")
-    mixup: float = _setting(0.0, "mixup alpha (0 = off)", flag="--mixup")
+                                             "1024 for text, 256 for tables", constraint=AT_LEAST_0)
+    schedule: str = _setting("onecycle", "learning-rate schedule", constraint=Options(("onecycle", "cosine", "constant")))
+    loss: str = _setting("bce", "loss", flag="--loss", constraint=Options(("bce", "weighted_bce", "focal", "asl")))
+    focal_gamma: float = _setting(2.0, "focal loss gamma", constraint=AT_LEAST_0)
+    asl_gamma_neg: float = _setting(4.0, "asymmetric loss gamma for negatives", constraint=AT_LEAST_0)
+    asl_gamma_pos: float = _setting(0.0, "asymmetric loss gamma for positives", constraint=AT_LEAST_0)
+    asl_clip: float = _setting(0.05, "asymmetric loss probability margin for negatives",
+                              constraint=SHARE)
+    label_smoothing: float = _setting(0.0, "label smoothing towards 0.5", flag="--label-smoothing",
+                                      constraint=SHARE)
+    mixup: float = _setting(0.0, "mixup alpha (0 = off)", flag="--mixup", constraint=AT_LEAST_0)
     augment: str | None = _setting(None, "images: augmentation; basic (rotate 20, shift 20%, flip) by default",
-                                   flag="--augment", choices=("none", "basic", "randaugment", "trivialaugment"))
+                                   flag="--augment", constraint=Options(("none", "basic", "randaugment", "trivialaugment")))
     finetune: bool | None = _setting(None, "after the head, fine-tune the whole pretrained network (kept only if "
                                            "better); --no-finetune: the head only. Default off for images; for text "
                                            "chosen by the data's size and the time budget", flag="--finetune")
-    finetune_epochs: int = _setting(3, "epochs of full fine-tuning with --finetune (at most --epochs)", min=1)
-    finetune_lr: float | None = _setting(None, "peak learning rate of fine-tuning; default 3e-4 for images, 5e-5 for text")
-    patience: int = _setting(5, "early stopping: epochs without a better validation mAP", flag="--patience", min=1)
-    val_fraction: float = _setting(0.2, "validation share split off when no --val file is given")
+    finetune_epochs: int = _setting(3, "epochs of full fine-tuning with --finetune (at most --epochs)",
+                                    constraint=AT_LEAST_1)
+    finetune_lr: float | None = _setting(None, "peak learning rate of fine-tuning; default 3e-4 for images, 5e-5 for text",
+                                        constraint=POSITIVE)
+    patience: int = _setting(5, "early stopping: epochs without a better validation mAP", flag="--patience",
+                            constraint=AT_LEAST_1)
+    val_fraction: float = _setting(0.2, "validation share split off when no --val file is given",
+                                  constraint=Interval(0, 1, closed="neither"))
     threshold_mode: str | None = _setting(None, "thresholds: per-label or global (fitted for the objective on validation), "
                                           "top-k, or fixed (fixed_threshold for every label); default follows the "
                                           "objective: fixed (p >= 0.5) for hamming, per-label otherwise",
-                                          flag="--threshold-mode", choices=THRESHOLD_MODES)
-    fixed_threshold: float = _setting(0.5, "the threshold of every label in fixed mode (0.5 minimises expected Hamming loss)")
-    top_k: int = _setting(1, "labels per item in top-k threshold mode", min=1, max=MAX_LABELS)
-    min_positives: int = _setting(5, "labels with fewer validation positives use the global threshold", min=0)
+                                          flag="--threshold-mode", constraint=Options(THRESHOLD_MODES))
+    fixed_threshold: float = _setting(0.5, "the threshold of every label in fixed mode (0.5 minimises expected Hamming loss)",
+                                     constraint=Interval(0, 1))
+    top_k: int = _setting(1, "labels per item in top-k threshold mode", constraint=Interval(1, MAX_LABELS))
+    min_positives: int = _setting(5, "labels with fewer validation positives use the global threshold",
+                                 constraint=AT_LEAST_0)
     objective: str | None = _setting(**{**_DECISIONS["objective"], "default": None, "help": (
         f"what the thresholds (and --select) optimise: {OBJECTIVES}; default hamming for tables, f1 otherwise")})
     confidence: float | None = _setting(**_DECISIONS["confidence"])
@@ -124,36 +141,38 @@ class TrainConfig:
     max_labels: int | None = _setting(**_DECISIONS["max_labels"])
     if_empty: str = _setting(**_DECISIONS["if_empty"])
     ensemble: int = _setting(1, "heads on a frozen encoder trained one after another, each holding out its own "
-                                "validation split, their probabilities averaged", flag="--ensemble", min=1,
-                                max=MAX_ENSEMBLE)
+                                "validation split, their probabilities averaged", flag="--ensemble",
+                                constraint=Interval(1, MAX_ENSEMBLE))
     cv: int = _setting(0, "k-fold cross-validation on the training file (0 = off): one head per fold on a frozen "
                           "encoder, the validation report and thresholds out of fold with each fold's spread; the "
-                          "model averages the fold heads, so together they learn from every row", flag="--cv", min=0,
-                       max=MAX_ENSEMBLE)
+                          "model averages the fold heads, so together they learn from every row", flag="--cv",
+                   constraint=AnyOf((Options((0,)), Interval(2, MAX_ENSEMBLE)), f"0 (off) or 2 to {MAX_ENSEMBLE} folds"))
     select: str | None = _setting(None, "tables: the head, chosen by k-fold CV on the training file (auto: linear "
                                         "logistic regression, the MLP or an ensemble of 5 MLP heads) or given",
-                                  flag="--select", choices=("auto", "mlp", "linear", "ensemble"))
+                                  flag="--select", constraint=Options(("auto", "mlp", "linear", "ensemble")))
     select_metric: str | None = _setting(None, "tables: what --select auto compares; default the objective's: "
                                                "hamming_loss for hamming (or fixed thresholds), micro_f1 for f1, "
-                                               "else mAP", choices=tuple(TUNE_METRICS))
+                                               "else mAP", constraint=Options(tuple(TUNE_METRICS)))
     cv_folds: int = _setting(5, "tables: folds of the cross-validation that --select auto runs", flag="--cv-folds",
-                             min=2)
+                             constraint=Interval(2, None))
     time_budget: str | None = _setting(None, "wall time training may take, e.g. 300, 90s, 5m, 1h30m: the recipe that fits "
                                              "is chosen and said (e.g. head only, fine-tuning if time is left); "
                                              "default 15m for text's default recipe (fine-tuning sized to fit), "
-                                             "else no limit", flag="--time-budget")
+                                             "else no limit", flag="--time-budget",
+                                   constraint=Checked(_duration, "seconds or a duration such as 90s, 5m, 1h30m"))
     seed: int = _setting(0, "random seed of splits, weights and augmentation", flag="--seed")
-    num_workers: int = _setting(0, "DataLoader worker processes", min=0)
+    num_workers: int = _setting(0, "DataLoader worker processes", constraint=AT_LEAST_0)
     devices: str = _setting("auto", "Lightning devices: a count or auto", flag="--devices")
     accelerator: str = _setting("auto", "Lightning accelerator: auto, cpu, gpu")
     strategy: str = _setting("auto", "Lightning strategy, e.g. ddp", flag="--strategy")
-    num_nodes: int = _setting(1, "machines taking part in distributed training", flag="--num-nodes", min=1)
+    num_nodes: int = _setting(1, "machines taking part in distributed training", flag="--num-nodes",
+                            constraint=AT_LEAST_1)
     precision: str | None = _setting(None, "Lightning precision; default bf16-mixed where supported, else 32-true",
-                                     flag="--precision", choices=PRECISIONS)
+                                     flag="--precision", constraint=Options(PRECISIONS))
     cache_dir: str | None = _setting(None, "folder for decoded-image, feature and embedding caches; default RUN/cache")
     loggers: str = _setting("", "Lightning loggers besides tagnet's own metrics.csv, comma-separated: csv "
                                 "(RUN/logs/csv), tensorboard (RUN/logs/tensorboard), mlflow (mlflow_uri)",
-                            flag="--logger", multiple=True)
+                            flag="--logger", multiple=True, constraint=CommaList(LOGGERS))
     mlflow_uri: str | None = _setting(None, "MLflow tracking URI (file:, sqlite:, http:) of --logger mlflow; "
                                             "default the file store RUN/mlruns")
 
@@ -176,27 +195,12 @@ class TrainConfig:
         return TrainConfig.from_dict(merged)
 
     def validate(self, *, source: str = "config") -> None:
-        """Raise ConfigError naming the first setting whose value is of the wrong type or out of range."""
+        """Raise ConfigError naming the first setting whose value is of the wrong type or breaks its declared
+        constraint, or the first rule between settings (TRAIN_RULES) they break."""
         validate_settings(self, source=source)
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"{source}: val_fraction must be between 0 and 1, got {self.val_fraction}")
-        if not 0.0 <= self.fixed_threshold <= 1.0:
-            raise ConfigError(f"{source}: fixed_threshold must be in [0, 1], got {self.fixed_threshold}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"{source}: dropout must be in [0, 1), got {self.dropout}")
-        if self.time_budget is not None:
-            parse_duration(self.time_budget, source=f"{source}: time_budget")
-        if self.cv == 1:
-            raise ConfigError(f"{source}: cv is 1; expected 0 (off) or at least 2 folds")
-        resolved = dataclasses.replace(self, objective=self.objective or "f1")
-        validate_decisions(resolved, mode=self.threshold_mode or decision_mode(resolved.objective), source=source)
-        unknown = [name for name in self.logger_names() if name not in LOGGERS]
-        if unknown:
-            raise ConfigError(f"{source}: loggers has {unknown[0]!r}; expected a comma-separated list of "
-                              f"{', '.join(LOGGERS)}")
-        for name in ("lr", "finetune_lr"):
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise ConfigError(f"{source}: {name} must be > 0, got {getattr(self, name)!r}")
+        message = broken_rule(self, TRAIN_RULES)
+        if message:
+            raise ConfigError(f"{source}: {message}")
 
     def budget_seconds(self) -> float | None:
         """The time budget in seconds (None: no limit)."""
@@ -209,7 +213,8 @@ class TrainConfig:
     def for_modality(self, modality: str) -> "TrainConfig":
         """These settings with the modality's defaults filled in (MODALITY_DEFAULTS).
 
-        Raises ConfigError for a setting the modality refuses (MODALITY_REFUSES) and for an ensemble with fine-tuning.
+        Raises ConfigError for a setting the modality refuses (MODALITY_REFUSES) and for settings that break a rule
+        between them (TRAIN_RULES), e.g. an ensemble with fine-tuning.
         """
         if modality not in MODALITIES:
             raise ConfigError(f"modality {modality!r} is not one of {list(MODALITIES)}")
@@ -217,15 +222,9 @@ class TrainConfig:
         if given:
             raise ConfigError(f"setting(s) {', '.join(f'{n}={getattr(self, n)!r}' for n in given)} do not apply to "
                               f"{modality} models; remove them")
-        if self.cv and self.ensemble not in (1, self.cv):
-            raise ConfigError(f"cv={self.cv} with ensemble={self.ensemble}: cross-validation trains one head per fold "
-                              "(an ensemble of cv heads); give one of them")
-        if self.cv and self.finetune:
-            raise ConfigError(f"cv={self.cv} with finetune: cross-validation trains heads on the frozen encoder; "
-                              "fine-tune a single model instead")
-        if self.ensemble > 1 and self.finetune:
-            raise ConfigError(f"ensemble={self.ensemble} with finetune: an ensemble shares one frozen encoder; "
-                              "fine-tune a single model (ensemble=1) instead")
+        message = broken_rule(self, TRAIN_RULES)
+        if message:
+            raise ConfigError(message)
         defaults = {name: value for name, value in MODALITY_DEFAULTS[modality].items() if getattr(self, name) is None}
         if self.cv:
             defaults["ensemble"] = self.cv
@@ -262,19 +261,46 @@ def parse_duration(text: str | int | float, *, source: str = "duration") -> floa
     return seconds
 
 
-def validate_decisions(settings: Any, *, mode: str, source: str = "config") -> None:
-    """Raise ConfigError for a bad objective, confidence or label-count rule (of TrainConfig or CalibrateSettings)
-    for thresholds of `mode`, before any data is read."""
-    goal = parse_objective(settings.objective)
+def _mode(settings: Any) -> str:
+    """The threshold mode of unresolved settings: the given one, else the objective's (f1's when unset)."""
+    return settings.threshold_mode or decision_mode(settings.objective or "f1")
+
+
+def _objective_fits_mode(settings: Any) -> str | None:
+    goal, mode = parse_objective(settings.objective or "f1"), _mode(settings)
     if (mode == "top-k" and goal.kind != "f1") or (mode == "fixed" and goal.kind not in ("f1", "hamming")):
-        raise ConfigError(f"{source}: objective {goal} applies to per-label and global thresholds, not to {mode!r}")
-    if settings.confidence is not None and not (0.0 < settings.confidence < 1.0 and mode == "per-label"
-                                                and goal.kind in ("precision", "recall")):
-        raise ConfigError(f"{source}: confidence={settings.confidence!r}: expected a number in (0, 1) with a "
-                          f"precision>=P or recall>=R objective and per-label thresholds (got objective {goal}, "
-                          f"mode {mode!r})")
-    if settings.max_labels is not None and settings.max_labels < settings.min_labels:
-        raise ConfigError(f"{source}: max_labels={settings.max_labels} is below min_labels={settings.min_labels}")
+        return f"objective {goal} applies to per-label and global thresholds, not to {mode!r}"
+    return None
+
+
+def _confidence_guards_a_target(settings: Any) -> str | None:
+    goal, mode, confidence = parse_objective(settings.objective or "f1"), _mode(settings), settings.confidence
+    if confidence is not None and not (0.0 < confidence < 1.0 and mode == "per-label"
+                                       and goal.kind in ("precision", "recall")):
+        return (f"confidence={confidence!r}: expected a number in (0, 1) with a precision>=P or recall>=R objective "
+                f"and per-label thresholds (got objective {goal}, mode {mode!r})")
+    return None
+
+
+# Rules between settings, in one place: validate() and for_modality() check them, `tagnet settings` lists them.
+# (Rules that need the data or the model, e.g. cv with a --val file, are checked where those are known: the trainer.)
+TRAIN_RULES = (
+    Rule("cv > 0 trains one head per fold: ensemble is 1 or cv", lambda c: (
+        f"cv={c.cv} with ensemble={c.ensemble}: cross-validation trains one head per fold (an ensemble of cv heads); "
+        "give one of them") if c.cv and c.ensemble not in (1, c.cv) else None),
+    Rule("cv > 0 trains heads on the frozen encoder: no finetune", lambda c: (
+        f"cv={c.cv} with finetune: cross-validation trains heads on the frozen encoder; fine-tune a single model "
+        "instead") if c.cv and c.finetune else None),
+    Rule("ensemble > 1 shares one frozen encoder: no finetune", lambda c: (
+        f"ensemble={c.ensemble} with finetune: an ensemble shares one frozen encoder; fine-tune a single model "
+        "(ensemble=1) instead") if c.ensemble > 1 and c.finetune else None),
+    Rule("top-k thresholds optimise f1 only; fixed ones f1 or hamming", _objective_fits_mode),
+    Rule("confidence in (0, 1) only with a precision>=P or recall>=R objective and per-label thresholds",
+         _confidence_guards_a_target),
+    Rule("max_labels >= min_labels", lambda c: (
+        f"max_labels={c.max_labels} is below min_labels={c.min_labels}")
+        if c.max_labels is not None and c.max_labels < c.min_labels else None),
+)
 
 
 @dataclass
@@ -293,9 +319,10 @@ class CalibrateSettings:
 class PredictSettings:
     """Settings of `tagnet predict` (and of the Predictor the API builds)."""
 
-    batch_size: int = _setting(32, "inputs per model call", flag="--batch-size", min=1, max=MAX_BATCH_SIZE)
+    batch_size: int = _setting(32, "inputs per model call", flag="--batch-size",
+                               constraint=Interval(1, MAX_BATCH_SIZE))
     runtime: str = _setting("auto", "auto (ONNX Runtime when the artifact has a model.onnx from `tagnet export`), "
-                                    "torch or onnx", flag="--runtime", choices=RUNTIMES)
+                                    "torch or onnx", flag="--runtime", constraint=Options(RUNTIMES))
 
 
 @dataclass
@@ -303,24 +330,27 @@ class ServeSettings:
     """Settings of `tagnet serve`."""
 
     host: str = _setting("127.0.0.1", "address to listen on (0.0.0.0 for every interface)", flag="--host")
-    port: int = _setting(8000, "port to listen on", flag="--port", min=0, max=65535)
+    port: int = _setting(8000, "port to listen on", flag="--port", constraint=Interval(0, 65535))
     runtime: str = _setting("auto", "auto (ONNX Runtime when the artifact has a model.onnx), torch or onnx",
-                            flag="--runtime", choices=RUNTIMES)
-    batch_size: int = _setting(32, "most inputs per model call", flag="--batch-size", min=1, max=MAX_BATCH_SIZE)
+                            flag="--runtime", constraint=Options(RUNTIMES))
+    batch_size: int = _setting(32, "most inputs per model call", flag="--batch-size",
+                               constraint=Interval(1, MAX_BATCH_SIZE))
     batch_window_ms: float = _setting(5.0, "how long to wait for more requests to batch with the first",
-                                      flag="--batch-window-ms", min=0)
-    max_upload_mb: float = _setting(20.0, "largest request body in MB", flag="--max-upload-mb", min=0.001)
-    max_items: int = _setting(64, "most images, texts or rows in one request", flag="--max-items", min=1,
-                            max=MAX_BATCH_SIZE)
-    max_pixels: int = _setting(40_000_000, "most pixels (width x height) of one uploaded image", min=1)
+                                      flag="--batch-window-ms", constraint=AT_LEAST_0)
+    max_upload_mb: float = _setting(20.0, "largest request body in MB", flag="--max-upload-mb",
+                                    constraint=Interval(0.001, None))
+    max_items: int = _setting(64, "most images, texts or rows in one request", flag="--max-items",
+                            constraint=Interval(1, MAX_BATCH_SIZE))
+    max_pixels: int = _setting(40_000_000, "most pixels (width x height) of one uploaded image",
+                                  constraint=AT_LEAST_1)
 
 
 @dataclass
 class ExportSettings:
     """Settings of `tagnet export`."""
 
-    format: str = _setting("onnx", "export format", flag="--format", choices=("onnx",))
-    opset: int = _setting(18, "ONNX opset version", flag="--opset", min=17)
+    format: str = _setting("onnx", "export format", flag="--format", constraint=Options(("onnx",)))
+    opset: int = _setting(18, "ONNX opset version", flag="--opset", constraint=Interval(17, None))
     quantize: bool = _setting(False, "also write model.int8.onnx (int8 dynamic quantisation)", flag="--quantize")
 
 
@@ -328,13 +358,12 @@ class ExportSettings:
 class TuneSettings:
     """Settings of `tagnet tune`."""
 
-    trials: int = _setting(20, "trials the study should hold in all; a rerun continues it", flag="--trials", min=1)
-    timeout: float | None = _setting(None, "start no new trial after this many seconds", flag="--timeout", min=0)
+    trials: int = _setting(20, "trials the study should hold in all; a rerun continues it", flag="--trials",
+                         constraint=AT_LEAST_1)
+    timeout: float | None = _setting(None, "start no new trial after this many seconds", flag="--timeout",
+                                    constraint=POSITIVE)
     metric: str = _setting("mAP", "what to optimise on validation (F1 and Hamming loss at the fitted thresholds)",
-                           flag="--metric", choices=tuple(TUNE_METRICS))
-
-
-SETTINGS_CLASSES = (TrainConfig, CalibrateSettings, PredictSettings, ServeSettings, ExportSettings, TuneSettings)
+                           flag="--metric", constraint=Options(tuple(TUNE_METRICS)))
 
 
 def setting_types(cls: type) -> dict[str, type]:
@@ -356,12 +385,16 @@ def check_known(values: dict[str, Any], cls: type, *, source: str) -> None:
             raise ConfigError(f"{source}: unknown setting {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
 
 
-def validate_settings(settings: Any, *, source: str | None = None, flags: bool = False) -> None:
-    """Check every field of a settings dataclass against its type, choices, min and max; raise ConfigError
-    (its message starts with `source`, e.g. the config file, when given, and names the CLI flag when `flags`)."""
+def validate_settings(settings: Any, *, source: str | None = None, flags: bool = False,
+                      names: tuple[str, ...] | None = None) -> None:
+    """Check every field (or those in `names`) of a settings dataclass against its type and declared constraint;
+    raise ConfigError "{name} is {value!r}; expected ..." (after `source`, e.g. the config file, when given; naming
+    the CLI flag when `flags`)."""
     types = setting_types(type(settings))
     prefix = f"{source}: " if source else ""
     for f in fields(settings):
+        if names is not None and f.name not in names:
+            continue
         value = getattr(settings, f.name)
         name = f.metadata.get("flag", f.name) if flags else f.name
         if value is None:
@@ -374,20 +407,20 @@ def validate_settings(settings: Any, *, source: str | None = None, flags: bool =
             fits = True
         if not fits:
             raise ConfigError(f"{prefix}{name} is {value!r}; expected a {wanted.__name__}")
-        choices = f.metadata.get("choices")
-        if choices and value not in choices:
-            raise ConfigError(f"{prefix}{name} is {value!r}; expected one of {', '.join(choices)}")
-        if "min" in f.metadata and value < f.metadata["min"]:
-            raise ConfigError(f"{prefix}{name} is {value!r}; expected at least {f.metadata['min']}")
-        if "max" in f.metadata and value > f.metadata["max"]:
-            raise ConfigError(f"{prefix}{name} is {value!r}; expected at most {f.metadata['max']}")
+        constraint = f.metadata.get("constraint")
+        try:
+            message = constraint.check(name, value) if constraint is not None else None
+        except ConfigError as exc:
+            raise ConfigError(f"{prefix}{exc}") from None
+        if message:
+            raise ConfigError(prefix + message)
 
 
-def describe_settings(cls: type = TrainConfig) -> list[tuple[str, str, str, str]]:
-    """(name, type, default, meaning) for every setting of a settings dataclass."""
+def describe_settings(cls: type = TrainConfig) -> list[tuple[str, str, str, str, str]]:
+    """(name, type, default, constraint, meaning) for every setting of a settings dataclass."""
     types = setting_types(cls)
     return [(f.name, types[f.name].__name__, "per modality" if f.name in MODALITY_DEFAULTS["image"] and f.default is None
-             else repr(f.default), f.metadata["help"]) for f in fields(cls)]
+             else repr(f.default), str(f.metadata.get("constraint") or ""), f.metadata["help"]) for f in fields(cls)]
 
 
 def parse_value(name: str, text: str, cls: type = TrainConfig) -> Any:

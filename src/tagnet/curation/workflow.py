@@ -71,7 +71,7 @@ def audit_labels(labels: str | Path, *, images_dir: str | Path | None = None, te
         result.output = write_label_issues(issues, output)
     if page is not None:
         result.page = write_issues_page(issues, page, images_dir=images_folder(table.meta, images_dir),
-                                        thumbnails=kind.thumbnails, source=str(labels))
+                                        thumbnails=kind.spec.thumbnails, source=str(labels))
     return result
 
 

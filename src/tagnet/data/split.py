@@ -6,9 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from tagnet.data.labels import read_labels, write_labels
 from tagnet.data.label_table import LabelTable
@@ -105,25 +102,6 @@ def split_file(path: str | Path, *, out_dir: str | Path, val: float = 0.2, test:
     """Read a label file, split it with split_table and write the parts with write_split."""
     parts = split_table(read_labels(path, **read_kwargs), val=val, test=test, seed=seed)
     return write_split(parts, out_dir, source=path)
-
-
-def render_split(parts: dict[str, LabelTable], console: Console, *, paths: dict[str, Path] | None = None) -> None:
-    """Print item counts and each label's share per part, and the largest share gap."""
-    table = Table(box=None, padding=(0, 2))
-    table.add_column("label")
-    for name in parts:
-        table.add_column(name, justify="right")
-    table.add_row("[bold]items[/bold]", *(str(len(p)) for p in parts.values()))
-    labels = next(iter(parts.values())).label_names
-    counts = np.stack([part.label_counts() for part in parts.values()])  # (parts, labels)
-    shares = counts / np.array([len(part) for part in parts.values()])[:, None]
-    for j, label in enumerate(labels):
-        table.add_row(escape(label), *(f"{c} ({s:.1%})" for c, s in zip(counts[:, j], shares[:, j])))
-    gap = float((shares.max(axis=0) - shares.min(axis=0)).max()) if labels else 0.0
-    console.print(table)
-    console.print(f"largest difference of a label's share between parts: {gap * 100:.1f} points")
-    for name, path in (paths or {}).items():
-        console.print(f"wrote {name}: {escape(str(path))}", soft_wrap=True)
 
 
 def kfold_rows(table: LabelTable, *, folds: int, seed: int = 0) -> list[np.ndarray]:

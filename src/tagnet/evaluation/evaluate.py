@@ -30,16 +30,6 @@ def evaluate(artifact: str | Path | Artifact | Predictor, labels: str | Path, *,
     return report, errors
 
 
-def evaluate_rules(artifact: str | Path | Artifact | Predictor, labels: str | Path, *,
-                   images_dir: str | Path | None = None, read_options: dict | None = None,
-                   at: float = 0.5) -> tuple[MetricsReport, MetricsReport, dict[str, str]]:
-    """As `evaluate`, scored twice from one pass: (report at the artifact's thresholds, report at p >= `at` for every
-    label (0.5 minimises the expected Hamming loss), skipped)."""
-    (fitted, fixed), errors = _evaluate_rules(artifact, labels, images_dir=images_dir, read_options=read_options,
-                                              rules=[None, at])
-    return fitted, fixed, errors
-
-
 def evaluate_side_by_side(artifact: str | Path | Artifact | Predictor, labels: str | Path, *,
                           images_dir: str | Path | None = None, read_options: dict | None = None
                           ) -> tuple[MetricsReport, dict[str, MetricsReport], dict[str, str]]:

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 from sklearn.metrics import (
     accuracy_score,
     coverage_error,
@@ -94,32 +92,97 @@ def _one_error(y_true: np.ndarray, scores: np.ndarray) -> float | None:
     return float(1.0 - y_true[has_label][np.arange(len(top)), top].mean())
 
 
-def average_precisions(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
-    """Each label's average precision on its known rows, as scikit-learn's average_precision_score (precision at each
-    distinct score, weighted by the recall it adds), for every label at once; NaN for a label without a known
-    positive. Returns float64 (n_labels,)."""
-    probs = np.asarray(probs, dtype=np.float64)
-    known = np.ones(probs.shape, dtype=bool) if known is None else np.asarray(known, dtype=bool)
-    scores = np.where(known, probs, -np.inf)  # unknown cells sort last and count for nothing
-    order = np.argsort(-scores, axis=0, kind="stable")
-    s = np.take_along_axis(scores, order, axis=0)
-    y = np.take_along_axis((np.asarray(targets) > 0.5) & known, order, axis=0)
-    k = np.take_along_axis(known, order, axis=0)
-    tp, counted = np.cumsum(y, axis=0), np.cumsum(k, axis=0)
-    last = k & np.vstack([s[1:] != s[:-1], np.ones((1, s.shape[1]), dtype=bool)])  # each distinct score's last row
-    at_last = np.where(last, tp, 0)
-    before = np.maximum.accumulate(np.vstack([np.zeros((1, s.shape[1]), dtype=tp.dtype), at_last[:-1]]), axis=0)
-    gain = np.where(last, tp - before, 0)
-    positives = y.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (gain * tp / np.maximum(counted, 1)).sum(axis=0) / np.where(positives > 0, positives, np.nan)
+def _checked_inputs(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None,
+                    names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(0/1 int8 targets, float64 probabilities, bool known mask); DataError for shapes, emptiness or NaN."""
+    y = np.asarray(targets).astype(bool).astype(np.int8)
+    p = np.asarray(probs, dtype=np.float64)
+    mask = np.ones(y.shape, dtype=bool) if known is None else np.asarray(known, dtype=bool)
+    if y.ndim != 2 or y.shape != p.shape or mask.shape != y.shape or y.shape[1] != len(names):
+        raise DataError(f"targets {y.shape}, probabilities {p.shape} and known {mask.shape} must all "
+                        f"have shape (items, labels) with one column per label name ({len(names)} names)")
+    if len(y) == 0:
+        raise DataError("no items to evaluate")
+    if not mask.any():
+        raise DataError(f"no known label values to evaluate: every one of the {y.size} cells is unknown")
+    bad = ~np.isfinite(p)
+    if bad.any():
+        i, j = map(int, np.argwhere(bad)[0])
+        raise DataError(f"probabilities row {i + 1}, label {names[j]!r}: {p[i, j]} ({int(bad.sum())} such value(s)); "
+                        "expected finite numbers (a model that diverged gives NaN)")
+    return y, p, mask
 
 
-def mean_average_precision(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None = None) -> float:
-    """Mean over labels with a known positive of average_precisions; NaN without any."""
-    values = average_precisions(targets, probs, known)
+def _label_prf(y: np.ndarray, pred: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-label precision, recall and F1 over the known cells, as scikit-learn's with zero_division=0."""
+    truth, said = y.astype(bool), pred.astype(bool) & mask
+    tp = (truth & said).sum(axis=0)
+    fp, fn = (~truth & said).sum(axis=0), (truth & mask & ~said).sum(axis=0)
+    return _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+def _ratio(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    return np.divide(top, bottom, out=np.zeros(len(top)), where=bottom > 0)
+
+
+def _floats(values: np.ndarray, keep: np.ndarray) -> list[float | None]:
+    return [float(v) if k else None for v, k in zip(values.tolist(), keep.tolist())]
+
+
+AP_BLOCK_CELLS = 1 << 24  # cells (items x labels) of the sorted copies average_precision holds at once
+
+
+def average_precision(y: np.ndarray, p: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-label average precision over the known cells, as scikit-learn's average_precision_score (tied scores are
+    one threshold); NaN for a label without a known positive. Columns are sorted together, in blocks of labels."""
+    n, width = y.shape
+    out = np.full(width, np.nan)
+    block = max(1, AP_BLOCK_CELLS // max(n, 1))
+    rows = np.arange(n)[:, None]
+    for start in range(0, width, block):
+        cols = slice(start, start + block)
+        score = np.where(mask[:, cols], p[:, cols], -np.inf)  # unknown cells sort last and are never positive
+        order = np.argsort(-score, axis=0, kind="stable")
+        ranked = np.take_along_axis(score, order, axis=0)
+        hit = np.take_along_axis(y[:, cols].astype(bool) & mask[:, cols], order, axis=0)
+        precision = np.cumsum(hit, axis=0) / (rows + 1.0)
+        last = np.ones(ranked.shape, bool)  # the last item of each group of tied scores: where precision is taken
+        last[:-1] = ranked[1:] != ranked[:-1]
+        group_end = np.minimum.accumulate(np.where(last, rows, n)[::-1], axis=0)[::-1]
+        positives = hit.sum(axis=0)
+        total = (hit * np.take_along_axis(precision, group_end, axis=0)).sum(axis=0)
+        out[cols] = np.where(positives > 0, total / np.maximum(positives, 1), np.nan)
+    return out
+
+
+def mean_average_precision(targets: np.ndarray, probs: np.ndarray, known: np.ndarray) -> float:
+    """Mean of average_precision over the labels with a known positive (what validation mAP is); NaN without any."""
+    values = average_precision(np.asarray(targets), np.asarray(probs, dtype=np.float64), np.asarray(known, dtype=bool))
     values = values[np.isfinite(values)]
     return float(values.mean()) if len(values) else float("nan")
+
+
+def _per_label(y: np.ndarray, p: np.ndarray, pred: np.ndarray, mask: np.ndarray, names: list[str],
+               thresholds: np.ndarray, ece: np.ndarray) -> list[dict[str, Any]]:
+    """One row per label: AP, precision, recall, F1 on the rows where it is known, support, threshold, ECE."""
+    precision, recall, f1 = _label_prf(y, pred, mask)
+    ap, support, seen = average_precision(y, p, mask), (y.astype(bool) & mask).sum(axis=0), mask.any(axis=0)
+    columns = {"label": names, "ap": _floats(ap, ~np.isnan(ap)), "precision": _floats(precision, seen),
+               "recall": _floats(recall, seen), "f1": _floats(f1, seen), "support": support.tolist(),
+               "threshold": np.asarray(thresholds, dtype=np.float64).tolist(), "ece": _floats(ece, ~np.isnan(ece))}
+    return [dict(zip(columns, row)) for row in zip(*columns.values())]
+
+
+def _example_based(yc: np.ndarray, pc: np.ndarray, sc: np.ndarray) -> tuple[Any, ...]:
+    """(samples P/R/F1, exact match, ranking loss, coverage error, one-error) of the fully labelled items; Nones
+    when there are none."""
+    if not len(yc):
+        return (None, None, None), None, None, None, None
+    if yc.shape[1] == 1:  # scikit-learn takes one column for a binary task: add a label nobody has, scored lowest
+        yc, pc = np.hstack([yc, np.zeros_like(yc)]), np.hstack([pc, np.zeros_like(pc)])
+        sc = np.hstack([sc, np.full_like(sc, sc.min() - 1.0)])
+    return (_prf(yc, pc, "samples"), float(accuracy_score(yc, pc)), float(label_ranking_loss(yc, sc)),
+            float(coverage_error(yc, sc)), _one_error(yc, sc))
 
 
 def evaluate_probabilities(
@@ -156,52 +219,18 @@ def evaluate_probabilities(
         DataError: shapes disagree, there are no items or no known values, or a probability is NaN or infinite.
         ConfigError: the thresholds are for a different number of labels.
     """
-    y = np.asarray(targets).astype(bool).astype(np.int8)
-    p = np.asarray(probs, dtype=np.float64)
-    mask = np.ones(y.shape, dtype=bool) if known is None else np.asarray(known, dtype=bool)
     names = list(label_names)
-    if y.ndim != 2 or y.shape != p.shape or mask.shape != y.shape or y.shape[1] != len(names):
-        raise DataError(f"targets {y.shape}, probabilities {p.shape} and known {mask.shape} must all "
-                        f"have shape (items, labels) with one column per label name ({len(names)} names)")
-    if len(y) == 0:
-        raise DataError("no items to evaluate")
-    if not mask.any():
-        raise DataError(f"no known label values to evaluate: every one of the {y.size} cells is unknown")
-    bad = ~np.isfinite(p)
-    if bad.any():
-        i, j = map(int, np.argwhere(bad)[0])
-        raise DataError(f"probabilities row {i + 1}, label {names[j]!r}: {p[i, j]} ({int(bad.sum())} such value(s)); "
-                        "expected finite numbers (a model that diverged gives NaN)")
+    y, p, mask = _checked_inputs(targets, probs, known, names)
     th = as_thresholds(thresholds, num_labels=len(names))
     pred = apply_thresholds(p, th).astype(np.int8)
     probabilities = bool(((p >= 0) & (p <= 1)).all())
-    ece = calibration_error(y, p, mask) if probabilities else np.full(len(names), np.nan)
-
-    per_label, label_aps = [], average_precisions(y, p, mask)
-    for j, name in enumerate(names):
-        rows = mask[:, j]
-        yj, pj = y[rows, j], pred[rows, j]
-        precision, recall, f1 = _prf(yj, pj, None) if rows.any() else (None, None, None)
-        ap = float(label_aps[j]) if np.isfinite(label_aps[j]) else None
-        per_label.append({"label": name, "ap": ap, "precision": precision, "recall": recall, "f1": f1,
-                          "support": int(yj.sum()), "threshold": float(th.values[j]),
-                          "ece": None if np.isnan(ece[j]) else float(ece[j])})
+    per_label = _per_label(y, p, pred, mask, names, th.values,
+                           calibration_error(y, p, mask) if probabilities else np.full(len(names), np.nan))
     aps = [row["ap"] for row in per_label if row["ap"] is not None]
-
     micro = _prf(y[mask], pred[mask], "binary")
     macro = [float(np.mean([row[k] for row in per_label if row[k] is not None])) for k in ("precision", "recall", "f1")]
-
     complete = mask.all(axis=1)
-    yc, pc, sc = y[complete], pred[complete], p[complete]
-    if len(names) == 1:  # scikit-learn takes one column for a binary task: add a label nobody has, scored lowest
-        yc, pc = np.hstack([yc, np.zeros_like(yc)]), np.hstack([pc, np.zeros_like(pc)])
-        sc = np.hstack([sc, np.full_like(sc, sc.min() - 1.0 if len(sc) else 0.0)])
-    if complete.any():
-        samples: tuple[float | None, ...] = _prf(yc, pc, "samples")
-        exact = float(accuracy_score(yc, pc))
-        ranking, coverage = float(label_ranking_loss(yc, sc)), float(coverage_error(yc, sc))
-    else:
-        samples, exact, ranking, coverage = (None, None, None), None, None, None
+    samples, exact, ranking, coverage, one_error = _example_based(y[complete], pred[complete], p[complete])
 
     return MetricsReport(
         label_names=names, threshold_mode=th.mode, n_items=len(y), n_complete=int(complete.sum()),
@@ -210,47 +239,6 @@ def evaluate_probabilities(
         macro_precision=macro[0], macro_recall=macro[1], macro_f1=macro[2],
         samples_precision=samples[0], samples_recall=samples[1], samples_f1=samples[2],
         hamming_loss=float(hamming_loss(y[mask], pred[mask])), exact_match=exact,
-        ranking_loss=ranking, coverage=coverage, one_error=_one_error(yc, sc) if complete.any() else None,
+        ranking_loss=ranking, coverage=coverage, one_error=one_error,
         labels_without_positives=[row["label"] for row in per_label if row["ap"] is None],
         ece=float(calibration_error(y[mask][:, None], p[mask][:, None])[0]) if probabilities else None)
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def render_metrics(report: MetricsReport, console: Console) -> None:
-    """Print a per-label table (AP, precision, recall, F1, support, threshold) with averages, then the
-    example-based and ranking metrics."""
-    table = Table(title="Per-label metrics (precision, recall, F1 at fitted thresholds)",
-                  caption=f"threshold mode: {report.threshold_mode}; a label is predicted when its probability >= "
-                          "its threshold")
-    for column in ("label", "AP", "precision", "recall", "F1", "support", "threshold", "ECE"):
-        table.add_column(column, justify="left" if column == "label" else "right")
-    for row in report.per_label:
-        table.add_row(row["label"], _fmt(row["ap"]), _fmt(row["precision"]), _fmt(row["recall"]),
-                      _fmt(row["f1"]), str(row["support"]), _fmt(row["threshold"]), _fmt(row.get("ece")))
-    table.add_section()
-    support = str(sum(row["support"] for row in report.per_label))
-    table.add_row("micro avg (F1 at fitted thresholds)", "", _fmt(report.micro_precision), _fmt(report.micro_recall),
-                  _fmt(report.micro_f1), support, "", _fmt(report.ece))
-    table.add_row("macro avg (mAP)", _fmt(report.mAP), _fmt(report.macro_precision),
-                  _fmt(report.macro_recall), _fmt(report.macro_f1), support, "", "")
-    table.add_row("samples avg", "", _fmt(report.samples_precision), _fmt(report.samples_recall),
-                  _fmt(report.samples_f1), "", "", "")
-    console.print(table)
-
-    overall = Table(title=f"Example-based metrics ({report.n_complete} of {report.n_items} items fully labelled)")
-    overall.add_column("metric")
-    overall.add_column("value", justify="right")
-    overall.add_column("better", justify="center")
-    for name, value, better in (("Hamming loss", report.hamming_loss, "lower"),
-                                ("exact match", report.exact_match, "higher"),
-                                ("ranking loss", report.ranking_loss, "lower"),
-                                ("coverage error", report.coverage, "lower"),
-                                ("one-error", report.one_error, "lower"),
-                                ("calibration error (ECE)", report.ece, "lower")):
-        overall.add_row(name, _fmt(value), better)
-    console.print(overall)
-    for line in report.warnings():
-        console.print(f"[yellow]warning[/] {line}", soft_wrap=True)

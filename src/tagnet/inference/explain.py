@@ -166,7 +166,7 @@ def explain_images(predictor: Predictor, images: Sequence[ImageInput], *, labels
         ModelError: not an image model, or a backbone without convolutional feature maps.
         ConfigError: the grad-cam package is not installed.
     """
-    if not predictor.modality.explainable:
+    if not predictor.modality.spec.explainable:
         raise ModelError(f"{predictor.artifact.path} is a {predictor.modality.name} model; heatmaps explain image "
                          "models only")
     names = list(predictor.label_names)

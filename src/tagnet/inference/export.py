@@ -18,8 +18,7 @@ from tagnet.config.settings import ExportSettings
 from tagnet.errors import ConfigError, ModelError
 from tagnet.evaluation.evaluate import evaluate
 from tagnet.files import atomic_write
-from tagnet.modalities.base import OnnxGraph
-from tagnet.modalities.text import tokenizer_path
+from tagnet.modalities.onnx_specs import OnnxGraph
 from tagnet.inference.predictor import ONNX_FILE, ONNX_OUTPUT, WEIGHTS_DIGEST_KEY, Predictor, weights_sha256
 
 try:
@@ -125,25 +124,15 @@ def _export_proto(graph: OnnxGraph, *, opset: int) -> onnx.ModelProto:
     return program.model_proto
 
 
-def _write_tokenizer(encoder, path: Path) -> None:
-    """The encoder's fast tokenizer as one tokenizers-library file, set to truncate and pad as tagnet does."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_str(encoder.tokenizer.backend_tokenizer.to_str())
-    tokenizer.enable_truncation(encoder.max_tokens)
-    tokenizer.enable_padding(pad_id=encoder.pad_id, pad_token=encoder.tokenizer.pad_token)
-    atomic_write(path, lambda temp: tokenizer.save(str(temp)))
-
-
-def _quantize(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.ModelProto:
+def _quantize(proto: onnx.ModelProto, metadata: dict[str, str], *, symbolic_shapes: bool) -> onnx.ModelProto:
     """int8 dynamic quantisation (weights int8, activations quantised at run time) after ORT's pre-processing."""
     with tempfile.TemporaryDirectory(prefix="tagnet-quantize-") as tmp, contextlib.chdir(tmp):
         # in tmp as the working folder: ORT's shape inference leaves files in it when it fails
         source, prepared, quantized = Path(tmp, "float.onnx"), Path(tmp, "prepared.onnx"), Path(tmp, "int8.onnx")
         onnx.save(proto, source)
-        # ORT's symbolic shape inference cannot follow the transformer's dynamic token axis; ONNX's own
-        # shape inference (kept) is enough for dynamic quantisation.
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape="tokenizer" in metadata)  # text: a transformer
+        # where ORT's symbolic shape inference cannot follow the graph (OnnxSpec.symbolic_shapes), ONNX's own shape
+        # inference (kept) is enough for dynamic quantisation
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=not symbolic_shapes)
         quantize_dynamic(prepared, quantized, weight_type=QuantType.QInt8)
         return _with_metadata(onnx.load(str(quantized)), {**metadata, "quantization": "int8 dynamic (onnxruntime)"})
 
@@ -192,7 +181,8 @@ def export_onnx(
         raise ConfigError(f"export output {out} must end in .onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
     on_torch = Predictor(artifact, runtime="torch", calibrated=False)  # the graph's own probabilities
-    graph = on_torch.modality.onnx_graph(on_torch, out=out)
+    spec = on_torch.modality.onnx
+    graph = spec.graph(on_torch, out=out)
     expected = [on_torch.predict_proba(samples) for samples in graph.samples]  # the whole PyTorch path, as predicted
     metadata = onnx_metadata(artifact, **graph.metadata)
     proto = _with_metadata(_export_proto(graph, opset=opset), metadata)
@@ -203,11 +193,9 @@ def export_onnx(
     atomic_write(out, lambda temp: onnx.save(proto, str(temp)))
     report = ExportReport(onnx_path=out, size_bytes=out.stat().st_size, parity_max_abs_diff=diff,
                           parity_samples=sum(len(batch) for batch in graph.graph_inputs))
-    if "tokenizer" in graph.metadata:
-        report.tokenizer_path = tokenizer_path(out)
-        _write_tokenizer(artifact.model.backbone, report.tokenizer_path)
+    report.tokenizer_path = spec.write_beside(on_torch, out)
     if quantize:
-        int8 = _quantize(proto, metadata)
+        int8 = _quantize(proto, metadata, symbolic_shapes=spec.symbolic_shapes)
         report.int8_path = out.with_name(out.name.removesuffix(".onnx") + INT8_SUFFIX)
         report.int8_max_abs_diff = _max_abs_diff(int8, graph, expected)
         atomic_write(report.int8_path, lambda temp: onnx.save(int8, str(temp)))

@@ -1,4 +1,4 @@
-"""The Modality protocol: everything that varies by input kind (images, texts, feature rows), and nothing else."""
+"""The Modality bundle: one input kind's reading, fitted state, training inputs and prediction, holding its roles."""
 
 from __future__ import annotations
 
@@ -8,29 +8,19 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tagnet.training.budget import Throughput
-from tagnet.config.settings import MODALITY_DEFAULTS, TrainConfig
+from tagnet.config.settings import TrainConfig
 from tagnet.data.label_table import LabelTable
-from tagnet.errors import ArtifactError, DataError, RequestError
+from tagnet.errors import ArtifactError, DataError
 from tagnet.models import TagnetModel, create_model
+from tagnet.modalities.codecs import RequestCodec
+from tagnet.modalities.onnx_specs import OnnxSpec
+from tagnet.modalities.specs import ModalitySpec
 
 if TYPE_CHECKING:
     from tagnet.inference.predictor import Predictor
-
-# (low, high, log scale) of every float setting `tagnet tune` searches; the names are TrainConfig fields.
-SEARCH_RANGES: dict[str, tuple[float, float, bool]] = {
-    "lr": (1e-4, 3e-2, True),
-    "weight_decay": (1e-6, 1e-1, True),
-    "dropout": (0.0, 0.5, False),
-    "focal_gamma": (0.5, 4.0, False),
-    "asl_gamma_neg": (1.0, 6.0, False),
-    "asl_gamma_pos": (0.0, 1.5, False),
-    "asl_clip": (0.0, 0.2, False),
-}
-
 
 @dataclass
 class LabeledInputs:
@@ -82,39 +72,19 @@ class HeadInputs:
         return DataLoader(dataset, batch_size=batch_size if train else 1024, shuffle=train)
 
 
-@dataclass
-class OnnxGraph:
-    """What one modality exports: the module (graph inputs -> probabilities), its input name and dynamic axes, and
-    sample batches both as the predictor takes them (`samples`) and as the graph does (`graph_inputs`)."""
-
-    module: nn.Module
-    input_name: str
-    dynamic_axes: dict[int, Any]
-    samples: list[Any]
-    graph_inputs: list[torch.Tensor]
-    metadata: dict[str, str]
-
-
 class Modality:
-    """One kind of input. Subclasses fill in the class attributes and the methods marked "per modality"."""
+    """One kind of input. Subclasses name their roles (spec: the declared facts; codec: serving requests; onnx: the
+    export) and fill in the methods marked "per modality"."""
 
-    name: ClassVar[str]
-    page: ClassVar[str] = "lines.html"  # the served web page
-    request_key: ClassVar[str]  # the JSON body's key of the inputs in POST /predict
-    head_widths: ClassVar[tuple[int, ...]]  # what `tagnet tune` tries for head_hidden
-    search_ranges: ClassVar[dict[str, tuple[float, float, bool]]] = SEARCH_RANGES
+    spec: ClassVar[ModalitySpec]  # what it declares: served page, request key, defaults, refusals, search space
+    codec: ClassVar[RequestCodec]  # how a served request (HTTP body, Open Inference Protocol tensor) becomes its inputs
+    onnx: ClassVar[OnnxSpec]  # what its ONNX export takes and writes
     mixes_network_inputs: ClassVar[bool] = False  # whether mixup applies when the whole network trains
-    explainable: ClassVar[bool] = False  # Grad-CAM heatmaps
-    takes_files: ClassVar[bool] = False  # POST /predict takes uploaded files (multipart) besides JSON
-    thumbnails: ClassVar[bool] = False  # the report shows its inputs as pictures
-    # a duration: without --finetune/--no-finetune the recipe is chosen to fit this time budget (recipes.choose_by_budget)
-    default_budget: ClassVar[str | None] = None
-    head_first_up_to: ClassVar[int] = 0  # choose_by_budget: up to this many training inputs a head comes first
 
     @property
-    def defaults(self) -> dict[str, Any]:
-        """The settings this modality fills in when they are not given (declared in tagnet.config.settings)."""
-        return MODALITY_DEFAULTS[self.name]
+    def name(self) -> str:
+        """"image", "text" or "tabular" (ModalitySpec.name)."""
+        return self.spec.name
 
     # ---- reading ----
     def read_options(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -161,18 +131,16 @@ class Modality:
         taken are removed from `extra` (per modality)."""
         raise NotImplementedError
 
-    def labels_info(self, predictor: Predictor) -> dict[str, Any]:
-        """What GET /labels says about the inputs beside the labels and thresholds."""
-        return {"modality": self.name}
-
     # ---- training ----
     def prepare(self, data: LabeledInputs, model: TagnetModel, *, cache_dir: Path) -> tuple[LabeledInputs, np.ndarray]:
         """Inputs made ready for training (images: decoded into a disk cache); returns (data, rows kept)."""
         return data, np.arange(len(data))
 
     def frozen(self, config: TrainConfig) -> bool:
-        """Whether heads train on a frozen encoder's cached output (before any fine-tuning)."""
-        return True
+        """Whether heads train on a frozen encoder's cached output (before any fine-tuning): not for a backbone the
+        modality trains whole (ModalitySpec.scratch_backbones), nor, where it says so, for one not pretrained."""
+        return config.backbone not in self.spec.scratch_backbones and \
+            (config.pretrained or not self.spec.frozen_needs_pretrained)
 
     def head_inputs(self, model: TagnetModel, data: LabeledInputs, state: dict[str, Any], *, cache_dir: Path,
                     progress: bool) -> HeadInputs:
@@ -225,26 +193,6 @@ class Modality:
         features = torch.cat(captured).numpy() if captured else np.zeros((0, predictor.model.num_features), np.float32)
         return probs, features, kept, errors
 
-    def request_items(self, body: Any, predictor: Predictor, *, max_items: int,
-                      max_pixels: int) -> tuple[list[str], list]:
-        """(sources, items) of a parsed JSON request body {request_key: [...]}; raises RequestError."""
-        raise NotImplementedError
-
-    def oip_inputs(self, predictor: Predictor) -> list[dict[str, Any]]:
-        """The Open Inference Protocol input tensors the model takes: {name, datatype, shape} (-1 = any), per modality."""
-        raise NotImplementedError
-
-    def oip_items(self, name: str, array: np.ndarray, predictor: Predictor, *,
-                  max_pixels: int) -> tuple[list[str], list]:
-        """(sources, items) of one OIP input tensor `name`, of the datatype and shape oip_inputs declares (BYTES: an
-        object array of bytes, or of str from JSON); raises RequestError (per modality)."""
-        raise NotImplementedError
-
-    # ---- export ----
-    def onnx_graph(self, predictor: Predictor, *, out: Path) -> OnnxGraph:
-        """The module, input and sample batches of the ONNX export to `out` (per modality)."""
-        raise NotImplementedError
-
 
 def check_items(items: Any, *, what: str) -> list:
     """`items` as a list; DataError unless it is a non-string sequence."""
@@ -252,12 +200,3 @@ def check_items(items: Any, *, what: str) -> list:
         raise DataError(f"{what}: expected a list of inputs, got {type(items).__name__}")
     return list(items)
 
-
-def bytes_text(value: bytes | str, *, what: str) -> str:
-    """One element of a BYTES tensor as text (UTF-8); raises RequestError 400."""
-    if isinstance(value, str):
-        return value
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RequestError(400, f"{what} is not UTF-8 text") from None

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import io
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -22,24 +18,20 @@ from tagnet.data.images import (CachedImageDataset, ImageCache, augmentation, bu
                                 load_image, normalize_batch, resolve_image_paths, to_model_size)
 from tagnet.data.decode import images_folder
 from tagnet.data.labels import read_labels
-from tagnet.errors import ArtifactError, DataError, RequestError, TagnetError
+from tagnet.errors import ArtifactError, DataError, TagnetError
 from tagnet.training.budget import Throughput, duration, feature_seconds
 from tagnet.inference.runtime import fastest_forward
 from tagnet.inference.feature_cache import cached_path, cached_tensor, encoder_digest
 from tagnet.models import PreprocessConfig, TagnetModel, create_model
-from tagnet.models.base import ProbabilityGraph
 from tagnet.models.fused import FusedBackbone
-from tagnet.modalities.base import HeadInputs, LabeledInputs, Modality, OnnxGraph, check_items
+from tagnet.modalities.base import HeadInputs, LabeledInputs, Modality, check_items
+from tagnet.modalities.codecs import ImageCodec
+from tagnet.modalities.onnx_specs import ImageOnnx
+from tagnet.modalities.specs import IMAGE
 
-CORRUPT_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError)  # what Pillow raises for damaged files
 # Small batches run the EfficientNets fastest on a 2-core CPU (Lite2 at 260 px: 41 images/s at 8, 23 at 32, 24 at
 # 64: large batches' activations spend the time in page faults); benchmarks/RESULTS.md has the measurement.
 FEATURE_BATCH = 8
-ONNX_INPUT = "images"
-ONNX_SAMPLES = (1, 4)
-OIP_PIXELS = "pixels"  # the Open Inference Protocol input of already normalised images
-IMAGE_INPUT = ("float32 {name} (batch, 3, {size}, {size}): RGB resized (bilinear) to {size}x{size}, "
-               "scaled to [0, 1] by x/255, then (x - mean) / std per channel")
 
 
 @dataclasses.dataclass
@@ -72,62 +64,13 @@ def prepare_image(image: Image.Image | np.ndarray, size: int) -> np.ndarray:
     return to_model_size(image, size)
 
 
-def open_upload(name: str, data: bytes) -> Image.Image:
-    """Image bytes opened lazily (only the header is read); RequestError 415 / 413 / 400 as decode_upload."""
-    try:
-        return Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise RequestError(415, f"{name}: not an image; expected a JPEG, PNG, GIF, BMP, TIFF or WebP file") from None
-    except Image.DecompressionBombError as exc:
-        raise RequestError(413, f"{name}: {exc}") from None
-    except CORRUPT_IMAGE_ERRORS as exc:
-        raise RequestError(400, f"{name}: corrupt image ({exc})") from None
-
-
-def decode_upload(name: str, data: bytes, *, size: int, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Image bytes -> (uint8 (size, size, 3) as the Predictor prepares files, the image's own (width, height)).
-
-    Raises RequestError: 415 when no image format is recognised, 413 over `max_pixels`, 400 when a recognised
-    image cannot be decoded (truncated or damaged).
-    """
-    with open_upload(name, data) as image:
-        width, height = image.size
-        if width * height > max_pixels:
-            raise RequestError(413, f"{name}: {width}x{height} is {width * height} pixels; expected at most {max_pixels}")
-        try:
-            image.draft("RGB", (size, size))
-            return to_model_size(image, size), (width, height)
-        except CORRUPT_IMAGE_ERRORS as exc:
-            raise RequestError(400, f"{name}: corrupt {image.format} image ({exc})") from None
-
-
-def from_base64(index: int, item: Any) -> tuple[str, bytes]:
-    """One item of a JSON body's "images" (base64, a data: URL or {name, data}) -> (name, bytes)."""
-    name, text = f"image_{index}", item
-    if isinstance(item, dict):
-        name, text = str(item.get("name", name)), item.get("data")
-    if not isinstance(text, str):
-        raise RequestError(400, f"images[{index}] is {type(item).__name__} {str(item)[:60]!r}; expected a base64 "
-                                "string, a data: URL or an object {name, data}")
-    if text.startswith("data:"):
-        text = text.partition(",")[2]
-    try:
-        return name, base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise RequestError(400, f"images[{index}] ({name}) is not valid base64") from None
-
-
 class ImageModality(Modality):
     """Images: the default modality."""
 
-    name = "image"
-    page = "index.html"
-    request_key = "images"
-    head_widths = (0, 256, 512)
+    spec = IMAGE
+    codec = ImageCodec(IMAGE)
+    onnx = ImageOnnx()
     mixes_network_inputs = True
-    explainable = True
-    thumbnails = True
-    takes_files = True
     state_keys = ("image_size", "mean", "std")
 
     def read(self, path, *, options, images_dir=None, text_column=None, state=None, label_names=None) -> LabeledInputs:
@@ -164,19 +107,12 @@ class ImageModality(Modality):
     def state_from_format_1(self, preprocess, extra) -> dict[str, Any]:
         return preprocess
 
-    def labels_info(self, predictor) -> dict[str, Any]:
-        return {"image_size": predictor.artifact.preprocess.image_size}
-
     def prepare(self, data, model, *, cache_dir) -> tuple[LabeledInputs, np.ndarray]:
         """Every image decoded and resized once into the cache; unreadable ones are dropped into `skipped`."""
         cache = build_image_cache(list(data.inputs), size=model.preprocess.image_size, cache_dir=cache_dir)
         kept = np.array([i for i in range(len(data)) if i not in cache.failures], dtype=np.int64)
         skipped = {str(cache.paths[row]): message for row, message in sorted(cache.failures.items())}
         return LabeledInputs(data.table.subset(kept), CachedImages(cache, kept), skipped), kept
-
-    def frozen(self, config: TrainConfig) -> bool:
-        """Pretrained backbones other than seed_cnn: a head on their cached features (then optional fine-tuning)."""
-        return config.pretrained and config.backbone != "seed_cnn"
 
     def head_inputs(self, model, data, state, *, cache_dir, progress) -> HeadInputs:
         """Pooled backbone features of every image and of its mirror image, float32, cached on disk."""
@@ -264,54 +200,6 @@ class ImageModality(Modality):
             if arrays:
                 probs.append(predictor.run(model_batch(arrays, pre)))
         return (np.concatenate(probs) if probs else np.zeros((0, len(predictor.label_names)), np.float32)), kept, errors
-
-    def request_items(self, body, predictor, *, max_items, max_pixels) -> tuple[list[str], list]:
-        """JSON {"images": [base64 | data: URL | {name, data}, ...]}, decoded (see decode_upload)."""
-        return self.decoded_files(self.json_uploads(body, max_items=max_items), predictor, max_pixels=max_pixels)
-
-    @staticmethod
-    def json_uploads(body: Any, *, max_items: int) -> list[tuple[str, bytes]]:
-        """(name, bytes) of each image of a JSON body {"images": [...]}; raises RequestError."""
-        items = body.get("images") if isinstance(body, dict) else None
-        if not isinstance(items, list):
-            raise RequestError(400, 'JSON body needs "images": a list of base64 strings or {name, data} objects')
-        if len(items) > max_items:
-            raise RequestError(400, f"{len(items)} images in one request; expected at most {max_items}")
-        if not items:
-            raise RequestError(400, "no image in the request; expected multipart file field(s) 'files' or JSON 'images'")
-        return [from_base64(i, item) for i, item in enumerate(items)]
-
-    def decoded_files(self, files: list[tuple[str, bytes]], predictor, *, max_pixels: int) -> tuple[list[str], list]:
-        """(names, prepared uint8 arrays) of uploaded image files."""
-        size = predictor.artifact.preprocess.image_size
-        return [name for name, _ in files], [decode_upload(name, data, size=size, max_pixels=max_pixels)[0]
-                                             for name, data in files]
-
-    def oip_inputs(self, predictor) -> list[dict[str, Any]]:
-        """BYTES "images" (N,): encoded image files (base64 strings in JSON); or FP32 "pixels" (N, 3, size, size):
-        images normalised as the model takes them (see IMAGE_INPUT)."""
-        size = predictor.artifact.preprocess.image_size
-        return [{"name": self.request_key, "datatype": "BYTES", "shape": [-1]},
-                {"name": OIP_PIXELS, "datatype": "FP32", "shape": [-1, 3, size, size]}]
-
-    def oip_items(self, name, array, predictor, *, max_pixels) -> tuple[list[str], list]:
-        if name == OIP_PIXELS:
-            return [f"{OIP_PIXELS}_{i}" for i in range(len(array))], list(array.astype(np.float32))
-        files = [from_base64(i, value) if isinstance(value, str) else (f"image_{i}", bytes(value))
-                 for i, value in enumerate(array)]
-        return self.decoded_files(files, predictor, max_pixels=max_pixels)
-
-    def onnx_graph(self, predictor, *, out) -> OnnxGraph:
-        """Normalised float images in; random RGB images are the samples."""
-        pre = predictor.artifact.preprocess
-        pixels = np.random.default_rng(0).integers(0, 256, (sum(ONNX_SAMPLES), pre.image_size, pre.image_size, 3),
-                                                   dtype=np.uint8)
-        samples = [pixels[:ONNX_SAMPLES[0]], pixels[ONNX_SAMPLES[0]:]]
-        inputs = [normalize_batch(torch.from_numpy(s).permute(0, 3, 1, 2), pre.mean, pre.std).contiguous() for s in samples]
-        return OnnxGraph(ProbabilityGraph(predictor.model), ONNX_INPUT, {0: torch.export.Dim("batch")}, samples, inputs,
-                         {"preprocess": json.dumps(pre.to_dict()),
-                          "input": IMAGE_INPUT.format(name=ONNX_INPUT, size=pre.image_size)})
-
 
 def backbone_members(model: TagnetModel) -> list[tuple[str, nn.Module]]:
     """(name, module) of each backbone of a fused model, or of the one backbone."""

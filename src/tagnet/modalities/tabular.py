@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -11,25 +10,22 @@ import torch
 from tagnet.config.settings import TrainConfig
 from tagnet.data.feature_table import (TABULAR_OPTIONS, fit_standardization, read_feature_rows, read_feature_table,
                                  standardize, table_read_options)
-from tagnet.errors import ArtifactError, DataError, RequestError, TagnetError
+from tagnet.errors import ArtifactError, DataError, TagnetError
 from tagnet.models import TagnetModel, create_model
-from tagnet.models.base import ProbabilityGraph
-from tagnet.modalities.base import HeadInputs, LabeledInputs, Modality, OnnxGraph, SEARCH_RANGES, check_items
+from tagnet.modalities.base import HeadInputs, LabeledInputs, Modality, check_items
+from tagnet.modalities.codecs import TableCodec
+from tagnet.modalities.onnx_specs import TableOnnx
+from tagnet.modalities.specs import TABULAR
 
-ONNX_INPUT = "features"
-TABULAR_INPUT = ("float32 {name} (batch, {count}): raw feature values in feature_names order, NaN for a missing "
-                 "value; the training standardisation is inside the graph")
 LABEL_CHOOSING_OPTIONS = ("label_columns", "label_count", "labels_xml")
 
 
 class TabularModality(Modality):
     """Rows of numeric features: an ARFF file, or a CSV table with --tabular / --label-count / --labels-xml."""
 
-    name = "tabular"
-    request_key = "rows"
-    head_widths = (128, 256, 512, 1024)
-    search_ranges = {**SEARCH_RANGES, "weight_decay": (1e-5, 1.0, True), "label_smoothing": (0.0, 0.2, False),
-                     "mixup": (0.0, 0.5, False)}
+    spec = TABULAR
+    codec = TableCodec(TABULAR)
+    onnx = TableOnnx()
     state_keys = ("feature_names", "mean", "std")
 
     def read_options(self, options):
@@ -111,45 +107,3 @@ class TabularModality(Modality):
                for start in range(0, len(inputs), predictor.batch_size)]
         probs = np.concatenate(out) if out else np.zeros((0, len(predictor.label_names)), np.float32)
         return probs, list(range(len(rows))), {}
-
-    def request_items(self, body, predictor, *, max_items, max_pixels) -> tuple[list[str], list]:
-        """JSON {"rows": [[x0, x1, ...], ...]} in the model's feature order, null for a missing value."""
-        rows = body.get("rows") if isinstance(body, dict) else None
-        if not isinstance(rows, list) or not rows:
-            raise RequestError(400, 'a tabular model needs a JSON body {"rows": [...]} with at least one row')
-        if len(rows) > max_items:
-            raise RequestError(400, f"{len(rows)} items in one request; at most {max_items}")
-        try:
-            array = np.asarray(rows, dtype=np.float64)
-        except (ValueError, TypeError) as exc:
-            raise RequestError(400, f'"rows" must be lists of numbers (null = missing) of equal length ({exc})') from None
-        if array.ndim != 2 or array.shape[1] != len(predictor.artifact.state["feature_names"]):
-            raise RequestError(400, f"rows of shape {array.shape}; the model expects "
-                                    f"(rows, {len(predictor.artifact.state['feature_names'])})")
-        huge = np.argwhere(np.abs(array) > np.finfo(np.float32).max)  # inf (1e400 parses as inf) or beyond float32
-        if len(huge):
-            row, column = huge[0]
-            raise RequestError(400, f"rows[{row}][{column}] is {array[row, column]!r}; expected a finite number within "
-                                    f"+-{np.finfo(np.float32).max:.3g} (null = missing)")
-        return [str(i + 1) for i in range(len(array))], list(array)
-
-    def oip_inputs(self, predictor) -> list[dict[str, Any]]:
-        """FP32 "rows" (N, features): raw values in feature_names order, NaN (null in JSON) for a missing value."""
-        return [{"name": self.request_key, "datatype": "FP32", "shape": [-1, len(predictor.artifact.state["feature_names"])]}]
-
-    def oip_items(self, name, array, predictor, *, max_pixels) -> tuple[list[str], list]:
-        return [str(i + 1) for i in range(len(array))], list(array.astype(np.float64))
-
-    def onnx_graph(self, predictor, *, out) -> OnnxGraph:
-        """Raw feature rows in (standardisation inside); rows drawn around the training mean, one value missing."""
-        state = predictor.artifact.state
-        mean, std = np.asarray(state["mean"]), np.asarray(state["std"])
-        rows = (mean + std * np.random.default_rng(0).standard_normal((5, len(mean)))).astype(np.float32)
-        rows[-1, 0] = np.nan
-        samples = [rows[:1], rows[1:]]
-        return OnnxGraph(ProbabilityGraph(predictor.model, mean=mean, std=std), ONNX_INPUT,
-                         {0: torch.export.Dim("batch")}, [list(s) for s in samples],
-                         [torch.from_numpy(s) for s in samples],
-                         {"feature_names": json.dumps(state["feature_names"]),
-                          "input": TABULAR_INPUT.format(name=ONNX_INPUT, count=len(mean))})
-

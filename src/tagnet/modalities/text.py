@@ -10,33 +10,20 @@ import torch
 from torch.utils.data import DataLoader
 
 from tagnet.training.budget import Throughput
-from tagnet.config.settings import MAX_REQUEST_TEXT_CHARS, MAX_TEXT_CHARS
 from tagnet.data.labels import read_labels_with_texts
 from tagnet.data.text import PAD_MULTIPLE, BucketBatchSampler, PadCollate, TokenDataset, read_text_lines
-from tagnet.errors import ArtifactError, ConfigError, DataError, RequestError, TagnetError
+from tagnet.errors import ArtifactError, ConfigError, DataError, TagnetError
 from tagnet.inference.feature_cache import cached_tensor, encoder_digest
 from tagnet.models import TagnetModel, set_backbone_trainable
-from tagnet.models.base import ProbabilityGraph
 from tagnet.models import text as text_models
 from tagnet.models.text import MAX_TOKENS, SentenceEncoder, token_limit
-from tagnet.modalities.base import (HeadInputs, LabeledInputs, Modality, OnnxGraph, SEARCH_RANGES, bytes_text,
-                                     check_items)
+from tagnet.modalities.base import HeadInputs, LabeledInputs, Modality, check_items
+from tagnet.modalities.codecs import TextCodec
+from tagnet.modalities.onnx_specs import TextOnnx
+from tagnet.modalities.specs import TEXT
 
-ONNX_INPUT = "input_ids"
-TEXT_INPUT = ("int64 {name} (batch, tokens): WordPiece ids from the tokenizer in {tokenizer} (tokenizers.Tokenizer"
-              ".from_file: [CLS] text [SEP], at most {max_tokens} tokens, padded on the right with id {pad_id})")
-SAMPLE_TEXTS = (("Thanks, you made my day!",), ("ok", "I can't believe they cancelled the show again, this is so "
-                "frustrating and sad.", "What time does the game start tomorrow?", "lol"))
 TABLE_ONLY_OPTIONS = ("label_count", "labels_xml")
-TOKENIZER_SUFFIX = ".tokenizer.json"
-DEFAULT_BUDGET = "15m"  # the default recipe's time budget: a laptop's coffee break
-SMALL_TEXTS = 2_000  # up to this many training texts, the frozen pass is cheap: head, then fine-tuning if it validates better
 PROBE_BATCHES = 8  # training batches timed (the first 3 not counted) to size fine-tuning to the budget
-
-
-def tokenizer_path(onnx_path: Path) -> Path:
-    """Where the tokenizer of an exported text model goes: MODEL.tokenizer.json beside MODEL.onnx."""
-    return onnx_path.with_name(onnx_path.name.removesuffix(".onnx") + TOKENIZER_SUFFIX)
 
 
 def as_text_array(texts: list[str]) -> np.ndarray:
@@ -78,15 +65,10 @@ class _Reindexed(torch.utils.data.Dataset):
 class TextModality(Modality):
     """Texts in a column (or JSON key) of a label file."""
 
-    name = "text"
-    request_key = "texts"
-    head_widths = (256, 512, 1024)
-    # few and small inputs: the search also tries strong weight decay, label smoothing and mixup
-    search_ranges = {**SEARCH_RANGES, "weight_decay": (1e-5, 1.0, True), "label_smoothing": (0.0, 0.2, False),
-                     "mixup": (0.0, 0.5, False)}
+    spec = TEXT
+    codec = TextCodec(TEXT)
+    onnx = TextOnnx()
     state_keys = ("text_column",)
-    default_budget = DEFAULT_BUDGET
-    head_first_up_to = SMALL_TEXTS
 
     def read_options(self, options):
         options = super().read_options(options)
@@ -214,47 +196,3 @@ class TextModality(Modality):
         embeddings = np.zeros_like(captured)
         embeddings[order] = captured
         return probs, embeddings, kept, errors
-
-    def request_items(self, body, predictor, *, max_items, max_pixels) -> tuple[list[str], list]:
-        """JSON {"texts": ["...", ...]}."""
-        texts = body.get("texts") if isinstance(body, dict) else None
-        if not isinstance(texts, list) or not texts:
-            raise RequestError(400, 'a text model needs a JSON body {"texts": [...]} with at least one text')
-        if len(texts) > max_items:
-            raise RequestError(400, f"{len(texts)} items in one request; at most {max_items}")
-        if not all(isinstance(t, str) for t in texts):
-            raise RequestError(400, 'every entry of "texts" must be a string')
-        total = sum(len(text) for text in texts)
-        if total > MAX_REQUEST_TEXT_CHARS:
-            raise RequestError(413, f"{total} characters of text in one request; at most {MAX_REQUEST_TEXT_CHARS}")
-        for i, text in enumerate(texts):
-            if len(text) > MAX_TEXT_CHARS:
-                raise RequestError(413, f"texts[{i}] has {len(text)} characters; at most {MAX_TEXT_CHARS} per text")
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise RequestError(400, f"texts[{i}] is not valid Unicode (a lone surrogate {text[exc.start]!r} at "
-                                        f"character {exc.start}); expected UTF-8 text") from None
-        return list(texts), list(texts)
-
-    def oip_inputs(self, predictor) -> list[dict[str, Any]]:
-        """BYTES "texts" (N,): UTF-8 strings."""
-        return [{"name": self.request_key, "datatype": "BYTES", "shape": [-1]}]
-
-    def oip_items(self, name, array, predictor, *, max_pixels) -> tuple[list[str], list]:
-        texts = [bytes_text(value, what=f"texts[{i}]") for i, value in enumerate(array)]
-        return texts, texts
-
-    def onnx_graph(self, predictor, *, out: Path) -> OnnxGraph:
-        """Token ids in (the encoder, its mean pooling and the head inside); a few fixed sentences are the samples.
-
-        The tokenizer that makes the ids is written beside `out` by tagnet.inference.export (tokenizer_path)."""
-        encoder: SentenceEncoder = predictor.model.backbone
-        samples = [list(texts) for texts in SAMPLE_TEXTS]
-        axes = {0: torch.export.Dim("batch"), 1: torch.export.Dim("tokens", max=encoder.max_tokens)}
-        tokenizer = tokenizer_path(out).name
-        return OnnxGraph(ProbabilityGraph(predictor.model), ONNX_INPUT, axes, samples,
-                         [encoder.pad(encoder.tokenize(texts)) for texts in samples],
-                         {"input": TEXT_INPUT.format(name=ONNX_INPUT, tokenizer=tokenizer, max_tokens=encoder.max_tokens,
-                                                     pad_id=encoder.pad_id),
-                          "tokenizer": tokenizer, "max_tokens": str(encoder.max_tokens), "pad_token_id": str(encoder.pad_id)})

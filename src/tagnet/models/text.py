@@ -17,7 +17,6 @@ from tagnet.models.base import BackboneBuild
 from tagnet.models.registry import register_model
 
 MINILM = "minilm_l6"
-TEXT_ENCODERS = (MINILM,)
 MAX_TOKENS = 256  # the package's sentence_bert_config.json max_seq_length
 TOKEN_PERCENTILE = 99  # a trained model's token limit: this percentile of its training texts' token counts
 

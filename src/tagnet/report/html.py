@@ -275,7 +275,7 @@ def _worst_items_html(data: RunData, predicted: np.ndarray, count: int) -> str:
     """Cards of the validation items with the highest loss: thumbnail (images) or id, true and predicted labels."""
     losses = item_losses(data.truths, data.probs)
     order = [i for i in np.argsort(-np.nan_to_num(losses, nan=-1.0), kind="stable") if not np.isnan(losses[i])][:count]
-    images = modalities.get(data.run.get("modality", "image")).thumbnails
+    images = modalities.spec(data.run.get("modality", "image")).thumbnails
     paths = resolve_image_paths([data.items[i] for i in order], data.run.get("images_dir")) if images else []
     cards = []
     for k, i in enumerate(order):
@@ -322,7 +322,7 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-widt
 """
 
 
-def render_report(data: RunData, *, max_images: int = 12, max_labels: int = 40) -> str:
+def render_page(data: RunData, *, max_images: int = 12, max_labels: int = 40) -> str:
     """The report page as one HTML string with every image embedded (no network access needed)."""
     scored = data.calibration.apply(data.probs) if data.calibration is not None else data.probs
     predicted = apply_thresholds(scored, data.thresholds)
@@ -397,5 +397,5 @@ def write_report(run_dir: str | Path, *, out: str | Path | None = None, max_imag
     data = load_run(run_dir)
     path = Path(out) if out is not None else Path(run_dir) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(data, max_images=max_images, max_labels=max_labels), encoding="utf-8")
+    path.write_text(render_page(data, max_images=max_images, max_labels=max_labels), encoding="utf-8")
     return path

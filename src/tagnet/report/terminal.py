@@ -1,11 +1,16 @@
-"""Terminal output of the commands (rich): predictions, export reports, label audits, calibrations; the core modules return data only."""
+"""Terminal output of the commands (rich): metrics, splits, predictions, exports, audits; core modules return data only."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
+from tagnet.data.label_table import LabelTable
+from tagnet.evaluation.metrics import MetricsReport
 from tagnet.inference.artifact import META_FILE
 from tagnet.inference.predictor import PredictionResults
 
@@ -95,3 +100,63 @@ def render_rules(report, others: dict, console: Console) -> None:
     for name, row in rows:
         table.add_row(name, *("-" if getattr(row, key) is None else f"{getattr(row, key):.4f}" for key in RULE_KEYS))
     console.print(table)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def render_metrics(report: MetricsReport, console: Console) -> None:
+    """Print a per-label table (AP, precision, recall, F1, support, threshold) with averages, then the
+    example-based and ranking metrics."""
+    table = Table(title="Per-label metrics (precision, recall, F1 at fitted thresholds)",
+                  caption=f"threshold mode: {report.threshold_mode}; a label is predicted when its probability >= "
+                          "its threshold")
+    for column in ("label", "AP", "precision", "recall", "F1", "support", "threshold", "ECE"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for row in report.per_label:
+        table.add_row(row["label"], _fmt(row["ap"]), _fmt(row["precision"]), _fmt(row["recall"]),
+                      _fmt(row["f1"]), str(row["support"]), _fmt(row["threshold"]), _fmt(row.get("ece")))
+    table.add_section()
+    support = str(sum(row["support"] for row in report.per_label))
+    table.add_row("micro avg (F1 at fitted thresholds)", "", _fmt(report.micro_precision), _fmt(report.micro_recall),
+                  _fmt(report.micro_f1), support, "", _fmt(report.ece))
+    table.add_row("macro avg (mAP)", _fmt(report.mAP), _fmt(report.macro_precision),
+                  _fmt(report.macro_recall), _fmt(report.macro_f1), support, "", "")
+    table.add_row("samples avg", "", _fmt(report.samples_precision), _fmt(report.samples_recall),
+                  _fmt(report.samples_f1), "", "", "")
+    console.print(table)
+
+    overall = Table(title=f"Example-based metrics ({report.n_complete} of {report.n_items} items fully labelled)")
+    overall.add_column("metric")
+    overall.add_column("value", justify="right")
+    overall.add_column("better", justify="center")
+    for name, value, better in (("Hamming loss", report.hamming_loss, "lower"),
+                                ("exact match", report.exact_match, "higher"),
+                                ("ranking loss", report.ranking_loss, "lower"),
+                                ("coverage error", report.coverage, "lower"),
+                                ("one-error", report.one_error, "lower"),
+                                ("calibration error (ECE)", report.ece, "lower")):
+        overall.add_row(name, _fmt(value), better)
+    console.print(overall)
+    for line in report.warnings():
+        console.print(f"[yellow]warning[/] {line}", soft_wrap=True)
+
+
+def render_split(parts: dict[str, LabelTable], console: Console, *, paths: dict[str, Path] | None = None) -> None:
+    """Print item counts and each label's share per part, and the largest share gap."""
+    table = Table(box=None, padding=(0, 2))
+    table.add_column("label")
+    for name in parts:
+        table.add_column(name, justify="right")
+    table.add_row("[bold]items[/bold]", *(str(len(p)) for p in parts.values()))
+    labels = next(iter(parts.values())).label_names
+    counts = np.stack([part.label_counts() for part in parts.values()])  # (parts, labels)
+    shares = counts / np.array([len(part) for part in parts.values()])[:, None]
+    for j, label in enumerate(labels):
+        table.add_row(escape(label), *(f"{c} ({s:.1%})" for c, s in zip(counts[:, j], shares[:, j])))
+    gap = float((shares.max(axis=0) - shares.min(axis=0)).max()) if labels else 0.0
+    console.print(table)
+    console.print(f"largest difference of a label's share between parts: {gap * 100:.1f} points")
+    for name, path in (paths or {}).items():
+        console.print(f"wrote {name}: {escape(str(path))}", soft_wrap=True)

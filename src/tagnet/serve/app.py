@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile
 import tagnet
 from tagnet.config.settings import EXPLAIN_PIXELS, MAX_HEATMAPS, ServeSettings
 from tagnet.errors import ConfigError, DataError, ModelError, RequestError
-from tagnet.modalities.image import decode_upload, open_upload
+from tagnet.modalities.codecs import HttpBody, RequestCodec
 from tagnet.inference.predictor import Predictor
 from tagnet.serve.batching import MicroBatcher
 from tagnet.serve.oip import add_oip_routes
@@ -76,43 +76,6 @@ class HealthResponse(BaseModel):
     runtime: str
     labels: int
     version: str
-
-
-IMAGE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": {
-                "type": "object", "required": ["files"],
-                "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                                         "description": "one or more image files (any field name is accepted)"}}}},
-            "application/json": {"schema": {
-                "type": "object", "required": ["images"],
-                "properties": {"images": {"type": "array", "description": "base64 strings or data: URLs, or "
-                                          "objects {name, data} with data as base64",
-                                          "items": {"oneOf": [{"type": "string"}, {
-                                              "type": "object", "required": ["data"],
-                                              "properties": {"name": {"type": "string"}, "data": {"type": "string"}}}]}}}}},
-        },
-    },
-    "responses": {
-        "400": {"description": "corrupt image, bad JSON or base64, or no image in the request"},
-        "413": {"description": "request body or image dimensions over the limit"},
-        "415": {"description": "a file that is not an image, or a body that is neither multipart nor JSON"},
-    },
-}
-
-
-def _json_body(key: str, example: list) -> dict:
-    return {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"type": "object", "required": [key], "properties": {key: {"type": "array"}}},
-        "example": {key: example}}}},
-        "responses": {"400": {"description": "a bad body or input"}, "413": {"description": "body over the limit"},
-                      "415": {"description": "a body that is not JSON"}}}
-
-
-PREDICT_BODIES = {"image": IMAGE_BODY, "text": _json_body("texts", ["thanks, you made my day"]),
-                  "tabular": _json_body("rows", [[0.1, 2.0, None]])}
 
 
 class BodyTooLarge(Exception):
@@ -173,67 +136,33 @@ async def _read_json(request: Request) -> Any:
         raise RequestError(400, f"request body is not valid JSON ({exc})") from None
 
 
-async def _image_uploads(request: Request, predictor: Predictor, *, max_items: int) -> list[tuple[str, bytes]]:
-    """(name, bytes) of every image of a multipart request (any field name) or a JSON {"images": [...]} body."""
-    content_type = _content_type(request)
+async def _http_body(request: Request, codec: RequestCodec, *, max_items: int) -> HttpBody:
+    """A POST body as the modality's codec takes it: its files (multipart, any field name) or its parsed JSON;
+    RequestError 415 for a content type the codec does not take."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    codec.check_content_type(content_type)
     if content_type == "multipart/form-data":
         async with request.form(max_files=max_items) as form:
-            files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
-            uploads = [(upload.filename or f"image_{i}", await upload.read()) for i, upload in enumerate(files)]
-        if not uploads:
-            raise RequestError(400, "no image in the request; expected multipart file field(s) 'files' or JSON 'images'")
-        return uploads
-    if content_type != "application/json":
-        raise RequestError(415, f"content type {content_type or 'none'!r}; expected multipart/form-data "
-                                "(image files) or application/json (base64 images)")
-    return predictor.modality.json_uploads(await _read_json(request), max_items=max_items)
+            files = [(value.filename, await value.read()) for _, value in form.multi_items() if isinstance(value, UploadFile)]
+        return HttpBody(content_type, files=files)
+    return HttpBody(content_type, json=await _read_json(request))
 
 
-def _content_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-async def _read_items(request: Request, predictor: Predictor, *, max_items: int,
-                      max_pixels: int) -> tuple[list[str], list]:
-    """(sources, prepared inputs) of a POST /predict request: image files (multipart or base64 JSON) for an image
-    model, JSON {"texts": [...]} or {"rows": [...]} for the others."""
-    modality = predictor.modality
-    if modality.takes_files:
-        uploads = await _image_uploads(request, predictor, max_items=max_items)
-        return await asyncio.to_thread(modality.decoded_files, uploads, predictor, max_pixels=max_pixels)
-    if _content_type(request) != "application/json":
-        raise RequestError(415, f"content type {_content_type(request) or 'none'!r}; expected application/json "
-                                f'({{"{modality.request_key}": [...]}})')
-    body = await _read_json(request)
-    return await asyncio.to_thread(modality.request_items, body, predictor, max_items=max_items, max_pixels=max_pixels)
-
-
-def _explain(uploads: list[tuple[str, bytes]], labels: list[str] | None, *, predictor: Predictor, max_pixels: int) -> dict:
-    """Grad-CAM overlays of each upload as PNG data URLs, shaped like the original image (longest side = model input).
+def _explain(files: list[tuple[str, bytes]], labels: list[str] | None, *, predictor: Predictor,
+             max_pixels: int) -> dict:
+    """Grad-CAM overlays of each uploaded file as PNG data URLs, shaped like the original (longest side = model input).
 
     Raises HTTPException: 400 for an unknown label, 501 when the model or the installation cannot explain.
     """
     from tagnet.inference.explain import explain_images
 
-    if labels and len(uploads) * len(labels) > MAX_HEATMAPS:
-        raise RequestError(413, f"{len(uploads)} images x {len(labels)} labels is {len(uploads) * len(labels)} heatmaps; "
+    if labels and len(files) * len(labels) > MAX_HEATMAPS:
+        raise RequestError(413, f"{len(files)} images x {len(labels)} labels is {len(files) * len(labels)} heatmaps; "
                                 f"at most {MAX_HEATMAPS} per request")
-    pixels = 0
-    for name, data in uploads:
-        with open_upload(name, data) as image:
-            pixels += image.size[0] * image.size[1]
-    if pixels > EXPLAIN_PIXELS * max_pixels:
-        raise RequestError(413, f"{len(uploads)} images of {pixels} pixels in all; at most {EXPLAIN_PIXELS * max_pixels} "
-                                "per /explain request")
-    arrays, sizes = [], []
-    image_size = predictor.artifact.preprocess.image_size
-    for name, data in uploads:
-        array, size = decode_upload(name, data, size=image_size, max_pixels=max_pixels)
-        arrays.append(array)
-        scale = image_size / max(size)
-        sizes.append(tuple(max(1, round(side * scale)) for side in size))
+    arrays, sizes = predictor.modality.codec.explain_inputs(files, predictor, max_pixels=max_pixels,
+                                                            max_total_pixels=EXPLAIN_PIXELS * max_pixels)
     try:
-        explanations = explain_images(predictor, arrays, labels=labels, sources=[name for name, _ in uploads],
+        explanations = explain_images(predictor, arrays, labels=labels, sources=[name for name, _ in files],
                                       max_maps=MAX_HEATMAPS)
     except DataError as exc:
         raise HTTPException(400, str(exc)) from None
@@ -268,22 +197,23 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
         yield
         await batcher.stop()
 
-    modality = predictor.modality
+    modality, codec = predictor.modality, predictor.modality.codec
     model_name = predictor.artifact.meta["model"]["name"]
     app = FastAPIOffline(title="tagnet", version=tagnet.__version__, lifespan=lifespan,
                          description=f"Multi-label {modality.name} classifier ({model_name}, "
                                      f"labels: {', '.join(predictor.label_names)}).")
-    add_common_routes(app, predictor, stats=stats, max_upload_bytes=max_upload_bytes, page=modality.page,
-                      labels_extra=modality.labels_info(predictor))
+    add_common_routes(app, predictor, stats=stats, max_upload_bytes=max_upload_bytes, page=modality.spec.page,
+                      labels_extra=codec.labels_info(predictor))
 
     @app.exception_handler(RequestError)
     async def bad_request(request: Request, exc: RequestError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
-    @app.post("/predict", response_model=PredictResponse, openapi_extra=PREDICT_BODIES[modality.name])
+    @app.post("/predict", response_model=PredictResponse, openapi_extra=codec.openapi())
     async def predict(request: Request) -> dict:
         """Labels of one or more inputs: every label's probability and the predicted label set."""
-        sources, items = await _read_items(request, predictor, max_items=max_items, max_pixels=max_pixels)
+        body = await _http_body(request, codec, max_items=max_items)
+        sources, items = await asyncio.to_thread(codec.items, body, predictor, max_items=max_items, max_pixels=max_pixels)
         try:
             probs = await batcher.predict(items)
         except (DataError, ValueError, TypeError) as exc:
@@ -297,13 +227,13 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
 
     add_oip_routes(app, predictor, batcher=batcher, max_items=max_items, max_pixels=max_pixels)
 
-    if modality.explainable:
-        @app.post("/explain", response_model=ExplainResponse, openapi_extra=PREDICT_BODIES[modality.name])
+    if modality.spec.explainable:
+        @app.post("/explain", response_model=ExplainResponse, openapi_extra=codec.openapi())
         async def explain(request: Request, labels: list[str] | None = Query(
                 None, description="labels to explain (repeat for several); default each image's predicted labels")) -> dict:
             """Grad-CAM heatmap of each label's logit per image, as RGBA PNG data URLs to lay over the image."""
-            uploads = await _image_uploads(request, predictor, max_items=max_items)
-            return await asyncio.to_thread(_explain, uploads, labels, predictor=predictor, max_pixels=max_pixels)
+            files = codec.uploads(await _http_body(request, codec, max_items=max_items), max_items=max_items)
+            return await asyncio.to_thread(_explain, files, labels, predictor=predictor, max_pixels=max_pixels)
 
     return app
 

@@ -157,8 +157,8 @@ def add_oip_routes(app: FastAPI, predictor: Predictor, *, batcher: MicroBatcher,
     """GET /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME, /v2/models/NAME/ready and
     POST /v2/models/NAME/infer; errors answer {"error": message} as the protocol says."""
     name = model_name(predictor)
-    modality = predictor.modality
-    specs = modality.oip_inputs(predictor)
+    modality, codec = predictor.modality, predictor.modality.codec
+    specs = codec.oip_inputs(predictor)
 
     def error(exc: RequestError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
@@ -213,7 +213,7 @@ def add_oip_routes(app: FastAPI, predictor: Predictor, *, batcher: MicroBatcher,
             input_name, array = _request_input(header, binary, specs)
             if not 0 < len(array) <= max_items:
                 raise RequestError(400, f"{len(array)} items in one request; expected 1 to {max_items}")
-            sources, items = await asyncio.to_thread(modality.oip_items, input_name, array, predictor,
+            sources, items = await asyncio.to_thread(codec.oip_items, input_name, array, predictor,
                                                      max_pixels=max_pixels)
             try:
                 probs = await batcher.predict(items)

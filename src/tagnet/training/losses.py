@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tagnet.config.settings import TrainConfig
+from tagnet.config.settings import TrainConfig, validate_settings
 from tagnet.errors import ConfigError
 
 LOSSES = ("bce", "weighted_bce", "focal", "asl")
@@ -117,14 +117,9 @@ def make_loss(config: TrainConfig, *, label_frequency: np.ndarray) -> MultiLabel
     frequency = np.asarray(label_frequency, dtype=np.float64)
     if frequency.ndim != 1 or not np.all((frequency >= 0) & (frequency <= 1)):
         raise ConfigError(f"label_frequency must be one share in [0, 1] per label, got {frequency!r}")
+    validate_settings(config, source="config",
+                      names=("label_smoothing", "focal_gamma", "asl_gamma_neg", "asl_gamma_pos", "asl_clip"))
     smoothing = config.label_smoothing
-    if not 0.0 <= smoothing < 1.0:
-        raise ConfigError(f"config: label_smoothing must be in [0, 1), got {smoothing}")
-    for name in ("focal_gamma", "asl_gamma_neg", "asl_gamma_pos"):
-        if getattr(config, name) < 0:
-            raise ConfigError(f"config: {name} must be >= 0, got {getattr(config, name)}")
-    if not 0.0 <= config.asl_clip < 1.0:
-        raise ConfigError(f"config: asl_clip must be in [0, 1), got {config.asl_clip}")
     if config.loss == "bce":
         return BCELoss(label_smoothing=smoothing)
     if config.loss == "weighted_bce":

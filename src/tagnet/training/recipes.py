@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from tagnet.config.settings import MODALITY_REFUSES, TrainConfig, parse_duration
+from tagnet.config.settings import TrainConfig, parse_duration
 from tagnet.training.budget import Throughput, duration, plan_passes
 
 if TYPE_CHECKING:
@@ -90,26 +90,26 @@ def choose_recipe(kind: Modality, model: TagnetModel | None, data: LabeledInputs
     if not kind.frozen(config):
         return FromScratch(given)
     auto = config.finetune is None and config.ensemble == 1
-    if auto and kind.default_budget is not None:
+    if auto and kind.spec.default_time_budget is not None:
         return choose_by_budget(kind, model, data, split, config=config, elapsed=elapsed)
     if config.finetune:
         return HeadThenFinetune(given, reason=f"time budget {duration(given)}" if given else "as asked")
-    if auto and given is not None and "finetune" not in MODALITY_REFUSES[kind.name]:
+    if auto and given is not None and "finetune" not in kind.spec.refuses:
         return HeadThenFinetune(given)
     return HeadOnly(given, reason="as asked")
 
 
 def choose_by_budget(kind: Modality, model: TagnetModel | None, data: LabeledInputs,
                      split: tuple[np.ndarray, np.ndarray], *, config: TrainConfig, elapsed: float) -> Recipe:
-    """Fine-tune within the time budget (default kind.default_budget), from the throughput kind measures on a few
-    training batches: up to kind.head_first_up_to training inputs a head on the frozen encoder first, then
+    """Fine-tune within the time budget (default kind.spec.default_time_budget), from the throughput kind measures on a
+    few training batches: up to kind.spec.head_first_up_to training inputs a head on the frozen encoder first, then
     fine-tuning kept only if it validates at least as well; more inputs fine-tune the whole network from the start
     (the frozen pass would cost minutes); when not even MIN_PASSES of fine-tuning fit, the head alone."""
     given = config.budget_seconds()
-    budget = given or parse_duration(kind.default_budget)
+    budget = given or parse_duration(kind.spec.default_time_budget)
     throughput = kind.throughput(model, data, split, config)
     n_train, n_val = len(split[0]), len(split[1])
-    head_first = n_train <= kind.head_first_up_to
+    head_first = n_train <= kind.spec.head_first_up_to
     embed = (n_train + n_val) / throughput.eval_per_s if head_first else 0.0
     plan = plan_passes(seconds_left=budget - elapsed - embed, n_train=n_train, n_val=n_val,
                        batch_size=config.batch_size, throughput=throughput, max_passes=phase_epochs(config, "finetune"))

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from tagnet import modalities
 from tagnet.config.settings import TUNE_METRICS as METRICS
-from tagnet.config.settings import MODALITY_REFUSES, TrainConfig
+from tagnet.config.settings import MODALITY_REFUSES, TrainConfig, TuneSettings, validate_settings
 from tagnet.errors import ConfigError, DataError
 from tagnet.files import write_json
 from tagnet.training.losses import LOSSES
@@ -63,16 +63,16 @@ def suggest_config(trial: optuna.Trial, base: TrainConfig, *, backbones: Sequenc
         trial: the Optuna trial drawing the values.
         base: settings kept fixed (epochs, batch size, patience, ...).
         backbones: backbone names to choose from.
-        modality: "image", "text" or "tabular": whose search space (Modality.search_ranges, head_widths).
+        modality: "image", "text" or "tabular": whose search space (ModalitySpec.search).
     Returns:
         A validated TrainConfig.
     """
     kind = modalities.get(modality)
-    ranges = kind.search_ranges
+    ranges = kind.spec.search.ranges
     values: dict[str, Any] = {"backbone": trial.suggest_categorical("backbone", list(backbones))}
     for name in ("lr", "weight_decay", "dropout", *(n for n in ("label_smoothing", "mixup") if n in ranges)):
         values[name] = trial.suggest_float(name, *ranges[name][:2], log=ranges[name][2])
-    values["head_hidden"] = trial.suggest_categorical("head_hidden", list(kind.head_widths))
+    values["head_hidden"] = trial.suggest_categorical("head_hidden", list(kind.spec.search.head_widths))
     values["loss"] = trial.suggest_categorical("loss", list(LOSSES))
     for name in LOSS_PARAMETERS.get(values["loss"], ()):
         values[name] = trial.suggest_float(name, *ranges[name][:2], log=ranges[name][2])
@@ -89,11 +89,12 @@ def _searches_augment(kind: Modality, config: TrainConfig) -> bool:
 
 def _base_params(base: TrainConfig, backbones: Sequence[str], kind: Modality) -> dict[str, Any]:
     """The base settings as search parameters (those inside the search space): the study's first trial."""
-    ranges = kind.search_ranges
+    ranges = kind.spec.search.ranges
     params: dict[str, Any] = {"backbone": backbones[0], "head_hidden": base.head_hidden, "loss": base.loss,
                               "augment": base.augment}
     params.update({name: getattr(base, name) for name in ranges})
-    inside = {"head_hidden": kind.head_widths, "loss": LOSSES, "augment": AUGMENTS, "backbone": tuple(backbones)}
+    inside = {"head_hidden": kind.spec.search.head_widths, "loss": LOSSES, "augment": AUGMENTS,
+              "backbone": tuple(backbones)}
     return {k: v for k, v in params.items()
             if (v in inside[k] if k in inside else ranges[k][0] <= v <= ranges[k][1])}
 
@@ -142,12 +143,7 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
         ConfigError: bad trial count, timeout or backbones; OUT holds a study of other data or settings.
         DataError: problems with the label file or images (from train()).
     """
-    if trials < 1:
-        raise ConfigError(f"trials must be >= 1, got {trials}")
-    if timeout is not None and timeout <= 0:
-        raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
-    if metric not in METRICS:
-        raise ConfigError(f"metric {metric!r} is not one of {list(METRICS)}")
+    validate_settings(TuneSettings(trials=trials, timeout=timeout, metric=metric))
     source = DataSource(labels, images_dir=images_dir, text_column=text_column, tabular=tabular,
                         read_options=dict(read_options or {}), modality=modality)
     kind = resolve_modality(source)
