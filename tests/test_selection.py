@@ -65,6 +65,24 @@ def test_cv_folds_cover_every_row_once_and_refuse_too_few_rows():
         cv_folds(targets[:4], np.ones((4, 2), dtype=bool), folds=5, seed=0)
 
 
+def test_one_splitter_holds_out_parts_and_folds_within_the_rows_given():
+    from tagnet.data.label_table import LabelTable
+    from tagnet.data.split import split_table, train_val_splits
+
+    targets = np.tile([[1, 0], [0, 1], [1, 1], [0, 0]], (15, 1)).astype(np.float32)
+    known = np.ones_like(targets, dtype=bool)
+    rows = np.arange(10, 50)
+    folds = train_val_splits(targets, known, rows=rows, folds=4, seed=0)
+    np.testing.assert_array_equal(np.sort(np.concatenate([held for _, held in folds])), rows)
+    for train_rows, held in folds:
+        np.testing.assert_array_equal(np.sort(np.concatenate([train_rows, held])), rows)
+    heads = train_val_splits(targets, known, rows=rows, heads=3, val_fraction=0.25, seed=0)
+    assert [len(held) for _, held in heads] == [10, 10, 10] and len({tuple(held) for _, held in heads}) == 3
+    # head k holds out what split_table (seed + k) holds out of the same rows
+    part = split_table(LabelTable([str(r) for r in rows], ["a", "b"], targets[rows], known[rows]), val=0.25, seed=1)
+    np.testing.assert_array_equal(heads[1][1], [int(item) for item in part["val"].items])
+
+
 def test_select_metric_follows_the_objective():
     assert select_metric(TrainConfig().for_modality("tabular")) == "hamming_loss"  # the default objective of tables
     assert select_metric(TrainConfig(objective="f1").for_modality("tabular")) == "micro_f1"
