@@ -21,7 +21,8 @@ from tagnet.models import create_model
 from tagnet.modalities.text import cached_embeddings
 from tagnet.models.text import encode_texts, package_model_dir
 from tagnet.inference.predictor import Predictor
-from tagnet.training.trainer import train as train_run
+from tagnet.training.trainer import resume_training, train as train_run
+from tagnet.modalities import get as get_modality
 
 LABELS = ["food", "sport", "weather"]
 PARTS = {
@@ -265,7 +266,7 @@ def test_text_ensemble_shares_the_frozen_encoder(text_run, tmp_path):
     np.testing.assert_allclose(predictor.predict_proba(texts), saved, atol=1e-4)
 
 
-def test_epochs_bound_the_fine_tuning_of_the_default_recipe(text_run, tmp_path):
+def test_epochs_bound_the_fine_tuning_of_the_default_recipe(text_run, tmp_path, monkeypatch):
     """--epochs 1 on text's default recipe (a head, then fine-tuning sized to the 15-minute budget): every phase
     trains at most one epoch, fine-tuning too (it planned finetune_epochs=3 before)."""
     _, val = text_run
@@ -281,6 +282,15 @@ def test_epochs_bound_the_fine_tuning_of_the_default_recipe(text_run, tmp_path):
     phases = [row["phase"] for row in csv.DictReader((result.run_dir / "metrics.csv").open())]
     assert phases == ["head", "finetune"]
     assert "finetune: 1 passes over 24 inputs in 1 epochs of 3 batches" in console.export_text()
+
+    def measure_again(*args):
+        raise AssertionError("a resumed run follows its recipe.json and plan.json instead of measuring again")
+
+    monkeypatch.setattr(type(get_modality("text")), "throughput", measure_again)
+    again = Console(record=True, width=300)
+    resumed = resume_training(result.run_dir, console=again, progress=False)
+    assert "finetune: 1 passes over 24 inputs in 1 epochs of 3 batches" in again.export_text()
+    assert resumed.report.mAP == pytest.approx(result.report.mAP)
 
 
 def test_features_give_embeddings_in_text_order_from_one_pass(predictor):

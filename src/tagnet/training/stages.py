@@ -323,20 +323,21 @@ def sized_phase(run: Run, name: str, loader, split: Split, *, after_head: bool) 
     sampler = getattr(loader, "batch_sampler", None)
     partial = hasattr(sampler, "batches_per_epoch")
     path = run.run_dir / CHECKPOINTS_DIR / name / "plan.json"
+    budget = run.plan.budget if run.plan.budget.seconds == recipe.budget else TimeBudget(recipe.budget, run.started)
     if run.resume and path.is_file():
         plan = Plan(**json.loads(path.read_text()))
+        per_epoch = plan.estimated_seconds / max(plan.rounds, 1)
     else:
         throughput = recipe.throughput or kind.throughput(run.model, run.data, split, config)
         if throughput is None:
             return wanted
-        budget = run.plan.budget if run.plan.budget.seconds == recipe.budget else TimeBudget(recipe.budget, run.started)
         plan = budget.plan(throughput, n_train=len(split[0]), n_val=len(split[1]), batch_size=config.batch_size,
                            max_epochs=wanted, partial=partial)
-        _say_plan(run, name, plan, budget, throughput.epoch_seconds(len(split[0]), len(split[1])), partial=partial,
-                  after_head=after_head)
+        per_epoch = throughput.epoch_seconds(len(split[0]), len(split[1]))
         if plan is not None and run.main:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(plan.to_dict()))
+    _say_plan(run, name, plan, budget, per_epoch, partial=partial, after_head=after_head)
     if plan is None:
         return None if after_head else 1
     if partial:
