@@ -62,7 +62,7 @@ def stream_predictions(predictor: Predictor, paths: Sequence[str | Path], output
     """Predict the inputs in `paths` (as Predictor.predict_paths reads them) `chunk` at a time, appending each chunk's
     rows to `output` (.csv/.tsv as PredictionResults.write writes them, or .jsonl, one prediction per line) and
     flushing it to disk. With `resume`, inputs already in `output` are skipped and the rest appended; without it an
-    existing `output` is replaced. With a `spread` (tagnet.engine.distributed.Spread, strategy ddp) the inputs are
+    existing `output` is replaced. With a `spread` (tagnet.inference.runtime.Spread, strategy ddp) the inputs are
     shared among its processes and rank 0 writes the same file in the same order; the other ranks return None.
 
     Returns a StreamSummary. Raises DataError for an unsupported suffix or a resume file tagnet did not write.

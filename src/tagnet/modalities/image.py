@@ -247,7 +247,7 @@ def extract_features(backbone: nn.Module, preprocess: PreprocessConfig, images: 
 
     Computed in float32 (or bf16 on a GPU where it agrees to 1e-3), as the Predictor does, so the head is trained on
     what it will see. Runs where tagnet.inference.runtime.fastest_forward chooses; with a `spread`
-    (tagnet.engine.distributed.Spread, strategy ddp) across its processes, every one of them getting all features in
+    (tagnet.inference.runtime.Spread, strategy ddp) across its processes, every one of them getting all features in
     input order.
     """
     backbone.eval().to(memory_format=torch.channels_last)  # normalize_batch gives channels-last inputs
