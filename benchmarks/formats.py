@@ -1,8 +1,10 @@
 """Real files from real tools: read every fixture in tests/fixtures as `tagnet data check` does, and decode camera and
 scanner images (written here with Pillow), printing one Markdown table row per file.
 
-Every label file is read with no option (the format is detected); the text exports are also read for text
-training with text_column "text". The image table compares tagnet's decode with Pillow's plain convert("RGB").
+Every label file is read with no option (the format is detected: every format module scores the file, see
+tagnet.data.formats); each row shows the reading chosen, the runner-up, the first item as read and data check's
+verdict. The text exports are also read for text training with their text column. Files that must be refused are
+listed with the one-line refusal. The image table compares tagnet's decode with Pillow's plain convert("RGB").
 
 Run: python benchmarks/formats.py
 """
@@ -27,36 +29,61 @@ LABEL_FILES = [  # (tool and format, fixture, what a user types beyond the path)
     ("Label Studio JSON (image tasks)", "label_studio_images.json", "nothing"),
     ("Label Studio JSON (one text task)", "label_studio_text_task.json", "--text-column text to train on the text"),
     ("Label Studio CSV", "label_studio_export.csv", "nothing"),
+    ("Label Studio CSV, task without annotation column", "label_studio_no_annotation.csv", "(refused)"),
     ("spaCy textcat JSONL", "spacy_textcat.jsonl", "--text-column text to train on the text"),
+    ("Prodigy textcat JSONL (db-out)", "prodigy_textcat.jsonl", "--text-column text to train on the text"),
     ("Hugging Face save_to_disk", "hf_scene_save_to_disk", "nothing"),
     ("Hugging Face Parquet", "hf_text_tags.parquet", "--text-column text to train on the text"),
     ("Roboflow COCO", "roboflow_coco/_annotations.coco.json", "nothing"),
     ("pandas to_csv (index written)", "pandas_to_csv_index.csv", "nothing"),
     ("Kaggle one-hot + class id, re-saved by pandas", "kaggle_onehot_class_id.csv", "nothing"),
+    ("pandas fold file: index, one-hot, then the class id", "pandas_fold_onehot_label.csv", "nothing"),
+    ("list literals (Keras arXiv style)", "arxiv_terms_list_literal.csv", "--text-column summaries to train on text"),
+    ("Open Images boxes (one row per box)", "openimages_boxes.csv", "nothing"),
+    ("long JSON Lines (one record per annotation)", "long_annotations.jsonl", "nothing"),
+    ("YOLO Darknet (obj.names, obj/*.txt beside images)", "yolo_darknet", "nothing"),
+    ("YOLO Ultralytics (data.yaml, images/ + labels/)", "yolo_ultralytics", "nothing"),
+    ("SageMaker Ground Truth, image classification", "groundtruth_classification.manifest", "--images DIR"),
+    ("SageMaker Ground Truth, multi-label", "groundtruth_multilabel.manifest", "--images DIR"),
+    ("SageMaker Ground Truth, object detection", "groundtruth_detection.manifest", "--images DIR"),
+    ("Labelbox NDJSON export v2", "labelbox_export_v2.ndjson", "nothing"),
+    ("V7 Darwin JSON 2.0 (folder)", "darwin_json_2.0", "nothing"),
+    ("CelebA attribute list (count line, -1/1)", "celeba_list_attr.txt", "nothing"),
     ("MULAN ARFF + XML (escaped quotes, nominal)", "mulan_birds-train.arff", "nothing"),
+    ("MULAN ARFF + XML spelling names with other escapes", "mulan_escapes.arff", "nothing"),
     ("MEKA ARFF (-C 3, string id, nominals)", "meka_music.arff", "nothing"),
     ("MEKA ARFF sparse (-C -2)", "meka_scene_negative_c.arff", "nothing"),
 ]
-TEXT_FILES = ("label_studio_text_task.json", "spacy_textcat.jsonl", "hf_text_tags.parquet")
+TEXT_FILES = {"label_studio_text_task.json": "text", "spacy_textcat.jsonl": "text", "hf_text_tags.parquet": "text",
+              "prodigy_textcat.jsonl": "text", "arxiv_terms_list_literal.csv": "summaries"}
+
+
+def _cell(text: str) -> str:
+    return text.replace(str(FIXTURES) + "/", "").replace("|", "\\|").replace("\n", " ")
 
 
 def label_rows() -> list[str]:
-    """One table row per label fixture: format found, items x labels, notes and problems data check reports."""
+    """One table row per label fixture: the reading and runner-up, items x labels, the first item, data check."""
     rows = []
     for tool, name, todo in LABEL_FILES:
         start = time.perf_counter()
         report = check_dataset(FIXTURES / name, min_examples=1)
         seconds = time.perf_counter() - start
-        found = "; ".join(report.notes + [f"{p.severity} {p.kind}: {p.message}" for p in report.problems]) or "-"
+        found = "; ".join(report.notes + [f"{p.severity} {p.kind}: {p.message}" for p in report.problems
+                                          if p.kind not in ("rare label", "empty label set", "constant label")]) or "-"
         extra = ""
         if name in TEXT_FILES:
-            _, texts = read_labels_with_texts(FIXTURES / name, "text")
+            _, texts = read_labels_with_texts(FIXTURES / name, TEXT_FILES[name])
             extra = f"; {len(texts)} texts"
         if name.endswith(".arff"):
             extra = f"; {len(read_feature_table(FIXTURES / name).feature_names)} features"
+        reading = f"**{report.reading['format']}**: {report.reading['reason']}" if report.reading else "-"
+        other = (f"{report.runner_up['format']} ({report.runner_up['score']:.2f})" if report.runner_up else "-")
+        first = (f"{report.samples[0]['item']} -> {', '.join(report.samples[0]['labels']) or '(none)'}"
+                 if report.samples else "-")
         status = "usable" if report.usable else "NOT usable"
-        rows.append(f"| {tool} | `{name}` | {report.format} | {report.items} x {len(report.labels)}{extra} | "
-                    f"{status}: {found} | {todo} | {seconds:.2f} |")
+        rows.append(f"| {tool} | `{name}` | {_cell(reading)} | {_cell(other)} | {report.items} x {len(report.labels)}{extra} "
+                    f"| {_cell(first)} | {status}: {_cell(found)} | {todo} | {seconds:.2f} |")
     return rows
 
 
@@ -91,8 +118,9 @@ def image_rows(folder: Path) -> list[str]:
 
 
 def main() -> None:
-    print("| format | fixture | read as | items x labels | data check | user had to | s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| format | fixture | read as | runner-up (score) | items x labels | first item as read | data check "
+          "(notes, errors, warnings other than rare/empty/constant) | user had to | s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(label_rows()))
     print("\n| image | tagnet decode_image | Pillow convert('RGB') |")
     print("|---|---|---|")

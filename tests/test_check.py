@@ -8,7 +8,8 @@ import numpy as np
 from PIL import Image
 from rich.console import Console
 
-from tagnet.data.check import check_dataset, render_report
+from tagnet.data.check import check_dataset
+from tagnet.report.data_check import render_report
 from tagnet.data.label_table import LabelTable
 
 
@@ -43,7 +44,7 @@ def test_good_dataset_statistics(tmp_path):
 
 def test_broken_dataset_names_rows_and_files(tmp_path):
     labels = tmp_path / "labels.csv"
-    labels.write_text("image,labels\na.jpg,cat\nb.jpg,dog\nc.jpg,cat\na.jpg,dog\nd.jpg,\n")
+    labels.write_text("image,labels\na.jpg,cat\nb.jpg,dog\nc.jpg,cat dog\na.jpg,dog\nd.jpg,\n")
     make_images(tmp_path / "img", ["a.jpg", "d.jpg"])
     (tmp_path / "img" / "c.jpg").write_bytes(b"this is not a jpeg" * 10)
     report = check_dataset(labels, images_dir=tmp_path / "img", min_examples=2)
@@ -60,6 +61,16 @@ def test_broken_dataset_names_rows_and_files(tmp_path):
     for expected in ["labels.csv lines 2, 5", "appears 2 times with different labels", "b.jpg does not exist",
                      "c.jpg cannot be decoded", "not usable"]:
         assert expected in text
+
+
+def test_repeated_ids_with_one_tag_a_row_are_grouped_and_said(tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,labels\na.jpg,cat\nb.jpg,dog\na.jpg,dog\n")
+    make_images(tmp_path / "img", ["a.jpg", "b.jpg"])
+    report = check_dataset(labels, images_dir=tmp_path / "img", min_examples=1)
+    assert report.format == "long" and report.items == 2 and report.label_counts == {"cat": 1, "dog": 2}
+    assert not [p for p in report.problems if p.kind == "duplicate id"]
+    assert "repeat and each row has one 'labels'" in " ".join(rendered(report).split())
 
 
 def test_truncated_image_and_rare_labels(tmp_path):

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tagnet.data.check import check_dataset, render_report
-from tagnet.data.exports import label_studio_item
+from tagnet.data.check import check_dataset
+from tagnet.report.data_check import render_report
+from tagnet.data.formats.labelstudio import label_studio_item
 from tagnet.data.labels import FORMATS, read_labels, read_labels_with_texts, write_labels
 from tagnet.errors import DataError
 

@@ -99,10 +99,16 @@ def test_missing_path_and_unknown_format(tmp_path):
         read_labels(path, format="voc")
 
 
-def test_duplicate_ids_are_kept(tmp_path):
-    table, where = read_labels_located(write(tmp_path / "l.csv", "image,labels\na,x\nb,y\na,y\n"))
+def test_duplicate_ids_with_several_tags_a_row_are_kept(tmp_path):
+    table, where = read_labels_located(write(tmp_path / "l.csv", "image,labels\na,x z\nb,y\na,y\n"))
     assert table.items == ["a", "b", "a"]
     assert where == ["l.csv line 2", "l.csv line 3", "l.csv line 4"]
+
+
+def test_repeated_ids_with_one_tag_a_row_are_grouped(tmp_path):
+    table = read_labels(write(tmp_path / "l.csv", "image,labels\na,x\nb,y\na,y\n"))
+    assert table.source_format == "long" and table.items == ["a", "b"]
+    assert table.label_sets() == [["x", "y"], ["y"]]
 
 
 # ---- one-hot CSV --------------------------------------------------------------------------

@@ -19,8 +19,9 @@ from tagnet.config.constraints import AnyOf, Interval
 from tagnet.config.settings import (TRAIN_RULES, MAX_BATCH_SIZE, MODALITY_DEFAULTS, CalibrateSettings, ExportSettings, PredictSettings,
                            ServeSettings, TrainConfig, TuneSettings, describe_settings, load_config, parse_overrides,
                            setting_types, validate_settings)
-from tagnet.data.check import check_dataset, render_report
-from tagnet.data.labels import FORMATS, read_labels
+from tagnet.data.check import check_dataset
+from tagnet.data.formats import describe as describe_formats
+from tagnet.data.labels import read_labels
 from tagnet.data.split import split_table, write_split
 from tagnet.errors import ConfigError, TagnetError
 
@@ -49,11 +50,11 @@ FLAG = ""  # the metavar of on/off options: --help shows no `<bool>` after them
 app.add_typer(data_app, name="data", help="Check label files and images; split them for training.")
 
 # ---- options shared by every command that reads a label file (data check/split, train, evaluate) ----
-LABEL_FILES = ("label file (tags or one-hot CSV/TSV, JSON Lines, JSON, COCO, CVAT XML, Label Studio JSON or CSV, spaCy "
-               "JSONL, Hugging Face dataset) or folder (Pascal VOC XML, one folder per label)")
+LABEL_FILES = ("label file or folder of any format in --format (tags or one-hot CSV/TSV, JSON Lines, JSON, COCO, CVAT, "
+               "Label Studio, spaCy, Prodigy, Ground Truth, Labelbox, Darwin, YOLO, Pascal VOC, one folder per label, ...)")
 LabelsArg = Annotated[Path, typer.Argument(help=LABEL_FILES + ", or an ARFF/CSV feature table", show_default=False)]
 FormatOpt = Annotated[Optional[str], typer.Option(
-    "--format", help=f"label file format: {', '.join(FORMATS)}; detected when omitted (ARFF by its suffix)")]
+    "--format", help=f"label file format, detected when omitted (ARFF by its suffix): {describe_formats()}")]
 IdColumnOpt = Annotated[Optional[str], typer.Option(
     "--id-column", help="column or JSON key of the item ids (a number from 0 with --no-header)")]
 LabelsColumnOpt = Annotated[Optional[str], typer.Option(
@@ -244,6 +245,8 @@ def data_check(
     modality, options = _modality_and_options(labels, options, text_column=None, tabular=tabular,
                                               label_count=label_count, labels_xml=labels_xml)
     report = check_dataset(labels, images_dir=images, min_examples=min_examples, tabular=modality == "tabular", **options)
+    from tagnet.report.data_check import render_report
+
     render_report(report, Console())
     if json_out is not None:
         json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")

@@ -11,19 +11,15 @@ from typing import Any
 
 import numpy as np
 from scipy import sparse
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 from tagnet.data.decode import decode_image, images_folder, resolve_image_path
-from tagnet.data.labels import read_labels_located
+from tagnet.data.labels import read_labels_explained
 from tagnet.data.label_table import LabelTable
 from tagnet.data.feature_table import is_feature_table, read_feature_table, table_read_options
 from tagnet.errors import DataError
 
 TOP_PAIRS = 10
 PAIR_BLOCK = 1 << 24  # label pairs counted at once by _top_pairs
-SHOWN_PER_KIND = 10  # render_report lists this many problems of one kind, then a count
+SAMPLES = 3  # items shown as read (id -> labels)
 
 
 @dataclass(frozen=True)
@@ -65,6 +61,9 @@ class DatasetReport:
     steps: list[Step] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the reader decided for the user (a column skipped, ...)
+    reading: dict[str, Any] | None = None  # the reading chosen: format, score, reason, the option that picks it
+    runner_up: dict[str, Any] | None = None  # the next best reading (None: no other format fits at all)
+    samples: list[dict[str, Any]] = field(default_factory=list)  # the first items as read: {"item", "labels"}
 
     @property
     def usable(self) -> bool:
@@ -115,11 +114,15 @@ def check_dataset(
         table_options = table_read_options(read_kwargs) if tabular or is_feature_table(table_or_path, read_kwargs) else None
         try:
             if table_options is None:
-                table, locations = read_labels_located(table_or_path, **read_kwargs)
+                table, locations, how = read_labels_explained(table_or_path, **read_kwargs)
+                report.reading, report.runner_up = how["reading"], how["runner_up"]
             else:
                 found = read_feature_table(table_or_path, **table_options)
                 table, features = found.labels, (found.features, found.feature_names)
                 locations = [f"data row {i + 1}" for i in range(len(table))]
+                report.reading = {"format": table.source_format, "score": 1.0, "pick": "--tabular",
+                                  "reason": f"a feature table: {len(found.feature_names)} features, labels "
+                                            f"{', '.join(table.label_names[:5])}{', ...' if table.num_labels > 5 else ''}"}
         except DataError as e:
             report.problems.append(Problem("error", "read", str(table_or_path), str(e)))
             report.steps += [Step("read labels", "failed", str(e)),
@@ -128,6 +131,8 @@ def check_dataset(
             return report
     report.format = table.source_format
     report.notes = list(table.meta.get("notes", []))
+    report.samples = [{"item": item, "labels": labels}
+                      for item, labels in zip(table.items[:SAMPLES], table.subset(range(min(SAMPLES, len(table)))).label_sets())]
     report.steps.append(Step("read labels", "ok", f"{table.source_format} format: {len(table)} items, "
                                                   f"{table.num_labels} labels"))
     _check_labels(report, table, locations, min_examples)
@@ -170,7 +175,8 @@ def _check_labels(report: DatasetReport, table: LabelTable, locations: list[str]
             found.append(Problem("warning", "duplicate id", _join_locations([locations[i] for i in idx]),
                                  f"item {item!r} appears {len(idx)} times"
                                  + (" with different labels" if differ else "")
-                                 + "; a split may put its copies in different parts"))
+                                 + "; a split may put its copies in different parts (one row per annotation? "
+                                   "--format long groups rows by id)"))
     for i in np.flatnonzero(per_item == 0):
         if table.known[i].all():
             found.append(Problem("warning", "empty label set", locations[i], f"item {table.items[i]!r} has no labels"))
@@ -322,50 +328,3 @@ def size_summary(sizes: Counter[str], *, shown: int = 3) -> str:
         text += (f" and {others} other size{'s' if others > 1 else ''} "
                  f"({sum(sizes.values()) - sum(count for _, count in common)} images)")
     return text
-
-
-def render_report(report: DatasetReport, console: Console) -> None:
-    """Print `report` as a step table, label statistics and the list of problems."""
-    style = {"ok": "green", "warning": "yellow", "failed": "bold red", "skipped": "dim"}
-    console.print(f"[bold]Dataset check[/bold]: {escape(report.source)}", soft_wrap=True)
-    steps = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
-    steps.add_column("step")
-    steps.add_column("status")
-    steps.add_column("detail", overflow="fold")
-    for k, step in enumerate(report.steps, start=1):
-        steps.add_row(f"{k}. {step.name}", f"[{style[step.status]}]{step.status}[/]", escape(step.detail))
-    console.print(steps)
-    for note in report.notes:
-        console.print(f"[cyan]note[/] {escape(note)}", soft_wrap=True)
-    if report.labels:
-        labels = Table(title="Labels", title_justify="left", box=None, padding=(0, 2))
-        for name, justify in (("label", "left"), ("items", "right"), ("share", "right"), ("unknown", "right")):
-            labels.add_column(name, justify=justify)
-        for name in report.labels:
-            count = report.label_counts[name]
-            share = count / report.items if report.items else 0.0
-            labels.add_row(escape(name), str(count), f"{share:.1%}", str(report.unknown_counts[name]))
-        console.print(labels)
-        hist = report.labels_per_item["histogram"]
-        console.print(f"Labels per item: mean {report.labels_per_item['mean']:.2f}; "
-                      + ", ".join(f"{k}: {v}" for k, v in hist.items()))
-        if report.top_pairs:
-            console.print("Most frequent label pairs: " + ", ".join(
-                f"{escape(a)} + {escape(b)} ({n})" for a, b, n in report.top_pairs))
-    if report.problems:
-        errors, warnings = len(report.errors()), len(report.warnings())
-        console.print(f"\n[bold]Problems[/bold]: {errors} error(s), {warnings} warning(s)")
-        by_kind: dict[str, list[Problem]] = defaultdict(list)
-        for p in report.problems:
-            by_kind[p.kind].append(p)
-        for kind, found in sorted(by_kind.items(), key=lambda kv: kv[1][0].severity != "error"):
-            for p in found[:SHOWN_PER_KIND]:
-                colour = "red" if p.severity == "error" else "yellow"
-                where = "" if p.where in p.message else f"{escape(p.where)}: "
-                console.print(f"  [{colour}]{p.severity}[/] {where}{escape(p.message)}", soft_wrap=True)
-            if len(found) > SHOWN_PER_KIND:
-                console.print(f"  ... and {len(found) - SHOWN_PER_KIND} more {kind} problem(s)")
-    if report.usable:
-        console.print("\n[bold green]usable[/bold green]" + (" (see the warnings above)" if report.problems else ""))
-    else:
-        console.print("\n[bold red]not usable[/bold red]: fix the errors above and run the check again")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html
+import os
 import re
+import unicodedata
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,7 +130,8 @@ def read_feature_table(path: str | Path, *, label_columns: Sequence[str] | None 
         notes.append(f"attribute(s) {', '.join(repr(columns.names[j]) for j in identifiers)} identify the rows "
                      f"(string, or a different nominal value on every row): not features; {columns.names[id_at]!r} "
                      "gives the item ids")
-    label_at = _label_columns(columns, id_at, label_columns=label_columns, label_count=label_count, labels_xml=labels_xml)
+    label_at = _label_columns(columns, id_at, label_columns=label_columns, label_count=label_count, labels_xml=labels_xml,
+                              notes=notes)
     attributes = _attributes_of(feature_names, encoding) if feature_names is not None and encoding else feature_names
     feature_at = [j for j in _feature_columns(columns, id_at, label_at, attributes) if j not in identifiers[1:]]
     items = _items(columns, id_at)
@@ -363,7 +367,7 @@ def _id_column(columns: _Columns, id_column: str | None) -> int | None:
 
 
 def _label_columns(columns: _Columns, id_at: int | None, *, label_columns: Sequence[str] | None,
-                   label_count: int | None, labels_xml: str | Path | None) -> list[int]:
+                   label_count: int | None, labels_xml: str | Path | None, notes: list[str]) -> list[int]:
     others = [j for j in range(len(columns.names)) if j != id_at]
     if label_columns is not None:
         if not label_columns:
@@ -392,9 +396,45 @@ def _label_columns(columns: _Columns, id_at: int | None, *, label_columns: Seque
     names = read_labels_xml(xml)
     missing = [name for name in names if name not in columns.names]
     if missing:
-        raise DataError(f"{xml} names label(s) {_preview(missing)} that {columns.path} lacks; "
-                        f"its attributes end with {_preview(columns.names[-len(names):])}")
+        by_position = _labels_by_position(columns, names, id_at)
+        if by_position is None:
+            raise DataError(f"{xml} names label(s) {_preview(missing)} that {columns.path} lacks; "
+                            f"its attributes end with {_preview(columns.names[-len(names):])}; if the labels are the "
+                            f"last {len(names)} attributes, give --label-count {len(names)}")
+        differ = [f"{columns.names[j]!r} (XML {name!r})" for j, name in zip(by_position, names) if columns.names[j] != name]
+        notes.append(f"{xml.name} spells {len(differ)} label name(s) differently from the ARFF only in escaping or "
+                     f"encoding: {_preview(differ, 3)}; its {len(names)} labels are the last {len(names)} attributes, "
+                     "read by position with the ARFF's names")
+        return by_position
     return [columns.names.index(name) for name in names]
+
+
+def _labels_by_position(columns: _Columns, names: list[str], id_at: int | None) -> list[int] | None:
+    """The last len(names) attributes when they are the XML's labels in order, some spelled differently only in
+    escaping or encoding (every name that does match sits at its place); else None."""
+    start = len(columns.names) - len(names)
+    if start < 1 or (id_at is not None and id_at >= start):
+        return None
+    tail = columns.names[start:]
+    if any(name in columns.names and columns.names.index(name) != start + k for k, name in enumerate(names)):
+        return None
+    if not all(a == b or _same_but_escaping(a, b) for a, b in zip(tail, names)):
+        return None
+    return list(range(start, len(columns.names)))
+
+
+def _same_but_escaping(a: str, b: str) -> bool:
+    """Whether two names differ only where an escape or an encoding garbled a few characters ("dise~no" and
+    "dise?o", "caf\u00e9" and "cafe"): after unescaping, a short differing middle with a non-ASCII letter or a
+    sign in one of them."""
+    a, b = (unicodedata.normalize("NFC", html.unescape(x).replace("\\", "")) for x in (a, b))
+    if a == b:
+        return True
+    prefix = len(os.path.commonprefix([a, b]))
+    suffix = len(os.path.commonprefix([a[prefix:][::-1], b[prefix:][::-1]]))
+    middles = (a[prefix:len(a) - suffix], b[prefix:len(b) - suffix])
+    garbled = any(not (c.isascii() and c.isalnum()) for m in middles for c in m)
+    return prefix + suffix > 0 and all(len(m) <= 3 for m in middles) and garbled
 
 
 def _feature_columns(columns: _Columns, id_at: int | None, label_at: list[int],
