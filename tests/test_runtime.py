@@ -121,6 +121,12 @@ def test_inference_is_spread_with_ddp_or_several_machines(strategy, num_nodes, a
     assert Spread(devices="2", strategy=strategy, num_nodes=num_nodes).active is active
 
 
+def test_the_processes_run_where_inference_runs(monkeypatch):
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    assert Spread(strategy="ddp").lightning_accelerator == "cpu"
+    assert Spread(strategy="ddp", accelerator="gpu").lightning_accelerator == "gpu"  # as given (tagnet train's)
+
+
 def test_other_strategies_are_refused_for_inference():
     with pytest.raises(ConfigError, match="--strategy 'fsdp' for inference"):
         _ = Spread(strategy="fsdp").active

@@ -86,7 +86,7 @@ def map_in_order(step: Step, todo: Callable[[], Sequence[int]], *, batch_size: i
     (the first launches the others, as in training), so all of them call this with the same arguments.
 
     Returns True on the process that writes files and logs (global rank 0)."""
-    trainer = L.Trainer(accelerator=spread.accelerator, devices=spread.devices, strategy="ddp",
+    trainer = L.Trainer(accelerator=spread.lightning_accelerator, devices=spread.devices, strategy="ddp",
                         num_nodes=spread.num_nodes, logger=False, enable_checkpointing=False,
                         enable_model_summary=False, enable_progress_bar=False, use_distributed_sampler=False)
     with warnings.catch_warnings():

@@ -63,12 +63,18 @@ def inference_device(requested: str | torch.device | None = None) -> torch.devic
 @dataclass(frozen=True)
 class Spread:
     """How inference is spread: Lightning's devices (a count or auto), strategy ("auto": one process, the plain path;
-    "ddp": processes), num_nodes and accelerator, as `tagnet train` takes them."""
+    "ddp": processes) and num_nodes, as `tagnet train` takes them, and the accelerator (None: "gpu" when
+    inference_device() is a GPU, else "cpu")."""
 
     devices: str = "auto"
     strategy: str = "auto"
     num_nodes: int = 1
-    accelerator: str = "auto"
+    accelerator: str | None = None
+
+    @property
+    def lightning_accelerator(self) -> str:
+        """The accelerator the processes run on: the one given, else where inference_device() says inference runs."""
+        return self.accelerator or ("cpu" if inference_device().type == "cpu" else "gpu")
 
     @property
     def active(self) -> bool:
@@ -82,7 +88,7 @@ class Spread:
     def of(cls, settings) -> Spread:
         """The Spread of any settings object with devices, strategy and num_nodes (and maybe accelerator)."""
         return cls(str(settings.devices), settings.strategy, int(settings.num_nodes),
-                   getattr(settings, "accelerator", "auto"))
+                   getattr(settings, "accelerator", None))
 
 
 def fastest_forward(module: nn.Module, sample: torch.Tensor,
