@@ -185,7 +185,7 @@ class Modality:
         """(probabilities, the frozen encoder's output (the head's inputs), positions kept, errors) of `items`, in one
         pass of the predictor's PyTorch model (for modalities whose `probabilities` runs the items in order)."""
         captured: list[torch.Tensor] = []
-        hook = predictor.model.head.register_forward_pre_hook(lambda module, args: captured.append(args[0].float()))
+        hook = predictor.model.head.register_forward_pre_hook(lambda module, args: captured.append(args[0].float().cpu()))
         try:
             probs, kept, errors = self.probabilities(predictor, items)
         finally:

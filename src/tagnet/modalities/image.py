@@ -243,21 +243,33 @@ def model_batch(arrays: list[np.ndarray], pre: PreprocessConfig) -> torch.Tensor
 
 
 def extract_features(backbone: nn.Module, preprocess: PreprocessConfig, images: CachedImages, *,
-                     batch_size: int = FEATURE_BATCH, flip: bool = False) -> torch.Tensor:
+                     batch_size: int = FEATURE_BATCH, flip: bool = False, spread=None) -> torch.Tensor:
     """Pooled features of cached images (optionally of their mirror images) from `backbone`, float32 (N, F).
 
-    Computed in float32, as the Predictor does, so the head is trained on exactly what it will see.
+    Computed in float32 (or bf16 on a GPU where it agrees to 1e-3), as the Predictor does, so the head is trained on
+    what it will see. Runs where tagnet.inference.runtime.fastest_forward chooses; with a `spread`
+    (tagnet.inference.runtime.Spread, strategy ddp) across its processes, every one of them getting all features in
+    input order.
     """
     backbone.eval().to(memory_format=torch.channels_last)  # normalize_batch gives channels-last inputs
-    chunks, forward = [], None
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            rows = images.rows[start:start + batch_size]
-            batch = torch.from_numpy(np.array(images.cache.array[rows])).permute(0, 3, 1, 2)
-            if flip:
-                batch = batch.flip(-1)
-            batch = normalize_batch(batch, preprocess.mean, preprocess.std)
-            if forward is None:  # ONNX Runtime when it matches PyTorch on this first batch (tagnet.inference.runtime)
-                _, forward = fastest_forward(backbone, batch)
-            chunks.append(forward(batch))
+    forwards: dict = {}  # device (None: inference_device()) -> forward
+
+    def step(indices, device=None) -> torch.Tensor:
+        batch = torch.from_numpy(np.array(images.cache.array[images.rows[indices]])).permute(0, 3, 1, 2)
+        batch = normalize_batch(batch.flip(-1) if flip else batch, preprocess.mean, preprocess.std)
+        if device not in forwards:  # ONNX Runtime or the GPU when they match PyTorch on this first batch
+            forwards[device] = fastest_forward(backbone, batch, device)[1]
+        return forwards[device](batch)
+
+    if spread is not None and spread.active:
+        from tagnet.engine.distributed import map_in_order
+
+        chunks = []
+        map_in_order(lambda indices, device: (step(indices, device).numpy(), {}), lambda: range(len(images)),
+                     batch_size=batch_size, spread=spread, everywhere=True,
+                     emit=lambda _indices, outputs, _errors: chunks.append(torch.from_numpy(outputs)))
+    else:
+        with torch.inference_mode():
+            chunks = [step(np.arange(start, min(start + batch_size, len(images))))
+                      for start in range(0, len(images), batch_size)]
     return torch.cat(chunks) if chunks else torch.zeros(0, 0)
