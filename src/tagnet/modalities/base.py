@@ -21,6 +21,7 @@ from tagnet.modalities.specs import ModalitySpec
 
 if TYPE_CHECKING:
     from tagnet.inference.predictor import Predictor
+    from tagnet.inference.runtime import Spread
 
 @dataclass
 class LabeledInputs:
@@ -143,8 +144,9 @@ class Modality:
             (config.pretrained or not self.spec.frozen_needs_pretrained)
 
     def head_inputs(self, model: TagnetModel, data: LabeledInputs, state: dict[str, Any], *, cache_dir: Path,
-                    progress: bool) -> HeadInputs:
-        """The frozen encoder's output for every row (per modality)."""
+                    progress: bool, spread: Spread | None = None) -> HeadInputs:
+        """The frozen encoder's output for every row (per modality); `spread`: the run's processes, for a modality
+        whose encoder runs across them (images)."""
         raise NotImplementedError
 
     def budget_plan(self, config: TrainConfig, model: TagnetModel, data: LabeledInputs, budget: Any, *,

@@ -20,7 +20,7 @@ from tagnet.data.decode import images_folder
 from tagnet.data.labels import read_labels
 from tagnet.errors import ArtifactError, DataError, TagnetError
 from tagnet.training.budget import Throughput, duration, feature_seconds
-from tagnet.inference.runtime import fastest_forward
+from tagnet.inference.runtime import Spread, fastest_forward
 from tagnet.inference.feature_cache import cached_path, cached_tensor, encoder_digest
 from tagnet.models import PreprocessConfig, TagnetModel, create_model
 from tagnet.models.fused import FusedBackbone
@@ -114,16 +114,18 @@ class ImageModality(Modality):
         skipped = {str(cache.paths[row]): message for row, message in sorted(cache.failures.items())}
         return LabeledInputs(data.table.subset(kept), CachedImages(cache, kept), skipped), kept
 
-    def head_inputs(self, model, data, state, *, cache_dir, progress) -> HeadInputs:
-        """Pooled backbone features of every image and of its mirror image, float32, cached on disk."""
+    def head_inputs(self, model, data, state, *, cache_dir, progress, spread=None) -> HeadInputs:
+        """Pooled backbone features of every image and of its mirror image, float32, cached on disk; across the run's
+        processes when `spread` says so (each gets all features, in input order)."""
         images: CachedImages = data.inputs
-        return HeadInputs(self._features(model, images, cache_dir=cache_dir, flip=False),
-                          self._features(model, images, cache_dir=cache_dir, flip=True))
+        return HeadInputs(self._features(model, images, cache_dir=cache_dir, flip=False, spread=spread),
+                          self._features(model, images, cache_dir=cache_dir, flip=True, spread=spread))
 
     @staticmethod
-    def _features(model: TagnetModel, images: CachedImages, *, cache_dir: Path, flip: bool) -> torch.Tensor:
+    def _features(model: TagnetModel, images: CachedImages, *, cache_dir: Path, flip: bool,
+                  spread: Spread | None) -> torch.Tensor:
         parts = [cached_tensor(cache_dir, "features", _feature_digest(name, backbone, model.preprocess, images, flip),
-                               lambda: extract_features(backbone, model.preprocess, images, flip=flip))
+                               lambda: extract_features(backbone, model.preprocess, images, flip=flip, spread=spread))
                  for name, backbone in backbone_members(model)]
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 

@@ -69,7 +69,7 @@ class TabularModality(Modality):
                             head_hidden=spec["head_hidden"], input_dim=len(state["feature_names"]),
                             ensemble=spec.get("ensemble", 1))
 
-    def head_inputs(self, model, data, state, *, cache_dir, progress) -> HeadInputs:
+    def head_inputs(self, model, data, state, *, cache_dir, progress, spread=None) -> HeadInputs:
         """Every row standardised once (a missing value becomes the training mean)."""
         return HeadInputs(torch.from_numpy(standardize(data.inputs, np.asarray(state["mean"]), np.asarray(state["std"]))))
 

@@ -136,7 +136,7 @@ class TextModality(Modality):
             for name, p in model.named_parameters():
                 p.requires_grad_(trainable[name])
 
-    def head_inputs(self, model, data, state, *, cache_dir, progress) -> HeadInputs:
+    def head_inputs(self, model, data, state, *, cache_dir, progress, spread=None) -> HeadInputs:
         """Sentence embeddings of every text, cached on disk (cached_embeddings)."""
         return HeadInputs(cached_embeddings(model.backbone, list(data.inputs), cache_dir=cache_dir, progress=progress))
 

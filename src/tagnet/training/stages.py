@@ -20,6 +20,7 @@ from torch import nn
 from tagnet.data.split import train_val_splits
 from tagnet.engine import MultiLabelModule, PhaseResult, RunLoggers, default_precision, run_phase, seed_everything
 from tagnet.errors import ConfigError, DataError
+from tagnet.inference.runtime import Spread
 from tagnet.modalities.base import HeadInputs, LabeledInputs
 from tagnet.models import TagnetModel, head_members, set_backbone_trainable
 from tagnet.training.budget import FINAL_SECONDS, Plan, TimeBudget, duration
@@ -207,7 +208,7 @@ def frozen_outputs(run: Run) -> None:
     """The frozen encoder's output for every input (cached on disk), and how long it took."""
     started = time.perf_counter()
     run.head_inputs = run.plan.kind.head_inputs(run.model, run.data, run.state, cache_dir=run.cache_dir,
-                                                progress=run.progress)
+                                                progress=run.progress, spread=Spread.of(run.plan.config))
     run.console.print(f"frozen {run.plan.config.backbone} outputs of {len(run.data)} inputs ready in "
                       f"{time.perf_counter() - started:.1f} s")
 
