@@ -15,7 +15,7 @@ from tagnet.cli import app
 from tagnet.data.check import check_dataset
 from tagnet.data.feature_table import read_feature_table
 from tagnet.data.formats import REGISTRY, describe, resolve
-from tagnet.data.formats.source import Source
+from tagnet.data.formats.source import FormatInfo, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.data.labels import read_labels, read_labels_with_texts, write_labels
 from tagnet.errors import DataError
@@ -202,8 +202,9 @@ def test_mulan_names_that_differ_only_in_escaping_are_read_by_position(tmp_path)
 # ---- the registry ---------------------------------------------------------------------------------
 def test_every_format_module_declares_the_same_interface_and_help_lists_them():
     for name, module in REGISTRY.items():
-        assert module.NAME == name and module.LAYOUT in ("file", "folder", "either")
-        assert all(hasattr(module, attr) for attr in ("SUMMARY", "TEXTS", "OWN_NAMES", "SPECIFIC", "detect", "read"))
+        assert module.NAME == module.INFO.name == name and module.INFO.layout in ("file", "folder", "either")
+        assert isinstance(module.INFO, FormatInfo) and module.INFO.summary
+        assert callable(module.detect) and callable(module.read)
     result = CliRunner().invoke(app, ["data", "check", "--help"], terminal_width=400)
     flat = " ".join(result.output.replace("│", " ").split())
     assert all(name in flat for name in REGISTRY) and describe().startswith("tags (")
