@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from tagnet.training.budget import Throughput
+from tagnet.config.source import DataSource
 from tagnet.config.settings import TrainConfig
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import ArtifactError, DataError
@@ -92,11 +93,11 @@ class Modality:
         """The given (not None/False) read options, checked for this modality; raises ConfigError."""
         return {key: value for key, value in options.items() if value is not None and value is not False}
 
-    def read(self, path: str | Path, *, options: dict[str, Any], images_dir: str | Path | None = None,
-             text_column: str | int | None = None, state: dict[str, Any] | None = None,
+    def read(self, source: DataSource, *, state: dict[str, Any] | None = None,
              label_names: list[str] | None = None) -> LabeledInputs:
-        """A labelled file and its inputs (per modality). `state` and `label_names` are a trained model's, when the
-        file is read to evaluate it: its inputs are then read as that model takes them."""
+        """A labelled file and its inputs, as `source` (tagnet.config.source.DataSource) says (per modality). `state`
+        and `label_names` are a trained model's, when the file is read to evaluate it: its inputs are then read as
+        that model takes them."""
         raise NotImplementedError
 
     # ---- the model and its fitted state ----

@@ -73,12 +73,12 @@ class ImageModality(Modality):
     mixes_network_inputs = True
     state_keys = ("image_size", "mean", "std")
 
-    def read(self, path, *, options, images_dir=None, text_column=None, state=None, label_names=None) -> LabeledInputs:
-        """A label file of any format read_labels reads; its items resolved to files under `images_dir` (or the folder
-        its format implies: a VOC set's JPEGImages, a folder-per-label root)."""
-        table = read_labels(path, **options)
+    def read(self, source, *, state=None, label_names=None) -> LabeledInputs:
+        """A label file of any format read_labels reads; its items resolved to files under the source's images_dir
+        (or the folder its format implies: a VOC set's JPEGImages, a folder-per-label root)."""
+        table = read_labels(source.labels, **source.read_options)
         paths = np.empty(len(table), dtype=object)
-        paths[:] = resolve_image_paths(table.items, images_folder(table.meta, images_dir))
+        paths[:] = resolve_image_paths(table.items, images_folder(table.meta, source.images_dir))
         return LabeledInputs(table, paths)
 
     def build_model(self, config: TrainConfig, data: LabeledInputs) -> TagnetModel:

@@ -109,11 +109,10 @@ class Run:
 def read_inputs(run: Run) -> None:
     """The training file's inputs, then the --val file's (its labels aligned to the training file's)."""
     source, kind = run.plan.source, run.plan.kind
-    read = dict(options=dict(source.read_options), images_dir=source.images_dir, text_column=source.text_column)
-    data = kind.read(source.labels, **read)
+    data = kind.read(source)
     run.from_val_file = np.zeros(len(data), dtype=bool)
     if run.plan.val_labels is not None:
-        val = kind.read(run.plan.val_labels, **read)
+        val = kind.read(source.with_labels(run.plan.val_labels))
         val.table = val.table.aligned_to(data.table.label_names, what=str(run.plan.val_labels))
         data, run.from_val_file = data.followed_by(val), np.r_[run.from_val_file, np.ones(len(val), dtype=bool)]
     run.data = data
