@@ -21,6 +21,7 @@ import tagnet
 from tagnet import modalities
 from tagnet.cli import app
 from tagnet.config.settings import TrainConfig, parse_duration
+from tagnet.config.source import DataSource
 from tagnet.errors import ConfigError
 from tagnet.modalities.codecs import RequestCodec
 from tagnet.modalities.onnx_specs import OnnxSpec
@@ -134,8 +135,8 @@ def test_predict_evaluate_through_the_api(case):
         assert [prediction["probabilities"][label] for label in predictor.label_names] == pytest.approx(row.tolist())
     report, skipped = tagnet.evaluate(predictor, made.labels, images_dir=made.train_kwargs.get("images_dir"))
     assert skipped == {} and 0.0 <= report.mAP <= 1.0
-    table = predictor.modality.read(made.labels, options={}, images_dir=made.train_kwargs.get("images_dir"),
-                                    state=predictor.artifact.state, label_names=predictor.label_names).table
+    source = DataSource(made.labels, images_dir=made.train_kwargs.get("images_dir"))
+    table = predictor.modality.read(source, state=predictor.artifact.state, label_names=predictor.label_names).table
     assert [row["support"] for row in report.per_label] == (table.targets * table.known).sum(axis=0).tolist()
 
 

@@ -2,17 +2,20 @@
 
 import json
 import os
+import runpy
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tagnet.inference.artifact import load_artifact
 from tagnet.config.settings import TrainConfig
 from tagnet.inference.predictor import Predictor
+from tagnet.inference.streaming import stream_predictions
 from tagnet.training.trainer import train
 
 TAGNET = [sys.executable, "-m", "tagnet.cli"]
@@ -66,3 +69,71 @@ def test_sigkill_mid_training_then_resume(synthetic_data, tmp_path):
     whole = tmp_path / "whole"
     subprocess.run(TAGNET + args + ["--out", str(whole)], capture_output=True, text=True, timeout=300, check=True)
     assert _metrics(run)["mAP"] == pytest.approx(_metrics(whole)["mAP"], abs=0.05)
+
+
+# A script, as Lightning's DDP launcher starts it once per process: frozen features of cached images spread over
+# --devices CPU processes; rank 0 saves what every rank got.
+FEATURES_SCRIPT = """
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tagnet.data.images import build_image_cache
+from tagnet.inference.runtime import Spread
+from tagnet.modalities.image import CachedImages, extract_features
+from tagnet.models import create_model
+
+images, cache, out, devices = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), sys.argv[4]
+torch.manual_seed(0)
+model = create_model("seed_cnn", num_labels=5, pretrained=False, image_size=32)
+built = build_image_cache(sorted(images.iterdir())[:45], size=32, cache_dir=cache)
+kept = CachedImages(built, np.arange(45)[::-1].copy())  # rows in another order than the cache's
+spread = Spread(devices=devices, strategy="ddp", accelerator="cpu") if devices != "0" else None
+features = extract_features(model.backbone, model.preprocess, kept, batch_size=4, flip=True, spread=spread)
+rank = int(__import__("os").environ.get("LOCAL_RANK", 0))
+np.save(out / f"rank{rank}.npy", features.numpy())
+"""
+
+
+def test_frozen_features_over_two_processes_equal_one_process(synthetic_data, tmp_path, monkeypatch):
+    script = tmp_path / "features.py"
+    script.write_text(FEATURES_SCRIPT)
+    args = [str(script), str(synthetic_data.images_dir), str(tmp_path / "cache")]
+    (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
+    monkeypatch.setattr(sys, "argv", args + [str(tmp_path / "one"), "0"])
+    runpy.run_path(str(script))  # one process: this one
+    proc = subprocess.run([sys.executable] + args + [str(tmp_path / "two"), "2"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = np.load(tmp_path / "one" / "rank0.npy")
+    assert one.shape[0] == 45
+    # 45 inputs over 2 ranks in batches of 4: the sampler pads one input; every rank got all 45, in input order
+    for rank in (0, 1):
+        np.testing.assert_allclose(np.load(tmp_path / "two" / f"rank{rank}.npy"), one, rtol=1e-5, atol=1e-6)
+
+
+def test_predict_over_two_processes_resumes_into_the_same_file(tiny_run, synthetic_data, tmp_path):
+    images = str(synthetic_data.images_dir)
+    single = stream_predictions(Predictor(tiny_run.run_dir), [images], tmp_path / "single.csv")  # as predict does
+    expected = single.path.read_bytes()
+    ddp = tmp_path / "ddp.csv"
+    ddp.write_bytes(expected[:expected.index(b"\n", 3000) - 7])  # killed mid-row
+    kept = ddp.read_bytes().count(b"\n") - 1
+    proc = subprocess.run(TAGNET + ["predict", str(tiny_run.run_dir), images, "--output", str(ddp), "--resume",
+                                    "--devices", "2", "--strategy", "ddp", "--batch-size", "7"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    said = " ".join(proc.stdout.split())
+    assert said.count("predictions written to") == 1  # only rank 0 writes and reports
+    assert f"(kept {kept} already there)" in said
+    assert ddp.read_bytes() == expected  # the rest in input order, each input once, as one process writes it
+
+
+def test_a_distributed_prediction_needs_a_streamed_output(tiny_run, synthetic_data, tmp_path):
+    proc = subprocess.run(TAGNET + ["predict", str(tiny_run.run_dir), str(synthetic_data.images_dir), "--output",
+                                    str(tmp_path / "all.json"), "--strategy", "ddp"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "--strategy ddp shares the inputs among processes" in proc.stdout + proc.stderr

@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tagnet.cli import app
+from tagnet.config.source import DataSource
 from tagnet.data.check import check_dataset
 from tagnet.data.feature_table import read_feature_table
 from tagnet.data.formats import REGISTRY, describe, resolve
-from tagnet.data.formats.source import Source
+from tagnet.data.formats.source import FormatInfo, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.data.labels import read_labels, read_labels_with_texts, write_labels
 from tagnet.errors import DataError
@@ -74,7 +75,7 @@ def test_every_fixture_is_read_as_its_format_and_never_as_another(name, fmt, exp
 def test_train_and_data_check_read_the_same(name):
     """data check and the training reader (the modality's read, as tagnet train calls it) agree on every fixture."""
     report = check_dataset(FIXTURES / name, min_examples=1)
-    data = get_modality("image").read(FIXTURES / name, options={})
+    data = get_modality("image").read(DataSource(FIXTURES / name))
     assert report.usable or report.problems[0].kind != "read"
     assert (report.format, report.items, report.labels) == (data.table.source_format, len(data.table),
                                                             data.table.label_names)
@@ -91,7 +92,7 @@ def test_yolo_folder_train_and_check_agree_from_the_command_line(tmp_path):
     assert found["reading"]["format"] == "yolo" and found["runner_up"]["format"] == "folders"
     assert found["samples"][0] == {"item": "obj/frame_000001.jpg", "labels": ["dog", "person"]}
     assert found["images_checked"] == 3 and found["labels"] == ["car", "dog", "person"]
-    data = get_modality("image").read(tmp_path / "yolo", options={})  # what `tagnet train` reads
+    data = get_modality("image").read(DataSource(tmp_path / "yolo"))  # what `tagnet train` reads
     assert [str(p) for p in data.inputs] == [str(tmp_path / "yolo" / s["item"]) for s in found["samples"]]
 
 
@@ -202,8 +203,9 @@ def test_mulan_names_that_differ_only_in_escaping_are_read_by_position(tmp_path)
 # ---- the registry ---------------------------------------------------------------------------------
 def test_every_format_module_declares_the_same_interface_and_help_lists_them():
     for name, module in REGISTRY.items():
-        assert module.NAME == name and module.LAYOUT in ("file", "folder", "either")
-        assert all(hasattr(module, attr) for attr in ("SUMMARY", "TEXTS", "OWN_NAMES", "SPECIFIC", "detect", "read"))
+        assert module.NAME == module.INFO.name == name and module.INFO.layout in ("file", "folder", "either")
+        assert isinstance(module.INFO, FormatInfo) and module.INFO.summary
+        assert callable(module.detect) and callable(module.read)
     result = CliRunner().invoke(app, ["data", "check", "--help"], terminal_width=400)
     flat = " ".join(result.output.replace("│", " ").split())
     assert all(name in flat for name in REGISTRY) and describe().startswith("tags (")

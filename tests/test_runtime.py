@@ -1,11 +1,14 @@
-"""The fastest runtime for frozen forwards: ONNX Runtime when it matches eager PyTorch, else PyTorch."""
+"""Where inference runs and how: the device chosen, ONNX Runtime when it matches eager PyTorch, bf16 only where it agrees
+with fp32, inference spread over processes with outputs in input order."""
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from tagnet.inference.runtime import PARITY_TOLERANCE, fastest_forward
+from tagnet.errors import ConfigError
+from tagnet.inference.runtime import (DEVICE_ENV, GPU_TOLERANCE, PARITY_TOLERANCE, Spread, choose_device,
+                                     device_forward, fastest_forward, inference_device)
 
 
 def small_cnn() -> nn.Module:
@@ -55,3 +58,107 @@ def test_a_graph_that_traced_wrong_falls_back_to_pytorch():
 def test_a_module_in_training_mode_runs_eager():
     module = small_cnn().train()
     assert fastest_forward(module, torch.randn(2, 3, 16, 16))[0] == "torch"
+
+
+@pytest.mark.parametrize(("requested", "cuda_count", "expected"), [
+    (None, 0, "cpu"), ("auto", 0, "cpu"), (None, 2, "cuda:0"), ("AUTO", 1, "cuda:0"), ("cpu", 2, "cpu"),
+    ("cuda", 1, "cuda:0"), ("gpu", 1, "cuda:0"), ("cuda:1", 2, "cuda:1"),
+])
+def test_the_device_is_chosen_from_the_request_and_the_gpus_present(requested, cuda_count, expected):
+    assert choose_device(requested, cuda_count=cuda_count) == torch.device(expected)
+
+
+@pytest.mark.parametrize(("requested", "cuda_count", "message"), [
+    ("cuda", 0, "torch sees 0 CUDA device"), ("cuda:2", 2, r"expected auto, cpu or cuda:0\.\.1"),
+    ("tpu", 1, "expected auto, cpu, cuda or cuda:N"), ("cuda:x", 1, "expected auto, cpu, cuda or cuda:N"),
+])
+def test_a_device_that_is_not_there_is_refused(requested, cuda_count, message):
+    with pytest.raises(ConfigError, match=message):
+        choose_device(requested, cuda_count=cuda_count, source="TAGNET_DEVICE")
+
+
+def test_the_environment_variable_sets_the_default_device(monkeypatch):
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    assert inference_device() == torch.device("cpu")
+    monkeypatch.setenv(DEVICE_ENV, "npu")
+    with pytest.raises(ConfigError, match="TAGNET_DEVICE is 'npu'"):
+        inference_device()
+    assert inference_device("cpu") == torch.device("cpu")  # an explicit request wins
+
+
+def test_bf16_is_kept_only_where_it_agrees_with_fp32():
+    # integer weights and inputs small enough for bf16 to hold exactly: bf16 agrees
+    exact = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.Flatten()).eval()
+    with torch.no_grad():
+        exact[0].weight.copy_(torch.randint(-2, 3, exact[0].weight.shape).float())
+    batch = torch.randint(0, 4, (3, 3, 8, 8)).float()
+    name, forward = device_forward(exact, batch, torch.device("cpu"))
+    assert name == "cpu-bf16"
+    np.testing.assert_array_equal(forward(batch).numpy(), exact(batch).detach().numpy())
+    # a random CNN on random inputs: bf16 is off by more than GPU_TOLERANCE, so fp32 runs
+    module, batch = small_cnn(), torch.randn(4, 3, 16, 16) * 50
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        rough = module(batch).float()
+    with torch.inference_mode():
+        want = module(batch)
+    assert float((rough - want).abs().max()) > GPU_TOLERANCE * float(want.abs().max())
+    name, forward = device_forward(module, batch, torch.device("cpu"))
+    assert name == "cpu-fp32"
+    assert float((forward(batch) - want).abs().max()) <= 1e-5
+
+
+def test_a_device_copy_leaves_the_module_usable_with_gradients():
+    module = small_cnn()
+    device_forward(module, torch.randn(2, 3, 16, 16), torch.device("cpu"), in_place=True)
+    loss = module(torch.randn(2, 3, 16, 16)).sum()  # not inference tensors: Grad-CAM can backpropagate
+    loss.backward()
+    assert module[0].weight.grad is not None
+
+
+@pytest.mark.parametrize(("strategy", "num_nodes", "active"), [("auto", 1, False), ("ddp", 1, True),
+                                                               ("auto", 2, True)])
+def test_inference_is_spread_with_ddp_or_several_machines(strategy, num_nodes, active):
+    assert Spread(devices="2", strategy=strategy, num_nodes=num_nodes).active is active
+
+
+def test_the_processes_run_where_inference_runs(monkeypatch):
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    assert Spread(strategy="ddp").lightning_accelerator == "cpu"
+    assert Spread(strategy="ddp", accelerator="gpu").lightning_accelerator == "gpu"  # as given (tagnet train's)
+
+
+def test_other_strategies_are_refused_for_inference():
+    with pytest.raises(ConfigError, match="--strategy 'fsdp' for inference"):
+        _ = Spread(strategy="fsdp").active
+
+
+def test_gathered_batches_come_out_in_input_order_each_once():
+    from tagnet.engine.distributed import _InOrder
+
+    emitted = []
+    order = _InOrder(lambda indices, rows, errors: emitted.append((indices.tolist(), rows[:, 0].tolist(), errors)))
+    # 5 inputs, 2 ranks, batches of 2: the sampler gives rank 0 [0, 2, 4] and rank 1 [1, 3, 0] (padded with input 0)
+    rows = lambda indices: np.array([[10.0 * i] for i in indices], np.float32)  # noqa: E731
+    order.add([([0, 2], rows([0, 2]), {}), ([1, 3], rows([1, 3]), {"b.png": "unreadable"})])
+    order.add([([4], rows([4]), {}), ([0], rows([0]), {})])
+    assert emitted == [([0, 1, 2, 3], [0.0, 10.0, 20.0, 30.0], {"b.png": "unreadable"}), ([4], [40.0], {})]
+    # a rank ahead of the others: held back until the gap is filled
+    emitted.clear()
+    late = _InOrder(lambda indices, rows, errors: emitted.append(indices.tolist()))
+    late.add([([2, 3], rows([2, 3]), {})])
+    assert emitted == []
+    late.add([([0, 1], rows([0, 1]), {})])
+    assert emitted == [[0, 1, 2, 3]]
+
+
+class Noisy(nn.Module):
+    """Different on every call: no device precision can agree with the CPU reference."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3)) + torch.rand(x.shape[0], 3) * 10
+
+
+def test_no_agreeing_precision_means_the_cpu_path():
+    module, batch = Noisy().eval(), torch.randn(2, 3, 8, 8)
+    with pytest.warns(UserWarning, match="in every precision .more than 0.001.; running on the CPU"):
+        assert device_forward(module, batch, torch.device("cpu"), in_place=True) is None

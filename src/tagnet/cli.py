@@ -410,6 +410,7 @@ def predict_command(
     """Predict labels of new images (or texts, or feature rows); unreadable files are reported and skipped. With a
     CSV, TSV or JSONL --output, rows are written as they are predicted (memory stays bounded) and --resume continues."""
     from tagnet.inference.predictor import Predictor, check_output
+    from tagnet.inference.runtime import Spread
     from tagnet.inference.streaming import STREAM_SUFFIXES
     from tagnet.report.terminal import render_predictions
 
@@ -418,9 +419,14 @@ def predict_command(
     if resume and (output is None or output.suffix.lower() not in STREAM_SUFFIXES):
         raise ConfigError(f"--resume continues a streamed --output file ({', '.join(STREAM_SUFFIXES)}); got "
                           f"{output or 'no --output'}")
+    spread = Spread.of(settings)
+    streamed = output is not None and output.suffix.lower() in STREAM_SUFFIXES and not text
+    if spread.active and not streamed:
+        raise ConfigError(f"--strategy {settings.strategy} shares the inputs among processes that write a streamed "
+                          f"--output ({', '.join(STREAM_SUFFIXES)}); got {output or 'no --output'}")
     predictor = Predictor(artifact, batch_size=settings.batch_size, runtime=settings.runtime)
-    if output is not None and output.suffix.lower() in STREAM_SUFFIXES and not text:
-        _stream_predict(predictor, [text_file] if text_file else inputs or [], output, resume=resume)
+    if streamed:
+        _stream_predict(predictor, [text_file] if text_file else inputs or [], output, resume=resume, spread=spread)
         return
     if text:
         results = predictor.predict(text)
@@ -433,13 +439,16 @@ def predict_command(
         raise typer.Exit(1)
 
 
-def _stream_predict(predictor, paths: list, output: Path, *, resume: bool) -> None:
-    """`tagnet predict` into a CSV/TSV/JSONL file written chunk by chunk (tagnet.inference.streaming)."""
+def _stream_predict(predictor, paths: list, output: Path, *, resume: bool, spread) -> None:
+    """`tagnet predict` into a CSV/TSV/JSONL file written chunk by chunk (tagnet.inference.streaming); with a ddp
+    `spread`, only rank 0 writes and reports."""
     from tagnet.inference.predictor import PredictionResults
     from tagnet.inference.streaming import stream_predictions
     from tagnet.report.terminal import render_predictions
 
-    summary = stream_predictions(predictor, paths, output, resume=resume)
+    summary = stream_predictions(predictor, paths, output, resume=resume, spread=spread)
+    if summary is None:  # another rank of a distributed prediction: rank 0 reports
+        return
     shown = PredictionResults(summary.first, predictor.label_names, summary.errors)
     render_predictions(shown, Console(), total=summary.written)
     kept = f" (kept {summary.resumed} already there)" if summary.resumed else ""

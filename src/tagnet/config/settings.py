@@ -80,6 +80,14 @@ _DECISIONS: dict[str, dict[str, Any]] = {
 }
 DECISION_SETTINGS = tuple(_DECISIONS)
 
+# How work is spread over processes and machines (Lightning): settings of `tagnet train` and `tagnet predict`.
+_PROCESSES: dict[str, dict[str, Any]] = {
+    "devices": dict(default="auto", help="Lightning devices: a count or auto", flag="--devices"),
+    "strategy": dict(default="auto", help="Lightning strategy, e.g. ddp", flag="--strategy"),
+    "num_nodes": dict(default=1, help="machines taking part in distributed training", flag="--num-nodes",
+                      constraint=AT_LEAST_1),
+}
+
 
 @dataclass
 class TrainConfig:
@@ -162,11 +170,10 @@ class TrainConfig:
                                    constraint=Checked(_duration, "seconds or a duration such as 90s, 5m, 1h30m"))
     seed: int = _setting(0, "random seed of splits, weights and augmentation", flag="--seed")
     num_workers: int = _setting(0, "DataLoader worker processes", constraint=AT_LEAST_0)
-    devices: str = _setting("auto", "Lightning devices: a count or auto", flag="--devices")
+    devices: str = _setting(**_PROCESSES["devices"])
     accelerator: str = _setting("auto", "Lightning accelerator: auto, cpu, gpu")
-    strategy: str = _setting("auto", "Lightning strategy, e.g. ddp", flag="--strategy")
-    num_nodes: int = _setting(1, "machines taking part in distributed training", flag="--num-nodes",
-                            constraint=AT_LEAST_1)
+    strategy: str = _setting(**_PROCESSES["strategy"])
+    num_nodes: int = _setting(**_PROCESSES["num_nodes"])
     precision: str | None = _setting(None, "Lightning precision; default bf16-mixed where supported, else 32-true",
                                      flag="--precision", constraint=Options(PRECISIONS))
     cache_dir: str | None = _setting(None, "folder for decoded-image, feature and embedding caches; default RUN/cache")
@@ -323,6 +330,11 @@ class PredictSettings:
                                constraint=Interval(1, MAX_BATCH_SIZE))
     runtime: str = _setting("auto", "auto (ONNX Runtime when the artifact has a model.onnx from `tagnet export`), "
                                     "torch or onnx", flag="--runtime", constraint=Options(RUNTIMES))
+    devices: str = _setting(**{**_PROCESSES["devices"], "help": "Lightning devices (a count or auto) sharing a "
+                                                                 "streamed --output with --strategy ddp"})
+    strategy: str = _setting(**{**_PROCESSES["strategy"], "help": "auto (one process) or ddp (--devices processes "
+                                                                   "per machine, rank 0 writes --output)"})
+    num_nodes: int = _setting(**{**_PROCESSES["num_nodes"], "help": "machines taking part in a ddp prediction"})
 
 
 @dataclass

@@ -14,6 +14,7 @@ import numpy as np
 from tagnet import modalities
 from tagnet.curation.audit import LabelIssue, find_label_issues, out_of_fold_probabilities, write_label_issues
 from tagnet.config.settings import TrainConfig
+from tagnet.config.source import DataSource
 from tagnet.data.decode import images_folder
 from tagnet.errors import ConfigError, DataError
 from tagnet.inference.predictor import Predictor
@@ -53,15 +54,16 @@ def audit_labels(labels: str | Path, *, images_dir: str | Path | None = None, te
     if not kind.frozen(config):
         raise ConfigError(f"audit needs a frozen pretrained encoder; {config.backbone} (pretrained={config.pretrained}) "
                           "has none: use the default backbone")
-    read_options = kind.read_options(read_options)
-    data = kind.read(labels, options=read_options, images_dir=images_dir, text_column=text_column)
+    source = DataSource(labels, images_dir=images_dir, text_column=text_column, tabular=tabular,
+                        read_options=kind.read_options(read_options))
+    data = kind.read(source)
     model = kind.build_model(config, data).eval()
     with tempfile.TemporaryDirectory(prefix="tagnet-audit-") as temp:
         cache_dir = Path(config.cache_dir or temp)
         data, _ = kind.prepare(data, model, cache_dir=cache_dir)
         if len(data) < folds:
             raise DataError(f"{labels}: {len(data)} readable inputs; auditing with {folds} folds needs at least {folds}")
-        state = kind.fit_state(model, data, np.arange(len(data)), text_column=text_column, read_options=read_options)
+        state = kind.fit_state(model, data, np.arange(len(data)), text_column=text_column, read_options=source.read_options)
         features = kind.head_inputs(model, data, state, cache_dir=cache_dir, progress=False).values.numpy()
     table = data.table
     probs = out_of_fold_probabilities(features, table.targets, table.known, folds=folds, seed=config.seed)

@@ -96,9 +96,9 @@ def read_labels_with_texts(path: str | Path, text_column: str | int, **options: 
     if not src.path.exists():
         raise DataError(f"label file {src.path} does not exist")
     fmt = src.format or _best_format(src)
-    if fmt in REGISTRY and not REGISTRY[fmt].TEXTS:
+    if fmt in REGISTRY and not REGISTRY[fmt].INFO.texts:
         raise DataError(f"{src.path}: a text column needs a label file that holds texts "
-                        f"({', '.join(n for n, m in REGISTRY.items() if m.TEXTS)}), not format {fmt!r}")
+                        f"({', '.join(n for n, m in REGISTRY.items() if m.INFO.texts)}), not format {fmt!r}")
     if options.get("id_column") is None and not src.has_id_field(fmt):
         src = src.copy(id_column=text_column)
     table = resolve.read(src)[0]

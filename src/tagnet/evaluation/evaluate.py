@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tagnet.config.source import DataSource
 from tagnet.inference.artifact import Artifact
 from tagnet.errors import DataError
 from tagnet.evaluation.metrics import MetricsReport, evaluate_probabilities
@@ -67,8 +68,8 @@ def labelled_probabilities(predictor: Predictor, labels: str | Path, *, images_d
     Raises:
         DataError when the file's label names differ from the model's, or no input is readable.
     """
-    data = predictor.modality.read(labels, options=dict(read_options or {}), images_dir=images_dir,
-                                   state=predictor.artifact.state, label_names=predictor.label_names)
+    source = DataSource(labels, images_dir=images_dir, read_options=dict(read_options or {}))
+    data = predictor.modality.read(source, state=predictor.artifact.state, label_names=predictor.label_names)
     table = data.table.aligned_to(predictor.label_names, what=str(labels), missing_negative=True)
     probs, kept, errors = predictor.modality.probabilities(predictor, list(data.inputs))
     if not kept:

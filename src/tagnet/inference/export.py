@@ -180,7 +180,7 @@ def export_onnx(
     if out.suffix != ".onnx":
         raise ConfigError(f"export output {out} must end in .onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
-    on_torch = Predictor(artifact, runtime="torch", calibrated=False)  # the graph's own probabilities
+    on_torch = Predictor(artifact, runtime="torch", calibrated=False, device="cpu")  # the graph's own probabilities
     spec = on_torch.modality.onnx
     graph = spec.graph(on_torch, out=out)
     expected = [on_torch.predict_proba(samples) for samples in graph.samples]  # the whole PyTorch path, as predicted

@@ -16,6 +16,7 @@ import torch
 
 from tagnet import modalities
 from tagnet.inference.artifact import WEIGHTS_FILE, Artifact, load_artifact
+from tagnet.inference.runtime import Forward, device_forward, inference_device
 from tagnet.config.settings import RUNTIMES
 from tagnet.errors import ArtifactError, ConfigError, DataError
 from tagnet.decisions.thresholds import apply_thresholds
@@ -153,12 +154,16 @@ class Predictor:
             model.int8.onnx); default model.onnx in the artifact folder.
         calibrated: apply the artifact's temperature scaling (from `tagnet calibrate`, if any) to the
             probabilities; False gives the model's own (what the ONNX graph outputs).
+        device: where the PyTorch model runs: "auto" (a GPU when CUDA is available), "cpu", "cuda", "cuda:N" or a
+            torch.device; default the TAGNET_DEVICE environment variable, else auto (tagnet.inference.runtime). On a
+            GPU, runtime "auto" runs PyTorch there (bf16 when it agrees with the CPU to 1e-3 on the first batch).
     Raises:
-        ConfigError: unknown runtime. ArtifactError: runtime "onnx" without a usable ONNX model.
+        ConfigError: unknown runtime or device. ArtifactError: runtime "onnx" without a usable ONNX model.
     """
 
     def __init__(self, artifact: Artifact | str | Path, *, batch_size: int = 32, runtime: str = "auto",
-                 onnx_file: str | Path | None = None, calibrated: bool = True) -> None:
+                 onnx_file: str | Path | None = None, calibrated: bool = True,
+                 device: str | torch.device | None = None) -> None:
         self.artifact = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
         self.modality = modalities.get(self.artifact.modality)
         self.batch_size = batch_size
@@ -166,9 +171,19 @@ class Predictor:
         self.model = self.artifact.model.eval()
         if self.modality.normalization(self.model) is not None:  # image batches arrive channels-last
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.session = open_onnx_session(self.artifact, runtime=runtime, onnx_file=onnx_file)
+        self.device = inference_device(device)
+        gpu_first = runtime == "auto" and self.device.type != "cpu"  # ONNX Runtime here runs on the CPU only
+        self.session = open_onnx_session(self.artifact, runtime="torch" if gpu_first else runtime, onnx_file=onnx_file)
         self.runtime = "torch" if self.session is None else "onnx"
         self.input_name = next(iter(self.session.get_inputs())).name if self.session is not None else None
+        self._forward: Forward | None = None  # the model on self.device, chosen on the first batch
+
+    def to(self, device: str | torch.device) -> Predictor:
+        """Run the PyTorch model on `device` from the next batch on (e.g. a distributed rank's own GPU); returns self."""
+        self.device, self._forward = inference_device(device), None
+        if self.device.type == "cpu":
+            self.model.to("cpu")
+        return self
 
     @property
     def label_names(self) -> list[str]:
@@ -178,8 +193,15 @@ class Predictor:
     def run(self, inputs: torch.Tensor) -> np.ndarray:
         """One batch of model inputs (normalised images, token ids, feature rows) -> (N, labels) probabilities
         (calibrated when the predictor is)."""
+        if self.session is None and self.device.type != "cpu" and self._forward is None:
+            chosen = device_forward(self.model, inputs, self.device, in_place=True)
+            if chosen is None:  # no GPU precision agrees with the CPU (said in a warning)
+                self.device = torch.device("cpu")
+            else:
+                self._forward = chosen[1]
         if self.session is None:
-            probs = torch.sigmoid(self.model(inputs).float()).numpy()
+            logits = self.model(inputs) if self._forward is None else self._forward(inputs)
+            probs = torch.sigmoid(logits.float()).numpy()
         else:
             probs = self.session.run([ONNX_OUTPUT], {self.input_name: inputs.contiguous().numpy()})[0]
         return probs if self.calibration is None else self.calibration.apply(probs).astype(np.float32)

@@ -1,37 +1,114 @@
-"""The fastest runtime present for a frozen network's forward pass: ONNX Runtime on the CPU when its outputs match eager
-PyTorch to PARITY_TOLERANCE, else eager PyTorch."""
+"""Where and how inference runs: the device (inference_device), and the fastest runtime for a frozen network's forward
+pass: on a GPU bf16/channels-last or fp32 agreeing with CPU PyTorch to GPU_TOLERANCE, on the CPU ONNX Runtime when its
+outputs match eager PyTorch to PARITY_TOLERANCE, else eager PyTorch."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import io
+import os
 import warnings
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from tagnet.errors import ConfigError
 from tagnet.inference.feature_cache import encoder_digest
 
 PARITY_TOLERANCE = 1e-4  # max |ONNX Runtime - PyTorch|, relative to the largest output magnitude (at least 1)
+GPU_TOLERANCE = 1e-3  # the same measure for a GPU (or bf16) forward against fp32 PyTorch on the CPU
 OPSET = 17
+DEVICE_ENV = "TAGNET_DEVICE"  # auto (a GPU when CUDA is available), cpu, cuda or cuda:N
 Forward = Callable[[torch.Tensor], torch.Tensor]
+STRATEGIES = ("ddp",)  # launched as one script per process (Lightning's subprocess launcher), as `tagnet train` is
 
 _COMPILED: weakref.WeakKeyDictionary[nn.Module, tuple[str, str, Forward]] = weakref.WeakKeyDictionary()
 
 
-def fastest_forward(module: nn.Module, sample: torch.Tensor) -> tuple[str, Forward]:
-    """(runtime name, forward) for the frozen `module` in inference mode: "onnxruntime" when ONNX Runtime is installed,
-    the module exports and its outputs on `sample` (a batch of real inputs) agree with eager PyTorch, else "torch".
+def choose_device(requested: str | None, *, cuda_count: int, source: str = DEVICE_ENV) -> torch.device:
+    """The device `requested` names ("auto" or None: the first GPU when `cuda_count` > 0, else the CPU; "cpu"; "cuda",
+    "gpu" or "cuda:N"), given how many CUDA devices there are.
 
-    The choice is kept per module object and weights (a sample of them), so a frozen module is exported once per
-    process and a module whose weights changed since is exported again.
+    Raises ConfigError naming `source` for an unknown name or a GPU that is not there."""
+    value = (requested or "auto").strip().lower()
+    if value == "auto":
+        return torch.device("cuda:0" if cuda_count > 0 else "cpu")
+    if value == "cpu":
+        return torch.device("cpu")
+    index = "0" if value in ("cuda", "gpu") else value.removeprefix("cuda:") if value.startswith("cuda:") else None
+    if index is None or not index.isdigit():
+        raise ConfigError(f"{source} is {requested!r}; expected auto, cpu, cuda or cuda:N")
+    if int(index) >= cuda_count:
+        raise ConfigError(f"{source} is {requested!r} but torch sees {cuda_count} CUDA device(s); expected auto, cpu"
+                          + (f" or cuda:0..{cuda_count - 1}" if cuda_count else ""))
+    return torch.device(f"cuda:{int(index)}")
+
+
+def inference_device(requested: str | torch.device | None = None) -> torch.device:
+    """The one place that decides where inference runs: `requested` (the Predictor's `device`), else the TAGNET_DEVICE
+    environment variable, else auto (a GPU when CUDA is available, else the CPU)."""
+    if isinstance(requested, torch.device):
+        return requested
+    source = "device" if requested is not None else DEVICE_ENV
+    requested = requested if requested is not None else os.environ.get(DEVICE_ENV)
+    return choose_device(requested, cuda_count=torch.cuda.device_count() if torch.cuda.is_available() else 0,
+                         source=source)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How inference is spread: Lightning's devices (a count or auto), strategy ("auto": one process, the plain path;
+    "ddp": processes) and num_nodes, as `tagnet train` takes them, and the accelerator (None: "gpu" when
+    inference_device() is a GPU, else "cpu")."""
+
+    devices: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    accelerator: str | None = None
+
+    @property
+    def lightning_accelerator(self) -> str:
+        """The accelerator the processes run on: the one given, else where inference_device() says inference runs."""
+        return self.accelerator or ("cpu" if inference_device().type == "cpu" else "gpu")
+
+    @property
+    def active(self) -> bool:
+        """True when inference runs in several processes (strategy ddp); raises ConfigError for another strategy."""
+        if self.strategy not in ("auto", *STRATEGIES):
+            raise ConfigError(f"--strategy {self.strategy!r} for inference (predict, frozen features); expected auto "
+                              f"or {', '.join(STRATEGIES)}")
+        return self.strategy in STRATEGIES or self.num_nodes > 1
+
+    @classmethod
+    def of(cls, settings) -> Spread:
+        """The Spread of any settings object with devices, strategy and num_nodes (and maybe accelerator)."""
+        return cls(str(settings.devices), settings.strategy, int(settings.num_nodes),
+                   getattr(settings, "accelerator", None))
+
+
+def fastest_forward(module: nn.Module, sample: torch.Tensor,
+                    device: str | torch.device | None = None) -> tuple[str, Forward]:
+    """(runtime name, forward) for the frozen `module` in inference mode, taking and returning CPU tensors.
+
+    On a GPU (`device`, default inference_device()): a copy of the module there, in bf16/channels-last or fp32 as
+    device_forward chooses on `sample` (a batch of real inputs). On the CPU (or when no GPU precision agrees):
+    "onnxruntime" when ONNX Runtime is installed, the module exports and its outputs on `sample` agree with eager
+    PyTorch, else "torch". The choice is kept per module object, device and weights (a sample of them), so a frozen
+    module is exported or copied once per process and again when its weights change.
     """
-    weights = encoder_digest(module, "runtime").hexdigest()
+    device = inference_device(device)
+    weights = f"{device}:{encoder_digest(module, 'runtime').hexdigest()}"
     if module in _COMPILED and _COMPILED[module][1] == weights:
         return _COMPILED[module][0], _COMPILED[module][2]
+    chosen = None if device.type == "cpu" or module.training else device_forward(module, sample, device)
+    if chosen is not None:
+        _COMPILED[module] = (chosen[0], weights, chosen[1])
+        return chosen
     name, forward = "torch", _eager(module)
     if importlib.util.find_spec("onnxruntime") is not None and not module.training:
         session = _onnx_session(module, sample)
@@ -39,6 +116,49 @@ def fastest_forward(module: nn.Module, sample: torch.Tensor) -> tuple[str, Forwa
             name, forward = "onnxruntime", _ort_forward(session)
     _COMPILED[module] = (name, weights, forward)
     return name, forward
+
+
+def device_forward(module: nn.Module, sample: torch.Tensor, device: torch.device, *,
+                   in_place: bool = False) -> tuple[str, Forward] | None:
+    """(name, forward) running `module` (in place, else a copy) on `device`: the first of bf16 autocast with
+    channels-last inputs, fp32, and (on CUDA) fp32 without TF32 whose outputs on `sample` agree with fp32 PyTorch on the
+    CPU to GPU_TOLERANCE; None (said in a warning) when none does. The forward takes and returns CPU tensors."""
+    with torch.inference_mode(False), torch.no_grad():  # weights stay usable outside inference mode (Grad-CAM)
+        want = module.to("cpu")(sample).float()
+        placed = (module if in_place else copy.deepcopy(module)).to(device)
+        if sample.ndim == 4:  # image batches run channels-last
+            placed.to(memory_format=torch.channels_last)
+    candidates = [("bf16", True, False), ("fp32", False, False)] + ([("fp32-strict", False, True)]
+                                                                     if device.type == "cuda" else [])
+    differences = []
+    for precision, bf16, strict in candidates:
+        forward = _on_device(placed, device, bf16=bf16, strict=strict)
+        got = forward(sample)
+        differences.append(float("inf") if got.shape != want.shape else
+                           float((got - want).abs().max()) / max(1.0, float(want.abs().max())))
+        if differences[-1] <= GPU_TOLERANCE:
+            return f"{device.type}-{precision}", forward
+    if in_place:
+        with torch.inference_mode(False), torch.no_grad():
+            module.to("cpu")
+    warnings.warn(f"{type(module).__name__} on {device} differs from CPU PyTorch by {min(differences):.2g} in every "
+                  f"precision (more than {GPU_TOLERANCE:g}); running on the CPU", stacklevel=3)
+    return None
+
+
+def _on_device(module: nn.Module, device: torch.device, *, bf16: bool, strict: bool) -> Forward:
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(device, non_blocking=True)
+        if batch.ndim == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        tf32 = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = tf32 and not strict
+        try:
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                return module(batch).float().cpu()
+        finally:
+            torch.backends.cudnn.allow_tf32 = tf32
+    return forward
 
 
 def _eager(module: nn.Module) -> Forward:

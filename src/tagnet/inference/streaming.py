@@ -7,8 +7,11 @@ import csv
 import json
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from tagnet.errors import DataError
 from tagnet.inference.predictor import Prediction, PredictionResults, Predictor, prediction_row
@@ -35,10 +38,12 @@ def done_sources(path: Path) -> set[str]:
     Raises DataError when the file is not one this writer makes."""
     if not path.exists():
         return set()
-    text = path.read_text(encoding="utf-8")
+    with path.open(encoding="utf-8", newline="") as handle:  # CSV rows end in \r\n: kept as written
+        text = handle.read()
     if text and not text.endswith("\n"):  # killed mid-line: that row is predicted again
         text = text[:text.rfind("\n") + 1]
-        path.write_text(text, encoding="utf-8")
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
     lines = text.splitlines()
     if path.suffix.lower() == ".jsonl":
         try:
@@ -53,27 +58,39 @@ def done_sources(path: Path) -> set[str]:
 
 
 def stream_predictions(predictor: Predictor, paths: Sequence[str | Path], output: str | Path, *, resume: bool = False,
-                       chunk: int = CHUNK, keep_first: int = 50) -> StreamSummary:
+                       chunk: int = CHUNK, keep_first: int = 50, spread=None) -> StreamSummary | None:
     """Predict the inputs in `paths` (as Predictor.predict_paths reads them) `chunk` at a time, appending each chunk's
     rows to `output` (.csv/.tsv as PredictionResults.write writes them, or .jsonl, one prediction per line) and
     flushing it to disk. With `resume`, inputs already in `output` are skipped and the rest appended; without it an
-    existing `output` is replaced.
+    existing `output` is replaced. With a `spread` (tagnet.inference.runtime.Spread, strategy ddp) the inputs are
+    shared among its processes and rank 0 writes the same file in the same order; the other ranks return None.
 
     Returns a StreamSummary. Raises DataError for an unsupported suffix or a resume file tagnet did not write.
     """
     path = Path(output)
     if path.suffix.lower() not in STREAM_SUFFIXES:
         raise DataError(f"--output {path}: streamed predictions go to {', '.join(STREAM_SUFFIXES)} files")
-    done = done_sources(path) if resume else set()
     sources, items, errors = predictor.modality.read_unlabeled(paths, predictor)
-    todo = [i for i, source in enumerate(sources) if source not in done]
-    summary = StreamSummary(path, resumed=len(sources) - len(todo), errors=dict(errors))
-    with _open_stream(path, predictor.label_names, append=bool(done)) as write:
-        for results in _chunks(predictor, sources, items, todo, chunk):
-            write(results)
+    summary, writer = StreamSummary(path, errors=dict(errors)), []
+    with ExitStack() as stack:
+
+        def todo() -> list[int]:  # once, on the writing process
+            done = done_sources(path) if resume else set()
+            chosen = [i for i, source in enumerate(sources) if source not in done]
+            summary.resumed = len(sources) - len(chosen)
+            writer.append(stack.enter_context(_open_stream(path, predictor.label_names, append=bool(done))))
+            return chosen
+
+        def add(results: PredictionResults) -> None:
+            writer[0](results)
             summary.written += len(results)
             summary.errors.update(results.errors)
             summary.first += results.predictions[:max(0, keep_first - len(summary.first))]
+
+        if spread is not None and spread.active:
+            return summary if _spread_chunks(predictor, sources, items, todo, add, spread) else None
+        for results in _chunks(predictor, sources, items, todo(), chunk):
+            add(results)
     return summary
 
 
@@ -82,6 +99,26 @@ def _chunks(predictor: Predictor, sources: list[str], items: list, todo: list[in
     for start in range(0, len(todo), chunk):
         rows = todo[start:start + chunk]
         yield predictor.predict([items[i] for i in rows], sources=[sources[i] for i in rows])
+
+
+def _spread_chunks(predictor: Predictor, sources: list[str], items: list, todo, add, spread) -> bool:
+    """Predictions of the inputs `todo()` chooses, shared among the processes of `spread` and handed to `add` in input
+    order on rank 0 (tagnet.engine.distributed); True on rank 0."""
+    from tagnet.engine.distributed import map_in_order
+
+    def step(indices: list[int], device) -> tuple[np.ndarray, dict[str, str]]:
+        if predictor.device != device:  # this rank's own GPU, or the CPU
+            predictor.to(device)
+        probs, kept, errors = predictor.modality.probabilities(predictor, [items[i] for i in indices])
+        rows = np.full((len(indices), len(predictor.label_names)), np.nan, np.float32)  # NaN: not readable
+        rows[kept] = probs
+        return rows, errors
+
+    def emit(indices: np.ndarray, rows: np.ndarray, errors: dict[str, str]) -> None:
+        read = ~np.isnan(rows).any(axis=1)
+        add(predictor.results(rows[read], sources=[sources[i] for i in indices[read]], errors=errors))
+
+    return map_in_order(step, todo, batch_size=predictor.batch_size, spread=spread, emit=emit)
 
 
 class _open_stream:

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from tagnet.training.budget import Throughput
+from tagnet.config.source import DataSource
 from tagnet.config.settings import TrainConfig
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import ArtifactError, DataError
@@ -21,6 +22,7 @@ from tagnet.modalities.specs import ModalitySpec
 
 if TYPE_CHECKING:
     from tagnet.inference.predictor import Predictor
+    from tagnet.inference.runtime import Spread
 
 @dataclass
 class LabeledInputs:
@@ -91,11 +93,11 @@ class Modality:
         """The given (not None/False) read options, checked for this modality; raises ConfigError."""
         return {key: value for key, value in options.items() if value is not None and value is not False}
 
-    def read(self, path: str | Path, *, options: dict[str, Any], images_dir: str | Path | None = None,
-             text_column: str | int | None = None, state: dict[str, Any] | None = None,
+    def read(self, source: DataSource, *, state: dict[str, Any] | None = None,
              label_names: list[str] | None = None) -> LabeledInputs:
-        """A labelled file and its inputs (per modality). `state` and `label_names` are a trained model's, when the
-        file is read to evaluate it: its inputs are then read as that model takes them."""
+        """A labelled file and its inputs, as `source` (tagnet.config.source.DataSource) says (per modality). `state`
+        and `label_names` are a trained model's, when the file is read to evaluate it: its inputs are then read as
+        that model takes them."""
         raise NotImplementedError
 
     # ---- the model and its fitted state ----
@@ -143,8 +145,9 @@ class Modality:
             (config.pretrained or not self.spec.frozen_needs_pretrained)
 
     def head_inputs(self, model: TagnetModel, data: LabeledInputs, state: dict[str, Any], *, cache_dir: Path,
-                    progress: bool) -> HeadInputs:
-        """The frozen encoder's output for every row (per modality)."""
+                    progress: bool, spread: Spread | None = None) -> HeadInputs:
+        """The frozen encoder's output for every row (per modality); `spread`: the run's processes, for a modality
+        whose encoder runs across them (images)."""
         raise NotImplementedError
 
     def budget_plan(self, config: TrainConfig, model: TagnetModel, data: LabeledInputs, budget: Any, *,
@@ -185,7 +188,7 @@ class Modality:
         """(probabilities, the frozen encoder's output (the head's inputs), positions kept, errors) of `items`, in one
         pass of the predictor's PyTorch model (for modalities whose `probabilities` runs the items in order)."""
         captured: list[torch.Tensor] = []
-        hook = predictor.model.head.register_forward_pre_hook(lambda module, args: captured.append(args[0].float()))
+        hook = predictor.model.head.register_forward_pre_hook(lambda module, args: captured.append(args[0].float().cpu()))
         try:
             probs, kept, errors = self.probabilities(predictor, items)
         finally:

@@ -20,7 +20,7 @@ from tagnet.data.decode import images_folder
 from tagnet.data.labels import read_labels
 from tagnet.errors import ArtifactError, DataError, TagnetError
 from tagnet.training.budget import Throughput, duration, feature_seconds
-from tagnet.inference.runtime import fastest_forward
+from tagnet.inference.runtime import Spread, fastest_forward
 from tagnet.inference.feature_cache import cached_path, cached_tensor, encoder_digest
 from tagnet.models import PreprocessConfig, TagnetModel, create_model
 from tagnet.models.fused import FusedBackbone
@@ -73,12 +73,12 @@ class ImageModality(Modality):
     mixes_network_inputs = True
     state_keys = ("image_size", "mean", "std")
 
-    def read(self, path, *, options, images_dir=None, text_column=None, state=None, label_names=None) -> LabeledInputs:
-        """A label file of any format read_labels reads; its items resolved to files under `images_dir` (or the folder
-        its format implies: a VOC set's JPEGImages, a folder-per-label root)."""
-        table = read_labels(path, **options)
+    def read(self, source, *, state=None, label_names=None) -> LabeledInputs:
+        """A label file of any format read_labels reads; its items resolved to files under the source's images_dir
+        (or the folder its format implies: a VOC set's JPEGImages, a folder-per-label root)."""
+        table = read_labels(source.labels, **source.read_options)
         paths = np.empty(len(table), dtype=object)
-        paths[:] = resolve_image_paths(table.items, images_folder(table.meta, images_dir))
+        paths[:] = resolve_image_paths(table.items, images_folder(table.meta, source.images_dir))
         return LabeledInputs(table, paths)
 
     def build_model(self, config: TrainConfig, data: LabeledInputs) -> TagnetModel:
@@ -114,16 +114,18 @@ class ImageModality(Modality):
         skipped = {str(cache.paths[row]): message for row, message in sorted(cache.failures.items())}
         return LabeledInputs(data.table.subset(kept), CachedImages(cache, kept), skipped), kept
 
-    def head_inputs(self, model, data, state, *, cache_dir, progress) -> HeadInputs:
-        """Pooled backbone features of every image and of its mirror image, float32, cached on disk."""
+    def head_inputs(self, model, data, state, *, cache_dir, progress, spread=None) -> HeadInputs:
+        """Pooled backbone features of every image and of its mirror image, float32, cached on disk; across the run's
+        processes when `spread` says so (each gets all features, in input order)."""
         images: CachedImages = data.inputs
-        return HeadInputs(self._features(model, images, cache_dir=cache_dir, flip=False),
-                          self._features(model, images, cache_dir=cache_dir, flip=True))
+        return HeadInputs(self._features(model, images, cache_dir=cache_dir, flip=False, spread=spread),
+                          self._features(model, images, cache_dir=cache_dir, flip=True, spread=spread))
 
     @staticmethod
-    def _features(model: TagnetModel, images: CachedImages, *, cache_dir: Path, flip: bool) -> torch.Tensor:
+    def _features(model: TagnetModel, images: CachedImages, *, cache_dir: Path, flip: bool,
+                  spread: Spread | None) -> torch.Tensor:
         parts = [cached_tensor(cache_dir, "features", _feature_digest(name, backbone, model.preprocess, images, flip),
-                               lambda: extract_features(backbone, model.preprocess, images, flip=flip))
+                               lambda: extract_features(backbone, model.preprocess, images, flip=flip, spread=spread))
                  for name, backbone in backbone_members(model)]
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
@@ -243,21 +245,33 @@ def model_batch(arrays: list[np.ndarray], pre: PreprocessConfig) -> torch.Tensor
 
 
 def extract_features(backbone: nn.Module, preprocess: PreprocessConfig, images: CachedImages, *,
-                     batch_size: int = FEATURE_BATCH, flip: bool = False) -> torch.Tensor:
+                     batch_size: int = FEATURE_BATCH, flip: bool = False, spread=None) -> torch.Tensor:
     """Pooled features of cached images (optionally of their mirror images) from `backbone`, float32 (N, F).
 
-    Computed in float32, as the Predictor does, so the head is trained on exactly what it will see.
+    Computed in float32 (or bf16 on a GPU where it agrees to 1e-3), as the Predictor does, so the head is trained on
+    what it will see. Runs where tagnet.inference.runtime.fastest_forward chooses; with a `spread`
+    (tagnet.inference.runtime.Spread, strategy ddp) across its processes, every one of them getting all features in
+    input order.
     """
     backbone.eval().to(memory_format=torch.channels_last)  # normalize_batch gives channels-last inputs
-    chunks, forward = [], None
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            rows = images.rows[start:start + batch_size]
-            batch = torch.from_numpy(np.array(images.cache.array[rows])).permute(0, 3, 1, 2)
-            if flip:
-                batch = batch.flip(-1)
-            batch = normalize_batch(batch, preprocess.mean, preprocess.std)
-            if forward is None:  # ONNX Runtime when it matches PyTorch on this first batch (tagnet.inference.runtime)
-                _, forward = fastest_forward(backbone, batch)
-            chunks.append(forward(batch))
+    forwards: dict = {}  # device (None: inference_device()) -> forward
+
+    def step(indices, device=None) -> torch.Tensor:
+        batch = torch.from_numpy(np.array(images.cache.array[images.rows[indices]])).permute(0, 3, 1, 2)
+        batch = normalize_batch(batch.flip(-1) if flip else batch, preprocess.mean, preprocess.std)
+        if device not in forwards:  # ONNX Runtime or the GPU when they match PyTorch on this first batch
+            forwards[device] = fastest_forward(backbone, batch, device)[1]
+        return forwards[device](batch)
+
+    if spread is not None and spread.active:
+        from tagnet.engine.distributed import map_in_order
+
+        chunks = []
+        map_in_order(lambda indices, device: (step(indices, device).numpy(), {}), lambda: range(len(images)),
+                     batch_size=batch_size, spread=spread, everywhere=True,
+                     emit=lambda _indices, outputs, _errors: chunks.append(torch.from_numpy(outputs)))
+    else:
+        with torch.inference_mode():
+            chunks = [step(np.arange(start, min(start + batch_size, len(images))))
+                      for start in range(0, len(images), batch_size)]
     return torch.cat(chunks) if chunks else torch.zeros(0, 0)

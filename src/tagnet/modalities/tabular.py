@@ -31,8 +31,9 @@ class TabularModality(Modality):
     def read_options(self, options):
         return table_read_options(options)
 
-    def read(self, path, *, options, images_dir=None, text_column=None, state=None, label_names=None) -> LabeledInputs:
+    def read(self, source, *, state=None, label_names=None) -> LabeledInputs:
         """The labels and features of a table; for a trained model (`state`) exactly its feature and label columns."""
+        path, options = source.labels, source.read_options
         if state is None:
             found = read_feature_table(path, **self.read_options(options))
         else:  # a model's table: its columns by name; options of label files do not apply and are left out
@@ -70,7 +71,7 @@ class TabularModality(Modality):
                             head_hidden=spec["head_hidden"], input_dim=len(state["feature_names"]),
                             ensemble=spec.get("ensemble", 1))
 
-    def head_inputs(self, model, data, state, *, cache_dir, progress) -> HeadInputs:
+    def head_inputs(self, model, data, state, *, cache_dir, progress, spread=None) -> HeadInputs:
         """Every row standardised once (a missing value becomes the training mean)."""
         return HeadInputs(torch.from_numpy(standardize(data.inputs, np.asarray(state["mean"]), np.asarray(state["std"]))))
 

@@ -77,10 +77,11 @@ class TextModality(Modality):
             raise ConfigError(f"option(s) {', '.join(wrong)} apply to feature tables (ARFF/CSV features), not to text files")
         return options
 
-    def read(self, path, *, options, images_dir=None, text_column=None, state=None, label_names=None) -> LabeledInputs:
-        """A CSV/TSV or JSON(L) label file with the texts in `text_column` (default: the trained model's, read with the
-        training file's options when none are given)."""
-        options = self.read_options(options)
+    def read(self, source, *, state=None, label_names=None) -> LabeledInputs:
+        """A CSV/TSV or JSON(L) label file with the texts in the source's text_column (default: the trained model's,
+        read with the training file's options when none are given)."""
+        path, text_column = source.labels, source.text_column
+        options = self.read_options(source.read_options)
         if state is not None:
             text_column = options.pop("text_column", None) or text_column or state["text_column"]
             options = options or dict(state.get("read_options") or {})
@@ -136,7 +137,7 @@ class TextModality(Modality):
             for name, p in model.named_parameters():
                 p.requires_grad_(trainable[name])
 
-    def head_inputs(self, model, data, state, *, cache_dir, progress) -> HeadInputs:
+    def head_inputs(self, model, data, state, *, cache_dir, progress, spread=None) -> HeadInputs:
         """Sentence embeddings of every text, cached on disk (cached_embeddings)."""
         return HeadInputs(cached_embeddings(model.backbone, list(data.inputs), cache_dir=cache_dir, progress=progress))
 

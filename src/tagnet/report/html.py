@@ -16,6 +16,7 @@ from PIL import Image
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from tagnet import modalities
+from tagnet.config.source import DataSource
 from tagnet.inference.artifact import META_FILE
 from tagnet.decisions.calibration import TemperatureScaling, reliability
 from tagnet.data.images import resolve_image_paths
@@ -248,8 +249,9 @@ def _label_table_for_cooccurrence(data: RunData) -> tuple[np.ndarray, str]:
     if labels:
         options = data.run.get("read_options") or {}
         try:  # read as the run read it (no images are decoded: only the labels are needed)
-            table = modalities.get(data.run.get("modality", "image")).read(
-                labels, options=options, images_dir=data.run.get("images_dir"), text_column=data.run.get("text_column")).table
+            source = DataSource(labels, images_dir=data.run.get("images_dir"), text_column=data.run.get("text_column"),
+                                read_options=options)
+            table = modalities.get(data.run.get("modality", "image")).read(source).table
             table = table.aligned_to(data.label_names, what=labels)
             return np.where(table.known, table.targets, -1), f"{len(table)} items of the label file {Path(labels).name}"
         except (TagnetError, OSError):

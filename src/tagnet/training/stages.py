@@ -20,6 +20,7 @@ from torch import nn
 from tagnet.data.split import train_val_splits
 from tagnet.engine import MultiLabelModule, PhaseResult, RunLoggers, default_precision, run_phase, seed_everything
 from tagnet.errors import ConfigError, DataError
+from tagnet.inference.runtime import Spread
 from tagnet.modalities.base import HeadInputs, LabeledInputs
 from tagnet.models import TagnetModel, head_members, set_backbone_trainable
 from tagnet.training.budget import FINAL_SECONDS, Plan, TimeBudget, duration
@@ -108,11 +109,10 @@ class Run:
 def read_inputs(run: Run) -> None:
     """The training file's inputs, then the --val file's (its labels aligned to the training file's)."""
     source, kind = run.plan.source, run.plan.kind
-    read = dict(options=dict(source.read_options), images_dir=source.images_dir, text_column=source.text_column)
-    data = kind.read(source.labels, **read)
+    data = kind.read(source)
     run.from_val_file = np.zeros(len(data), dtype=bool)
     if run.plan.val_labels is not None:
-        val = kind.read(run.plan.val_labels, **read)
+        val = kind.read(source.with_labels(run.plan.val_labels))
         val.table = val.table.aligned_to(data.table.label_names, what=str(run.plan.val_labels))
         data, run.from_val_file = data.followed_by(val), np.r_[run.from_val_file, np.ones(len(val), dtype=bool)]
     run.data = data
@@ -207,7 +207,7 @@ def frozen_outputs(run: Run) -> None:
     """The frozen encoder's output for every input (cached on disk), and how long it took."""
     started = time.perf_counter()
     run.head_inputs = run.plan.kind.head_inputs(run.model, run.data, run.state, cache_dir=run.cache_dir,
-                                                progress=run.progress)
+                                                progress=run.progress, spread=Spread.of(run.plan.config))
     run.console.print(f"frozen {run.plan.config.backbone} outputs of {len(run.data)} inputs ready in "
                       f"{time.perf_counter() - started:.1f} s")
 

@@ -1,9 +1,8 @@
 """The label-file formats: one module per format (detect / read / write), listed here in one registry.
 
-A format module declares NAME, SUMMARY (one line for --help), LAYOUT ("file", "folder" or "either"), TEXTS (its
-records may carry a text column), OWN_NAMES (it names its own labels, so --label-names does not apply), SPECIFIC
-(its detection recognises one tool's documented layout, not a generic table), and functions `detect(source)` ->
-Fit or None and `read(source)` -> (LabelTable, locations); a writable format also has `write(table, path, meta)`.
+A format module declares NAME and INFO (source.FormatInfo: summary, layout, whether records carry texts, whether it
+names its own labels, whether its detection is one tool's documented layout), and functions `detect(source)` -> Fit
+or None and `read(source)` -> (LabelTable, locations); a writable format also has `write(table, path, meta)`.
 A new format is one module plus one entry in REGISTRY.
 """
 
@@ -29,4 +28,4 @@ def module(name: str) -> ModuleType:
 
 def describe() -> str:
     """Every format and its one-line summary, for --help."""
-    return "; ".join(f"{name} ({mod.SUMMARY})" for name, mod in REGISTRY.items())
+    return "; ".join(f"{name} ({mod.INFO.summary})" for name, mod in REGISTRY.items())

@@ -6,16 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tagnet.data.formats.source import Fit, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "celeba"
-SUMMARY = "CelebA-style attribute list: [row count], names line, then 'id -1 1 ...' rows (1 = has it, -1 = not)"
-LAYOUT = "file"
-TEXTS = False
-OWN_NAMES = True
-SPECIFIC = True
+INFO = FormatInfo(NAME, "CelebA-style attribute list: [row count], names line, then 'id -1 1 ...' rows (1 = has it, -1 = not)",
+                  layout="file", own_names=True, specific=True)
 _VALUES = ("-1", "1", "0")
 
 

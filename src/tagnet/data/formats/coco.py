@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from tagnet.data.formats.source import Fit, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "coco"
-SUMMARY = "COCO instances JSON (images, annotations, categories; Roboflow's project category left out)"
-LAYOUT = "file"
-TEXTS = False
-OWN_NAMES = True
-SPECIFIC = True
+INFO = FormatInfo(NAME, "COCO instances JSON (images, annotations, categories; Roboflow's project category left out)",
+                  layout="file", own_names=True, specific=True)
 
 
 def detect(src: Source) -> Fit | None:

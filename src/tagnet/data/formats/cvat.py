@@ -5,16 +5,13 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tagnet.data.formats.source import Fit, Records, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Records, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "cvat"
-SUMMARY = "CVAT for images 1.1 XML export"
-LAYOUT = "file"
-TEXTS = False
-OWN_NAMES = True
-SPECIFIC = True
+INFO = FormatInfo(NAME, "CVAT for images 1.1 XML export",
+                  layout="file", own_names=True, specific=True)
 
 
 def detect(src: Source) -> Fit | None:

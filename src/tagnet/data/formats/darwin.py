@@ -6,16 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tagnet.data.formats.source import Fit, Records, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Records, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "darwin"
-SUMMARY = "V7 Darwin JSON 2.0: a folder of per-image .json files (or one), labels = annotation names"
-LAYOUT = "either"
-TEXTS = False
-OWN_NAMES = True
-SPECIFIC = True
+INFO = FormatInfo(NAME, "V7 Darwin JSON 2.0: a folder of per-image .json files (or one), labels = annotation names",
+                  layout="either", own_names=True, specific=True)
 
 
 def _is_darwin(data: Any) -> bool:

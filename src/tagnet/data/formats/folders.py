@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from tagnet.data.formats.source import Fit, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "folders"
-SUMMARY = "a folder with one sub-folder per label (an item in several sub-folders has several labels)"
-LAYOUT = "folder"
-TEXTS = False
-OWN_NAMES = True
-SPECIFIC = False
+INFO = FormatInfo(NAME, "a folder with one sub-folder per label (an item in several sub-folders has several labels)",
+                  layout="folder", own_names=True)
 ANNOTATION_SUFFIXES = (".txt", ".xml", ".json")
 
 

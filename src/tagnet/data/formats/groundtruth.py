@@ -6,17 +6,14 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
-from tagnet.data.formats.source import Fit, Records, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Records, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "groundtruth"
-SUMMARY = ("SageMaker Ground Truth output manifest (image/text classification, multi-label, object detection): "
-           "source-ref + <job> + <job>-metadata")
-LAYOUT = "file"
-TEXTS = True
-OWN_NAMES = True
-SPECIFIC = True
+INFO = FormatInfo(NAME, "SageMaker Ground Truth output manifest (image/text classification, multi-label, object detection): "
+           "source-ref + <job> + <job>-metadata",
+                  layout="file", texts=True, own_names=True, specific=True)
 _SOURCES = ("source-ref", "source")
 
 

@@ -7,16 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from tagnet.data.columns import ID_COLUMNS, LABEL_COLUMNS, pick_column
-from tagnet.data.formats.source import Fit, Records, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Records, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "huggingface"
-SUMMARY = "a Hugging Face dataset: save_to_disk folder, or Parquet / Arrow file"
-LAYOUT = "either"
-TEXTS = True
-OWN_NAMES = True
-SPECIFIC = True
+INFO = FormatInfo(NAME, "a Hugging Face dataset: save_to_disk folder, or Parquet / Arrow file",
+                  layout="either", texts=True, own_names=True, specific=True)
 
 
 def detect(src: Source) -> Fit | None:

@@ -6,16 +6,13 @@ import json
 from pathlib import Path
 
 from tagnet.data.columns import ID_COLUMNS, LABEL_COLUMNS, PLURAL_LABEL_COLUMNS
-from tagnet.data.formats.source import Fit, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "jsonl"
-SUMMARY = 'JSON Lines records {"image": ..., "labels": [...]}'
-LAYOUT = "file"
-TEXTS = True
-OWN_NAMES = False
-SPECIFIC = False
+INFO = FormatInfo(NAME, 'JSON Lines records {"image": ..., "labels": [...]}',
+                  layout="file", texts=True)
 SUFFIXES = (".jsonl", ".ndjson")
 
 

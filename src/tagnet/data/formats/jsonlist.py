@@ -6,16 +6,13 @@ import json
 from pathlib import Path
 
 from tagnet.data.formats.jsonl import from_records, record_keys, records_of
-from tagnet.data.formats.source import Fit, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "json"
-SUMMARY = 'a JSON list of records [{"image": ..., "labels": [...]}]'
-LAYOUT = "file"
-TEXTS = True
-OWN_NAMES = False
-SPECIFIC = False
+INFO = FormatInfo(NAME, 'a JSON list of records [{"image": ..., "labels": [...]}]',
+                  layout="file", texts=True)
 
 
 def detect(src: Source) -> Fit | None:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tagnet.data.formats.source import Fit, Records, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Records, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "labelbox"
-SUMMARY = "Labelbox NDJSON export v2 (data_row + projects.<id>.labels: objects and radio/checklist answers)"
-LAYOUT = "file"
-TEXTS = False
-OWN_NAMES = True
-SPECIFIC = True
+INFO = FormatInfo(NAME, "Labelbox NDJSON export v2 (data_row + projects.<id>.labels: objects and radio/checklist answers)",
+                  layout="file", own_names=True, specific=True)
 
 
 def detect(src: Source) -> Fit | None:

@@ -8,16 +8,13 @@ from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import parse_qs, unquote, urlparse
 
-from tagnet.data.formats.source import Fit, Records, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Records, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "labelstudio"
-SUMMARY = "Label Studio JSON export (choices and *labels results of completed annotations)"
-LAYOUT = "file"
-TEXTS = True
-OWN_NAMES = True
-SPECIFIC = True
+INFO = FormatInfo(NAME, "Label Studio JSON export (choices and *labels results of completed annotations)",
+                  layout="file", texts=True, own_names=True, specific=True)
 # Label Studio CSV columns that describe the annotation, not the task's data or its labels
 LABEL_STUDIO_CSV_COLUMNS = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time")
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]+-(?=.)")  # the hash Label Studio puts before an uploaded file's name

@@ -6,16 +6,13 @@ from tagnet.data.columns import ID_COLUMNS, pick_column
 from tagnet.data.formats import table as tables
 from tagnet.data.formats.labelstudio import (LABEL_STUDIO_CSV_COLUMNS, is_label_studio_csv, is_result_cell,
                                              label_studio_cell, label_studio_item)
-from tagnet.data.formats.source import Fit, Records, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Records, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "labelstudio-csv"
-SUMMARY = "Label Studio CSV export (annotation_id and annotator columns; results as {\"choices\": [...]} or plain)"
-LAYOUT = "file"
-TEXTS = True
-OWN_NAMES = True
-SPECIFIC = True
+INFO = FormatInfo(NAME, "Label Studio CSV export (annotation_id and annotator columns; results as {\"choices\": [...]} or plain)",
+                  layout="file", texts=True, own_names=True, specific=True)
 
 
 def detect(src: Source) -> Fit | None:

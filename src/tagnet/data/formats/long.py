@@ -11,18 +11,15 @@ import numpy as np
 from tagnet.data.columns import ID_COLUMNS, LABEL_COLUMNS, pick_column
 from tagnet.data.formats import jsonl
 from tagnet.data.formats import table as tables
-from tagnet.data.formats.source import Fit, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Source
 from tagnet.data.formats.tags import delimiter
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "long"
-SUMMARY = ("one row (CSV/TSV) or JSON Lines record per annotation (e.g. Open Images boxes): id + one label, "
-           "rows grouped by id")
-LAYOUT = "file"
-TEXTS = False
-OWN_NAMES = False
-SPECIFIC = False
+INFO = FormatInfo(NAME, "one row (CSV/TSV) or JSON Lines record per annotation (e.g. Open Images boxes): id + one label, "
+           "rows grouped by id",
+                  layout="file")
 CONFIDENCE_COLUMNS = ("confidence",)  # a 0/1 column saying whether the row's label is present (0: verified absent)
 
 

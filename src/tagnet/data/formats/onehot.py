@@ -9,17 +9,14 @@ import numpy as np
 
 from tagnet.data.columns import ONEHOT_VALUES
 from tagnet.data.formats import table as tables
-from tagnet.data.formats.source import Fit, Source, preview
+from tagnet.data.formats.source import Fit, FormatInfo, preview, Source
 from tagnet.data.formats.tags import delimiter
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "onehot"
-SUMMARY = "CSV/TSV: an id column and one 0/1 column per label (empty or -1 = unknown)"
-LAYOUT = "file"
-TEXTS = True
-OWN_NAMES = False
-SPECIFIC = False
+INFO = FormatInfo(NAME, "CSV/TSV: an id column and one 0/1 column per label (empty or -1 = unknown)",
+                  layout="file", texts=True)
 WRITES_UNKNOWN = True  # its files can say "not known" for a label
 _POSITIVE = ("1", "1.0")
 

@@ -8,17 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from tagnet.data.formats.jsonl import is_jsonl
-from tagnet.data.formats.source import Fit, Records, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Records, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "prodigy"
-SUMMARY = ("Prodigy textcat JSONL (db-out): label + answer (accept = has it, reject = has not, ignore = unknown), "
-           "or choice options + accept")
-LAYOUT = "file"
-TEXTS = True
-OWN_NAMES = True
-SPECIFIC = True
+INFO = FormatInfo(NAME, "Prodigy textcat JSONL (db-out): label + answer (accept = has it, reject = has not, ignore = unknown), "
+           "or choice options + accept",
+                  layout="file", texts=True, own_names=True, specific=True)
 WRITES_UNKNOWN = True  # its files can say "not known" for a label
 ANSWERS = ("accept", "reject", "ignore")
 

@@ -61,22 +61,22 @@ def read(src: Source) -> tuple[LabelTable, list[str], dict]:
 def _read_as(src: Source, fit: Fit) -> tuple[LabelTable, list[str]]:
     mod: ModuleType = REGISTRY[fit.format]
     folder = src.path.is_dir()
-    if (mod.LAYOUT == "folder" and not folder) or (mod.LAYOUT == "file" and folder):
+    if (mod.INFO.layout == "folder" and not folder) or (mod.INFO.layout == "file" and folder):
         raise DataError(f"{src.path} is {'a folder' if folder else 'a file'}, which cannot be read as format "
                         f"{fit.format!r}")
     if src.label_columns is not None and fit.format != "onehot":
         raise DataError(f"label_columns applies to one-hot CSV files, not to format {fit.format!r}")
-    if src.names_file is not None and mod.OWN_NAMES:
+    if src.names_file is not None and mod.INFO.own_names:
         raise DataError(f"label_names_file does not apply to format {fit.format!r}, which names its own labels")
     return mod.read(src)
 
 
 def _check_rivals(src: Source, table: LabelTable, chosen: Fit, others: list[Fit]) -> None:
     """Refuse when another generic reading that fits says something else; note one that says the same."""
-    if REGISTRY[chosen.format].SPECIFIC:
+    if REGISTRY[chosen.format].INFO.specific:
         return  # a tool's documented layout: generic readings of its columns are not rival readings
     for rival in others:
-        if rival.score < FIT or REGISTRY[rival.format].SPECIFIC:
+        if rival.score < FIT or REGISTRY[rival.format].INFO.specific:
             continue
         fresh = src.copy(**rival.options)
         try:

@@ -46,6 +46,27 @@ class Records:
 
 
 @dataclass(frozen=True)
+class FormatInfo:
+    """What a format module declares about itself.
+
+    Attributes:
+        name: the format's name (--format NAME).
+        summary: one line for --help.
+        layout: "file", "folder" or "either".
+        texts: its records may carry a text column.
+        own_names: it names its own labels, so --label-names does not apply.
+        specific: its detection recognises one tool's documented layout, not a generic table.
+    """
+
+    name: str
+    summary: str
+    layout: str = "file"
+    texts: bool = False
+    own_names: bool = False
+    specific: bool = False
+
+
+@dataclass(frozen=True)
 class Fit:
     """How well one reading fits a file: its format, a score from 0 to 1, why, and the options that pick it.
 

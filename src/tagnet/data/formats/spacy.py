@@ -7,16 +7,13 @@ from typing import Any
 import numpy as np
 
 from tagnet.data.formats.jsonl import is_jsonl
-from tagnet.data.formats.source import Fit, Records, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Records, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "spacy"
-SUMMARY = 'spaCy textcat JSONL {"text", "cats"} (a label a record leaves out is unknown there)'
-LAYOUT = "file"
-TEXTS = True
-OWN_NAMES = True
-SPECIFIC = True
+INFO = FormatInfo(NAME, 'spaCy textcat JSONL {"text", "cats"} (a label a record leaves out is unknown there)',
+                  layout="file", texts=True, own_names=True, specific=True)
 WRITES_UNKNOWN = True  # its files can say "not known" for a label
 SPACY_POSITIVE = 0.5  # a spaCy cat score at or above this is a positive, below it a negative
 

@@ -8,16 +8,13 @@ from typing import Sequence
 
 from tagnet.data.columns import list_cell
 from tagnet.data.formats import table as tables
-from tagnet.data.formats.source import Fit, Source, TAB_SUFFIXES, preview
+from tagnet.data.formats.source import Fit, FormatInfo, preview, Source, TAB_SUFFIXES
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "tags"
-SUMMARY = "CSV/TSV: an id column and a tags column, tags split at space , ; | or written as a list literal"
-LAYOUT = "file"
-TEXTS = True
-OWN_NAMES = False
-SPECIFIC = False
+INFO = FormatInfo(NAME, "CSV/TSV: an id column and a tags column, tags split at space , ; | or written as a list literal",
+                  layout="file", texts=True)
 
 
 def detect(src: Source) -> Fit | None:

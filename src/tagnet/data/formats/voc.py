@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from tagnet.data.formats.source import Fit, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "voc"
-SUMMARY = "Pascal VOC: a folder of .xml files, or a VOC root with Annotations/ (and JPEGImages/)"
-LAYOUT = "folder"
-TEXTS = False
-OWN_NAMES = True
-SPECIFIC = True
+INFO = FormatInfo(NAME, "Pascal VOC: a folder of .xml files, or a VOC root with Annotations/ (and JPEGImages/)",
+                  layout="folder", own_names=True, specific=True)
 
 
 def detect(src: Source) -> Fit | None:

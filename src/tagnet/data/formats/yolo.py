@@ -6,17 +6,14 @@ from pathlib import Path
 
 import yaml
 
-from tagnet.data.formats.source import Fit, Source
+from tagnet.data.formats.source import Fit, FormatInfo, Source
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import DataError
 
 NAME = "yolo"
-SUMMARY = ("YOLO/Darknet export: obj.names, classes.txt or data.yaml names + one 'class cx cy w h' .txt per image "
-           "(images beside, or in images/ beside labels/)")
-LAYOUT = "folder"
-TEXTS = False
-OWN_NAMES = True
-SPECIFIC = True
+INFO = FormatInfo(NAME, "YOLO/Darknet export: obj.names, classes.txt or data.yaml names + one 'class cx cy w h' .txt per image "
+           "(images beside, or in images/ beside labels/)",
+                  layout="folder", own_names=True, specific=True)
 NAMES_FILES = ("obj.names", "classes.txt", "classes.names", "coco.names")
 YAML_FILES = ("data.yaml", "dataset.yaml", "data.yml")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
