@@ -1,8 +1,7 @@
 """Decision thresholds that turn per-label probabilities into label sets, fitted on validation data.
 
 Thresholds are fitted for an objective (tagnet.decisions.objectives: F1, F-beta, Hamming errors, a precision or a
-recall target)
-and, for precision/recall targets, optionally with a statistical guarantee (`confidence`): a
+recall target) and, for precision/recall targets, optionally with a statistical guarantee (`confidence`): a
 Learn-then-Test procedure (Angelopoulos et al. 2021) with Clopper-Pearson bounds from scipy.stats.
 MAPIE and crepes were considered and not used: both calibrate single-output conformal predictors
 (prediction sets / intervals with a coverage guarantee), not a per-label threshold with a bound on
@@ -313,14 +312,14 @@ def fit_decisions(
 
     def result(values: Sequence[float], fallback: Sequence[int] = (),
                unreachable: dict[int, float] | None = None) -> ThresholdFit:
-        return ThresholdFit(Thresholds(mode, [float(v) for v in values], top_k, list(fallback), **rules), goal,
-                            confidence, unreachable or {})
+        thresholds = Thresholds(mode, np.asarray(values, dtype=np.float64).tolist(), top_k, list(fallback), **rules)
+        return ThresholdFit(thresholds, goal, confidence, unreachable or {})
 
     if mode in ("top-k", "fixed"):
         return result([0.0 if mode == "top-k" else float(fixed)] * n_labels)
     if confidence is not None:
-        certified = [goal.certify(y[mask[:, j], j], p[mask[:, j], j], 1 - confidence) for j in range(n_labels)]
-        return result([t for t, _ in certified], (), _missed(np.array([np.nan if b is None else b for _, b in certified])))
+        values, best = goal.certify(y, p, mask, 1 - confidence)
+        return result(values, (), _missed(best))
     global_t, global_best = DEFAULT_THRESHOLD, np.nan
     if (y & mask).any():
         pooled = np.ones((int(mask.sum()), 1), dtype=bool)

@@ -89,9 +89,11 @@ class Target(Objective):
         match = re.fullmatch(re.escape(cls.name) + ">=" + NUMBER, spec)
         return cls(cls.name, float(match.group(1))) if match and 0 < float(match.group(1)) <= 1 else None
 
-    def certify(self, y: np.ndarray, scores: np.ndarray, delta: float) -> tuple[float, float | None]:
-        """The threshold of one label whose rate is certified >= the target with probability >= 1 - delta, or
-        (the safe threshold, the best certified rate) when none is."""
+    def certify(self, y: np.ndarray, scores: np.ndarray, known: np.ndarray,
+                delta: float) -> tuple[np.ndarray, np.ndarray]:
+        """Every label's threshold (each on its known rows) whose rate is certified >= the target with probability
+        >= 1 - delta, and the best certified rate of the labels where none is (they get the safe threshold; NaN
+        elsewhere)."""
         raise NotImplementedError(f"objective {self.kind} declares no guarantee")
 
 
@@ -109,3 +111,15 @@ def upper_bound(errors: np.ndarray, n: np.ndarray, delta: float) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         bound = beta.ppf(1 - delta, errors + 1, n - errors)
     return np.where(errors >= n, 1.0, bound)
+
+
+def reaching(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(len(GRID), labels): for each GRID threshold (highest first) and label, the sum of `weights` (items,
+    labels) over the items whose score is >= that threshold; every label at once (one histogram)."""
+    ascending = GRID[::-1]
+    reached = np.searchsorted(ascending, scores, side="right")  # how many grid thresholds each score reaches
+    size = len(GRID) + 1
+    cells = (np.arange(scores.shape[1])[None, :] * size + reached).ravel()
+    counts = np.bincount(cells, weights=np.asarray(weights, dtype=np.float64).ravel(), minlength=scores.shape[1] * size)
+    above = np.cumsum(counts.reshape(-1, size)[:, ::-1], axis=1)[:, ::-1][:, 1:]  # (labels, ascending grid)
+    return np.rint(above[:, ::-1].T).astype(np.int64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tagnet.decisions.objectives.base import GRID, GRID_LOGITS, NEVER, Target, upper_bound
+from tagnet.decisions.objectives.base import GRID, GRID_LOGITS, NEVER, Target, reaching, upper_bound
 
 # The precision tests start at each whole logit from 6 to -2 (p from 0.998 to 0.12), where the thresholds for
 # precision targets of calibrated probabilities lie; 1 - confidence is split evenly between them.
@@ -32,28 +32,27 @@ class Precision(Target):
         most = np.where(ok, tp, -1).max(axis=0)
         return np.argmax(ok & (tp == most), axis=0), np.where(reached, np.nan, best)
 
-    def certify(self, y: np.ndarray, scores: np.ndarray, delta: float) -> tuple[float, float | None]:
-        """The lowest grid threshold whose false-discovery rate is certified <= 1 - P with probability
-        >= 1 - delta, or (NEVER, the best precision certified at one start's level) when none is.
+    def certify(self, y: np.ndarray, scores: np.ndarray, known: np.ndarray,
+                delta: float) -> tuple[np.ndarray, np.ndarray]:
+        """Each label's lowest grid threshold whose false-discovery rate is certified <= 1 - P with probability
+        >= 1 - delta, or NEVER and the best precision certified at one start's level (NaN elsewhere) when none is.
 
         Learn-then-Test with the fallback procedure (Wiens 2003): thresholds are tested from high to low,
         each start of STARTS brings delta / len(STARTS); a threshold is certified when the Clopper-Pearson
         bound on its false-discovery rate at the level it holds is <= 1 - P, and a certified threshold
         passes its level on to the next one. One start at the top alone would stop at once: with few
-        predicted items no bound is small."""
-        predicted = (scores[None, :] >= GRID[:, None]).sum(axis=1)
-        false = ((scores[None, :] >= GRID[:, None]) & ~y[None, :]).sum(axis=1)
+        predicted items no bound is small. Every label at once, one grid threshold after another."""
+        predicted, false = reaching(scores, known), reaching(scores, known & ~y)
         share = delta / len(STARTS)
-        passes = {1: upper_bound(false, predicted, share) <= 1 - self.value + 1e-12}  # by the starts' levels held
         weight = np.isin(np.arange(len(GRID)), STARTS).astype(int)
-        certified = np.zeros(len(GRID), dtype=bool)
-        held = 0
+        certified = np.zeros(predicted.shape, dtype=bool)
+        held = np.zeros(predicted.shape[1], dtype=int)  # the number of starts' levels each label holds
         for i in range(len(GRID)):
-            held = (held if i and certified[i - 1] else 0) + weight[i]
-            if held:
-                if held not in passes:
-                    passes[held] = upper_bound(false, predicted, held * share) <= 1 - self.value + 1e-12
-                certified[i] = passes[held][i]
-        if certified.any():
-            return float(GRID[np.flatnonzero(certified)[-1]]), None
-        return NEVER, float(max(0.0, 1 - upper_bound(false, predicted, share).min()))
+            held = np.where(certified[i - 1], held, 0) + weight[i] if i else np.full_like(held, weight[0])
+            on = np.flatnonzero(held)
+            certified[i, on] = upper_bound(false[i, on], predicted[i, on], held[on] * share) <= 1 - self.value + 1e-12
+        some = certified.any(axis=0)
+        lowest = len(GRID) - 1 - np.argmax(certified[::-1], axis=0)
+        best = np.full(len(some), np.nan)
+        best[~some] = np.maximum(0.0, 1 - upper_bound(false[:, ~some], predicted[:, ~some], share).min(axis=0))
+        return np.where(some, GRID[lowest], NEVER), best
