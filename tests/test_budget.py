@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from tagnet.training.budget import SAFETY, FINAL_SECONDS, Recipe, Throughput, duration, measure_throughput, plan_passes
+from tagnet.engine import measure_throughput
+from tagnet.training.budget import SAFETY, FINAL_SECONDS, Throughput, duration, plan_passes
+from tagnet.training.recipes import Recipe, choose_recipe, phase_epochs
 from tagnet.config.settings import TrainConfig
 from tagnet.data.label_table import LabelTable
 from tagnet.data.text import BucketBatchSampler, PadCollate
@@ -126,12 +128,21 @@ def _texts(n: int) -> LabeledInputs:
 ])
 def test_text_recipe_follows_data_size_and_budget(monkeypatch, settings, n, rate, expected):
     kind = get("text")
-    monkeypatch.setattr(type(kind), "_throughput", lambda self, *args: Throughput(rate, 3 * rate))
+    monkeypatch.setattr(type(kind), "throughput", lambda self, *args: Throughput(rate, 3 * rate))
     config = TrainConfig(**settings).for_modality("text")
     data = _texts(n)
     split = (np.arange(int(n * 0.8)), np.arange(int(n * 0.8), n))
-    recipe = kind.recipe(None, data, split, config=config, elapsed=5.0)
+    recipe = choose_recipe(kind, None, data, split, config=config, elapsed=5.0)
     assert isinstance(recipe, Recipe) and recipe.name == expected
     if not settings:
         assert recipe.budget == 900 and recipe.throughput.train_per_s == rate and "15m (default)" in recipe.reason
     assert Recipe.from_dict(recipe.to_dict()) == recipe
+
+
+def test_epochs_bound_every_phase():
+    assert phase_epochs(TrainConfig(epochs=1), "finetune") == 1  # --epochs 1: one epoch of fine-tuning too
+    assert phase_epochs(TrainConfig(epochs=15, finetune_epochs=3), "finetune") == 3
+    assert phase_epochs(TrainConfig(epochs=4), "head") == phase_epochs(TrainConfig(epochs=4), "train") == 4
+    recipe = choose_recipe(get("text"), None, _texts(10), (np.arange(8), np.arange(8, 10)),
+                           config=TrainConfig(epochs=2, finetune=True).for_modality("text"), elapsed=0.0)
+    assert recipe.name == "head+finetune" and recipe.stages == ("frozen_outputs", "heads", "finetune")

@@ -8,7 +8,7 @@ import time
 import pytest
 from rich.console import Console
 
-from tagnet.training.budget import FINAL_SECONDS, TimeBudget, feature_seconds, finetune_epochs_that_fit
+from tagnet.training.budget import FINAL_SECONDS, Throughput, TimeBudget, feature_seconds
 from tagnet.config.settings import TrainConfig
 from tagnet.training.trainer import train
 
@@ -25,15 +25,18 @@ def test_budget_counts_from_its_start_and_keeps_a_reserve():
 def test_finetune_epochs_are_what_fits_of_the_wanted():
     assert feature_seconds(0.05, 1000) == 100.0  # every image as is and mirrored
     # an epoch: 0.01 s x (3.5 x 1000 training + 250 validation) = 37.5 s
+    images = Throughput.from_forward_seconds(0.01)
+    assert images.epoch_seconds(1000, 250) == pytest.approx(37.5)
+
+    def epochs(budget: TimeBudget, wanted: int) -> int:
+        plan = budget.plan(images, n_train=1000, n_val=250, batch_size=10, max_epochs=wanted, partial=False)
+        return 0 if plan is None else plan.rounds
+
     budget = TimeBudget(100.0 + FINAL_SECONDS, started=time.perf_counter())
-    assert finetune_epochs_that_fit(budget, forward_seconds=0.01, train_images=1000, val_images=250,
-                                    wanted=5) == (2, pytest.approx(37.5))
-    assert finetune_epochs_that_fit(budget, forward_seconds=0.01, train_images=1000, val_images=250,
-                                    wanted=2)[0] == 2
-    assert finetune_epochs_that_fit(TimeBudget(10.0), forward_seconds=0.01, train_images=1000, val_images=250,
-                                    wanted=2)[0] == 0
-    assert finetune_epochs_that_fit(TimeBudget(None), forward_seconds=1.0, train_images=1000, val_images=250,
-                                    wanted=2)[0] == 2
+    assert epochs(budget, 5) == 2
+    assert epochs(budget, 2) == 2
+    assert epochs(TimeBudget(10.0), 2) == 0
+    assert epochs(TimeBudget(None), 2) == 2
 
 
 def _train(synthetic_data, out, budget):

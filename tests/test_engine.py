@@ -59,7 +59,7 @@ def _loaders(n: int = 200):
 
 
 def test_a_phase_trains_keeps_the_best_epoch_and_resumes_without_training_again(tmp_path, monkeypatch):
-    from tagnet.training.trainer import validation_score
+    from tagnet.engine.steps import validation_score
 
     config = TrainConfig(epochs=6, patience=6, lr=5e-2)
     seed_everything(0)

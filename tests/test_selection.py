@@ -18,7 +18,8 @@ from tagnet.errors import ConfigError, DataError
 from tagnet.evaluation.evaluate import evaluate
 from tagnet.training.trainer import train
 from tagnet.inference.predictor import Predictor
-from tagnet.engine.headfit import average_precision, fit_head, head_probabilities
+from tagnet.engine.headfit import fit_head, head_probabilities
+from tagnet.evaluation.metrics import mean_average_precision as average_precision
 from tagnet.training.selection import (ENSEMBLE_HEADS, Selection, candidate_names, cv_folds, fit_linear, fold_scores, select_head,
                               select_metric)
 from tagnet.decisions.thresholds import Thresholds, decision_mode, fit_decisions, fit_thresholds, side_rules
@@ -62,6 +63,24 @@ def test_cv_folds_cover_every_row_once_and_refuse_too_few_rows():
     assert all(len(np.intersect1d(train_rows, rows)) == 0 for train_rows, rows in folds)
     with pytest.raises(DataError, match="cv_folds=5 needs at least 10 training rows, got 4"):
         cv_folds(targets[:4], np.ones((4, 2), dtype=bool), folds=5, seed=0)
+
+
+def test_one_splitter_holds_out_parts_and_folds_within_the_rows_given():
+    from tagnet.data.label_table import LabelTable
+    from tagnet.data.split import split_table, train_val_splits
+
+    targets = np.tile([[1, 0], [0, 1], [1, 1], [0, 0]], (15, 1)).astype(np.float32)
+    known = np.ones_like(targets, dtype=bool)
+    rows = np.arange(10, 50)
+    folds = train_val_splits(targets, known, rows=rows, folds=4, seed=0)
+    np.testing.assert_array_equal(np.sort(np.concatenate([held for _, held in folds])), rows)
+    for train_rows, held in folds:
+        np.testing.assert_array_equal(np.sort(np.concatenate([train_rows, held])), rows)
+    heads = train_val_splits(targets, known, rows=rows, heads=3, val_fraction=0.25, seed=0)
+    assert [len(held) for _, held in heads] == [10, 10, 10] and len({tuple(held) for _, held in heads}) == 3
+    # head k holds out what split_table (seed + k) holds out of the same rows
+    part = split_table(LabelTable([str(r) for r in rows], ["a", "b"], targets[rows], known[rows]), val=0.25, seed=1)
+    np.testing.assert_array_equal(heads[1][1], [int(item) for item in part["val"].items])
 
 
 def test_select_metric_follows_the_objective():

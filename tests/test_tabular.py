@@ -514,3 +514,30 @@ def test_cross_validation_scores_every_row_once_and_reports_the_spread(tmp_path)
     assert len(head_members(load_artifact(tmp_path / "run").model)) == 3  # the model averages the fold heads
     refused = runner.invoke(app, ["train", str(train), "--cv", "3", "--val", str(train), "--out", str(tmp_path / "r2")])
     assert refused.exit_code == 1 and "cross-validation holds out folds" in str(refused.exception)
+
+
+def test_trainer_runs_its_stages_in_order_with_callbacks(tmp_path):
+    """A run is its stages in order, each announced to on_stage_start/on_stage_end hooks; on_epoch_end sees every
+    validation (as tuning's pruning does); the source may be given as one DataSource value."""
+    from tagnet.config.source import DataSource
+
+    train = _separable_arff(tmp_path / "sep-train.arff", 80, 0)
+    seen: list[tuple[str, str]] = []
+    epochs: list[int] = []
+    hooks = {"on_stage_start": [lambda name, run: seen.append(("start", name))],
+             "on_stage_end": [lambda name, run: seen.append(("end", name))],
+             "on_epoch_end": [lambda epoch, score: epochs.append(epoch)]}
+    config = TrainConfig(epochs=3, batch_size=32, patience=3, head_hidden=8, select="mlp")
+    result = train_run(train, out_dir=tmp_path / "run", config=config, progress=False, callbacks=hooks,
+                       source=DataSource(train, read_options={"label_count": 2}, modality="tabular"))
+    names = [name for event, name in seen if event == "start"]
+    assert names == ["read_inputs", "prepare_inputs", "fit_backbone_to_budget", "fit_state", "plan_recipe",
+                     "frozen_outputs", "heads", "decisions", "write_artifact"]
+    assert [name for event, name in seen if event == "end"] == names
+    assert epochs == [1, 2, 3]
+    recipe = json.loads((result.run_dir / "checkpoints" / "recipe.json").read_text())
+    assert recipe["name"] == "head" and recipe["budget"] is None
+    with pytest.raises(ConfigError, match="on_epoch_ends"):
+        train_run(train, out_dir=tmp_path / "bad", config=config, callbacks={"on_epoch_ends": []},
+                  read_options={"label_count": 2}, modality="tabular")
+    assert not (tmp_path / "bad").exists()  # refused before the run folder is made

@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
+from rich.console import Console
 from typer.testing import CliRunner
 
 from tagnet.cli import app
@@ -20,7 +21,8 @@ from tagnet.models import create_model
 from tagnet.modalities.text import cached_embeddings
 from tagnet.models.text import encode_texts, package_model_dir
 from tagnet.inference.predictor import Predictor
-from tagnet.training.trainer import train as train_run
+from tagnet.training.trainer import resume_training, train as train_run
+from tagnet.modalities import get as get_modality
 
 LABELS = ["food", "sport", "weather"]
 PARTS = {
@@ -262,6 +264,33 @@ def test_text_ensemble_shares_the_frozen_encoder(text_run, tmp_path):
     saved = np.array([[float(row[f"prob_{name}"]) for name in LABELS] for row in rows])
     texts = [line.split("\t")[0] for line in val.read_text().splitlines()]
     np.testing.assert_allclose(predictor.predict_proba(texts), saved, atol=1e-4)
+
+
+def test_epochs_bound_the_fine_tuning_of_the_default_recipe(text_run, tmp_path, monkeypatch):
+    """--epochs 1 on text's default recipe (a head, then fine-tuning sized to the 15-minute budget): every phase
+    trains at most one epoch, fine-tuning too (it planned finetune_epochs=3 before)."""
+    _, val = text_run
+    options = {"no_header": True, "label_names_file": val.parent / "labels.txt", "id_column": "2"}
+    config = TrainConfig(epochs=1, lr=3e-2, batch_size=8, precision="32-true")
+    console = Console(record=True, width=300)
+    result = train_run(val.parent / "train.tsv", modality="text", text_column="0", val_labels=val,
+                       out_dir=tmp_path / "run", config=config, read_options=options, progress=False, console=console)
+    recipe = json.loads((result.run_dir / "checkpoints" / "recipe.json").read_text())
+    assert recipe["name"] == "head+finetune" and "about 1 passes" in recipe["reason"]
+    plan = json.loads((result.run_dir / "checkpoints" / "finetune" / "plan.json").read_text())
+    assert plan["rounds"] == 1 and plan["passes"] == 1.0 and plan["batches_per_round"] == 3  # 24 texts, batches of 8
+    phases = [row["phase"] for row in csv.DictReader((result.run_dir / "metrics.csv").open())]
+    assert phases == ["head", "finetune"]
+    assert "finetune: 1 passes over 24 inputs in 1 epochs of 3 batches" in console.export_text()
+
+    def measure_again(*args):
+        raise AssertionError("a resumed run follows its recipe.json and plan.json instead of measuring again")
+
+    monkeypatch.setattr(type(get_modality("text")), "throughput", measure_again)
+    again = Console(record=True, width=300)
+    resumed = resume_training(result.run_dir, console=again, progress=False)
+    assert "finetune: 1 passes over 24 inputs in 1 epochs of 3 batches" in again.export_text()
+    assert resumed.report.mAP == pytest.approx(result.report.mAP)
 
 
 def test_features_give_embeddings_in_text_order_from_one_pass(predictor):

@@ -93,8 +93,8 @@ class TrainConfig:
     weights: str | None = _setting(None, "images: a local pretrained weights file for the backbone", flag="--weights")
     image_size: int | None = _setting(None, "images: input size in pixels; default the backbone's own", flag="--image-size",
                                    constraint=Interval(1, MAX_IMAGE_SIZE))
-    epochs: int = _setting(15, "maximum training epochs (of the head, for frozen encoders)", flag="--epochs",
-                           constraint=AT_LEAST_1)
+    epochs: int = _setting(15, "maximum training epochs of every phase (heads, fine-tuning, the whole network)",
+                           flag="--epochs", constraint=AT_LEAST_1)
     batch_size: int = _setting(32, "inputs per training batch", flag="--batch-size",
                                constraint=Interval(1, MAX_BATCH_SIZE))
     lr: float = _setting(3e-3, "peak learning rate of AdamW", flag="--lr", constraint=POSITIVE)
@@ -118,7 +118,8 @@ class TrainConfig:
     finetune: bool | None = _setting(None, "after the head, fine-tune the whole pretrained network (kept only if "
                                            "better); --no-finetune: the head only. Default off for images; for text "
                                            "chosen by the data's size and the time budget", flag="--finetune")
-    finetune_epochs: int = _setting(3, "epochs of full fine-tuning with --finetune", constraint=AT_LEAST_1)
+    finetune_epochs: int = _setting(3, "epochs of full fine-tuning with --finetune (at most --epochs)",
+                                    constraint=AT_LEAST_1)
     finetune_lr: float | None = _setting(None, "peak learning rate of fine-tuning; default 3e-4 for images, 5e-5 for text",
                                         constraint=POSITIVE)
     patience: int = _setting(5, "early stopping: epochs without a better validation mAP", flag="--patience",

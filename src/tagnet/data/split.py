@@ -119,3 +119,22 @@ def kfold_rows(table: LabelTable, *, folds: int, seed: int = 0) -> list[np.ndarr
 
     splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return [np.sort(val) for _, val in splitter.split(np.zeros((n, 1)), y.astype(int))]
+
+
+def train_val_splits(targets: np.ndarray, known: np.ndarray, *, rows: np.ndarray | None = None, folds: int = 0,
+                     heads: int = 1, val_fraction: float = 0.2, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(training rows, validation rows) among `rows` (default every row) of a (targets, known) matrix: with `folds`,
+    one pair per stratified fold (kfold_rows), the fold held out; else one pair per head, head k holding out its own
+    stratified `val_fraction` (split_table, seed + k). The one splitter of holdout, k-fold and selection folds."""
+    rows = np.arange(len(targets)) if rows is None else np.asarray(rows, dtype=np.int64)
+    numbered = LabelTable([str(i) for i in range(len(rows))], [str(j) for j in range(targets.shape[1])],
+                          targets[rows], known[rows])
+    if folds:
+        return [(rows[np.setdiff1d(np.arange(len(rows)), held)], rows[held])
+                for held in kfold_rows(numbered, folds=folds, seed=seed)]
+    splits = []
+    for k in range(heads):
+        parts = split_table(numbered, val=val_fraction, seed=seed + k)
+        splits.append(tuple(rows[np.array([int(i) for i in parts[name].items], dtype=np.int64)]
+                            for name in ("train", "val")))
+    return splits

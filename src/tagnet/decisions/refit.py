@@ -16,7 +16,7 @@ from tagnet.decisions.calibration import TemperatureScaling, ece, fit_temperatur
 from tagnet.config.settings import DECISION_SETTINGS, TrainConfig
 from tagnet.evaluation.evaluate import labelled_probabilities
 from tagnet.files import atomic_write, write_json
-from tagnet.training.trainer import validation_thresholds
+from tagnet.training.validation import validation_thresholds
 from tagnet.inference.predictor import ONNX_FILE, Predictor
 from tagnet.decisions.thresholds import ThresholdFit, decision_mode, side_rules
 

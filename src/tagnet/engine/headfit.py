@@ -1,5 +1,5 @@
-"""A plain PyTorch loop that trains one small head on in-memory features with the run's recipe, for the many short
-fits of cross-validation (model selection); the run's own heads train through the Lightning engine."""
+"""A plain PyTorch loop that trains one small head on in-memory features for the many short fits of cross-validation
+(model selection), with the Lightning module's optimiser, schedule, loss step, mixup and validation score."""
 
 from __future__ import annotations
 
@@ -12,28 +12,9 @@ from torch import nn
 
 from tagnet.config.settings import TrainConfig
 from tagnet.engine.fit import one_torch_thread
-from tagnet.engine.module import lr_scheduler
+from tagnet.engine.module import adamw, lr_scheduler
+from tagnet.engine.steps import batch_loss, head_score
 from tagnet.training.losses import make_loss
-
-
-def average_precision(targets: np.ndarray, probs: np.ndarray, known: np.ndarray) -> float:
-    """Mean over labels with a known positive of each label's average precision on its known rows (as scikit-learn's
-    average_precision_score: precision at each distinct score, weighted by the recall it adds); NaN without any."""
-    values = []
-    for j in range(targets.shape[1]):
-        rows = known[:, j]
-        y, s = targets[rows, j] > 0.5, probs[rows, j]
-        positives = int(y.sum())
-        if positives == 0:
-            continue
-        order = np.argsort(-s, kind="stable")
-        s, y = s[order], y[order]
-        last = np.r_[s[1:] != s[:-1], True]  # the last row of each distinct score
-        tp = np.cumsum(y)[last]
-        predicted = np.flatnonzero(last) + 1
-        recall_gain = np.diff(np.r_[0, tp]) / positives
-        values.append(float(np.sum(recall_gain * tp / predicted)))
-    return float(np.mean(values)) if values else float("nan")
 
 
 def fit_head(head: nn.Module, x: torch.Tensor, targets: np.ndarray, known: np.ndarray, train_rows: np.ndarray,
@@ -48,8 +29,8 @@ def fit_head(head: nn.Module, x: torch.Tensor, targets: np.ndarray, known: np.nd
     k_train = torch.as_tensor(known[train_rows], dtype=torch.bool)
     x_train, x_val = x[torch.as_tensor(train_rows)], x[torch.as_tensor(val_rows)]
     loss_fn = make_loss(config, label_frequency=(targets[train_rows] * known[train_rows]).mean(axis=0))
-    optimizer = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = adamw([{"params": [p for p in head.parameters() if p.requires_grad], "lr": config.lr}],
+                      weight_decay=config.weight_decay)
     scheduler = lr_scheduler(optimizer, config.schedule,
                              total=math.ceil(len(train_rows) / config.batch_size) * config.epochs)
     rng = np.random.default_rng(seed)
@@ -58,14 +39,8 @@ def fit_head(head: nn.Module, x: torch.Tensor, targets: np.ndarray, known: np.nd
         for _ in range(config.epochs):
             head.train()
             for batch in torch.randperm(len(train_rows), generator=generator).split(config.batch_size):
-                inputs, batch_targets, batch_known = x_train[batch], t_train[batch], k_train[batch]
-                if config.mixup > 0:
-                    lam = float(rng.beta(config.mixup, config.mixup))
-                    perm = torch.randperm(len(batch), generator=generator)
-                    inputs = lam * inputs + (1 - lam) * inputs[perm]
-                    batch_targets = lam * batch_targets + (1 - lam) * batch_targets[perm]
-                    batch_known = batch_known & batch_known[perm]
-                loss = loss_fn(head(inputs).float(), batch_targets, batch_known)
+                loss = batch_loss(head, loss_fn, x_train[batch], t_train[batch], k_train[batch], alpha=config.mixup,
+                                  rng=rng, generator=generator)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -75,8 +50,7 @@ def fit_head(head: nn.Module, x: torch.Tensor, targets: np.ndarray, known: np.nd
             with torch.no_grad():
                 probs = torch.sigmoid(head(x_val).float()).numpy()
             finite = bool(np.isfinite(probs).all())
-            score = average_precision(targets[val_rows], probs, known[val_rows]) if finite else -1.0
-            score = 0.0 if finite and not np.isfinite(score) else score  # no validation positive: no mAP to compare
+            score = head_score(targets[val_rows], probs, known[val_rows])
             if score > best_score:
                 best_score, best_state, best_probs, waited = score, copy.deepcopy(head.state_dict()), probs, 0
             else:

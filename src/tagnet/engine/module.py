@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from tagnet.data.images import normalize_batch
+from tagnet.engine.steps import batch_loss
 
 
 class MultiLabelModule(L.LightningModule):
@@ -46,16 +47,8 @@ class MultiLabelModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         inputs, targets, known, _ = batch
-        if self.mixup > 0:
-            lam = float(np.random.beta(self.mixup, self.mixup))
-            perm = torch.randperm(inputs.shape[0], device=inputs.device)
-            floats = self._as_float(inputs)
-            logits = self.network(lam * floats + (1 - lam) * floats[perm])
-            targets = lam * targets + (1 - lam) * targets[perm]
-            known = known & known[perm]
-        else:
-            logits = self(inputs)
-        loss = self.loss(logits.float(), targets, known)
+        loss = batch_loss(self.network, self.loss, self._as_float(inputs), targets, known, alpha=self.mixup,
+                          rng=np.random)
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=inputs.shape[0], sync_dist=True)
         return loss
 
@@ -109,11 +102,16 @@ class MultiLabelModule(L.LightningModule):
             own = {id(p) for p in head.parameters()}
             groups = [{"params": [p for p in params if id(p) not in own], "lr": self.lr},
                       {"params": [p for p in params if id(p) in own], "lr": self.head_lr}]
-        optimizer = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = adamw(groups, weight_decay=self.weight_decay)
         scheduler = lr_scheduler(optimizer, self.schedule, total=int(self.trainer.estimated_stepping_batches))
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def adamw(groups: list[dict], *, weight_decay: float) -> torch.optim.Optimizer:
+    """The optimiser of every training loop: AdamW over parameter `groups` ({"params", "lr"} each)."""
+    return torch.optim.AdamW(groups, lr=groups[0]["lr"], weight_decay=weight_decay)
 
 
 def lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, *, total: int):

@@ -155,6 +155,13 @@ def average_precision(y: np.ndarray, p: np.ndarray, mask: np.ndarray) -> np.ndar
     return out
 
 
+def mean_average_precision(targets: np.ndarray, probs: np.ndarray, known: np.ndarray) -> float:
+    """Mean of average_precision over the labels with a known positive (what validation mAP is); NaN without any."""
+    values = average_precision(np.asarray(targets), np.asarray(probs, dtype=np.float64), np.asarray(known, dtype=bool))
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else float("nan")
+
+
 def _per_label(y: np.ndarray, p: np.ndarray, pred: np.ndarray, mask: np.ndarray, names: list[str],
                thresholds: np.ndarray, ece: np.ndarray) -> list[dict[str, Any]]:
     """One row per label: AP, precision, recall, F1 on the rows where it is known, support, threshold, ECE."""

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from tagnet.training.budget import Recipe
+from tagnet.training.budget import Throughput
 from tagnet.config.settings import TrainConfig
 from tagnet.data.label_table import LabelTable
 from tagnet.errors import ArtifactError, DataError
@@ -142,15 +142,6 @@ class Modality:
         return config.backbone not in self.spec.scratch_backbones and \
             (config.pretrained or not self.spec.frozen_needs_pretrained)
 
-    def recipe(self, model: TagnetModel, data: LabeledInputs, split: tuple[np.ndarray, np.ndarray], *,
-               config: TrainConfig, elapsed: float) -> Recipe:
-        """What the run trains (tagnet.training.budget.Recipe), given its first split's (training, validation) rows and the seconds
-        the run has taken so far: heads on the frozen encoder (then fine-tuning with config.finetune), or the whole
-        network for an encoder that is not frozen. Text chooses by the data's size and the time budget."""
-        if not self.frozen(config):
-            return Recipe("train", config.budget_seconds())
-        return Recipe("head+finetune" if config.finetune else "head", config.budget_seconds())
-
     def head_inputs(self, model: TagnetModel, data: LabeledInputs, state: dict[str, Any], *, cache_dir: Path,
                     progress: bool) -> HeadInputs:
         """The frozen encoder's output for every row (per modality)."""
@@ -162,9 +153,10 @@ class Modality:
         saying so (None: nothing to say). By default the settings stay."""
         return config, None
 
-    def forward_seconds(self, model: TagnetModel, data: LabeledInputs) -> float | None:
-        """Measured seconds of one input through the whole network in inference mode (None: not measurable), for
-        estimating what fine-tuning costs under a time budget."""
+    def throughput(self, model: TagnetModel | None, data: LabeledInputs, split: tuple[np.ndarray, np.ndarray],
+                   config: TrainConfig) -> Throughput | None:
+        """Measured training and inference inputs/s of the whole network on a few of the first split's (training,
+        validation) rows: what a time budget sizes fine-tuning by (None: not measurable)."""
         return None
 
     def network_loaders(self, model: TagnetModel, train: LabeledInputs, val: LabeledInputs,

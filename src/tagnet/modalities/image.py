@@ -19,7 +19,7 @@ from tagnet.data.images import (CachedImageDataset, ImageCache, augmentation, bu
 from tagnet.data.decode import images_folder
 from tagnet.data.labels import read_labels
 from tagnet.errors import ArtifactError, DataError, TagnetError
-from tagnet.training.budget import feature_seconds, duration
+from tagnet.training.budget import Throughput, duration, feature_seconds
 from tagnet.inference.runtime import fastest_forward
 from tagnet.inference.feature_cache import cached_path, cached_tensor, encoder_digest
 from tagnet.models import PreprocessConfig, TagnetModel, create_model
@@ -146,9 +146,10 @@ class ImageModality(Modality):
                             f"{duration(budget.left())} left; using {fastest} alone "
                             f"(about {duration(todo[fastest])})"))
 
-    def forward_seconds(self, model, data) -> float | None:
-        """The whole backbone on a few cached images."""
-        return _seconds_per_image(model.backbone, model.preprocess, data.inputs)
+    def throughput(self, model, data, split, config) -> Throughput:
+        """From the whole backbone's measured inference speed on a few cached images (a training step costs
+        TRAIN_STEP_FORWARDS forwards)."""
+        return Throughput.from_forward_seconds(_seconds_per_image(model.backbone, model.preprocess, data.inputs))
 
     def network_loaders(self, model, train, val, config) -> tuple[DataLoader, DataLoader]:
         """Augmented uint8 images from the cache (normalised by the training module)."""

@@ -46,7 +46,10 @@ class ModalitySpec:
         refuses: settings it has no use for: giving one is an error, not silently ignored.
         scratch_backbones: backbones that always train whole, never as a frozen encoder under a head.
         frozen_needs_pretrained: heads train on a frozen encoder only when it is pretrained (else the whole network).
-        default_time_budget: the time budget of the default recipe when none is given (None: no limit).
+        default_time_budget: the time budget of the default recipe when none is given (None: no limit); with one, an
+            unset finetune lets the budget choose the recipe (tagnet.training.recipes.choose_by_budget).
+        head_first_up_to: choose_by_budget: up to this many training inputs a head on the frozen encoder comes first
+            (the frozen pass is cheap), then fine-tuning kept only if it validates better; more fine-tune from the start.
         search: what `tagnet tune` searches.
     """
 
@@ -63,6 +66,7 @@ class ModalitySpec:
     scratch_backbones: tuple[str, ...] = ()
     frozen_needs_pretrained: bool = False
     default_time_budget: str | None = None
+    head_first_up_to: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
@@ -84,11 +88,12 @@ TEXT = ModalitySpec(
     name="text", implementation="tagnet.modalities.text:TextModality", request_key="texts",
     # a linear head on unit-length sentence embeddings underfits (GoEmotions macro-F1 0.22 vs 0.41); a transformer
     # forgets its pretraining at the image fine-tuning rate. An unset finetune is off for images and tables; for text
-    # the recipe is chosen by the data's size and the time budget (tagnet.modalities.text.TextModality.recipe)
+    # the recipe is chosen by the data's size and the time budget (tagnet.training.recipes.choose_by_budget)
     defaults={"backbone": "minilm_l6", "head_hidden": 1024, "finetune_lr": 5e-5, "objective": "f1"},
     backbones=("minilm_l6",),
     refuses=("image_size", "augment", "weights", "select", "select_metric"),
     default_time_budget="15m",  # the default recipe sizes fine-tuning to a laptop's coffee break
+    head_first_up_to=2_000,
     search=SearchSpace(SMALL_INPUT_RANGES, (256, 512, 1024)),
 )
 

@@ -9,8 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from tagnet.training.budget import Recipe, duration, measure_throughput, plan_passes
-from tagnet.config.settings import parse_duration
+from tagnet.training.budget import Throughput
 from tagnet.data.labels import read_labels_with_texts
 from tagnet.data.text import PAD_MULTIPLE, BucketBatchSampler, PadCollate, TokenDataset, read_text_lines
 from tagnet.errors import ArtifactError, ConfigError, DataError, TagnetError
@@ -24,8 +23,6 @@ from tagnet.modalities.onnx_specs import TextOnnx
 from tagnet.modalities.specs import TEXT
 
 TABLE_ONLY_OPTIONS = ("label_count", "labels_xml")
-DEFAULT_BUDGET = TEXT.default_time_budget  # declared in tagnet.modalities.specs
-SMALL_TEXTS = 2_000  # up to this many training texts, the frozen pass is cheap: head, then fine-tuning if it validates better
 PROBE_BATCHES = 8  # training batches timed (the first 3 not counted) to size fine-tuning to the budget
 
 
@@ -115,42 +112,10 @@ class TextModality(Modality):
         model.backbone.max_tokens = limit
         return model
 
-    def recipe(self, model, data, split, *, config, elapsed) -> Recipe:
-        """With --finetune / --no-finetune, an ensemble or --cv: as asked (fine-tuning sized to --time-budget when one is
-        given). Otherwise (the default) fine-tune within the time budget (default 15m), from throughput measured on a
-        few training batches: up to SMALL_TEXTS training texts a head on the frozen encoder first, then fine-tuning kept
-        only if its validation mAP is at least the head's; more texts fine-tune the whole network from the start (the
-        frozen pass would cost minutes); when not even MIN_PASSES of fine-tuning fit, the head alone."""
-        given = config.budget_seconds()
-        if config.finetune is not None or config.ensemble > 1:
-            finetune = bool(config.finetune)
-            name = "head+finetune" if finetune else "head"
-            if not finetune or given is None:
-                return Recipe(name, given, reason="as asked")
-            return Recipe(name, given, self._throughput(model, data, split, config), f"time budget {duration(given)}")
-        budget = given or parse_duration(DEFAULT_BUDGET)
-        throughput = self._throughput(model, data, split, config)
-        n_train, n_val = len(split[0]), len(split[1])
-        embed = (n_train + n_val) / throughput.eval_per_s if n_train <= SMALL_TEXTS else 0.0
-        plan = plan_passes(seconds_left=budget - elapsed - embed, n_train=n_train, n_val=n_val,
-                           batch_size=config.batch_size, throughput=throughput, max_passes=config.finetune_epochs)
-        said = f"time budget {duration(budget)}{'' if given else ' (default)'}"
-        rate = f"{throughput.train_per_s:.0f} texts/s measured"
-        if plan is None:
-            return Recipe("head", budget, throughput, f"{said}: too short to fine-tune on {n_train} texts ({rate}); "
-                                                      "training a head on the frozen encoder")
-        if n_train <= SMALL_TEXTS:
-            return Recipe("head+finetune", budget, throughput,
-                          f"{said}, {n_train} training texts: a head on the frozen encoder, then fine-tuning "
-                          f"(about {plan.passes:g} passes at {rate}), kept only if it validates better")
-        return Recipe("finetune", budget, throughput,
-                      f"{said}: fine-tuning the whole encoder on {n_train} texts for {plan.passes:g} passes "
-                      f"(about {plan.estimated_seconds / 60:.1f} min at {rate})")
-
-    def _throughput(self, model, data, split, config):
+    def throughput(self, model, data, split, config) -> Throughput:
         """Training and inference texts/s of the whole network on batches of the training texts, drawn as training draws
         them (similar lengths), in the run's precision."""
-        from tagnet.engine import default_precision
+        from tagnet.engine import default_precision, measure_throughput
 
         encoder: SentenceEncoder = model.backbone
         rng = np.random.default_rng(config.seed)

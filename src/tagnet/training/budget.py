@@ -1,19 +1,22 @@
-"""Time budgets: the recipe a run follows, its measured throughput, how many passes or epochs fit the time left, and
-what was chosen."""
+"""The one time-budget interface of every modality: a budget counted from the run's start, the throughput a modality
+measures, and how many passes or epochs of a phase fit the time left."""
 
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
-
-import torch
-from torch import nn
+from typing import Any
 
 MIN_PASSES = 0.25  # fine-tuning for less than a quarter of the training texts is not worth its start-up
 FINAL_SECONDS = 20.0  # after training: thresholds, the artifact (90 MB for MiniLM), validation predictions
 SAFETY = 0.92  # the share of the time left that a plan fills (throughput on a shared machine varies)
+
+
+# A training step (forward, backward, optimiser) of a whole CNN costs about this many forwards in inference mode:
+# fine-tuning Lite0+Lite2 at 260 px on 2 CPU cores (bf16 autocast) took 0.24 s per image against 0.069 s per
+# forward (benchmarks/RESULTS.md, the --time-budget 10m run).
+TRAIN_STEP_FORWARDS = 3.5
 
 
 @dataclass
@@ -23,26 +26,15 @@ class Throughput:
     train_per_s: float
     eval_per_s: float
 
-
-@dataclass
-class Recipe:
-    """What a run trains: "head" (on the frozen encoder), "head+finetune" (then the whole network, kept only if better),
-    "finetune" (the whole network from the start) or "train" (a network without a frozen encoder); `budget` in seconds
-    (None: no limit), the throughput it was chosen with and the sentence that says why."""
-
-    name: str
-    budget: float | None = None
-    throughput: Throughput | None = None
-    reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "Recipe":
-        throughput = values.get("throughput")
-        return cls(values["name"], values.get("budget"), Throughput(**throughput) if throughput else None,
-                   values.get("reason", ""))
+    def from_forward_seconds(cls, seconds: float) -> "Throughput":
+        """The throughput of a network whose inference takes `seconds` per input (a training step costs
+        TRAIN_STEP_FORWARDS of them)."""
+        return cls(1.0 / (seconds * TRAIN_STEP_FORWARDS), 1.0 / seconds)
+
+    def epoch_seconds(self, n_train: int, n_val: int) -> float:
+        """Seconds of one epoch: a pass over `n_train` rows and a validation of `n_val`."""
+        return n_train / self.train_per_s + n_val / self.eval_per_s
 
 
 @dataclass
@@ -81,50 +73,6 @@ def plan_passes(*, seconds_left: float, n_train: int, n_val: int, batch_size: in
                 round(passes * pass_seconds + rounds * val_seconds, 1))
 
 
-def _autocast(precision: str):
-    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
-    return torch.autocast("cpu", dtype=dtype, enabled=dtype is not None)
-
-
-def measure_throughput(network: nn.Module, train_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                       eval_batches: Iterable[torch.Tensor], *, precision: str, warmup: int = 3) -> Throughput:
-    """Time training steps (forward, BCE, backward, an AdamW step that changes nothing: lr 0 and its own state) on
-    `train_batches` after `warmup` of them, and inference on `eval_batches` (after one; fewer are skipped when there
-    are few batches, the last is always timed). The network's weights are
-    unchanged; its gradients are cleared."""
-    trainable = [p for p in network.parameters() if p.requires_grad]
-    probe = torch.optim.AdamW(trainable, lr=0.0, weight_decay=0.0)
-    was_training = network.training
-    network.train()
-    steps: list[tuple[int, float]] = []
-    for inputs, targets in train_batches:
-        started = time.perf_counter()
-        with _autocast(precision):
-            logits = network(inputs)
-        nn.functional.binary_cross_entropy_with_logits(logits.float(), targets).backward()
-        probe.step()
-        probe.zero_grad(set_to_none=True)
-        steps.append((len(inputs), time.perf_counter() - started))
-    network.eval()
-    calls: list[tuple[int, float]] = []
-    with torch.inference_mode():
-        for inputs in eval_batches:
-            started = time.perf_counter()
-            with _autocast(precision):
-                network(inputs)
-            calls.append((len(inputs), time.perf_counter() - started))
-    network.train(was_training)
-    del probe
-    train_rate = _rate(steps[min(warmup, len(steps) - 1):])
-    eval_rate = _rate(calls[min(1, len(calls) - 1):]) if calls else 3 * train_rate
-    return Throughput(round(train_rate, 1), round(eval_rate, 1))
-
-
-def _rate(timed: list[tuple[int, float]]) -> float:
-    """Inputs per second of (inputs, seconds) calls (the warm-up left out by the caller; at least one kept)."""
-    return sum(n for n, _ in timed) / max(sum(t for _, t in timed), 1e-9)
-
-
 def duration(seconds: float) -> str:
     """15m, 1h30m, 90s: a budget as it would be typed."""
     seconds = int(round(seconds))
@@ -132,12 +80,6 @@ def duration(seconds: float) -> str:
     minutes, secs = divmod(rest, 60)
     text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
     return text or "0s"
-
-
-# A training step (forward, backward, optimiser) of a whole CNN costs about this many forwards in inference mode:
-# fine-tuning Lite0+Lite2 at 260 px on 2 CPU cores (bf16 autocast) took 0.24 s per image against 0.069 s per
-# forward (benchmarks/RESULTS.md, the --time-budget 10m run).
-TRAIN_STEP_FORWARDS = 3.5
 
 
 @dataclass
@@ -167,17 +109,29 @@ class TimeBudget:
         self.choices.append(choice)
         return f"time budget {duration(self.seconds)}: {choice}"
 
+    def plan(self, throughput: Throughput, *, n_train: int, n_val: int, batch_size: int, max_epochs: int,
+             partial: bool) -> Plan | None:
+        """What of a phase of up to `max_epochs` epochs fits the time left at `throughput`: passes over the training
+        rows in rounds of a set number of batches when the phase's loader can stop within an epoch (`partial`,
+        plan_passes), else whole epochs. None when nothing fits; without a limit, every
+        epoch."""
+        if partial:
+            return plan_passes(seconds_left=self.left(), n_train=n_train, n_val=n_val, batch_size=batch_size,
+                               throughput=throughput, max_passes=max_epochs)
+        per_epoch = throughput.epoch_seconds(n_train, n_val)
+        epochs = _whole_epochs(self.left(), per_epoch, max_epochs)
+        if epochs == 0:
+            return None
+        return Plan(float(epochs), epochs, math.ceil(n_train / batch_size), round(self.left(), 1),
+                    round(epochs * per_epoch, 1))
+
 
 def feature_seconds(forward_seconds: float, images: int, *, passes: int = 2) -> float:
     """Time to compute frozen features of `images` (each seen `passes` times: as is and mirrored)."""
     return forward_seconds * images * passes
 
 
-def finetune_epochs_that_fit(budget: TimeBudget, *, forward_seconds: float, train_images: int, val_images: int,
-                             wanted: int) -> tuple[int, float]:
-    """How many of `wanted` fine-tuning epochs fit in the time left, and the estimated seconds of one epoch.
-
-    An epoch trains on `train_images` (TRAIN_STEP_FORWARDS forwards each) and validates on `val_images` (one)."""
-    epoch = forward_seconds * (TRAIN_STEP_FORWARDS * train_images + val_images)
-    room = budget.left() - FINAL_SECONDS
-    return (wanted if math.isinf(room) else max(0, min(wanted, int(room // epoch)))), epoch
+def _whole_epochs(seconds_left: float, per_epoch: float, wanted: int) -> int:
+    """Whole epochs of `per_epoch` seconds, at most `wanted`, that fit `seconds_left` less FINAL_SECONDS."""
+    room = seconds_left - FINAL_SECONDS
+    return wanted if math.isinf(room) else max(0, min(wanted, int(room // per_epoch)))

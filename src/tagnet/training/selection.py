@@ -15,8 +15,7 @@ from rich.console import Console
 from torch import nn
 
 from tagnet.config.settings import TUNE_METRICS, TrainConfig
-from tagnet.data.split import kfold_rows, split_table
-from tagnet.data.label_table import LabelTable
+from tagnet.data.split import train_val_splits
 from tagnet.engine import PhaseResult
 from tagnet.engine.linear import fit_logistic
 from tagnet.errors import DataError
@@ -92,31 +91,12 @@ def ensemble_heads(config: TrainConfig) -> int:
 
 
 def cv_folds(targets: np.ndarray, known: np.ndarray, *, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(training rows, held-out rows) of `folds` multilabel-stratified folds (data.split.kfold_rows); raises
+    """(training rows, held-out rows) of `folds` multilabel-stratified folds (data.split.train_val_splits); raises
     DataError for too few rows."""
     if len(targets) < 2 * folds:
         raise DataError(f"cv_folds={folds} needs at least {2 * folds} training rows, got {len(targets)}; "
                         "lower cv_folds or choose the head with --select mlp|linear")
-    table = _numbered(targets, known)
-    every = np.arange(len(targets))
-    return [(np.setdiff1d(every, held), held) for held in kfold_rows(table, folds=folds, seed=seed)]
-
-
-def _numbered(targets: np.ndarray, known: np.ndarray) -> LabelTable:
-    return LabelTable([str(i) for i in range(len(targets))], [str(j) for j in range(targets.shape[1])], targets, known)
-
-
-def held_out_splits(targets: np.ndarray, known: np.ndarray, rows: np.ndarray, *, heads: int, val_fraction: float,
-                    seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(training rows, validation rows) among `rows` of each of `heads` heads: head k holds out its own stratified
-    `val_fraction` (seed + k), as the heads of `tagnet train --ensemble K` do on the whole training file."""
-    table = _numbered(targets[rows], known[rows])
-    splits = []
-    for k in range(heads):
-        parts = split_table(table, val=val_fraction, seed=seed + k)
-        splits.append(tuple(rows[np.array([int(i) for i in parts[name].items], dtype=np.int64)]
-                            for name in ("train", "val")))
-    return splits
+    return train_val_splits(targets, known, folds=folds, seed=seed)
 
 
 def linear_probabilities(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
@@ -231,8 +211,8 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
         oof = {"mlp": np.zeros(targets.shape, np.float32), "ensemble": np.zeros(targets.shape, np.float32)}
         seconds = {"mlp": 0.0, "ensemble": 0.0}
         for k, (train_rows, held) in enumerate(folds):
-            for i, (rows, val_rows) in enumerate(held_out_splits(targets, known, train_rows, heads=many,
-                                                                 val_fraction=config.val_fraction, seed=config.seed)):
+            for i, (rows, val_rows) in enumerate(train_val_splits(targets, known, rows=train_rows, heads=many,
+                                                                  val_fraction=config.val_fraction, seed=config.seed)):
                 started = time.perf_counter()
                 head = make_head()
                 fit_head(head, features, targets, known, rows, val_rows, config=single,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import json
 import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from tagnet.errors import ConfigError, DataError
 from tagnet.files import write_json
 from tagnet.training.losses import LOSSES
 from tagnet.modalities.base import Modality
+from tagnet.config.source import DataSource
+from tagnet.training.plan import resolve_modality
 from tagnet.training.trainer import TrainResult, train
 
 STUDY_NAME = "tagnet"
@@ -31,6 +34,7 @@ LOSS_PARAMETERS = {"focal": ("focal_gamma",), "asl": ("asl_gamma_neg", "asl_gamm
 AUGMENTS = next(f for f in fields(TrainConfig) if f.name == "augment").metadata["choices"]
 PRUNER_STARTUP_TRIALS = 5
 PRUNER_WARMUP_EPOCHS = 3
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 @dataclass
@@ -113,7 +117,8 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
          text_column: str | int | None = None, tabular: bool = False, metric: str = "mAP") -> TuneResult:
     """Search training settings with Optuna (TPE sampler, median pruner) for the best validation `metric`.
 
-    Every trial trains with tagnet.training.trainer.train on the same validation split (`val_labels`, or LABELS split by
+    Every trial is one run of the trainer (tagnet.training.trainer.train), pruned by a callback on its epochs
+    (TrialPruning), on the same validation split (`val_labels`, or LABELS split by
     base_config.seed) and the same cache folder, so images are decoded and backbone features or sentence
     embeddings computed once; later trials only train the head. The study lives in OUT/study.db and resumes
     when run again.
@@ -139,14 +144,13 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
         DataError: problems with the label file or images (from train()).
     """
     validate_settings(TuneSettings(trials=trials, timeout=timeout, metric=metric))
-    read_options = dict(read_options or {})
-    kind = modalities.get(modality) if modality else modalities.detect(labels, read_options, text_column=text_column,
-                                                                       tabular=tabular)
+    source = DataSource(labels, images_dir=images_dir, text_column=text_column, tabular=tabular,
+                        read_options=dict(read_options or {}), modality=modality)
+    kind = resolve_modality(source)
     base = (base_config or TrainConfig()).for_modality(kind.name)  # its model and head width unless given
     backbones = [b.strip() for b in (backbones or [base.backbone]) if b.strip()]
     if not backbones:
         raise ConfigError("backbones: expected at least one backbone name")
-    console = console or Console(stderr=True)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # trials search the MLP's settings, so each trains the MLP (no head selection per trial)
@@ -156,85 +160,114 @@ def tune(labels: str | Path, *, images_dir: str | Path | None = None, val_labels
     _check_same_study(out / "tune.json", {
         "labels": str(Path(labels).resolve()), "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
         "images_dir": str(Path(images_dir).resolve()) if images_dir else None,
-        "read_options": {k: str(v) if isinstance(v, Path) else v for k, v in read_options.items()},
+        "read_options": {k: str(v) if isinstance(v, Path) else v for k, v in source.read_options.items()},
         "backbones": backbones, "base_config": base.to_dict(), "modality": kind.name, "text_column": text_column,
         "metric": metric})
+    search = Search(dataclasses.replace(source, modality=kind.name), val_labels, base, backbones, metric, out,
+                    console or Console(stderr=True))
+    return search.run(trials, timeout)
 
-    def train_trial(config: TrainConfig, run_dir: Path, report: Callable[[int, float], None]) -> TrainResult:
-        return train(labels, out_dir=run_dir, images_dir=images_dir, text_column=text_column, val_labels=val_labels,
-                     config=config, read_options=read_options, modality=kind.name, console=quiet, progress=False,
-                     epoch_callback=report)
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=STUDY_NAME, storage=f"sqlite:///{(out / 'study.db').resolve()}",
-                                direction=METRICS[metric], load_if_exists=True)
-    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    done = len(study.get_trials(deepcopy=False, states=finished_states))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        # seeded by the trial count, so a resumed study does not redraw its first random trials
-        study.sampler = optuna.samplers.TPESampler(seed=base.seed + done, multivariate=True, group=True,
-                                                   n_startup_trials=max(3, min(10, trials // 4)))
-    prune = metric == "mAP"  # the only metric reported after each epoch
-    study.pruner = (optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_EPOCHS)
-                    if prune else optuna.pruners.NopPruner())
-    better = (lambda a, b: a > b) if METRICS[metric] == "maximize" else (lambda a, b: a < b)
-    if not study.trials:
-        study.enqueue_trial(_base_params(base, backbones, kind))  # the base recipe is trial 0: the search starts from it
+class TrialPruning:
+    """The trainer's on_epoch_end callback of one trial: reports each validation mAP to Optuna and, when pruning, ends
+    the run (optuna.TrialPruned) once the trial falls behind the median of earlier ones."""
 
-    trials_dir, best_run = out / "trials", out / "best_run"
-    shutil.rmtree(trials_dir, ignore_errors=True)  # leftovers of an interrupted search
-    quiet = Console(quiet=True)
+    def __init__(self, trial: optuna.Trial, *, prune: bool) -> None:
+        self.trial, self.prune, self.steps = trial, prune, itertools.count()
 
-    def objective(trial: optuna.Trial) -> float:
-        config = suggest_config(trial, base, backbones=backbones, modality=kind.name)
-        run_dir = trials_dir / f"trial-{trial.number:04d}"
-        steps = itertools.count()
+    def __call__(self, epoch: int, score: float) -> None:
+        self.trial.report(score, next(self.steps))
+        if self.prune and self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} with validation mAP {score:.4f}")
 
-        def report(epoch: int, score: float) -> None:
-            trial.report(score, next(steps))
-            if prune and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch} with validation mAP {score:.4f}")
 
+@dataclass
+class Search:
+    """One study over the trainer: its data, fixed settings, backbones, metric and folder (OUT)."""
+
+    source: DataSource
+    val_labels: str | Path | None
+    base: TrainConfig
+    backbones: list[str]
+    metric: str
+    out: Path
+    console: Console
+
+    def run(self, trials: int, timeout: float | None) -> TuneResult:
+        """Run trials until the study holds `trials` finished ones (or `timeout` seconds pass); the summary."""
+        study = self.study(trials)
+        done = len(study.get_trials(deepcopy=False, states=FINISHED))
+        started = time.perf_counter()
+        remaining = trials - done
+        shutil.rmtree(self.out / "trials", ignore_errors=True)  # leftovers of an interrupted search
+        if remaining > 0:
+            self.console.print(f"study {self.out / 'study.db'}: {done} finished trials, running up to {remaining} more"
+                               + (f" within {timeout:.0f} s" if timeout else ""))
+            try:
+                study.optimize(lambda trial: self.objective(study, trial), n_trials=remaining, timeout=timeout)
+            finally:
+                shutil.rmtree(self.out / "trials", ignore_errors=True)
+        return _finish(study, self.out, self.base, self.out / "best_run", time.perf_counter() - started, self.metric)
+
+    def study(self, trials: int) -> optuna.Study:
+        """The study in OUT/study.db (resumed when there), its sampler seeded by the finished trials, pruning on mAP
+        only (the one metric reported after each epoch), the base settings as its first trial."""
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(study_name=STUDY_NAME, storage=f"sqlite:///{(self.out / 'study.db').resolve()}",
+                                    direction=METRICS[self.metric], load_if_exists=True)
+        done = len(study.get_trials(deepcopy=False, states=FINISHED))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # seeded by the trial count, so a resumed study does not redraw its first random trials
+            study.sampler = optuna.samplers.TPESampler(seed=self.base.seed + done, multivariate=True, group=True,
+                                                       n_startup_trials=max(3, min(10, trials // 4)))
+        study.pruner = (optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS,
+                                                    n_warmup_steps=PRUNER_WARMUP_EPOCHS)
+                        if self.metric == "mAP" else optuna.pruners.NopPruner())
+        if not study.trials:  # the base recipe is trial 0: the search starts from it
+            study.enqueue_trial(_base_params(self.base, self.backbones, modalities.get(self.source.modality)))
+        return study
+
+    def objective(self, study: optuna.Study, trial: optuna.Trial) -> float:
+        """One trial: a trainer run with the trial's settings, pruned by TrialPruning; the best run kept in
+        OUT/best_run. Returns the trial's validation value of the metric."""
+        config = suggest_config(trial, self.base, backbones=self.backbones, modality=self.source.modality)
+        run_dir = self.out / "trials" / f"trial-{trial.number:04d}"
         started = time.perf_counter()
         try:
-            result = train_trial(config, run_dir, report)
+            result = train(self.source.labels, out_dir=run_dir, val_labels=self.val_labels, config=config,
+                           source=self.source, console=Console(quiet=True), progress=False,
+                           callbacks={"on_epoch_end": [TrialPruning(trial, prune=self.metric == "mAP")]})
         except optuna.TrialPruned as pruned:
             shutil.rmtree(run_dir, ignore_errors=True)
-            console.print(f"trial {trial.number:>3}  [dim]{pruned}[/dim]  {time.perf_counter() - started:.1f} s")
+            self.console.print(f"trial {trial.number:>3}  [dim]{pruned}[/dim]  {time.perf_counter() - started:.1f} s")
             raise
-        summary = result.report.summary()
-        if summary[metric] is None:
-            raise DataError(f"{val_labels or labels}: no label has a positive validation example, so validation {metric} "
-                            "is undefined")
-        score = float(summary[metric])
-        for key in METRICS:
-            if key != metric:
-                trial.set_user_attr(key, summary[key])
-        trial.set_user_attr("seconds", round(result.seconds, 2))
-        previous = [t.value for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+        score = self.record(trial, result)
+        better = (lambda a, b: a > b) if METRICS[self.metric] == "maximize" else (lambda a, b: a < b)
         best = score
-        for value in previous:
+        for value in (t.value for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))):
             best = value if better(value, best) else best
         if best == score:  # this trial is the best so far (ties go to the newer one)
-            shutil.rmtree(best_run, ignore_errors=True)
-            os.replace(run_dir, best_run)
+            shutil.rmtree(self.out / "best_run", ignore_errors=True)
+            os.replace(run_dir, self.out / "best_run")
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
-        console.print(f"trial {trial.number:>3}  {metric} {score:.4f}  (best {best:.4f})  {result.seconds:.1f} s  "
-                      + "  ".join(f"{k}={_short(v)}" for k, v in trial.params.items()))
+        self.console.print(f"trial {trial.number:>3}  {self.metric} {score:.4f}  (best {best:.4f})  "
+                           f"{result.seconds:.1f} s  " + "  ".join(f"{k}={_short(v)}" for k, v in trial.params.items()))
         return score
 
-    started = time.perf_counter()
-    remaining = trials - done
-    if remaining > 0:
-        console.print(f"study {out / 'study.db'}: {done} finished trials, running up to {remaining} more"
-                      + (f" within {timeout:.0f} s" if timeout else ""))
-        try:
-            study.optimize(objective, n_trials=remaining, timeout=timeout)
-        finally:
-            shutil.rmtree(trials_dir, ignore_errors=True)
-    return _finish(study, out, base, best_run, time.perf_counter() - started, metric)
+    def record(self, trial: optuna.Trial, result: TrainResult) -> float:
+        """The trial's value of the metric, its other metrics and seconds kept as user attributes; raises DataError
+        when the validation data defines no value."""
+        summary = result.report.summary()
+        if summary[self.metric] is None:
+            raise DataError(f"{self.val_labels or self.source.labels}: no label has a positive validation example, so "
+                            f"validation {self.metric} is undefined")
+        for key in METRICS:
+            if key != self.metric:
+                trial.set_user_attr(key, summary[key])
+        trial.set_user_attr("seconds", round(result.seconds, 2))
+        return float(summary[self.metric])
 
 
 def _short(value: Any) -> str:

@@ -1,0 +1,58 @@
+"""Measuring a network's training and inference throughput on real batches (a time budget's plans start from it)."""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from tagnet.training.budget import Throughput
+
+
+def autocast(precision: str):
+    """CPU autocast to the precision's half type (bf16-mixed, 16-mixed); a no-op for 32-bit."""
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    return torch.autocast("cpu", dtype=dtype, enabled=dtype is not None)
+
+
+def measure_throughput(network: nn.Module, train_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                       eval_batches: Iterable[torch.Tensor], *, precision: str, warmup: int = 3) -> Throughput:
+    """Time training steps (forward, BCE, backward, an AdamW step that changes nothing: lr 0 and its own state) on
+    `train_batches` after `warmup` of them, and inference on `eval_batches` (after one; fewer are skipped when there
+    are few batches, the last is always timed). The network's weights are
+    unchanged; its gradients are cleared."""
+    trainable = [p for p in network.parameters() if p.requires_grad]
+    probe = torch.optim.AdamW(trainable, lr=0.0, weight_decay=0.0)
+    was_training = network.training
+    network.train()
+    steps: list[tuple[int, float]] = []
+    for inputs, targets in train_batches:
+        started = time.perf_counter()
+        with autocast(precision):
+            logits = network(inputs)
+        nn.functional.binary_cross_entropy_with_logits(logits.float(), targets).backward()
+        probe.step()
+        probe.zero_grad(set_to_none=True)
+        steps.append((len(inputs), time.perf_counter() - started))
+    network.eval()
+    calls: list[tuple[int, float]] = []
+    with torch.inference_mode():
+        for inputs in eval_batches:
+            started = time.perf_counter()
+            with autocast(precision):
+                network(inputs)
+            calls.append((len(inputs), time.perf_counter() - started))
+    network.train(was_training)
+    del probe
+    train_rate = _rate(steps[min(warmup, len(steps) - 1):])
+    eval_rate = _rate(calls[min(1, len(calls) - 1):]) if calls else 3 * train_rate
+    return Throughput(round(train_rate, 1), round(eval_rate, 1))
+
+
+def _rate(timed: list[tuple[int, float]]) -> float:
+    """Inputs per second of (inputs, seconds) calls (the warm-up left out by the caller; at least one kept)."""
+    return sum(n for n, _ in timed) / max(sum(t for _, t in timed), 1e-9)
+
+

@@ -1,0 +1,372 @@
+"""The stages of a training run, in order: read and prepare the inputs (the backbone that fits a time budget, the
+fitted state, the splits), choose the recipe, then the recipe's stages (frozen outputs, heads, fine-tuning, or the
+whole network), decisions and the artifact. Each takes the run's state and adds to it."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from torch import nn
+
+from tagnet.data.split import train_val_splits
+from tagnet.engine import MultiLabelModule, PhaseResult, RunLoggers, default_precision, run_phase, seed_everything
+from tagnet.errors import ConfigError, DataError
+from tagnet.modalities.base import HeadInputs, LabeledInputs
+from tagnet.models import TagnetModel, head_members, set_backbone_trainable
+from tagnet.training.budget import FINAL_SECONDS, Plan, TimeBudget, duration
+from tagnet.training.losses import make_loss
+from tagnet.training.plan import RunPlan
+from tagnet.training.recipes import Recipe, choose_recipe, phase_epochs
+from tagnet.training.run_folder import CHECKPOINTS_DIR, write_run_start
+from tagnet.training.selection import Selection, fit_linear_heads, select_head
+from tagnet.engine.steps import validation_score
+from tagnet.training.validation import validation_thresholds
+
+Split = tuple[np.ndarray, np.ndarray]
+EVENTS = ("on_stage_start", "on_stage_end", "on_epoch_end")
+
+
+class Callbacks:
+    """Functions hooked on a run's events (as Ultralytics' run_callbacks): on_stage_start(name, run) and
+    on_stage_end(name, run) around every stage, on_epoch_end(epoch, val_mAP) after each validation of every phase
+    (it may raise to stop the run: tuning prunes trials so)."""
+
+    def __init__(self, hooks: dict[str, list[Callable[..., None]]] | None = None) -> None:
+        unknown = sorted(set(hooks or {}) - set(EVENTS))
+        if unknown:
+            raise ConfigError(f"callbacks: unknown training event {unknown[0]!r}; expected one of {', '.join(EVENTS)}")
+        self.hooks = {event: list((hooks or {}).get(event, ())) for event in EVENTS}
+
+    def run(self, event: str, *args: Any) -> None:
+        """Call every function hooked on `event` with `args`."""
+        for hook in self.hooks[event]:
+            hook(*args)
+
+    def epoch_hook(self) -> Callable[[int, float], None] | None:
+        """What a training phase calls after each validation (None when nothing is hooked)."""
+        return (lambda epoch, score: self.run("on_epoch_end", epoch, score)) if self.hooks["on_epoch_end"] else None
+
+
+@dataclass
+class Run:
+    """A run's state as the stages fill it in: the plan (replaced where a stage changes the settings), the inputs,
+    model, fitted state and splits, the recipe, and what training and the decisions produced."""
+
+    plan: RunPlan
+    run_dir: Path
+    console: Console
+    progress: bool
+    resume: bool
+    main: bool
+    callbacks: Callbacks
+    started: float
+    data: LabeledInputs | None = None
+    from_val_file: np.ndarray | None = None
+    model: TagnetModel | None = None
+    state: dict[str, Any] | None = None
+    splits: list[Split] = field(default_factory=list)
+    recipe: Recipe | None = None
+    head_inputs: HeadInputs | None = None
+    selection: Selection | None = None
+    results: list[PhaseResult] = field(default_factory=list)
+    finetuned: bool = False
+    outcome: dict[str, Any] = field(default_factory=dict)  # the decisions stage's validation, thresholds, report
+    _loggers: RunLoggers | None = None
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where decoded images, features and embeddings are cached."""
+        return Path(self.plan.config.cache_dir or self.run_dir / "cache")
+
+    @property
+    def loggers(self) -> RunLoggers:
+        """The run's Lightning loggers, made with the settings it trains with."""
+        if self._loggers is None:
+            self._loggers = RunLoggers(self.plan.config, self.run_dir)
+        return self._loggers
+
+    def phase_args(self, **changes: Any) -> dict[str, Any]:
+        """run_phase's keyword arguments shared by every phase of the run."""
+        return dict(config=self.plan.config, run_dir=self.run_dir, progress=self.progress, resume=self.resume,
+                    epoch_callback=self.callbacks.epoch_hook(), loggers=self.loggers, **changes)
+
+    def loss(self) -> nn.Module:
+        """The loss, weighted (weighted_bce) by the first split's training rows."""
+        first = self.data.table.subset(self.splits[0][0])
+        return make_loss(self.plan.config, label_frequency=(first.targets * first.known).mean(axis=0))
+
+
+def read_inputs(run: Run) -> None:
+    """The training file's inputs, then the --val file's (its labels aligned to the training file's)."""
+    source, kind = run.plan.source, run.plan.kind
+    read = dict(options=dict(source.read_options), images_dir=source.images_dir, text_column=source.text_column)
+    data = kind.read(source.labels, **read)
+    run.from_val_file = np.zeros(len(data), dtype=bool)
+    if run.plan.val_labels is not None:
+        val = kind.read(run.plan.val_labels, **read)
+        val.table = val.table.aligned_to(data.table.label_names, what=str(run.plan.val_labels))
+        data, run.from_val_file = data.followed_by(val), np.r_[run.from_val_file, np.ones(len(val), dtype=bool)]
+    run.data = data
+
+
+def prepare_inputs(run: Run) -> None:
+    """The model, the settings as it resolves them (recorded in run.json), the inputs made ready for it (images
+    decoded into the cache; unreadable ones skipped and named) and the splits."""
+    plan, kind = run.plan, run.plan.kind
+    run.model = kind.build_model(plan.config, run.data)
+    run.plan = plan = plan.with_config(kind.resolved_config(plan.config, run.model))
+    if run.main:
+        source = plan.source
+        write_run_start(run.run_dir, config=plan.config, labels=source.labels, modality=kind.name,
+                        val_labels=plan.val_labels, images_dir=source.images_dir, text_column=source.text_column,
+                        read_options=dict(source.read_options))
+    run.data, kept = kind.prepare(run.data, run.model, cache_dir=run.cache_dir)
+    run.from_val_file = run.from_val_file[kept]
+    skipped = run.data.skipped
+    if skipped:
+        run.console.print(f"[yellow]skipped {len(skipped)} unreadable or missing inputs:[/yellow] "
+                          + "; ".join(list(skipped.values())[:5]) + (" ..." if len(skipped) > 5 else ""))
+    run.splits = checked_splits(run)
+
+
+def fit_backbone_to_budget(run: Run) -> None:
+    """Under a time budget, the backbone whose frozen outputs fit the time left (the modality's budget_plan)."""
+    plan, kind = run.plan, run.plan.kind
+    if plan.budget.seconds is None or not kind.frozen(plan.config):
+        return
+    planned, line = kind.budget_plan(plan.config, run.model, run.data, plan.budget, cache_dir=run.cache_dir)
+    if line:
+        run.console.print(line)
+    if planned.backbone != plan.config.backbone:
+        run.plan = plan.with_config(planned)
+        run.model = kind.build_model(planned, run.data)
+
+
+def fit_state(run: Run) -> None:
+    """The fitted state (how an input becomes the model's input) on every head's training rows; says what trains."""
+    kind, config = run.plan.kind, run.plan.config
+    run.state = _fitted_state(run)
+    own = "" if run.from_val_file.any() or config.ensemble == 1 else (
+        f" (fold 1 of {config.cv})" if config.cv else f" (each of the {config.ensemble} heads its own split)")
+    run.console.print(f"training on {len(run.splits[0][0])} {kind.name} inputs, validating on {len(run.splits[0][1])}"
+                      f"{own}, {run.data.table.num_labels} labels, model {config.backbone}")
+
+
+def _fitted_state(run: Run) -> dict[str, Any]:
+    train_rows = np.unique(np.concatenate([rows for rows, _ in run.splits]))
+    source = run.plan.source
+    return run.plan.kind.fit_state(run.model, run.data, train_rows, text_column=source.text_column,
+                                   read_options=dict(source.read_options))
+
+
+def plan_recipe(run: Run) -> None:
+    """The run's recipe (tagnet.training.recipes.choose_recipe), said in one line; kept in RUN/checkpoints/recipe.json,
+    so a resumed run follows the recipe it started with."""
+    path = run.run_dir / CHECKPOINTS_DIR / "recipe.json"
+    if run.resume and path.is_file():
+        run.recipe = Recipe.from_dict(json.loads(path.read_text()))
+        return
+    run.recipe = choose_recipe(run.plan.kind, run.model, run.data, run.splits[0], config=run.plan.config,
+                               elapsed=time.perf_counter() - run.started)
+    if run.recipe.reason and run.recipe.reason != "as asked":
+        run.console.print(run.recipe.reason, soft_wrap=True)
+    if run.main:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(run.recipe.to_dict()))
+
+
+def checked_splits(run: Run) -> list[Split]:
+    """(training rows, validation rows) of each head (data.split.train_val_splits): with a --val file every head
+    validates on its rows; with config.cv head k on fold k; otherwise head k holds out its own stratified part
+    (seed + k). Raises DataError when a part would be empty."""
+    data, from_val_file, config, labels = run.data, run.from_val_file, run.plan.config, run.plan.source.labels
+    if len(data) == 0:
+        raise DataError(f"{labels}: no readable inputs left for training")
+    if not from_val_file.any() and len(data) < 2:
+        raise DataError(f"{labels}: need training and validation items, got {len(data)} item(s)")
+    if from_val_file.any():
+        splits = [(np.flatnonzero(~from_val_file), np.flatnonzero(from_val_file))] * config.ensemble
+    else:
+        splits = train_val_splits(data.table.targets, data.table.known, folds=config.cv, heads=config.ensemble,
+                                  val_fraction=config.val_fraction, seed=config.seed)
+    if any(len(train) == 0 or len(val) == 0 for train, val in splits):
+        raise DataError(f"{labels}: need training and validation items, got {len(splits[0][0])} and {len(splits[0][1])}")
+    return splits
+
+
+def frozen_outputs(run: Run) -> None:
+    """The frozen encoder's output for every input (cached on disk), and how long it took."""
+    started = time.perf_counter()
+    run.head_inputs = run.plan.kind.head_inputs(run.model, run.data, run.state, cache_dir=run.cache_dir,
+                                                progress=run.progress)
+    run.console.print(f"frozen {run.plan.config.backbone} outputs of {len(run.data)} inputs ready in "
+                      f"{time.perf_counter() - started:.1f} s")
+
+
+def choose_head(run: Run) -> None:
+    """config.select's head, by k-fold CV over the training file's rows (tagnet.training.selection.select_head); the
+    run's settings, model and (for an ensemble) splits and fitted state follow the choice."""
+    plan, kind, data = run.plan, run.plan.kind, run.data
+    rows = np.flatnonzero(~run.from_val_file)
+    config, table = plan.config, data.table.subset(rows)
+    single = dataclasses.replace(config, ensemble=1)
+    if config.select in ("auto", "linear"):  # a named MLP or ensemble needs no CV
+        run.console.print(f"choosing the head (--select {config.select}) by {config.cv_folds}-fold CV on {len(rows)} rows")
+    run.selection = select_head(config, run.head_inputs.values.numpy()[rows], table.targets, table.known,
+                                make_head=lambda: head_members(kind.build_model(single, data))[0],
+                                thresholds_for=lambda val: validation_thresholds(val, config).thresholds,
+                                console=run.console)
+    seed_everything(config.seed)  # the model trains the same whether or not (and however long) CV ran first
+    chosen = run.selection.applied(config)
+    if chosen == config:
+        return
+    run.plan = plan.with_config(chosen)  # a linear head, or several heads (each holding out its own part of the rows)
+    run.model = kind.build_model(chosen, data)
+    if chosen.ensemble != config.ensemble:
+        run.splits = checked_splits(run)
+        run.state = _fitted_state(run)
+        run.head_inputs = kind.head_inputs(run.model, data, run.state, cache_dir=run.cache_dir, progress=False)
+
+
+def heads(run: Run) -> None:
+    """Each head (one, or an ensemble's members one after another: phases head, head-2, ...) on the frozen encoder's
+    cached output, with its own split and early stopping; the linear head of --select by logistic regression."""
+    config = run.plan.config
+    if config.select is not None:
+        choose_head(run)
+        config = run.plan.config
+    if run.selection is not None and run.selection.choice == "linear":
+        run.results = fit_linear_heads(head_members(run.model), run.head_inputs.values.numpy(), run.data.table.targets,
+                                       run.data.table.known, run.splits, C=run.selection.C,
+                                       scaling=run.selection.scaling)
+        return
+    loss, table = run.loss(), run.data.table
+    run.results = []
+    for k, (head, (train_rows, val_rows)) in enumerate(zip(head_members(run.model), run.splits)):
+        module = MultiLabelModule(head, loss, lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
+                                  normalize=None, mixup=config.mixup, score=validation_score)
+        loaders = (run.head_inputs.loader(table, train_rows, batch_size=config.batch_size, train=True),
+                   run.head_inputs.loader(table, val_rows, batch_size=config.batch_size, train=False))
+        run.results.append(run_phase(module, *loaders, epochs=phase_epochs(config, "head"),
+                                     phase="head" if k == 0 else f"head-{k + 1}", precision="32-true",
+                                     head_only=True, **run.phase_args()))
+
+
+def finetune(run: Run) -> None:
+    """Fine-tune the whole network from the trained head, for what of fine-tuning fits the time budget; keep it only if
+    its validation mAP is at least the head's."""
+    head_state = copy.deepcopy(run.model.state_dict())
+    set_backbone_trainable(run.model, True)
+    run.model.batch_norm_frozen = True  # small batches of a few hundred images would shift the pretrained statistics
+    limit = {} if run.plan.budget.seconds is None else {"max_seconds": run.plan.budget.left() - FINAL_SECONDS}
+    tuned = network_phase(run, "finetune", lr=run.plan.config.finetune_lr, after_head=True, **limit)
+    run.model.batch_norm_frozen = False
+    if tuned is not None and tuned.best_score >= run.results[0].best_score:
+        run.results, run.finetuned = [tuned], True
+        return
+    if tuned is not None:
+        run.console.print(f"fine-tuning reached validation mAP {tuned.best_score:.4f}, below the head alone "
+                          f"({run.results[0].best_score:.4f}): keeping the head")
+    run.model.load_state_dict(head_state)
+    set_backbone_trainable(run.model, False)
+
+
+def finetune_all(run: Run) -> None:
+    """The whole pretrained network fine-tuned from the start; the new head learns at the head's rate (at the
+    encoder's 5e-5 it barely moves from its start in 2 passes)."""
+    set_backbone_trainable(run.model, True)
+    config = run.plan.config
+    run.results = [network_phase(run, "finetune", lr=config.finetune_lr, head_lr=config.lr)]
+    run.finetuned = True
+
+
+def train_all(run: Run) -> None:
+    """A network without a frozen encoder, trained whole on raw inputs."""
+    run.results = [network_phase(run, "train", lr=run.plan.config.lr)]
+
+
+def network_phase(run: Run, name: str, *, lr: float, head_lr: float | None = None, after_head: bool = False,
+                  **limit: Any) -> PhaseResult | None:
+    """The whole network trained on raw inputs (the modality's loaders) for phase `name`, for the epochs or passes
+    that fit the recipe's time budget (sized_phase; None when fine-tuning after a head does not fit)."""
+    kind, config, split = run.plan.kind, run.plan.config, run.splits[0]
+    train_loader, val_loader = kind.network_loaders(run.model, run.data.subset(split[0]), run.data.subset(split[1]),
+                                                    config)
+    epochs = sized_phase(run, name, train_loader, split, after_head=after_head)
+    if epochs is None:
+        return None
+    module = MultiLabelModule(run.model, run.loss(), lr=lr, weight_decay=config.weight_decay, schedule=config.schedule,
+                              normalize=kind.normalization(run.model),
+                              mixup=config.mixup if kind.mixes_network_inputs else 0.0, score=validation_score,
+                              head_lr=head_lr)
+    return run_phase(module, train_loader, val_loader, epochs=epochs, phase=name, precision=default_precision(config),
+                     **run.phase_args(**limit))
+
+
+def sized_phase(run: Run, name: str, loader, split: Split, *, after_head: bool) -> int | None:
+    """The epochs phase `name` trains: phase_epochs without a budget (or a throughput to size it by); under the
+    recipe's budget what fits (TimeBudget.plan, at the recipe's or the modality's measured throughput), in rounds of
+    set batches when the loader's sampler takes them, said and kept in RUN/checkpoints/NAME/plan.json for a resumed run.
+    None: nothing of fine-tuning after a head fits."""
+    recipe, config, kind = run.recipe, run.plan.config, run.plan.kind
+    wanted = phase_epochs(config, name)
+    if recipe.budget is None or config.ensemble > 1:
+        return wanted
+    sampler = getattr(loader, "batch_sampler", None)
+    partial = hasattr(sampler, "batches_per_epoch")
+    path = run.run_dir / CHECKPOINTS_DIR / name / "plan.json"
+    budget = run.plan.budget if run.plan.budget.seconds == recipe.budget else TimeBudget(recipe.budget, run.started)
+    if run.resume and path.is_file():
+        plan = Plan(**json.loads(path.read_text()))
+        per_epoch = plan.estimated_seconds / max(plan.rounds, 1)
+    else:
+        throughput = recipe.throughput or kind.throughput(run.model, run.data, split, config)
+        if throughput is None:
+            return wanted
+        plan = budget.plan(throughput, n_train=len(split[0]), n_val=len(split[1]), batch_size=config.batch_size,
+                           max_epochs=wanted, partial=partial)
+        per_epoch = throughput.epoch_seconds(len(split[0]), len(split[1]))
+        if plan is not None and run.main:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(plan.to_dict()))
+    _say_plan(run, name, plan, budget, per_epoch, partial=partial, after_head=after_head)
+    if plan is None:
+        return None if after_head else 1
+    if partial:
+        sampler.batches_per_epoch = plan.batches_per_round
+    return plan.rounds
+
+
+def _say_plan(run: Run, name: str, plan: Plan | None, budget: TimeBudget, per_epoch: float, *, partial: bool,
+              after_head: bool) -> None:
+    """One line on what of phase `name` fits the budget: passes in rounds, or whole epochs (recorded as a choice)."""
+    n_train = len(run.splits[0][0])
+    if plan is None and not after_head:
+        line = f"{name}: too little of the time budget {duration(budget.seconds)} is left for a plan; training one epoch"
+    elif partial and plan is None:
+        line = "no time left of the time budget for fine-tuning: keeping the head"
+    elif partial:
+        line = (f"{name}: {plan.passes:g} passes over {n_train} inputs in {plan.rounds} epochs of "
+                f"{plan.batches_per_round} batches (about {plan.estimated_seconds:.0f} s of the "
+                f"{plan.seconds_left:.0f} s left of the time budget {duration(budget.seconds)})")
+    elif plan is None:
+        line = budget.note(f"head only: an epoch of fine-tuning would take about {duration(per_epoch)}, "
+                           f"{duration(max(0.0, budget.left()))} are left")
+    else:
+        line = budget.note(f"fine-tuning {plan.rounds} epoch(s) after the head (about {duration(per_epoch)} each); "
+                           "kept only if better on validation")
+    run.console.print(line, soft_wrap=True)
+
+
+RECIPE_STAGES: dict[str, Callable[[Run], None]] = {
+    "frozen_outputs": frozen_outputs, "heads": heads, "finetune": finetune, "finetune_all": finetune_all,
+    "train_all": train_all}
