@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tagnet.config.constraints import AnyOf, Checked, CommaList, Interval, Options, Rule, broken_rule
-from tagnet.decisions.thresholds import IF_EMPTY, OBJECTIVES, decision_mode, parse_objective
+from tagnet.decisions.objectives import modes_help, objectives_help, parse_objective, targets_help
+from tagnet.decisions.thresholds import IF_EMPTY, decision_mode
 from tagnet.decisions.thresholds import MODES as THRESHOLD_MODES
 from tagnet.errors import ConfigError
 from tagnet.modalities import REGISTRY
@@ -66,9 +67,9 @@ SHARE = Interval(0, 1, closed="left")  # [0, 1): dropout, label smoothing, a pro
 
 # How fitted thresholds become label sets: settings of both `tagnet train` and `tagnet calibrate`.
 _DECISIONS: dict[str, dict[str, Any]] = {
-    "objective": dict(default="f1", help=f"what the fitted thresholds optimise: {OBJECTIVES}", flag="--objective",
-                      constraint=Checked(_objective, OBJECTIVES)),
-    "confidence": dict(default=None, help="with precision>=P or recall>=R: guarantee the target per label with this "
+    "objective": dict(default="f1", help=f"what the fitted thresholds optimise: {objectives_help()}",
+                      flag="--objective", constraint=Checked(_objective, objectives_help())),
+    "confidence": dict(default=None, help=f"with {targets_help()}: guarantee the target per label with this "
                                           "confidence (e.g. 0.9); labels that cannot be guaranteed are reported",
                        flag="--confidence"),
     "min_labels": dict(default=0, help="every item gets at least this many labels (the most probable ones)",
@@ -143,7 +144,7 @@ class TrainConfig:
     min_positives: int = _setting(5, "labels with fewer validation positives use the global threshold",
                                  constraint=AT_LEAST_0)
     objective: str | None = _setting(**{**_DECISIONS["objective"], "default": None, "help": (
-        f"what the thresholds (and --select) optimise: {OBJECTIVES}; default hamming for tables, f1 otherwise")})
+        f"what the thresholds (and --select) optimise: {objectives_help()}; default hamming for tables, f1 otherwise")})
     confidence: float | None = _setting(**_DECISIONS["confidence"])
     min_labels: int = _setting(**_DECISIONS["min_labels"])
     max_labels: int | None = _setting(**_DECISIONS["max_labels"])
@@ -275,16 +276,15 @@ def _mode(settings: Any) -> str:
 
 def _objective_fits_mode(settings: Any) -> str | None:
     goal, mode = parse_objective(settings.objective or "f1"), _mode(settings)
-    if (mode == "top-k" and goal.kind != "f1") or (mode == "fixed" and goal.kind not in ("f1", "hamming")):
+    if mode in ("top-k", "fixed") and mode not in goal.modes:
         return f"objective {goal} applies to per-label and global thresholds, not to {mode!r}"
     return None
 
 
 def _confidence_guards_a_target(settings: Any) -> str | None:
     goal, mode, confidence = parse_objective(settings.objective or "f1"), _mode(settings), settings.confidence
-    if confidence is not None and not (0.0 < confidence < 1.0 and mode == "per-label"
-                                       and goal.kind in ("precision", "recall")):
-        return (f"confidence={confidence!r}: expected a number in (0, 1) with a precision>=P or recall>=R objective "
+    if confidence is not None and not (0.0 < confidence < 1.0 and mode == "per-label" and goal.target):
+        return (f"confidence={confidence!r}: expected a number in (0, 1) with a {targets_help()} objective "
                 f"and per-label thresholds (got objective {goal}, mode {mode!r})")
     return None
 
@@ -301,8 +301,8 @@ TRAIN_RULES = (
     Rule("ensemble > 1 shares one frozen encoder: no finetune", lambda c: (
         f"ensemble={c.ensemble} with finetune: an ensemble shares one frozen encoder; fine-tune a single model "
         "(ensemble=1) instead") if c.ensemble > 1 and c.finetune else None),
-    Rule("top-k thresholds optimise f1 only; fixed ones f1 or hamming", _objective_fits_mode),
-    Rule("confidence in (0, 1) only with a precision>=P or recall>=R objective and per-label thresholds",
+    Rule(f"top-k thresholds optimise {modes_help('top-k')} only; fixed ones {modes_help('fixed')}", _objective_fits_mode),
+    Rule(f"confidence in (0, 1) only with a {targets_help()} objective and per-label thresholds",
          _confidence_guards_a_target),
     Rule("max_labels >= min_labels", lambda c: (
         f"max_labels={c.max_labels} is below min_labels={c.min_labels}")

@@ -1,29 +1,29 @@
 """Decision thresholds that turn per-label probabilities into label sets, fitted on validation data.
 
-Thresholds are fitted for an objective (F1, F-beta, Hamming errors, a precision or a recall target)
-and, for precision/recall targets, optionally with a statistical guarantee (`confidence`): a
+Thresholds are fitted for an objective (tagnet.decisions.objectives: F1, F-beta, Hamming errors, a precision or a
+recall target) and, for precision/recall targets, optionally with a statistical guarantee (`confidence`): a
 Learn-then-Test procedure (Angelopoulos et al. 2021) with Clopper-Pearson bounds from scipy.stats.
 MAPIE and crepes were considered and not used: both calibrate single-output conformal predictors
 (prediction sets / intervals with a coverage guarantee), not a per-label threshold with a bound on
-the false-discovery rate; the binomial test below is the whole method, in a few lines, no new dependency.
+the false-discovery rate; the binomial test (each target objective's `certify`, in
+tagnet.decisions.objectives) is the whole method, in a few lines, no new dependency.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
+from tagnet.decisions.objectives import Objective, Target, parse_objective, targets_help
+from tagnet.decisions.objectives.base import NEVER
 from tagnet.errors import ArtifactError, ConfigError
 
 MODES = ("per-label", "global", "top-k", "fixed")
 IF_EMPTY = ("none", "top1")
 DEFAULT_THRESHOLD = 0.5
-NEVER = 2.0  # a threshold above every probability: the label is never predicted
-OBJECTIVES = "f1, fbeta:B (B > 0), hamming, precision>=P or recall>=R (P, R in (0, 1])"
 
 
 def _is_int(value: Any) -> bool:
@@ -187,42 +187,10 @@ def apply_thresholds(probs: np.ndarray, thresholds: Thresholds | Sequence[float]
     return chosen
 
 
-# ---- objectives ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Objective:
-    """What a fitted threshold optimises: kind "f1", "fbeta" (value = beta), "hamming" (errors),
-    "precision" or "recall" (value = the target to reach)."""
-
-    kind: str
-    value: float | None = None
-
-    def __str__(self) -> str:
-        prefix = {"fbeta": "fbeta:", "precision": "precision>=", "recall": "recall>="}
-        return self.kind if self.value is None else f"{prefix[self.kind]}{self.value:g}"
-
-
-def parse_objective(text: str) -> Objective:
-    """The Objective of a string: f1 | fbeta:B | hamming | precision>=P | recall>=R.
-
-    Raises:
-        ConfigError: the string is none of these, or B <= 0, or P, R outside (0, 1].
-    """
-    spec = str(text).strip().lower().replace(" ", "")
-    if spec in ("f1", "hamming"):
-        return Objective(spec)
-    match = re.fullmatch(r"(fbeta:|precision>=|recall>=)([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)", spec)
-    if match:
-        kind, value = match.group(1).rstrip(":>="), float(match.group(2))
-        if (kind == "fbeta" and value > 0) or (kind != "fbeta" and 0 < value <= 1):
-            return Objective(kind, value)
-    raise ConfigError(f"objective {text!r} is not one of {OBJECTIVES}")
-
-
 def decision_mode(objective: str) -> str:
-    """The threshold rule an objective gets when no mode is given: "fixed" (p >= 0.5, which minimises the expected
-    Hamming loss of calibrated probabilities; per-label thresholds fitted for errors or F1 raise it on unseen data)
-    for hamming, "per-label" (with the few-positive fallback) for every other objective."""
-    return "fixed" if parse_objective(objective).kind == "hamming" else "per-label"
+    """The threshold rule an objective gets when no mode is given (its declared `mode`): "fixed" (p >= 0.5) for
+    hamming, "per-label" (with the few-positive fallback) for every other built-in objective."""
+    return parse_objective(objective).mode
 
 
 @dataclass(frozen=True)
@@ -247,91 +215,37 @@ class ThresholdFit:
     def notes(self, label_names: Sequence[str]) -> list[str]:
         """One line per unreachable label, for the CLI to print."""
         kind = self.objective.kind
+        safe = self.objective.safe if isinstance(self.objective, Target) else ""
         lines = []
         for j, best in sorted(self.unreachable.items()):
             if self.confidence is None:
                 lines.append(f"label {label_names[j]!r}: {self.objective} not reached on validation data; "
                              f"the best {kind} it reaches is {best:.3f}")
             else:
-                safe = "never predicted" if kind == "precision" else "predicted for every item"
                 lines.append(f"label {label_names[j]!r}: {self.objective} cannot be guaranteed with "
                              f"{self.confidence:.0%} confidence (the best certified {kind} is {best:.3f}); {safe}")
         return lines
 
 
-def _rules(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The candidate rules "predict the items scoring >= u_k", one per distinct score u_1 > u_2 > ...,
-    after rule 0 "predict none": true positives, predicted counts and the interval (lower, upper] of
-    thresholds giving each rule."""
-    order = np.argsort(-scores, kind="stable")
-    s, yy = scores[order], y[order].astype(np.int64)
-    last = np.r_[s[1:] != s[:-1], True]  # last position of each distinct score
-    tp = np.r_[0, np.cumsum(yy)[last]]
-    predicted = np.r_[0, np.flatnonzero(last) + 1]
-    distinct = s[last]
-    return tp, predicted, np.r_[distinct, 0.0], np.r_[np.inf, distinct]
+def _fit_columns(y: np.ndarray, scores: np.ndarray, known: np.ndarray,
+                 objective: Objective) -> tuple[np.ndarray, np.ndarray]:
+    """The threshold for `objective` of every column at once (each on its known rows, each with >= 1 known
+    positive), and the best value of the columns missing a target (NaN elsewhere).
 
-
-def _rule_threshold(lower: float, upper: float) -> float:
-    """The middle of the threshold interval (lower, upper] of a rule (NEVER above a score of 1)."""
-    if upper == np.inf:
-        return (lower + 1) / 2 if (lower + 1) / 2 > lower else NEVER
-    middle = (upper + lower) / 2
-    return float(middle if middle > lower else upper)  # adjacent floats: no room in between
-
-
-def _fit_one(y: np.ndarray, scores: np.ndarray, objective: Objective) -> tuple[float, float | None]:
-    """The threshold for `objective` on y (>= 1 positive) and scores, and the best value reachable
-    when the target (precision/recall) is not reached (else None).
-
-    F-beta and Hamming: the best rule; ties go to the middle one of the tied rules. precision>=P: of
-    the rules reaching P (or, when none does, of those with the best precision), the one with the most
-    true positives, the fewest predicted among those. recall>=R: the fewest predicted reaching R.
+    The candidate rules of a column are "predict none", then "predict the items scoring >= u" for each distinct
+    score u, highest first; the objective chooses one (Objective.choose) and the threshold is the middle of the
+    interval of thresholds giving that rule (NEVER above a score of 1; the upper end for adjacent floats).
     """
-    tp, predicted, lower, upper = _rules(y, scores)
-    positives = int(y.sum())
-    best_value = None
-    if objective.kind in ("f1", "fbeta", "hamming"):
-        if objective.kind == "hamming":
-            score = -((predicted - tp) + (positives - tp)).astype(np.float64)
-        else:
-            b2 = 1.0 if objective.kind == "f1" else objective.value ** 2
-            score = (1 + b2) * tp / (predicted + b2 * positives)
-        tied = np.flatnonzero(score >= score.max() - 1e-12)
-        k = int(tied[len(tied) // 2])
-    elif objective.kind == "precision":
-        precision = np.r_[0.0, tp[1:] / predicted[1:]]
-        ok = precision >= objective.value - 1e-12
-        if not ok.any():
-            best_value = float(precision.max())
-            ok = precision >= best_value - 1e-12
-        k = int(np.flatnonzero(ok & (tp == tp[ok].max()))[0])
-    else:
-        k = int(np.flatnonzero(tp >= objective.value * positives - 1e-9)[0])
-    return _rule_threshold(lower[k], upper[k]), best_value
-
-
-def _fit_columns(y: np.ndarray, scores: np.ndarray, known: np.ndarray, objective: Objective) -> np.ndarray:
-    """_fit_one's threshold for an F-beta or Hamming `objective` of every column at once (each on its known rows,
-    each with >= 1 known positive): the same rules, scores and ties, as array operations over labels."""
     s = np.where(known, scores, -np.inf)
     order = np.argsort(-s, axis=0, kind="stable")
     s, yy = np.take_along_axis(s, order, 0), np.take_along_axis(y & known, order, 0)
     nxt = np.r_[s[1:], np.full((1, s.shape[1]), -np.inf)]
     last = (s > -np.inf) & (nxt != s)  # last position of each distinct score
     tp = np.cumsum(yy, axis=0, dtype=np.int64)
-    predicted = np.arange(1, len(s) + 1)[:, None]
-    positives = tp[-1]
-    if objective.kind == "hamming":
-        score = -((predicted - tp) + (positives - tp)).astype(np.float64)
-        none = -positives.astype(np.float64)
-    else:
-        b2 = 1.0 if objective.kind == "f1" else objective.value ** 2
-        score = (1 + b2) * tp / (predicted + b2 * positives)
-        none = np.zeros(s.shape[1])
-    score = np.r_[none[None], np.where(last, score, -np.inf)]  # rule 0 "predict none", then one per distinct score
-    tied = score >= score.max(axis=0) - 1e-12
-    k = np.argmax(tied & (np.cumsum(tied, axis=0) - 1 == tied.sum(axis=0) // 2), axis=0)
+    predicted = np.broadcast_to(np.arange(1, len(s) + 1)[:, None], tp.shape)
+    none = np.zeros((1, s.shape[1]), dtype=np.int64)  # rule 0 "predict none", then one per distinct score
+    k, best = objective.choose(np.r_[none, tp], np.r_[none, predicted], tp[-1],
+                               np.r_[np.ones((1, s.shape[1]), dtype=bool), last])
     columns = np.arange(s.shape[1])
     at = np.maximum(k - 1, 0)
     upper = np.where(k == 0, np.inf, s[at, columns])
@@ -339,67 +253,7 @@ def _fit_columns(y: np.ndarray, scores: np.ndarray, known: np.ndarray, objective
     lower = np.where(below > -np.inf, below, 0.0)
     with np.errstate(invalid="ignore"):
         middle = np.where(k == 0, (lower + 1) / 2, (upper + lower) / 2)
-    return np.where(middle > lower, middle, np.where(k == 0, NEVER, upper))
-
-
-# Guarantees: thresholds on a fixed grid, uniform in logit(p) from 8 to -8, highest first. The
-# precision tests start at each whole logit from 6 to -2 (p from 0.998 to 0.12), where the thresholds
-# for precision targets of calibrated probabilities lie; 1 - confidence is split evenly between them.
-_GRID_LOGITS = np.round(np.arange(8.0, -8.0 - 1e-9, -0.05), 2)
-_GRID = 1.0 / (1.0 + np.exp(-_GRID_LOGITS))
-_STARTS = np.flatnonzero(np.isin(_GRID_LOGITS, np.arange(6.0, -3.0, -1.0)))
-
-
-def _upper_bound(errors: np.ndarray, n: np.ndarray, delta: float) -> np.ndarray:
-    """Clopper-Pearson upper confidence bounds (level 1 - delta) on a rate from `errors` out of `n`
-    (1 where n = 0)."""
-    from scipy.stats import beta
-
-    errors, n = np.asarray(errors, dtype=np.float64), np.asarray(n, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        bound = beta.ppf(1 - delta, errors + 1, n - errors)
-    return np.where(errors >= n, 1.0, bound)
-
-
-def _certify_precision(y: np.ndarray, scores: np.ndarray, target: float, delta: float) -> tuple[float, float | None]:
-    """The lowest grid threshold whose false-discovery rate is certified <= 1 - target with probability
-    >= 1 - delta, or (NEVER, the best precision certified at one start's level) when none is.
-
-    Learn-then-Test with the fallback procedure (Wiens 2003): thresholds are tested from high to low,
-    each start of _STARTS brings delta / len(_STARTS); a threshold is certified when the Clopper-Pearson
-    bound on its false-discovery rate at the level it holds is <= 1 - target, and a certified threshold
-    passes its level on to the next one. One start at the top alone would stop at once: with few
-    predicted items no bound is small."""
-    predicted = (scores[None, :] >= _GRID[:, None]).sum(axis=1)
-    false = ((scores[None, :] >= _GRID[:, None]) & ~y[None, :]).sum(axis=1)
-    share = delta / len(_STARTS)
-    passes = {1: _upper_bound(false, predicted, share) <= 1 - target + 1e-12}  # by the number of starts' levels held
-    weight = np.isin(np.arange(len(_GRID)), _STARTS).astype(int)
-    certified = np.zeros(len(_GRID), dtype=bool)
-    held = 0
-    for i in range(len(_GRID)):
-        held = (held if i and certified[i - 1] else 0) + weight[i]
-        if held:
-            if held not in passes:
-                passes[held] = _upper_bound(false, predicted, held * share) <= 1 - target + 1e-12
-            certified[i] = passes[held][i]
-    if certified.any():
-        return float(_GRID[np.flatnonzero(certified)[-1]]), None
-    return NEVER, float(max(0.0, 1 - _upper_bound(false, predicted, share).min()))
-
-
-def _certify_recall(y: np.ndarray, scores: np.ndarray, target: float, delta: float) -> tuple[float, float | None]:
-    """The highest grid threshold whose miss rate (1 - recall) is certified <= 1 - target with
-    probability >= 1 - delta (fixed-sequence testing from the lowest threshold up: the miss rate only
-    grows with the threshold), or (0, the best certified recall) when none is."""
-    grid = _GRID[::-1]
-    missed = (scores[None, :] < grid[:, None])[:, y].sum(axis=1)
-    bound = _upper_bound(missed, np.full(len(grid), y.sum()), delta)
-    fail = np.flatnonzero(bound > 1 - target + 1e-12)
-    last = (fail[0] if len(fail) else len(grid)) - 1
-    if last >= 0:
-        return float(grid[last]), None
-    return 0.0, float(1 - bound[0])
+    return np.where(middle > lower, middle, np.where(k == 0, NEVER, upper)), best
 
 
 def fit_decisions(
@@ -446,16 +300,7 @@ def fit_decisions(
     Raises:
         ConfigError: a bad objective, confidence, mode, min_positives, top_k or rule, or shapes that disagree.
     """
-    goal = parse_objective(objective)
-    if mode not in MODES:
-        raise ConfigError(f"threshold mode {mode!r} is not one of {list(MODES)}")
-    if min_positives < 0:
-        raise ConfigError(f"min_positives must be >= 0, got {min_positives}")
-    if confidence is not None and not (0 < confidence < 1 and goal.kind in ("precision", "recall") and mode == "per-label"):
-        raise ConfigError(f"confidence={confidence!r}: expected a number in (0, 1) with a precision>=P or recall>=R "
-                          f"objective and per-label thresholds (got objective {goal}, mode {mode!r})")
-    if (mode == "top-k" and goal.kind != "f1") or (mode == "fixed" and goal.kind not in ("f1", "hamming")):
-        raise ConfigError(f"objective {goal} applies to per-label and global thresholds, not to mode {mode!r}")
+    goal = _checked(objective, confidence, mode, min_positives)
     y = np.asarray(targets).astype(bool)
     p = np.asarray(probs, dtype=np.float64)
     mask = np.ones_like(y) if known is None else np.asarray(known, dtype=bool)
@@ -465,40 +310,51 @@ def fit_decisions(
     n_labels = y.shape[1]
     rules = {"min_labels": min_labels, "max_labels": max_labels, "if_empty": if_empty}
 
-    def result(values: list[float], fallback: Sequence[int] = (), unreachable: dict[int, float] | None = None) -> ThresholdFit:
-        return ThresholdFit(Thresholds(mode, values, top_k, list(fallback), **rules), goal, confidence, unreachable or {})
+    def result(values: Sequence[float], fallback: Sequence[int] = (),
+               unreachable: dict[int, float] | None = None) -> ThresholdFit:
+        thresholds = Thresholds(mode, np.asarray(values, dtype=np.float64).tolist(), top_k, list(fallback), **rules)
+        return ThresholdFit(thresholds, goal, confidence, unreachable or {})
 
-    if mode == "top-k":
-        return result([0.0] * n_labels)
-    if mode == "fixed":
-        return result([float(fixed)] * n_labels)
+    if mode in ("top-k", "fixed"):
+        return result([0.0 if mode == "top-k" else float(fixed)] * n_labels)
     if confidence is not None:
-        certify = _certify_precision if goal.kind == "precision" else _certify_recall
-        values, unreachable = [], {}
-        for j in range(n_labels):
-            rows = mask[:, j]
-            t, best = certify(y[rows, j], p[rows, j], goal.value, 1 - confidence)
-            values.append(t)
-            if best is not None:
-                unreachable[j] = best
-        return result(values, (), unreachable)
-    global_t, global_best = (_fit_one(y[mask], p[mask], goal) if (y & mask).any() else (DEFAULT_THRESHOLD, None))
+        values, best = goal.certify(y, p, mask, 1 - confidence)
+        return result(values, (), _missed(best))
+    global_t, global_best = DEFAULT_THRESHOLD, np.nan
+    if (y & mask).any():
+        pooled = np.ones((int(mask.sum()), 1), dtype=bool)
+        (global_t,), (global_best,) = _fit_columns(y[mask][:, None], p[mask][:, None], pooled, goal)
     if mode == "global":
-        return result([global_t] * n_labels, (), None if global_best is None else dict.fromkeys(range(n_labels), global_best))
+        return result([global_t] * n_labels, (), _missed(np.full(n_labels, global_best)))
     few = (y & mask).sum(axis=0) < max(min_positives, 1)
-    values = np.full(n_labels, DEFAULT_THRESHOLD if goal.kind == "hamming" else global_t)
-    fitted = np.flatnonzero(~few)
-    unreachable = {} if global_best is None or goal.kind == "hamming" else dict.fromkeys(np.flatnonzero(few).tolist(),
-                                                                                          global_best)
-    if goal.kind in ("f1", "fbeta", "hamming"):
-        values[fitted] = _fit_columns(y[:, fitted], p[:, fitted], mask[:, fitted], goal)
-    else:
-        for j in fitted:
-            rows = mask[:, j]
-            values[j], best = _fit_one(y[rows, j], p[rows, j], goal)
-            if best is not None:
-                unreachable[int(j)] = best
-    return result([float(v) for v in values], np.flatnonzero(few).tolist(), dict(sorted(unreachable.items())))
+    values = np.full(n_labels, global_t if goal.fallback is None else goal.fallback)
+    best = np.where(few, global_best, np.nan)
+    values[~few], best[~few] = _fit_columns(y[:, ~few], p[:, ~few], mask[:, ~few], goal)
+    return result(values, np.flatnonzero(few).tolist(), _missed(best))
+
+
+def _checked(objective: str, confidence: float | None, mode: str, min_positives: int) -> Objective:
+    """The Objective of `objective`, once the settings of fit_decisions agree with it.
+
+    Raises:
+        ConfigError: a bad objective, confidence, mode or min_positives.
+    """
+    goal = parse_objective(objective)
+    if mode not in MODES:
+        raise ConfigError(f"threshold mode {mode!r} is not one of {list(MODES)}")
+    if min_positives < 0:
+        raise ConfigError(f"min_positives must be >= 0, got {min_positives}")
+    if confidence is not None and not (0 < confidence < 1 and goal.target and mode == "per-label"):
+        raise ConfigError(f"confidence={confidence!r}: expected a number in (0, 1) with a {targets_help()} "
+                          f"objective and per-label thresholds (got objective {goal}, mode {mode!r})")
+    if mode not in goal.modes:
+        raise ConfigError(f"objective {goal} applies to per-label and global thresholds, not to mode {mode!r}")
+    return goal
+
+
+def _missed(best: np.ndarray) -> dict[int, float]:
+    """Label index -> best value reached, for the labels (not NaN) missing a target."""
+    return {int(j): float(best[j]) for j in np.flatnonzero(~np.isnan(best))}
 
 
 def side_rules(targets: np.ndarray, probs: np.ndarray, *, known: np.ndarray | None = None, min_positives: int = 5,

@@ -70,13 +70,11 @@ class Selection:
 
 def select_metric(config: TrainConfig) -> str:
     """The metric candidates are compared on: select_metric if given, else the objective's own: Hamming loss for
-    objective hamming or fixed thresholds, micro-F1 (at thresholds fitted out of fold) for f1, else mAP."""
+    objective hamming or fixed thresholds, micro-F1 (at thresholds fitted out of fold) for f1, else mAP (each
+    objective's declared `metric`)."""
     if config.select_metric:
         return config.select_metric
-    kind = parse_objective(config.objective or "f1").kind
-    if kind == "hamming" or config.threshold_mode == "fixed":
-        return "hamming_loss"
-    return "micro_f1" if kind == "f1" else "mAP"
+    return "hamming_loss" if config.threshold_mode == "fixed" else parse_objective(config.objective or "f1").metric
 
 
 def candidate_names(config: TrainConfig) -> tuple[str, ...]:
