@@ -59,7 +59,8 @@ def run(code: str, *args: str) -> tuple[dict, str]:
 
 def frozen_seconds(log: str) -> float:
     """Seconds of the `frozen ... outputs of N inputs ready in S s` line."""
-    return float(re.search(r"frozen .* outputs of \d+ inputs ready in ([\d.]+) s", log).group(1))
+    flat = " ".join(log.split())  # rich wraps long lines
+    return float(re.search(r"frozen \S+ outputs of \d+ inputs ready in ([\d.]+) s", flat).group(1))
 
 
 def main() -> None:
