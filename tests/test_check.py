@@ -194,3 +194,14 @@ def test_data_check_counts_the_image_sizes_it_does_not_show(tmp_path):
     detail = next(step.detail for step in report.steps if step.name == "images")
     assert detail.startswith("6 images decoded; sizes 8x6 (2), ")
     assert detail.endswith("and 2 other sizes (2 images)")
+
+
+def test_check_of_many_labels_shows_the_most_frequent_and_the_rarest(tmp_path):
+    names = [f"tag{j:03d}" for j in range(60)]
+    rows = [f"{i}.jpg," + " ".join(names[: 1 + (i % 60)]) for i in range(60)]  # tag000 on every row, tag059 on one
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,labels\n" + "\n".join(rows) + "\n")
+    text = rendered(check_dataset(labels, min_examples=1))
+    label_rows = [line.split()[0] for line in text.splitlines() if line.strip().startswith("tag")]
+    assert label_rows == names[:20] + names[40:]
+    assert "40 of 60 labels shown: the 20 most frequent and the 20 rarest" in " ".join(text.split())

@@ -100,3 +100,43 @@ def test_prediction_table_keeps_long_file_names_whole():
     render_predictions(results, console)
     rows = [line.split("│") for line in console.export_text().splitlines() if line.startswith("│")]
     assert "".join(cells[1].strip() for cells in rows) == name  # folded over lines, never cut with "…"
+
+
+def test_metrics_table_of_many_labels_shows_the_most_frequent_and_the_worst():
+    from rich.console import Console
+
+    from tagnet.evaluation.metrics import evaluate_probabilities
+    from tagnet.report.terminal import render_metrics, shown_labels
+
+    rows = [{"label": f"l{j}", "support": s, "f1": f} for j, (s, f) in
+            enumerate([(5, 0.9), (50, 0.8), (1, None), (7, 0.1), (30, 0.5), (2, 0.2)])]
+    shown, line = shown_labels(rows, 4)
+    # the 2 with most support (l1: 50, l4: 30), then the 2 lowest F1 among the rest (l3: 0.1, l5: 0.2), label order
+    assert [row["label"] for row in shown] == ["l1", "l3", "l4", "l5"]
+    assert line.startswith("4 of 6 labels shown") and shown_labels(rows, 6) == (rows, "")
+
+    rng = np.random.default_rng(0)
+    targets = (rng.random((300, 100)) < 0.1).astype(np.float32)
+    probs = np.clip(targets * 0.6 + rng.random((300, 100)) * 0.5, 0, 1)
+    report = evaluate_probabilities(targets, probs, np.full(100, 0.5), label_names=[f"tag{j:03d}" for j in range(100)])
+    console = Console(width=200, record=True)
+    render_metrics(report, console, max_labels=20)
+    text = console.export_text()
+    assert sum(1 for line in text.splitlines() if line.startswith("│ tag")) == 20
+    assert "20 of 100 labels shown" in " ".join(text.split())
+
+
+def test_prediction_table_of_many_labels_lists_each_inputs_most_probable():
+    from rich.console import Console
+
+    from tagnet.inference.predictor import Prediction, PredictionResults
+    from tagnet.report.terminal import TOP_PROBABILITIES, render_predictions
+
+    names = [f"tag{j:02d}" for j in range(30)]
+    probabilities = {n: j / 100 for j, n in enumerate(names)}
+    results = PredictionResults([Prediction("a.jpg", probabilities, ["tag29"])], names)
+    console = Console(width=200, record=True)
+    render_predictions(results, console)
+    text = console.export_text()
+    assert "tag29 0.290 tag28 0.280 tag27 0.270 tag26 0.260 tag25 0.250" in text and TOP_PROBABILITIES == 5
+    assert "tag24" not in text and "most probable" in text

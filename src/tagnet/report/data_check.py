@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from tagnet.data.check import DatasetReport, Problem
+from tagnet.report.terminal import MAX_LABEL_ROWS
 
 SHOWN_PER_KIND = 10  # render_report lists this many problems of one kind, then a count
 
@@ -31,11 +33,14 @@ def render_report(report: DatasetReport, console: Console) -> None:
         labels = Table(title="Labels", title_justify="left", box=None, padding=(0, 2))
         for name, justify in (("label", "left"), ("items", "right"), ("share", "right"), ("unknown", "right")):
             labels.add_column(name, justify=justify)
-        for name in report.labels:
+        names, shown = _shown_labels(report)
+        for name in names:
             count = report.label_counts[name]
             share = count / report.items if report.items else 0.0
             labels.add_row(escape(name), str(count), f"{share:.1%}", str(report.unknown_counts[name]))
         console.print(labels)
+        if shown:
+            console.print(shown)
         hist = report.labels_per_item["histogram"]
         console.print(f"Labels per item: mean {report.labels_per_item['mean']:.2f}; "
                       + ", ".join(f"{k}: {v}" for k, v in hist.items()))
@@ -79,3 +84,17 @@ def _render_problems(report: DatasetReport, console: Console) -> None:
                 console.print(f"  [{colour}]{p.severity}[/] {where}{escape(p.message)}", soft_wrap=True)
             if len(found) > SHOWN_PER_KIND:
                 console.print(f"  ... and {len(found) - SHOWN_PER_KIND} more {kind} problem(s)")
+
+
+def _shown_labels(report: DatasetReport) -> tuple[list[str], str]:
+    """Every label up to MAX_LABEL_ROWS; beyond, the most frequent and the rarest halves (in label order) and a line
+    saying so."""
+    if len(report.labels) <= MAX_LABEL_ROWS:
+        return list(report.labels), ""
+    counts = np.array([report.label_counts[name] for name in report.labels])
+    order = np.argsort(-counts, kind="stable")
+    half = MAX_LABEL_ROWS // 2
+    picked = np.sort(np.concatenate([order[:half], order[-half:]]))
+    return ([report.labels[j] for j in picked],
+            f"{len(picked)} of {len(report.labels)} labels shown: the {half} most frequent and the {half} rarest; "
+            "every label is in --json")

@@ -15,14 +15,27 @@ from tagnet.inference.artifact import META_FILE
 from tagnet.inference.predictor import PredictionResults
 
 
+MAX_LABEL_ROWS = 40  # per-label rows of the metrics table before it shows a selection
+MAX_LABEL_COLUMNS = 12  # label columns of the predictions table before it shows each input's top labels
+TOP_PROBABILITIES = 5
+
+
 def render_predictions(results: PredictionResults, console: Console, *, max_rows: int = 50,
                        total: int | None = None) -> None:
-    """Print a table: source, predicted labels, each label's probability; then unreadable inputs. `total`: how many
+    """Print a table: source, predicted labels, each label's probability (beyond MAX_LABEL_COLUMNS labels: the
+    TOP_PROBABILITIES most probable labels of each input instead); then unreadable inputs. `total`: how many
     predictions there are when `results` holds only the first ones (a streamed prediction)."""
-    table = Table(Column("source", overflow="fold"), Column("labels", overflow="fold"),
-                  *(Column(name, justify="right", no_wrap=True) for name in results.label_names))
+    wide = len(results.label_names) > MAX_LABEL_COLUMNS
+    columns = [Column("most probable", overflow="fold")] if wide else [
+        Column(name, justify="right", no_wrap=True) for name in results.label_names]
+    table = Table(Column("source", overflow="fold"), Column("labels", overflow="fold"), *columns)
     for p in results.predictions[:max_rows]:
-        table.add_row(p.source, " ".join(p.labels) or "-", *(f"{p.probabilities[n]:.3f}" for n in results.label_names))
+        if wide:
+            top = sorted(p.probabilities.items(), key=lambda item: -item[1])[:TOP_PROBABILITIES]
+            cells = [" ".join(f"{name} {value:.3f}" for name, value in top)]
+        else:
+            cells = [f"{p.probabilities[n]:.3f}" for n in results.label_names]
+        table.add_row(p.source, " ".join(p.labels) or "-", *cells)
     console.print(table)
     total = len(results.predictions) if total is None else total
     if total > max_rows:
@@ -106,15 +119,31 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def render_metrics(report: MetricsReport, console: Console) -> None:
+def shown_labels(per_label: list[dict], limit: int) -> tuple[list[dict], str]:
+    """The per-label rows a terminal table shows: all of them up to `limit`; beyond it the limit/2 labels with the
+    most support and the limit/2 with the lowest F1 among the rest (in label order), and a line saying so."""
+    if len(per_label) <= limit:
+        return per_label, ""
+    support = np.array([row["support"] for row in per_label])
+    f1 = np.array([np.nan if row["f1"] is None else row["f1"] for row in per_label], dtype=float)
+    frequent = np.argsort(-support, kind="stable")[:limit // 2]
+    rest = np.setdiff1d(np.arange(len(per_label)), frequent)
+    worst = rest[np.argsort(np.nan_to_num(f1[rest], nan=np.inf), kind="stable")[:limit - len(frequent)]]
+    rows = [per_label[j] for j in np.sort(np.concatenate([frequent, worst]))]
+    return rows, (f"{len(rows)} of {len(per_label)} labels shown: the {len(frequent)} with the most support and the "
+                  f"{len(worst)} with the lowest F1; every label is in the JSON report (--json)")
+
+
+def render_metrics(report: MetricsReport, console: Console, *, max_labels: int = MAX_LABEL_ROWS) -> None:
     """Print a per-label table (AP, precision, recall, F1, support, threshold) with averages, then the
-    example-based and ranking metrics."""
+    example-based and ranking metrics. Beyond `max_labels` labels the table shows a selection (shown_labels)."""
+    rows, shown = shown_labels(report.per_label, max_labels)
     table = Table(title="Per-label metrics (precision, recall, F1 at fitted thresholds)",
                   caption=f"threshold mode: {report.threshold_mode}; a label is predicted when its probability >= "
-                          "its threshold")
+                          "its threshold" + (f"; {shown}" if shown else ""))
     for column in ("label", "AP", "precision", "recall", "F1", "support", "threshold", "ECE"):
         table.add_column(column, justify="left" if column == "label" else "right")
-    for row in report.per_label:
+    for row in rows:
         table.add_row(row["label"], _fmt(row["ap"]), _fmt(row["precision"]), _fmt(row["recall"]),
                       _fmt(row["f1"]), str(row["support"]), _fmt(row["threshold"]), _fmt(row.get("ece")))
     table.add_section()
