@@ -16,7 +16,7 @@ import torch
 
 from tagnet import modalities
 from tagnet.inference.artifact import WEIGHTS_FILE, Artifact, load_artifact
-from tagnet.inference.runtime import Forward, device_forward, inference_device
+from tagnet.inference.runtime import Forward, device_forward, inference_device, ort_session_options
 from tagnet.config.settings import RUNTIMES
 from tagnet.errors import ArtifactError, ConfigError, DataError
 from tagnet.decisions.thresholds import apply_thresholds
@@ -123,12 +123,8 @@ def open_onnx_session(artifact: Artifact, *, runtime: str, onnx_file: str | Path
     import onnxruntime
     from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidGraph, InvalidProtobuf
 
-    options = onnxruntime.SessionOptions()
-    # Idle worker threads sleep instead of spinning: on a CPU shared with other work (the server's image
-    # decoding, other processes) spinning threads halve throughput; on an idle CPU it costs little.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(str(path), ort_session_options(), providers=["CPUExecutionProvider"])
     except (Fail, InvalidArgument, InvalidGraph, InvalidProtobuf) as exc:
         raise ArtifactError(f"ONNX model {path} cannot be loaded by ONNX Runtime: {exc}") from exc
     exported_from = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_DIGEST_KEY)

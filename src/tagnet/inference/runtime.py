@@ -134,8 +134,7 @@ def device_forward(module: nn.Module, sample: torch.Tensor, device: torch.device
     for precision, bf16, strict in candidates:
         forward = _on_device(placed, device, bf16=bf16, strict=strict)
         got = forward(sample)
-        differences.append(float("inf") if got.shape != want.shape else
-                           float((got - want).abs().max()) / max(1.0, float(want.abs().max())))
+        differences.append(relative_difference(got.numpy(), want.numpy()))
         if differences[-1] <= GPU_TOLERANCE:
             return f"{device.type}-{precision}", forward
     if in_place:
@@ -190,9 +189,8 @@ def _onnx_session(module: nn.Module, sample: torch.Tensor):
             torch.onnx.export(module, (sample,), buffer, input_names=["input"], output_names=["output"],
                               dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=OPSET,
                               dynamo=False)
-        options = onnxruntime.SessionOptions()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # share the CPU with decoding
-        session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(buffer.getvalue(), ort_session_options(),
+                                               providers=["CPUExecutionProvider"])
         # the sample, and its first input mirrored as a batch of one: a traced graph that froze a value or the batch
         # size fails the second
         checks = [sample, sample[:1].flip(-1).contiguous()]
@@ -214,6 +212,22 @@ def _difference(module: nn.Module, session, batch: torch.Tensor) -> float:
     got = session.run(None, {"input": batch.numpy()})[0]
     with torch.inference_mode():
         want = module(batch).float().numpy()
+    return relative_difference(got, want)
+
+
+def relative_difference(got: np.ndarray, want: np.ndarray) -> float:
+    """max |got - want| relative to the largest magnitude of `want` (at least 1); inf when the shapes differ."""
     if got.shape != want.shape:
         return float("inf")
     return float(np.abs(got - want).max()) / max(1.0, float(np.abs(want).max()))
+
+
+def ort_session_options():
+    """ONNX Runtime session options for every session tagnet opens: idle worker threads sleep instead of spinning
+    (on a CPU shared with other work, the server's image decoding or other processes, spinning threads halve
+    throughput; on an idle CPU it costs little)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
