@@ -68,7 +68,7 @@ class Options:
 
     def check(self, name: str, value: Any) -> str | None:
         """None for one of the values, else the problem naming them all."""
-        return None if value in self.values else problem(name, value, "one of " + ", ".join(map(str, self.values)))
+        return None if value in self.values else problem(name, value, str(self))
 
     def __str__(self) -> str:
         return "one of " + ", ".join(map(str, self.values))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tagnet.config.constraints import AnyOf, Checked, CommaList, Interval, Options, Rule, broken_rule
-from tagnet.decisions.objectives import modes_help, objectives_help, parse_objective, targets_help
+from tagnet.decisions.objectives import confidence_problem, modes_help, objectives_help, parse_objective, targets_help
 from tagnet.decisions.thresholds import IF_EMPTY, decision_mode
 from tagnet.decisions.thresholds import MODES as THRESHOLD_MODES
 from tagnet.errors import ConfigError
@@ -282,11 +282,7 @@ def _objective_fits_mode(settings: Any) -> str | None:
 
 
 def _confidence_guards_a_target(settings: Any) -> str | None:
-    goal, mode, confidence = parse_objective(settings.objective or "f1"), _mode(settings), settings.confidence
-    if confidence is not None and not (0.0 < confidence < 1.0 and mode == "per-label" and goal.target):
-        return (f"confidence={confidence!r}: expected a number in (0, 1) with a {targets_help()} objective "
-                f"and per-label thresholds (got objective {goal}, mode {mode!r})")
-    return None
+    return confidence_problem(parse_objective(settings.objective or "f1"), _mode(settings), settings.confidence)
 
 
 # Rules between settings, in one place: validate() and for_modality() check them, `tagnet settings` lists them.

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tagnet.decisions.objectives import Objective, Target, parse_objective, targets_help
+from tagnet.decisions.objectives import Objective, Target, confidence_problem, parse_objective
 from tagnet.decisions.objectives.base import NEVER
 from tagnet.errors import ArtifactError, ConfigError
 
@@ -344,9 +344,9 @@ def _checked(objective: str, confidence: float | None, mode: str, min_positives:
         raise ConfigError(f"threshold mode {mode!r} is not one of {list(MODES)}")
     if min_positives < 0:
         raise ConfigError(f"min_positives must be >= 0, got {min_positives}")
-    if confidence is not None and not (0 < confidence < 1 and goal.target and mode == "per-label"):
-        raise ConfigError(f"confidence={confidence!r}: expected a number in (0, 1) with a {targets_help()} "
-                          f"objective and per-label thresholds (got objective {goal}, mode {mode!r})")
+    problem = confidence_problem(goal, mode, confidence)
+    if problem is not None:
+        raise ConfigError(problem)
     if mode not in goal.modes:
         raise ConfigError(f"objective {goal} applies to per-label and global thresholds, not to mode {mode!r}")
     return goal

@@ -8,6 +8,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from tagnet.engine.module import adamw
 from tagnet.training.budget import Throughput
 
 
@@ -24,7 +25,7 @@ def measure_throughput(network: nn.Module, train_batches: Iterable[tuple[torch.T
     are few batches, the last is always timed). The network's weights are
     unchanged; its gradients are cleared."""
     trainable = [p for p in network.parameters() if p.requires_grad]
-    probe = torch.optim.AdamW(trainable, lr=0.0, weight_decay=0.0)
+    probe = adamw([{"params": trainable, "lr": 0.0}], weight_decay=0.0)
     was_training = network.training
     network.train()
     steps: list[tuple[int, float]] = []

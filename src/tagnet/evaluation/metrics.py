@@ -74,12 +74,9 @@ class MetricsReport:
                 "exact_match": self.exact_match}
 
 
-def _prf(y_true: np.ndarray, y_pred: np.ndarray, average: str | None) -> tuple[float, float, float]:
+def _prf(y_true: np.ndarray, y_pred: np.ndarray, average: str) -> tuple[float, float, float]:
     """Precision, recall, F1 from scikit-learn with zero_division=0."""
-    labels = [1] if average is None else None
-    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average, zero_division=0)
-    if average is None:
-        p, r, f = p[0], r[0], f[0]
+    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)
     return float(p), float(r), float(f)
 
 

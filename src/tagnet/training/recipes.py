@@ -39,11 +39,6 @@ class Recipe:
         return RECIPES[values["name"]](values.get("budget"), Throughput(**throughput) if throughput else None,
                                        values.get("reason", ""))
 
-    @property
-    def uses_heads(self) -> bool:
-        """Whether heads train on the frozen encoder's cached outputs."""
-        return "heads" in self.stages
-
 
 class HeadOnly(Recipe):
     """Heads on the frozen encoder's cached outputs."""

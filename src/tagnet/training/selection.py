@@ -122,10 +122,11 @@ def linear_out_of_fold(x: np.ndarray, targets: np.ndarray, known: np.ndarray,
     held-out rows scored by its own."""
     paths = fit_logistic(x, targets, known, Cs=Cs, row_sets=[train_rows for train_rows, _ in folds], scale=scale,
                          tol=CV_TOLERANCE)
+    held_rows = [x[held] for _, held in folds]  # each fold's held-out rows, copied once for every C
     for c in range(len(Cs)):
         oof = np.zeros(targets.shape, np.float32)
-        for (_, held), path in zip(folds, paths):
-            oof[held] = linear_probabilities(x[held], *path[c])
+        for (_, held), held_x, path in zip(folds, held_rows, paths):
+            oof[held] = linear_probabilities(held_x, *path[c])
         yield oof
 
 
@@ -211,13 +212,14 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
         oof = {"mlp": np.zeros(targets.shape, np.float32), "ensemble": np.zeros(targets.shape, np.float32)}
         seconds = {"mlp": 0.0, "ensemble": 0.0}
         for k, (train_rows, held) in enumerate(folds):
+            held_features = features[torch.as_tensor(held)]  # scored by each of the fold's heads
             for i, (rows, val_rows) in enumerate(train_val_splits(targets, known, rows=train_rows, heads=many,
                                                                   val_fraction=config.val_fraction, seed=config.seed)):
                 started = time.perf_counter()
                 head = make_head()
                 fit_head(head, features, targets, known, rows, val_rows, config=single,
                          seed=config.seed + 1000 * k + i)
-                probs = head_probabilities(head, features[torch.as_tensor(held)])
+                probs = head_probabilities(head, held_features)
                 spent = time.perf_counter() - started
                 if i == 0:
                     oof["mlp"][held], seconds["mlp"] = probs, seconds["mlp"] + spent

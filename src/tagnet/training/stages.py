@@ -102,8 +102,8 @@ class Run:
 
     def loss(self) -> nn.Module:
         """The loss, weighted (weighted_bce) by the first split's training rows."""
-        first = self.data.table.subset(self.splits[0][0])
-        return make_loss(self.plan.config, label_frequency=(first.targets * first.known).mean(axis=0))
+        rows, table = self.splits[0][0], self.data.table
+        return make_loss(self.plan.config, label_frequency=(table.targets[rows] * table.known[rows]).mean(axis=0))
 
 
 def read_inputs(run: Run) -> None:

@@ -21,11 +21,6 @@ REGISTRY: dict[str, ModuleType] = {module.NAME: module for module in (
 FORMATS = tuple(REGISTRY)
 
 
-def module(name: str) -> ModuleType:
-    """The format module registered under `name` (a KeyError for an unknown name)."""
-    return REGISTRY[name]
-
-
 def describe() -> str:
     """Every format and its one-line summary, for --help."""
     return "; ".join(f"{name} ({mod.INFO.summary})" for name, mod in REGISTRY.items())

@@ -45,6 +45,9 @@ class Records:
     meta: dict = field(default_factory=dict)
 
 
+OPTION_FREE = ("text", "head")  # Source caches that no read option changes (immutable strings)
+
+
 @dataclass(frozen=True)
 class FormatInfo:
     """What a format module declares about itself.
@@ -135,6 +138,8 @@ class Source:
         """A fresh Source of the same path with the given options replacing the user's."""
         fresh = Source(self.path, **{**self.given(), **options})
         fresh.text_column = self.text_column
+        # the file as read depends on no read option: the copy reads it no second time
+        fresh._cache = {key: value for key, value in self._cache.items() if key in OPTION_FREE}
         return fresh
 
     def memo(self, key: str, make: Any) -> Any:

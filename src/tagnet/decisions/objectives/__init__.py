@@ -20,6 +20,14 @@ def targets_help() -> str:
     return " or ".join(f"{cls.name}>={cls.letter}" for cls in REGISTRY.values() if issubclass(cls, Target))
 
 
+def confidence_problem(goal: Objective, mode: str, confidence: float | None) -> str | None:
+    """Why `confidence` does not apply (it guarantees a target objective's per-label thresholds), or None."""
+    if confidence is not None and not (0 < confidence < 1 and isinstance(goal, Target) and mode == "per-label"):
+        return (f"confidence={confidence!r}: expected a number in (0, 1) with a {targets_help()} objective "
+                f"and per-label thresholds (got objective {goal}, mode {mode!r})")
+    return None
+
+
 def objectives_help() -> str:
     """Every registered objective's syntax: "f1, fbeta:B (B > 0), hamming, precision>=P or recall>=R (P, R in
     (0, 1])" for the built-in ones."""

@@ -34,7 +34,6 @@ class Objective:
     modes: ClassVar[tuple[str, ...]] = ("per-label", "global")
     metric: ClassVar[str] = "mAP"
     fallback: ClassVar[float | None] = None
-    target: ClassVar[bool] = False
 
     def __new__(cls, kind: str = "", value: float | None = None) -> "Objective":
         """The registered objective class of `kind` when called as Objective(kind, value)."""
@@ -78,7 +77,6 @@ class Target(Objective):
 
     letter: ClassVar[str]
     safe: ClassVar[str]  # what happens to a label whose target cannot be guaranteed
-    target: ClassVar[bool] = True
 
     def __str__(self) -> str:
         return f"{self.name}>={self.value:g}"
