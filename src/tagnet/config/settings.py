@@ -169,6 +169,23 @@ class TrainConfig:
                                              "default 15m for text's default recipe (fine-tuning sized to fit), "
                                              "else no limit", flag="--time-budget",
                                    constraint=Checked(_duration, "seconds or a duration such as 90s, 5m, 1h30m"))
+    dp_epsilon: float | None = _setting(None, "train the head with differentially private SGD (Opacus) to this "
+                                              "privacy budget ε (e.g. 8); the frozen encoder stays public, the head "
+                                              "trains a fixed number of epochs, thresholds default to p >= 0.5",
+                                        flag="--dp-epsilon", constraint=POSITIVE)
+    dp_delta: float | None = _setting(None, "with --dp-epsilon: the privacy parameter δ; default 1/n for n training "
+                                            "rows", flag="--dp-delta", constraint=Interval(0, 1, closed="neither"))
+    dp_public_val: bool = _setting(False, "with --dp-epsilon: the --val file is public data, so thresholds may be "
+                                          "fitted (and metrics reported) on it outside the privacy budget",
+                                   flag="--dp-public-val")
+    dp_max_grad_norm: float = _setting(1.0, "with --dp-epsilon: the norm each row's gradient is clipped to",
+                                       constraint=POSITIVE)
+    dp_batch_size: int = _setting(256, "with --dp-epsilon: the expected size of DP-SGD's Poisson batches (large "
+                                       "batches: less noise per row)", constraint=Interval(1, MAX_BATCH_SIZE))
+    dp_epochs: int = _setting(30, "with --dp-epsilon: the epochs DP-SGD trains (fixed: early stopping would read the "
+                                  "private validation rows)", constraint=AT_LEAST_1)
+    dp_lr: float = _setting(1e-2, "with --dp-epsilon: peak learning rate of DP-SGD's AdamW (clipped, noisy gradients "
+                                  "take larger steps than the head's lr)", constraint=POSITIVE)
     seed: int = _setting(0, "random seed of splits, weights and augmentation", flag="--seed")
     num_workers: int = _setting(0, "DataLoader worker processes", constraint=AT_LEAST_0)
     devices: str = _setting(**_PROCESSES["devices"])
@@ -236,11 +253,14 @@ class TrainConfig:
         defaults = {name: value for name, value in MODALITY_DEFAULTS[modality].items() if getattr(self, name) is None}
         if self.cv:
             defaults["ensemble"] = self.cv
+        if self.dp_epsilon is not None:  # DP-SGD trains the configured head only, on the frozen encoder
+            defaults.pop("select", None)
+            defaults["finetune"] = False if self.finetune is None else self.finetune
         if self.objective is None and self.threshold_mode == "top-k":  # top-k optimises nothing: keep it valid
             defaults["objective"] = "f1"
         resolved = dataclasses.replace(self, **defaults)
         if resolved.threshold_mode is None:
-            resolved = dataclasses.replace(resolved, threshold_mode=decision_mode(resolved.objective))
+            resolved = dataclasses.replace(resolved, threshold_mode=_default_mode(resolved))
         others = {name for kind, names in MODALITY_BACKBONES.items() if kind != modality for name in names}
         if resolved.backbone not in MODALITY_BACKBONES.get(modality, (resolved.backbone,)) or resolved.backbone in others:
             wanted = ", ".join(MODALITY_BACKBONES.get(modality, ("an image model (seed_cnn, efficientnet_lite0, any timm "
@@ -274,6 +294,33 @@ def _mode(settings: Any) -> str:
     return settings.threshold_mode or decision_mode(settings.objective or "f1")
 
 
+def _default_mode(settings: Any) -> str:
+    """The threshold mode when none is given: the objective's; with --dp-epsilon and no public --val file p >= 0.5
+    where the objective allows it (fitting thresholds on private validation rows is outside the privacy budget)."""
+    private = settings.dp_epsilon is not None and not settings.dp_public_val
+    if private and "fixed" in parse_objective(settings.objective or "f1").modes:
+        return "fixed"
+    return decision_mode(settings.objective or "f1")
+
+
+def _dp_conflict(c: Any) -> str | None:
+    """The first setting that does not go with DP-SGD (dp_epsilon), or a dp_ setting given without it."""
+    if c.dp_epsilon is None:
+        given = [f"{name}={getattr(c, name)!r}" for name in ("dp_delta", "dp_public_val") if getattr(c, name)]
+        return f"{given[0]} without dp_epsilon: give --dp-epsilon to train privately" if given else None
+    why = {"cv": (c.cv, "cross-validation trains one head per fold on the same rows, each spending the budget"),
+           "ensemble": (c.ensemble > 1 and c.ensemble, "every head of an ensemble spends the budget on the same rows"),
+           "select": (c.select, "the head's choice by k-fold CV reads the private rows outside the budget"),
+           "mixup": (c.mixup, "mixing rows makes one row's gradient depend on another's, which per-row clipping "
+                              "cannot bound"),
+           "loss": (c.loss == "weighted_bce" and c.loss, "its label weights are counted on the private rows")}
+    for name, (value, reason) in why.items():
+        if value:
+            fix = "choose another loss" if name == "loss" else f"leave {name} out"
+            return f"{name}={value!r} with dp_epsilon={c.dp_epsilon!r}: {reason}; {fix}"
+    return None
+
+
 def _objective_fits_mode(settings: Any) -> str | None:
     goal, mode = parse_objective(settings.objective or "f1"), _mode(settings)
     if mode in ("top-k", "fixed") and mode not in goal.modes:
@@ -300,6 +347,8 @@ TRAIN_RULES = (
     Rule(f"top-k thresholds optimise {modes_help('top-k')} only; fixed ones {modes_help('fixed')}", _objective_fits_mode),
     Rule(f"confidence in (0, 1) only with a {targets_help()} objective and per-label thresholds",
          _confidence_guards_a_target),
+    Rule("dp_epsilon trains one head (cv 0, ensemble 1, no select, no mixup, not weighted_bce); dp_delta and "
+         "dp_public_val only with dp_epsilon", _dp_conflict),
     Rule("max_labels >= min_labels", lambda c: (
         f"max_labels={c.max_labels} is below min_labels={c.min_labels}")
         if c.max_labels is not None and c.max_labels < c.min_labels else None),

@@ -26,6 +26,19 @@ class MultiLabelLoss(nn.Module):
         """Loss of every (item, label) cell, same shape as `logits`."""
         raise NotImplementedError
 
+    def smoothed_cell_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """cell_loss after smoothing the targets towards 0.5 by label_smoothing."""
+        targets = targets.to(logits.dtype)
+        if self.label_smoothing:
+            targets = targets * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        return self.cell_loss(logits, targets)
+
+    def item_losses(self, logits: torch.Tensor, targets: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """Each item's mean loss over its own known cells (0 for an item with none), shape (batch,): per-item losses
+        that do not depend on the other items of the batch (what DP-SGD clips one by one)."""
+        loss = torch.where(known.to(torch.bool), self.smoothed_cell_loss(logits, targets), 0.0)
+        return loss.sum(dim=1) / known.sum(dim=1).clamp(min=1)
+
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
         """Mean loss over the cells where `known` is True (all cells when None); 0 if none is known.
 
@@ -34,10 +47,7 @@ class MultiLabelLoss(nn.Module):
             targets: (batch, labels) 0/1 (or soft) targets.
             known: (batch, labels) bool mask of cells whose target is known.
         """
-        targets = targets.to(logits.dtype)
-        if self.label_smoothing:
-            targets = targets * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
-        loss = self.cell_loss(logits, targets)
+        loss = self.smoothed_cell_loss(logits, targets)
         if known is None:
             return loss.mean()
         known = known.to(torch.bool)

@@ -61,5 +61,8 @@ def resolve_plan(source: DataSource, *, config: TrainConfig | None, val_labels: 
     if config.ensemble > 1 and not kind.frozen(config):
         raise ConfigError(f"ensemble={config.ensemble}: an ensemble averages heads on a frozen pretrained encoder; "
                           f"{config.backbone} (pretrained={config.pretrained}) trains the whole network")
+    if config.dp_public_val and val_labels is None:
+        raise ConfigError("dp_public_val: it marks the --val file public, and no --val file is given; give --val FILE "
+                          "or leave --dp-public-val out")
     source = source.with_options(kind.read_options(dict(source.read_options)))
     return RunPlan(source, kind, config, val_labels, TimeBudget(config.budget_seconds(), started))

@@ -53,6 +53,12 @@ class HeadThenFinetune(Recipe):
     name, stages = "head+finetune", ("frozen_outputs", "heads", "finetune")
 
 
+class PrivateHead(Recipe):
+    """One head on the frozen encoder's cached outputs, trained with differentially private SGD (--dp-epsilon)."""
+
+    name, stages = "dp-head", ("frozen_outputs", "private_head")
+
+
 class Finetune(Recipe):
     """The whole pretrained network fine-tuned from the start, no frozen pass."""
 
@@ -65,7 +71,8 @@ class FromScratch(Recipe):
     name, stages = "train", ("train_all",)
 
 
-RECIPES: dict[str, type[Recipe]] = {recipe.name: recipe for recipe in (HeadOnly, HeadThenFinetune, Finetune, FromScratch)}
+RECIPES: dict[str, type[Recipe]] = {recipe.name: recipe for recipe in (HeadOnly, HeadThenFinetune, PrivateHead, Finetune,
+                                                                        FromScratch)}
 
 
 def phase_epochs(config: TrainConfig, phase: str) -> int:
@@ -80,10 +87,13 @@ def choose_recipe(kind: Modality, model: TagnetModel | None, data: LabeledInputs
     A network without a frozen encoder trains whole. Otherwise heads on the frozen encoder, then fine-tuning when
     --finetune asks for it, or when a --time-budget is given to a modality that fine-tunes (as much as fits, decided
     after the heads). With neither --finetune nor --no-finetune nor an ensemble, a modality declaring a default
-    budget (text) chooses by choose_by_budget."""
+    budget (text) chooses by choose_by_budget. With --dp-epsilon one head trained privately."""
     given = config.budget_seconds()
     if not kind.frozen(config):
         return FromScratch(given)
+    if config.dp_epsilon is not None:
+        return PrivateHead(given, reason=f"differentially private head (ε = {config.dp_epsilon:g}): DP-SGD for "
+                                         f"{config.dp_epochs} epochs, no early stopping")
     auto = config.finetune is None and config.ensemble == 1
     if auto and kind.spec.default_time_budget is not None:
         return choose_by_budget(kind, model, data, split, config=config, elapsed=elapsed)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from rich.console import Console
 from torch import nn
 
@@ -29,7 +30,10 @@ from tagnet.training.plan import RunPlan
 from tagnet.training.recipes import Recipe, choose_recipe, phase_epochs
 from tagnet.training.run_folder import CHECKPOINTS_DIR, write_run_start
 from tagnet.training.selection import Selection, fit_linear_heads, select_head
-from tagnet.engine.steps import validation_score
+from tagnet.engine.headfit import head_probabilities
+from tagnet.engine.private import default_delta, fit_private_head
+from tagnet.engine.steps import head_score, validation_score
+from tagnet.training.privacy import privacy_lines, privacy_record, refuse_unsupported
 from tagnet.training.validation import validation_thresholds
 
 Split = tuple[np.ndarray, np.ndarray]
@@ -80,6 +84,7 @@ class Run:
     selection: Selection | None = None
     results: list[PhaseResult] = field(default_factory=list)
     finetuned: bool = False
+    privacy: dict[str, Any] | None = None  # with --dp-epsilon: what DP-SGD spent and what it covers (privacy_record)
     outcome: dict[str, Any] = field(default_factory=dict)  # the decisions stage's validation, thresholds, report
     _loggers: RunLoggers | None = None
 
@@ -123,6 +128,7 @@ def prepare_inputs(run: Run) -> None:
     decoded into the cache; unreadable ones skipped and named) and the splits."""
     plan, kind = run.plan, run.plan.kind
     run.model = kind.build_model(plan.config, run.data)
+    refuse_unsupported(plan.config, run.model, frozen=kind.frozen(plan.config))
     run.plan = plan = plan.with_config(kind.resolved_config(plan.config, run.model))
     if run.main:
         source = plan.source
@@ -261,6 +267,27 @@ def heads(run: Run) -> None:
                                      head_only=True, **run.phase_args()))
 
 
+def private_head(run: Run) -> None:
+    """The head trained with DP-SGD (tagnet.engine.private) on the frozen encoder's outputs of the training rows (no
+    mirror-image copies: one row, one sample) for a fixed number of epochs; ε spent and what it leaves out said; its
+    validation outputs for the decisions."""
+    config, table, kind = run.plan.config, run.data.table, run.plan.kind
+    (train_rows, val_rows), x = run.splits[0], run.head_inputs.values
+    head = head_members(run.model)[0]
+    started = time.perf_counter()
+    spent = fit_private_head(head, x[torch.as_tensor(train_rows)], table.targets[train_rows], table.known[train_rows],
+                             config=config, epsilon=config.dp_epsilon,
+                             delta=config.dp_delta or default_delta(len(train_rows)), seed=config.seed)
+    validation = {"probs": head_probabilities(head, x[torch.as_tensor(val_rows)]), "targets": table.targets[val_rows],
+                  "known": table.known[val_rows]}
+    run.results = [PhaseResult(best_score=head_score(validation["targets"], validation["probs"], validation["known"]),
+                               best_epoch=config.dp_epochs - 1, epochs_run=config.dp_epochs, validation=validation,
+                               seconds=time.perf_counter() - started)]
+    run.privacy = privacy_record(spent, config, modality=kind.name, validation_rows=len(val_rows))
+    for line in privacy_lines(run.privacy):
+        run.console.print(line, soft_wrap=True)
+
+
 def finetune(run: Run) -> None:
     """Fine-tune the whole network from the trained head, for what of fine-tuning fits the time budget; keep it only if
     its validation mAP is at least the head's."""
@@ -369,4 +396,4 @@ def _say_plan(run: Run, name: str, plan: Plan | None, budget: TimeBudget, per_ep
 
 RECIPE_STAGES: dict[str, Callable[[Run], None]] = {
     "frozen_outputs": frozen_outputs, "heads": heads, "finetune": finetune, "finetune_all": finetune_all,
-    "train_all": train_all}
+    "train_all": train_all, "private_head": private_head}

@@ -17,10 +17,11 @@ from tagnet.config.source import DataSource
 from tagnet.engine import is_main_process, seed_everything
 from tagnet.evaluation.metrics import MetricsReport, evaluate_probabilities
 from tagnet.decisions.thresholds import Thresholds
-from tagnet.inference.artifact import save_artifact
+from tagnet.inference.artifact import META_FILE, save_artifact
+from tagnet.report.model_card import write_model_card
 from tagnet.training import stages
 from tagnet.training.plan import resolve_plan
-from tagnet.training.run_folder import ARTIFACT_DIR, read_run_start, start_run, write_run_end
+from tagnet.training.run_folder import ARTIFACT_DIR, read_json_file, read_run_start, start_run, write_run_end
 from tagnet.training.stages import Callbacks, Run
 from tagnet.training.validation import fold_scores, merged_validation, side_rules_dict, validation_thresholds
 
@@ -41,6 +42,7 @@ class TrainResult:
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # labels missing the objective's target (ThresholdFit.notes)
+    privacy: dict[str, Any] | None = None  # with dp_epsilon: ε spent, δ, noise, steps, clipping, what is not covered
 
 
 def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir: str | Path | None = None,
@@ -48,7 +50,8 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
           config: TrainConfig | None = None, read_options: dict[str, Any] | None = None, modality: str | None = None,
           console: Console | None = None, progress: bool = True, resume: bool = False, force: bool = False,
           epoch_callback: Callable[[int, float], None] | None = None, source: DataSource | None = None,
-          callbacks: dict[str, list[Callable[..., Any]]] | None = None) -> TrainResult:
+          callbacks: dict[str, list[Callable[..., Any]]] | None = None, dp_epsilon: float | None = None,
+          dp_delta: float | None = None) -> TrainResult:
     """Train a multi-label model on images, texts or feature rows and write a run folder.
 
     Args:
@@ -70,6 +73,8 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
             text_column, tabular, read_options and modality.
         callbacks: functions hooked on the run's events (tagnet.training.stages.EVENTS): on_stage_start and
             on_stage_end (stage name, run state), on_epoch_end (epoch, val_mAP).
+        dp_epsilon, dp_delta: train the head with differentially private SGD to this (ε, δ) budget (the settings of
+            the same names; given here they override `config`'s); TrainResult.privacy says what was spent.
     Returns:
         TrainResult with the run and artifact folders and the validation report.
     Raises:
@@ -78,6 +83,8 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     source = source or DataSource(labels, images_dir=images_dir, text_column=text_column, tabular=tabular,
                                   read_options=dict(read_options or {}), modality=modality)
     started = time.perf_counter()
+    if dp_epsilon is not None or dp_delta is not None:
+        config = (config or TrainConfig()).updated(dp_epsilon=dp_epsilon, dp_delta=dp_delta)
     plan = resolve_plan(source, config=config, val_labels=val_labels, started=started)
     hooks = {event: list(functions) for event, functions in (callbacks or {}).items()}
     if epoch_callback is not None:
@@ -128,18 +135,22 @@ def write_artifact(run: Run) -> None:
     out, plan, table = run.outcome, run.plan, run.data.table
     config, report = plan.config, out["report"]
     result = TrainResult(run.run_dir, run.run_dir / ARTIFACT_DIR, report, out["thresholds"], run.data.skipped,
-                         time.perf_counter() - run.started, out["notes"])
+                         time.perf_counter() - run.started, out["notes"], run.privacy)
     out["result"] = result
     if not run.results[0].is_global_zero:  # other ranks of a distributed run: rank 0 writes the files
         return
     best_epoch = max(r.best_epoch for r in run.results)
     chosen = {**({"time_budget": plan.budget.to_dict()} if plan.budget.seconds is not None else {}),
-              **({"selection": run.selection.to_dict()} if run.selection else {})}
+              **({"selection": run.selection.to_dict()} if run.selection else {}),
+              **({"privacy": run.privacy} if run.privacy else {})}
+    # rules fitted on private validation rows would leave the privacy budget: a private run keeps none
+    private = run.privacy is not None and not config.dp_public_val
     result.artifact_dir = save_artifact(
         run.run_dir / ARTIFACT_DIR, model=run.model, modality=plan.kind.name, label_names=table.label_names,
         thresholds=out["thresholds"], state=run.state, config=config.to_dict(), metrics=report.summary(),
         extra={"best_epoch": best_epoch, "skipped_inputs": len(run.data.skipped), "finetuned": run.finetuned,
-               "decision_rules": side_rules_dict(out["validation"], config), "recipe": run.recipe.to_dict(), **chosen})
+               "decision_rules": {} if private else side_rules_dict(out["validation"], config), "recipe": run.recipe.to_dict(), **chosen})
+    write_model_card(result.artifact_dir, read_json_file(result.artifact_dir / META_FILE, required=True))
     run.loggers.finish(report.summary())
     result.seconds = time.perf_counter() - run.started
     write_run_end(run.run_dir, report_dict=report.to_dict(), best_epoch=best_epoch, seconds=result.seconds,
