@@ -19,6 +19,7 @@ from tagnet.config.settings import TrainConfig
 from tagnet.engine.private import fit_private_head
 from tagnet.errors import ConfigError
 from tagnet.models import create_model
+from tagnet.report.html import write_report
 from tagnet.report.model_card import CARD_FILE
 from tagnet.training.losses import BCELoss
 from tagnet.training.privacy import coverage, refuse_unsupported
@@ -77,6 +78,8 @@ def test_private_table_run_learns_and_records_its_privacy(tmp_path):
     assert meta["extra"]["decision_rules"] == {}  # no rule fitted on the private validation rows
     card = (result.artifact_dir / CARD_FILE).read_text()
     assert f"ε = {privacy['epsilon']:.3g}" in card and "NOT covered" in card and "feature scaling" in card
+    page = write_report(result.run_dir).read_text()
+    assert f"ε = {privacy['epsilon']:.3g}, δ = 0.0025 (the head)" in page and "not covered by ε" in page
 
 
 def test_item_losses_are_each_rows_own_mean_over_its_known_cells():

@@ -320,6 +320,7 @@ def train_command(
 ) -> None:
     """Train a model on LABELS and write a run folder (artifact, metrics per epoch, config)."""
     from tagnet.engine import is_main_process
+    from tagnet.report.model_card import CARD_FILE
     from tagnet.report.terminal import render_metrics
     from tagnet.training.trainer import resume_training, train
 
@@ -339,6 +340,10 @@ def train_command(
     if is_main_process():  # one report per distributed run
         render_metrics(result.report, console)
         console.print(f"run written to {result.run_dir} (artifact: {result.artifact_dir}) in {result.seconds:.0f} s")
+        if result.privacy:
+            spent = result.privacy
+            console.print(f"differential privacy: ε = {spent['epsilon']:.3g}, δ = {spent['delta']:.2g} for the head; "
+                          f"{len(spent['not_covered'])} step(s) not covered, listed in {result.artifact_dir / CARD_FILE}")
 
 
 @app.command("evaluate")

@@ -337,6 +337,10 @@ def render_page(data: RunData, *, max_images: int = 12, max_labels: int = 40) ->
              ["validation items", len(data.items)], ["labels", len(data.label_names)],
              ["threshold mode", data.thresholds.mode], ["best epoch", data.metrics.get("best_epoch")],
              ["training seconds", str(data.metrics.get("seconds"))]]
+    privacy = data.metrics.get("privacy")
+    if privacy:  # a --dp-epsilon run: what it spent and what the budget leaves out (the model card has the details)
+        facts += [["differential privacy", f"ε = {privacy['epsilon']:.3g}, δ = {privacy['delta']:.2g} (the head)"],
+                  *[["not covered by ε", line] for line in privacy["not_covered"]]]
     headline = [[name.replace("_", " "), validation.get(name)] for name in
                 ("mAP", "micro_f1", "macro_f1", "samples_f1", "hamming_loss", "exact_match")]
     parts.append("<h2 id='summary'>Summary</h2>" + _table(["run", ""], facts) + _table(["validation metric", "value"], headline))

@@ -40,7 +40,8 @@ def coverage(config: TrainConfig, *, modality: str, validation_rows: int, public
     private rows outside the budget ("not_covered") in a run trained with --dp-epsilon."""
     covered = ["the head's weights: DP-SGD (Poisson sampling, per-row clipping, Gaussian noise) for a fixed number of "
                "epochs, the last epoch kept (no early stopping)"]
-    free = ["the frozen pretrained encoder (public weights, not trained)"]
+    free = ["no encoder: the head takes the table's features" if modality == "tabular"
+            else "the frozen pretrained encoder (public weights, not trained)"]
     outside = []
     where = ("the public --val file" if public_val else f"{validation_rows} private validation rows")
     if config.threshold_mode in FITTED_MODES:
