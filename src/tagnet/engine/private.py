@@ -23,7 +23,7 @@ ACCOUNTANT = "rdp"
 class PrivacySpent:
     """What one DP-SGD fit spent and how: ε from the accountant at `delta`, the ε asked for, the noise multiplier
     Opacus chose for it, the Poisson sample rate, the optimiser steps taken, the epochs, the per-sample clipping
-    norm and the rows it trained on."""
+    norm, the rows it trained on, and whether the noise came from a cryptographically secure generator."""
 
     epsilon: float
     delta: float
@@ -35,6 +35,7 @@ class PrivacySpent:
     max_grad_norm: float
     training_rows: int
     accountant: str = ACCOUNTANT
+    secure_rng: bool = False  # the noise comes from torch's generator (Opacus' secure_mode needs torchcsprng)
 
     def to_dict(self) -> dict:
         """JSON-able: every field."""
@@ -62,15 +63,6 @@ def unsupported_layers(module: nn.Module) -> list[str]:
         for parameter, flag in zip(parameters, trainable):
             parameter.requires_grad_(flag)
     return errors
-
-
-def accountant_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
-    """ε of `steps` Poisson-sampled Gaussian steps by Opacus' RDP accountant (the same computation as a fit's)."""
-    from opacus.accountants import RDPAccountant
-
-    accountant = RDPAccountant()
-    accountant.history = [(noise_multiplier, sample_rate, steps)]
-    return float(accountant.get_epsilon(delta))
 
 
 def fit_private_head(head: nn.Module, x: torch.Tensor, targets: np.ndarray, known: np.ndarray, *, config: TrainConfig,

@@ -21,7 +21,9 @@ def privacy_section(privacy: dict[str, Any] | None) -> list[str]:
              f"{privacy['accountant'].upper()} accountant.", "",
              f"- noise multiplier {privacy['noise_multiplier']:.4g}, per-row clipping norm {privacy['max_grad_norm']:g}",
              f"- {privacy['steps']} steps at Poisson sample rate {privacy['sample_rate']:.4g} ({privacy['epochs']} epochs "
-             f"over {privacy['training_rows']} training rows)", ""]
+             f"over {privacy['training_rows']} training rows)",
+             "- noise from " + ("a cryptographically secure generator" if privacy.get("secure_rng") else
+                                "PyTorch's pseudo-random generator (Opacus secure_mode off)"), ""]
     for key, title in (("covered", "Covered by ε"), ("no_private_data", "Reads no private data"),
                        ("not_covered", "NOT covered by ε (reads private data outside the budget)")):
         if privacy.get(key):
