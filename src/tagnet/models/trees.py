@@ -30,7 +30,8 @@ def fit_forest(x: np.ndarray, targets: np.ndarray, known: np.ndarray, *, trees: 
     from sklearn.ensemble import RandomForestRegressor
 
     forest = RandomForestRegressor(n_estimators=trees, max_features="sqrt", random_state=seed, n_jobs=1)
-    return forest.fit(np.asarray(x, np.float32), np.where(known, targets, 0).astype(np.float32))
+    y = np.where(known, targets, 0).astype(np.float32)
+    return forest.fit(np.asarray(x, np.float32), y[:, 0] if y.shape[1] == 1 else y)  # one label: scikit-learn's 1-D y
 
 
 def forest_probabilities(forest, x: np.ndarray) -> np.ndarray:
