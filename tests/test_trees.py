@@ -176,3 +176,20 @@ def test_the_export_is_one_graph_of_standardisation_and_onnx_ml_trees(forest_run
     on_onnx = Predictor(artifact_dir, runtime="onnx")
     assert on_onnx.runtime == "onnx"
     np.testing.assert_allclose(on_onnx.predict_proba(rows), want, atol=1e-4)
+
+
+def test_a_forest_model_is_served_like_any_head(forest_run):
+    from fastapi.testclient import TestClient
+
+    from tagnet.serve import create_app
+
+    result, _, test_file = forest_run
+    predictor = Predictor(result.run_dir, runtime="torch")
+    client = TestClient(create_app(predictor))
+    rows = read_feature_table(test_file).features[:3].astype(np.float64)
+    body = {"inputs": [{"name": "rows", "datatype": "FP32", "shape": [3, 6], "data": rows.tolist()}]}
+    answer = client.post("/v2/models/run/infer", json=body)
+    assert answer.status_code == 200, answer.text
+    outputs = {o["name"]: o for o in answer.json()["outputs"]}
+    got = np.array(outputs["probabilities"]["data"]).reshape(3, 2)
+    np.testing.assert_allclose(got, predictor.predict_proba(rows), atol=1e-6)
