@@ -237,13 +237,7 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
                 selection.candidates[name] = _summary(fold_scores(metric, val, folds, thresholds_for), seconds[name],
                                                       **extra)
     if "forest" in names:
-        found = forest_out_of_fold(x, targets, known, folds, trees=config.forest_trees, seed=config.seed,
-                                   budget=budget, console=console)
-        if found is not None:
-            chosen_oof["forest"] = found[0]
-            val = {"probs": found[0], "targets": targets, "known": known}
-            selection.candidates["forest"] = _summary(fold_scores(metric, val, folds, thresholds_for), found[1],
-                                                      trees=config.forest_trees)
+        _forest_candidate(selection, chosen_oof, config, x, targets, known, folds, thresholds_for, budget, console)
     selection.choice = better(selection.candidates, key=lambda name: selection.candidates[name]["mean"])
     selection.heads = heads if selection.choice == "ensemble" else config.ensemble
     if (metric == "hamming_loss" and parse_objective(config.objective or "f1").kind == "hamming"
@@ -261,6 +255,21 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
         console.print(f"  threshold: p >= 0.5 {rule['p>=0.5']['mean']:.4f}, one global threshold fitted on the other "
                       f"folds {rule['global']['mean']:.4f}: p >= {rule['value']:.3f} kept")
     return selection
+
+
+def _forest_candidate(selection: Selection, chosen_oof: dict[str, np.ndarray], config: TrainConfig, x: np.ndarray,
+                      targets: np.ndarray, known: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
+                      thresholds_for: Callable[[Validation], Thresholds], budget: TimeBudget | None,
+                      console: Console) -> None:
+    """The random forest's fold scores added to `selection` and its out-of-fold probabilities to `chosen_oof`, unless
+    tagnet.training.forest.forest_out_of_fold leaves it out (said there)."""
+    found = forest_out_of_fold(x, targets, known, folds, trees=config.forest_trees, seed=config.seed, budget=budget,
+                               console=console)
+    if found is not None:
+        chosen_oof["forest"] = found[0]
+        val = {"probs": found[0], "targets": targets, "known": known}
+        selection.candidates["forest"] = _summary(fold_scores(selection.metric, val, folds, thresholds_for), found[1],
+                                                  trees=config.forest_trees)
 
 
 def _global_threshold(probs: np.ndarray, targets: np.ndarray, known: np.ndarray,
