@@ -164,6 +164,9 @@ class TrainConfig:
                                                "else mAP", constraint=Options(tuple(TUNE_METRICS)))
     cv_folds: int = _setting(5, "tables: folds of the cross-validation that --select auto runs", flag="--cv-folds",
                              constraint=Interval(2, None))
+    forest_trees: int = _setting(100, "tables: trees of the random-forest candidate of --select auto (one "
+                                      "multi-output forest for every label, exported as ONNX-ML trees); 0 leaves "
+                                      "it out", flag="--forest-trees", constraint=AT_LEAST_0)
     time_budget: str | None = _setting(None, "wall time training may take, e.g. 300, 90s, 5m, 1h30m: the recipe that fits "
                                              "is chosen and said (e.g. head only, fine-tuning if time is left); "
                                              "default 15m for text's default recipe (fine-tuning sized to fit), "

@@ -116,7 +116,10 @@ def _max_abs_diff(proto: onnx.ModelProto, graph: OnnxGraph, expected: list[np.nd
 
 
 def _export_proto(graph: OnnxGraph, *, opset: int) -> onnx.ModelProto:
-    """torch.export-based ONNX export with dynamic axes (batch; tokens for text); returns the in-memory model."""
+    """torch.export-based ONNX export with dynamic axes (batch; tokens for text), or the graph's own `build`; returns
+    the in-memory model."""
+    if graph.build is not None:
+        return graph.build(opset, ONNX_OUTPUT)
     program = torch.onnx.export(
         graph.module.eval(), (graph.graph_inputs[-1],), None, input_names=[graph.input_name], output_names=[ONNX_OUTPUT],
         opset_version=opset, dynamo=True, verbose=False, dynamic_shapes=(graph.dynamic_axes,),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -14,6 +15,7 @@ from torch import nn
 from tagnet.data.images import normalize_batch
 from tagnet.files import atomic_write
 from tagnet.models.base import ProbabilityGraph
+from tagnet.models.trees import ForestHead, forest_graph
 
 if TYPE_CHECKING:
     from tagnet.inference.predictor import Predictor
@@ -26,14 +28,15 @@ TEXT_INPUT = ("int64 {name} (batch, tokens): WordPiece ids from the tokenizer in
 SAMPLE_TEXTS = (("Thanks, you made my day!",), ("ok", "I can't believe they cancelled the show again, this is so "
                 "frustrating and sad.", "What time does the game start tomorrow?", "lol"))
 TOKENIZER_SUFFIX = ".tokenizer.json"
-TABULAR_INPUT = ("float32 {name} (batch, {count}): raw feature values in feature_names order, NaN for a missing "
+TABULAR_INPUT = ("{dtype} {name} (batch, {count}): raw feature values in feature_names order, NaN for a missing "
                  "value; the training standardisation is inside the graph")
 
 
 @dataclass
 class OnnxGraph:
     """What one modality exports: the module (graph inputs -> probabilities), its input name and dynamic axes, and
-    sample batches both as the predictor takes them (`samples`) and as the graph does (`graph_inputs`)."""
+    sample batches both as the predictor takes them (`samples`) and as the graph does (`graph_inputs`); `build`, for a
+    module torch.onnx cannot export (a forest head), makes the ONNX model itself (opset, output name) -> ModelProto."""
 
     module: nn.Module
     input_name: str
@@ -41,6 +44,7 @@ class OnnxGraph:
     samples: list[Any]
     graph_inputs: list[torch.Tensor]
     metadata: dict[str, str]
+    build: Callable[[int, str], Any] | None = None
 
 
 class OnnxSpec:
@@ -110,7 +114,8 @@ class TextOnnx(OnnxSpec):
 
 
 class TableOnnx(OnnxSpec):
-    """Raw feature rows in (standardisation inside); rows drawn around the training mean, one value missing."""
+    """Raw feature rows in (standardisation inside); rows drawn around the training mean, one value missing. A forest
+    head's graph is the standardisation followed by its ONNX-ML trees (tagnet.models.trees.forest_graph)."""
 
     input_name = "features"
 
@@ -120,8 +125,13 @@ class TableOnnx(OnnxSpec):
         rows = (mean + std * np.random.default_rng(0).standard_normal((5, len(mean)))).astype(np.float32)
         rows[-1, 0] = np.nan
         samples = [rows[:1], rows[1:]]
+        head = predictor.model.head
+        forest = isinstance(head, ForestHead)  # float64 in: standardised exactly as in training (forest_graph)
+        build = None if not forest else lambda opset, output: forest_graph(
+            head, mean=mean, std=std, opset=opset, input_name=self.input_name, output_name=output)
         return OnnxGraph(ProbabilityGraph(predictor.model, mean=mean, std=std), self.input_name,
                          {0: torch.export.Dim("batch")}, [list(s) for s in samples],
-                         [torch.from_numpy(s) for s in samples],
+                         [torch.from_numpy(s.astype(np.float64) if forest else s) for s in samples],
                          {"feature_names": json.dumps(state["feature_names"]),
-                          "input": TABULAR_INPUT.format(name=self.input_name, count=len(mean))})
+                          "input": TABULAR_INPUT.format(dtype="float64" if forest else "float32",
+                                                        name=self.input_name, count=len(mean))}, build)

@@ -12,6 +12,7 @@ from tagnet.data.feature_table import (TABULAR_OPTIONS, fit_scaling, read_featur
                                  standardize, table_read_options)
 from tagnet.errors import ArtifactError, DataError, TagnetError
 from tagnet.models import TagnetModel, create_model
+from tagnet.models.trees import ForestHead
 from tagnet.modalities.base import HeadInputs, LabeledInputs, Modality, check_items
 from tagnet.modalities.codecs import TableCodec
 from tagnet.modalities.onnx_specs import TableOnnx
@@ -67,9 +68,16 @@ class TabularModality(Modality):
                                 f"{len(state['std'])} stds; expected one of each per feature")
 
     def rebuild_model(self, spec, state, *, source) -> TagnetModel:
-        return create_model(spec["name"], num_labels=spec["num_labels"], pretrained=False, dropout=spec["dropout"],
-                            head_hidden=spec["head_hidden"], input_dim=len(state["feature_names"]),
-                            ensemble=spec.get("ensemble", 1))
+        model = create_model(spec["name"], num_labels=spec["num_labels"], pretrained=False, dropout=spec["dropout"],
+                             head_hidden=spec["head_hidden"], input_dim=len(state["feature_names"]),
+                             ensemble=spec.get("ensemble", 1))
+        if spec.get("head") == "forest":  # a random forest as ONNX bytes (tagnet.models.trees)
+            size = spec.get("forest_bytes")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+                raise ArtifactError(f"{source}: model forest_bytes is {size!r}; expected the positive size of the "
+                                    "forest's ONNX model")
+            model.head = ForestHead(size)
+        return model
 
     def head_inputs(self, model, data, state, *, cache_dir, progress, spread=None) -> HeadInputs:
         """Every row standardised once (a missing value becomes the training mean)."""
@@ -103,7 +111,9 @@ class TabularModality(Modality):
         if rows.shape[1] != len(names):
             raise DataError(f"feature rows of shape {rows.shape}; the model expects (rows, {len(names)}) with columns "
                             f"{', '.join(names[:5])}...")
-        inputs = torch.from_numpy(rows.astype(np.float32) if predictor.session is not None
+        raw = np.float64 if predictor.session is not None and predictor.session.get_inputs()[0].type == \
+            "tensor(double)" else np.float32  # a forest's graph takes float64 (tagnet.models.trees.forest_graph)
+        inputs = torch.from_numpy(rows.astype(raw) if predictor.session is not None
                                   else standardize(rows, np.asarray(state["mean"]), np.asarray(state["std"])))
         out = [predictor.run(inputs[start:start + predictor.batch_size])
                for start in range(0, len(inputs), predictor.batch_size)]

@@ -133,7 +133,7 @@ class TagnetModel(nn.Module):
         spec = {"name": self.name, "num_labels": self.num_labels, "dropout": self.dropout, "head_hidden": self.head_hidden}
         if isinstance(self.head, HeadEnsemble):
             spec["ensemble"] = len(self.head.members)
-        return spec
+        return {**spec, **getattr(self.head, "spec", {})}  # a head not made by make_head says what rebuilds it
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Return pooled features (B, num_features) of normalised images (B, 3, H, W)."""

@@ -21,6 +21,8 @@ from tagnet.engine.linear import fit_logistic
 from tagnet.errors import DataError
 from tagnet.engine.headfit import fit_head, head_probabilities
 from tagnet.evaluation.metrics import evaluate_probabilities
+from tagnet.training.budget import TimeBudget
+from tagnet.training.forest import forest_out_of_fold
 from tagnet.decisions.thresholds import Thresholds, fit_decisions, parse_objective
 
 LINEAR_CS = (0.003, 0.01, 0.03, 0.1, 0.3)  # inverse L2 strength on standardised features, ascending
@@ -30,7 +32,7 @@ UNSCALED_CS = (0.03, 0.1, 0.3, 1.0, 3.0)  # the same on inputs not standardised 
 LINEAR_SCALINGS = ("inputs", "standard")
 CV_TOLERANCE = 1e-4  # the linear CV's gradient tolerance: choosing C needs fewer digits than the final fit (1e-5)
 ENSEMBLE_HEADS = 5  # heads of the ensemble candidate (unless --ensemble K gives K); 5 and 10 scored alike on MULAN
-CANDIDATES = ("linear", "mlp", "ensemble")  # simplest first: an exact tie goes to the simpler one
+CANDIDATES = ("linear", "mlp", "ensemble")  # simplest first: an exact tie goes to the simpler one (then "forest")
 Validation = dict[str, np.ndarray]
 
 
@@ -79,10 +81,11 @@ def select_metric(config: TrainConfig) -> str:
 
 def candidate_names(config: TrainConfig) -> tuple[str, ...]:
     """The candidates --select compares: every one for auto (no single MLP when --ensemble or --cv asks for several
-    heads), else the one named."""
+    heads; the random forest of config.forest_trees trees unless 0 or several heads), else the one named."""
     if config.select != "auto":
         return (config.select,)
-    return CANDIDATES if config.ensemble == 1 else ("linear", "ensemble")
+    forest = ("forest",) if config.forest_trees and config.ensemble == 1 and not config.cv else ()
+    return (CANDIDATES if config.ensemble == 1 else ("linear", "ensemble")) + forest
 
 
 def ensemble_heads(config: TrainConfig) -> int:
@@ -178,7 +181,7 @@ def fold_scores(metric: str, val: Validation, folds: list[tuple[np.ndarray, np.n
 
 def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: np.ndarray, *,
                 make_head: Callable[[], nn.Module], thresholds_for: Callable[[Validation], Thresholds],
-                console: Console) -> Selection:
+                console: Console, budget: TimeBudget | None = None) -> Selection:
     """Compare the candidates config.select names by config.cv_folds-fold CV on rows `x` (standardised).
 
     `make_head()` returns a new, untrained MLP head. In each fold the MLP candidate is one head trained as a single
@@ -186,7 +189,8 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     ensemble_heads(config) such heads, each with its own held-out part, averaged (the first of them is the MLP
     candidate, so the MLP costs nothing extra); both are trained by tagnet.engine.headfit.fit_head. The linear candidate's
     C is the best of LINEAR_CS on the same folds (so its score is slightly optimistic). Every score is out of fold,
-    at thresholds fitted on the other folds. Returns the Selection (without any CV when config.select names "mlp"
+    at thresholds fitted on the other folds. The forest candidate (tagnet.training.forest) is left out, said in a line,
+    when its estimated CV cost does not fit `budget`. Returns the Selection (without any CV when config.select names "mlp"
     or "ensemble")."""
     metric = select_metric(config)
     names = candidate_names(config)
@@ -232,6 +236,8 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
                 extra = {"heads": heads} if name == "ensemble" else {}
                 selection.candidates[name] = _summary(fold_scores(metric, val, folds, thresholds_for), seconds[name],
                                                       **extra)
+    if "forest" in names:
+        _forest_candidate(selection, chosen_oof, config, x, targets, known, folds, thresholds_for, budget, console)
     selection.choice = better(selection.candidates, key=lambda name: selection.candidates[name]["mean"])
     selection.heads = heads if selection.choice == "ensemble" else config.ensemble
     if (metric == "hamming_loss" and parse_objective(config.objective or "f1").kind == "hamming"
@@ -239,6 +245,7 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
         selection.threshold = _global_threshold(chosen_oof[selection.choice], targets, known, folds)
     for name, score in selection.candidates.items():
         detail = (f", C={score['C']}, {score['scaling']} scaling" if "C" in score else "") + (f", {score['heads']} heads" if "heads" in score else "")
+        detail += f", {score['trees']} trees" if "trees" in score else ""
         console.print(f"  {name:<8} {metric} {score['mean']:.4f} ± {score['std']:.4f} over {len(folds)} folds "
                       f"({score['seconds']:.1f} s{detail})")
     console.print(f"chose the {selection.choice} head{'s' if selection.heads > 1 else ''} by {len(folds)}-fold CV "
@@ -248,6 +255,21 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
         console.print(f"  threshold: p >= 0.5 {rule['p>=0.5']['mean']:.4f}, one global threshold fitted on the other "
                       f"folds {rule['global']['mean']:.4f}: p >= {rule['value']:.3f} kept")
     return selection
+
+
+def _forest_candidate(selection: Selection, chosen_oof: dict[str, np.ndarray], config: TrainConfig, x: np.ndarray,
+                      targets: np.ndarray, known: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
+                      thresholds_for: Callable[[Validation], Thresholds], budget: TimeBudget | None,
+                      console: Console) -> None:
+    """The random forest's fold scores added to `selection` and its out-of-fold probabilities to `chosen_oof`, unless
+    tagnet.training.forest.forest_out_of_fold leaves it out (said there)."""
+    found = forest_out_of_fold(x, targets, known, folds, trees=config.forest_trees, seed=config.seed, budget=budget,
+                               console=console)
+    if found is not None:
+        chosen_oof["forest"] = found[0]
+        val = {"probs": found[0], "targets": targets, "known": known}
+        selection.candidates["forest"] = _summary(fold_scores(selection.metric, val, folds, thresholds_for), found[1],
+                                                  trees=config.forest_trees)
 
 
 def _global_threshold(probs: np.ndarray, targets: np.ndarray, known: np.ndarray,

@@ -25,6 +25,7 @@ from tagnet.inference.runtime import Spread
 from tagnet.modalities.base import HeadInputs, LabeledInputs
 from tagnet.models import TagnetModel, head_members, set_backbone_trainable
 from tagnet.training.budget import FINAL_SECONDS, Plan, TimeBudget, duration
+from tagnet.training.forest import fit_forest_head
 from tagnet.training.losses import make_loss
 from tagnet.training.plan import RunPlan
 from tagnet.training.recipes import Recipe, choose_recipe, phase_epochs
@@ -230,7 +231,7 @@ def choose_head(run: Run) -> None:
     run.selection = select_head(config, run.head_inputs.values.numpy()[rows], table.targets, table.known,
                                 make_head=lambda: head_members(kind.build_model(single, data))[0],
                                 thresholds_for=lambda val: validation_thresholds(val, config).thresholds,
-                                console=run.console)
+                                console=run.console, budget=plan.budget)
     seed_everything(config.seed)  # the model trains the same whether or not (and however long) CV ran first
     chosen = run.selection.applied(config)
     if chosen == config:
@@ -245,7 +246,8 @@ def choose_head(run: Run) -> None:
 
 def heads(run: Run) -> None:
     """Each head (one, or an ensemble's members one after another: phases head, head-2, ...) on the frozen encoder's
-    cached output, with its own split and early stopping; the linear head of --select by logistic regression."""
+    cached output, with its own split and early stopping; the linear head of --select by logistic regression, the
+    forest by scikit-learn."""
     config = run.plan.config
     if config.select is not None:
         choose_head(run)
@@ -254,6 +256,10 @@ def heads(run: Run) -> None:
         run.results = fit_linear_heads(head_members(run.model), run.head_inputs.values.numpy(), run.data.table.targets,
                                        run.data.table.known, run.splits, C=run.selection.C,
                                        scaling=run.selection.scaling)
+        return
+    if run.selection is not None and run.selection.choice == "forest":
+        run.results = fit_forest_head(run.model, run.head_inputs.values.numpy(), run.data.table.targets,
+                                      run.data.table.known, run.splits, trees=config.forest_trees, seed=config.seed)
         return
     loss, table = run.loss(), run.data.table
     run.results = []

@@ -1,0 +1,195 @@
+"""Tests of the random-forest table head: chosen by the CV where trees win, ONNX vs scikit-learn, the artifact without
+pickle, the single exported graph, the time-budget note."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import safetensors.numpy
+import torch
+from rich.console import Console
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.metrics import hamming_loss
+from torch import nn
+
+from tagnet.config.settings import TrainConfig
+from tagnet.data.feature_table import read_feature_table, standardize
+from tagnet.decisions.thresholds import Thresholds
+from tagnet.errors import ArtifactError
+from tagnet.evaluation.evaluate import evaluate
+from tagnet.inference.artifact import load_artifact
+from tagnet.inference.export import export_onnx
+from tagnet.inference.predictor import Predictor
+from tagnet.modalities import get as get_modality
+from tagnet.models.trees import ForestHead, fit_forest, forest_onnx, forest_probabilities
+from tagnet.training.budget import TimeBudget
+from tagnet.training.forest import forest_out_of_fold
+from tagnet.training.selection import cv_folds, select_head
+from tagnet.training.trainer import train
+
+
+def _box_table(n, seed):
+    """Axis-aligned rules no linear model and no short-trained MLP finds: a = (x0 > 0) xor (x1 > 0),
+    b = x2 > 0.5 and x3 < 0; two noise features."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    targets = np.column_stack([(x[:, 0] > 0) ^ (x[:, 1] > 0), (x[:, 2] > 0.5) & (x[:, 3] < 0)]).astype(np.float32)
+    return x, targets, np.ones_like(targets, dtype=bool)
+
+
+def _box_arff(path, n, seed):
+    """_box_table as a MULAN ARFF (features, then the two 0/1 label attributes) with its labels XML beside it."""
+    x, targets, _ = _box_table(n, seed)
+    header = "@relation box\n" + "".join(f"@attribute x{j} numeric\n" for j in range(6))
+    rows = [",".join(f"{v:.6g}" for v in r) + f",{int(a)},{int(b)}" for r, (a, b) in zip(x, targets)]
+    path.write_text(header + "@attribute a {0,1}\n@attribute b {0,1}\n@data\n" + "\n".join(rows) + "\n")
+    (path.parent / "box.xml").write_text('<labels xmlns="http://mulan.sourceforge.net/labels">'
+                                         '<label name="a"></label><label name="b"></label></labels>')
+    return path
+
+
+def test_the_forest_is_chosen_where_trees_win_and_its_cv_is_scikit_learns():
+    x, targets, known = _box_table(240, 0)
+    config = TrainConfig(epochs=3, batch_size=32, head_hidden=16, cv_folds=3, forest_trees=20).for_modality("tabular")
+    console = Console(record=True, width=200)
+    selection = select_head(config, x, targets, known,
+                            make_head=lambda: nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2)),
+                            thresholds_for=lambda val: Thresholds("fixed", [0.5, 0.5]), console=console)
+    scores = selection.candidates
+    assert list(scores) == ["linear", "mlp", "ensemble", "forest"] and scores["forest"]["trees"] == 20
+    assert selection.choice == "forest" and selection.applied(config) == config
+    assert scores["forest"]["mean"] < 0.2 < 0.25 < min(scores[name]["mean"] for name in ("linear", "mlp", "ensemble"))
+    # each fold's score is scikit-learn's forest (seed + fold) on the other folds' rows, at p >= 0.5
+    expected = []
+    for k, (rows, held) in enumerate(cv_folds(targets, known, folds=3, seed=config.seed)):
+        forest = RandomForestRegressor(20, max_features="sqrt", random_state=config.seed + k).fit(x[rows], targets[rows])
+        expected.append(hamming_loss(targets[held], forest.predict(x[held]) >= 0.5))
+    np.testing.assert_allclose(scores["forest"]["folds"], expected, atol=1e-6)
+    text = console.export_text()
+    assert "forest   hamming_loss" in text and "20 trees" in text and "chose the forest head" in text
+
+
+@pytest.mark.parametrize("labels", [1, 3])
+def test_the_onnx_forest_is_scikit_learns_to_1e4(labels):
+    rng = np.random.default_rng(labels)
+    x = rng.normal(size=(200, 5)).astype(np.float32)
+    targets = (x[:, :labels] + 0.5 * rng.normal(size=(200, labels)) > 0).astype(np.float32)
+    if labels == 3:
+        targets[:, 2] = 0  # a label never seen positive
+    forest = fit_forest(x, targets, np.ones_like(targets, dtype=bool), trees=15, seed=0)
+    head = ForestHead(forest_onnx(forest, 5))
+    new = rng.normal(size=(50, 5)).astype(np.float32)
+    native = forest_probabilities(forest, new)
+    assert native.shape == (50, labels)
+    np.testing.assert_allclose(head.probabilities(torch.from_numpy(new)), native, atol=1e-4)
+    # the head's logits are those probabilities' logits (clamped), as every head's
+    np.testing.assert_allclose(torch.sigmoid(head(torch.from_numpy(new))).numpy(), native, atol=1e-4)
+
+
+def test_an_unknown_target_counts_as_negative():
+    x, targets, known = _box_table(100, 1)
+    known[:50, 0] = False
+    forest = fit_forest(x, targets, known, trees=5, seed=0)
+    expected = RandomForestRegressor(5, max_features="sqrt", random_state=0).fit(x, np.where(known, targets, 0))
+    np.testing.assert_allclose(forest_probabilities(forest, x), expected.predict(x), atol=1e-6)
+
+
+def test_a_forest_that_does_not_fit_the_time_budget_is_left_out_with_a_note():
+    x, targets, known = _box_table(120, 2)
+    folds = cv_folds(targets, known, folds=3, seed=0)
+    console = Console(record=True, width=200)
+    spent = TimeBudget(60.0, started=time.perf_counter() - 55.0)  # 5 s left, less than the 20 s reserve
+    assert forest_out_of_fold(x, targets, known, folds, trees=10, seed=0, budget=spent, console=console) is None
+    text = console.export_text()
+    assert "time budget 1m: forest left out: its 3-fold CV would take about" in text and "are left" in text
+    assert spent.choices and spent.choices[0].startswith("forest left out")
+    roomy = TimeBudget(3600.0)
+    found = forest_out_of_fold(x, targets, known, folds, trees=10, seed=0, budget=roomy, console=console)
+    assert found is not None and found[0].shape == targets.shape and not roomy.choices
+
+
+@pytest.fixture(scope="module")
+def forest_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("forest")
+    train_file, test_file = _box_arff(folder / "box-train.arff", 200, 0), _box_arff(folder / "box-test.arff", 60, 1)
+    config = TrainConfig(epochs=3, batch_size=32, head_hidden=16, cv_folds=3, forest_trees=20)
+    return train(train_file, out_dir=folder / "run", config=config, progress=False), train_file, test_file
+
+
+def test_the_forest_artifact_round_trips_without_pickle(forest_run):
+    result, train_file, test_file = forest_run
+    assert json.loads((result.run_dir / "metrics.json").read_text())["selection"]["choice"] == "forest"
+    assert sorted(p.name for p in result.artifact_dir.iterdir()) == ["model.safetensors", "tagnet.json"]
+    artifact = load_artifact(result.run_dir)
+    spec = artifact.model.spec
+    assert spec["head"] == "forest" and isinstance(artifact.model.head, ForestHead)
+    stored = safetensors.numpy.load_file(result.artifact_dir / "model.safetensors")["head.onnx"]
+    assert spec["forest_bytes"] == stored.size
+    ops = {node.op_type for node in onnx.load_from_string(stored.tobytes()).graph.node}
+    assert "TreeEnsembleRegressor" in ops
+    # the head is scikit-learn's forest on the head's training rows (not the 20% in val_predictions.csv)
+    state = artifact.state
+    x = standardize(read_feature_table(train_file).features, state["mean"], state["std"])
+    targets = read_feature_table(train_file).labels.targets
+    val_rows = np.loadtxt(result.run_dir / "val_predictions.csv", delimiter=",", skiprows=1)[:, 0].astype(int) - 1
+    rows = np.setdiff1d(np.arange(len(x)), val_rows)
+    forest = fit_forest(x[rows], targets[rows], np.ones_like(targets[rows], dtype=bool), trees=20,
+                        seed=artifact.config["seed"])
+    test = read_feature_table(test_file)
+    x_test = standardize(test.features, state["mean"], state["std"])
+    probs = Predictor(result.run_dir, runtime="torch").predict_proba(test.features)
+    np.testing.assert_allclose(probs, forest_probabilities(forest, x_test), atol=1e-4)
+    report, _ = evaluate(result.run_dir, test_file)
+    assert report.hamming_loss == pytest.approx(hamming_loss(test.labels.targets, probs >= 0.5))
+    assert report.hamming_loss < 0.2
+
+
+def test_a_bad_forest_size_in_tagnet_json_is_refused():
+    spec = {"name": "mlp", "num_labels": 2, "dropout": 0.2, "head_hidden": 0, "head": "forest", "forest_bytes": "9"}
+    state = {"feature_names": ["a"], "mean": [0.0], "std": [1.0]}
+    with pytest.raises(ArtifactError, match="forest_bytes is '9'; expected the positive size"):
+        get_modality("tabular").rebuild_model(spec, state, source="tagnet.json")
+
+
+def test_the_export_is_one_graph_of_standardisation_and_onnx_ml_trees(forest_run, tmp_path):
+    import shutil
+
+    result, _, test_file = forest_run
+    artifact_dir = shutil.copytree(result.artifact_dir, tmp_path / "artifact")
+    report = export_onnx(artifact_dir)
+    assert report.parity_max_abs_diff <= 1e-4
+    model = onnx.load(str(report.onnx_path))
+    assert {"TreeEnsembleRegressor", "Sub", "Div", "Where"} <= {node.op_type for node in model.graph.node}
+    assert {o.domain for o in model.opset_import} >= {"", "ai.onnx.ml"}
+    rows = read_feature_table(test_file).features.astype(np.float64)
+    rows[0, 0] = np.nan  # missing: the training mean, as the Predictor does
+    session = onnxruntime.InferenceSession(str(report.onnx_path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].name == "features" and session.get_inputs()[0].type == "tensor(double)"
+    got = session.run(["probabilities"], {"features": rows})[0]
+    want = Predictor(artifact_dir, runtime="torch").predict_proba(rows)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    on_onnx = Predictor(artifact_dir, runtime="onnx")
+    assert on_onnx.runtime == "onnx"
+    np.testing.assert_allclose(on_onnx.predict_proba(rows), want, atol=1e-4)
+
+
+def test_a_forest_model_is_served_like_any_head(forest_run):
+    from fastapi.testclient import TestClient
+
+    from tagnet.serve import create_app
+
+    result, _, test_file = forest_run
+    predictor = Predictor(result.run_dir, runtime="torch")
+    client = TestClient(create_app(predictor))
+    rows = read_feature_table(test_file).features[:3].astype(np.float64)
+    body = {"inputs": [{"name": "rows", "datatype": "FP32", "shape": [3, 6], "data": rows.tolist()}]}
+    answer = client.post("/v2/models/run/infer", json=body)
+    assert answer.status_code == 200, answer.text
+    outputs = {o["name"]: o for o in answer.json()["outputs"]}
+    got = np.array(outputs["probabilities"]["data"]).reshape(3, 2)
+    np.testing.assert_allclose(got, predictor.predict_proba(rows), atol=1e-6)
