@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from rich.console import Console
 from torch import nn
@@ -19,7 +20,7 @@ from tagnet.data.split import train_val_splits
 from tagnet.engine import PhaseResult
 from tagnet.engine.linear import fit_logistic
 from tagnet.errors import DataError
-from tagnet.engine.headfit import fit_head, head_probabilities
+from tagnet.engine.headfit import fit_head, head_probabilities, rows_of
 from tagnet.evaluation.metrics import evaluate_probabilities
 from tagnet.decisions.thresholds import Thresholds, fit_decisions, parse_objective
 
@@ -135,7 +136,11 @@ def linear_scale(x: np.ndarray, scaling: str) -> np.ndarray | None:
     (1 for a constant column)."""
     if scaling == "inputs":
         return None
-    std = np.asarray(x, dtype=np.float64).std(axis=0)
+    if sp.issparse(x):
+        mean = np.asarray(x.mean(axis=0), dtype=np.float64).ravel()
+        std = np.sqrt(np.maximum(np.asarray(x.multiply(x).mean(axis=0), dtype=np.float64).ravel() - mean ** 2, 0.0))
+    else:
+        std = np.asarray(x, dtype=np.float64).std(axis=0)
     return np.where(std > 1e-8, 1.0 / np.where(std > 1e-8, std, 1.0), 1.0)
 
 
@@ -208,11 +213,11 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     if "mlp" in names or "ensemble" in names:
         many = heads if "ensemble" in names else 1
         single = dataclasses.replace(config, ensemble=1)
-        features = torch.as_tensor(x, dtype=torch.float32)
+        features = x if sp.issparse(x) else torch.as_tensor(x, dtype=torch.float32)
         oof = {"mlp": np.zeros(targets.shape, np.float32), "ensemble": np.zeros(targets.shape, np.float32)}
         seconds = {"mlp": 0.0, "ensemble": 0.0}
         for k, (train_rows, held) in enumerate(folds):
-            held_features = features[torch.as_tensor(held)]  # scored by each of the fold's heads
+            held_features = rows_of(features, held, dense=False)  # scored by each of the fold's heads
             for i, (rows, val_rows) in enumerate(train_val_splits(targets, known, rows=train_rows, heads=many,
                                                                   val_fraction=config.val_fraction, seed=config.seed)):
                 started = time.perf_counter()
