@@ -140,3 +140,13 @@ def test_prediction_table_of_many_labels_lists_each_inputs_most_probable():
     text = console.export_text()
     assert "tag29 0.290 tag28 0.280 tag27 0.270 tag26 0.260 tag25 0.250" in text and TOP_PROBABILITIES == 5
     assert "tag24" not in text and "most probable" in text
+
+
+def test_per_label_table_is_searchable_with_every_label(tiny_run, tmp_path):
+    page = write_report(tiny_run.run_dir, out=tmp_path / "report.html", max_images=1).read_text(encoding="utf-8")
+    names = tiny_run.report.label_names
+    searchable = page[page.index('<div class="searchable">'):]
+    searchable = searchable[:searchable.index("</div>")]
+    assert 'type="search"' in searchable and "oninput=" in searchable  # filters rows in the page itself
+    assert searchable.count("<tr>") == len(names) + 1  # the header and one row per label
+    assert f"per-label table ({len(names)} labels)" in page

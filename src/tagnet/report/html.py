@@ -310,6 +310,15 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _searchable(table: str, name: str) -> str:
+    """`table` under a search box that hides the rows whose first cell (the label) does not contain the typed text
+    (case-insensitive; a few lines of inline script, no network)."""
+    script = ("var q=this.value.toLowerCase();this.parentNode.querySelectorAll('table tr').forEach(function(r,i){"
+              "if(i)r.style.display=r.cells[0].textContent.toLowerCase().indexOf(q)<0?'none':''})")
+    return (f'<div class="searchable"><input type="search" placeholder="search labels" aria-label="search {name} '
+            f'labels" oninput="{script}">{table}</div>')
+
+
 CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1200px;color:#222;padding:0 1em}
 h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
@@ -364,13 +373,13 @@ def render_page(data: RunData, *, max_images: int = 12, max_labels: int = 40) ->
     parts.append("<h2 id='f1-thresholds'>F1 and threshold per label</h2>" + note
                  + _img(_png(_bars_figure([data.label_names[j] for j in shown], f1[shown], values[shown], support[shown])),
                         "per-label F1 and thresholds"))
-    parts.append("<details><summary>per-label table</summary>" + _table(
+    parts.append(f"<details><summary>per-label table ({len(per_label)} labels)</summary>" + _searchable(_table(
             ["label", "AP", "precision", "recall", "F1", "support", "threshold"],
         [[r["label"], r.get("ap"), r.get("precision"), r.get("recall"), r.get("f1"), r.get("support"), r.get("threshold")]
-         for r in per_label]) + "</details>")
+         for r in per_label]), "per-label") + "</details>")
 
     targets, source = _label_table_for_cooccurrence(data)
-    counts = cooccurrence(targets)[np.ix_(shown, shown)]
+    counts = cooccurrence(targets[:, shown])  # only the labels shown: L x L counts at 10,000 labels would be 800 MB
     parts.append(f"<h2 id='cooccurrence'>Label co-occurrence</h2>{note}<p class='note'>counted on the {html.escape(source)}</p>"
                  + _img(_png(_cooccurrence_figure([data.label_names[j] for j in shown], counts)), "label co-occurrence"))
 
