@@ -86,9 +86,14 @@ def test_sparse_scaling_and_standardize_equal_the_dense_ones():
     scaled = standardize(sp.csr_matrix(x), mean, std)
     assert sp.isspmatrix_csr(scaled) and scaled.dtype == np.float32
     np.testing.assert_array_equal(scaled.toarray(), standardize(x, mean, std))
-    x[:, 0] = rng.normal(size=60)  # a centred column: the rows come back dense
+    x[:, 4] = np.where(np.arange(60) % 4 == 0, 0.0, 2.0)  # a common word: centred when dense, uncentred when sparse
+    dense_mean, _ = fit_scaling(x)
+    mean, std = fit_scaling(sp.csr_matrix(x))
+    assert dense_mean[4] == pytest.approx(1.5) and mean[4] == 0 and std[4] == 2.0
+    assert sp.isspmatrix_csr(standardize(sp.csr_matrix(x), mean, std))
+    x[:, 0] = rng.normal(size=60)  # a column with negative values is centred: the rows come back dense
     mean, std = fit_scaling(x)
-    np.testing.assert_allclose(fit_scaling(sp.csr_matrix(x))[0], mean, rtol=1e-12)
+    assert fit_scaling(sp.csr_matrix(x))[0][0] == pytest.approx(mean[0], rel=1e-12)
     np.testing.assert_allclose(standardize(sp.csr_matrix(x), mean, std), standardize(x, mean, std), rtol=1e-6)
 
 

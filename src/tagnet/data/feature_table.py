@@ -317,7 +317,9 @@ def fit_scaling(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     A column of values >= 0 that is zero on at least half its known rows (binary, counts, bag-of-words) is divided by
     its largest value, uncentred: its zeros stay zeros (sparse rows stay sparse) and a missing value becomes 0. Any
-    other column is standardised (fit_standardization)."""
+    other column is standardised (fit_standardization). Rows given as a scipy sparse matrix (a sparse ARFF file) keep
+    every column of values >= 0 uncentred, however often it is nonzero (a common word of a bag of words), so they stay
+    sparse; only columns with negative values are centred."""
     if sp.issparse(features):
         return _sparse_scaling(sp.csc_matrix(features, dtype=np.float64))
     mean, std = fit_standardization(features)
@@ -329,8 +331,8 @@ def fit_scaling(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _sparse_scaling(features: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """fit_scaling of a sparse matrix (its left-out cells are zeros, stored NaN cells missing), column by column
-    from the stored cells only."""
+    """fit_scaling of a sparse matrix (its left-out cells are zeros, stored NaN cells missing) from the stored cells
+    only: columns of values >= 0 divided by their largest value, others standardised."""
     rows = features.shape[0]
     columns = np.repeat(np.arange(features.shape[1]), np.diff(features.indptr))
     data = features.data
@@ -341,7 +343,6 @@ def _sparse_scaling(features: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray]:
         return np.bincount(columns, weights=weights, minlength=features.shape[1])
 
     present = rows - per_column(nan.astype(np.float64))
-    nonzero = per_column((values != 0).astype(np.float64))
     mean = np.divide(per_column(values), present, out=np.zeros(features.shape[1]), where=present > 0)
     # sum over known cells of (x - mean)^2: stored cells, plus mean^2 for every left-out zero
     squares = per_column(np.where(nan, 0.0, (values - mean[columns]) ** 2)) + (rows - np.diff(features.indptr)) * mean ** 2
@@ -349,7 +350,7 @@ def _sparse_scaling(features: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray]:
     std = np.where(std > 1e-8, std, 1.0)
     top = np.zeros(features.shape[1])
     np.maximum.at(top, columns, values)
-    sparse = (per_column((values < 0).astype(np.float64)) == 0) & (2 * (present - nonzero) >= present)
+    sparse = per_column((values < 0).astype(np.float64)) == 0
     return np.where(sparse, 0.0, mean), np.where(sparse, np.where(top > 0, top, 1.0), std)
 
 
