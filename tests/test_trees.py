@@ -124,7 +124,7 @@ def forest_run(tmp_path_factory):
 def test_the_forest_artifact_round_trips_without_pickle(forest_run):
     result, train_file, test_file = forest_run
     assert json.loads((result.run_dir / "metrics.json").read_text())["selection"]["choice"] == "forest"
-    assert sorted(p.name for p in result.artifact_dir.iterdir()) == ["model.safetensors", "tagnet.json"]
+    assert sorted(p.name for p in result.artifact_dir.iterdir()) == ["MODEL_CARD.md", "model.safetensors", "tagnet.json"]
     artifact = load_artifact(result.run_dir)
     spec = artifact.model.spec
     assert spec["head"] == "forest" and isinstance(artifact.model.head, ForestHead)

@@ -64,7 +64,7 @@ def audit_labels(labels: str | Path, *, images_dir: str | Path | None = None, te
         if len(data) < folds:
             raise DataError(f"{labels}: {len(data)} readable inputs; auditing with {folds} folds needs at least {folds}")
         state = kind.fit_state(model, data, np.arange(len(data)), text_column=text_column, read_options=source.read_options)
-        features = kind.head_inputs(model, data, state, cache_dir=cache_dir, progress=False).values.numpy()
+        features = kind.head_inputs(model, data, state, cache_dir=cache_dir, progress=False).array(dense=True)
     table = data.table
     probs = out_of_fold_probabilities(features, table.targets, table.known, folds=folds, seed=config.seed)
     issues = find_label_issues(table.targets, probs, table.known, items=table.items, label_names=table.label_names)

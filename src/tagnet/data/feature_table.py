@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from tagnet.data.columns import ID_COLUMNS, pick_column
 from tagnet.data.labels import given_options, read_csv_rows
@@ -29,7 +30,8 @@ _BINARY = {frozenset(pair): pair[0] for pair in (("yes", "no"), ("true", "false"
 
 @dataclass
 class FeatureTable:
-    """Labelled feature vectors: the labels, one float32 row of features per item (NaN = missing), feature names.
+    """Labelled feature vectors: the labels, one float32 row of features per item (NaN = missing; a scipy CSR matrix
+    when read with sparse=True from a sparse ARFF file), feature names.
 
     `encoding` records how nominal ARFF attributes became numbers, JSON-able: {"binary": {attribute: positive
     value}} for two-valued ones (YES/NO, 0/1: one 0/1 column named as the attribute) and {"onehot": {attribute:
@@ -44,11 +46,12 @@ class FeatureTable:
 
 @dataclass
 class _Columns:
-    """A parsed file: column names, a float matrix (NaN = missing), and the raw cell of any column on demand."""
+    """A parsed file: column names, a float matrix (NaN = missing; CSC for a sparse ARFF file), and the raw cell of
+    any column on demand."""
 
     path: Path
     names: list[str]
-    matrix: np.ndarray
+    matrix: np.ndarray | sp.csc_matrix
     not_numeric: dict[int, str]  # column -> why it has no numbers (nominal text values, string, date)
     raw: list[list[str]] | None  # CSV cells as read; None for ARFF
     locations: list[str]
@@ -78,9 +81,14 @@ class _Columns:
         return [str(v) if v is not None else "" for v in values]
 
     def numbers(self, j: int, what: str) -> np.ndarray:
-        if j in self.not_numeric:
-            raise DataError(f"{self.path}: {what} {self.names[j]!r} {self.not_numeric[j]}; expected numbers")
-        return self.matrix[:, j]
+        return self.block([j], what).toarray().ravel() if sp.issparse(self.matrix) else self.block([j], what)[:, 0]
+
+    def block(self, at: Sequence[int], what: str) -> np.ndarray | sp.csr_matrix:
+        """Columns `at` as a (rows, len(at)) float64 array, CSR for a sparse file; DataError for a column of text."""
+        bad = next((j for j in at if j in self.not_numeric), None)
+        if bad is not None:
+            raise DataError(f"{self.path}: {what} {self.names[bad]!r} {self.not_numeric[bad]}; expected numbers")
+        return self.matrix[:, list(at)].tocsr() if sp.issparse(self.matrix) else self.matrix[:, list(at)]
 
 
 def is_feature_table(path: str | Path, options: dict | None = None) -> bool:
@@ -105,7 +113,7 @@ def table_read_options(options: dict) -> dict:
 def read_feature_table(path: str | Path, *, label_columns: Sequence[str] | None = None, label_count: int | None = None,
                        labels_xml: str | Path | None = None, id_column: str | None = None,
                        delimiter: str | None = None, feature_names: Sequence[str] | None = None,
-                       encoding: dict | None = None) -> FeatureTable:
+                       encoding: dict | None = None, sparse: bool = False) -> FeatureTable:
     """Read an ARFF or CSV/TSV feature table with its labels.
 
     The label columns are `label_columns` (names), else the last `label_count` columns, else, for ARFF,
@@ -117,7 +125,9 @@ def read_feature_table(path: str | Path, *, label_columns: Sequence[str] | None 
     column named id, image, file..., or an ARFF attribute that identifies rows: STRING, or nominal with a
     different value on every row; noted in labels.meta["notes"]), or exactly `feature_names` in that
     order (encoded as `encoding`, a trained model's, says). Nominal ARFF features are encoded (see FeatureTable.encoding). Items are the id column's
-    values, else row numbers from 1.
+    values, else row numbers from 1. With `sparse`, the features of a sparse ARFF file ({index value, ...} rows) are
+    a scipy CSR matrix (float32) unless a nominal feature other than {0,1} needs encoding; the file is never
+    expanded into a dense matrix of rows x attributes.
 
     Raises:
         DataError: naming the file, the row or column, and what was expected.
@@ -135,25 +145,57 @@ def read_feature_table(path: str | Path, *, label_columns: Sequence[str] | None 
     attributes = _attributes_of(feature_names, encoding) if feature_names is not None and encoding else feature_names
     feature_at = [j for j in _feature_columns(columns, id_at, label_at, attributes) if j not in identifiers[1:]]
     items = _items(columns, id_at)
-    values = np.stack([columns.numbers(j, "label column") for j in label_at], axis=1)  # _label_columns gives >= 1
-    bad = ~(np.isnan(values) | np.isin(values, (0.0, 1.0, -1.0)))
-    if bad.any():
-        i, j = map(int, np.argwhere(bad)[0])
-        raise DataError(f"{columns.locations[i]}, label column {columns.names[label_at[j]]!r}: value {values[i, j]:g} is not "
-                        "0 or 1 (missing or -1 = unknown)")
-    known = ~np.isnan(values) & (values != -1.0)
-    names = [columns.names[j] for j in label_at]
-    order = sorted(range(len(names)), key=names.__getitem__)
+    label_at = sorted(label_at, key=columns.names.__getitem__)  # a LabelTable's labels are sorted by name
+    targets, known = _label_values(columns, label_at)
     source = "arff" if columns.raw is None else "table"
-    if attributes is not feature_names:  # a trained model's encoded columns (`encoding` given)
+    if attributes is not feature_names and _needs_encoding(columns, feature_at, encoding):  # a model's encoded columns
         raw = {columns.names[j]: columns.raw_values(j) for j in feature_at}
         features = encode_features(raw, feature_names, encoding, where=str(columns.path))
+    elif attributes is not feature_names:  # numbers and {0,1} attributes only: the file's values as they are
+        features = _features(columns, feature_at)
     else:
         features, feature_names, encoding = _encoded_features(columns, feature_at)
+    if sp.issparse(features) and not sparse:
+        features = features.toarray()
     meta = {"features": len(feature_names), **({"notes": notes} if notes else {})}
-    labels = LabelTable(items, [names[j] for j in order], (values[:, order] == 1.0).astype(np.uint8), known[:, order],
-                        source, meta)
+    labels = LabelTable(items, [columns.names[j] for j in label_at], targets, known, source, meta)
     return FeatureTable(labels, features, feature_names, encoding)
+
+
+def _label_values(columns: _Columns, label_at: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(targets uint8, known bool) of the label columns `label_at` (0/1; missing or -1 = unknown), without a float
+    matrix of rows x labels for a sparse file. Raises DataError at the first other value."""
+    values = columns.block(label_at, "label column")  # _label_columns gives >= 1
+    cells = values.tocoo() if sp.issparse(values) else None
+    data = cells.data if cells is not None else values
+    bad = ~(np.isnan(data) | np.isin(data, (0.0, 1.0, -1.0)))
+    if bad.any():
+        i, j = (int(cells.row[bad][0]), int(cells.col[bad][0])) if cells is not None else map(int, np.argwhere(bad)[0])
+        raise DataError(f"{columns.locations[i]}, label column {columns.names[label_at[j]]!r}: value "
+                        f"{(cells.data[bad][0] if cells is not None else values[i, j]):g} is not 0 or 1 (missing or -1 "
+                        "= unknown)")
+    if cells is None:
+        return (values == 1.0).astype(np.uint8), ~np.isnan(values) & (values != -1.0)
+    targets = np.zeros(values.shape, np.uint8)
+    known = np.ones(values.shape, bool)
+    targets[cells.row[data == 1.0], cells.col[data == 1.0]] = 1
+    unknown = np.isnan(data) | (data == -1.0)
+    known[cells.row[unknown], cells.col[unknown]] = False
+    return targets, known
+
+
+def _numeric_binary(kind: Any) -> bool:
+    """Whether an ARFF attribute type is the nominal {0,1}, whose values the file's numbers already are."""
+    return isinstance(kind, list) and sorted(kind) == ["0", "1"]
+
+
+def _needs_encoding(columns: _Columns, feature_at: list[int], encoding: dict) -> bool:
+    """Whether a trained model's `encoding` changes any of these columns' values (one-hot, or a binary attribute
+    other than {0,1} with positive value 1)."""
+    binary = encoding.get("binary", {})
+    kinds = columns.kinds or [None] * len(columns.names)
+    return bool(encoding.get("onehot")) or any(
+        binary[columns.names[j]] != "1" or not _numeric_binary(kinds[j]) for j in feature_at if columns.names[j] in binary)
 
 
 def read_feature_rows(path: str | Path, *, feature_names: Sequence[str], id_column: str | None = None,
@@ -166,11 +208,14 @@ def read_feature_rows(path: str | Path, *, feature_names: Sequence[str], id_colu
     identifiers = [] if id_column is not None else _identifiers(columns)
     id_at = identifiers[0] if identifiers else _id_column(columns, id_column)
     if encoding is None:
-        return _items(columns, id_at), _features(columns, _feature_columns(columns, id_at, [], feature_names))
+        return _items(columns, id_at), _dense(_features(columns, _feature_columns(columns, id_at, [], feature_names)))
     wanted = _attributes_of(feature_names, encoding)
     missing = [name for name in wanted if name not in columns.names]
     if missing:
         raise DataError(f"{columns.path} lacks {len(missing)} of the model's feature columns: {_preview(missing)}")
+    at = [columns.names.index(name) for name in wanted]
+    if not _needs_encoding(columns, at, encoding):
+        return _items(columns, id_at), _dense(_features(columns, at))
     raw = {name: columns.raw_values(columns.names.index(name)) for name in wanted}
     return _items(columns, id_at), encode_features(raw, feature_names, encoding, where=str(columns.path))
 
@@ -272,7 +317,11 @@ def fit_scaling(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     A column of values >= 0 that is zero on at least half its known rows (binary, counts, bag-of-words) is divided by
     its largest value, uncentred: its zeros stay zeros (sparse rows stay sparse) and a missing value becomes 0. Any
-    other column is standardised (fit_standardization)."""
+    other column is standardised (fit_standardization). Rows given as a scipy sparse matrix (a sparse ARFF file) keep
+    every column of values >= 0 uncentred, however often it is nonzero (a common word of a bag of words), so they stay
+    sparse; only columns with negative values are centred."""
+    if sp.issparse(features):
+        return _sparse_scaling(sp.csc_matrix(features, dtype=np.float64))
     mean, std = fit_standardization(features)
     present = ~np.isnan(features)
     values = np.where(present, features, 0.0)
@@ -281,8 +330,40 @@ def fit_scaling(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(sparse, 0.0, mean), np.where(sparse, np.where(top > 0, top, 1.0), std)
 
 
-def standardize(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """(features - mean) / std as float32; a missing (NaN) value becomes 0, the training mean."""
+def _sparse_scaling(features: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """fit_scaling of a sparse matrix (its left-out cells are zeros, stored NaN cells missing) from the stored cells
+    only: columns of values >= 0 divided by their largest value, others standardised."""
+    rows = features.shape[0]
+    columns = np.repeat(np.arange(features.shape[1]), np.diff(features.indptr))
+    data = features.data
+    nan = np.isnan(data)
+    values = np.where(nan, 0.0, data)
+
+    def per_column(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(columns, weights=weights, minlength=features.shape[1])
+
+    present = rows - per_column(nan.astype(np.float64))
+    mean = np.divide(per_column(values), present, out=np.zeros(features.shape[1]), where=present > 0)
+    # sum over known cells of (x - mean)^2: stored cells, plus mean^2 for every left-out zero
+    squares = per_column(np.where(nan, 0.0, (values - mean[columns]) ** 2)) + (rows - np.diff(features.indptr)) * mean ** 2
+    std = np.sqrt(np.divide(squares, present, out=np.zeros(features.shape[1]), where=present > 0))
+    std = np.where(std > 1e-8, std, 1.0)
+    top = np.zeros(features.shape[1])
+    np.maximum.at(top, columns, values)
+    sparse = per_column((values < 0).astype(np.float64)) == 0
+    return np.where(sparse, 0.0, mean), np.where(sparse, np.where(top > 0, top, 1.0), std)
+
+
+def standardize(features: np.ndarray | sp.spmatrix, mean: np.ndarray, std: np.ndarray) -> np.ndarray | sp.csr_matrix:
+    """(features - mean) / std as float32; a missing (NaN) value becomes 0, the training mean. Sparse features stay a
+    CSR matrix where every offset (mean) is 0; otherwise they come back dense."""
+    if sp.issparse(features):
+        if np.any(np.asarray(mean) != 0):
+            return standardize(features.toarray(), mean, std)
+        scaled = sp.csr_matrix(features, dtype=np.float64, copy=True)
+        scaled.data = np.nan_to_num(scaled.data / np.asarray(std, dtype=np.float64)[scaled.indices], nan=0.0)
+        scaled.eliminate_zeros()
+        return scaled.astype(np.float32)
     scaled = (np.asarray(features, dtype=np.float64) - np.asarray(mean)) / np.asarray(std)
     return np.nan_to_num(scaled, nan=0.0).astype(np.float32)
 
@@ -324,8 +405,7 @@ def _parse_arff(path: Path, text: str) -> _Columns:
         raise DataError(f"{path}: not a readable ARFF file: {exc}{layout}") from None
     attributes, rows = data["attributes"], data["data"]
     names = [re.sub(r"\\(.)", r"\1", name) for name, _ in attributes]  # 'Swainson\'s Thrush' as MULAN's XML names it
-    matrix = np.full((len(rows), len(attributes)), np.nan)
-    converters, not_numeric = [], {}
+    converters, not_numeric, absent = [], {}, np.full(len(attributes), np.nan)
     for j, (_, kind) in enumerate(attributes):
         if isinstance(kind, list):
             try:
@@ -333,24 +413,48 @@ def _parse_arff(path: Path, text: str) -> _Columns:
             except ValueError:
                 converters.append(None)
                 not_numeric[j] = f"is nominal with values {_preview(kind)}"
-            if sparse and converters[-1] is not None and kind:
-                matrix[:, j] = converters[-1](kind[0])  # a value left out of a sparse row is the first nominal value
+            if converters[-1] is not None and kind:
+                absent[j] = converters[-1](kind[0])  # a value left out of a sparse row is the first nominal value
         elif str(kind).upper() in _NUMERIC_TYPES:
             converters.append(float)
-            if sparse:
-                matrix[:, j] = 0.0
+            absent[j] = 0.0
         else:
             converters.append(None)
             not_numeric[j] = f"is of type {kind}"
+    matrix = (_sparse_matrix(rows, converters, absent) if sparse else
+              _dense_matrix(rows, converters, np.full(len(attributes), np.nan)))
+    locations = [f"{path.name} data row {i + 1}" for i in range(len(rows))]
+    return _Columns(path, names, matrix, not_numeric, None, locations, rows, [kind for _, kind in attributes],
+                    str(data.get("relation", "")))
+
+
+def _dense_matrix(rows: list, converters: list, absent: np.ndarray) -> np.ndarray:
+    """Rows (lists, or dicts of a sparse file's given cells) as a float matrix: "?" is NaN, a left-out cell `absent`."""
+    matrix = np.tile(absent, (len(rows), 1))
     for i, row in enumerate(rows):
-        for j, value in (row.items() if sparse else enumerate(row)):
+        for j, value in (row.items() if isinstance(row, dict) else enumerate(row)):
             if value is None:
                 matrix[i, j] = np.nan  # "?" (a sparse row's left-out values are not missing)
             elif converters[j] is not None:
                 matrix[i, j] = converters[j](value)
-    locations = [f"{path.name} data row {i + 1}" for i in range(len(rows))]
-    return _Columns(path, names, matrix, not_numeric, None, locations, rows, [kind for _, kind in attributes],
-                    str(data.get("relation", "")))
+    return matrix
+
+
+def _sparse_matrix(rows: list[dict], converters: list, absent: np.ndarray) -> np.ndarray | sp.csc_matrix:
+    """A sparse file's rows as a CSC matrix of their given cells (NaN for "?"), or dense where a left-out value is not
+    0 (a nominal whose first value is another number)."""
+    numeric = np.array([c is not None for c in converters], dtype=bool)
+    if (numeric & (absent != 0)).any():
+        return _dense_matrix(rows, converters, absent)
+    counts = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+    cols = np.fromiter((j for row in rows for j in row), dtype=np.int64, count=int(counts.sum()))
+    values = np.fromiter((np.nan if v is None else converters[j](v) if converters[j] is not None else np.nan
+                          for row in rows for j, v in row.items()), dtype=np.float64, count=len(cols))
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    matrix = sp.csr_matrix((values, cols, indptr), shape=(len(rows), len(converters)))
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()  # a given 0 is a left-out one
+    return matrix.tocsc()
 
 
 def _parse_csv(path: Path, delimiter: str | None) -> _Columns:
@@ -496,8 +600,9 @@ def _encoded_features(columns: _Columns, feature_at: list[int]) -> tuple[np.ndar
         else:
             encoding["onehot"][name] = list(kind)
             names += [f"{name}={value}" for value in kind]
-    if not encoding["binary"] and not encoding["onehot"]:
-        return _features(columns, feature_at), names, encoding
+    if not encoding["onehot"] and all(_numeric_binary(columns.kinds[j]) for j in feature_at
+                                      if columns.names[j] in encoding["binary"]):
+        return _features(columns, feature_at), names, encoding  # {0,1} attributes: their numbers are the encoding
     raw = {columns.names[j]: columns.raw_values(j) for j in feature_at}
     return encode_features(raw, names, encoding, where=str(columns.path)), names, encoding
 
@@ -512,8 +617,12 @@ def _items(columns: _Columns, id_at: int | None) -> list[str]:
     return items
 
 
-def _features(columns: _Columns, feature_at: list[int]) -> np.ndarray:
-    return np.stack([columns.numbers(j, "feature column") for j in feature_at], axis=1).astype(np.float32)
+def _features(columns: _Columns, feature_at: list[int]) -> np.ndarray | sp.csr_matrix:
+    return columns.block(feature_at, "feature column").astype(np.float32)
+
+
+def _dense(values: np.ndarray | sp.spmatrix) -> np.ndarray:
+    return values.toarray() if sp.issparse(values) else values
 
 
 def _preview(names: Sequence[str], n: int = 6) -> str:

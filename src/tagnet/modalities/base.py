@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -50,20 +51,32 @@ class LabeledInputs:
         table = LabelTable(self.table.items + other.table.items, self.table.label_names,
                            np.concatenate([self.table.targets, other.table.targets]),
                            np.concatenate([self.table.known, other.table.known]), self.table.source_format, {})
-        return LabeledInputs(table, np.concatenate([self.inputs, other.inputs]), {**self.skipped, **other.skipped},
-                             self.feature_names, self.encoding)
+        sparse = sp.issparse(self.inputs) or sp.issparse(other.inputs)
+        inputs = (sp.vstack([sp.csr_matrix(self.inputs), sp.csr_matrix(other.inputs)], format="csr") if sparse
+                  else np.concatenate([self.inputs, other.inputs]))
+        return LabeledInputs(table, inputs, {**self.skipped, **other.skipped}, self.feature_names, self.encoding)
 
 
 @dataclass
 class HeadInputs:
     """What a head trains on: the frozen encoder's output for every row (N, F), and optionally an augmented copy
-    (images: the mirror images' features) that training rows add."""
+    (images: the mirror images' features) that training rows add. Sparse table rows stay a scipy CSR matrix
+    (float32), made dense one batch at a time."""
 
-    values: torch.Tensor
+    values: torch.Tensor | sp.csr_matrix
     augmented: torch.Tensor | None = None
+
+    def array(self, *, dense: bool = False) -> np.ndarray | sp.csr_matrix:
+        """The values as NumPy: the CSR matrix of sparse rows (unless `dense`), else an array."""
+        if sp.issparse(self.values):
+            return self.values.toarray() if dense else self.values
+        return self.values.numpy()
 
     def loader(self, table: LabelTable, rows: np.ndarray, *, batch_size: int, train: bool) -> DataLoader:
         """Batches (inputs, targets, known, index) of `rows`, shuffled and with the augmented copy when `train`."""
+        if sp.issparse(self.values):
+            sparse = SparseRows(self.values[rows], table.targets[rows], table.known[rows])
+            return DataLoader(sparse, batch_size=batch_size if train else 1024, shuffle=train, collate_fn=sparse.batch)
         index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
         x, targets, known = self.values[index], table.targets[rows], table.known[rows]
         if train and self.augmented is not None:
@@ -72,6 +85,25 @@ class HeadInputs:
         dataset = TensorDataset(x, torch.as_tensor(targets, dtype=torch.float32), torch.as_tensor(known, dtype=torch.bool),
                                 torch.arange(len(x)))
         return DataLoader(dataset, batch_size=batch_size if train else 1024, shuffle=train)
+
+
+class SparseRows(torch.utils.data.Dataset):
+    """Rows of a CSR matrix with their targets and known-mask, batched as (dense float32 rows, targets, known, index)."""
+
+    def __init__(self, x: sp.csr_matrix, targets: np.ndarray, known: np.ndarray) -> None:
+        self.x, self.targets, self.known = x, targets, known
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+    def batch(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The rows at `index` made dense."""
+        at = np.asarray(index, dtype=np.int64)
+        return (torch.from_numpy(self.x[at].toarray()), torch.as_tensor(self.targets[at], dtype=torch.float32),
+                torch.as_tensor(self.known[at], dtype=torch.bool), torch.from_numpy(at))
 
 
 class Modality:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from tagnet.config.settings import TrainConfig
@@ -36,7 +37,7 @@ class TabularModality(Modality):
         """The labels and features of a table; for a trained model (`state`) exactly its feature and label columns."""
         path, options = source.labels, source.read_options
         if state is None:
-            found = read_feature_table(path, **self.read_options(options))
+            found = read_feature_table(path, sparse=True, **self.read_options(options))
         else:  # a model's table: its columns by name; options of label files do not apply and are left out
             options = {key: value for key, value in super().read_options(options).items() if key in TABULAR_OPTIONS}
             if not set(LABEL_CHOOSING_OPTIONS) & set(options):
@@ -80,8 +81,10 @@ class TabularModality(Modality):
         return model
 
     def head_inputs(self, model, data, state, *, cache_dir, progress, spread=None) -> HeadInputs:
-        """Every row standardised once (a missing value becomes the training mean)."""
-        return HeadInputs(torch.from_numpy(standardize(data.inputs, np.asarray(state["mean"]), np.asarray(state["std"]))))
+        """Every row standardised once (a missing value becomes the training mean); rows of a sparse file stay a CSR
+        matrix when every column is scaled without centring (data.feature_table.standardize)."""
+        rows = standardize(data.inputs, np.asarray(state["mean"]), np.asarray(state["std"]))
+        return HeadInputs(rows if sp.issparse(rows) else torch.from_numpy(rows))
 
     def read_unlabeled(self, paths, predictor) -> tuple[list[str], list, dict[str, str]]:
         """Every row of ARFF/CSV tables, labelled or not; sources FILE:ITEM."""

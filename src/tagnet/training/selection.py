@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from rich.console import Console
 from torch import nn
@@ -19,7 +20,7 @@ from tagnet.data.split import train_val_splits
 from tagnet.engine import PhaseResult
 from tagnet.engine.linear import fit_logistic
 from tagnet.errors import DataError
-from tagnet.engine.headfit import fit_head, head_probabilities
+from tagnet.engine.headfit import fit_head, head_probabilities, rows_of
 from tagnet.evaluation.metrics import evaluate_probabilities
 from tagnet.training.budget import TimeBudget
 from tagnet.training.forest import forest_out_of_fold
@@ -32,6 +33,10 @@ UNSCALED_CS = (0.03, 0.1, 0.3, 1.0, 3.0)  # the same on inputs not standardised 
 LINEAR_SCALINGS = ("inputs", "standard")
 CV_TOLERANCE = 1e-4  # the linear CV's gradient tolerance: choosing C needs fewer digits than the final fit (1e-5)
 ENSEMBLE_HEADS = 5  # heads of the ensemble candidate (unless --ensemble K gives K); 5 and 10 scored alike on MULAN
+# training rows x labels above which the network candidates are screened first (speed rule) and the forest is left out
+# (each of its leaves holds every label's rate: memory grows with rows x labels x trees)
+SCREEN_CELLS = 250_000
+SCREEN_FOLDS = 2  # the folds an MLP head is screened on against the linear head
 CANDIDATES = ("linear", "mlp", "ensemble")  # simplest first: an exact tie goes to the simpler one (then "forest")
 Validation = dict[str, np.ndarray]
 
@@ -138,7 +143,11 @@ def linear_scale(x: np.ndarray, scaling: str) -> np.ndarray | None:
     (1 for a constant column)."""
     if scaling == "inputs":
         return None
-    std = np.asarray(x, dtype=np.float64).std(axis=0)
+    if sp.issparse(x):
+        mean = np.asarray(x.mean(axis=0), dtype=np.float64).ravel()
+        std = np.sqrt(np.maximum(np.asarray(x.multiply(x).mean(axis=0), dtype=np.float64).ravel() - mean ** 2, 0.0))
+    else:
+        std = np.asarray(x, dtype=np.float64).std(axis=0)
     return np.where(std > 1e-8, 1.0 / np.where(std > 1e-8, std, 1.0), 1.0)
 
 
@@ -209,26 +218,14 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     chosen_oof = {"linear": linear_oof}
     selection.candidates["linear"] = _summary(scores, time.perf_counter() - started, C=selection.C,
                                               scaling=selection.scaling)
+    networks = screened_networks(config, names, x, targets, known, folds, linear_oof, make_head=make_head,
+                                 thresholds_for=thresholds_for, linear_seconds=selection.candidates["linear"]["seconds"])
+    if networks is not None:
+        selection.candidates["mlp"] = networks
+        names = ("linear",)
     if "mlp" in names or "ensemble" in names:
         many = heads if "ensemble" in names else 1
-        single = dataclasses.replace(config, ensemble=1)
-        features = torch.as_tensor(x, dtype=torch.float32)
-        oof = {"mlp": np.zeros(targets.shape, np.float32), "ensemble": np.zeros(targets.shape, np.float32)}
-        seconds = {"mlp": 0.0, "ensemble": 0.0}
-        for k, (train_rows, held) in enumerate(folds):
-            held_features = features[torch.as_tensor(held)]  # scored by each of the fold's heads
-            for i, (rows, val_rows) in enumerate(train_val_splits(targets, known, rows=train_rows, heads=many,
-                                                                  val_fraction=config.val_fraction, seed=config.seed)):
-                started = time.perf_counter()
-                head = make_head()
-                fit_head(head, features, targets, known, rows, val_rows, config=single,
-                         seed=config.seed + 1000 * k + i)
-                probs = head_probabilities(head, held_features)
-                spent = time.perf_counter() - started
-                if i == 0:
-                    oof["mlp"][held], seconds["mlp"] = probs, seconds["mlp"] + spent
-                oof["ensemble"][held] += probs / many
-                seconds["ensemble"] += spent
+        oof, seconds = network_out_of_fold(config, x, targets, known, folds, many=many, make_head=make_head)
         for name in ("mlp", "ensemble"):
             if name in names:
                 val = {"probs": oof[name], "targets": targets, "known": known}
@@ -238,12 +235,16 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
                                                       **extra)
     if "forest" in names:
         _forest_candidate(selection, chosen_oof, config, x, targets, known, folds, thresholds_for, budget, console)
-    selection.choice = better(selection.candidates, key=lambda name: selection.candidates[name]["mean"])
+    compared = [name for name, score in selection.candidates.items() if "note" not in score]  # not screened out
+    selection.choice = better(compared, key=lambda name: selection.candidates[name]["mean"])
     selection.heads = heads if selection.choice == "ensemble" else config.ensemble
     if (metric == "hamming_loss" and parse_objective(config.objective or "f1").kind == "hamming"
             and config.threshold_mode == "fixed" and config.fixed_threshold == 0.5):
         selection.threshold = _global_threshold(chosen_oof[selection.choice], targets, known, folds)
     for name, score in selection.candidates.items():
+        if "note" in score:
+            console.print(f"  {name:<8} {score['note']} ({score['seconds']:.1f} s)")
+            continue
         detail = (f", C={score['C']}, {score['scaling']} scaling" if "C" in score else "") + (f", {score['heads']} heads" if "heads" in score else "")
         detail += f", {score['trees']} trees" if "trees" in score else ""
         console.print(f"  {name:<8} {metric} {score['mean']:.4f} ± {score['std']:.4f} over {len(folds)} folds "
@@ -262,7 +263,13 @@ def _forest_candidate(selection: Selection, chosen_oof: dict[str, np.ndarray], c
                       thresholds_for: Callable[[Validation], Thresholds], budget: TimeBudget | None,
                       console: Console) -> None:
     """The random forest's fold scores added to `selection` and its out-of-fold probabilities to `chosen_oof`, unless
-    tagnet.training.forest.forest_out_of_fold leaves it out (said there)."""
+    tagnet.training.forest.forest_out_of_fold leaves it out (said there) or the table has more than SCREEN_CELLS
+    rows x labels."""
+    if targets.size > SCREEN_CELLS or sp.issparse(x):
+        console.print("  forest   left out: " + ("sparse inputs (its ONNX graph takes dense rows)" if sp.issparse(x) else
+                      f"{targets.shape[0]} rows x {targets.shape[1]} labels > {SCREEN_CELLS:,} (its leaves would hold "
+                      "every label's rate)"))
+        return
     found = forest_out_of_fold(x, targets, known, folds, trees=config.forest_trees, seed=config.seed, budget=budget,
                                console=console)
     if found is not None:
@@ -270,6 +277,62 @@ def _forest_candidate(selection: Selection, chosen_oof: dict[str, np.ndarray], c
         val = {"probs": found[0], "targets": targets, "known": known}
         selection.candidates["forest"] = _summary(fold_scores(selection.metric, val, folds, thresholds_for), found[1],
                                                   trees=config.forest_trees)
+
+
+def network_out_of_fold(config: TrainConfig, x: np.ndarray | sp.csr_matrix, targets: np.ndarray, known: np.ndarray,
+                        folds: list[tuple[np.ndarray, np.ndarray]], *, many: int, make_head: Callable[[], nn.Module]
+                        ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Out-of-fold probabilities and seconds of the MLP candidate (the first head of each fold) and of the ensemble
+    of `many` heads (each with its own held-out part of the fold's training rows), on the held-out rows of `folds`
+    (rows of no fold stay 0). Sparse rows are made dense one batch at a time."""
+    single = dataclasses.replace(config, ensemble=1)
+    features = x if sp.issparse(x) else torch.as_tensor(x, dtype=torch.float32)
+    oof = {"mlp": np.zeros(targets.shape, np.float32), "ensemble": np.zeros(targets.shape, np.float32)}
+    seconds = {"mlp": 0.0, "ensemble": 0.0}
+    for k, (train_rows, held) in enumerate(folds):
+        held_features = rows_of(features, held, dense=False)  # scored by each of the fold's heads
+        for i, (rows, val_rows) in enumerate(train_val_splits(targets, known, rows=train_rows, heads=many,
+                                                              val_fraction=config.val_fraction, seed=config.seed)):
+            started = time.perf_counter()
+            head = make_head()
+            fit_head(head, features, targets, known, rows, val_rows, config=single, seed=config.seed + 1000 * k + i)
+            probs = head_probabilities(head, held_features)
+            spent = time.perf_counter() - started
+            if i == 0:
+                oof["mlp"][held], seconds["mlp"] = probs, seconds["mlp"] + spent
+            oof["ensemble"][held] += probs / many
+            seconds["ensemble"] += spent
+    return oof, seconds
+
+
+def screened_networks(config: TrainConfig, names: tuple[str, ...], x: np.ndarray | sp.csr_matrix, targets: np.ndarray,
+                      known: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], linear_oof: np.ndarray, *,
+                      make_head: Callable[[], nn.Module], thresholds_for: Callable[[Validation], Thresholds],
+                      linear_seconds: float) -> dict[str, Any] | None:
+    """The speed rule of the network candidates (MLP, ensemble) at many labels x rows. Where the training rows x labels
+    exceed SCREEN_CELLS (and --select auto compares several candidates), one MLP head is first screened on the first
+    SCREEN_FOLDS folds against the linear head on the same rows (thresholds fitted on the other screened folds' rows);
+    only if it wins does the full CV of the MLP and the ensemble follow. With a time budget, a linear CV that already
+    took more than a quarter of it skips the networks. Returns the MLP's summary when the networks are left out
+    (screened, or over the budget, with a "note"), else None (the full CV runs)."""
+    if names == ("linear",) or targets.size <= SCREEN_CELLS or len(folds) <= SCREEN_FOLDS or config.select != "auto":
+        return None
+    budget = config.budget_seconds()
+    if budget is not None and linear_seconds > budget / 4:
+        return {"mean": float("nan"), "std": float("nan"), "folds": [], "seconds": 0.0,
+                "note": f"not fitted: the linear CV took {linear_seconds:.0f} s of the {budget:.0f} s budget"}
+    metric = select_metric(config)
+    held = [rows for _, rows in folds[:SCREEN_FOLDS]]
+    screen = [(np.concatenate([h for i, h in enumerate(held) if i != k]), h) for k, h in enumerate(held)]
+    oof, seconds = network_out_of_fold(config, x, targets, known, folds[:SCREEN_FOLDS], many=1, make_head=make_head)
+    scores = {name: fold_scores(metric, {"probs": probs, "targets": targets, "known": known}, screen, thresholds_for)
+              for name, probs in (("mlp", oof["mlp"]), ("linear", linear_oof))}
+    sign = 1.0 if TUNE_METRICS[metric] == "maximize" else -1.0
+    if sign * np.mean(scores["mlp"]) > sign * np.mean(scores["linear"]):
+        return None
+    return {**_summary(scores["mlp"], seconds["mlp"]), "linear_on_same_folds": float(np.mean(scores["linear"])),
+            "note": f"screened on {SCREEN_FOLDS} folds ({targets.shape[0]} rows x {targets.shape[1]} labels > "
+                    f"{SCREEN_CELLS:,}): below the linear head there, the MLP and ensemble CV skipped"}
 
 
 def _global_threshold(probs: np.ndarray, targets: np.ndarray, known: np.ndarray,

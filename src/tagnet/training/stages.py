@@ -228,7 +228,7 @@ def choose_head(run: Run) -> None:
     single = dataclasses.replace(config, ensemble=1)
     if config.select in ("auto", "linear"):  # a named MLP or ensemble needs no CV
         run.console.print(f"choosing the head (--select {config.select}) by {config.cv_folds}-fold CV on {len(rows)} rows")
-    run.selection = select_head(config, run.head_inputs.values.numpy()[rows], table.targets, table.known,
+    run.selection = select_head(config, run.head_inputs.array()[rows], table.targets, table.known,
                                 make_head=lambda: head_members(kind.build_model(single, data))[0],
                                 thresholds_for=lambda val: validation_thresholds(val, config).thresholds,
                                 console=run.console, budget=plan.budget)
@@ -253,7 +253,7 @@ def heads(run: Run) -> None:
         choose_head(run)
         config = run.plan.config
     if run.selection is not None and run.selection.choice == "linear":
-        run.results = fit_linear_heads(head_members(run.model), run.head_inputs.values.numpy(), run.data.table.targets,
+        run.results = fit_linear_heads(head_members(run.model), run.head_inputs.array(), run.data.table.targets,
                                        run.data.table.known, run.splits, C=run.selection.C,
                                        scaling=run.selection.scaling)
         return
