@@ -25,7 +25,8 @@ from tagnet.training.stages import Callbacks, Run
 from tagnet.training.validation import fold_scores, merged_validation, side_rules_dict, validation_thresholds
 
 # The stages every run goes through before and after its recipe's own (Recipe.stages).
-PREPARE = (("read_inputs", stages.read_inputs), ("prepare_inputs", stages.prepare_inputs),
+PREPARE = (("read_inputs", stages.read_inputs), ("add_ancestors", stages.add_ancestors),
+           ("prepare_inputs", stages.prepare_inputs),
            ("fit_backbone_to_budget", stages.fit_backbone_to_budget), ("fit_state", stages.fit_state),
            ("plan_recipe", stages.plan_recipe))
 
@@ -48,7 +49,8 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
           config: TrainConfig | None = None, read_options: dict[str, Any] | None = None, modality: str | None = None,
           console: Console | None = None, progress: bool = True, resume: bool = False, force: bool = False,
           epoch_callback: Callable[[int, float], None] | None = None, source: DataSource | None = None,
-          callbacks: dict[str, list[Callable[..., Any]]] | None = None) -> TrainResult:
+          callbacks: dict[str, list[Callable[..., Any]]] | None = None, hierarchy: str | Path | None = None,
+          hierarchy_separator: str | None = None) -> TrainResult:
     """Train a multi-label model on images, texts or feature rows and write a run folder.
 
     Args:
@@ -70,6 +72,9 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
             text_column, tabular, read_options and modality.
         callbacks: functions hooked on the run's events (tagnet.training.stages.EVENTS): on_stage_start and
             on_stage_end (stage name, run state), on_epoch_end (epoch, val_mAP).
+        hierarchy: a label hierarchy file (paths such as animal/dog per line, or a YAML tree): the config's
+            `hierarchy` setting; the targets get each label's ancestors, predictions stay consistent (tagnet.hierarchy).
+        hierarchy_separator: the paths' separator (default /); without `hierarchy`, the label names are split at it.
     Returns:
         TrainResult with the run and artifact folders and the validation report.
     Raises:
@@ -78,6 +83,9 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     source = source or DataSource(labels, images_dir=images_dir, text_column=text_column, tabular=tabular,
                                   read_options=dict(read_options or {}), modality=modality)
     started = time.perf_counter()
+    if hierarchy is not None or hierarchy_separator is not None:
+        config = (config or TrainConfig()).updated(hierarchy=None if hierarchy is None else str(hierarchy),
+                                                   hierarchy_separator=hierarchy_separator)
     plan = resolve_plan(source, config=config, val_labels=val_labels, started=started)
     hooks = {event: list(functions) for event, functions in (callbacks or {}).items()}
     if epoch_callback is not None:
@@ -106,13 +114,16 @@ def decisions(run: Run) -> None:
     """Thresholds fitted on the heads' merged validation outputs, the validation report and, with --cv, each fold's
     scores; notes on labels missing the objective's target said."""
     config, table = run.plan.config, run.data.table
+    if run.hierarchy is not None:  # thresholds fitted, and every score taken, with the rule in place
+        for result in run.results:
+            result.validation["probs"] = run.hierarchy.consistent(result.validation["probs"])
     val, val_rows = merged_validation(run.splits, run.results, len(run.data))
     fit = validation_thresholds(val, config)
     notes = fit.notes(table.label_names)
     for line in notes:
         run.console.print(f"[yellow]note[/yellow] {line}", soft_wrap=True)
     report = evaluate_probabilities(val["targets"], val["probs"], fit.thresholds, label_names=table.label_names,
-                                    known=val["known"])
+                                    known=val["known"], hierarchy=run.hierarchy)
     folds = fold_scores(run.splits, run.results, fit.thresholds, table.label_names) if config.cv else None
     if folds is not None:
         run.console.print(f"{config.cv}-fold cross-validation: mAP {folds['mAP']['mean']:.4f} ± {folds['mAP']['std']:.4f}, "
@@ -139,7 +150,8 @@ def write_artifact(run: Run) -> None:
         run.run_dir / ARTIFACT_DIR, model=run.model, modality=plan.kind.name, label_names=table.label_names,
         thresholds=out["thresholds"], state=run.state, config=config.to_dict(), metrics=report.summary(),
         extra={"best_epoch": best_epoch, "skipped_inputs": len(run.data.skipped), "finetuned": run.finetuned,
-               "decision_rules": side_rules_dict(out["validation"], config), "recipe": run.recipe.to_dict(), **chosen})
+               "decision_rules": side_rules_dict(out["validation"], config), "recipe": run.recipe.to_dict(), **chosen},
+        hierarchy=run.hierarchy)
     run.loggers.finish(report.summary())
     result.seconds = time.perf_counter() - run.started
     write_run_end(run.run_dir, report_dict=report.to_dict(), best_epoch=best_epoch, seconds=result.seconds,
