@@ -280,3 +280,37 @@ def test_data_check_reports_missing_labels_skipped_levels_and_cycles(hierarchy_r
     done = runner.invoke(app, ["data", "check", str(table), "--tabular", "--label-columns", "animal,dog,cat,car",
                                "--hierarchy", str(tmp_path / "short.txt")])
     assert done.exit_code == 1 and "not in the hierarchy" in done.output
+
+
+def test_report_page_and_calibrate_keep_the_tree(hierarchy_run, tmp_path):
+    import shutil
+
+    from tagnet.decisions.refit import calibrate
+    from tagnet.report.html import load_run
+
+    folder, _ = hierarchy_run
+    assert load_run(folder / "run").hierarchy == load_artifact(folder / "run").hierarchy
+    copy = tmp_path / "run"
+    shutil.copytree(folder / "run", copy)
+    calibrate(copy, folder / "test.csv", read_options={"label_columns": ["animal", "car", "cat", "dog"]})
+    predictor = Predictor(copy)
+    assert predictor.hierarchy is not None and predictor.calibration is not None
+    probs = predictor.predict_proba(np.random.default_rng(7).normal(size=(100, 3)).astype(np.float32) * 2)
+    assert (probs[:, [1, 2, 3]] <= probs[:, [4, 0, 0]]).all()  # still consistent after the temperatures
+
+
+def test_api_train_with_the_separator_in_label_names(tmp_path):
+    import tagnet
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 2))
+    lines = ["x0,x1,animal/dog,animal/cat,plant"] + [
+        f"{a:.4f},{b:.4f},{int(a > 0.5)},{int(a < -0.5)},{int(b > 0)}" for a, b in x]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    result = tagnet.train(tmp_path / "t.csv", tabular=True, out_dir=tmp_path / "run", hierarchy_separator="/",
+                          read_options={"label_columns": ["animal/dog", "animal/cat", "plant"]},
+                          config=tagnet.TrainConfig(epochs=2, select="mlp"), progress=False)
+    artifact = load_artifact(result.run_dir)
+    assert artifact.label_names == ["animal/cat", "animal/dog", "plant", "animal"]
+    assert artifact.hierarchy.paths == artifact.label_names and artifact.hierarchy.parents == (3, 3, -1, -1)
+    assert artifact.config["hierarchy_separator"] == "/" and result.report.hierarchy["inconsistent"] == 0
