@@ -109,7 +109,8 @@ class Run:
 
 
 def read_inputs(run: Run) -> None:
-    """The training file's inputs, then the --val file's (its labels aligned to the training file's)."""
+    """The training file's inputs, then the --val file's (its labels aligned to the training file's); under a hierarchy
+    with the implied ancestors added (add_ancestors)."""
     source, kind = run.plan.source, run.plan.kind
     data = kind.read(source)
     run.from_val_file = np.zeros(len(data), dtype=bool)
@@ -118,10 +119,11 @@ def read_inputs(run: Run) -> None:
         val.table = val.table.aligned_to(data.table.label_names, what=str(run.plan.val_labels))
         data, run.from_val_file = data.followed_by(val), np.r_[run.from_val_file, np.ones(len(val), dtype=bool)]
     run.data = data
+    add_ancestors(run)
 
 
 def add_ancestors(run: Run) -> None:
-    """With --hierarchy (or --hierarchy-separator): the labels' tree, its ancestors of the data's labels added as labels
+    """With --hierarchy (or --hierarchy-separator): the labels' tree, the ancestors of the data's labels added as labels
     where the data lacks them, and every known positive's ancestors made positives (for images, texts and tables
     alike); said in one line."""
     config, table = run.plan.config, run.data.table

@@ -25,8 +25,7 @@ from tagnet.training.stages import Callbacks, Run
 from tagnet.training.validation import fold_scores, merged_validation, side_rules_dict, validation_thresholds
 
 # The stages every run goes through before and after its recipe's own (Recipe.stages).
-PREPARE = (("read_inputs", stages.read_inputs), ("add_ancestors", stages.add_ancestors),
-           ("prepare_inputs", stages.prepare_inputs),
+PREPARE = (("read_inputs", stages.read_inputs), ("prepare_inputs", stages.prepare_inputs),
            ("fit_backbone_to_budget", stages.fit_backbone_to_budget), ("fit_state", stages.fit_state),
            ("plan_recipe", stages.plan_recipe))
 
