@@ -42,7 +42,8 @@ def hierarchy_findings(table: LabelTable, locations: list[str], *, path: str | P
                       f"{_names(unused)}; training leaves them out"))
     rows, labels = skipped_levels(table, tree)
     if len(rows):
-        first = [f"{locations[r]}: {table.label_names[j]!r} without {aligned.names[aligned.parents[j]]!r}"
+        first = [f"{locations[r]}: {table.label_names[j]!r} without "
+                 f"{aligned.names[aligned.parents[aligned.index[table.label_names[j]]]]!r}"
                  for r, j in zip(rows[:SHOWN].tolist(), labels[:SHOWN].tolist())]
         found.append(("warning", "level skipped", _where(locations, rows),
                       f"{len(np.unique(rows))} item(s) have a label without its parent ({'; '.join(first)}"

@@ -134,8 +134,8 @@ class Tree:
         return paths
 
     def for_labels(self, label_names: Sequence[str], *, source: str = "hierarchy") -> Tree:
-        """This tree restricted to `label_names` (in their order) followed by the ancestors they lack (sorted, listed
-        as `implied`).
+        """This tree restricted to `label_names` and the ancestors they lack (listed as `implied`): all sorted by name
+        when `label_names` are (as LabelTable keeps them), else `label_names` in their order followed by the implied.
 
         Raises DataError naming the labels the tree lacks."""
         missing = [name for name in label_names if name not in self.index]
@@ -148,6 +148,7 @@ class Tree:
         kept = self.with_ancestors(given[None, :])[0]
         implied = tuple(sorted(self.names[j] for j in np.flatnonzero(kept & ~given)))
         names = [*label_names, *implied]
+        names = sorted(names) if list(label_names) == sorted(label_names) else names
         where = {name: k for k, name in enumerate(names)}
         parents = [where[self.names[p]] if (p := self.parents[self.index[name]]) >= 0 else -1 for name in names]
         return Tree(tuple(names), tuple(parents), self.separator, self.full_names, implied)
