@@ -186,7 +186,7 @@ def hierarchy_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hier")
     (folder / "tree.txt").write_text("animal/dog\nanimal/cat\nvehicle/car\n")
     train = _animal_table(folder / "train.csv", 200, 0)
-    test = _animal_table(folder / "test.csv", 80, 1)
+    _animal_table(folder / "test.csv", 80, 1)
     done = runner.invoke(app, ["train", str(train), "--tabular", "--label-columns", "animal,dog,cat,car",
                                "--hierarchy", str(folder / "tree.txt"), "--out", str(folder / "run"), "--epochs", "8",
                                "--select", "mlp", "--set", "lr=0.02"])

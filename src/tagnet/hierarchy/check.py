@@ -23,8 +23,7 @@ def hierarchy_findings(table: LabelTable, locations: list[str], *, path: str | P
     one-line summary of the tree for the check's step table."""
     source = str(path) if path is not None else "label names"
     try:
-        tree = load_hierarchy(path, separator=separator, label_names=table.label_names)
-        tree.depth
+        tree = load_hierarchy(path, separator=separator, label_names=table.label_names)  # a cycle is refused here
     except DataError as exc:
         return [("error", "hierarchy", source, str(exc))], "the hierarchy could not be read"
     found: list[Finding] = []

@@ -174,8 +174,7 @@ class Tree:
             raise ArtifactError(f"{source}: {size} labels for a model with {num_labels} outputs")
         tree = cls(tuple(names), tuple(parents), str(data.get("separator", "/")), bool(data.get("full_names")),
                    tuple(str(n) for n in data.get("implied", [])))
-        try:
-            tree.depth
-        except DataError as exc:
-            raise ArtifactError(f"{source}: {exc}") from None
+        loop = tree.cycle()
+        if loop:
+            raise ArtifactError(f"{source}: the hierarchy has a cycle: {' -> '.join(loop)}")
         return tree
