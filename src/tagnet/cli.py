@@ -235,6 +235,11 @@ def data_check(
                                               help="warn about labels with fewer examples")] = 5,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the report as JSON here")] = None,
     audit: Annotated[bool, typer.Option("--audit", metavar=FLAG, help="also list likely label errors (see tagnet audit)")] = False,
+    hierarchy: Annotated[Optional[Path], typer.Option("--hierarchy", help="also check the labels against this hierarchy "
+                                                      "(paths a/b/c per line, or a YAML tree)")] = None,
+    hierarchy_separator: Annotated[Optional[str], typer.Option(
+        "--hierarchy-separator", help="the paths' separator (default /); without --hierarchy, split the label names "
+                                      "at it")] = None,
     tabular: TabularOpt = False,
     label_count: LabelCountOpt = None,
     labels_xml: LabelsXmlOpt = None,
@@ -244,7 +249,8 @@ def data_check(
     with its row or file (exit 1 if unusable)."""
     modality, options = _modality_and_options(labels, options, text_column=None, tabular=tabular,
                                               label_count=label_count, labels_xml=labels_xml)
-    report = check_dataset(labels, images_dir=images, min_examples=min_examples, tabular=modality == "tabular", **options)
+    report = check_dataset(labels, images_dir=images, min_examples=min_examples, tabular=modality == "tabular",
+                           hierarchy=hierarchy, hierarchy_separator=hierarchy_separator, **options)
     from tagnet.report.data_check import render_report
 
     render_report(report, Console())

@@ -198,6 +198,13 @@ class TrainConfig:
     precision: str | None = _setting(None, "Lightning precision; default bf16-mixed where supported, else 32-true",
                                      flag="--precision", constraint=Options(PRECISIONS))
     cache_dir: str | None = _setting(None, "folder for decoded-image, feature and embedding caches; default RUN/cache")
+    hierarchy: str | None = _setting(None, "a label hierarchy: a file of paths (animal/dog, one per line) or a YAML tree "
+                                           "(.yaml, .yml); training adds each label's ancestors to the targets and "
+                                           "predictions stay consistent (a label only with its parent)",
+                                     flag="--hierarchy")
+    hierarchy_separator: str | None = _setting(None, "what separates a hierarchy path's parts: in the --hierarchy file "
+                                                     "(default /), or, without a file, in the label names themselves "
+                                                     "(animal/dog is dog under animal)", flag="--hierarchy-separator")
     loggers: str = _setting("", "Lightning loggers besides tagnet's own metrics.csv, comma-separated: csv "
                                 "(RUN/logs/csv), tensorboard (RUN/logs/tensorboard), mlflow (mlflow_uri)",
                             flag="--logger", multiple=True, constraint=CommaList(LOGGERS))

@@ -16,6 +16,7 @@ from tagnet.data.labels import read_labels_explained
 from tagnet.data.label_table import LabelTable
 from tagnet.data.feature_table import is_feature_table, read_feature_table, table_read_options
 from tagnet.errors import DataError
+from tagnet.hierarchy.check import hierarchy_findings
 
 TOP_PAIRS = 10
 PAIR_BLOCK = 1 << 24  # label pairs counted at once by _top_pairs
@@ -87,6 +88,8 @@ def check_dataset(
     images_dir: str | Path | None = None,
     min_examples: int = 5,
     tabular: bool = False,
+    hierarchy: str | Path | None = None,
+    hierarchy_separator: str | None = None,
     **read_kwargs: Any,
 ) -> DatasetReport:
     """Check a label file (or table) and its images, step by step, like fastai's DataBlock.summary().
@@ -99,6 +102,8 @@ def check_dataset(
         tabular: the path is a feature table (CSV) read with read_feature_table(**read_kwargs); ARFF
             files and label_count / labels_xml options imply it. Its feature columns are checked
             instead of images.
+        hierarchy, hierarchy_separator: a label hierarchy (as `tagnet train --hierarchy` takes it) to check the labels
+            against: labels missing from it, items whose labels skip a level, cycles (tagnet.hierarchy.check).
 
     Returns:
         A DatasetReport; a label file that cannot be read is reported as an error, not raised.
@@ -136,6 +141,11 @@ def check_dataset(
     report.steps.append(Step("read labels", "ok", f"{table.source_format} format: {len(table)} items, "
                                                   f"{table.num_labels} labels"))
     _check_labels(report, table, locations, min_examples)
+    if hierarchy is not None or hierarchy_separator is not None:
+        found, summary = hierarchy_findings(table, locations, path=hierarchy, separator=hierarchy_separator)
+        report.problems += [Problem(*finding) for finding in found]
+        status = "failed" if any(f[0] == "error" for f in found) else "warning" if found else "ok"
+        report.steps.append(Step("hierarchy", status, summary))
     if features is not None:
         _check_features(report, *features)
         return report

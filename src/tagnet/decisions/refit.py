@@ -93,6 +93,8 @@ def calibrate(run: str | Path, labels: str | Path, *, images_dir: str | Path | N
                                                             read_options=read_options)
     scaling = fit_temperature(targets, probs, known) if temperature else None
     calibrated = scaling.apply(probs) if scaling else probs
+    if predictor.hierarchy is not None:  # as Predictor.run: the hierarchy's rule after the temperatures
+        calibrated = predictor.hierarchy.consistent(calibrated)
     fit = validation_thresholds({"targets": targets, "probs": calibrated, "known": known}, config)
 
     meta_path = artifact.path / META_FILE

@@ -10,6 +10,7 @@ from tagnet.config.source import DataSource
 from tagnet.inference.artifact import Artifact
 from tagnet.errors import DataError
 from tagnet.evaluation.metrics import MetricsReport, evaluate_probabilities
+from tagnet.hierarchy.targets import with_implied_ancestors
 from tagnet.inference.predictor import Predictor
 from tagnet.decisions.thresholds import Thresholds, decision_thresholds
 
@@ -58,19 +59,25 @@ def _evaluate_rules(artifact, labels, *, images_dir, read_options,
                                                            read_options=read_options)
     return [evaluate_probabilities(targets, probs, rule if isinstance(rule, Thresholds)
                                    else decision_thresholds(predictor.artifact.thresholds, rule),
-                                   label_names=predictor.label_names, known=known) for rule in rules], errors
+                                   label_names=predictor.label_names, known=known, hierarchy=predictor.hierarchy)
+            for rule in rules], errors
 
 
 def labelled_probabilities(predictor: Predictor, labels: str | Path, *, images_dir: str | Path | None = None,
                            read_options: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str]]:
-    """(targets, known, probabilities, skipped) of the readable inputs of a labelled file, read as `evaluate` reads it.
+    """(targets, known, probabilities, skipped) of the readable inputs of a labelled file, read as `evaluate` reads it
+    (under a hierarchy with the implied ancestors of its labels added, as training adds them).
 
     Raises:
         DataError when the file's label names differ from the model's, or no input is readable.
     """
     source = DataSource(labels, images_dir=images_dir, read_options=dict(read_options or {}))
-    data = predictor.modality.read(source, state=predictor.artifact.state, label_names=predictor.label_names)
-    table = data.table.aligned_to(predictor.label_names, what=str(labels), missing_negative=True)
+    tree = predictor.hierarchy
+    implied = set(tree.implied) if tree is not None else set()
+    names = [name for name in predictor.label_names if name not in implied]
+    data = predictor.modality.read(source, state=predictor.artifact.state, label_names=names)
+    table = data.table.aligned_to(names, what=str(labels), missing_negative=True)
+    table = with_implied_ancestors(table, tree) if tree is not None else table
     probs, kept, errors = predictor.modality.probabilities(predictor, list(data.inputs))
     if not kept:
         raise DataError(f"{labels}: none of its {len(table)} inputs could be read (images folder: {images_dir})")

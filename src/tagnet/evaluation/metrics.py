@@ -17,6 +17,8 @@ from sklearn.metrics import (
 from tagnet.decisions.calibration import ece as calibration_error
 from tagnet.errors import DataError
 from tagnet.decisions.thresholds import Thresholds, apply_thresholds, as_thresholds
+from tagnet.hierarchy.metrics import hierarchy_scores
+from tagnet.hierarchy.tree import Tree
 
 
 @dataclass
@@ -52,6 +54,9 @@ class MetricsReport:
     one_error: float | None
     labels_without_positives: list[str] = dataclasses.field(default_factory=list)
     ece: float | None = None  # expected calibration error over every known cell (per label: per_label "ece")
+    # under a label hierarchy (tagnet.hierarchy.metrics.hierarchy_scores): hierarchical precision, recall, f1
+    # (ancestors included), inconsistent decisions (a label without its parent) and per_depth scores
+    hierarchy: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every field."""
@@ -70,7 +75,8 @@ class MetricsReport:
         """The headline numbers: mAP, micro/macro/samples F1, Hamming loss, exact match."""
         return {"mAP": self.mAP, "micro_f1": self.micro_f1, "macro_f1": self.macro_f1,
                 "samples_f1": self.samples_f1, "hamming_loss": self.hamming_loss,
-                "exact_match": self.exact_match}
+                "exact_match": self.exact_match,
+                **({"hierarchical_f1": self.hierarchy["f1"]} if self.hierarchy is not None else {})}
 
 
 def _prf(y_true: np.ndarray, y_pred: np.ndarray, average: str) -> tuple[float, float, float]:
@@ -203,6 +209,7 @@ def evaluate_probabilities(
     *,
     label_names: Sequence[str],
     known: np.ndarray | None = None,
+    hierarchy: Tree | None = None,
 ) -> MetricsReport:
     """Score probabilities against targets with scikit-learn's metrics.
 
@@ -224,6 +231,8 @@ def evaluate_probabilities(
         thresholds: a Thresholds object or one threshold per label.
         label_names: the label of each column.
         known: (n_items, n_labels) bool mask, or None when every value is known.
+        hierarchy: the labels' tree (aligned to label_names): a label is predicted only when its parent is
+            (Tree.gate), and the report adds hierarchical and per-depth scores (MetricsReport.hierarchy).
     Returns:
         MetricsReport.
     Raises:
@@ -233,7 +242,8 @@ def evaluate_probabilities(
     names = list(label_names)
     y, p, mask = _checked_inputs(targets, probs, known, names)
     th = as_thresholds(thresholds, num_labels=len(names))
-    pred = apply_thresholds(p, th).astype(np.int8)
+    chosen = apply_thresholds(p, th)
+    pred = (chosen if hierarchy is None else hierarchy.gate(chosen)).astype(np.int8)
     probabilities = bool(((p >= 0) & (p <= 1)).all())
     counts = _label_counts(y, pred, mask)
     per_label = _per_label(y, p, counts, mask, names, th.values,
@@ -253,4 +263,6 @@ def evaluate_probabilities(
         hamming_loss=float((counts[1].sum() + counts[2].sum()) / mask.sum()), exact_match=exact,
         ranking_loss=ranking, coverage=coverage, one_error=one_error,
         labels_without_positives=[row["label"] for row in per_label if row["ap"] is None],
-        ece=float(calibration_error(y[mask][:, None], p[mask][:, None])[0]) if probabilities else None)
+        ece=float(calibration_error(y[mask][:, None], p[mask][:, None])[0]) if probabilities else None,
+        hierarchy=None if hierarchy is None else hierarchy_scores(
+            y, pred, np.array([np.nan if row["ap"] is None else row["ap"] for row in per_label]), hierarchy, mask))

@@ -18,6 +18,7 @@ from tagnet.decisions.calibration import TemperatureScaling
 from tagnet.config.settings import MODALITIES
 from tagnet.errors import ArtifactError, TagnetError
 from tagnet.files import atomic_write, json_default
+from tagnet.hierarchy.tree import Tree
 from tagnet.models import PreprocessConfig, TagnetModel
 from tagnet.models.weights import load_state_into
 from tagnet.decisions.thresholds import Thresholds
@@ -47,6 +48,7 @@ class Artifact:
     meta: dict[str, Any]
     path: Path
     calibration: TemperatureScaling | None = None  # from `tagnet calibrate`: applied to probabilities before thresholds
+    hierarchy: Tree | None = None  # the labels' tree (--hierarchy): probabilities and decisions follow it (tree.RULE)
 
     @property
     def preprocess(self) -> PreprocessConfig:
@@ -74,6 +76,7 @@ def save_artifact(
     config: dict[str, Any],
     metrics: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    hierarchy: Tree | None = None,
 ) -> Path:
     """Write `out_dir`/model.safetensors and `out_dir`/tagnet.json (format 2), each atomically; return `out_dir`.
 
@@ -87,6 +90,7 @@ def save_artifact(
         config: the resolved training settings (JSON-able).
         metrics: validation metrics (JSON-able; numpy numbers are converted).
         extra: anything else to record (JSON-able).
+        hierarchy: the labels' tree, aligned to label_names (kept as the key "hierarchy").
 
     Raises:
         ArtifactError: label_names does not match the model's number of outputs.
@@ -109,6 +113,7 @@ def save_artifact(
         "config": config,
         "metrics": metrics,
         "extra": extra or {},
+        **({"hierarchy": hierarchy.to_dict()} if hierarchy is not None else {}),
     }
     text = json.dumps(meta, indent=2, default=json_default) + "\n"
     state = {key: tensor.detach().cpu().contiguous() for key, tensor in model.state_dict().items()}
@@ -192,6 +197,8 @@ def load_artifact(path: str | Path) -> Artifact:
     thresholds = Thresholds.from_dict(meta["thresholds"], num_labels=spec["num_labels"], source=f"{meta_path} key 'thresholds'")
     calibration = None if meta.get("calibration") is None else TemperatureScaling.from_dict(
         meta["calibration"], num_labels=spec["num_labels"], source=f"{meta_path} key 'calibration'")
+    hierarchy = None if meta.get("hierarchy") is None else Tree.from_dict(
+        meta["hierarchy"], num_labels=spec["num_labels"], source=f"{meta_path} key 'hierarchy'")
     weights_path = directory / WEIGHTS_FILE
     if not weights_path.is_file():
         raise ArtifactError(f"weights file {weights_path} is missing; expected it next to {META_FILE}")
@@ -216,4 +223,5 @@ def load_artifact(path: str | Path) -> Artifact:
         meta=meta,
         path=directory,
         calibration=calibration,
+        hierarchy=hierarchy,
     )

@@ -22,7 +22,6 @@ from tagnet.modalities.image import prepare_image
 from tagnet.models import TagnetModel
 from tagnet.models.fused import FusedBackbone
 from tagnet.inference.predictor import Predictor
-from tagnet.decisions.thresholds import apply_thresholds
 
 # Layers that reduce a feature map rather than compute one: never a Grad-CAM target.
 POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.LPPool2d)
@@ -180,7 +179,7 @@ def explain_images(predictor: Predictor, images: Sequence[ImageInput], *, labels
         return []
     arrays = np.stack([array for _, array in prepared])
     probs = predictor.predict_proba(arrays)
-    chosen = apply_thresholds(probs, predictor.artifact.thresholds)
+    chosen = predictor.decide(probs)
     per_image = [wanted if wanted is not None else [n for n, on in zip(names, row) if on] for row in chosen]
     pairs = [(i, names.index(label)) for i, image_labels in enumerate(per_image) for label in image_labels]
     if max_maps is not None and len(pairs) > max_maps:

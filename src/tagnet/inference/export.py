@@ -35,7 +35,7 @@ DEFAULT_OPSET = ExportSettings().opset
 PARITY_TOLERANCE = 1e-4
 INT8_SUFFIX = ".int8.onnx"
 OUTPUT_DESCRIPTION = "float32 {name} (batch, {labels}): sigmoid of each label's logit, in label_names order"
-JSON_METADATA = ("label_names", "thresholds", "calibration", "preprocess", "model", "feature_names")
+JSON_METADATA = ("label_names", "thresholds", "calibration", "preprocess", "model", "feature_names", "hierarchy")
 
 
 @dataclass
@@ -78,6 +78,7 @@ def onnx_metadata(artifact: Artifact, **extra: str) -> dict[str, str]:
         WEIGHTS_DIGEST_KEY: weights_sha256(artifact),
         "output": OUTPUT_DESCRIPTION.format(name=ONNX_OUTPUT, labels=len(artifact.label_names)),
         **_calibration_metadata(artifact),
+        **_hierarchy_metadata(artifact),
         **extra,
     }
 
@@ -89,6 +90,16 @@ def _calibration_metadata(artifact: Artifact) -> dict[str, str]:
     return {"calibration": json.dumps(artifact.calibration.to_dict()),
             "calibration_note": f"{ONNX_OUTPUT} are not calibrated: apply p_j = sigmoid(logit(p_j) / temperatures[j]) "
                                 "before the thresholds, as tagnet does"}
+
+
+def _hierarchy_metadata(artifact: Artifact) -> dict[str, str]:
+    """The labels' tree (names, parent indices, paths) and its rule, which the graph's probabilities already follow."""
+    tree = artifact.hierarchy
+    if tree is None:
+        return {}
+    return {"hierarchy": json.dumps({**tree.to_dict(), "paths": tree.paths}),
+            "hierarchy_note": f"{ONNX_OUTPUT} already follow the hierarchy (no label above its parent); predict a label "
+                              "only when it passes its threshold and so does every ancestor, as tagnet does"}
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, Any]:

@@ -164,6 +164,7 @@ class Predictor:
         self.modality = modalities.get(self.artifact.modality)
         self.batch_size = batch_size
         self.calibration = self.artifact.calibration if calibrated else None
+        self.hierarchy = self.artifact.hierarchy
         self.model = self.artifact.model.eval()
         if self.modality.normalization(self.model) is not None:  # image batches arrive channels-last
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -188,7 +189,7 @@ class Predictor:
     @torch.inference_mode()
     def run(self, inputs: torch.Tensor) -> np.ndarray:
         """One batch of model inputs (normalised images, token ids, feature rows) -> (N, labels) probabilities
-        (calibrated when the predictor is)."""
+        (calibrated when the predictor is; under a hierarchy made consistent last: tagnet.hierarchy.tree.RULE)."""
         if self.session is None and self.device.type != "cpu" and self._forward is None:
             chosen = device_forward(self.model, inputs, self.device, in_place=True)
             if chosen is None:  # no GPU precision agrees with the CPU (said in a warning)
@@ -200,7 +201,14 @@ class Predictor:
             probs = torch.sigmoid(logits.float()).numpy()
         else:
             probs = self.session.run([ONNX_OUTPUT], {self.input_name: inputs.contiguous().numpy()})[0]
-        return probs if self.calibration is None else self.calibration.apply(probs).astype(np.float32)
+        probs = probs if self.calibration is None else self.calibration.apply(probs).astype(np.float32)
+        return probs if self.hierarchy is None else self.hierarchy.consistent(probs)
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """(N, labels) bool: the labels predicted from probabilities by the artifact's thresholds (under a hierarchy
+        a label only when its parent is too)."""
+        chosen = apply_thresholds(probs, self.artifact.thresholds) if len(probs) else np.zeros_like(probs, bool)
+        return chosen if self.hierarchy is None else self.hierarchy.gate(chosen)
 
     def predict_proba(self, items: Sequence) -> np.ndarray:
         """(N, labels) probabilities of N inputs: image paths, PIL images or uint8 arrays; texts; or feature rows.
@@ -231,7 +239,7 @@ class Predictor:
     def results(self, probs: np.ndarray, *, sources: Sequence[str],
                 errors: dict[str, str] | None = None) -> PredictionResults:
         """Probabilities (N, labels) of N inputs named by `sources` -> PredictionResults with thresholded label sets."""
-        chosen = apply_thresholds(probs, self.artifact.thresholds) if len(probs) else np.zeros_like(probs, bool)
+        chosen = self.decide(probs)
         predictions = [
             Prediction(src, {n: float(p) for n, p in zip(self.label_names, row)},
                        [n for n, on in zip(self.label_names, picked) if on])

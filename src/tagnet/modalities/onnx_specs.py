@@ -47,6 +47,13 @@ class OnnxGraph:
     build: Callable[[int, str], Any] | None = None
 
 
+def _probabilities(predictor: Predictor, **standardize: Any) -> ProbabilityGraph:
+    """The graph's module: the predictor's model with the sigmoid, and its hierarchy's consistency rule if any."""
+    tree = predictor.hierarchy
+    rule = {} if tree is None else {"up": tree.up, "steps": tree.levels - 1}
+    return ProbabilityGraph(predictor.model, **standardize, **rule)
+
+
 class OnnxSpec:
     """How one modality's model is exported to ONNX (tagnet.inference.export runs it and checks the parity)."""
 
@@ -73,7 +80,7 @@ class ImageOnnx(OnnxSpec):
                                                    dtype=np.uint8)
         samples = [pixels[:IMAGE_SAMPLES[0]], pixels[IMAGE_SAMPLES[0]:]]
         inputs = [normalize_batch(torch.from_numpy(s).permute(0, 3, 1, 2), pre.mean, pre.std).contiguous() for s in samples]
-        return OnnxGraph(ProbabilityGraph(predictor.model), self.input_name, {0: torch.export.Dim("batch")}, samples,
+        return OnnxGraph(_probabilities(predictor), self.input_name, {0: torch.export.Dim("batch")}, samples,
                          inputs, {"preprocess": json.dumps(pre.to_dict()),
                                   "input": IMAGE_INPUT.format(name=self.input_name, size=pre.image_size)})
 
@@ -95,7 +102,7 @@ class TextOnnx(OnnxSpec):
         samples = [list(texts) for texts in SAMPLE_TEXTS]
         axes = {0: torch.export.Dim("batch"), 1: torch.export.Dim("tokens", max=encoder.max_tokens)}
         tokenizer = tokenizer_path(out).name
-        return OnnxGraph(ProbabilityGraph(predictor.model), self.input_name, axes, samples,
+        return OnnxGraph(_probabilities(predictor), self.input_name, axes, samples,
                          [encoder.pad(encoder.tokenize(texts)) for texts in samples],
                          {"input": TEXT_INPUT.format(name=self.input_name, tokenizer=tokenizer,
                                                      max_tokens=encoder.max_tokens, pad_id=encoder.pad_id),
@@ -129,7 +136,7 @@ class TableOnnx(OnnxSpec):
         forest = isinstance(head, ForestHead)  # float64 in: standardised exactly as in training (forest_graph)
         build = None if not forest else lambda opset, output: forest_graph(
             head, mean=mean, std=std, opset=opset, input_name=self.input_name, output_name=output)
-        return OnnxGraph(ProbabilityGraph(predictor.model, mean=mean, std=std), self.input_name,
+        return OnnxGraph(_probabilities(predictor, mean=mean, std=std), self.input_name,
                          {0: torch.export.Dim("batch")}, [list(s) for s in samples],
                          [torch.from_numpy(s.astype(np.float64) if forest else s) for s in samples],
                          {"feature_names": json.dumps(state["feature_names"]),

@@ -150,21 +150,29 @@ class TagnetModel(nn.Module):
 
 class ProbabilityGraph(nn.Module):
     """What an exported graph computes: optional standardisation of raw rows ((x - mean) / std, NaN -> 0, as
-    tagnet.data.feature_table.standardize), the model, then the sigmoid: probabilities out, not logits."""
+    tagnet.data.feature_table.standardize), the model, then the sigmoid: probabilities out, not logits; under a label
+    hierarchy (`up`: each label's parent index, a root's own; `steps`: levels - 1) made consistent as
+    tagnet.hierarchy.tree.Tree.consistent makes them."""
 
-    def __init__(self, model: nn.Module, *, mean=None, std=None) -> None:
+    def __init__(self, model: nn.Module, *, mean=None, std=None, up=None, steps: int = 0) -> None:
         super().__init__()
         self.model = model
         self.standardizes = mean is not None
         if self.standardizes:
             self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
             self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+        self.steps = steps if up is not None else 0  # a label hierarchy: each step takes the minimum with the parent's
+        if self.steps:
+            self.register_buffer("up", torch.as_tensor(up, dtype=torch.int64))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.standardizes:
             scaled = (inputs - self.mean) / self.std
             inputs = torch.where(torch.isnan(scaled), torch.zeros_like(scaled), scaled)
-        return torch.sigmoid(self.model(inputs))
+        probs = torch.sigmoid(self.model(inputs))
+        for _ in range(self.steps):  # tagnet.hierarchy.tree.Tree.consistent, inside the graph
+            probs = torch.minimum(probs, probs[:, self.up])
+        return probs
 
 
 def set_backbone_trainable(model: TagnetModel, trainable: bool) -> None:

@@ -24,6 +24,7 @@ from tagnet.errors import ArtifactError, TagnetError
 from tagnet.training.run_folder import (ARTIFACT_DIR, CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE, RUN_FILE, read_epochs, read_json_file,
                         read_validation_predictions)
 from tagnet.decisions.thresholds import Thresholds, apply_thresholds
+from tagnet.hierarchy.tree import Tree
 
 THUMBNAIL_PX = 160
 ANNOTATE_MAX_LABELS = 15
@@ -44,6 +45,7 @@ class RunData:
     config: dict[str, Any]
     run: dict[str, Any]
     calibration: TemperatureScaling | None = None  # from `tagnet calibrate`: applied before the thresholds
+    hierarchy: Tree | None = None  # the labels' tree (--hierarchy): a label is predicted only with its parent
 
 
 def load_run(run_dir: str | Path) -> RunData:
@@ -71,8 +73,10 @@ def load_run(run_dir: str | Path) -> RunData:
                                 [float(row["threshold"]) for row in per_label], int(config.get("top_k", 1)))
     calibration = None if meta.get("calibration") is None else TemperatureScaling.from_dict(
         meta["calibration"], num_labels=len(names), source=str(run_dir / ARTIFACT_DIR / META_FILE))
+    hierarchy = None if meta.get("hierarchy") is None else Tree.from_dict(
+        meta["hierarchy"], num_labels=len(names), source=str(run_dir / ARTIFACT_DIR / META_FILE))
     return RunData(run_dir, names, items, truths, probs, thresholds, epochs, metrics, config,
-                   read_json_file(run_dir / RUN_FILE, required=False), calibration)
+                   read_json_file(run_dir / RUN_FILE, required=False), calibration, hierarchy)
 
 
 def item_losses(truths: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -353,7 +357,9 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-widt
 def render_page(data: RunData, *, max_images: int = 12, max_labels: int = 40) -> str:
     """The report page as one HTML string with every image embedded (no network access needed)."""
     scored = data.calibration.apply(data.probs) if data.calibration is not None else data.probs
+    scored = data.hierarchy.consistent(scored) if data.hierarchy is not None else scored
     predicted = apply_thresholds(scored, data.thresholds)
+    predicted = data.hierarchy.gate(predicted) if data.hierarchy is not None else predicted
     validation = data.metrics.get("validation", {})
     per_label = validation.get("per_label") or []
     title = f"tagnet run {data.run_dir.resolve().name}"

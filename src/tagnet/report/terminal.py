@@ -168,8 +168,25 @@ def render_metrics(report: MetricsReport, console: Console, *, max_labels: int =
                                 ("calibration error (ECE)", report.ece, "lower")):
         overall.add_row(name, _fmt(value), better)
     console.print(overall)
+    if report.hierarchy is not None:
+        render_hierarchy(report.hierarchy, console)
     for line in report.warnings():
         console.print(f"[yellow]warning[/] {line}", soft_wrap=True)
+
+
+def render_hierarchy(scores: dict, console: Console) -> None:
+    """The hierarchical scores of a report (MetricsReport.hierarchy): precision, recall and F1 with ancestors included,
+    the decisions that break the tree, and micro-F1 and mAP per depth."""
+    table = Table(title="Hierarchy (true and predicted label sets with their ancestors; Kiritchenko et al. 2005)")
+    for column in ("depth", "labels", "precision", "recall", "F1", "mAP"):
+        table.add_column(column, justify="left" if column == "depth" else "right")
+    for row in scores["per_depth"]:
+        table.add_row(str(row["depth"]), str(row["labels"]), _fmt(row["micro_precision"]), _fmt(row["micro_recall"]),
+                      _fmt(row["micro_f1"]), _fmt(row["mAP"]))
+    table.add_section()
+    table.add_row("hierarchical", "", _fmt(scores["precision"]), _fmt(scores["recall"]), _fmt(scores["f1"]), "")
+    console.print(table)
+    console.print(f"inconsistent decisions (a label without its parent): {scores['inconsistent']}")
 
 
 def render_split(parts: dict[str, LabelTable], console: Console, *, paths: dict[str, Path] | None = None) -> None:

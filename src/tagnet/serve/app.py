@@ -68,6 +68,7 @@ class LabelsResponse(BaseModel):
     temperatures: list[float] | None = None  # the probabilities returned are calibrated with these (tagnet calibrate)
     image_size: int | None = None  # image models
     modality: str | None = None  # text and tabular models
+    paths: list[str] | None = None  # under a label hierarchy: each label's path from its root (vehicle/car/taxi)
 
 
 class HealthResponse(BaseModel):
@@ -260,7 +261,8 @@ def add_common_routes(app: FastAPI, predictor, *, stats: ServerStats, max_upload
         return {"labels": predictor.label_names, "thresholds": thresholds.values, "threshold_mode": thresholds.mode,
                 "top_k": thresholds.top_k, "min_labels": thresholds.min_labels, "max_labels": thresholds.max_labels,
                 "if_empty": thresholds.if_empty,
-                "temperatures": predictor.calibration.temperatures if predictor.calibration else None, **labels_extra}
+                "temperatures": predictor.calibration.temperatures if predictor.calibration else None,
+                "paths": predictor.hierarchy.paths if predictor.hierarchy is not None else None, **labels_extra}
 
     @app.get("/health", response_model=HealthResponse)
     async def health() -> dict:

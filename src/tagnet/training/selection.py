@@ -86,10 +86,12 @@ def select_metric(config: TrainConfig) -> str:
 
 def candidate_names(config: TrainConfig) -> tuple[str, ...]:
     """The candidates --select compares: every one for auto (no single MLP when --ensemble or --cv asks for several
-    heads; the random forest of config.forest_trees trees unless 0 or several heads), else the one named."""
+    heads; the random forest of config.forest_trees trees unless 0, several heads or a label hierarchy: its export graph
+    does not apply the hierarchy's rule), else the one named."""
     if config.select != "auto":
         return (config.select,)
-    forest = ("forest",) if config.forest_trees and config.ensemble == 1 and not config.cv else ()
+    hierarchy = config.hierarchy or config.hierarchy_separator
+    forest = ("forest",) if config.forest_trees and config.ensemble == 1 and not config.cv and not hierarchy else ()
     return (CANDIDATES if config.ensemble == 1 else ("linear", "ensemble")) + forest
 
 

@@ -21,6 +21,7 @@ from torch import nn
 from tagnet.data.split import train_val_splits
 from tagnet.engine import MultiLabelModule, PhaseResult, RunLoggers, default_precision, run_phase, seed_everything
 from tagnet.errors import ConfigError, DataError
+from tagnet.hierarchy import Tree, load_hierarchy, with_implied_ancestors
 from tagnet.inference.runtime import Spread
 from tagnet.modalities.base import HeadInputs, LabeledInputs
 from tagnet.models import TagnetModel, head_members, set_backbone_trainable
@@ -87,6 +88,7 @@ class Run:
     finetuned: bool = False
     privacy: dict[str, Any] | None = None  # with --dp-epsilon: what DP-SGD spent and what it covers (privacy_record)
     outcome: dict[str, Any] = field(default_factory=dict)  # the decisions stage's validation, thresholds, report
+    hierarchy: Tree | None = None  # the labels' tree (--hierarchy), aligned to the table's labels
     _loggers: RunLoggers | None = None
 
     @property
@@ -113,7 +115,8 @@ class Run:
 
 
 def read_inputs(run: Run) -> None:
-    """The training file's inputs, then the --val file's (its labels aligned to the training file's)."""
+    """The training file's inputs, then the --val file's (its labels aligned to the training file's); under a hierarchy
+    with the implied ancestors added (add_ancestors)."""
     source, kind = run.plan.source, run.plan.kind
     data = kind.read(source)
     run.from_val_file = np.zeros(len(data), dtype=bool)
@@ -122,6 +125,26 @@ def read_inputs(run: Run) -> None:
         val.table = val.table.aligned_to(data.table.label_names, what=str(run.plan.val_labels))
         data, run.from_val_file = data.followed_by(val), np.r_[run.from_val_file, np.ones(len(val), dtype=bool)]
     run.data = data
+    add_ancestors(run)
+
+
+def add_ancestors(run: Run) -> None:
+    """With --hierarchy (or --hierarchy-separator): the labels' tree, the ancestors of the data's labels added as labels
+    where the data lacks them, and every known positive's ancestors made positives (for images, texts and tables
+    alike); said in one line."""
+    config, table = run.plan.config, run.data.table
+    tree = load_hierarchy(config.hierarchy, separator=config.hierarchy_separator, label_names=table.label_names)
+    if tree is None:
+        return
+    run.hierarchy = tree.for_labels(table.label_names, source=str(run.plan.source.labels))
+    closed = with_implied_ancestors(table, run.hierarchy)
+    added = int(closed.targets.sum()) - int(table.targets.sum())
+    implied = run.hierarchy.implied
+    run.console.print(f"hierarchy: {closed.num_labels} labels in {run.hierarchy.levels} level(s)"
+                      + (f", {len(implied)} ancestor(s) added as labels ({', '.join(implied[:5])}"
+                         f"{' ...' if len(implied) > 5 else ''})" if implied else "")
+                      + f"; {added} implied positive(s) added to the targets", soft_wrap=True)
+    run.data.table = closed
 
 
 def prepare_inputs(run: Run) -> None:

@@ -50,7 +50,8 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
           config: TrainConfig | None = None, read_options: dict[str, Any] | None = None, modality: str | None = None,
           console: Console | None = None, progress: bool = True, resume: bool = False, force: bool = False,
           epoch_callback: Callable[[int, float], None] | None = None, source: DataSource | None = None,
-          callbacks: dict[str, list[Callable[..., Any]]] | None = None, dp_epsilon: float | None = None,
+          callbacks: dict[str, list[Callable[..., Any]]] | None = None, hierarchy: str | Path | None = None,
+          hierarchy_separator: str | None = None, dp_epsilon: float | None = None,
           dp_delta: float | None = None) -> TrainResult:
     """Train a multi-label model on images, texts or feature rows and write a run folder.
 
@@ -73,6 +74,9 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
             text_column, tabular, read_options and modality.
         callbacks: functions hooked on the run's events (tagnet.training.stages.EVENTS): on_stage_start and
             on_stage_end (stage name, run state), on_epoch_end (epoch, val_mAP).
+        hierarchy: a label hierarchy file (paths such as animal/dog per line, or a YAML tree): the config's
+            `hierarchy` setting; the targets get each label's ancestors, predictions stay consistent (tagnet.hierarchy).
+        hierarchy_separator: the paths' separator (default /); without `hierarchy`, the label names are split at it.
         dp_epsilon, dp_delta: train the head with differentially private SGD to this (ε, δ) budget (the settings of
             the same names; given here they override `config`'s); TrainResult.privacy says what was spent.
     Returns:
@@ -83,8 +87,11 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     source = source or DataSource(labels, images_dir=images_dir, text_column=text_column, tabular=tabular,
                                   read_options=dict(read_options or {}), modality=modality)
     started = time.perf_counter()
-    if dp_epsilon is not None or dp_delta is not None:
-        config = (config or TrainConfig()).updated(dp_epsilon=dp_epsilon, dp_delta=dp_delta)
+    overrides = {name: value for name, value in (("hierarchy", None if hierarchy is None else str(hierarchy)),
+                 ("hierarchy_separator", hierarchy_separator), ("dp_epsilon", dp_epsilon), ("dp_delta", dp_delta))
+                 if value is not None}
+    if overrides:  # the keywords that stand for settings override config's
+        config = (config or TrainConfig()).updated(**overrides)
     plan = resolve_plan(source, config=config, val_labels=val_labels, started=started)
     hooks = {event: list(functions) for event, functions in (callbacks or {}).items()}
     if epoch_callback is not None:
@@ -113,13 +120,16 @@ def decisions(run: Run) -> None:
     """Thresholds fitted on the heads' merged validation outputs, the validation report and, with --cv, each fold's
     scores; notes on labels missing the objective's target said."""
     config, table = run.plan.config, run.data.table
+    if run.hierarchy is not None:  # thresholds fitted, and every score taken, with the rule in place
+        for result in run.results:
+            result.validation["probs"] = run.hierarchy.consistent(result.validation["probs"])
     val, val_rows = merged_validation(run.splits, run.results, len(run.data))
     fit = validation_thresholds(val, config)
     notes = fit.notes(table.label_names)
     for line in notes:
         run.console.print(f"[yellow]note[/yellow] {line}", soft_wrap=True)
     report = evaluate_probabilities(val["targets"], val["probs"], fit.thresholds, label_names=table.label_names,
-                                    known=val["known"])
+                                    known=val["known"], hierarchy=run.hierarchy)
     folds = fold_scores(run.splits, run.results, fit.thresholds, table.label_names) if config.cv else None
     if folds is not None:
         run.console.print(f"{config.cv}-fold cross-validation: mAP {folds['mAP']['mean']:.4f} ± {folds['mAP']['std']:.4f}, "
@@ -149,7 +159,8 @@ def write_artifact(run: Run) -> None:
         run.run_dir / ARTIFACT_DIR, model=run.model, modality=plan.kind.name, label_names=table.label_names,
         thresholds=out["thresholds"], state=run.state, config=config.to_dict(), metrics=report.summary(),
         extra={"best_epoch": best_epoch, "skipped_inputs": len(run.data.skipped), "finetuned": run.finetuned,
-               "decision_rules": {} if private else side_rules_dict(out["validation"], config), "recipe": run.recipe.to_dict(), **chosen})
+               "decision_rules": {} if private else side_rules_dict(out["validation"], config), "recipe": run.recipe.to_dict(), **chosen},
+        hierarchy=run.hierarchy)
     write_model_card(result.artifact_dir, read_json_file(result.artifact_dir / META_FILE, required=True))
     run.loggers.finish(report.summary())
     result.seconds = time.perf_counter() - run.started

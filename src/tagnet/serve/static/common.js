@@ -2,7 +2,7 @@
 // result card's label rows: probability bars, each marked at the label's decision threshold.
 "use strict";
 
-const state = { labels: [], thresholds: [], modality: "image" };
+const state = { labels: [], thresholds: [], modality: "image", paths: {} };
 
 async function loadLabels() {
   const info = document.getElementById("model-info");
@@ -11,8 +11,10 @@ async function loadLabels() {
     state.labels = labels.labels;
     state.thresholds = labels.thresholds;
     state.modality = labels.modality || "image";
+    // under a label hierarchy each label is shown as its path from the root (vehicle/car/taxi)
+    state.paths = Object.fromEntries(labels.labels.map((name, j) => [name, (labels.paths || [])[j] || name]));
     info.textContent = `${health.model} on ${health.runtime} · ${labels.labels.length} labels: ` +
-      `${labels.labels.join(", ")} · thresholds: ${labels.threshold_mode}`;
+      `${labels.labels.map(shown).join(", ")} · thresholds: ${labels.threshold_mode}`;
   } catch (error) {
     info.textContent = `cannot reach the model: ${error.message}`;
   }
@@ -28,6 +30,10 @@ async function fetchJson(url, options) {
   return body;
 }
 
+function shown(name) {
+  return state.paths[name] || name;
+}
+
 function percent(p) {
   return `${(100 * p).toFixed(1)}%`;
 }
@@ -40,7 +46,7 @@ function labelRow(name, probability, threshold, predicted) {
   row.dataset.probability = probability.toFixed(6);
   const label = document.createElement("span");
   label.className = "name";
-  label.textContent = name;
+  label.textContent = shown(name);
   const bar = document.createElement("span");
   bar.className = "bar";
   bar.title = `probability ${percent(probability)}, threshold ${percent(threshold)}`;
@@ -63,7 +69,7 @@ function labelRow(name, probability, threshold, predicted) {
 function showPrediction(card, prediction) {
   const predicted = new Set(prediction.labels);
   card.querySelector(".predicted").textContent =
-    prediction.labels.length ? prediction.labels.join(", ") : "no label above its threshold";
+    prediction.labels.length ? prediction.labels.map(shown).join(", ") : "no label above its threshold";
   card.querySelector(".predicted").classList.toggle("none", !prediction.labels.length);
   const rows = card.querySelector(".label-rows");
   rows.replaceChildren(...state.labels
