@@ -197,8 +197,7 @@ def find_label_issues(
 ) -> list[LabelIssue]:
     """Likely label errors, most likely first: cleanlab's confident learning per label
     (cleanlab.multilabel_classification: find_multilabel_issues_per_class flags the cells,
-    get_label_quality_scores_per_class scores them; score = 1 - label quality), and every other cell whose
-    probability is on the other side of 0.5 from its given label (scored the same way).
+    get_label_quality_scores_per_class scores them; score = 1 - label quality).
 
     Unknown cells are never reported; cleanlab sees them as the model's own guess (p >= 0.5), which
     agrees with the model and so is no issue.
@@ -221,8 +220,7 @@ def find_label_issues(
         raise DataError(f"{len(items)} items and {len(label_names)} label names for targets of shape {y.shape}")
     given = np.where(mask, y, p >= 0.5)
     labels = [np.flatnonzero(row).tolist() for row in given]
-    flagged = np.asarray(find_multilabel_issues_per_class(labels=labels, pred_probs=p), dtype=bool)
-    flagged = (flagged | (given != (p >= 0.5))) & mask  # cleanlab's per-class counts can leave out a clear error
+    flagged = np.asarray(find_multilabel_issues_per_class(labels=labels, pred_probs=p), dtype=bool) & mask
     quality = np.asarray(get_label_quality_scores_per_class(labels=labels, pred_probs=p), dtype=np.float64)
     cells = np.argwhere(flagged)
     order = np.argsort(quality[flagged], kind="stable")

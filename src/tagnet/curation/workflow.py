@@ -130,7 +130,8 @@ def write_issues_page(issues: Sequence[LabelIssue], path: str | Path, *, images_
     more = f"<p class='note'>{len(issues) - limit} more in the CSV</p>" if len(issues) > limit else ""
     text = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><p class='note'>{len(issues)} likely "
-            "errors, most likely first: the probability is out of fold (from models that never saw the item)</p>"
+            "errors, most likely first: the probability is out of fold (from models that never saw the item), given "
+            "its inputs and its other labels</p>"
             f"{body}{more}</body></html>")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
