@@ -1,4 +1,4 @@
-"""Likely label errors (missing and wrong tags) from out-of-fold probabilities, with cleanlab."""
+"""Likely label errors (missing and wrong tags) from out-of-fold probabilities and label context, with cleanlab."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tagnet.engine.linear import fit_logistic
 from tagnet.errors import ConfigError, DataError
 
 ISSUE_COLUMNS = ("item", "label", "issue", "given", "probability", "score")
+CONTEXT_LABELS = 256  # the most frequent labels that context_probabilities reads as an item's other labels
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,24 @@ def _checked(targets: np.ndarray, probs: np.ndarray | None,
     return y, p, mask
 
 
+def _folds(y: np.ndarray, mask: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(training rows, held-out rows) of each of `folds` folds, stratified by the known present labels."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    present = y & mask
+    strata = np.column_stack([present, ~present]) if present.shape[1] == 1 else present
+    splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros((len(y), 1)), strata.astype(int)))
+
+
+def _single_class(y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels with one class only among their known cells, those labels' share of present cells)."""
+    counts, positives = mask.sum(axis=0), (y & mask).sum(axis=0)
+    one_class = np.flatnonzero((positives == 0) | (positives == counts))
+    rate = np.divide(positives, counts, out=np.full(len(counts), 0.5), where=counts > 0)
+    return one_class, rate[one_class]
+
+
 def out_of_fold_probabilities(
     features: np.ndarray,
     targets: np.ndarray,
@@ -70,8 +89,6 @@ def out_of_fold_probabilities(
     Raises:
         ConfigError: folds < 2 or more folds than items, or a c <= 0; DataError: shapes disagree.
     """
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-
     y, _, mask = _checked(targets, None, known)
     x = np.asarray(features, dtype=np.float64)
     cs = [float(c)] if np.isscalar(c) else [float(v) for v in c]
@@ -81,23 +98,93 @@ def out_of_fold_probabilities(
         raise ConfigError(f"folds={folds} must be from 2 to the number of items ({len(y)})")
     if not cs or min(cs) <= 0:
         raise ConfigError(f"c={c!r} must be one or more numbers > 0")
-    present = y & mask
-    strata = np.column_stack([present, ~present]) if present.shape[1] == 1 else present
-    splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     probs = np.zeros((len(cs), *y.shape))
-    for train, held in splitter.split(x, strata.astype(int)):
+    for train, held in _folds(y, mask, folds, seed):
         mean, std = fit_standardization(x[train])
         x_train, x_held = standardize(x[train], mean, std), standardize(x[held], mean, std)
         for k, strength in enumerate(cs):  # each c on its own: the same probabilities whichever others are given
             [[(coef, intercept)]] = fit_logistic(x_train, y[train], mask[train], Cs=(strength,))
             probs[k][held] = 1.0 / (1.0 + np.exp(-(x_held @ coef.T.astype(np.float64) + intercept)))
-        counts, positives = mask[train].sum(axis=0), (y[train] & mask[train]).sum(axis=0)
-        one_class = np.flatnonzero((positives == 0) | (positives == counts))
-        rate = np.divide(positives, counts, out=np.full(len(counts), 0.5), where=counts > 0)
-        probs[:, held[:, None], one_class] = rate[one_class]
-    clipped = np.clip(probs[:, mask], 1e-12, 1 - 1e-12)
+        one_class, rate = _single_class(y[train], mask[train])
+        probs[:, held[:, None], one_class] = rate
+    return _lowest_log_loss(probs, y, mask)
+
+
+def _lowest_log_loss(candidates: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The one of (k, items, labels) candidate probabilities with the lowest mean log loss over the known cells."""
+    clipped = np.clip(candidates[:, mask], 1e-12, 1 - 1e-12)
     log_loss = -np.where(y[mask], np.log(clipped), np.log1p(-clipped)).mean(axis=1)
-    return probs[int(np.argmin(log_loss))]
+    return candidates[int(np.argmin(log_loss))]
+
+
+def context_probabilities(
+    targets: np.ndarray,
+    probs: np.ndarray,
+    known: np.ndarray | None = None,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    c: float | Sequence[float] = (1.0, 10.0),
+) -> np.ndarray:
+    """Out-of-fold probability of each label given the model's evidence for it and the item's other labels.
+
+    Label j of an item is predicted from logit(probs[:, j]) (out-of-fold evidence from its inputs) and the item's
+    given values of the other labels (the CONTEXT_LABELS most frequent; an unknown value counts as its probability),
+    by one logistic regression per label fitted jointly (_fit_context, all labels at once) on the training folds:
+    a tag that does not fit the rest of the item's label set (a lone wrong tag, a label set missing the tag its
+    other tags imply) gets a probability that contradicts it even where the inputs alone are ambiguous.
+
+    Args:
+        targets: (n_items, n_labels) given 0/1; probs: (n_items, n_labels) out-of-fold probabilities (e.g.
+            out_of_fold_probabilities); known: False where a value is unknown (never fitted on).
+        c: inverse L2 regularisation strength of the weights (as scikit-learn's LogisticRegression's C), or several:
+            the one whose out-of-fold probabilities have the lowest log loss over the known cells is used.
+    Raises:
+        ConfigError: folds < 2 or more folds than items, or a c <= 0; DataError: shapes disagree.
+    """
+    y, p, mask = _checked(targets, probs, known)
+    cs = [float(c)] if np.isscalar(c) else [float(v) for v in c]
+    if not 2 <= folds <= len(y):
+        raise ConfigError(f"folds={folds} must be from 2 to the number of items ({len(y)})")
+    if not cs or min(cs) <= 0:
+        raise ConfigError(f"c={c!r} must be one or more numbers > 0")
+    clipped = np.clip(p, 1e-4, 1 - 1e-4)
+    evidence = np.log(clipped) - np.log1p(-clipped)
+    columns = np.argsort(-(y & mask).sum(axis=0), kind="stable")[:CONTEXT_LABELS]
+    context = np.where(mask, y, p)[:, columns]
+    others = columns[None, :] != np.arange(y.shape[1])[:, None]  # (labels, context): a label never explains itself
+    out = np.empty((len(cs), *p.shape))
+    for train, held in _folds(y, mask, folds, seed):
+        for k, strength in enumerate(cs):
+            a, w, b = _fit_context(evidence[train], context[train], y[train], mask[train], others, strength)
+            out[k][held] = 1.0 / (1.0 + np.exp(-(evidence[held] * a + context[held] @ w.T + b)))
+        one_class, rate = _single_class(y[train], mask[train])
+        out[:, held[:, None], one_class] = rate
+    return _lowest_log_loss(out, y, mask)
+
+
+def _fit_context(evidence: np.ndarray, context: np.ndarray, y: np.ndarray, mask: np.ndarray, allowed: np.ndarray,
+                 c: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a (labels,), w (labels, context), b (labels,)) of logit = evidence * a + context @ w.T + b minimising the mean
+    log loss over the known cells + |a|^2 + |w|^2 over 2 c rows (w zero where not allowed), by L-BFGS (scipy)."""
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
+    rows, labels = y.shape
+    width = context.shape[1]
+    weight, target, penalty = mask / rows, y.astype(np.float64), 1.0 / (c * rows)
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        a, w, b = theta[:labels], theta[labels:-labels].reshape(labels, width) * allowed, theta[-labels:]
+        z = evidence * a + context @ w.T + b
+        residual = (expit(z) - target) * weight
+        value = (weight * (np.logaddexp(0, z) - target * z)).sum() + penalty * (a @ a + (w * w).sum()) / 2
+        grad_w = (residual.T @ context + penalty * w) * allowed
+        return value, np.concatenate([(residual * evidence).sum(axis=0) + penalty * a, grad_w.ravel(), residual.sum(axis=0)])
+
+    start = np.concatenate([np.ones(labels), np.zeros(labels * width), np.zeros(labels)])
+    theta = minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": 500}).x
+    return theta[:labels], theta[labels:-labels].reshape(labels, width) * allowed, theta[-labels:]
 
 
 def find_label_issues(
@@ -117,7 +204,8 @@ def find_label_issues(
 
     Args:
         targets: (n_items, n_labels) given 0/1 labels.
-        probs: (n_items, n_labels) out-of-fold probabilities (from models that never saw the item).
+        probs: (n_items, n_labels) out-of-fold probabilities (from models that never saw the item); `tagnet audit`
+            passes context_probabilities (the inputs' evidence and the item's other labels).
         known: False where a value is unknown.
     Returns:
         LabelIssue rows sorted by score, highest first (ties: item order, then label order).

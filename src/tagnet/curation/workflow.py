@@ -12,10 +12,12 @@ from typing import Sequence
 import numpy as np
 
 from tagnet import modalities
-from tagnet.curation.audit import LabelIssue, find_label_issues, out_of_fold_probabilities, write_label_issues
+from tagnet.curation.audit import (LabelIssue, context_probabilities, find_label_issues, out_of_fold_probabilities,
+                                  write_label_issues)
 from tagnet.config.settings import TrainConfig
 from tagnet.config.source import DataSource
 from tagnet.data.decode import images_folder
+from tagnet.data.label_table import LabelTable
 from tagnet.errors import ConfigError, DataError
 from tagnet.inference.predictor import Predictor
 from tagnet.curation.suggest import suggest_items, write_label_requests
@@ -32,20 +34,25 @@ class AuditResult:
     page: Path | None = None
 
 
-def audit_labels(labels: str | Path, *, images_dir: str | Path | None = None, text_column: str | int | None = None,
-                 tabular: bool = False, read_options: dict | None = None, config: TrainConfig | None = None,
-                 folds: int = 5, output: str | Path | None = None, page: str | Path | None = None) -> AuditResult:
-    """Find likely label errors in a label file read as `train` reads it.
+@dataclass
+class Encoded:
+    """Frozen-encoder features (items, features) of the readable inputs, their label table, the inputs skipped
+    (source -> why) and whether the inputs are images (thumbnails)."""
 
-    Every input's frozen-encoder output (image features, sentence embeddings, standardised rows: what heads train
-    on) gets out-of-fold probabilities from `folds` logistic regressions; cleanlab ranks the cells whose given label
-    they contradict. Writes the issues as CSV to `output` and an HTML page (thumbnails for images) to `page`.
+    features: np.ndarray
+    table: LabelTable
+    skipped: dict[str, str]
+    thumbnails: bool
 
-    Args:
-        config: the encoder settings (backbone, image_size...; default the modality's); it must be a frozen
-            pretrained encoder.
+
+def frozen_features(labels: str | Path, *, images_dir: str | Path | None = None, text_column: str | int | None = None,
+                    tabular: bool = False, read_options: dict | None = None, config: TrainConfig | None = None,
+                    min_items: int = 2) -> Encoded:
+    """The frozen-encoder output of every readable input of a label file read as `train` reads it (image features,
+    sentence embeddings, standardised rows: what heads train on), with its label table.
+
     Raises:
-        ConfigError: the settings' model is not a frozen encoder, or folds is out of range; DataError: bad data.
+        ConfigError: the settings' model is not a frozen encoder; DataError: bad data, or fewer than min_items inputs.
     """
     read_options = dict(read_options or {})
     kind = modalities.detect(labels, read_options, text_column=text_column, tabular=tabular)
@@ -61,19 +68,43 @@ def audit_labels(labels: str | Path, *, images_dir: str | Path | None = None, te
     with tempfile.TemporaryDirectory(prefix="tagnet-audit-") as temp:
         cache_dir = Path(config.cache_dir or temp)
         data, _ = kind.prepare(data, model, cache_dir=cache_dir)
-        if len(data) < folds:
-            raise DataError(f"{labels}: {len(data)} readable inputs; auditing with {folds} folds needs at least {folds}")
+        if len(data) < min_items:
+            raise DataError(f"{labels}: {len(data)} readable inputs; auditing with {min_items} folds needs at least "
+                            f"{min_items}")
         state = kind.fit_state(model, data, np.arange(len(data)), text_column=text_column, read_options=source.read_options)
         features = kind.head_inputs(model, data, state, cache_dir=cache_dir, progress=False).array(dense=True)
-    table = data.table
-    probs = out_of_fold_probabilities(features, table.targets, table.known, folds=folds, seed=config.seed)
+    return Encoded(features, data.table, dict(data.skipped), kind.spec.thumbnails)
+
+
+def audit_labels(labels: str | Path, *, images_dir: str | Path | None = None, text_column: str | int | None = None,
+                 tabular: bool = False, read_options: dict | None = None, config: TrainConfig | None = None,
+                 folds: int = 5, output: str | Path | None = None, page: str | Path | None = None) -> AuditResult:
+    """Find likely label errors in a label file read as `train` reads it.
+
+    Every input's frozen-encoder output (frozen_features) gets out-of-fold probabilities from `folds` logistic
+    regressions, then out-of-fold probabilities given the item's other labels too (context_probabilities);
+    tagnet.curation.audit.find_label_issues ranks the cells whose given label those contradict.
+    Writes the issues as CSV to `output` and an HTML page (thumbnails for images) to `page`.
+
+    Args:
+        config: the encoder settings (backbone, image_size...; default the modality's); it must be a frozen
+            pretrained encoder.
+    Raises:
+        ConfigError: the settings' model is not a frozen encoder, or folds is out of range; DataError: bad data.
+    """
+    config = config or TrainConfig()
+    encoded = frozen_features(labels, images_dir=images_dir, text_column=text_column, tabular=tabular,
+                              read_options=read_options, config=config, min_items=folds)
+    table = encoded.table
+    probs = out_of_fold_probabilities(encoded.features, table.targets, table.known, folds=folds, seed=config.seed)
+    probs = context_probabilities(table.targets, probs, table.known, folds=folds, seed=config.seed)
     issues = find_label_issues(table.targets, probs, table.known, items=table.items, label_names=table.label_names)
-    result = AuditResult(issues, len(table), dict(data.skipped))
+    result = AuditResult(issues, len(table), encoded.skipped)
     if output is not None:
         result.output = write_label_issues(issues, output)
     if page is not None:
         result.page = write_issues_page(issues, page, images_dir=images_folder(table.meta, images_dir),
-                                        thumbnails=kind.spec.thumbnails, source=str(labels))
+                                        thumbnails=encoded.thumbnails, source=str(labels))
     return result
 
 
@@ -99,7 +130,8 @@ def write_issues_page(issues: Sequence[LabelIssue], path: str | Path, *, images_
     more = f"<p class='note'>{len(issues) - limit} more in the CSV</p>" if len(issues) > limit else ""
     text = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><p class='note'>{len(issues)} likely "
-            "errors, most likely first: the probability is out of fold (from models that never saw the item)</p>"
+            "errors, most likely first: the probability is out of fold (from models that never saw the item), given "
+            "its inputs and its other labels</p>"
             f"{body}{more}</body></html>")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
