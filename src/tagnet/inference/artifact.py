@@ -18,7 +18,7 @@ from tagnet.decisions.calibration import TemperatureScaling
 from tagnet.config.settings import MODALITIES
 from tagnet.errors import ArtifactError, TagnetError
 from tagnet.files import atomic_write, json_default
-from tagnet.models import PreprocessConfig, TagnetModel
+from tagnet.models import PreprocessConfig, TagnetModel, grow_head, grown_base_spec
 from tagnet.models.weights import load_state_into
 from tagnet.decisions.thresholds import Thresholds
 
@@ -200,7 +200,8 @@ def load_artifact(path: str | Path) -> Artifact:
     except (SafetensorError, OSError) as exc:
         raise ArtifactError(f"weights file {weights_path} is not a readable safetensors file: {exc}") from exc
     try:
-        model = modalities.get(meta["modality"]).rebuild_model(spec, meta["input"], source=str(meta_path))
+        model = modalities.get(meta["modality"]).rebuild_model(grown_base_spec(spec), meta["input"], source=str(meta_path))
+        grow_head(model, spec)  # a head grown by `tagnet train --from` (models.base.GrownHead)
         load_state_into(model, state, source=str(weights_path), what=f"{spec['name']} model recorded in {META_FILE}")
     except TagnetError as exc:
         raise ArtifactError(f"{meta_path}: {exc}") from exc

@@ -19,6 +19,7 @@ from tagnet.evaluation.metrics import MetricsReport, evaluate_probabilities
 from tagnet.decisions.thresholds import Thresholds
 from tagnet.inference.artifact import save_artifact
 from tagnet.training import stages
+from tagnet.training.growth import grow
 from tagnet.training.plan import resolve_plan
 from tagnet.training.run_folder import ARTIFACT_DIR, read_run_start, start_run, write_run_end
 from tagnet.training.stages import Callbacks, Run
@@ -48,7 +49,7 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
           config: TrainConfig | None = None, read_options: dict[str, Any] | None = None, modality: str | None = None,
           console: Console | None = None, progress: bool = True, resume: bool = False, force: bool = False,
           epoch_callback: Callable[[int, float], None] | None = None, source: DataSource | None = None,
-          callbacks: dict[str, list[Callable[..., Any]]] | None = None) -> TrainResult:
+          callbacks: dict[str, list[Callable[..., Any]]] | None = None, from_run: str | Path | None = None) -> TrainResult:
     """Train a multi-label model on images, texts or feature rows and write a run folder.
 
     Args:
@@ -70,6 +71,8 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
             text_column, tabular, read_options and modality.
         callbacks: functions hooked on the run's events (tagnet.training.stages.EVENTS): on_stage_start and
             on_stage_end (stage name, run state), on_epoch_end (epoch, val_mAP).
+        from_run: a finished run folder to grow (tagnet.training.growth.grow): `labels` adds labels or examples to
+            it; the run's settings, encoder and untouched labels' weights are kept, its frozen outputs reused.
     Returns:
         TrainResult with the run and artifact folders and the validation report.
     Raises:
@@ -77,6 +80,9 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     """
     source = source or DataSource(labels, images_dir=images_dir, text_column=text_column, tabular=tabular,
                                   read_options=dict(read_options or {}), modality=modality)
+    if from_run is not None:
+        return TrainResult(**grow(source, from_run=from_run, out_dir=out_dir, config=config, console=console,
+                                  progress=progress, force=force))
     started = time.perf_counter()
     plan = resolve_plan(source, config=config, val_labels=val_labels, started=started)
     hooks = {event: list(functions) for event, functions in (callbacks or {}).items()}
