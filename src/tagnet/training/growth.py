@@ -218,11 +218,12 @@ def merge(parent: Parent, kind: Modality, new: LabeledInputs, console: Console, 
 
 
 def linear_rule(run: Run, parent: Parent) -> Selection | None:
-    """How the trained labels' linear head is fitted: as the parent's linear head was (logistic regression at its C
-    when --select chose it, else (None) trained by the head phase like the parent's); for a head whose labels share
-    weights (MLP, ensemble, or grown before), logistic regression at the C chosen by k-fold CV."""
+    """How the trained labels' linear head is fitted: as the parent's (former) linear head was (logistic regression at
+    its C when --select chose it, else (None) trained by the head phase like the parent's); beside a head whose labels
+    share weights (MLP, ensemble), by logistic regression at the C chosen by k-fold CV."""
     chosen = parent.artifact.meta.get("extra", {}).get("selection") or {}
-    if plain_linear(parent.artifact.model.head):
+    head = parent.artifact.model.head
+    if plain_linear(head.base if isinstance(head, GrownHead) else head):
         if chosen.get("choice") != "linear":
             return None
         return Selection("linear", chosen.get("metric", ""), C=chosen["C"], scaling=chosen.get("scaling"))
@@ -261,38 +262,32 @@ def trained_heads(merged: Merged, parent: Parent, kind: Modality, source: DataSo
 
 
 def grown_model(model: TagnetModel, trained: np.ndarray, head: nn.Sequential, total: int) -> TagnetModel:
-    """`model` with `total` labels: the trained labels' rows from `head` (Dropout, Linear), every other label's weights
-    as they were. A plain linear head stays one (its rows replaced or added); a head whose labels share weights
-    becomes (or stays) a GrownHead, whose linear part gets the trained labels' rows."""
+    """`model` with `total` labels: its head kept whole (so every label not trained gets bit for bit the logit it got:
+    rows replaced in place would change the matrix's shape, and BLAS then rounds the other rows' logits differently),
+    beside it one linear head with the trained labels' rows from `head` (Dropout, Linear): a GrownHead. A head grown
+    before keeps its former head; its linear head's rows are replaced (labels refitted again) or added."""
     fitted, index = head[1], torch.from_numpy(trained)
-    if plain_linear(model.head):
-        old = model.head[1]
-        layer = nn.Linear(model.num_features, total)
-        with torch.no_grad():
-            layer.weight.copy_(torch.cat([old.weight, old.weight.new_zeros(total - old.out_features, old.in_features)]))
-            layer.bias.copy_(torch.cat([old.bias, old.bias.new_zeros(total - old.out_features)]))
-            layer.weight[index], layer.bias[index] = fitted.weight, fitted.bias
-        model.head = nn.Sequential(nn.Dropout(model.dropout), layer)
-    else:
-        grown = isinstance(model.head, GrownHead)
-        base = model.head.base if grown else model.head
-        n_base = model.head.base_labels if grown else model.num_labels
-        linear = model.head.extra[1] if grown else nn.Linear(model.num_features, 0)
-        take = torch.cat([model.head.take if grown else torch.arange(n_base),
-                          torch.zeros(total - model.num_labels, dtype=torch.int64)])
-        has = take[index] >= n_base  # labels with a row of the linear part already
-        fresh = index[~has]
-        rows = torch.cat([take[index[has]] - n_base, linear.out_features + torch.arange(len(fresh))])
-        order = torch.cat([has.nonzero().flatten(), (~has).nonzero().flatten()])
-        extra = make_head(model.num_features, linear.out_features + len(fresh), dropout=model.dropout, head_hidden=0)
-        with torch.no_grad():
-            weight = torch.cat([linear.weight, linear.weight.new_zeros(len(fresh), linear.in_features)])
-            bias = torch.cat([linear.bias, linear.bias.new_zeros(len(fresh))])
-            weight[rows], bias[rows] = fitted.weight[order], fitted.bias[order]
-            extra[1].weight.copy_(weight)
-            extra[1].bias.copy_(bias)
-        take[fresh] = n_base + rows[has.sum():]
-        model.head = GrownHead(base, extra, take, base_labels=n_base)
+    grown = isinstance(model.head, GrownHead)
+    base = model.head.base if grown else model.head
+    n_base = model.head.base_labels if grown else model.num_labels
+    linear = model.head.extra[1] if grown else None
+    weight0 = linear.weight if grown else torch.zeros(0, model.num_features)
+    bias0 = linear.bias if grown else torch.zeros(0)
+    take = torch.cat([model.head.take if grown else torch.arange(n_base),
+                      torch.zeros(total - model.num_labels, dtype=torch.int64)])
+    has = take[index] >= n_base  # labels with a row of the linear head already
+    fresh = index[~has]
+    rows = torch.cat([take[index[has]] - n_base, len(weight0) + torch.arange(len(fresh))])
+    order = torch.cat([has.nonzero().flatten(), (~has).nonzero().flatten()])
+    extra = make_head(model.num_features, len(weight0) + len(fresh), dropout=model.dropout, head_hidden=0)
+    with torch.no_grad():
+        weight = torch.cat([weight0, weight0.new_zeros(len(fresh), model.num_features)])
+        bias = torch.cat([bias0, bias0.new_zeros(len(fresh))])
+        weight[rows], bias[rows] = fitted.weight[order], fitted.bias[order]
+        extra[1].weight.copy_(weight)
+        extra[1].bias.copy_(bias)
+    take[fresh] = n_base + rows[int(has.sum()):]
+    model.head = GrownHead(base, extra, take, base_labels=n_base)
     model.num_labels = total
     return model.eval()
 
@@ -351,7 +346,7 @@ def grow(source: DataSource, *, from_run: str | Path, out_dir: str | Path, confi
              for name, rule_fit in _side_rules(val, sub.plan.config).items() if name in extra.get("decision_rules", {})}
     growth = {"parent": parent.record(), "new_labels": names[n_old:], "refitted_labels": [names[j] for j in merged.trained if j < n_old],
               "trained_labels": trained, "reused_inputs": len(merged.data) - merged.new_rows, "new_inputs": merged.new_rows,
-              "head": "linear rows" if plain_linear(model.head) else "grown (former head + linear head)",
+              "head": "the former head kept whole, beside it a linear head of the trained labels",
               "metrics_cover": "the trained labels, on their held-out rows"}
     artifact_dir = save_artifact(run_dir / ARTIFACT_DIR, model=model, modality=kind.name, label_names=names,
                                  thresholds=thresholds, state=parent.artifact.state, config=config.to_dict(),
