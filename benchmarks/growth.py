@@ -74,7 +74,8 @@ def main() -> None:
                                                 / seconds["full (5 labels, features cached)"], 3),
         "untouched labels identical on the test photos": bool(np.array_equal(probs["parent"], probs["grown"][:, :4])),
         f"AP of {args.label} on {len(test)} test photos": {k: round(v, 4) for k, v in ap.items()},
-        "grown - full AP": round(ap["grown"] - ap["full"], 4), "grown - full (cached) AP": round(ap["grown"] - ap["full-warm"], 4),
+        "grown - full AP": round(ap["grown"] - ap["full"], 4),
+        "grown - full (cached) AP": round(ap["grown"] - ap["full-warm"], 4),
         "growth": grown_meta["extra"]["growth"]}, indent=2))
 
 

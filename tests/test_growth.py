@@ -127,7 +127,8 @@ def test_refusals_are_one_line(tmp_path, image_parent):
          lambda: grow_table(write_table(tmp_path / "same.csv", ["a", "b"], range(200)), parent, tmp_path / "g",
                             ["a", "b"])),
         (DataError, "shares no label and no input",
-         lambda: grow_table(write_table(tmp_path / "other.csv", ["d"], range(200, 240)), parent, tmp_path / "g", ["d"])),
+         lambda: grow_table(write_table(tmp_path / "other.csv", ["d"], range(200, 240)), parent, tmp_path / "g",
+                            ["d"])),
         (ConfigError, "is the --from run", lambda: grow_table(new, parent, parent, ["a", "b", "c"])),
     ]
     for error, words, call in cases:
@@ -171,7 +172,7 @@ def test_image_run_grows_through_the_cli(tmp_path, image_parent):
     old, grown = Predictor(parent).predict_proba(paths), Predictor(out).predict_proba(paths)
     assert Predictor(out).label_names == ["bright", "red"]
     assert np.array_equal(old, grown[:, :1])
-    # chance is 0.5; the head trains 3 epochs (the parent's settings) on 64 photos, from features that learned brightness
+    # chance is 0.5; the head trains 3 epochs (the parent's settings) on 64 photos, on features that learned brightness
     assert average_precision_score(red, grown[:, 1]) > 0.75
     assert "--from" in runner.invoke(app, ["train", "--help"]).output
 
@@ -186,7 +187,8 @@ FOOD = ["pasta with tomato sauce", "fresh bread and butter", "a bowl of soup", "
 
 def test_text_run_reuses_its_embeddings_and_learns_a_new_label(tmp_path, monkeypatch):
     texts = [f"{t} {n}" for n in range(2) for t in WEATHER + OTHER]  # 32 texts the parent sees
-    (tmp_path / "old.csv").write_text("text,weather\n" + "".join(f"{t},{int(i % 16 < 8)}\n" for i, t in enumerate(texts)))
+    old = "".join(f"{t},{int(i % 16 < 8)}\n" for i, t in enumerate(texts))
+    (tmp_path / "old.csv").write_text("text,weather\n" + old)
     config = TrainConfig(epochs=3, finetune=False, batch_size=8)
     train(tmp_path / "old.csv", out_dir=tmp_path / "parent", text_column="text", config=config, progress=False)
     food = [f"{t} {n}" for n in range(2) for t in FOOD]  # 12 new texts: food known, weather unknown (empty)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import os
@@ -127,6 +126,15 @@ def input_keys(data: LabeledInputs) -> np.ndarray:
     return np.array(data.table.items, dtype=object)
 
 
+def matched_rows(old_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """For each of `keys`, its row in `old_keys` (-1: not there), by a sorted search."""
+    if len(old_keys) == 0:
+        return np.full(len(keys), -1, dtype=np.int64)
+    order = np.argsort(old_keys, kind="stable")
+    place = np.minimum(np.searchsorted(old_keys[order], keys), len(old_keys) - 1)
+    return np.where(old_keys[order][place] == keys, order[place], -1).astype(np.int64)
+
+
 def linked_cache(parent_cache: Path, own_cache: Path) -> Path:
     """`own_cache` with a link to each file of `parent_cache` it lacks: the parent's cached images and frozen outputs
     are read from there, while what is computed anew (an encoder fine-tuned since, new inputs) is written to
@@ -184,12 +192,11 @@ def merge(parent: Parent, kind: Modality, new: LabeledInputs, console: Console, 
     names = list(parent.artifact.label_names)
     added = [name for name in new.table.label_names if name not in names]
     keys = input_keys(new)
-    position = {key: row for row, key in enumerate(old_keys)}
-    match = np.array([position.get(key, -1) for key in keys], dtype=np.int64)
+    match = matched_rows(old_keys, keys)
     shared = [name for name in new.table.label_names if name in names]
     if not shared and not (match >= 0).any():
-        raise DataError(f"{what}: shares no label and no input with "
-                        f"--from {parent.run_dir}; expected the same inputs with new labels, or new inputs of its labels")
+        raise DataError(f"{what}: shares no label and no input with --from {parent.run_dir}; expected the same "
+                        "inputs with new labels, or new inputs of its labels")
     unseen, kept, unseen_inputs = _frozen(kind, parent.artifact.model, new.subset(np.flatnonzero(match < 0)),
                                           parent.artifact.state, own_cache)
     all_names, n_old = names + added, len(old)
@@ -327,9 +334,10 @@ def grow(source: DataSource, *, from_run: str | Path, out_dir: str | Path, confi
     merged = merge(parent, kind, new, console, Path(config.cache_dir or run_dir / "cache"), what=source.labels)
     names, n_old = merged.data.table.label_names, parent.artifact.model.num_labels
     trained = [names[j] for j in merged.trained]
-    console.print(f"growing {parent.run_dir}: {len(names) - n_old} new label(s), {sum(j < n_old for j in merged.trained)} "
-                  f"refitted, {len(names) - len(trained)} untouched; frozen outputs of "
-                  f"{len(merged.data) - merged.new_rows} inputs reused, {merged.new_rows} new", soft_wrap=True)
+    console.print(f"growing {parent.run_dir}: {len(names) - n_old} new label(s), "
+                  f"{int((merged.trained < n_old).sum())} refitted, {len(names) - len(trained)} untouched; frozen "
+                  f"outputs of {len(merged.data) - merged.new_rows} inputs reused, {merged.new_rows} new",
+                  soft_wrap=True)
     sub = trained_heads(merged, parent, kind, source, config, run_dir, console, progress)
     val, val_rows = merged_validation(sub.splits, sub.results, len(sub.data))
     fit = validation_thresholds(val, sub.plan.config)
@@ -344,8 +352,9 @@ def grow(source: DataSource, *, from_run: str | Path, out_dir: str | Path, confi
     rules = {name: merged_thresholds(Thresholds.from_dict(extra["decision_rules"][name]), rule_fit, merged.trained,
                                      len(names)).to_dict()
              for name, rule_fit in _side_rules(val, sub.plan.config).items() if name in extra.get("decision_rules", {})}
-    growth = {"parent": parent.record(), "new_labels": names[n_old:], "refitted_labels": [names[j] for j in merged.trained if j < n_old],
-              "trained_labels": trained, "reused_inputs": len(merged.data) - merged.new_rows, "new_inputs": merged.new_rows,
+    growth = {"parent": parent.record(), "new_labels": names[n_old:],
+              "refitted_labels": [names[j] for j in merged.trained if j < n_old], "trained_labels": trained,
+              "reused_inputs": len(merged.data) - merged.new_rows, "new_inputs": merged.new_rows,
               "head": "the former head kept whole, beside it a linear head of the trained labels",
               "metrics_cover": "the trained labels, on their held-out rows"}
     artifact_dir = save_artifact(run_dir / ARTIFACT_DIR, model=model, modality=kind.name, label_names=names,

@@ -159,4 +159,5 @@ def resume_training(run_dir: str | Path, *, console: Console | None = None, prog
     run, config = read_run_start(run_dir)
     return train(run["labels"], out_dir=run_dir, images_dir=run.get("images_dir"), text_column=run.get("text_column"),
                  val_labels=run.get("val_labels"), config=config, read_options=run.get("read_options") or {},
-                 modality=run.get("modality", "image"), console=console, progress=progress, resume=True)
+                 modality=run.get("modality", "image"), console=console, progress=progress, resume=True,
+                 from_run=(run.get("parent") or {}).get("run"))  # a grown run grows again from its parent
