@@ -311,6 +311,8 @@ def train_command(
         help=f"the training data: {LABEL_FILES}, or an ARFF/CSV feature table; required unless --resume",
         show_default=False)] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="continue the interrupted run in this folder")] = None,
+    from_run: Annotated[Optional[Path], typer.Option("--from", help="grow this finished run: LABELS adds labels or "
+                                                     "examples; only their heads train, the others stay as they are")] = None,
     images: ImagesOpt = None,
     val: Annotated[Optional[Path], typer.Option("--val", help="validation label file; default: a stratified split of LABELS")] = None,
     out: Annotated[Path, typer.Option("--out", help="run folder to write")] = Path("runs/train"),
@@ -342,7 +344,8 @@ def train_command(
     modality, options = _modality_and_options(labels, options, text_column=text_column, tabular=tabular,
                                               label_count=label_count, labels_xml=labels_xml)
     result = train(labels, out_dir=out, images_dir=images, text_column=text_column, val_labels=val, config=config,
-                   read_options=options, modality=modality, console=console, force=force)
+                   read_options=options, modality=None if from_run else modality, console=console, force=force,
+                   from_run=from_run)  # a grown run reads LABELS as its parent's data unless told otherwise
     if is_main_process():  # one report per distributed run
         render_metrics(result.report, console)
         console.print(f"run written to {result.run_dir} (artifact: {result.artifact_dir}) in {result.seconds:.0f} s")

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from tagnet.inference.artifact import META_FILE, load_artifact
+from tagnet.report.model_card import write_model_card
 from tagnet.decisions.calibration import TemperatureScaling, ece, fit_temperature
 from tagnet.config.settings import DECISION_SETTINGS, TrainConfig
 from tagnet.evaluation.evaluate import labelled_probabilities
@@ -115,6 +116,7 @@ def calibrate(run: str | Path, labels: str | Path, *, images_dir: str | Path | N
     previous = meta_path.with_name(META_FILE + PREVIOUS_SUFFIX)
     atomic_write(previous, lambda temp: temp.write_bytes(former))
     write_json(meta_path, meta)
+    write_model_card(artifact.path, meta)
     notes = fit.notes(artifact.label_names)
     if (artifact.path / ONNX_FILE).is_file():
         notes.append(f"{artifact.path / ONNX_FILE} still carries the former thresholds in its metadata (tagnet itself "

@@ -18,8 +18,9 @@ from tagnet.decisions.calibration import TemperatureScaling
 from tagnet.config.settings import MODALITIES
 from tagnet.errors import ArtifactError, TagnetError
 from tagnet.files import atomic_write, json_default
+from tagnet.report.model_card import write_model_card
 from tagnet.hierarchy.tree import Tree
-from tagnet.models import PreprocessConfig, TagnetModel
+from tagnet.models import PreprocessConfig, TagnetModel, grow_head, grown_base_spec
 from tagnet.models.weights import load_state_into
 from tagnet.decisions.thresholds import Thresholds
 
@@ -78,7 +79,8 @@ def save_artifact(
     extra: dict[str, Any] | None = None,
     hierarchy: Tree | None = None,
 ) -> Path:
-    """Write `out_dir`/model.safetensors and `out_dir`/tagnet.json (format 2), each atomically; return `out_dir`.
+    """Write `out_dir`/model.safetensors, `out_dir`/tagnet.json (format 2) and its MODEL_CARD.md, each atomically; return
+    `out_dir`.
 
     Args:
         out_dir: artifact folder, created if needed.
@@ -119,6 +121,7 @@ def save_artifact(
     state = {key: tensor.detach().cpu().contiguous() for key, tensor in model.state_dict().items()}
     atomic_write(out_dir / WEIGHTS_FILE, lambda temp: safetensors.torch.save_file(state, temp, metadata={"format": "pt"}))
     atomic_write(out_dir / META_FILE, lambda temp: temp.write_text(text, encoding="utf-8"))
+    write_model_card(out_dir, json.loads(text))
     return out_dir
 
 
@@ -207,7 +210,8 @@ def load_artifact(path: str | Path) -> Artifact:
     except (SafetensorError, OSError) as exc:
         raise ArtifactError(f"weights file {weights_path} is not a readable safetensors file: {exc}") from exc
     try:
-        model = modalities.get(meta["modality"]).rebuild_model(spec, meta["input"], source=str(meta_path))
+        model = modalities.get(meta["modality"]).rebuild_model(grown_base_spec(spec), meta["input"], source=str(meta_path))
+        grow_head(model, spec)  # a head grown by `tagnet train --from` (models.base.GrownHead)
         load_state_into(model, state, source=str(weights_path), what=f"{spec['name']} model recorded in {META_FILE}")
     except TagnetError as exc:
         raise ArtifactError(f"{meta_path}: {exc}") from exc

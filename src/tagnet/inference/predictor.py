@@ -198,7 +198,9 @@ class Predictor:
                 self._forward = chosen[1]
         if self.session is None:
             logits = self.model(inputs) if self._forward is None else self._forward(inputs)
-            probs = torch.sigmoid(logits.float()).numpy()
+            # in float64, then rounded: float32 sigmoid rounds a logit by its place in the vectorised loop (its tail),
+            # so a label's probability would change with the number of labels (tagnet train --from adds some)
+            probs = torch.sigmoid(logits.double()).float().numpy()
         else:
             probs = self.session.run([ONNX_OUTPUT], {self.input_name: inputs.contiguous().numpy()})[0]
         probs = probs if self.calibration is None else self.calibration.apply(probs).astype(np.float32)

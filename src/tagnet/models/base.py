@@ -80,6 +80,44 @@ class HeadEnsemble(nn.Module):
         return torch.logit(mean, eps=self.PROBABILITY_EPS)
 
 
+class GrownHead(nn.Module):
+    """A head whose hidden layer or members several labels share (MLP, ensemble), grown by `tagnet train --from`: the
+    former head untouched (`base`), a linear head (Dropout, Linear) on the same features for the labels added or
+    refitted since (`extra`), and `take`: which of cat(base, extra)'s outputs is each label's logit."""
+
+    def __init__(self, base: nn.Module, extra: nn.Sequential, take: torch.Tensor, *, base_labels: int) -> None:
+        super().__init__()
+        self.base, self.extra, self.base_labels = base, extra, base_labels
+        self.register_buffer("take", torch.as_tensor(take, dtype=torch.int64))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.base(features), self.extra(features)], dim=1).index_select(1, self.take)
+
+    def spec(self) -> dict[str, int]:
+        """How many outputs the former head and the linear head have (rebuilt by grow_head)."""
+        return {"base_labels": self.base_labels, "extra_labels": self.extra[1].out_features}
+
+
+def grown_base_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The architecture spec of a grown model's former head (`spec` itself for a model never grown)."""
+    grown = spec.get("grown")
+    return spec if grown is None else {**spec, "num_labels": grown["base_labels"]}
+
+
+def grow_head(model: "TagnetModel", spec: dict[str, Any]) -> None:
+    """Give a model rebuilt from grown_base_spec(spec) the GrownHead that `spec` records (weights loaded after)."""
+    grown = spec.get("grown")
+    if grown is None:
+        return
+    counts = [grown.get(key) if isinstance(grown, dict) else None for key in ("base_labels", "extra_labels")]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+        raise ModelError(f"model grown is {grown!r}; expected {{\"base_labels\": N, \"extra_labels\": M}} (whole numbers)")
+    extra = make_head(model.num_features, grown["extra_labels"], dropout=model.dropout, head_hidden=0)
+    model.head = GrownHead(model.head, extra, torch.zeros(spec["num_labels"], dtype=torch.int64),
+                           base_labels=grown["base_labels"])
+    model.num_labels = spec["num_labels"]
+
+
 def head_members(model: "TagnetModel") -> list[nn.Module]:
     """The heads to train one by one: the members of an ensemble head, or the single head."""
     return list(model.head.members) if isinstance(model.head, HeadEnsemble) else [model.head]
@@ -131,9 +169,12 @@ class TagnetModel(nn.Module):
     def spec(self) -> dict[str, Any]:
         """The architecture (without weights); with the modality's fitted state (image size, feature count) it rebuilds it."""
         spec = {"name": self.name, "num_labels": self.num_labels, "dropout": self.dropout, "head_hidden": self.head_hidden}
-        if isinstance(self.head, HeadEnsemble):
-            spec["ensemble"] = len(self.head.members)
-        return {**spec, **getattr(self.head, "spec", {})}  # a head not made by make_head says what rebuilds it
+        head = self.head.base if isinstance(self.head, GrownHead) else self.head
+        if isinstance(head, HeadEnsemble):
+            spec["ensemble"] = len(head.members)
+        if isinstance(self.head, GrownHead):
+            spec["grown"] = self.head.spec()
+        return {**spec, **getattr(head, "spec", {})}  # a head not made by make_head says what rebuilds it
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Return pooled features (B, num_features) of normalised images (B, 3, H, W)."""

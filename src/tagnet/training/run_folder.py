@@ -57,15 +57,16 @@ def _plain(value: Any) -> Any:
 
 def write_run_start(run_dir: Path, *, config: TrainConfig, labels: str | Path, modality: str,
                     val_labels: str | Path | None, images_dir: str | Path | None, text_column: str | int | None,
-                    read_options: dict[str, Any]) -> None:
+                    read_options: dict[str, Any], parent: dict[str, Any] | None = None) -> None:
     """config.json and config.yaml (every resolved setting) and run.json (what was trained on, so --resume can start
-    it again)."""
+    it again; with `parent`, the run it was grown from by `tagnet train --from`)."""
     write_json(run_dir / CONFIG_FILE, config.to_dict())
     write_yaml(run_dir / CONFIG_YAML_FILE, config.to_dict())
     write_json(run_dir / RUN_FILE, {
         "labels": str(Path(labels).resolve()), "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
         "images_dir": str(Path(images_dir).resolve()) if images_dir else None, "text_column": text_column,
-        "modality": modality, "read_options": {key: _plain(value) for key, value in read_options.items()}})
+        "modality": modality, "read_options": {key: _plain(value) for key, value in read_options.items()},
+        **({"parent": parent} if parent else {})})
 
 
 def read_run_start(run_dir: str | Path) -> tuple[dict[str, Any], TrainConfig]:

@@ -17,11 +17,11 @@ from tagnet.config.source import DataSource
 from tagnet.engine import is_main_process, seed_everything
 from tagnet.evaluation.metrics import MetricsReport, evaluate_probabilities
 from tagnet.decisions.thresholds import Thresholds
-from tagnet.inference.artifact import META_FILE, save_artifact
-from tagnet.report.model_card import write_model_card
+from tagnet.inference.artifact import save_artifact
 from tagnet.training import stages
+from tagnet.training.growth import grow
 from tagnet.training.plan import resolve_plan
-from tagnet.training.run_folder import ARTIFACT_DIR, read_json_file, read_run_start, start_run, write_run_end
+from tagnet.training.run_folder import ARTIFACT_DIR, read_run_start, start_run, write_run_end
 from tagnet.training.stages import Callbacks, Run
 from tagnet.training.validation import fold_scores, merged_validation, side_rules_dict, validation_thresholds
 
@@ -51,8 +51,8 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
           console: Console | None = None, progress: bool = True, resume: bool = False, force: bool = False,
           epoch_callback: Callable[[int, float], None] | None = None, source: DataSource | None = None,
           callbacks: dict[str, list[Callable[..., Any]]] | None = None, hierarchy: str | Path | None = None,
-          hierarchy_separator: str | None = None, dp_epsilon: float | None = None,
-          dp_delta: float | None = None) -> TrainResult:
+          hierarchy_separator: str | None = None, dp_epsilon: float | None = None, dp_delta: float | None = None,
+          from_run: str | Path | None = None) -> TrainResult:
     """Train a multi-label model on images, texts or feature rows and write a run folder.
 
     Args:
@@ -79,6 +79,8 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
         hierarchy_separator: the paths' separator (default /); without `hierarchy`, the label names are split at it.
         dp_epsilon, dp_delta: train the head with differentially private SGD to this (ε, δ) budget (the settings of
             the same names; given here they override `config`'s); TrainResult.privacy says what was spent.
+        from_run: a finished run folder to grow (tagnet.training.growth.grow): `labels` adds labels or examples to
+            it; the run's settings, encoder and untouched labels' weights are kept, its frozen outputs reused.
     Returns:
         TrainResult with the run and artifact folders and the validation report.
     Raises:
@@ -86,6 +88,9 @@ def train(labels: str | Path, *, out_dir: str | Path = "runs/train", images_dir:
     """
     source = source or DataSource(labels, images_dir=images_dir, text_column=text_column, tabular=tabular,
                                   read_options=dict(read_options or {}), modality=modality)
+    if from_run is not None:
+        return TrainResult(**grow(source, from_run=from_run, out_dir=out_dir, config=config, console=console,
+                                  progress=progress, force=force))
     started = time.perf_counter()
     overrides = {name: value for name, value in (("hierarchy", None if hierarchy is None else str(hierarchy)),
                  ("hierarchy_separator", hierarchy_separator), ("dp_epsilon", dp_epsilon), ("dp_delta", dp_delta))
@@ -161,7 +166,6 @@ def write_artifact(run: Run) -> None:
         extra={"best_epoch": best_epoch, "skipped_inputs": len(run.data.skipped), "finetuned": run.finetuned,
                "decision_rules": {} if private else side_rules_dict(out["validation"], config), "recipe": run.recipe.to_dict(), **chosen},
         hierarchy=run.hierarchy)
-    write_model_card(result.artifact_dir, read_json_file(result.artifact_dir / META_FILE, required=True))
     run.loggers.finish(report.summary())
     result.seconds = time.perf_counter() - run.started
     write_run_end(run.run_dir, report_dict=report.to_dict(), best_epoch=best_epoch, seconds=result.seconds,
@@ -175,4 +179,5 @@ def resume_training(run_dir: str | Path, *, console: Console | None = None, prog
     run, config = read_run_start(run_dir)
     return train(run["labels"], out_dir=run_dir, images_dir=run.get("images_dir"), text_column=run.get("text_column"),
                  val_labels=run.get("val_labels"), config=config, read_options=run.get("read_options") or {},
-                 modality=run.get("modality", "image"), console=console, progress=progress, resume=True)
+                 modality=run.get("modality", "image"), console=console, progress=progress, resume=True,
+                 from_run=(run.get("parent") or {}).get("run"))  # a grown run grows again from its parent
