@@ -209,3 +209,20 @@ def test_text_run_reuses_its_embeddings_and_learns_a_new_label(tmp_path, monkeyp
     old, grown = Predictor(tmp_path / "parent").predict_proba(probe), Predictor(result.run_dir).predict_proba(probe)
     assert np.array_equal(old, grown[:, :1])
     assert grown[6:, 1].min() > grown[:6, 1].max()  # the food texts rank above the others
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"dp_epsilon": 8.0}, "trained with --dp-epsilon"),
+    ({"hierarchy_separator": "/"}, "has a label hierarchy"),
+])
+def test_private_and_hierarchy_runs_are_not_grown(tmp_path, setting, message):
+    names = ["a", "b"] if "dp_epsilon" in setting else ["top/a", "top/b"]
+    labels = write_table(tmp_path / "old.csv", names, range(200),
+                         values={name: LABELS[name[-1]] for name in names})
+    parent = tmp_path / "parent"
+    train(labels, out_dir=parent, tabular=True, read_options={"id_column": "id", "label_columns": names},
+          config=TrainConfig(epochs=2, **setting), progress=False)
+    new = write_table(tmp_path / "new.csv", names + ["c"], range(200), values={name: LABELS[name[-1]] for name in names})
+    with pytest.raises(ConfigError, match=f"--from {parent}: .*{message}.*not supported") as raised:
+        grow_table(new, parent, tmp_path / "grown", names + ["c"])
+    assert "\n" not in str(raised.value)
