@@ -16,7 +16,7 @@ from torch import nn
 
 from tagnet.config.settings import TUNE_METRICS, TrainConfig
 from tagnet.data.split import train_val_splits
-from tagnet.engine import PhaseResult
+from tagnet.engine import PhaseResult, is_main_process
 from tagnet.engine.linear import fit_logistic
 from tagnet.errors import DataError
 from tagnet.engine.headfit import fit_head, head_probabilities
@@ -47,13 +47,17 @@ class Selection:
     scaling: str | None = None
     heads: int = 1
     threshold: dict[str, Any] | None = None
+    epochs: int | None = None  # the epochs a final fit of the chosen MLP or ensemble trains (None: linear)
+    oof: np.ndarray | None = field(default=None, repr=False)  # the chosen candidate's out-of-fold probabilities
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able: {"choice", "metric", "folds", "C", "heads", "candidates": {name: {mean, std, seconds, ...}},
+        """JSON-able: {"choice", "metric", "folds", "C", "heads", "epochs" (of a final MLP or ensemble fit), "candidates":
+        {name: {mean, std, seconds, ...}},
         "threshold": the p >= 0.5 and CV-fitted global rules' CV Hamming loss and the threshold kept (objective
         hamming at the default p >= 0.5 only)}."""
         return {"choice": self.choice, "metric": self.metric, "folds": self.folds, "C": self.C,
                 **({"scaling": self.scaling} if self.scaling else {}), "heads": self.heads,
+                **({"epochs": self.epochs} if self.epochs else {}),
                 "candidates": self.candidates, **({"threshold": self.threshold} if self.threshold else {})}
 
     def applied(self, config: TrainConfig) -> TrainConfig:
@@ -178,76 +182,103 @@ def fold_scores(metric: str, val: Validation, folds: list[tuple[np.ndarray, np.n
 
 def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: np.ndarray, *,
                 make_head: Callable[[], nn.Module], thresholds_for: Callable[[Validation], Thresholds],
-                console: Console) -> Selection:
-    """Compare the candidates config.select names by config.cv_folds-fold CV on rows `x` (standardised).
+                console: Console, names: tuple[str, ...] | None = None, augmented: np.ndarray | None = None,
+                refit: bool = False) -> Selection:
+    """Compare the candidates `names` (default candidate_names(config)) by config.cv_folds-fold CV on rows `x`.
 
-    `make_head()` returns a new, untrained MLP head. In each fold the MLP candidate is one head trained as a single
-    head is (early stopping on its own held-out part of the fold's training rows) and the ensemble candidate is
-    ensemble_heads(config) such heads, each with its own held-out part, averaged (the first of them is the MLP
-    candidate, so the MLP costs nothing extra); both are trained by tagnet.engine.headfit.fit_head. The linear candidate's
-    C is the best of LINEAR_CS on the same folds (so its score is slightly optimistic). Every score is out of fold,
-    at thresholds fitted on the other folds. Returns the Selection (without any CV when config.select names "mlp"
-    or "ensemble")."""
+    `make_head()` returns a new, untrained head. In each fold the MLP candidate ("mlp", or "head": the run's own head,
+    e.g. an image model's linear one) is one head trained as a single head is (early stopping on its own held-out part
+    of the fold's training rows, with `augmented` copies of its training rows when given) and the ensemble candidate
+    is ensemble_heads(config) such heads, each with its own held-out part, averaged (the first of them is the MLP
+    candidate, so the MLP costs nothing extra); both are trained by tagnet.engine.headfit.fit_head, and their epochs
+    for a final fit on every row are the median of the folds' best epochs. The linear candidate's C is the best of
+    LINEAR_CS on the same folds (so its score is slightly optimistic). Every score is out of fold, at thresholds fitted
+    on the other folds. Returns the Selection, with the chosen candidate's out-of-fold probabilities (without any CV
+    when one MLP or ensemble is named and not `refit`)."""
     metric = select_metric(config)
-    names = candidate_names(config)
+    names = names or candidate_names(config)
     heads = ensemble_heads(config)
-    if names == ("mlp",):
-        return Selection("mlp", metric)
-    if names == ("ensemble",):
-        return Selection("ensemble", metric, heads=heads)
+    if names in (("mlp",), ("ensemble",)) and not refit:
+        return Selection(names[0], metric, heads=heads if names == ("ensemble",) else 1)
     folds = cv_folds(targets, known, folds=config.cv_folds, seed=config.seed)
     better = max if TUNE_METRICS[metric] == "maximize" else min
     selection = Selection("", metric, folds=len(folds))
-    started = time.perf_counter()
-    selection.C, selection.scaling, scores, linear_oof = linear_candidate(
-        x, targets, known, folds, maximize=TUNE_METRICS[metric] == "maximize",
-        score=lambda oof: fold_scores(metric, {"probs": oof, "targets": targets, "known": known}, folds, thresholds_for))
-    chosen_oof = {"linear": linear_oof}
-    selection.candidates["linear"] = _summary(scores, time.perf_counter() - started, C=selection.C,
-                                              scaling=selection.scaling)
-    if "mlp" in names or "ensemble" in names:
-        many = heads if "ensemble" in names else 1
-        single = dataclasses.replace(config, ensemble=1)
-        features = torch.as_tensor(x, dtype=torch.float32)
-        oof = {"mlp": np.zeros(targets.shape, np.float32), "ensemble": np.zeros(targets.shape, np.float32)}
-        seconds = {"mlp": 0.0, "ensemble": 0.0}
-        for k, (train_rows, held) in enumerate(folds):
-            held_features = features[torch.as_tensor(held)]  # scored by each of the fold's heads
-            for i, (rows, val_rows) in enumerate(train_val_splits(targets, known, rows=train_rows, heads=many,
-                                                                  val_fraction=config.val_fraction, seed=config.seed)):
-                started = time.perf_counter()
-                head = make_head()
-                fit_head(head, features, targets, known, rows, val_rows, config=single,
-                         seed=config.seed + 1000 * k + i)
-                probs = head_probabilities(head, held_features)
-                spent = time.perf_counter() - started
-                if i == 0:
-                    oof["mlp"][held], seconds["mlp"] = probs, seconds["mlp"] + spent
-                oof["ensemble"][held] += probs / many
-                seconds["ensemble"] += spent
-        for name in ("mlp", "ensemble"):
-            if name in names:
-                val = {"probs": oof[name], "targets": targets, "known": known}
-                chosen_oof[name] = oof[name]
-                extra = {"heads": heads} if name == "ensemble" else {}
-                selection.candidates[name] = _summary(fold_scores(metric, val, folds, thresholds_for), seconds[name],
-                                                      **extra)
+    oofs, epochs = {}, {}
+    if "linear" in names:
+        started = time.perf_counter()
+        selection.C, selection.scaling, scores, oofs["linear"] = linear_candidate(
+            x, targets, known, folds, maximize=TUNE_METRICS[metric] == "maximize",
+            score=lambda oof: fold_scores(metric, {"probs": oof, "targets": targets, "known": known}, folds,
+                                          thresholds_for))
+        selection.candidates["linear"] = _summary(scores, time.perf_counter() - started, C=selection.C,
+                                                  scaling=selection.scaling)
+    networks = [name for name in names if name != "linear"]
+    if networks:
+        oof, seconds, epochs = _network_out_of_fold(config, x, targets, known, folds, make_head=make_head,
+                                                    heads=heads if "ensemble" in names else 1, augmented=augmented)
+        for name in networks:
+            kind = "ensemble" if name == "ensemble" else "mlp"
+            oofs[name], epochs[name] = oof[kind], epochs[kind]
+            val = {"probs": oof[kind], "targets": targets, "known": known}
+            extra = {"heads": heads} if name == "ensemble" else {}
+            selection.candidates[name] = _summary(fold_scores(metric, val, folds, thresholds_for), seconds[kind],
+                                                  epochs=epochs[kind], **extra)
     selection.choice = better(selection.candidates, key=lambda name: selection.candidates[name]["mean"])
     selection.heads = heads if selection.choice == "ensemble" else config.ensemble
+    selection.oof, selection.epochs = oofs[selection.choice], epochs.get(selection.choice)
     if (metric == "hamming_loss" and parse_objective(config.objective or "f1").kind == "hamming"
             and config.threshold_mode == "fixed" and config.fixed_threshold == 0.5):
-        selection.threshold = _global_threshold(chosen_oof[selection.choice], targets, known, folds)
+        selection.threshold = _global_threshold(selection.oof, targets, known, folds)
+    _say_selection(selection, console)
+    return selection
+
+
+def _network_out_of_fold(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: np.ndarray,
+                         folds: list[tuple[np.ndarray, np.ndarray]], *, make_head: Callable[[], nn.Module], heads: int,
+                         augmented: np.ndarray | None
+                         ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, int]]:
+    """Out-of-fold probabilities of the MLP candidate (each fold's first head) and the ensemble (its `heads` heads
+    averaged), their seconds, and their epochs for a final fit (the median of their heads' best epochs)."""
+    single = dataclasses.replace(config, ensemble=1)
+    features = torch.as_tensor(x, dtype=torch.float32)
+    copies = None if augmented is None else torch.as_tensor(augmented, dtype=torch.float32)
+    oof = {"mlp": np.zeros(targets.shape, np.float32), "ensemble": np.zeros(targets.shape, np.float32)}
+    seconds = {"mlp": 0.0, "ensemble": 0.0}
+    best: dict[str, list[int]] = {"mlp": [], "ensemble": []}
+    for k, (train_rows, held) in enumerate(folds):
+        held_features = features[torch.as_tensor(held)]  # scored by each of the fold's heads
+        for i, (rows, val_rows) in enumerate(train_val_splits(targets, known, rows=train_rows, heads=heads,
+                                                              val_fraction=config.val_fraction, seed=config.seed)):
+            started = time.perf_counter()
+            head = make_head()
+            _, best_epoch = fit_head(head, features, targets, known, rows, val_rows, config=single,
+                                     seed=config.seed + 1000 * k + i, augmented=copies)
+            probs = head_probabilities(head, held_features)
+            spent = time.perf_counter() - started
+            if i == 0:
+                oof["mlp"][held], seconds["mlp"] = probs, seconds["mlp"] + spent
+                best["mlp"].append(best_epoch)
+            oof["ensemble"][held] += probs / heads
+            seconds["ensemble"] += spent
+            best["ensemble"].append(best_epoch)
+    return oof, seconds, {name: int(np.ceil(np.median(values))) for name, values in best.items()}
+
+
+def _say_selection(selection: Selection, console: Console) -> None:
+    """Each candidate's CV score and detail, then the choice."""
     for name, score in selection.candidates.items():
-        detail = (f", C={score['C']}, {score['scaling']} scaling" if "C" in score else "") + (f", {score['heads']} heads" if "heads" in score else "")
-        console.print(f"  {name:<8} {metric} {score['mean']:.4f} ± {score['std']:.4f} over {len(folds)} folds "
-                      f"({score['seconds']:.1f} s{detail})")
-    console.print(f"chose the {selection.choice} head{'s' if selection.heads > 1 else ''} by {len(folds)}-fold CV "
-                  f"on {metric}")
+        detail = ((f", C={score['C']}, {score['scaling']} scaling" if "C" in score else "")
+                  + (f", {score['heads']} heads" if "heads" in score else "")
+                  + (f", best epoch {score['epochs']} (median)" if "epochs" in score else ""))
+        console.print(f"  {name:<8} {selection.metric} {score['mean']:.4f} ± {score['std']:.4f} over "
+                      f"{selection.folds} folds ({score['seconds']:.1f} s{detail})")
+    if len(selection.candidates) > 1:
+        console.print(f"chose the {selection.choice} head{'s' if selection.heads > 1 else ''} by {selection.folds}-fold "
+                      f"CV on {selection.metric}")
     if selection.threshold:
         rule = selection.threshold
         console.print(f"  threshold: p >= 0.5 {rule['p>=0.5']['mean']:.4f}, one global threshold fitted on the other "
                       f"folds {rule['global']['mean']:.4f}: p >= {rule['value']:.3f} kept")
-    return selection
 
 
 def _global_threshold(probs: np.ndarray, targets: np.ndarray, known: np.ndarray,
@@ -295,3 +326,29 @@ def fit_linear_heads(heads: list[torch.nn.Module], x: np.ndarray, targets: np.nd
         results.append(PhaseResult(best_score=float("nan"), best_epoch=0, epochs_run=0, validation=val,
                                    seconds=seconds))
     return results
+
+
+def fit_final_heads(heads: list[torch.nn.Module], x: np.ndarray, targets: np.ndarray, known: np.ndarray,
+                    selection: Selection, *, config: TrainConfig, augmented: np.ndarray | None = None
+                    ) -> list[PhaseResult]:
+    """Every head fitted on every row with what the CV of `selection` chose: the linear head by logistic regression at
+    its C and scaling (fit_linear_heads), an MLP or ensemble member for selection.epochs of config.epochs' schedule
+    without early stopping (fit_head, member k seeded config.seed + k, with `augmented` copies of the rows when
+    given). Returns one PhaseResult per head whose validation is the CV's out-of-fold probabilities of every row (the
+    run's validation report is then the out-of-fold estimate)."""
+    started = time.perf_counter()
+    rows = np.arange(len(targets))
+    if selection.choice == "linear":
+        fit_linear_heads(heads, x, targets, known, [(rows, rows)] * len(heads), C=selection.C,
+                         scaling=selection.scaling)
+    else:
+        features = torch.as_tensor(x, dtype=torch.float32)
+        copies = None if augmented is None else torch.as_tensor(augmented, dtype=torch.float32)
+        single = dataclasses.replace(config, ensemble=1)
+        for k, head in enumerate(heads):
+            fit_head(head, features, targets, known, rows, None, config=single, seed=config.seed + k,
+                     augmented=copies, stop_after=selection.epochs)
+    seconds = (time.perf_counter() - started) / len(heads)
+    val = {"probs": selection.oof, "targets": targets, "known": known}
+    return [PhaseResult(best_score=float("nan"), best_epoch=selection.epochs or 0, epochs_run=selection.epochs or 0,
+                        validation=val, seconds=seconds, is_global_zero=is_main_process()) for _ in heads]

@@ -134,7 +134,8 @@ def write_artifact(run: Run) -> None:
         return
     best_epoch = max(r.best_epoch for r in run.results)
     chosen = {**({"time_budget": plan.budget.to_dict()} if plan.budget.seconds is not None else {}),
-              **({"selection": run.selection.to_dict()} if run.selection else {})}
+              **({"selection": run.selection.to_dict()} if run.selection else {}),
+              "final_fit": stages.final_fit(run)}
     result.artifact_dir = save_artifact(
         run.run_dir / ARTIFACT_DIR, model=run.model, modality=plan.kind.name, label_names=table.label_names,
         thresholds=out["thresholds"], state=run.state, config=config.to_dict(), metrics=report.summary(),
