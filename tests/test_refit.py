@@ -183,3 +183,18 @@ def test_image_head_on_frozen_features_is_refitted_on_every_image(synthetic_data
     expected = validation_thresholds({"probs": oof.astype(np.float32), "targets": truth.astype(np.float32),
                                       "known": known}, TrainConfig.from_dict(artifact.config))
     np.testing.assert_allclose(artifact.thresholds.values, expected.thresholds.values, atol=1e-4)
+
+
+def test_an_image_head_whose_cv_would_not_fit_the_budget_holds_out_a_split(synthetic_data, tmp_path):
+    console = Console(record=True, width=300)
+    config = TrainConfig(backbone="efficientnet_lite0", image_size=32, epochs=2, batch_size=16, finetune=False,
+                         time_budget="1s")
+    result = train(synthetic_data.labels_csv, images_dir=synthetic_data.images_dir, out_dir=tmp_path / "run",
+                   config=config, progress=False, console=console)
+    said = console.export_text()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "training on all 120 image inputs" in said and "5-fold CV of the head and its refit would take about" in said
+    assert "training on 96 image inputs, validating on 24 instead" in said and "final head trained" not in said
+    assert metrics["final_fit"] == {"rows": 96, "all_rows": False, "validation": "held-out split", "validation_rows": 24}
+    assert any("5-fold CV of the head" in choice for choice in metrics["time_budget"]["choices"])
+    assert load_artifact(result.run_dir).config["refit"] is False and result.report.n_items == 24
