@@ -38,7 +38,7 @@ def _save(out_dir, *, name="seed_cnn", head_hidden=8, **kwargs):
 def test_roundtrip_gives_identical_outputs(tmp_path, name):
     model, thresholds, path = _save(tmp_path / "artifact", name=name, extra={"best_epoch": 2})
     assert path == tmp_path / "artifact"
-    assert sorted(p.name for p in path.iterdir()) == ["model.safetensors", "tagnet.json"]  # no temp files left
+    assert sorted(p.name for p in path.iterdir()) == ["MODEL_CARD.md", "model.safetensors", "tagnet.json"]  # no temp files left
     artifact = load_artifact(path)
     assert not artifact.model.training
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))

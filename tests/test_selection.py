@@ -189,7 +189,7 @@ def test_fit_head_learns_and_repeats_with_its_seed():
     for _ in range(2):
         torch.manual_seed(0)
         head = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 2))
-        probs = fit_head(head, features, targets, known, rows, val_rows, config=config, seed=3)
+        probs, _ = fit_head(head, features, targets, known, rows, val_rows, config=config, seed=3)
         runs.append(probs)
         np.testing.assert_allclose(head_probabilities(head, features[200:]), probs, atol=1e-6)  # best epoch kept
     np.testing.assert_array_equal(runs[0], runs[1])
@@ -233,12 +233,15 @@ def test_auto_selection_is_recorded_and_the_linear_head_is_the_fitted_regression
     assert scores["linear"]["mean"] < scores["mlp"]["mean"] and selection["choice"] == "linear"
     artifact = load_artifact(result.run_dir)
     assert artifact.meta["extra"]["selection"] == selection and artifact.model.spec["head_hidden"] == 0
-    # the head is one-vs-rest logistic regression at the chosen C on the head's training rows (the validation
-    # rows are the 30 in val_predictions.csv), copied into the Linear layer
+    # the head is one-vs-rest logistic regression at the chosen C on every row of the training file (refit: the
+    # 150 rows of val_predictions.csv are validated out of fold), copied into the Linear layer
     state = artifact.state
     x = standardize(read_feature_table(train_file).features, state["mean"], state["std"])
     val_rows = np.loadtxt(result.run_dir / "val_predictions.csv", delimiter=",", skiprows=1)[:, 0].astype(int) - 1
-    rows = np.setdiff1d(np.arange(len(x)), val_rows)
+    np.testing.assert_array_equal(val_rows, np.arange(150))
+    rows = np.arange(len(x))
+    assert json.loads((result.run_dir / "metrics.json").read_text())["final_fit"] == {
+        "rows": 150, "all_rows": True, "folds": 3, "validation": "out-of-fold", "C": selection["C"]}
     targets = read_feature_table(train_file).labels.targets
     linear = artifact.model.head[1]
     for j in range(2):

@@ -162,11 +162,16 @@ class TrainConfig:
     select_metric: str | None = _setting(None, "tables: what --select auto compares; default the objective's: "
                                                "hamming_loss for hamming (or fixed thresholds), micro_f1 for f1, "
                                                "else mAP", constraint=Options(tuple(TUNE_METRICS)))
-    cv_folds: int = _setting(5, "tables: folds of the cross-validation that --select auto runs", flag="--cv-folds",
-                             constraint=Interval(2, None))
+    cv_folds: int = _setting(5, "folds of the cross-validation that --select auto (tables) and --refit run",
+                             flag="--cv-folds", constraint=Interval(2, None))
     forest_trees: int = _setting(100, "tables: trees of the random-forest candidate of --select auto (one "
                                       "multi-output forest for every label, exported as ONNX-ML trees); 0 leaves "
                                       "it out", flag="--forest-trees", constraint=AT_LEAST_0)
+    refit: bool | None = _setting(None, "the final head trained on every row of the training file, its epochs (or C) "
+                                        "and thresholds chosen by cv_folds-fold CV, the validation report out of "
+                                        "fold; default on for a head on the frozen encoder of images and tables "
+                                        "without a --val file, --cv, fine-tuning or an image --ensemble; --no-refit: "
+                                        "the head holds out val_fraction of the rows", flag="--refit")
     time_budget: str | None = _setting(None, "wall time training may take, e.g. 300, 90s, 5m, 1h30m: the recipe that fits "
                                              "is chosen and said (e.g. head only, fine-tuning if time is left); "
                                              "default 15m for text's default recipe (fine-tuning sized to fit), "
@@ -351,6 +356,10 @@ TRAIN_RULES = (
     Rule("cv > 0 trains heads on the frozen encoder: no finetune", lambda c: (
         f"cv={c.cv} with finetune: cross-validation trains heads on the frozen encoder; fine-tune a single model "
         "instead") if c.cv and c.finetune else None),
+    Rule("refit trains a head on the frozen encoder on every row: no cv, no finetune", lambda c: (
+        f"refit with {'cv=' + str(c.cv) if c.cv else 'finetune'}: refit trains one head on every row of the training "
+        "file (fine-tuning and --cv keep validation splits); give one of them") if c.refit and (c.cv or c.finetune)
+        else None),
     Rule("ensemble > 1 shares one frozen encoder: no finetune", lambda c: (
         f"ensemble={c.ensemble} with finetune: an ensemble shares one frozen encoder; fine-tune a single model "
         "(ensemble=1) instead") if c.ensemble > 1 and c.finetune else None),

@@ -28,49 +28,73 @@ def rows_of(x: torch.Tensor | sp.csr_matrix, rows: np.ndarray | torch.Tensor, *,
 
 
 def fit_head(head: nn.Module, x: torch.Tensor | sp.csr_matrix, targets: np.ndarray, known: np.ndarray,
-             train_rows: np.ndarray, val_rows: np.ndarray, *, config: TrainConfig, seed: int) -> np.ndarray:
-    """Train `head` on rows `train_rows` of features `x` as a head phase does (AdamW, config.schedule stepped per
-    batch, config.loss, mixup, batches of config.batch_size shuffled each epoch, up to config.epochs with early
-    stopping after config.patience epochs without a better validation mAP on `val_rows`); keep the best epoch's
-    weights. Runs on one thread. Sparse rows (a CSR matrix) are made dense one batch at a time. Returns the best
-    epoch's probabilities of `val_rows` (float32, (len(val_rows), L))."""
+             train_rows: np.ndarray, val_rows: np.ndarray | None, *, config: TrainConfig, seed: int,
+             augmented: torch.Tensor | None = None, stop_after: int | None = None) -> tuple[np.ndarray | None, int]:
+    """Train `head` on rows `train_rows` of features `x` (and, given `augmented`, the same rows' augmented copy, as
+    HeadInputs.loader adds it) as a head phase does (AdamW, config.schedule stepped per batch, config.loss, mixup,
+    batches of config.batch_size shuffled each epoch, up to config.epochs with early stopping after config.patience
+    epochs without a better validation mAP on `val_rows`); keep the best epoch's weights. With `val_rows` None: the
+    first `stop_after` (default all) of config.epochs' epochs, on the same schedule, the last one's weights kept (a
+    final fit whose epochs were chosen by cross-validation). Runs on one thread; sparse rows (a CSR matrix) are made
+    dense one batch at a time. Returns (the best epoch's probabilities of `val_rows`, float32 (len(val_rows), L), or
+    None; the epochs the kept weights trained, from 1)."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout masks
-    t_train = torch.as_tensor(targets[train_rows], dtype=torch.float32)
-    k_train = torch.as_tensor(known[train_rows], dtype=torch.bool)
-    x_train, x_val = rows_of(x, train_rows, dense=False), rows_of(x, val_rows)
-    loss_fn = make_loss(config, label_frequency=(targets[train_rows] * known[train_rows]).mean(axis=0))
+    x_train, t_train, k_train = rows_of(x, train_rows, dense=False), targets[train_rows], known[train_rows]
+    if augmented is not None:
+        x_train = torch.cat([x_train, augmented[torch.as_tensor(train_rows)]])
+        t_train, k_train = np.concatenate([t_train, t_train]), np.concatenate([k_train, k_train])
+    loss_fn = make_loss(config, label_frequency=(t_train * k_train).mean(axis=0))
+    t_train, k_train = torch.as_tensor(t_train, dtype=torch.float32), torch.as_tensor(k_train, dtype=torch.bool)
     optimizer = adamw([{"params": [p for p in head.parameters() if p.requires_grad], "lr": config.lr}],
                       weight_decay=config.weight_decay)
     scheduler = lr_scheduler(optimizer, config.schedule,
-                             total=math.ceil(len(train_rows) / config.batch_size) * config.epochs)
+                             total=math.ceil(x_train.shape[0] / config.batch_size) * config.epochs)
     rng = np.random.default_rng(seed)
-    best_score, best_state, best_probs, waited = -1.0, None, None, 0
+    if val_rows is None:
+        with one_torch_thread():
+            for _ in range(min(stop_after or config.epochs, config.epochs)):
+                _epoch(head, loss_fn, optimizer, scheduler, x_train, t_train, k_train, config=config, rng=rng,
+                       generator=generator)
+        head.eval()
+        return None, min(stop_after or config.epochs, config.epochs)
+    x_val = rows_of(x, val_rows)
+    best_score, best_state, best_probs, best_epoch, waited = -1.0, None, None, 0, 0
     with one_torch_thread():
-        for _ in range(config.epochs):
-            head.train()
-            for batch in torch.randperm(len(train_rows), generator=generator).split(config.batch_size):
-                loss = batch_loss(head, loss_fn, rows_of(x_train, batch), t_train[batch], k_train[batch], alpha=config.mixup,
-                                  rng=rng, generator=generator)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
+        for epoch in range(config.epochs):
+            _epoch(head, loss_fn, optimizer, scheduler, x_train, t_train, k_train, config=config, rng=rng,
+                   generator=generator)
             head.eval()
             with torch.no_grad():
                 probs = torch.sigmoid(head(x_val).float()).numpy()
             finite = bool(np.isfinite(probs).all())
             score = head_score(targets[val_rows], probs, known[val_rows])
             if score > best_score:
-                best_score, best_state, best_probs, waited = score, copy.deepcopy(head.state_dict()), probs, 0
+                best_score, best_state, best_probs, best_epoch, waited = (score, copy.deepcopy(head.state_dict()),
+                                                                          probs, epoch + 1, 0)
             else:
                 waited += 1
                 if waited >= config.patience or not finite:
                     break
     if best_state is not None:
         head.load_state_dict(best_state)
-    return (best_probs if best_probs is not None else probs).astype(np.float32)
+    return (best_probs if best_probs is not None else probs).astype(np.float32), max(best_epoch, 1)
+
+
+def _epoch(head: nn.Module, loss_fn: nn.Module, optimizer, scheduler, x: torch.Tensor | sp.csr_matrix,
+           targets: torch.Tensor, known: torch.Tensor, *, config: TrainConfig, rng: np.random.Generator,
+           generator: torch.Generator) -> None:
+    """One epoch of `head` over rows `x` in shuffled batches of config.batch_size (the scheduler stepped per batch;
+    sparse rows made dense per batch)."""
+    head.train()
+    for batch in torch.randperm(x.shape[0], generator=generator).split(config.batch_size):
+        loss = batch_loss(head, loss_fn, rows_of(x, batch), targets[batch], known[batch], alpha=config.mixup, rng=rng,
+                          generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
 
 
 def head_probabilities(head: nn.Module, x: torch.Tensor | sp.csr_matrix) -> np.ndarray:

@@ -91,7 +91,7 @@ TEXT = ModalitySpec(
     # the recipe is chosen by the data's size and the time budget (tagnet.training.recipes.choose_by_budget)
     defaults={"backbone": "minilm_l6", "head_hidden": 1024, "finetune_lr": 5e-5, "objective": "f1"},
     backbones=("minilm_l6",),
-    refuses=("image_size", "augment", "weights", "select", "select_metric"),
+    refuses=("image_size", "augment", "weights", "select", "select_metric", "refit"),
     default_time_budget="15m",  # the default recipe sizes fine-tuning to a laptop's coffee break
     head_first_up_to=2_000,
     search=SearchSpace(SMALL_INPUT_RANGES, (256, 512, 1024)),

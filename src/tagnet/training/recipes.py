@@ -94,14 +94,25 @@ def choose_recipe(kind: Modality, model: TagnetModel | None, data: LabeledInputs
     if config.dp_epsilon is not None:
         return PrivateHead(given, reason=f"differentially private head (ε = {config.dp_epsilon:g}): DP-SGD for "
                                          f"{config.dp_epochs} epochs, no early stopping")
+    if head_only(kind, config):
+        return HeadOnly(given, reason="as asked")
+    if config.finetune is None and config.ensemble == 1 and kind.spec.default_time_budget is not None:
+        return choose_by_budget(kind, model, data, split, config=config, elapsed=elapsed)
+    return HeadThenFinetune(given, reason=(f"time budget {duration(given)}" if given else "as asked")
+                            if config.finetune else "")
+
+
+def head_only(kind: Modality, config: TrainConfig) -> bool:
+    """Whether choose_recipe trains heads on the frozen encoder and nothing else, known from the settings alone: a
+    frozen encoder, no --finetune, no --dp-epsilon (a private head is its own recipe), and neither the modality's
+    default time budget (text: chosen by measuring) nor a --time-budget that a modality fine-tuning by default would
+    spend on fine-tuning (without --no-finetune)."""
+    if not kind.frozen(config) or config.finetune or config.dp_epsilon is not None:
+        return False
     auto = config.finetune is None and config.ensemble == 1
     if auto and kind.spec.default_time_budget is not None:
-        return choose_by_budget(kind, model, data, split, config=config, elapsed=elapsed)
-    if config.finetune:
-        return HeadThenFinetune(given, reason=f"time budget {duration(given)}" if given else "as asked")
-    if auto and given is not None and "finetune" not in kind.spec.refuses:
-        return HeadThenFinetune(given)
-    return HeadOnly(given, reason="as asked")
+        return False
+    return not (auto and config.budget_seconds() is not None and "finetune" not in kind.spec.refuses)
 
 
 def choose_by_budget(kind: Modality, model: TagnetModel | None, data: LabeledInputs,

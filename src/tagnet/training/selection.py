@@ -17,7 +17,7 @@ from torch import nn
 
 from tagnet.config.settings import TUNE_METRICS, TrainConfig
 from tagnet.data.split import train_val_splits
-from tagnet.engine import PhaseResult
+from tagnet.engine import PhaseResult, is_main_process
 from tagnet.engine.linear import fit_logistic
 from tagnet.errors import DataError
 from tagnet.engine.headfit import fit_head, head_probabilities, rows_of
@@ -54,13 +54,17 @@ class Selection:
     scaling: str | None = None
     heads: int = 1
     threshold: dict[str, Any] | None = None
+    epochs: int | None = None  # the epochs a final fit of the chosen MLP or ensemble trains (None: linear)
+    oof: np.ndarray | None = field(default=None, repr=False)  # the chosen candidate's out-of-fold probabilities
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able: {"choice", "metric", "folds", "C", "heads", "candidates": {name: {mean, std, seconds, ...}},
+        """JSON-able: {"choice", "metric", "folds", "C", "heads", "epochs" (of a final MLP or ensemble fit), "candidates":
+        {name: {mean, std, seconds, ...}},
         "threshold": the p >= 0.5 and CV-fitted global rules' CV Hamming loss and the threshold kept (objective
         hamming at the default p >= 0.5 only)}."""
         return {"choice": self.choice, "metric": self.metric, "folds": self.folds, "C": self.C,
                 **({"scaling": self.scaling} if self.scaling else {}), "heads": self.heads,
+                **({"epochs": self.epochs} if self.epochs else {}),
                 "candidates": self.candidates, **({"threshold": self.threshold} if self.threshold else {})}
 
     def applied(self, config: TrainConfig) -> TrainConfig:
@@ -192,72 +196,87 @@ def fold_scores(metric: str, val: Validation, folds: list[tuple[np.ndarray, np.n
 
 def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: np.ndarray, *,
                 make_head: Callable[[], nn.Module], thresholds_for: Callable[[Validation], Thresholds],
-                console: Console, budget: TimeBudget | None = None) -> Selection:
-    """Compare the candidates config.select names by config.cv_folds-fold CV on rows `x` (standardised).
+                console: Console, budget: TimeBudget | None = None, names: tuple[str, ...] | None = None,
+                augmented: np.ndarray | None = None, refit: bool = False) -> Selection:
+    """Compare the candidates `names` (default candidate_names(config)) by config.cv_folds-fold CV on rows `x`.
 
-    `make_head()` returns a new, untrained MLP head. In each fold the MLP candidate is one head trained as a single
-    head is (early stopping on its own held-out part of the fold's training rows) and the ensemble candidate is
-    ensemble_heads(config) such heads, each with its own held-out part, averaged (the first of them is the MLP
-    candidate, so the MLP costs nothing extra); both are trained by tagnet.engine.headfit.fit_head. The linear candidate's
-    C is the best of LINEAR_CS on the same folds (so its score is slightly optimistic). Every score is out of fold,
-    at thresholds fitted on the other folds. The forest candidate (tagnet.training.forest) is left out, said in a line,
-    when its estimated CV cost does not fit `budget`. Returns the Selection (without any CV when config.select names "mlp"
-    or "ensemble")."""
+    `make_head()` returns a new, untrained head. In each fold the MLP candidate ("mlp", or "head": the run's own head,
+    e.g. an image model's linear one) is one head trained as a single head is (early stopping on its own held-out part
+    of the fold's training rows, with `augmented` copies of its training rows when given) and the ensemble candidate
+    is ensemble_heads(config) such heads, each with its own held-out part, averaged (the first of them is the MLP
+    candidate, so the MLP costs nothing extra); both are trained by tagnet.engine.headfit.fit_head, and their epochs
+    for a final fit on every row are the median of the folds' best epochs; at many rows x labels they are screened
+    first (screened_networks). The linear candidate's C is the best of LINEAR_CS on the same folds (so its score is
+    slightly optimistic). The forest candidate (tagnet.training.forest) is left out, said in a line, when its
+    estimated CV cost does not fit `budget`. Every score is out of fold, at thresholds fitted on the other folds.
+    Returns the Selection, with the chosen candidate's out-of-fold probabilities (without any CV when one MLP or
+    ensemble is named and not `refit`)."""
     metric = select_metric(config)
-    names = candidate_names(config)
+    names = names or candidate_names(config)
     heads = ensemble_heads(config)
-    if names == ("mlp",):
-        return Selection("mlp", metric)
-    if names == ("ensemble",):
-        return Selection("ensemble", metric, heads=heads)
+    if names in (("mlp",), ("ensemble",)) and not refit:
+        return Selection(names[0], metric, heads=heads if names == ("ensemble",) else 1)
     folds = cv_folds(targets, known, folds=config.cv_folds, seed=config.seed)
     better = max if TUNE_METRICS[metric] == "maximize" else min
     selection = Selection("", metric, folds=len(folds))
-    started = time.perf_counter()
-    selection.C, selection.scaling, scores, linear_oof = linear_candidate(
-        x, targets, known, folds, maximize=TUNE_METRICS[metric] == "maximize",
-        score=lambda oof: fold_scores(metric, {"probs": oof, "targets": targets, "known": known}, folds, thresholds_for))
-    chosen_oof = {"linear": linear_oof}
-    selection.candidates["linear"] = _summary(scores, time.perf_counter() - started, C=selection.C,
-                                              scaling=selection.scaling)
-    networks = screened_networks(config, names, x, targets, known, folds, linear_oof, make_head=make_head,
-                                 thresholds_for=thresholds_for, linear_seconds=selection.candidates["linear"]["seconds"])
-    if networks is not None:
-        selection.candidates["mlp"] = networks
-        names = ("linear",)
-    if "mlp" in names or "ensemble" in names:
-        many = heads if "ensemble" in names else 1
-        oof, seconds = network_out_of_fold(config, x, targets, known, folds, many=many, make_head=make_head)
-        for name in ("mlp", "ensemble"):
-            if name in names:
-                val = {"probs": oof[name], "targets": targets, "known": known}
-                chosen_oof[name] = oof[name]
-                extra = {"heads": heads} if name == "ensemble" else {}
-                selection.candidates[name] = _summary(fold_scores(metric, val, folds, thresholds_for), seconds[name],
-                                                      **extra)
+    oofs, epochs = {}, {}
+    if "linear" in names:
+        started = time.perf_counter()
+        selection.C, selection.scaling, scores, oofs["linear"] = linear_candidate(
+            x, targets, known, folds, maximize=TUNE_METRICS[metric] == "maximize",
+            score=lambda oof: fold_scores(metric, {"probs": oof, "targets": targets, "known": known}, folds,
+                                          thresholds_for))
+        selection.candidates["linear"] = _summary(scores, time.perf_counter() - started, C=selection.C,
+                                                  scaling=selection.scaling)
+        screened = screened_networks(config, names, x, targets, known, folds, oofs["linear"], make_head=make_head,
+                                     thresholds_for=thresholds_for,
+                                     linear_seconds=selection.candidates["linear"]["seconds"])
+        if screened is not None:
+            selection.candidates["mlp"] = screened
+            names = tuple(name for name in names if name not in ("mlp", "ensemble"))
+    networks = [name for name in names if name not in ("linear", "forest")]
+    if networks:
+        oof, seconds, epochs = network_out_of_fold(config, x, targets, known, folds, make_head=make_head,
+                                                   many=heads if "ensemble" in names else 1, augmented=augmented)
+        for name in networks:
+            kind = "ensemble" if name == "ensemble" else "mlp"
+            oofs[name], epochs[name] = oof[kind], epochs[kind]
+            val = {"probs": oof[kind], "targets": targets, "known": known}
+            extra = {"heads": heads} if name == "ensemble" else {}
+            selection.candidates[name] = _summary(fold_scores(metric, val, folds, thresholds_for), seconds[kind],
+                                                  epochs=epochs[kind], **extra)
     if "forest" in names:
-        _forest_candidate(selection, chosen_oof, config, x, targets, known, folds, thresholds_for, budget, console)
+        _forest_candidate(selection, oofs, config, x, targets, known, folds, thresholds_for, budget, console)
     compared = [name for name, score in selection.candidates.items() if "note" not in score]  # not screened out
     selection.choice = better(compared, key=lambda name: selection.candidates[name]["mean"])
     selection.heads = heads if selection.choice == "ensemble" else config.ensemble
+    selection.oof, selection.epochs = oofs[selection.choice], epochs.get(selection.choice)
     if (metric == "hamming_loss" and parse_objective(config.objective or "f1").kind == "hamming"
             and config.threshold_mode == "fixed" and config.fixed_threshold == 0.5):
-        selection.threshold = _global_threshold(chosen_oof[selection.choice], targets, known, folds)
+        selection.threshold = _global_threshold(selection.oof, targets, known, folds)
+    _say_selection(selection, console)
+    return selection
+
+
+def _say_selection(selection: Selection, console: Console) -> None:
+    """Each candidate's CV score and detail, then the choice."""
     for name, score in selection.candidates.items():
         if "note" in score:
             console.print(f"  {name:<8} {score['note']} ({score['seconds']:.1f} s)")
             continue
-        detail = (f", C={score['C']}, {score['scaling']} scaling" if "C" in score else "") + (f", {score['heads']} heads" if "heads" in score else "")
-        detail += f", {score['trees']} trees" if "trees" in score else ""
-        console.print(f"  {name:<8} {metric} {score['mean']:.4f} ± {score['std']:.4f} over {len(folds)} folds "
-                      f"({score['seconds']:.1f} s{detail})")
-    console.print(f"chose the {selection.choice} head{'s' if selection.heads > 1 else ''} by {len(folds)}-fold CV "
-                  f"on {metric}")
+        detail = ((f", C={score['C']}, {score['scaling']} scaling" if "C" in score else "")
+                  + (f", {score['heads']} heads" if "heads" in score else "")
+                  + (f", {score['trees']} trees" if "trees" in score else "")
+                  + (f", best epoch {score['epochs']} (median)" if "epochs" in score else ""))
+        console.print(f"  {name:<8} {selection.metric} {score['mean']:.4f} ± {score['std']:.4f} over "
+                      f"{selection.folds} folds ({score['seconds']:.1f} s{detail})")
+    if len(selection.candidates) > 1:
+        console.print(f"chose the {selection.choice} head{'s' if selection.heads > 1 else ''} by {selection.folds}-fold "
+                      f"CV on {selection.metric}")
     if selection.threshold:
         rule = selection.threshold
         console.print(f"  threshold: p >= 0.5 {rule['p>=0.5']['mean']:.4f}, one global threshold fitted on the other "
                       f"folds {rule['global']['mean']:.4f}: p >= {rule['value']:.3f} kept")
-    return selection
 
 
 def _forest_candidate(selection: Selection, chosen_oof: dict[str, np.ndarray], config: TrainConfig, x: np.ndarray,
@@ -282,29 +301,36 @@ def _forest_candidate(selection: Selection, chosen_oof: dict[str, np.ndarray], c
 
 
 def network_out_of_fold(config: TrainConfig, x: np.ndarray | sp.csr_matrix, targets: np.ndarray, known: np.ndarray,
-                        folds: list[tuple[np.ndarray, np.ndarray]], *, many: int, make_head: Callable[[], nn.Module]
-                        ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Out-of-fold probabilities and seconds of the MLP candidate (the first head of each fold) and of the ensemble
-    of `many` heads (each with its own held-out part of the fold's training rows), on the held-out rows of `folds`
-    (rows of no fold stay 0). Sparse rows are made dense one batch at a time."""
+                        folds: list[tuple[np.ndarray, np.ndarray]], *, many: int, make_head: Callable[[], nn.Module],
+                        augmented: np.ndarray | None = None
+                        ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, int]]:
+    """Out-of-fold probabilities of the MLP candidate (each fold's first head) and of the ensemble of `many` heads
+    (each with its own held-out part of the fold's training rows, averaged) on the held-out rows of `folds` (rows of
+    no fold stay 0), their seconds, and their epochs for a final fit (the median of their heads' best epochs). Heads
+    train with `augmented` copies of their rows when given; sparse rows are made dense one batch at a time."""
     single = dataclasses.replace(config, ensemble=1)
     features = x if sp.issparse(x) else torch.as_tensor(x, dtype=torch.float32)
+    copies = None if augmented is None else torch.as_tensor(augmented, dtype=torch.float32)
     oof = {"mlp": np.zeros(targets.shape, np.float32), "ensemble": np.zeros(targets.shape, np.float32)}
     seconds = {"mlp": 0.0, "ensemble": 0.0}
+    best: dict[str, list[int]] = {"mlp": [], "ensemble": []}
     for k, (train_rows, held) in enumerate(folds):
         held_features = rows_of(features, held, dense=False)  # scored by each of the fold's heads
         for i, (rows, val_rows) in enumerate(train_val_splits(targets, known, rows=train_rows, heads=many,
                                                               val_fraction=config.val_fraction, seed=config.seed)):
             started = time.perf_counter()
             head = make_head()
-            fit_head(head, features, targets, known, rows, val_rows, config=single, seed=config.seed + 1000 * k + i)
+            _, best_epoch = fit_head(head, features, targets, known, rows, val_rows, config=single,
+                                     seed=config.seed + 1000 * k + i, augmented=copies)
             probs = head_probabilities(head, held_features)
             spent = time.perf_counter() - started
             if i == 0:
                 oof["mlp"][held], seconds["mlp"] = probs, seconds["mlp"] + spent
+                best["mlp"].append(best_epoch)
             oof["ensemble"][held] += probs / many
             seconds["ensemble"] += spent
-    return oof, seconds
+            best["ensemble"].append(best_epoch)
+    return oof, seconds, {name: int(np.ceil(np.median(values))) for name, values in best.items()}
 
 
 def screened_networks(config: TrainConfig, names: tuple[str, ...], x: np.ndarray | sp.csr_matrix, targets: np.ndarray,
@@ -326,7 +352,7 @@ def screened_networks(config: TrainConfig, names: tuple[str, ...], x: np.ndarray
     metric = select_metric(config)
     held = [rows for _, rows in folds[:SCREEN_FOLDS]]
     screen = [(np.concatenate([h for i, h in enumerate(held) if i != k]), h) for k, h in enumerate(held)]
-    oof, seconds = network_out_of_fold(config, x, targets, known, folds[:SCREEN_FOLDS], many=1, make_head=make_head)
+    oof, seconds, _ = network_out_of_fold(config, x, targets, known, folds[:SCREEN_FOLDS], many=1, make_head=make_head)
     scores = {name: fold_scores(metric, {"probs": probs, "targets": targets, "known": known}, screen, thresholds_for)
               for name, probs in (("mlp", oof["mlp"]), ("linear", linear_oof))}
     sign = 1.0 if TUNE_METRICS[metric] == "maximize" else -1.0
@@ -382,3 +408,29 @@ def fit_linear_heads(heads: list[torch.nn.Module], x: np.ndarray, targets: np.nd
         results.append(PhaseResult(best_score=float("nan"), best_epoch=0, epochs_run=0, validation=val,
                                    seconds=seconds))
     return results
+
+
+def fit_final_heads(heads: list[torch.nn.Module], x: np.ndarray, targets: np.ndarray, known: np.ndarray,
+                    selection: Selection, *, config: TrainConfig, augmented: np.ndarray | None = None
+                    ) -> list[PhaseResult]:
+    """Every head fitted on every row with what the CV of `selection` chose: the linear head by logistic regression at
+    its C and scaling (fit_linear_heads), an MLP or ensemble member for selection.epochs of config.epochs' schedule
+    without early stopping (fit_head, member k seeded config.seed + k, with `augmented` copies of the rows when
+    given). Returns one PhaseResult per head whose validation is the CV's out-of-fold probabilities of every row (the
+    run's validation report is then the out-of-fold estimate)."""
+    started = time.perf_counter()
+    rows = np.arange(len(targets))
+    if selection.choice == "linear":
+        fit_linear_heads(heads, x, targets, known, [(rows, rows)] * len(heads), C=selection.C,
+                         scaling=selection.scaling)
+    else:
+        features = x if sp.issparse(x) else torch.as_tensor(x, dtype=torch.float32)
+        copies = None if augmented is None else torch.as_tensor(augmented, dtype=torch.float32)
+        single = dataclasses.replace(config, ensemble=1)
+        for k, head in enumerate(heads):
+            fit_head(head, features, targets, known, rows, None, config=single, seed=config.seed + k,
+                     augmented=copies, stop_after=selection.epochs)
+    seconds = (time.perf_counter() - started) / len(heads)
+    val = {"probs": selection.oof, "targets": targets, "known": known}
+    return [PhaseResult(best_score=float("nan"), best_epoch=selection.epochs or 0, epochs_run=selection.epochs or 0,
+                        validation=val, seconds=seconds, is_global_zero=is_main_process()) for _ in heads]

@@ -29,10 +29,10 @@ from tagnet.training.budget import FINAL_SECONDS, Plan, TimeBudget, duration
 from tagnet.training.forest import fit_forest_head
 from tagnet.training.losses import make_loss
 from tagnet.training.plan import RunPlan
-from tagnet.training.recipes import Recipe, choose_recipe, phase_epochs
+from tagnet.training.recipes import Recipe, choose_recipe, head_only, phase_epochs
 from tagnet.training.run_folder import CHECKPOINTS_DIR, write_run_start
-from tagnet.training.selection import Selection, fit_linear_heads, select_head
-from tagnet.engine.headfit import head_probabilities
+from tagnet.training.selection import Selection, fit_final_heads, fit_linear_heads, select_head
+from tagnet.engine.headfit import fit_head, head_probabilities
 from tagnet.engine.private import default_delta, fit_private_head
 from tagnet.engine.steps import head_score, validation_score
 from tagnet.training.privacy import privacy_lines, privacy_record, refuse_unsupported
@@ -81,6 +81,7 @@ class Run:
     model: TagnetModel | None = None
     state: dict[str, Any] | None = None
     splits: list[Split] = field(default_factory=list)
+    refit: int = 0  # folds of the CV whose choices the final head, trained on every row, follows (0: a split)
     recipe: Recipe | None = None
     head_inputs: HeadInputs | None = None
     selection: Selection | None = None
@@ -153,7 +154,9 @@ def prepare_inputs(run: Run) -> None:
     plan, kind = run.plan, run.plan.kind
     run.model = kind.build_model(plan.config, run.data)
     refuse_unsupported(plan.config, run.model, frozen=kind.frozen(plan.config))
-    run.plan = plan = plan.with_config(kind.resolved_config(plan.config, run.model))
+    run.refit = refit_folds(run)
+    run.plan = plan = plan.with_config(dataclasses.replace(kind.resolved_config(plan.config, run.model),
+                                                           refit=bool(run.refit)))
     if run.main:
         source = plan.source
         write_run_start(run.run_dir, config=plan.config, labels=source.labels, modality=kind.name,
@@ -166,6 +169,26 @@ def prepare_inputs(run: Run) -> None:
         run.console.print(f"[yellow]skipped {len(skipped)} unreadable or missing inputs:[/yellow] "
                           + "; ".join(list(skipped.values())[:5]) + (" ..." if len(skipped) > 5 else ""))
     run.splits = checked_splits(run)
+
+
+def refit_folds(run: Run) -> int:
+    """The folds of the CV whose choices (epochs, or the table's head and C, and the thresholds) a final head trained
+    on every row follows, 0 for a head holding out a split. --refit unset: config.cv_folds for heads on a frozen
+    encoder and nothing else (recipes.head_only) without a --val file or --cv: an image model's one head (not an
+    --ensemble), a table's head chosen by --select auto or linear. Raises ConfigError for --refit with a --val file or
+    with a recipe that fine-tunes."""
+    config, kind = run.plan.config, run.plan.kind
+    if config.refit is False:
+        return 0
+    if config.refit and run.from_val_file.any():
+        raise ConfigError(f"refit with --val {run.plan.val_labels}: the --val file validates a head trained on the "
+                          "training file; give one of them")
+    if config.refit and not head_only(kind, config):
+        raise ConfigError("refit trains a head on the frozen encoder on every row, but this run fine-tunes; add "
+                          "--no-finetune, or --no-refit to keep a validation split")
+    wanted = config.refit or (config.select in ("auto", "linear") if config.select else config.ensemble == 1)
+    usable = head_only(kind, config) and not run.from_val_file.any() and not config.cv
+    return config.cv_folds if wanted and usable else 0
 
 
 def fit_backbone_to_budget(run: Run) -> None:
@@ -185,6 +208,12 @@ def fit_state(run: Run) -> None:
     """The fitted state (how an input becomes the model's input) on every head's training rows; says what trains."""
     kind, config = run.plan.kind, run.plan.config
     run.state = _fitted_state(run)
+    if run.refit:
+        chosen = "epochs" if config.select is None else "head, C or epochs"
+        run.console.print(f"training on all {len(run.splits[0][0])} {kind.name} inputs (the final head; its {chosen} "
+                          f"and thresholds chosen by {run.refit}-fold CV, validating out of fold), "
+                          f"{run.data.table.num_labels} labels, model {config.backbone}")
+        return
     own = "" if run.from_val_file.any() or config.ensemble == 1 else (
         f" (fold 1 of {config.cv})" if config.cv else f" (each of the {config.ensemble} heads its own split)")
     run.console.print(f"training on {len(run.splits[0][0])} {kind.name} inputs, validating on {len(run.splits[0][1])}"
@@ -225,6 +254,8 @@ def checked_splits(run: Run) -> list[Split]:
         raise DataError(f"{labels}: need training and validation items, got {len(data)} item(s)")
     if from_val_file.any():
         splits = [(np.flatnonzero(~from_val_file), np.flatnonzero(from_val_file))] * config.ensemble
+    elif run.refit:  # every row trains the final head and is validated out of fold (heads)
+        splits = [(np.arange(len(data)), np.arange(len(data)))] * config.ensemble
     else:
         splits = train_val_splits(data.table.targets, data.table.known, folds=config.cv, heads=config.ensemble,
                                   val_fraction=config.val_fraction, seed=config.seed)
@@ -243,18 +274,24 @@ def frozen_outputs(run: Run) -> None:
 
 
 def choose_head(run: Run) -> None:
-    """config.select's head, by k-fold CV over the training file's rows (tagnet.training.selection.select_head); the
-    run's settings, model and (for an ensemble) splits and fitted state follow the choice."""
+    """config.select's head (tables), or with --refit the epochs of the run's own head (images), by k-fold CV over the
+    training file's rows (tagnet.training.selection.select_head); the run's settings, model and (for an ensemble)
+    splits and fitted state follow the choice."""
     plan, kind, data = run.plan, run.plan.kind, run.data
     rows = np.flatnonzero(~run.from_val_file)
     config, table = plan.config, data.table.subset(rows)
     single = dataclasses.replace(config, ensemble=1)
-    if config.select in ("auto", "linear"):  # a named MLP or ensemble needs no CV
+    own = None if config.select else ("ensemble",) if config.ensemble > 1 else ("head",)
+    augmented = run.head_inputs.augmented
+    if own:
+        run.console.print(f"choosing the head's epochs by {config.cv_folds}-fold CV on {len(rows)} rows")
+    elif config.select in ("auto", "linear") or run.refit:  # a named MLP or ensemble needs no CV unless refit
         run.console.print(f"choosing the head (--select {config.select}) by {config.cv_folds}-fold CV on {len(rows)} rows")
     run.selection = select_head(config, run.head_inputs.array()[rows], table.targets, table.known,
                                 make_head=lambda: head_members(kind.build_model(single, data))[0],
                                 thresholds_for=lambda val: validation_thresholds(val, config).thresholds,
-                                console=run.console, budget=plan.budget)
+                                console=run.console, budget=plan.budget, names=own, refit=bool(run.refit),
+                                augmented=None if augmented is None else augmented.numpy()[rows])
     seed_everything(config.seed)  # the model trains the same whether or not (and however long) CV ran first
     chosen = run.selection.applied(config)
     if chosen == config:
@@ -270,11 +307,20 @@ def choose_head(run: Run) -> None:
 def heads(run: Run) -> None:
     """Each head (one, or an ensemble's members one after another: phases head, head-2, ...) on the frozen encoder's
     cached output, with its own split and early stopping; the linear head of --select by logistic regression, the
-    forest by scikit-learn."""
+    forest by scikit-learn. With refit: the head chosen by k-fold CV (choose_head) trained on every row
+    (refit_heads)."""
     config = run.plan.config
-    if config.select is not None:
+    if run.refit and config.select is None and not _refit_fits(run):
+        run.refit, run.plan = 0, run.plan.with_config(dataclasses.replace(config, refit=False))
+        run.splits = checked_splits(run)
+        run.console.print(f"training on {len(run.splits[0][0])} {run.plan.kind.name} inputs, validating on "
+                          f"{len(run.splits[0][1])} instead")
+    if config.select is not None or run.refit:
         choose_head(run)
         config = run.plan.config
+    if run.refit:
+        refit_heads(run)
+        return
     if run.selection is not None and run.selection.choice == "linear":
         run.results = fit_linear_heads(head_members(run.model), run.head_inputs.array(), run.data.table.targets,
                                        run.data.table.known, run.splits, C=run.selection.C,
@@ -315,6 +361,63 @@ def private_head(run: Run) -> None:
     run.privacy = privacy_record(spent, config, modality=kind.name, validation_rows=len(val_rows))
     for line in privacy_lines(run.privacy):
         run.console.print(line, soft_wrap=True)
+
+
+def _refit_fits(run: Run) -> bool:
+    """Whether the k-fold CV of an image head and the final fit (each at most config.epochs over its rows and their
+    mirror copies) fit the time budget left, at the speed one epoch of the head runs on up to 256 of the rows; said
+    as a choice of the budget when not."""
+    budget, config, inputs = run.plan.budget, run.plan.config, run.head_inputs
+    if budget.seconds is None:
+        return True
+    sample = np.arange(min(len(run.data), 256))
+    single = dataclasses.replace(config, ensemble=1, epochs=1)
+    started = time.perf_counter()
+    fit_head(head_members(run.plan.kind.build_model(single, run.data))[0], inputs.values, run.data.table.targets,
+             run.data.table.known, sample, None, config=single, seed=config.seed, augmented=inputs.augmented)
+    per_row = (time.perf_counter() - started) / len(sample)
+    estimate = per_row * config.epochs * len(run.data) * run.refit  # k folds of (k-1)/k of the rows, then all
+    if budget.fits(estimate):
+        return True
+    run.console.print(budget.note(f"{run.refit}-fold CV of the head and its refit would take about "
+                                  f"{duration(estimate)}, {duration(max(0.0, budget.left()))} are left: the head holds "
+                                  "out a split"), soft_wrap=True)
+    return False
+
+
+def refit_heads(run: Run) -> None:
+    """The heads trained on every row with what the CV chose (selection.fit_final_heads), said in one line; their
+    validation is the CV's out-of-fold probabilities."""
+    selection, table, augmented, config = run.selection, run.data.table, run.head_inputs.augmented, run.plan.config
+    if selection.choice == "forest":  # its out-of-fold probabilities validate it, as they do the other heads
+        rows = np.arange(len(table))
+        fitted = fit_forest_head(run.model, run.head_inputs.array(), table.targets, table.known, [(rows, rows)],
+                                 trees=config.forest_trees, seed=config.seed)[0]
+        run.results = [dataclasses.replace(fitted, validation={"probs": selection.oof, "targets": table.targets,
+                                                               "known": table.known})]
+    else:
+        run.results = fit_final_heads(head_members(run.model), run.head_inputs.array(), table.targets, table.known,
+                                      selection, config=config, augmented=None if augmented is None else augmented.numpy())
+    how = (f"at C={selection.C:g} ({selection.scaling} scaling)" if selection.choice == "linear" else
+           f"of {config.forest_trees} trees" if selection.choice == "forest" else
+           f"for {selection.epochs} of {config.epochs} epochs")
+    chosen = "epochs" if run.plan.config.select is None else "head, C or epochs"
+    name = "" if selection.choice == "head" else f"{selection.choice} "
+    run.console.print(f"final {name}head{'s' if selection.heads > 1 else ''} trained on all {len(table)} "
+                      f"rows {how}; {chosen} and thresholds chosen by {selection.folds}-fold CV (the validation "
+                      "report is the out-of-fold estimate)", soft_wrap=True)
+
+
+def final_fit(run: Run) -> dict[str, Any]:
+    """What trained the final model, for metrics.json and the artifact: rows, and how it was validated."""
+    rows, val_rows = run.splits[0]
+    if run.refit:
+        return {"rows": len(rows), "all_rows": True, "folds": run.refit, "validation": "out-of-fold",
+                **({"epochs": run.selection.epochs} if run.selection.epochs else {"C": run.selection.C})}
+    validation = "--val file" if run.from_val_file.any() else f"{run.plan.config.cv}-fold CV" if run.plan.config.cv \
+        else "held-out split"
+    return {"rows": len(np.unique(np.concatenate([train for train, _ in run.splits]))), "all_rows": False,
+            "validation": validation, "validation_rows": len(val_rows)}
 
 
 def finetune(run: Run) -> None:

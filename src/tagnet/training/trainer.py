@@ -157,7 +157,7 @@ def write_artifact(run: Run) -> None:
     best_epoch = max(r.best_epoch for r in run.results)
     chosen = {**({"time_budget": plan.budget.to_dict()} if plan.budget.seconds is not None else {}),
               **({"selection": run.selection.to_dict()} if run.selection else {}),
-              **({"privacy": run.privacy} if run.privacy else {})}
+              "final_fit": stages.final_fit(run), **({"privacy": run.privacy} if run.privacy else {})}
     # rules fitted on private validation rows would leave the privacy budget: a private run keeps none
     private = run.privacy is not None and not config.dp_public_val
     result.artifact_dir = save_artifact(

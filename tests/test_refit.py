@@ -1,0 +1,200 @@
+"""Every row trains the final model: the head's epochs (or C) and the thresholds chosen by k-fold CV out of fold, then
+the head refitted on all rows; --no-refit and a --val file keep their validation split."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+from sklearn.linear_model import LogisticRegression
+from torch import nn
+
+from tagnet.config.settings import TrainConfig
+from tagnet.data.feature_table import read_feature_table, standardize
+from tagnet.engine.headfit import fit_head
+from tagnet.errors import ConfigError
+from tagnet.inference.artifact import load_artifact
+from tagnet.training.selection import Selection, cv_folds, fit_final_heads
+from tagnet.training.trainer import train
+from tagnet.training.validation import validation_thresholds
+
+
+def _linear_arff(path, n, seed):
+    """Two labels of noisy linear rules on 5 features."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5))
+    logits = np.c_[2 * x[:, 0] - x[:, 1], x[:, 2] + x[:, 3]] + rng.normal(scale=1.0, size=(n, 2))
+    rows = [",".join(f"{v:.5f}" for v in r) + f",{int(a > 0)},{int(b > 0)}" for r, (a, b) in zip(x, logits)]
+    header = "@relation lin\n" + "".join(f"@attribute f{j} numeric\n" for j in range(5))
+    path.write_text(header + "@attribute a {0,1}\n@attribute b {0,1}\n@data\n" + "\n".join(rows) + "\n")
+    (path.parent / "lin.xml").write_text('<labels xmlns="http://mulan.sourceforge.net/labels">'
+                                         '<label name="a"></label><label name="b"></label></labels>')  # MULAN names
+    return path
+
+
+def _train(path, out, *, val=None, **settings):
+    console = Console(record=True, width=300)
+    config = TrainConfig(epochs=3, batch_size=32, cv_folds=3, select="linear", objective="f1", **settings)
+    result = train(path, out_dir=out, config=config, progress=False, console=console, val_labels=val)
+    return result, console.export_text(), json.loads((out / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("refit")
+    return _linear_arff(folder / "lin-train.arff", 150, 0), _linear_arff(folder / "lin-val.arff", 60, 1)
+
+
+def _saved(run_dir):
+    """val_predictions.csv as (items, truths, probabilities)."""
+    saved = np.loadtxt(run_dir / "val_predictions.csv", delimiter=",", skiprows=1, dtype=str)  # item, true_*, prob_*
+    labels = (saved.shape[1] - 1) // 2
+    return saved[:, 0], saved[:, 1:1 + labels].astype(float), saved[:, 1 + labels:].astype(float)
+
+
+def test_linear_head_is_refitted_on_every_row_with_out_of_fold_thresholds(table, tmp_path):
+    train_file, _ = table
+    result, said, metrics = _train(train_file, tmp_path / "run")
+    assert "training on all 150 tabular inputs" in said and "chosen by 3-fold CV, validating out of fold" in said
+    selection = metrics["selection"]
+    assert f"final linear head trained on all 150 rows at C={selection['C']:g}" in said
+    assert metrics["final_fit"] == {"rows": 150, "all_rows": True, "folds": 3, "validation": "out-of-fold",
+                                    "C": selection["C"]}
+    artifact = load_artifact(result.run_dir)
+    state = artifact.state
+    found = read_feature_table(train_file)
+    x = standardize(found.features, state["mean"], state["std"]).astype(np.float64)
+    targets = found.labels.targets
+    items, truth, oof = _saved(result.run_dir)
+    np.testing.assert_array_equal(items.astype(int), np.arange(1, 151))  # items are row numbers from 1
+    np.testing.assert_array_equal(truth, targets)
+    # the validation probabilities are out of fold: each fold's held-out rows scored by a regression at the chosen C
+    # fitted on the other folds (the folds the run's CV used), not by the final head
+    known = np.ones_like(targets, dtype=bool)
+    for fold_rows, held in cv_folds(targets, known, folds=3, seed=0):
+        for j in range(2):
+            fold = LogisticRegression(C=selection["C"], tol=1e-8, max_iter=1000).fit(x[fold_rows], targets[fold_rows, j])
+            np.testing.assert_allclose(oof[held, j], fold.predict_proba(x[held])[:, 1], atol=3e-3)
+    # the final head: the regression at the chosen C on all 150 rows
+    linear = artifact.model.head[1]
+    for j in range(2):
+        everything = LogisticRegression(C=selection["C"], tol=1e-8, max_iter=1000).fit(x, targets[:, j])
+        np.testing.assert_allclose(linear.weight[j].detach().numpy(), everything.coef_[0], atol=1e-3)
+    # the thresholds: per-label F1 fitted on the out-of-fold probabilities, and the report is theirs
+    config = TrainConfig.from_dict(artifact.config)
+    expected = validation_thresholds({"probs": oof.astype(np.float32), "targets": targets, "known": known}, config)
+    np.testing.assert_allclose(artifact.thresholds.values, expected.thresholds.values, atol=1e-4)
+    assert metrics["validation"]["n_items"] == 150 and result.report.n_items == 150
+
+
+def test_no_refit_keeps_the_split_and_fits_the_head_on_its_training_rows(table, tmp_path):
+    train_file, _ = table
+    result, said, metrics = _train(train_file, tmp_path / "run", refit=False)
+    assert "training on 120 tabular inputs, validating on 30" in said and "final" not in said
+    assert metrics["final_fit"] == {"rows": 120, "all_rows": False, "validation": "held-out split",
+                                    "validation_rows": 30}
+    artifact = load_artifact(result.run_dir)
+    assert artifact.config["refit"] is False
+    items, _, _ = _saved(result.run_dir)
+    rows = np.setdiff1d(np.arange(150), items.astype(int) - 1)
+    found = read_feature_table(train_file)
+    x = standardize(found.features, artifact.state["mean"], artifact.state["std"]).astype(np.float64)
+    for j in range(2):
+        expected = LogisticRegression(C=metrics["selection"]["C"], tol=1e-8, max_iter=1000).fit(
+            x[rows], found.labels.targets[rows, j])
+        np.testing.assert_allclose(artifact.model.head[1].weight[j].detach().numpy(), expected.coef_[0], atol=1e-3)
+
+
+def test_a_val_file_keeps_its_meaning(table, tmp_path):
+    train_file, val_file = table
+    result, said, metrics = _train(train_file, tmp_path / "run", val=val_file)
+    assert "training on 150 tabular inputs, validating on 60" in said and "final" not in said
+    assert metrics["final_fit"] == {"rows": 150, "all_rows": False, "validation": "--val file", "validation_rows": 60}
+    assert load_artifact(result.run_dir).config["refit"] is False and result.report.n_items == 60
+    with pytest.raises(ConfigError, match="refit with --val"):
+        _train(train_file, tmp_path / "both", val=val_file, refit=True)
+
+
+def test_refit_conflicts_are_refused():
+    with pytest.raises(ConfigError, match="refit with cv=3"):
+        TrainConfig(refit=True, cv=3).validate()
+    with pytest.raises(ConfigError, match="refit with finetune"):
+        TrainConfig(refit=True, finetune=True).validate()
+    with pytest.raises(ConfigError, match="refit=True"):
+        TrainConfig(refit=True).for_modality("text")
+
+
+def _head(seed):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Dropout(0.2), nn.Linear(6, 2))
+
+
+def test_final_fit_trains_the_cv_epochs_on_the_same_schedule_with_the_mirror_copies():
+    """A head trained for the CV's epochs (stop_after) is the head early stopping kept at that epoch, on the same
+    schedule; fit_final_heads trains every row and its copies so, and validates with the out-of-fold probabilities."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 6)).astype(np.float32)
+    mirror = (x + rng.normal(scale=0.1, size=x.shape)).astype(np.float32)
+    targets = (x[:, :2] + rng.normal(scale=0.5, size=(120, 2)) > 0).astype(np.float32)
+    known = np.ones_like(targets, dtype=bool)
+    config = TrainConfig(epochs=8, batch_size=16, lr=0.01, patience=8)
+    rows, val_rows = np.arange(90), np.arange(90, 120)
+    stopped = _head(1)
+    start = copy.deepcopy(stopped)
+    _, best = fit_head(stopped, torch.from_numpy(x), targets, known, rows, val_rows, config=config, seed=5,
+                       augmented=torch.from_numpy(mirror))
+    refitted = copy.deepcopy(start)
+    assert fit_head(refitted, torch.from_numpy(x), targets, known, rows, None, config=config, seed=5,
+                    augmented=torch.from_numpy(mirror), stop_after=best) == (None, best)
+    for a, b in zip(stopped.state_dict().values(), refitted.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    oof = rng.random(targets.shape).astype(np.float32)
+    selection = Selection("head", "micro_f1", folds=3, epochs=3, oof=oof)
+    final, reference = copy.deepcopy(start), copy.deepcopy(start)
+    [result] = fit_final_heads([final], x, targets, known, selection, config=config, augmented=mirror)
+    fit_head(reference, torch.from_numpy(x), targets, known, np.arange(120), None, config=config, seed=config.seed,
+             augmented=torch.from_numpy(mirror), stop_after=3)
+    for a, b in zip(final.state_dict().values(), reference.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert result.validation["probs"] is oof and result.best_epoch == 3
+
+
+def test_image_head_on_frozen_features_is_refitted_on_every_image(synthetic_data, tmp_path):
+    console = Console(record=True, width=300)
+    config = TrainConfig(backbone="efficientnet_lite0", image_size=32, epochs=4, batch_size=16, cv_folds=3)
+    result = train(synthetic_data.labels_csv, images_dir=synthetic_data.images_dir, out_dir=tmp_path / "run",
+                   config=config, progress=False, console=console)
+    said = console.export_text()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    epochs = metrics["selection"]["epochs"]
+    assert "training on all 120 image inputs (the final head; its epochs and thresholds chosen by 3-fold CV" in said
+    assert f"final head trained on all 120 rows for {epochs} of 4 epochs" in said and 1 <= epochs <= 4
+    assert metrics["final_fit"] == {"rows": 120, "all_rows": True, "folds": 3, "validation": "out-of-fold",
+                                    "epochs": epochs}
+    assert set(metrics["selection"]["candidates"]) == {"head"} and metrics["best_epoch"] == epochs
+    items, truth, oof = _saved(tmp_path / "run")
+    assert len(set(items)) == 120  # every image, validated out of fold
+    artifact = load_artifact(result.run_dir)
+    known = np.ones_like(truth, dtype=bool)
+    expected = validation_thresholds({"probs": oof.astype(np.float32), "targets": truth.astype(np.float32),
+                                      "known": known}, TrainConfig.from_dict(artifact.config))
+    np.testing.assert_allclose(artifact.thresholds.values, expected.thresholds.values, atol=1e-4)
+
+
+def test_an_image_head_whose_cv_would_not_fit_the_budget_holds_out_a_split(synthetic_data, tmp_path):
+    console = Console(record=True, width=300)
+    config = TrainConfig(backbone="efficientnet_lite0", image_size=32, epochs=2, batch_size=16, finetune=False,
+                         time_budget="1s")
+    result = train(synthetic_data.labels_csv, images_dir=synthetic_data.images_dir, out_dir=tmp_path / "run",
+                   config=config, progress=False, console=console)
+    said = console.export_text()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "training on all 120 image inputs" in said and "5-fold CV of the head and its refit would take about" in said
+    assert "training on 96 image inputs, validating on 24 instead" in said and "final head trained" not in said
+    assert metrics["final_fit"] == {"rows": 96, "all_rows": False, "validation": "held-out split", "validation_rows": 24}
+    assert any("5-fold CV of the head" in choice for choice in metrics["time_budget"]["choices"])
+    assert load_artifact(result.run_dir).config["refit"] is False and result.report.n_items == 24
