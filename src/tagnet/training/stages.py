@@ -24,13 +24,13 @@ from tagnet.inference.runtime import Spread
 from tagnet.modalities.base import HeadInputs, LabeledInputs
 from tagnet.models import TagnetModel, head_members, set_backbone_trainable
 from tagnet.training.budget import FINAL_SECONDS, Plan, TimeBudget, duration
+from tagnet.training.loss_choice import choose_loss
 from tagnet.training.losses import make_loss
 from tagnet.training.plan import RunPlan
 from tagnet.training.recipes import Recipe, choose_recipe, phase_epochs
 from tagnet.training.run_folder import CHECKPOINTS_DIR, write_run_start
 from tagnet.training.selection import Selection, fit_linear_heads, select_head
-from tagnet.engine.steps import validation_score
-from tagnet.training.validation import validation_thresholds
+from tagnet.training.validation import Slices, ScoreFn, stopping_score, threshold_slice, validation_thresholds
 
 Split = tuple[np.ndarray, np.ndarray]
 EVENTS = ("on_stage_start", "on_stage_end", "on_epoch_end")
@@ -75,11 +75,13 @@ class Run:
     model: TagnetModel | None = None
     state: dict[str, Any] | None = None
     splits: list[Split] = field(default_factory=list)
+    slices: Slices | None = None  # (early-stopping rows, threshold rows) of the held-out rows (threshold_share)
     recipe: Recipe | None = None
     head_inputs: HeadInputs | None = None
     selection: Selection | None = None
     results: list[PhaseResult] = field(default_factory=list)
     finetuned: bool = False
+    loss_choice: dict[str, Any] | None = None  # what --loss auto's probe measured and chose (training.loss_choice)
     outcome: dict[str, Any] = field(default_factory=dict)  # the decisions stage's validation, thresholds, report
     _loggers: RunLoggers | None = None
 
@@ -99,6 +101,10 @@ class Run:
         """run_phase's keyword arguments shared by every phase of the run."""
         return dict(config=self.plan.config, run_dir=self.run_dir, progress=self.progress, resume=self.resume,
                     epoch_callback=self.callbacks.epoch_hook(), loggers=self.loggers, **changes)
+
+    def stop_score(self, k: int = 0) -> ScoreFn:
+        """What head k's phases early-stop on: the validation score of its early-stopping rows (validation.stopping_score)."""
+        return stopping_score(self.splits[k][1], self.slices)
 
     def loss(self) -> nn.Module:
         """The loss, weighted (weighted_bce) by the first split's training rows."""
@@ -136,6 +142,14 @@ def prepare_inputs(run: Run) -> None:
         run.console.print(f"[yellow]skipped {len(skipped)} unreadable or missing inputs:[/yellow] "
                           + "; ".join(list(skipped.values())[:5]) + (" ..." if len(skipped) > 5 else ""))
     run.splits = checked_splits(run)
+    run.slices = held_out_slices(run)
+
+
+def held_out_slices(run: Run) -> Slices | None:
+    """The held-out rows parted into early-stopping and threshold rows (validation.threshold_slice)."""
+    config = run.plan.config
+    return threshold_slice(run.data.table.targets, run.data.table.known, run.splits, share=config.threshold_share,
+                           seed=config.seed, what=str(run.plan.val_labels or run.plan.source.labels))
 
 
 def fit_backbone_to_budget(run: Run) -> None:
@@ -233,6 +247,7 @@ def choose_head(run: Run) -> None:
     run.model = kind.build_model(chosen, data)
     if chosen.ensemble != config.ensemble:
         run.splits = checked_splits(run)
+        run.slices = held_out_slices(run)
         run.state = _fitted_state(run)
         run.head_inputs = kind.head_inputs(run.model, data, run.state, cache_dir=run.cache_dir, progress=False)
 
@@ -253,7 +268,7 @@ def heads(run: Run) -> None:
     run.results = []
     for k, (head, (train_rows, val_rows)) in enumerate(zip(head_members(run.model), run.splits)):
         module = MultiLabelModule(head, loss, lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
-                                  normalize=None, mixup=config.mixup, score=validation_score)
+                                  normalize=None, mixup=config.mixup, score=run.stop_score(k))
         loaders = (run.head_inputs.loader(table, train_rows, batch_size=config.batch_size, train=True),
                    run.head_inputs.loader(table, val_rows, batch_size=config.batch_size, train=False))
         run.results.append(run_phase(module, *loaders, epochs=phase_epochs(config, "head"),
@@ -306,7 +321,7 @@ def network_phase(run: Run, name: str, *, lr: float, head_lr: float | None = Non
         return None
     module = MultiLabelModule(run.model, run.loss(), lr=lr, weight_decay=config.weight_decay, schedule=config.schedule,
                               normalize=kind.normalization(run.model),
-                              mixup=config.mixup if kind.mixes_network_inputs else 0.0, score=validation_score,
+                              mixup=config.mixup if kind.mixes_network_inputs else 0.0, score=run.stop_score(),
                               head_lr=head_lr)
     return run_phase(module, train_loader, val_loader, epochs=epochs, phase=name, precision=default_precision(config),
                      **run.phase_args(**limit))
@@ -368,5 +383,5 @@ def _say_plan(run: Run, name: str, plan: Plan | None, budget: TimeBudget, per_ep
 
 
 RECIPE_STAGES: dict[str, Callable[[Run], None]] = {
-    "frozen_outputs": frozen_outputs, "heads": heads, "finetune": finetune, "finetune_all": finetune_all,
+    "frozen_outputs": frozen_outputs, "choose_loss": choose_loss, "heads": heads, "finetune": finetune, "finetune_all": finetune_all,
     "train_all": train_all}
