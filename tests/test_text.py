@@ -356,3 +356,29 @@ def test_thresholds_never_see_the_rows_that_chose_the_epoch(text_run):
     assert choice == meta["extra"]["loss_choice"] and choice["chosen"] == max(choice["scores"], key=choice["scores"].get)
     assert set(choice["scores"]) == {"bce", "weighted_bce", "asl"} and choice["rows"] == [24, 7]
     assert meta["config"]["loss"] == choice["chosen"]
+
+
+def test_fine_tuning_from_the_start_probes_the_loss_on_embeddings_of_its_rows(text_run, tmp_path, monkeypatch):
+    """More texts than head_first_up_to fine-tune from the start: --loss auto's probe embeds the training and
+    early-stopping rows itself (no frozen pass) and the fine-tuning trains with the winner."""
+    import dataclasses
+
+    from tagnet.modalities.specs import TEXT
+
+    _, val = text_run
+    kind = get_modality("text")
+    monkeypatch.setattr(type(kind), "spec", dataclasses.replace(TEXT, head_first_up_to=10))
+    options = {"no_header": True, "label_names_file": val.parent / "labels.txt", "id_column": "2"}
+    config = TrainConfig(epochs=1, lr=3e-2, batch_size=8, precision="32-true")
+    console = Console(record=True, width=300)
+    result = train_run(val.parent / "train.tsv", modality="text", text_column="0", val_labels=val,
+                       out_dir=tmp_path / "run", config=config, read_options=options, progress=False, console=console)
+    assert json.loads((result.run_dir / "checkpoints" / "recipe.json").read_text())["name"] == "finetune"
+    assert [row["phase"] for row in csv.DictReader((result.run_dir / "metrics.csv").open())] == ["finetune"]
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    choice = metrics["loss_choice"]
+    assert choice["rows"] == [24, 7] and choice["chosen"] == max(choice["scores"], key=choice["scores"].get)
+    meta = json.loads((result.artifact_dir / "tagnet.json").read_text())
+    assert meta["config"]["loss"] == choice["chosen"]
+    assert f"loss: {choice['chosen']} (the best of 3 heads" in console.export_text()
+    assert set(metrics["estimates"]) == {"honest", "optimistic"}
