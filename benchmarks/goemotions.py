@@ -133,7 +133,28 @@ def _rules_on_b(run_dir: Path, dev_b: Path, objective: str = "f1") -> dict:
         report = evaluate_probabilities(targets, probs, rule, label_names=names, known=known)
         row[f"B_macro_f1[{name}]"], row[f"B_micro_f1[{name}]"] = round(report.macro_f1, 4), round(report.micro_f1, 4)
         row["B_mAP"] = round(report.mAP, 4)
+    row["B_macro_f1_by_threshold_share"] = _share_curve(truths, val_probs, targets, probs, known, names, objective)
     return row
+
+
+def _share_curve(truths, val_probs, targets, probs, known, names, objective) -> dict:
+    """B's macro-F1 (mean, std over 5 draws, rows) at thresholds fitted on a stratified share of A's rows."""
+    import numpy as np
+
+    from tagnet.decisions.thresholds import fit_decisions
+    from tagnet.evaluation.metrics import evaluate_probabilities
+    from tagnet.training.validation import threshold_slice
+
+    y, k = (truths > 0).astype(np.float32), truths >= 0
+    rows, curve = np.arange(len(y)), {}
+    for share in (0.3, 0.5, 0.7, 0.8, 0.9, 1.0):
+        scores = []
+        for seed in range(1 if share == 1.0 else 5):
+            kept = rows if share == 1.0 else threshold_slice(y, k, [(rows[:0], rows)], share=share, seed=seed)[1]
+            fitted = fit_decisions(y[kept], val_probs[kept], objective=objective, known=k[kept]).thresholds
+            scores.append(evaluate_probabilities(targets, probs, fitted, label_names=names, known=known).macro_f1)
+        curve[share] = [round(float(np.mean(scores)), 4), round(float(np.std(scores)), 4), int(len(kept))]
+    return curve
 
 
 def study(out: Path, names: list[str]) -> list[dict]:
