@@ -15,7 +15,7 @@ from sklearn.metrics import (
 )
 
 from tagnet.errors import ConfigError, DataError
-from tagnet.evaluation.metrics import evaluate_probabilities
+from tagnet.evaluation.metrics import evaluate_probabilities, f1_at
 from tagnet.report.terminal import render_metrics
 from tagnet.decisions.thresholds import Thresholds
 
@@ -257,3 +257,15 @@ def test_per_label_metrics_match_sklearn_with_ties_and_unknown_cells(seed, monke
             assert row["ap"] == pytest.approx(average_precision_score(y[rows, j], p[rows, j]), abs=1e-12)
         else:
             assert row["ap"] is None
+
+
+def test_f1_at_matches_the_report_at_one_threshold():
+    rng = np.random.default_rng(3)
+    y = rng.random((40, 5)) < 0.3
+    y[:, 4] = False  # a label without positives: macro counts it as 0, as the report does
+    p = rng.random((40, 5))
+    known = rng.random((40, 5)) < 0.9
+    known[:, 3] = False  # a label never known: left out of macro, as the report leaves it
+    report = evaluate_probabilities(y, p, np.full(5, 0.5), label_names=list("abcde"), known=known)
+    assert f1_at(y, p, known) == pytest.approx((report.micro_f1, report.macro_f1))
+    assert f1_at(y, p, known)[0] == pytest.approx(_sk_prf(y[known], (p >= 0.5)[known], "binary")[2])

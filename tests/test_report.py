@@ -9,7 +9,8 @@ import pytest
 from sklearn.metrics import log_loss
 
 from tagnet.errors import ArtifactError
-from tagnet.report.html import cooccurrence, item_losses, load_run, write_report
+from tagnet.decisions.thresholds import Thresholds
+from tagnet.report.html import RunData, cooccurrence, item_losses, load_run, render_page, write_report
 
 SECTIONS = ("summary", "curves", "pr-curves", "f1-thresholds", "cooccurrence", "worst")
 
@@ -18,7 +19,7 @@ def test_report_of_an_image_run_is_self_contained(tiny_run, tmp_path):
     path = write_report(tiny_run.run_dir, out=tmp_path / "report.html", max_images=5)
     page = path.read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page, re.I)
-    assert "<script" not in page and "<link" not in page
+    assert "<link" not in page and "<script src" not in page and page.count("<script") == 1  # the label search
     for section in SECTIONS:
         assert f"id='{section}'" in page
     for name in tiny_run.report.label_names:
@@ -140,3 +141,21 @@ def test_prediction_table_of_many_labels_lists_each_inputs_most_probable():
     text = console.export_text()
     assert "tag29 0.290 tag28 0.280 tag27 0.270 tag26 0.260 tag25 0.250" in text and TOP_PROBABILITIES == 5
     assert "tag24" not in text and "most probable" in text
+
+
+def test_report_at_1200_labels_lists_every_label_behind_a_search_box(tmp_path):
+    rng = np.random.default_rng(0)
+    names = [f"tag_{j:04d}" for j in range(1200)]
+    truths = (rng.random((30, 1200)) < 0.02).astype(int)
+    truths[:, 7] = 1  # the label with most validation positives comes first
+    probs = rng.random((30, 1200))
+    per_label = [{"label": name, "ap": 0.5, "precision": 0.25, "recall": 0.5, "f1": 1 / 3,
+                  "support": int(truths[:, j].sum()), "threshold": 0.5} for j, name in enumerate(names)]
+    data = RunData(tmp_path, names, [f"item{i}" for i in range(30)], truths, probs,
+                   Thresholds("per-label", [0.5] * 1200, 1), [], {"validation": {"per_label": per_label}}, {},
+                   {"modality": "text"})
+    page = render_page(data, max_images=2, max_labels=4)
+    rows = re.findall(r'<tr data-label="([^"]+)">', page)
+    assert len(rows) == 1200 and rows[0] == "tag_0007" and sorted(rows) == [n.lower() for n in names]
+    assert "placeholder='search 1200 labels'" in page and "showing the 4 labels with most validation positives" in page
+    assert "<script src" not in page and not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page, re.I)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tagnet.evaluation.metrics import evaluate_probabilities, mean_average_precision
+from tagnet.evaluation.metrics import f1_at, mean_average_precision
 
 
 def mixup(inputs: torch.Tensor, targets: torch.Tensor, known: torch.Tensor, *, alpha: float, rng,
@@ -40,9 +40,10 @@ def head_score(targets: np.ndarray, probs: np.ndarray, known: np.ndarray) -> flo
 
 
 def validation_score(targets: np.ndarray, probs: np.ndarray, known: np.ndarray) -> dict[str, float]:
-    """Validation metrics logged each epoch: mAP and micro/macro F1 at 0.5 (NaN once training has diverged)."""
+    """Validation metrics logged each epoch: mAP (0 when no validation row has a positive) and micro/macro F1 at 0.5
+    (NaN once training has diverged)."""
     if not np.isfinite(probs).all():  # NaN stops training (EarlyStopping's check_finite); the best epoch is kept
         return {"mAP": float("nan"), "micro_f1": float("nan"), "macro_f1": float("nan")}
-    report = evaluate_probabilities(targets, probs, np.full(targets.shape[1], 0.5),
-                                    label_names=[str(i) for i in range(targets.shape[1])], known=known)
-    return {"mAP": report.mAP, "micro_f1": report.micro_f1, "macro_f1": report.macro_f1}
+    micro_f1, macro_f1 = f1_at(targets, probs, known)
+    score = mean_average_precision(targets, probs, known)
+    return {"mAP": score if np.isfinite(score) else 0.0, "micro_f1": micro_f1, "macro_f1": macro_f1}

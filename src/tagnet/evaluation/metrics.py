@@ -10,7 +10,6 @@ import numpy as np
 from sklearn.metrics import (
     accuracy_score,
     coverage_error,
-    hamming_loss,
     label_ranking_loss,
     precision_recall_fscore_support,
 )
@@ -110,11 +109,15 @@ def _checked_inputs(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | 
     return y, p, mask
 
 
-def _label_prf(y: np.ndarray, pred: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-label precision, recall and F1 over the known cells, as scikit-learn's with zero_division=0."""
+def _label_counts(y: np.ndarray, pred: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-label true positives, false positives and false negatives over the known cells."""
     truth, said = y.astype(bool), pred.astype(bool) & mask
-    tp = (truth & said).sum(axis=0)
-    fp, fn = (~truth & said).sum(axis=0), (truth & mask & ~said).sum(axis=0)
+    return (truth & said).sum(axis=0), (~truth & said).sum(axis=0), (truth & mask & ~said).sum(axis=0)
+
+
+def _prf_of_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and F1 of counts (arrays, or 1-element arrays of sums), as scikit-learn's with
+    zero_division=0."""
     return _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn)
 
 
@@ -159,10 +162,21 @@ def mean_average_precision(targets: np.ndarray, probs: np.ndarray, known: np.nda
     return float(values.mean()) if len(values) else float("nan")
 
 
-def _per_label(y: np.ndarray, p: np.ndarray, pred: np.ndarray, mask: np.ndarray, names: list[str],
+def f1_at(targets: np.ndarray, probs: np.ndarray, known: np.ndarray, threshold: float = 0.5) -> tuple[float, float]:
+    """(micro-F1, macro-F1) of `probs` >= `threshold` over the known cells, as evaluate_probabilities gives them (macro:
+    over the labels with a known cell)."""
+    y, mask = np.asarray(targets).astype(bool), np.asarray(known, dtype=bool)
+    counts = _label_counts(y, np.asarray(probs) >= threshold, mask)
+    micro = _prf_of_counts(*(np.array([c.sum()]) for c in counts))[2][0]
+    macro = _prf_of_counts(*counts)[2][mask.any(axis=0)]
+    return float(micro), float(macro.mean()) if len(macro) else float("nan")
+
+
+def _per_label(y: np.ndarray, p: np.ndarray, counts: tuple[np.ndarray, ...], mask: np.ndarray, names: list[str],
                thresholds: np.ndarray, ece: np.ndarray) -> list[dict[str, Any]]:
-    """One row per label: AP, precision, recall, F1 on the rows where it is known, support, threshold, ECE."""
-    precision, recall, f1 = _label_prf(y, pred, mask)
+    """One row per label: AP, precision, recall, F1 on the rows where it is known (from its (tp, fp, fn) `counts`),
+    support, threshold, ECE."""
+    precision, recall, f1 = _prf_of_counts(*counts)
     ap, support, seen = average_precision(y, p, mask), (y.astype(bool) & mask).sum(axis=0), mask.any(axis=0)
     columns = {"label": names, "ap": _floats(ap, ~np.isnan(ap)), "precision": _floats(precision, seen),
                "recall": _floats(recall, seen), "f1": _floats(f1, seen), "support": support.tolist(),
@@ -221,10 +235,11 @@ def evaluate_probabilities(
     th = as_thresholds(thresholds, num_labels=len(names))
     pred = apply_thresholds(p, th).astype(np.int8)
     probabilities = bool(((p >= 0) & (p <= 1)).all())
-    per_label = _per_label(y, p, pred, mask, names, th.values,
+    counts = _label_counts(y, pred, mask)
+    per_label = _per_label(y, p, counts, mask, names, th.values,
                            calibration_error(y, p, mask) if probabilities else np.full(len(names), np.nan))
     aps = [row["ap"] for row in per_label if row["ap"] is not None]
-    micro = _prf(y[mask], pred[mask], "binary")
+    micro = [float(v[0]) for v in _prf_of_counts(*(np.array([c.sum()]) for c in counts))]
     macro = [float(np.mean([row[k] for row in per_label if row[k] is not None])) for k in ("precision", "recall", "f1")]
     complete = mask.all(axis=1)
     samples, exact, ranking, coverage, one_error = _example_based(y[complete], pred[complete], p[complete])
@@ -235,7 +250,7 @@ def evaluate_probabilities(
         micro_precision=micro[0], micro_recall=micro[1], micro_f1=micro[2],
         macro_precision=macro[0], macro_recall=macro[1], macro_f1=macro[2],
         samples_precision=samples[0], samples_recall=samples[1], samples_f1=samples[2],
-        hamming_loss=float(hamming_loss(y[mask], pred[mask])), exact_match=exact,
+        hamming_loss=float((counts[1].sum() + counts[2].sum()) / mask.sum()), exact_match=exact,
         ranking_loss=ranking, coverage=coverage, one_error=one_error,
         labels_without_positives=[row["label"] for row in per_label if row["ap"] is None],
         ece=float(calibration_error(y[mask][:, None], p[mask][:, None])[0]) if probabilities else None)

@@ -34,10 +34,9 @@ Sourced = tuple[list[str], list]  # (sources, items): each input's name in the a
 
 @dataclass(frozen=True)
 class HttpBody:
-    """A POST body as the server read it: its media type and either its parsed JSON or its uploaded files
-    ((file name as sent or None, bytes) of a multipart body)."""
+    """A POST body as the server read it: its parsed JSON or its uploaded files ((file name as sent or None, bytes) of
+    a multipart body)."""
 
-    content_type: str
     json: Any = None
     files: list[tuple[str | None, bytes]] | None = None
 
@@ -63,8 +62,11 @@ class RequestCodec:
     def check_content_type(self, content_type: str) -> None:
         """RequestError 415 unless POST /predict takes `content_type` (lower case, without parameters)."""
         if content_type not in self.media_types:
-            raise RequestError(415, f"content type {content_type or 'none'!r}; expected application/json "
-                                    f'({{"{self.spec.request_key}": [...]}})')
+            raise RequestError(415, f"content type {content_type or 'none'!r}; expected {self.expected_body()}")
+
+    def expected_body(self) -> str:
+        """The bodies POST /predict takes, as its 415 answer names them."""
+        return f'application/json ({{"{self.spec.request_key}": [...]}})'
 
     def items(self, body: HttpBody, predictor: Predictor, *, max_items: int, max_pixels: int) -> Sourced:
         """(sources, inputs) of a POST /predict body of a content type check_content_type took."""
@@ -121,10 +123,8 @@ class ImageCodec(RequestCodec):
 
     media_types = (MULTIPART, JSON)
 
-    def check_content_type(self, content_type: str) -> None:
-        if content_type not in self.media_types:
-            raise RequestError(415, f"content type {content_type or 'none'!r}; expected multipart/form-data "
-                                    "(image files) or application/json (base64 images)")
+    def expected_body(self) -> str:
+        return "multipart/form-data (image files) or application/json (base64 images)"
 
     def uploads(self, body: HttpBody, *, max_items: int) -> list[tuple[str, bytes]]:
         """Multipart files (any field name), or JSON {"images": [base64 | data: URL | {name, data}, ...]}."""

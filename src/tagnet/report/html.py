@@ -299,14 +299,40 @@ def _worst_items_html(data: RunData, predicted: np.ndarray, count: int) -> str:
     return legend + f'<div class="cards">{"".join(cards)}</div>'
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    def cell(v: Any) -> str:
-        if v is None:
-            return "-"
-        return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
+# filters the per-label table's rows by the text typed in its search box (inline: the page stays self-contained)
+LABEL_SEARCH_SCRIPT = """<script>
+document.getElementById('label-search').addEventListener('input', function (event) {
+  var text = event.target.value.toLowerCase();
+  document.querySelectorAll('#per-label-table tr[data-label]').forEach(function (row) {
+    row.style.display = row.dataset.label.indexOf(text) >= 0 ? '' : 'none';
+  });
+});
+</script>"""
 
+
+def _per_label_table(per_label: list[dict[str, Any]]) -> str:
+    """Every label's AP, precision, recall, F1, support and threshold, most supported first, behind a search box that
+    filters the rows by label name (readable at thousands of labels)."""
+    rows = sorted(per_label, key=lambda r: -(r.get("support") or 0))
+    header = "".join(f"<th>{h}</th>" for h in ("label", "AP", "precision", "recall", "F1", "support", "threshold"))
+    body = "".join(f'<tr data-label="{html.escape(str(r["label"]).lower())}">' + "".join(
+        f"<td>{_cell(r.get(k))}</td>" for k in ("label", "ap", "precision", "recall", "f1", "support", "threshold"))
+        + "</tr>" for r in rows)
+    return (f"<details><summary>per-label table ({len(rows)} labels, most validation positives first)</summary>"
+            f"<p><input type='search' id='label-search' placeholder='search {len(rows)} labels' "
+            f"aria-label='search labels'></p><table id='per-label-table'><tr>{header}</tr>{body}</table>"
+            f"</details>{LABEL_SEARCH_SCRIPT}")
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -364,10 +390,7 @@ def render_page(data: RunData, *, max_images: int = 12, max_labels: int = 40) ->
     parts.append("<h2 id='f1-thresholds'>F1 and threshold per label</h2>" + note
                  + _img(_png(_bars_figure([data.label_names[j] for j in shown], f1[shown], values[shown], support[shown])),
                         "per-label F1 and thresholds"))
-    parts.append("<details><summary>per-label table</summary>" + _table(
-            ["label", "AP", "precision", "recall", "F1", "support", "threshold"],
-        [[r["label"], r.get("ap"), r.get("precision"), r.get("recall"), r.get("f1"), r.get("support"), r.get("threshold")]
-         for r in per_label]) + "</details>")
+    parts.append(_per_label_table(per_label))
 
     targets, source = _label_table_for_cooccurrence(data)
     counts = cooccurrence(targets)[np.ix_(shown, shown)]

@@ -144,8 +144,8 @@ async def _http_body(request: Request, codec: RequestCodec, *, max_items: int) -
     if content_type == "multipart/form-data":
         async with request.form(max_files=max_items) as form:
             files = [(value.filename, await value.read()) for _, value in form.multi_items() if isinstance(value, UploadFile)]
-        return HttpBody(content_type, files=files)
-    return HttpBody(content_type, json=await _read_json(request))
+        return HttpBody(files=files)
+    return HttpBody(json=await _read_json(request))
 
 
 def _explain(files: list[tuple[str, bytes]], labels: list[str] | None, *, predictor: Predictor,

@@ -195,8 +195,7 @@ class Search:
 
     def run(self, trials: int, timeout: float | None) -> TuneResult:
         """Run trials until the study holds `trials` finished ones (or `timeout` seconds pass); the summary."""
-        study = self.study(trials)
-        done = len(study.get_trials(deepcopy=False, states=FINISHED))
+        study, done = self.study(trials)
         started = time.perf_counter()
         remaining = trials - done
         shutil.rmtree(self.out / "trials", ignore_errors=True)  # leftovers of an interrupted search
@@ -209,9 +208,10 @@ class Search:
                 shutil.rmtree(self.out / "trials", ignore_errors=True)
         return _finish(study, self.out, self.base, self.out / "best_run", time.perf_counter() - started, self.metric)
 
-    def study(self, trials: int) -> optuna.Study:
-        """The study in OUT/study.db (resumed when there), its sampler seeded by the finished trials, pruning on mAP
-        only (the one metric reported after each epoch), the base settings as its first trial."""
+    def study(self, trials: int) -> tuple[optuna.Study, int]:
+        """The study in OUT/study.db (resumed when there) and its number of finished trials; its sampler seeded by
+        that number, pruning on mAP only (the one metric reported after each epoch), the base settings as its first
+        trial."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(study_name=STUDY_NAME, storage=f"sqlite:///{(self.out / 'study.db').resolve()}",
                                     direction=METRICS[self.metric], load_if_exists=True)
@@ -226,7 +226,7 @@ class Search:
                         if self.metric == "mAP" else optuna.pruners.NopPruner())
         if not study.trials:  # the base recipe is trial 0: the search starts from it
             study.enqueue_trial(_base_params(self.base, self.backbones, modalities.get(self.source.modality)))
-        return study
+        return study, done
 
     def objective(self, study: optuna.Study, trial: optuna.Trial) -> float:
         """One trial: a trainer run with the trial's settings, pruned by TrialPruning; the best run kept in
