@@ -100,7 +100,8 @@ def choose_by_budget(kind: Modality, model: TagnetModel | None, data: LabeledInp
     """Fine-tune within the time budget (default kind.spec.default_time_budget), from the throughput kind measures on a
     few training batches: up to kind.spec.head_first_up_to training inputs a head on the frozen encoder first, then
     fine-tuning kept only if it validates at least as well; more inputs fine-tune the whole network from the start
-    (the frozen pass would cost minutes; --loss auto's probe embeds a sample); when not even MIN_PASSES of fine-tuning fit, the head alone."""
+    (the frozen pass would cost minutes; --loss auto's probe embeds a sample); when not even MIN_PASSES of fine-tuning
+    fit, the head alone."""
     given = config.budget_seconds()
     budget = given or parse_duration(kind.spec.default_time_budget)
     throughput = kind.throughput(model, data, split, config)
