@@ -353,7 +353,8 @@ def test_thresholds_never_see_the_rows_that_chose_the_epoch(text_run):
     assert metrics["estimates"]["optimistic"]["macro_f1"] == pytest.approx(
         f1_score(targets[stop], probs[stop] >= np.asarray(own.values), average="macro", zero_division=0), abs=1e-6)
     choice = metrics["loss_choice"]
-    assert choice == meta["extra"]["loss_choice"] and choice["chosen"] == max(choice["scores"], key=choice["scores"].get)
+    assert choice == meta["extra"]["loss_choice"]
+    assert choice["chosen"] == max(choice["scores"], key=choice["scores"].get)
     assert set(choice["scores"]) == {"bce", "weighted_bce", "asl"} and choice["rows"] == [24, 7]
     assert meta["config"]["loss"] == choice["chosen"]
 

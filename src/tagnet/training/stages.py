@@ -103,7 +103,8 @@ class Run:
                     epoch_callback=self.callbacks.epoch_hook(), loggers=self.loggers, **changes)
 
     def stop_score(self, k: int = 0) -> ScoreFn:
-        """What head k's phases early-stop on: the validation score of its early-stopping rows (validation.stopping_score)."""
+        """What head k's phases early-stop on: the validation score of its early-stopping rows
+        (validation.stopping_score)."""
         return stopping_score(self.splits[k][1], self.slices)
 
     def loss(self) -> nn.Module:
@@ -383,5 +384,6 @@ def _say_plan(run: Run, name: str, plan: Plan | None, budget: TimeBudget, per_ep
 
 
 RECIPE_STAGES: dict[str, Callable[[Run], None]] = {
-    "frozen_outputs": frozen_outputs, "choose_loss": choose_loss, "heads": heads, "finetune": finetune, "finetune_all": finetune_all,
+    "frozen_outputs": frozen_outputs, "choose_loss": choose_loss, "heads": heads, "finetune": finetune,
+    "finetune_all": finetune_all,
     "train_all": train_all}

@@ -114,10 +114,10 @@ def decisions(run: Run) -> None:
         run.console.print(f"[yellow]note[/yellow] {line}", soft_wrap=True)
     if estimates is not None:
         honest, optimistic = estimates["honest"], estimates["optimistic"]
-        run.console.print(f"thresholds fitted on {len(run.slices[1])} held-out rows apart from the {honest['rows']} that "
-                          f"chose the epoch; on those: macro-F1 {honest['macro_f1']:.4f}, micro-F1 "
-                          f"{honest['micro_f1']:.4f} (thresholds fitted on them would claim {optimistic['macro_f1']:.4f} "
-                          f"and {optimistic['micro_f1']:.4f}: optimistic)", soft_wrap=True)
+        run.console.print(f"thresholds fitted on {len(run.slices[1])} held-out rows apart from the {honest['rows']} "
+                          f"that chose the epoch; on those: macro-F1 {honest['macro_f1']:.4f}, micro-F1 "
+                          f"{honest['micro_f1']:.4f} (thresholds fitted on them would claim "
+                          f"{optimistic['macro_f1']:.4f} and {optimistic['micro_f1']:.4f}: optimistic)", soft_wrap=True)
     folds = fold_scores(run.splits, run.results, fit.thresholds, table.label_names) if config.cv else None
     if folds is not None:
         run.console.print(f"{config.cv}-fold cross-validation: mAP {folds['mAP']['mean']:.4f} ± {folds['mAP']['std']:.4f}, "

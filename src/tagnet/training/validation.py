@@ -126,7 +126,8 @@ def held_out_decisions(val: dict[str, np.ndarray], val_rows: np.ndarray, slices:
     report = evaluate_probabilities(stop["targets"], stop["probs"], fit.thresholds, label_names=label_names,
                                     known=stop["known"])
     own = validation_thresholds(stop, config).thresholds
-    optimistic = evaluate_probabilities(stop["targets"], stop["probs"], own, label_names=label_names, known=stop["known"])
+    optimistic = evaluate_probabilities(stop["targets"], stop["probs"], own, label_names=label_names,
+                                        known=stop["known"])
     n_stop, n_kept = len(stop["probs"]), len(kept["probs"])
     estimates = {
         "honest": {**report.summary(), "rows": n_stop,
