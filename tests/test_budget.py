@@ -145,4 +145,4 @@ def test_epochs_bound_every_phase():
     assert phase_epochs(TrainConfig(epochs=4), "head") == phase_epochs(TrainConfig(epochs=4), "train") == 4
     recipe = choose_recipe(get("text"), None, _texts(10), (np.arange(8), np.arange(8, 10)),
                            config=TrainConfig(epochs=2, finetune=True).for_modality("text"), elapsed=0.0)
-    assert recipe.name == "head+finetune" and recipe.stages == ("frozen_outputs", "choose_loss", "heads", "finetune")
+    assert recipe.name == "head+finetune" and recipe.stages == ("frozen_outputs", "heads", "finetune")

@@ -44,26 +44,26 @@ class Recipe:
 class HeadOnly(Recipe):
     """Heads on the frozen encoder's cached outputs."""
 
-    name, stages = "head", ("frozen_outputs", "choose_loss", "heads")
+    name, stages = "head", ("frozen_outputs", "heads")
 
 
 class HeadThenFinetune(Recipe):
     """Heads on the frozen encoder, then the whole network fine-tuned from them (as much as fits the budget), kept only
     if it validates at least as well."""
 
-    name, stages = "head+finetune", ("frozen_outputs", "choose_loss", "heads", "finetune")
+    name, stages = "head+finetune", ("frozen_outputs", "heads", "finetune")
 
 
 class Finetune(Recipe):
     """The whole pretrained network fine-tuned from the start, no frozen pass."""
 
-    name, stages = "finetune", ("choose_loss", "finetune_all")
+    name, stages = "finetune", ("finetune_all",)
 
 
 class FromScratch(Recipe):
     """A network without a frozen encoder, trained whole."""
 
-    name, stages = "train", ("choose_loss", "train_all")
+    name, stages = "train", ("train_all",)
 
 
 RECIPES: dict[str, type[Recipe]] = {recipe.name: recipe for recipe in (HeadOnly, HeadThenFinetune, Finetune, FromScratch)}

@@ -255,7 +255,9 @@ def choose_head(run: Run) -> None:
 
 def heads(run: Run) -> None:
     """Each head (one, or an ensemble's members one after another: phases head, head-2, ...) on the frozen encoder's
-    cached output, with its own split and early stopping; the linear head of --select by logistic regression."""
+    cached output, with its own split and early stopping; the linear head of --select by logistic regression; the loss
+    of --loss auto chosen first (training.loss_choice)."""
+    choose_loss(run)
     config = run.plan.config
     if config.select is not None:
         choose_head(run)
@@ -298,7 +300,8 @@ def finetune(run: Run) -> None:
 
 def finetune_all(run: Run) -> None:
     """The whole pretrained network fine-tuned from the start; the new head learns at the head's rate (at the
-    encoder's 5e-5 it barely moves from its start in 2 passes)."""
+    encoder's 5e-5 it barely moves from its start in 2 passes); the loss of --loss auto chosen first."""
+    choose_loss(run)
     set_backbone_trainable(run.model, True)
     config = run.plan.config
     run.results = [network_phase(run, "finetune", lr=config.finetune_lr, head_lr=config.lr)]
@@ -306,7 +309,8 @@ def finetune_all(run: Run) -> None:
 
 
 def train_all(run: Run) -> None:
-    """A network without a frozen encoder, trained whole on raw inputs."""
+    """A network without a frozen encoder, trained whole on raw inputs (--loss auto: bce, nothing to probe on)."""
+    choose_loss(run)
     run.results = [network_phase(run, "train", lr=run.plan.config.lr)]
 
 
@@ -384,6 +388,5 @@ def _say_plan(run: Run, name: str, plan: Plan | None, budget: TimeBudget, per_ep
 
 
 RECIPE_STAGES: dict[str, Callable[[Run], None]] = {
-    "frozen_outputs": frozen_outputs, "choose_loss": choose_loss, "heads": heads, "finetune": finetune,
-    "finetune_all": finetune_all,
+    "frozen_outputs": frozen_outputs, "heads": heads, "finetune": finetune, "finetune_all": finetune_all,
     "train_all": train_all}
