@@ -77,8 +77,7 @@ IMAGE = ModalitySpec(
     explainable=True, thumbnails=True,
     # Lite0 and Lite2 side by side: 5-fold CV mAP 0.956 on miml-scene vs 0.948 for Lite0 alone (benchmarks/RESULTS.md)
     defaults={"backbone": "efficientnet_lite0+efficientnet_lite2", "head_hidden": 0, "finetune_lr": 3e-4,
-              "augment": "basic", "objective": "f1", "loss": "bce",
-              "threshold_share": 0.0},
+              "augment": "basic", "objective": "f1", "loss": "bce"},
     refuses=("select", "select_metric"),
     scratch_backbones=("seed_cnn",),  # the small CNN of the tests and demos learns everything from the images
     frozen_needs_pretrained=True,
@@ -105,7 +104,7 @@ TABULAR = ModalitySpec(
     name="tabular", implementation="tagnet.modalities.tabular:TabularModality", request_key="rows",
     # tables are judged on Hamming loss (the MULAN literature's first metric): p >= 0.5 and the head chosen for it
     defaults={"backbone": "mlp", "head_hidden": 256, "select": "auto", "objective": "hamming",
-              "loss": "bce", "threshold_share": 0.0},
+              "loss": "bce"},
     backbones=("mlp",),
     refuses=("image_size", "augment", "weights", "finetune", "finetune_lr"),
     search=SearchSpace(SMALL_INPUT_RANGES, (128, 256, 512, 1024)),

@@ -21,10 +21,11 @@ ScoreFn = Callable[..., dict[str, float]]
 
 
 def threshold_slice(targets: np.ndarray, known: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], *,
-                    share: float, seed: int, what: str = "the held-out rows") -> Slices | None:
+                    share: float | None, seed: int, what: str = "the held-out rows") -> Slices | None:
     """Every split's held-out rows parted, by iterative stratification, into early-stopping rows (which choose the
     epoch, the loss and whether fine-tuning is kept) and `share` of them kept for the thresholds alone; None when
-    `share` is 0 (thresholds fitted on the rows that chose the epoch). Raises DataError when a part would be empty."""
+    `share` is 0 or None (thresholds fitted on the rows that chose the epoch). Raises DataError when a part would be
+    empty."""
     if not share:
         return None
     held = np.unique(np.concatenate([val for _, val in splits]))
