@@ -140,7 +140,8 @@ class TrainConfig:
     threshold_share: float | None = _setting(None, "share of the held-out rows kept apart for the thresholds: the "
                                                    "rest choose the epoch (and the loss, and whether fine-tuning is "
                                                    "kept), so thresholds never see rows that chose the epoch; 0: both "
-                                                   "on the same rows; default 0.7 for text, unset (0) for images and tables",
+                                                   "on the same rows; default 0.7 for text, 0 for images and "
+                                                   "tables",
                                              constraint=SHARE)
     threshold_mode: str | None = _setting(None, "thresholds: per-label or global (fitted for the objective on validation), "
                                           "top-k, or fixed (fixed_threshold for every label); default follows the "
