@@ -12,8 +12,15 @@ With --default, only the default command, as a user types it, in a child process
 `tagnet train train.tsv ... --val dev.tsv` (dev is then the validation set: early stopping and thresholds are fitted
 on it), scored on dev; with --default holdout, `--set val_fraction=0.1` instead of --val (dev untouched).
 
+With --study, where a text run's minutes pay (issue 25): the first 5,000 training texts, dev.tsv parted at random
+(seed 0) into halves A and B; each run trains with --val A (which the run slices into early-stopping rows and
+threshold rows) and is scored on B, which no choice saw: head epochs, a fine-tuning pass or two, the losses (forced,
+next to --loss auto's probe), and, from each run's probabilities of B, the thresholds fitted on A's threshold rows
+(the new rule), on all of A (the old rule: on the rows that chose the epoch too) and p >= 0.5.
+
 Run: python benchmarks/goemotions.py [--out benchmarks/out/goemotions] [--finetune [N]] [--ensemble K]
      python benchmarks/goemotions.py --default [dev|holdout] [--time-budget 15m]
+     python benchmarks/goemotions.py --study [--study-runs head15,finetune1,...]
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from tagnet.models import create_model
 from tagnet.modalities.text import cached_embeddings
 from tagnet.training.trainer import train
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "goemotions"
+DATA = Path(os.environ.get("GOEMOTIONS_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "goemotions")
 READ = {"no_header": True, "id_column": "2", "label_names_file": DATA / "labels.txt"}
 # Chosen on the 10% validation part of train.tsv (dev.tsv not used to choose): a linear head (lr 2e-3 / 1e-2)
 # reached validation macro-F1 0.25 / 0.35, hidden 512: 0.40-0.42, hidden 1024 lr 3e-3: 0.43, hidden 2048: 0.42.
@@ -75,6 +82,104 @@ def default_command(out: Path, *, variant: str, budget: str | None) -> dict:
     return row
 
 
+STUDY_RUNS = {  # name: settings of `tagnet train` (with --val A); all read the same embedding cache
+    "head15-auto": dict(finetune=False),
+    "head5-auto": dict(finetune=False, epochs=5),
+    "head30-auto": dict(finetune=False, epochs=30, patience=30),
+    "head15-bce": dict(finetune=False, loss="bce"),
+    "head15-weighted_bce": dict(finetune=False, loss="weighted_bce"),
+    "head15-asl": dict(finetune=False, loss="asl"),
+    "finetune1-auto": dict(finetune=True, finetune_epochs=1),
+    "finetune2-auto": dict(finetune=True, finetune_epochs=2),
+}
+
+
+def _study_files(out: Path, n_train: int = 5_000) -> tuple[Path, Path, Path]:
+    """The first n_train lines of train.tsv, and dev.tsv's lines parted at random (seed 0) into halves A and B."""
+    import numpy as np
+
+    out.mkdir(parents=True, exist_ok=True)
+    lines = (DATA / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    train = out / f"train-first{n_train}.tsv"
+    train.write_text("".join(lines[:n_train]), encoding="utf-8")
+    dev = (DATA / "dev.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    order = np.random.default_rng(0).permutation(len(dev))
+    halves = []
+    for name, part in (("A", order[: len(dev) // 2]), ("B", order[len(dev) // 2:])):
+        halves.append(out / f"dev-{name}.tsv")
+        halves[-1].write_text("".join(dev[i] for i in np.sort(part)), encoding="utf-8")
+    return train, halves[0], halves[1]
+
+
+def _rules_on_b(run_dir: Path, dev_b: Path, objective: str = "f1") -> dict:
+    """Macro/micro-F1 on B at the run's thresholds (fitted on A's threshold rows), at per-label F1 thresholds fitted on
+    all of A (val_predictions.csv: the old rule), and at p >= 0.5; B's mAP."""
+    import numpy as np
+
+    from tagnet.decisions.thresholds import fit_decisions
+    from tagnet.evaluation.evaluate import labelled_probabilities
+    from tagnet.evaluation.metrics import evaluate_probabilities
+    from tagnet.inference.predictor import Predictor
+    from tagnet.training.run_folder import read_validation_predictions
+
+    predictor = Predictor(run_dir)
+    targets, known, probs, _ = labelled_probabilities(predictor, dev_b)
+    names, _, truths, val_probs = read_validation_predictions(run_dir / "val_predictions.csv")
+    old = fit_decisions((truths > 0).astype(np.float32), val_probs, objective=objective, known=truths >= 0).thresholds
+    rules = {"fitted_apart": predictor.artifact.thresholds, "fitted_on_all_of_A": old,
+             "p>=0.5": np.full(len(names), 0.5)}
+    row = {}
+    for name, rule in rules.items():
+        report = evaluate_probabilities(targets, probs, rule, label_names=names, known=known)
+        row[f"B_macro_f1[{name}]"], row[f"B_micro_f1[{name}]"] = round(report.macro_f1, 4), round(report.micro_f1, 4)
+        row["B_mAP"] = round(report.mAP, 4)
+    row["B_macro_f1_by_threshold_share"] = _share_curve(truths, val_probs, targets, probs, known, names, objective)
+    return row
+
+
+def _share_curve(truths, val_probs, targets, probs, known, names, objective) -> dict:
+    """B's macro-F1 (mean, std over 5 draws, rows) at thresholds fitted on a stratified share of A's rows."""
+    import numpy as np
+
+    from tagnet.decisions.thresholds import fit_decisions
+    from tagnet.evaluation.metrics import evaluate_probabilities
+    from tagnet.training.validation import threshold_slice
+
+    y, k = (truths > 0).astype(np.float32), truths >= 0
+    rows, curve = np.arange(len(y)), {}
+    for share in (0.3, 0.5, 0.7, 0.8, 0.9, 1.0):
+        scores = []
+        for seed in range(1 if share == 1.0 else 5):
+            kept = rows if share == 1.0 else threshold_slice(y, k, [(rows[:0], rows)], share=share, seed=seed)[1]
+            fitted = fit_decisions(y[kept], val_probs[kept], objective=objective, known=k[kept]).thresholds
+            scores.append(evaluate_probabilities(targets, probs, fitted, label_names=names, known=known).macro_f1)
+        curve[share] = [round(float(np.mean(scores)), 4), round(float(np.std(scores)), 4), int(len(kept))]
+    return curve
+
+
+def study(out: Path, names: list[str]) -> list[dict]:
+    """The --study runs `names` (STUDY_RUNS), each: seconds, load, the recipe's choices and B's scores."""
+    train_file, dev_a, dev_b = _study_files(out)
+    quiet, rows = Console(quiet=True), []
+    for name in names:
+        config = TrainConfig(cache_dir=str(out / "cache"), **STUDY_RUNS[name])
+        load, started = os.getloadavg(), time.perf_counter()
+        result = train(train_file, modality="text", text_column="0", val_labels=dev_a, out_dir=out / name,
+                       config=config, read_options=READ, progress=False, console=quiet, force=True)
+        seconds = time.perf_counter() - started
+        metrics = json.loads((result.run_dir / "metrics.json").read_text())
+        extra = json.loads((result.artifact_dir / "tagnet.json").read_text())["extra"]
+        rows.append({"run": name, "seconds": round(seconds, 1), "load": [round(x, 1) for x in load + os.getloadavg()],
+                     "finetuned": extra["finetuned"], "loss_choice": metrics.get("loss_choice"),
+                     "estimates": {k: {m: round(v[m], 4) for m in ("macro_f1", "micro_f1")}
+                                   for k, v in metrics.get("estimates", {}).items()},
+                     **_rules_on_b(result.run_dir, dev_b)})
+        print(json.dumps(rows[-1]), flush=True)
+        with (out / "study.jsonl").open("a") as handle:
+            handle.write(json.dumps(rows[-1]) + "\n")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmarks/out/goemotions")
@@ -84,8 +189,13 @@ def main() -> None:
     parser.add_argument("--default", nargs="?", const="dev", choices=("dev", "holdout"), default=None,
                         help="only the default command: --val dev.tsv (dev) or 10%% of train held out (holdout)")
     parser.add_argument("--time-budget", default=None, help="with --default: tagnet train --time-budget")
+    parser.add_argument("--study", action="store_true", help="where a run's minutes pay, on 5,000 texts (see above)")
+    parser.add_argument("--study-runs", default=",".join(STUDY_RUNS), help="with --study: which runs, comma-separated")
     args = parser.parse_args()
     out = Path(args.out)
+    if args.study:
+        study(out / "study", args.study_runs.split(","))
+        return
     if args.default:
         out.mkdir(parents=True, exist_ok=True)
         row = default_command(out, variant=args.default, budget=args.time_budget)

@@ -204,7 +204,7 @@ def test_settings_command_lists_each_constraint_and_the_rules():
 
     rows = {name: constraint for name, _, _, constraint, _ in describe_settings()}
     assert (rows["lr"], rows["dropout"], rows["batch_size"], rows["loss"]) == (
-        "> 0", "in [0, 1)", "in [1, 65536]", "one of bce, weighted_bce, focal, asl")
+        "> 0", "in [0, 1)", "in [1, 65536]", "one of bce, weighted_bce, focal, asl, auto")
     out = " ".join(runner.invoke(app, ["settings"], env={"COLUMNS": "400"}).output.split())
     assert "constraint" in out and "> 0" in out and "Rules between settings:" in out
     assert all(rule.says in out for rule in TRAIN_RULES)

@@ -319,3 +319,70 @@ def test_token_limit_comes_from_the_training_texts_and_travels_with_the_artifact
     export_onnx(folder)
     tokenizer = json.loads((folder / "model.tokenizer.json").read_text())
     assert tokenizer["truncation"]["max_length"] == expected
+
+
+def test_thresholds_never_see_the_rows_that_chose_the_epoch(text_run):
+    """--val's rows parted into early-stopping and threshold rows (threshold_share 0.7): the kept phase's best
+    validation mAP is the early-stopping rows' alone, the thresholds are fitted on the others, the report scores them
+    on the early-stopping rows, and metrics.json has that honest estimate beside the optimistic one; --loss auto's
+    choice is recorded and is its probe's best."""
+    from tagnet.decisions.thresholds import fit_decisions
+    from tagnet.evaluation.metrics import mean_average_precision
+    from tagnet.training.run_folder import read_validation_predictions
+    from tagnet.training.validation import threshold_slice
+
+    result, val = text_run
+    names, _, truths, probs = read_validation_predictions(result.run_dir / "val_predictions.csv")
+    targets, known = (truths > 0).astype(np.float32), truths >= 0
+    stop, kept = threshold_slice(np.r_[targets, targets], np.r_[known, known], [(np.arange(24), np.arange(24, 48))],
+                                 share=0.7, seed=0)
+    stop, kept = stop - 24, kept - 24  # the --val file's rows follow the training file's 24
+    assert (len(stop), len(kept)) == (7, 17) and len(np.intersect1d(stop, kept)) == 0
+    epochs = list(csv.DictReader((result.run_dir / "metrics.csv").open()))
+    meta = json.loads((result.artifact_dir / "tagnet.json").read_text())
+    phase = "finetune" if meta["extra"]["finetuned"] else "head"
+    best = max(float(row["val_mAP"]) for row in epochs if row["phase"] == phase)
+    assert best == pytest.approx(mean_average_precision(targets[stop], probs[stop], known[stop]), abs=1e-4)
+    fitted = fit_decisions(targets[kept], probs[kept], objective="f1", known=known[kept]).thresholds
+    np.testing.assert_allclose(result.thresholds.values, fitted.values, atol=1e-5)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    honest = f1_score(targets[stop], probs[stop] >= np.asarray(fitted.values), average="macro", zero_division=0)
+    assert metrics["validation"]["macro_f1"] == pytest.approx(honest, abs=1e-6)
+    assert metrics["estimates"]["honest"]["macro_f1"] == pytest.approx(honest, abs=1e-6)
+    own = fit_decisions(targets[stop], probs[stop], objective="f1", known=known[stop]).thresholds
+    assert metrics["estimates"]["optimistic"]["macro_f1"] == pytest.approx(
+        f1_score(targets[stop], probs[stop] >= np.asarray(own.values), average="macro", zero_division=0), abs=1e-6)
+    choice = metrics["loss_choice"]
+    assert choice == meta["extra"]["loss_choice"]
+    assert choice["chosen"] == max(choice["scores"], key=choice["scores"].get)
+    assert set(choice["scores"]) == {"bce", "weighted_bce", "asl"} and choice["rows"] == [24, 7]
+    assert meta["config"]["loss"] == choice["chosen"]
+
+
+def test_fine_tuning_from_the_start_probes_the_loss_on_embeddings_of_its_rows(text_run, tmp_path, monkeypatch):
+    """More texts than head_first_up_to fine-tune from the start: --loss auto's probe embeds the training and
+    early-stopping rows itself (no frozen pass) and the fine-tuning trains with the winner."""
+    import dataclasses
+
+    from tagnet.modalities.specs import TEXT
+
+    _, val = text_run
+    kind = get_modality("text")
+    monkeypatch.setattr(type(kind), "spec", dataclasses.replace(TEXT, head_first_up_to=10))
+    options = {"no_header": True, "label_names_file": val.parent / "labels.txt", "id_column": "2"}
+    config = TrainConfig(epochs=1, lr=3e-2, batch_size=8, precision="32-true")
+    console = Console(record=True, width=300)
+    result = train_run(val.parent / "train.tsv", modality="text", text_column="0", val_labels=val,
+                       out_dir=tmp_path / "run", config=config, read_options=options, progress=False, console=console)
+    assert json.loads((result.run_dir / "checkpoints" / "recipe.json").read_text())["name"] == "finetune"
+    assert [row["phase"] for row in csv.DictReader((result.run_dir / "metrics.csv").open())] == ["finetune"]
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    choice = metrics["loss_choice"]
+    assert choice["rows"] == [24, 7] and choice["chosen"] == max(choice["scores"], key=choice["scores"].get)
+    meta = json.loads((result.artifact_dir / "tagnet.json").read_text())
+    assert meta["config"]["loss"] == choice["chosen"]
+    said = console.export_text()
+    assert f"loss: {choice['chosen']} (the best of 3 heads" in said
+    honest, optimistic = metrics["estimates"]["honest"], metrics["estimates"]["optimistic"]
+    assert (f"thresholds fitted on 17 held-out rows apart from the 7 that chose the epoch; on those: macro-F1 "
+            f"{honest['macro_f1']:.4f}") in said and f"would claim {optimistic['macro_f1']:.4f}" in said

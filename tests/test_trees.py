@@ -132,12 +132,12 @@ def test_the_forest_artifact_round_trips_without_pickle(forest_run):
     assert spec["forest_bytes"] == stored.size
     ops = {node.op_type for node in onnx.load_from_string(stored.tobytes()).graph.node}
     assert "TreeEnsembleRegressor" in ops
-    # the head is scikit-learn's forest on the head's training rows (not the 20% in val_predictions.csv)
+    # the head is scikit-learn's forest on every training row (refit: val_predictions.csv holds the out-of-fold ones)
     state = artifact.state
     x = standardize(read_feature_table(train_file).features, state["mean"], state["std"])
     targets = read_feature_table(train_file).labels.targets
-    val_rows = np.loadtxt(result.run_dir / "val_predictions.csv", delimiter=",", skiprows=1)[:, 0].astype(int) - 1
-    rows = np.setdiff1d(np.arange(len(x)), val_rows)
+    assert json.loads((result.run_dir / "metrics.json").read_text())["final_fit"]["rows"] == len(x)
+    rows = np.arange(len(x))
     forest = fit_forest(x[rows], targets[rows], np.ones_like(targets[rows], dtype=bool), trees=20,
                         seed=artifact.config["seed"])
     test = read_feature_table(test_file)

@@ -112,7 +112,10 @@ class TrainConfig:
     head_hidden: int | None = _setting(None, "width of a hidden layer in the head (0 = linear); default 0 for images, "
                                              "1024 for text, 256 for tables", constraint=AT_LEAST_0)
     schedule: str = _setting("onecycle", "learning-rate schedule", constraint=Options(("onecycle", "cosine", "constant")))
-    loss: str = _setting("bce", "loss", flag="--loss", constraint=Options(("bce", "weighted_bce", "focal", "asl")))
+    loss: str | None = _setting(None, "loss; auto: bce, weighted_bce or asl, whichever a short probe of heads on the "
+                                      "frozen encoder scores best on the early-stopping rows (validation mAP); "
+                                      "default bce for images and tables, auto for text", flag="--loss",
+                                constraint=Options(("bce", "weighted_bce", "focal", "asl", "auto")))
     focal_gamma: float = _setting(2.0, "focal loss gamma", constraint=AT_LEAST_0)
     asl_gamma_neg: float = _setting(4.0, "asymmetric loss gamma for negatives", constraint=AT_LEAST_0)
     asl_gamma_pos: float = _setting(0.0, "asymmetric loss gamma for positives", constraint=AT_LEAST_0)
@@ -134,6 +137,12 @@ class TrainConfig:
                             constraint=AT_LEAST_1)
     val_fraction: float = _setting(0.2, "validation share split off when no --val file is given",
                                   constraint=Interval(0, 1, closed="neither"))
+    threshold_share: float | None = _setting(None, "share of the held-out rows kept apart for the thresholds: the "
+                                                   "rest choose the epoch (and the loss, and whether fine-tuning is "
+                                                   "kept), so thresholds never see rows that chose the epoch; 0: both "
+                                                   "on the same rows; default 0.7 for text, 0 for images and "
+                                                   "tables",
+                                             constraint=SHARE)
     threshold_mode: str | None = _setting(None, "thresholds: per-label or global (fitted for the objective on validation), "
                                           "top-k, or fixed (fixed_threshold for every label); default follows the "
                                           "objective: fixed (p >= 0.5) for hamming, per-label otherwise",
@@ -271,6 +280,8 @@ class TrainConfig:
         if self.dp_epsilon is not None:  # DP-SGD trains the configured head only, on the frozen encoder
             defaults.pop("select", None)
             defaults["finetune"] = False if self.finetune is None else self.finetune
+            if defaults.get("loss") == "auto":  # the loss probe would train heads on the private rows outside DP-SGD
+                defaults["loss"] = "bce"
         if self.objective is None and self.threshold_mode == "top-k":  # top-k optimises nothing: keep it valid
             defaults["objective"] = "f1"
         resolved = dataclasses.replace(self, **defaults)

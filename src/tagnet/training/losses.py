@@ -11,6 +11,8 @@ from tagnet.config.settings import TrainConfig, validate_settings
 from tagnet.errors import ConfigError
 
 LOSSES = ("bce", "weighted_bce", "focal", "asl")
+# what --loss auto chooses among (tagnet.training.loss_choice): plain BCE and the two imbalance-aware losses
+AUTO_CANDIDATES = ("bce", "weighted_bce", "asl")
 POS_WEIGHT_RANGE = (1.0, 100.0)
 _TINY = 1e-12  # floor of the focusing terms' base, keeps fractional powers differentiable
 
@@ -117,7 +119,7 @@ def make_loss(config: TrainConfig, *, label_frequency: np.ndarray) -> MultiLabel
     """The loss named by `config.loss` with its settings.
 
     Args:
-        config: uses loss, label_smoothing, focal_gamma, asl_gamma_neg, asl_gamma_pos, asl_clip.
+        config: uses loss (None: bce), label_smoothing, focal_gamma, asl_gamma_neg, asl_gamma_pos, asl_clip.
         label_frequency: (n_labels,) share of training items carrying each label (for weighted_bce).
     Returns:
         A module called as loss(logits, targets, known=None) -> scalar mean over known cells.
@@ -130,7 +132,10 @@ def make_loss(config: TrainConfig, *, label_frequency: np.ndarray) -> MultiLabel
     validate_settings(config, source="config",
                       names=("label_smoothing", "focal_gamma", "asl_gamma_neg", "asl_gamma_pos", "asl_clip"))
     smoothing = config.label_smoothing
-    if config.loss == "bce":
+    if config.loss == "auto":
+        raise ConfigError("config: loss='auto' is chosen by a probe before training (tagnet.training.loss_choice); "
+                          f"make_loss takes one of {list(LOSSES)}")
+    if config.loss in ("bce", None):  # unset: settings not resolved for a modality, whose default is bce
         return BCELoss(label_smoothing=smoothing)
     if config.loss == "weighted_bce":
         return BCELoss(pos_weight=positive_weights(frequency), label_smoothing=smoothing)

@@ -10,6 +10,7 @@ import numpy as np
 
 from tagnet.config.settings import TrainConfig, parse_duration
 from tagnet.training.budget import Throughput, duration, plan_passes
+from tagnet.training.loss_choice import probe_rows
 
 if TYPE_CHECKING:
     from tagnet.modalities.base import LabeledInputs, Modality
@@ -120,13 +121,16 @@ def choose_by_budget(kind: Modality, model: TagnetModel | None, data: LabeledInp
     """Fine-tune within the time budget (default kind.spec.default_time_budget), from the throughput kind measures on a
     few training batches: up to kind.spec.head_first_up_to training inputs a head on the frozen encoder first, then
     fine-tuning kept only if it validates at least as well; more inputs fine-tune the whole network from the start
-    (the frozen pass would cost minutes); when not even MIN_PASSES of fine-tuning fit, the head alone."""
+    (the frozen pass would cost minutes; --loss auto's probe embeds a sample); when not even MIN_PASSES of fine-tuning
+    fit, the head alone."""
     given = config.budget_seconds()
     budget = given or parse_duration(kind.spec.default_time_budget)
     throughput = kind.throughput(model, data, split, config)
     n_train, n_val = len(split[0]), len(split[1])
     head_first = n_train <= kind.spec.head_first_up_to
-    embed = (n_train + n_val) / throughput.eval_per_s if head_first else 0.0
+    # the frozen pass over every input, or --loss auto's probe over a sample of them (training.loss_choice)
+    embedded = n_train + n_val if head_first else probe_rows(n_train, n_val) if config.loss == "auto" else 0
+    embed = embedded / throughput.eval_per_s
     plan = plan_passes(seconds_left=budget - elapsed - embed, n_train=n_train, n_val=n_val,
                        batch_size=config.batch_size, throughput=throughput, max_passes=phase_epochs(config, "finetune"))
     said = f"time budget {duration(budget)}{'' if given else ' (default)'}"

@@ -27,6 +27,7 @@ from tagnet.modalities.base import HeadInputs, LabeledInputs
 from tagnet.models import TagnetModel, head_members, set_backbone_trainable
 from tagnet.training.budget import FINAL_SECONDS, Plan, TimeBudget, duration
 from tagnet.training.forest import fit_forest_head
+from tagnet.training.loss_choice import choose_loss
 from tagnet.training.losses import make_loss
 from tagnet.training.plan import RunPlan
 from tagnet.training.recipes import Recipe, choose_recipe, head_only, phase_epochs
@@ -34,9 +35,9 @@ from tagnet.training.run_folder import CHECKPOINTS_DIR, write_run_start
 from tagnet.training.selection import Selection, fit_final_heads, fit_linear_heads, select_head
 from tagnet.engine.headfit import fit_head, head_probabilities
 from tagnet.engine.private import default_delta, fit_private_head
-from tagnet.engine.steps import head_score, validation_score
+from tagnet.engine.steps import head_score
 from tagnet.training.privacy import privacy_lines, privacy_record, refuse_unsupported
-from tagnet.training.validation import validation_thresholds
+from tagnet.training.validation import Slices, ScoreFn, stopping_score, threshold_slice, validation_thresholds
 
 Split = tuple[np.ndarray, np.ndarray]
 EVENTS = ("on_stage_start", "on_stage_end", "on_epoch_end")
@@ -82,12 +83,14 @@ class Run:
     state: dict[str, Any] | None = None
     splits: list[Split] = field(default_factory=list)
     refit: int = 0  # folds of the CV whose choices the final head, trained on every row, follows (0: a split)
+    slices: Slices | None = None  # (early-stopping rows, threshold rows) of the held-out rows (threshold_share)
     recipe: Recipe | None = None
     head_inputs: HeadInputs | None = None
     selection: Selection | None = None
     results: list[PhaseResult] = field(default_factory=list)
     finetuned: bool = False
     privacy: dict[str, Any] | None = None  # with --dp-epsilon: what DP-SGD spent and what it covers (privacy_record)
+    loss_choice: dict[str, Any] | None = None  # what --loss auto's probe measured and chose (training.loss_choice)
     outcome: dict[str, Any] = field(default_factory=dict)  # the decisions stage's validation, thresholds, report
     hierarchy: Tree | None = None  # the labels' tree (--hierarchy), aligned to the table's labels
     _loggers: RunLoggers | None = None
@@ -108,6 +111,11 @@ class Run:
         """run_phase's keyword arguments shared by every phase of the run."""
         return dict(config=self.plan.config, run_dir=self.run_dir, progress=self.progress, resume=self.resume,
                     epoch_callback=self.callbacks.epoch_hook(), loggers=self.loggers, **changes)
+
+    def stop_score(self, k: int = 0) -> ScoreFn:
+        """What head k's phases early-stop on: the validation score of its early-stopping rows
+        (validation.stopping_score)."""
+        return stopping_score(self.splits[k][1], self.slices)
 
     def loss(self) -> nn.Module:
         """The loss, weighted (weighted_bce) by the first split's training rows."""
@@ -169,6 +177,14 @@ def prepare_inputs(run: Run) -> None:
         run.console.print(f"[yellow]skipped {len(skipped)} unreadable or missing inputs:[/yellow] "
                           + "; ".join(list(skipped.values())[:5]) + (" ..." if len(skipped) > 5 else ""))
     run.splits = checked_splits(run)
+    run.slices = held_out_slices(run)
+
+
+def held_out_slices(run: Run) -> Slices | None:
+    """The held-out rows parted into early-stopping and threshold rows (validation.threshold_slice)."""
+    config = run.plan.config
+    return threshold_slice(run.data.table.targets, run.data.table.known, run.splits, share=config.threshold_share,
+                           seed=config.seed, what=str(run.plan.val_labels or run.plan.source.labels))
 
 
 def refit_folds(run: Run) -> int:
@@ -300,6 +316,7 @@ def choose_head(run: Run) -> None:
     run.model = kind.build_model(chosen, data)
     if chosen.ensemble != config.ensemble:
         run.splits = checked_splits(run)
+        run.slices = held_out_slices(run)
         run.state = _fitted_state(run)
         run.head_inputs = kind.head_inputs(run.model, data, run.state, cache_dir=run.cache_dir, progress=False)
 
@@ -307,8 +324,9 @@ def choose_head(run: Run) -> None:
 def heads(run: Run) -> None:
     """Each head (one, or an ensemble's members one after another: phases head, head-2, ...) on the frozen encoder's
     cached output, with its own split and early stopping; the linear head of --select by logistic regression, the
-    forest by scikit-learn. With refit: the head chosen by k-fold CV (choose_head) trained on every row
-    (refit_heads)."""
+    forest by scikit-learn; the loss of --loss auto chosen first (training.loss_choice). With refit: the head chosen
+    by k-fold CV (choose_head) trained on every row (refit_heads)."""
+    choose_loss(run)
     config = run.plan.config
     if run.refit and config.select is None and not _refit_fits(run):
         run.refit, run.plan = 0, run.plan.with_config(dataclasses.replace(config, refit=False))
@@ -334,7 +352,7 @@ def heads(run: Run) -> None:
     run.results = []
     for k, (head, (train_rows, val_rows)) in enumerate(zip(head_members(run.model), run.splits)):
         module = MultiLabelModule(head, loss, lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
-                                  normalize=None, mixup=config.mixup, score=validation_score)
+                                  normalize=None, mixup=config.mixup, score=run.stop_score(k))
         loaders = (run.head_inputs.loader(table, train_rows, batch_size=config.batch_size, train=True),
                    run.head_inputs.loader(table, val_rows, batch_size=config.batch_size, train=False))
         run.results.append(run_phase(module, *loaders, epochs=phase_epochs(config, "head"),
@@ -441,7 +459,8 @@ def finetune(run: Run) -> None:
 
 def finetune_all(run: Run) -> None:
     """The whole pretrained network fine-tuned from the start; the new head learns at the head's rate (at the
-    encoder's 5e-5 it barely moves from its start in 2 passes)."""
+    encoder's 5e-5 it barely moves from its start in 2 passes); the loss of --loss auto chosen first."""
+    choose_loss(run)
     set_backbone_trainable(run.model, True)
     config = run.plan.config
     run.results = [network_phase(run, "finetune", lr=config.finetune_lr, head_lr=config.lr)]
@@ -449,7 +468,8 @@ def finetune_all(run: Run) -> None:
 
 
 def train_all(run: Run) -> None:
-    """A network without a frozen encoder, trained whole on raw inputs."""
+    """A network without a frozen encoder, trained whole on raw inputs (--loss auto: bce, nothing to probe on)."""
+    choose_loss(run)
     run.results = [network_phase(run, "train", lr=run.plan.config.lr)]
 
 
@@ -465,7 +485,7 @@ def network_phase(run: Run, name: str, *, lr: float, head_lr: float | None = Non
         return None
     module = MultiLabelModule(run.model, run.loss(), lr=lr, weight_decay=config.weight_decay, schedule=config.schedule,
                               normalize=kind.normalization(run.model),
-                              mixup=config.mixup if kind.mixes_network_inputs else 0.0, score=validation_score,
+                              mixup=config.mixup if kind.mixes_network_inputs else 0.0, score=run.stop_score(),
                               head_lr=head_lr)
     return run_phase(module, train_loader, val_loader, epochs=epochs, phase=name, precision=default_precision(config),
                      **run.phase_args(**limit))

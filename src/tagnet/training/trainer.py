@@ -15,7 +15,7 @@ from rich.console import Console
 from tagnet.config.settings import TrainConfig
 from tagnet.config.source import DataSource
 from tagnet.engine import is_main_process, seed_everything
-from tagnet.evaluation.metrics import MetricsReport, evaluate_probabilities
+from tagnet.evaluation.metrics import MetricsReport
 from tagnet.decisions.thresholds import Thresholds
 from tagnet.inference.artifact import save_artifact
 from tagnet.training import stages
@@ -23,7 +23,7 @@ from tagnet.training.growth import grow
 from tagnet.training.plan import resolve_plan
 from tagnet.training.run_folder import ARTIFACT_DIR, read_run_start, start_run, write_run_end
 from tagnet.training.stages import Callbacks, Run
-from tagnet.training.validation import fold_scores, merged_validation, side_rules_dict, validation_thresholds
+from tagnet.training.validation import fold_scores, held_out_decisions, merged_validation, side_rules_dict
 
 # The stages every run goes through before and after its recipe's own (Recipe.stages).
 PREPARE = (("read_inputs", stages.read_inputs), ("prepare_inputs", stages.prepare_inputs),
@@ -122,26 +122,32 @@ def _run_stage(run: Run, name: str, stage: Callable[[Run], None]) -> None:
 
 
 def decisions(run: Run) -> None:
-    """Thresholds fitted on the heads' merged validation outputs, the validation report and, with --cv, each fold's
-    scores; notes on labels missing the objective's target said."""
+    """Thresholds fitted on the heads' merged validation outputs (on the threshold rows only, when the held-out rows
+    are sliced: validation.held_out_decisions), the validation report and, with --cv, each fold's scores; notes on
+    labels missing the objective's target said."""
     config, table = run.plan.config, run.data.table
     if run.hierarchy is not None:  # thresholds fitted, and every score taken, with the rule in place
         for result in run.results:
             result.validation["probs"] = run.hierarchy.consistent(result.validation["probs"])
     val, val_rows = merged_validation(run.splits, run.results, len(run.data))
-    fit = validation_thresholds(val, config)
+    fit, report, fitted_on, estimates = held_out_decisions(val, val_rows, run.slices, config, table.label_names,
+                                                           hierarchy=run.hierarchy)
     notes = fit.notes(table.label_names)
     for line in notes:
         run.console.print(f"[yellow]note[/yellow] {line}", soft_wrap=True)
-    report = evaluate_probabilities(val["targets"], val["probs"], fit.thresholds, label_names=table.label_names,
-                                    known=val["known"], hierarchy=run.hierarchy)
+    if estimates is not None:
+        honest, optimistic = estimates["honest"], estimates["optimistic"]
+        run.console.print(f"thresholds fitted on {len(run.slices[1])} held-out rows apart from the {honest['rows']} "
+                          f"that chose the epoch; on those: macro-F1 {honest['macro_f1']:.4f}, micro-F1 "
+                          f"{honest['micro_f1']:.4f} (thresholds fitted on them would claim "
+                          f"{optimistic['macro_f1']:.4f} and {optimistic['micro_f1']:.4f}: optimistic)", soft_wrap=True)
     folds = fold_scores(run.splits, run.results, fit.thresholds, table.label_names) if config.cv else None
     if folds is not None:
         run.console.print(f"{config.cv}-fold cross-validation: mAP {folds['mAP']['mean']:.4f} ± {folds['mAP']['std']:.4f}, "
                           f"micro-F1 {folds['micro_f1']['mean']:.4f} ± {folds['micro_f1']['std']:.4f} "
                           "(mean ± std over folds; thresholds fitted out of fold)")
     run.outcome.update(validation=val, val_rows=val_rows, thresholds=fit.thresholds, notes=notes, report=report,
-                       folds=folds)
+                       folds=folds, fitted_on=fitted_on, estimates=estimates)
 
 
 def write_artifact(run: Run) -> None:
@@ -157,21 +163,24 @@ def write_artifact(run: Run) -> None:
     best_epoch = max(r.best_epoch for r in run.results)
     chosen = {**({"time_budget": plan.budget.to_dict()} if plan.budget.seconds is not None else {}),
               **({"selection": run.selection.to_dict()} if run.selection else {}),
-              "final_fit": stages.final_fit(run), **({"privacy": run.privacy} if run.privacy else {})}
+              "final_fit": stages.final_fit(run), **({"privacy": run.privacy} if run.privacy else {}),
+              **({"loss_choice": run.loss_choice} if run.loss_choice else {})}
     # rules fitted on private validation rows would leave the privacy budget: a private run keeps none
     private = run.privacy is not None and not config.dp_public_val
     result.artifact_dir = save_artifact(
         run.run_dir / ARTIFACT_DIR, model=run.model, modality=plan.kind.name, label_names=table.label_names,
         thresholds=out["thresholds"], state=run.state, config=config.to_dict(), metrics=report.summary(),
         extra={"best_epoch": best_epoch, "skipped_inputs": len(run.data.skipped), "finetuned": run.finetuned,
-               "decision_rules": {} if private else side_rules_dict(out["validation"], config), "recipe": run.recipe.to_dict(), **chosen},
+               "decision_rules": {} if private else side_rules_dict(out["fitted_on"], config),
+               "recipe": run.recipe.to_dict(), **chosen},
         hierarchy=run.hierarchy)
     run.loggers.finish(report.summary())
     result.seconds = time.perf_counter() - run.started
     write_run_end(run.run_dir, report_dict=report.to_dict(), best_epoch=best_epoch, seconds=result.seconds,
                   skipped=run.data.skipped, items=[table.items[i] for i in out["val_rows"]],
                   label_names=table.label_names, validation=out["validation"],
-                  extra={**({"cv": out["folds"]} if out["folds"] is not None else {}), **chosen} or None)
+                  extra={**({"cv": out["folds"]} if out["folds"] is not None else {}),
+                         **({"estimates": out["estimates"]} if out["estimates"] is not None else {}), **chosen} or None)
 
 
 def resume_training(run_dir: str | Path, *, console: Console | None = None, progress: bool = True) -> TrainResult:
