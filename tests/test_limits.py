@@ -175,7 +175,7 @@ def test_saved_artifact_is_readable_by_group_and_others(tiny_run, tmp_path):
     finally:
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
-    assert modes == {"model.safetensors": 0o644, "tagnet.json": 0o644}
+    assert modes == {"model.safetensors": 0o644, "tagnet.json": 0o644, "MODEL_CARD.md": 0o644}
 
 
 def test_bogus_precision_is_refused_before_reading_data(tmp_path, monkeypatch, capsys):

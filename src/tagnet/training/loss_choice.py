@@ -68,7 +68,7 @@ def probe_losses(run: Any) -> dict[str, Any]:
     for name in AUTO_CANDIDATES:
         head = make_head(x.shape[1], targets.shape[1], dropout=config.dropout, head_hidden=config.head_hidden)
         tried = dataclasses.replace(config, loss=name, ensemble=1, epochs=min(config.epochs, PROBE_EPOCHS))
-        probs = fit_head(head, x, targets, known, train, stop, config=tried, seed=config.seed)
+        probs, _ = fit_head(head, x, targets, known, train, stop, config=tried, seed=config.seed)
         scores[name] = round(float(head_score(targets[stop], probs, known[stop])), 6)
     chosen = max(scores, key=scores.get)
     how = (f"the best of {len(scores)} heads on the frozen encoder, trained on {len(train)} rows and scored on "
