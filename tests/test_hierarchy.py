@@ -155,6 +155,20 @@ def test_report_gates_decisions_and_scores_each_depth():
     assert "Hierarchy" in text and "inconsistent decisions (a label without its parent): 0" in text
 
 
+def test_cross_validation_fold_scores_apply_the_tree():
+    from tagnet.engine.fit import PhaseResult
+    from tagnet.training.validation import fold_scores
+    tree = Tree(("r", "a", "b"), (-1, 0, 0))
+    val = {"targets": np.array([[1, 1, 0], [1, 0, 1], [0, 0, 0], [1, 1, 0]]), "known": np.ones((4, 3), bool),
+           "probs": np.array([[0.9, 0.8, 0.1], [0.4, 0.1, 0.7], [0.2, 0.1, 0.1], [0.8, 0.3, 0.2]], np.float32)}
+    result = PhaseResult(best_score=0.0, best_epoch=1, epochs_run=1, validation=val, seconds=0.0)
+    splits = [(np.arange(4), np.arange(4))]
+    flat = fold_scores(splits, [result], [0.5, 0.5, 0.5], ["r", "a", "b"])
+    gated = fold_scores(splits, [result], [0.5, 0.5, 0.5], ["r", "a", "b"], hierarchy=tree)
+    # flat: tp 4 (r1 a1 b2 r4), fn 2 (r2 a4) -> 8/10; gated: b on item 2 goes with its parent r -> tp 3, fn 3 -> 6/9
+    assert flat["micro_f1"]["mean"] == pytest.approx(0.8) and gated["micro_f1"]["mean"] == pytest.approx(2 / 3)
+
+
 def test_tree_round_trip_and_malformed_json():
     tree = Tree(("taxi", "car", "vehicle"), (1, 2, -1), implied=("vehicle",))
     again = Tree.from_dict(json.loads(json.dumps(tree.to_dict())), num_labels=3)

@@ -141,7 +141,8 @@ def decisions(run: Run) -> None:
                           f"that chose the epoch; on those: macro-F1 {honest['macro_f1']:.4f}, micro-F1 "
                           f"{honest['micro_f1']:.4f} (thresholds fitted on them would claim "
                           f"{optimistic['macro_f1']:.4f} and {optimistic['micro_f1']:.4f}: optimistic)", soft_wrap=True)
-    folds = fold_scores(run.splits, run.results, fit.thresholds, table.label_names) if config.cv else None
+    folds = (fold_scores(run.splits, run.results, fit.thresholds, table.label_names, hierarchy=run.hierarchy)
+             if config.cv else None)
     if folds is not None:
         run.console.print(f"{config.cv}-fold cross-validation: mAP {folds['mAP']['mean']:.4f} ± {folds['mAP']['std']:.4f}, "
                           f"micro-F1 {folds['micro_f1']['mean']:.4f} ± {folds['micro_f1']['std']:.4f} "

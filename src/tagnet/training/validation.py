@@ -91,14 +91,14 @@ def merged_validation(splits: list[tuple[np.ndarray, np.ndarray]], results: list
 
 
 def fold_scores(splits: list[tuple[np.ndarray, np.ndarray]], results: list[PhaseResult], thresholds: Thresholds,
-                label_names: list[str]) -> dict[str, Any]:
-    """Each fold's validation mAP, micro- and macro-F1 and Hamming loss (at the out-of-fold thresholds), with their
-    mean and standard deviation over the folds."""
+                label_names: list[str], *, hierarchy: Tree | None = None) -> dict[str, Any]:
+    """Each fold's validation mAP, micro- and macro-F1 and Hamming loss (at the out-of-fold thresholds; under a label
+    `hierarchy` with its rule applied, as the final report), with their mean and standard deviation over the folds."""
     per_fold = []
     for result in results:
         val = result.validation
         report = evaluate_probabilities(val["targets"], val["probs"], thresholds, label_names=label_names,
-                                        known=val["known"])
+                                        known=val["known"], hierarchy=hierarchy)
         per_fold.append({"mAP": report.mAP, "micro_f1": report.micro_f1, "macro_f1": report.macro_f1,
                          "hamming_loss": report.hamming_loss})
     summary: dict[str, Any] = {"folds": len(splits), "per_fold": per_fold}
