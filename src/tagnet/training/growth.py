@@ -200,11 +200,11 @@ def merge(parent: Parent, kind: Modality, new: LabeledInputs, console: Console, 
     DataError when NEW_LABELS shares neither a label nor a row with the parent, or adds nothing."""
     old, old_keys, from_val, old_inputs = parent_inputs(parent, kind, console, own_cache)
     names = list(parent.artifact.label_names)
-    added = [name for name in new.table.label_names if name not in names]
+    old_names = set(names)
+    added = [name for name in new.table.label_names if name not in old_names]
     keys = input_keys(new)
     match = matched_rows(old_keys, keys)
-    shared = [name for name in new.table.label_names if name in names]
-    if not shared and not (match >= 0).any():
+    if len(added) == new.table.num_labels and not (match >= 0).any():
         raise DataError(f"{what}: shares no label and no input with --from {parent.run_dir}; expected the same "
                         "inputs with new labels, or new inputs of its labels")
     unseen, kept, unseen_inputs = _frozen(kind, parent.artifact.model, new.subset(np.flatnonzero(match < 0)),
@@ -214,7 +214,8 @@ def merge(parent: Parent, kind: Modality, new: LabeledInputs, console: Console, 
     known = np.zeros(targets.shape, bool)
     targets[:n_old, :len(names)], known[:n_old, :len(names)] = old.table.targets, old.table.known
     before = known.copy(), targets.copy()
-    cols = np.array([all_names.index(name) for name in new.table.label_names], dtype=np.int64)
+    column = {name: j for j, name in enumerate(all_names)}
+    cols = np.array([column[name] for name in new.table.label_names], dtype=np.int64)
     seen = match >= 0
     rows = np.r_[match[seen], n_old + np.arange(len(unseen))]
     source_rows = np.r_[np.flatnonzero(seen), np.flatnonzero(~seen)[kept]]
