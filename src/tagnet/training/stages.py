@@ -330,6 +330,7 @@ def heads(run: Run) -> None:
     if run.refit and config.select is None and not _refit_fits(run):
         run.refit, run.plan = 0, run.plan.with_config(dataclasses.replace(config, refit=False))
         run.splits = checked_splits(run)
+        run.slices = held_out_slices(run)  # of the split's held-out rows now, as choose_head redraws them
         run.console.print(f"training on {len(run.splits[0][0])} {run.plan.kind.name} inputs, validating on "
                           f"{len(run.splits[0][1])} instead")
     if config.select is not None or run.refit:
