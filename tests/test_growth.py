@@ -17,7 +17,7 @@ from tagnet.errors import ConfigError, DataError
 from tagnet.inference.artifact import load_artifact
 from tagnet.inference.predictor import Predictor
 from tagnet.models import GrownHead
-from tagnet.training.trainer import train
+from tagnet.training.trainer import resume_training, train
 
 runner = CliRunner()
 RNG = np.random.default_rng(0)
@@ -110,6 +110,17 @@ def test_grown_twice_with_new_rows(tmp_path):
     p1, p2 = probabilities(first.run_dir, range(240)), probabilities(second.run_dir, range(240))
     assert np.array_equal(p1[:, :2], p2[:, :2])
     assert average_precision_score(LABELS["d"], p2[:, 3]) > 0.9
+
+
+def test_interrupted_grown_run_resumes_from_its_parent(tmp_path):
+    parent = table_run(tmp_path, "linear")
+    new = write_table(tmp_path / "new.csv", ["a", "b", "c"], range(200))
+    result = grow_table(new, parent, tmp_path / "grown", ["a", "b", "c"], config=TrainConfig(seed=3))
+    before = probabilities(result.run_dir, range(240))
+    (result.artifact_dir / "tagnet.json").unlink()  # interrupted before its artifact was written
+    resumed = resume_training(result.run_dir, progress=False)  # the grown run's settings (epochs...) are its parent's
+    assert json.loads((resumed.run_dir / "config.json").read_text())["seed"] == 3
+    assert np.array_equal(probabilities(resumed.run_dir, range(240)), before)
 
 
 def test_refusals_are_one_line(tmp_path, image_parent):

@@ -109,7 +109,7 @@ def test_the_loss_is_the_one_scoring_best_on_the_early_stopping_rows(tmp_path, m
     def fit_head(head, x, targets_, known, train, stop, *, config, seed):
         seen.append((config.loss, train.copy(), stop.copy()))
         perfect = targets_[stop]  # the winner ranks every early-stopping row right, the others are at random
-        return (perfect if config.loss == winner else np.random.default_rng(0).random(perfect.shape)), 1  # (probs, epoch)
+        return (perfect if config.loss == winner else np.random.default_rng(0).random(perfect.shape)), 1
 
     monkeypatch.setattr(loss_choice, "fit_head", fit_head)
     run = _probe_run(tmp_path, targets)
@@ -127,7 +127,7 @@ def test_the_loss_is_the_one_scoring_best_on_the_early_stopping_rows(tmp_path, m
 def test_a_resumed_run_follows_its_loss_choice(tmp_path, monkeypatch):
     targets, _ = _data(100)
     monkeypatch.setattr(loss_choice, "fit_head", lambda *a, config, **k: (a[2][a[5]] if config.loss == "asl"
-                                                                          else np.full(a[2][a[5]].shape, 0.5), 1))
+                        else np.full(a[2][a[5]].shape, 0.5), 1))
     loss_choice.choose_loss(_probe_run(tmp_path, targets))
     monkeypatch.setattr(loss_choice, "fit_head", lambda *a, **k: pytest.fail("probed again on resume"))
     again = _probe_run(tmp_path, targets)

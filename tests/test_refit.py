@@ -198,3 +198,15 @@ def test_an_image_head_whose_cv_would_not_fit_the_budget_holds_out_a_split(synth
     assert metrics["final_fit"] == {"rows": 96, "all_rows": False, "validation": "held-out split", "validation_rows": 24}
     assert any("5-fold CV of the head" in choice for choice in metrics["time_budget"]["choices"])
     assert load_artifact(result.run_dir).config["refit"] is False and result.report.n_items == 24
+
+
+def test_threshold_rows_are_redrawn_from_the_split_a_budget_falls_back_to(synthetic_data, tmp_path):
+    console = Console(record=True, width=300)
+    config = TrainConfig(backbone="efficientnet_lite0", image_size=32, epochs=2, batch_size=16, finetune=False,
+                         time_budget="1s", threshold_share=0.5)
+    result = train(synthetic_data.labels_csv, images_dir=synthetic_data.images_dir, out_dir=tmp_path / "run",
+                   config=config, progress=False, console=console)
+    said = console.export_text()
+    assert "validating on 24 instead" in said  # half of the 24 held-out rows choose the epoch, half the thresholds
+    assert "thresholds fitted on 12 held-out rows apart from the 12 that chose the epoch" in said
+    assert result.report.n_items == 12

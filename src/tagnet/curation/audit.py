@@ -46,6 +46,16 @@ def _checked(targets: np.ndarray, probs: np.ndarray | None,
     return y, p, mask
 
 
+def _strengths(c: float | Sequence[float], *, folds: int, items: int) -> list[float]:
+    """The regularisation strengths `c` as a list; ConfigError unless 2 <= folds <= items and every c > 0."""
+    cs = [float(c)] if np.isscalar(c) else [float(v) for v in c]
+    if not 2 <= folds <= items:
+        raise ConfigError(f"folds={folds} must be from 2 to the number of items ({items})")
+    if not cs or min(cs) <= 0:
+        raise ConfigError(f"c={c!r} must be one or more numbers > 0")
+    return cs
+
+
 def _folds(y: np.ndarray, mask: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(training rows, held-out rows) of each of `folds` folds, stratified by the known present labels."""
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
@@ -91,13 +101,9 @@ def out_of_fold_probabilities(
     """
     y, _, mask = _checked(targets, None, known)
     x = np.asarray(features, dtype=np.float64)
-    cs = [float(c)] if np.isscalar(c) else [float(v) for v in c]
     if x.ndim != 2 or len(x) != len(y):
         raise DataError(f"features {x.shape} must have shape (items, features) with {len(y)} items")
-    if not 2 <= folds <= len(y):
-        raise ConfigError(f"folds={folds} must be from 2 to the number of items ({len(y)})")
-    if not cs or min(cs) <= 0:
-        raise ConfigError(f"c={c!r} must be one or more numbers > 0")
+    cs = _strengths(c, folds=folds, items=len(y))
     probs = np.zeros((len(cs), *y.shape))
     for train, held in _folds(y, mask, folds, seed):
         mean, std = fit_standardization(x[train])
@@ -143,11 +149,7 @@ def context_probabilities(
         ConfigError: folds < 2 or more folds than items, or a c <= 0; DataError: shapes disagree.
     """
     y, p, mask = _checked(targets, probs, known)
-    cs = [float(c)] if np.isscalar(c) else [float(v) for v in c]
-    if not 2 <= folds <= len(y):
-        raise ConfigError(f"folds={folds} must be from 2 to the number of items ({len(y)})")
-    if not cs or min(cs) <= 0:
-        raise ConfigError(f"c={c!r} must be one or more numbers > 0")
+    cs = _strengths(c, folds=folds, items=len(y))
     clipped = np.clip(p, 1e-4, 1 - 1e-4)
     evidence = np.log(clipped) - np.log1p(-clipped)
     columns = np.argsort(-(y & mask).sum(axis=0), kind="stable")[:CONTEXT_LABELS]

@@ -8,6 +8,7 @@ import re
 import unicodedata
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -59,6 +60,14 @@ class _Columns:
     kinds: list | None = None  # ARFF attribute types (a list of nominal values, or NUMERIC, STRING, ...)
     relation: str = ""
 
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """{column name: its first position}: found by name without a scan of every name."""
+        found: dict[str, int] = {}
+        for j, name in enumerate(self.names):
+            found.setdefault(name, j)
+        return found
+
     def raw_values(self, j: int) -> list[str | None]:
         """Column j as the file writes it; None where missing (a sparse row's left-out nominal is its first value)."""
         if self.raw is not None:
@@ -69,8 +78,8 @@ class _Columns:
                 else (None if row[j] is None else str(row[j])) for row in self.arff_rows or []]
 
     def column(self, name: str, what: str) -> int:
-        if name in self.names:
-            return self.names.index(name)
+        if name in self.positions:
+            return self.positions[name]
         raise DataError(f"{self.path}: no column {name!r} for the {what}; available: {_preview(self.names)}")
 
     def strings(self, j: int) -> list[str]:
@@ -210,13 +219,10 @@ def read_feature_rows(path: str | Path, *, feature_names: Sequence[str], id_colu
     if encoding is None:
         return _items(columns, id_at), _dense(_features(columns, _feature_columns(columns, id_at, [], feature_names)))
     wanted = _attributes_of(feature_names, encoding)
-    missing = [name for name in wanted if name not in columns.names]
-    if missing:
-        raise DataError(f"{columns.path} lacks {len(missing)} of the model's feature columns: {_preview(missing)}")
-    at = [columns.names.index(name) for name in wanted]
+    at = _feature_columns(columns, id_at, [], wanted)
     if not _needs_encoding(columns, at, encoding):
         return _items(columns, id_at), _dense(_features(columns, at))
-    raw = {name: columns.raw_values(columns.names.index(name)) for name in wanted}
+    raw = {name: columns.raw_values(j) for name, j in zip(wanted, at)}
     return _items(columns, id_at), encode_features(raw, feature_names, encoding, where=str(columns.path))
 
 
@@ -512,7 +518,7 @@ def _label_columns(columns: _Columns, id_at: int | None, *, label_columns: Seque
                         "their number L when they are the last L columns (--label-count L)"
                         + ("; or put the MULAN labels XML beside the ARFF file (NAME.xml)" if columns.raw is None else ""))
     names = read_labels_xml(xml)
-    missing = [name for name in names if name not in columns.names]
+    missing = [name for name in names if name not in columns.positions]
     if missing:
         by_position = _labels_by_position(columns, names, id_at)
         if by_position is None:
@@ -524,7 +530,7 @@ def _label_columns(columns: _Columns, id_at: int | None, *, label_columns: Seque
                      f"encoding: {_preview(differ, 3)}; its {len(names)} labels are the last {len(names)} attributes, "
                      "read by position with the ARFF's names")
         return by_position
-    return [columns.names.index(name) for name in names]
+    return [columns.positions[name] for name in names]
 
 
 def _labels_by_position(columns: _Columns, names: list[str], id_at: int | None) -> list[int] | None:
@@ -534,7 +540,7 @@ def _labels_by_position(columns: _Columns, names: list[str], id_at: int | None) 
     if start < 1 or (id_at is not None and id_at >= start):
         return None
     tail = columns.names[start:]
-    if any(name in columns.names and columns.names.index(name) != start + k for k, name in enumerate(names)):
+    if any(columns.positions.get(name, start + k) != start + k for k, name in enumerate(names)):
         return None
     if not all(a == b or _same_but_escaping(a, b) for a, b in zip(tail, names)):
         return None
@@ -558,11 +564,12 @@ def _same_but_escaping(a: str, b: str) -> bool:
 def _feature_columns(columns: _Columns, id_at: int | None, label_at: list[int],
                      feature_names: Sequence[str] | None) -> list[int]:
     if feature_names is not None:
-        missing = [name for name in feature_names if name not in columns.names]
+        missing = [name for name in feature_names if name not in columns.positions]
         if missing:
             raise DataError(f"{columns.path} lacks {len(missing)} of the model's feature columns: {_preview(missing)}")
-        return [columns.names.index(name) for name in feature_names]
-    chosen = [j for j in range(len(columns.names)) if j != id_at and j not in label_at]
+        return [columns.positions[name] for name in feature_names]
+    taken = {id_at, *label_at}
+    chosen = [j for j in range(len(columns.names)) if j not in taken]
     if not chosen:
         raise DataError(f"{columns.path}: no feature columns left besides the labels and the id")
     return chosen

@@ -39,7 +39,7 @@ def hierarchy_findings(table: LabelTable, locations: list[str], *, path: str | P
         found.append(("warning", "hierarchy label without data", source,
                       f"{len(unused)} label(s) of the hierarchy are neither labels of the data nor their ancestors: "
                       f"{_names(unused)}; training leaves them out"))
-    rows, labels = skipped_levels(table, tree)
+    rows, labels = skipped_levels(table, aligned)
     if len(rows):
         first = [f"{locations[r]}: {table.label_names[j]!r} without "
                  f"{aligned.names[aligned.parents[aligned.index[table.label_names[j]]]]!r}"

@@ -25,7 +25,7 @@ def with_implied_ancestors(table: LabelTable, tree: Tree) -> LabelTable:
     aligned = aligned_tree(tree, table.label_names)
     cols = np.array([aligned.index[name] for name in table.label_names], dtype=np.int64)
     shape = (len(table), len(aligned.names))
-    positives, unknown, known = np.zeros(shape, bool), np.zeros(shape, bool), np.ones(shape, bool)
+    positives, unknown = np.zeros(shape, bool), np.zeros(shape, bool)
     positives[:, cols] = table.targets.astype(bool) & table.known
     unknown[:, cols] = ~table.known
     closed = aligned.with_ancestors(positives)

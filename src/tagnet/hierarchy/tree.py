@@ -50,6 +50,13 @@ class Tree:
     @cached_property
     def depth(self) -> np.ndarray:
         """Each label's depth: 1 for a root, 2 for its children, ... (DataError for a cycle)."""
+        depth = self._depths()
+        if depth is None:
+            raise DataError(f"the hierarchy has a cycle: {' -> '.join(self.cycle())}")
+        return depth
+
+    def _depths(self) -> np.ndarray | None:
+        """Each label's depth, None when the parents hold a cycle (one vectorised step up per level)."""
         parents = np.asarray(self.parents, dtype=np.int64).reshape(-1)
         depth, above = np.ones(len(parents), dtype=np.int64), parents.copy()
         for _ in range(len(parents) + 1):  # one step up per level: at most as many levels as labels
@@ -57,7 +64,7 @@ class Tree:
                 return depth
             depth += above >= 0
             above = np.where(above >= 0, parents[np.maximum(above, 0)], -1)
-        raise DataError(f"the hierarchy has a cycle: {' -> '.join(self.cycle())}")
+        return None
 
     @property
     def levels(self) -> int:
@@ -65,7 +72,10 @@ class Tree:
         return int(self.depth.max()) if len(self.names) else 0
 
     def cycle(self) -> list[str]:
-        """The names along one cycle of parents (first name repeated at the end), [] when there is none."""
+        """The names along one cycle of parents (first name repeated at the end), [] when there is none (found by
+        the vectorised depth pass; the walk label by label runs only to name a cycle)."""
+        if self._depths() is not None:
+            return []
         parents = np.asarray(self.parents, dtype=np.int64)
         for start in range(len(parents)):
             seen, node = [], start

@@ -72,6 +72,23 @@ class HeadInputs:
             return self.values.toarray() if dense else self.values
         return self.values.numpy()
 
+    def subset(self, rows: np.ndarray) -> HeadInputs:
+        """The rows `rows` (of the values and of the augmented copy); sparse rows stay a CSR matrix."""
+        at = np.asarray(rows, dtype=np.int64)
+        index = torch.from_numpy(at)
+        return HeadInputs(self.values[at] if sp.issparse(self.values) else self.values[index],
+                          None if self.augmented is None else self.augmented[index])
+
+    def followed_by(self, other: HeadInputs | None) -> HeadInputs:
+        """These rows, then `other`'s (sparse when either is); `self` when `other` is None."""
+        if other is None:
+            return self
+        sparse = sp.issparse(self.values) or sp.issparse(other.values)
+        values = (sp.vstack([sp.csr_matrix(self.values), sp.csr_matrix(other.values)], format="csr") if sparse
+                  else torch.cat([self.values, other.values]))
+        augmented = None if self.augmented is None else torch.cat([self.augmented, other.augmented])
+        return HeadInputs(values, augmented)
+
     def loader(self, table: LabelTable, rows: np.ndarray, *, batch_size: int, train: bool) -> DataLoader:
         """Batches (inputs, targets, known, index) of `rows`, shuffled and with the augmented copy when `train`."""
         if sp.issparse(self.values):

@@ -193,13 +193,6 @@ def parent_inputs(parent: Parent, kind: Modality, console: Console, own_cache: P
     return data, keys[kept], shell.from_val_file[kept], inputs
 
 
-def _joined(first: HeadInputs, second: HeadInputs | None) -> HeadInputs:
-    if second is None:
-        return first
-    augmented = None if first.augmented is None else torch.cat([first.augmented, second.augmented])
-    return HeadInputs(torch.cat([first.values, second.values]), augmented)
-
-
 def merge(parent: Parent, kind: Modality, new: LabeledInputs, console: Console, own_cache: Path, *,
           what: str | Path) -> Merged:
     """The parent's rows and NEW_LABELS' unseen ones with every label; the labels to train: new ones, and old ones
@@ -207,11 +200,11 @@ def merge(parent: Parent, kind: Modality, new: LabeledInputs, console: Console, 
     DataError when NEW_LABELS shares neither a label nor a row with the parent, or adds nothing."""
     old, old_keys, from_val, old_inputs = parent_inputs(parent, kind, console, own_cache)
     names = list(parent.artifact.label_names)
-    added = [name for name in new.table.label_names if name not in names]
+    old_names = set(names)
+    added = [name for name in new.table.label_names if name not in old_names]
     keys = input_keys(new)
     match = matched_rows(old_keys, keys)
-    shared = [name for name in new.table.label_names if name in names]
-    if not shared and not (match >= 0).any():
+    if len(added) == new.table.num_labels and not (match >= 0).any():
         raise DataError(f"{what}: shares no label and no input with --from {parent.run_dir}; expected the same "
                         "inputs with new labels, or new inputs of its labels")
     unseen, kept, unseen_inputs = _frozen(kind, parent.artifact.model, new.subset(np.flatnonzero(match < 0)),
@@ -221,7 +214,8 @@ def merge(parent: Parent, kind: Modality, new: LabeledInputs, console: Console, 
     known = np.zeros(targets.shape, bool)
     targets[:n_old, :len(names)], known[:n_old, :len(names)] = old.table.targets, old.table.known
     before = known.copy(), targets.copy()
-    cols = np.array([all_names.index(name) for name in new.table.label_names], dtype=np.int64)
+    column = {name: j for j, name in enumerate(all_names)}
+    cols = np.array([column[name] for name in new.table.label_names], dtype=np.int64)
     seen = match >= 0
     rows = np.r_[match[seen], n_old + np.arange(len(unseen))]
     source_rows = np.r_[np.flatnonzero(seen), np.flatnonzero(~seen)[kept]]
@@ -237,7 +231,7 @@ def merge(parent: Parent, kind: Modality, new: LabeledInputs, console: Console, 
     items = list(old.table.items) + list(unseen.table.items)
     table = LabelTable(items, all_names, targets, known, new.table.source_format, {})
     data = LabeledInputs(table, np.arange(len(items)), {**old.skipped, **unseen.skipped})
-    return Merged(data, _joined(old_inputs, unseen_inputs), np.r_[from_val, np.zeros(len(unseen), bool)], trained,
+    return Merged(data, old_inputs.followed_by(unseen_inputs), np.r_[from_val, np.zeros(len(unseen), bool)], trained,
                   len(unseen))
 
 
@@ -252,7 +246,7 @@ def linear_rule(run: Run, parent: Parent) -> Selection | None:
             return None
         return Selection("linear", chosen.get("metric", ""), C=chosen["C"], scaling=chosen.get("scaling"))
     config, table, rows = run.plan.config, run.data.table, np.flatnonzero(~run.from_val_file)
-    return select_head(dataclasses.replace(config, select="linear"), run.head_inputs.values.numpy()[rows],
+    return select_head(dataclasses.replace(config, select="linear"), run.head_inputs.array()[rows],
                        table.targets[rows], table.known[rows], make_head=lambda: None, console=run.console,
                        thresholds_for=lambda val: validation_thresholds(val, config).thresholds)
 
@@ -270,14 +264,12 @@ def trained_heads(merged: Merged, parent: Parent, kind: Modality, source: DataSo
     rows = np.flatnonzero(full.known[:, cols].any(axis=1))
     table = LabelTable([full.items[i] for i in rows], [full.label_names[j] for j in cols],
                        full.targets[np.ix_(rows, cols)], full.known[np.ix_(rows, cols)], full.source_format, {})
-    values, augmented = merged.head_inputs.values, merged.head_inputs.augmented
-    index = torch.from_numpy(rows)
     single = dataclasses.replace(config, head_hidden=0, ensemble=1, cv=None, select=None)
     run = Run(RunPlan(source, kind, single, None, TimeBudget(None)), run_dir, console, progress, False, True,
               Callbacks(), time.perf_counter())
     run.data, run.from_val_file = LabeledInputs(table, np.arange(len(rows))), merged.from_val_file[rows]
-    run.head_inputs = HeadInputs(values[index], None if augmented is None else augmented[index])
-    run.model = TagnetModel(nn.Identity(), name=parent.artifact.model.name, num_features=values.shape[1],
+    run.head_inputs = merged.head_inputs.subset(rows)
+    run.model = TagnetModel(nn.Identity(), name=parent.artifact.model.name, num_features=run.head_inputs.values.shape[1],
                             num_labels=len(cols), dropout=config.dropout)
     run.splits = stages.checked_splits(run)
     run.selection = linear_rule(run, parent)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from typing import Any
 
@@ -14,7 +13,8 @@ from tagnet.engine.headfit import fit_head
 from tagnet.engine.steps import head_score
 from tagnet.models.base import make_head
 from tagnet.training.losses import AUTO_CANDIDATES
-from tagnet.training.run_folder import CHECKPOINTS_DIR
+from tagnet.files import write_json
+from tagnet.training.run_folder import CHECKPOINTS_DIR, read_json_file
 
 # A recipe that fine-tunes from the start has no frozen outputs: the probe embeds at most these many training and
 # early-stopping rows (drawn at random), about 15 s of MiniLM on two quiet cores; the time comes out of fine-tuning,
@@ -42,12 +42,12 @@ def choose_loss(run: Any) -> None:
         return
     path = run.run_dir / CHECKPOINTS_DIR / "loss.json"
     if run.resume and path.is_file():
-        choice = json.loads(path.read_text())
+        choice = read_json_file(path, required=True)  # ArtifactError (one line) for a damaged file
     else:
         choice = probe_losses(run)
         if run.main:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(choice))
+            write_json(path, choice)  # atomically: an interrupted write leaves no half file for --resume
     run.loss_choice = choice
     run.plan = run.plan.with_config(dataclasses.replace(config, loss=choice["chosen"]))
     scores = ", ".join(f"{name} {score:.4f}" for name, score in choice["scores"].items())

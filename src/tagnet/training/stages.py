@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from rich.console import Console
 from torch import nn
 
@@ -33,7 +32,7 @@ from tagnet.training.plan import RunPlan
 from tagnet.training.recipes import Recipe, choose_recipe, head_only, phase_epochs
 from tagnet.training.run_folder import CHECKPOINTS_DIR, write_run_start
 from tagnet.training.selection import Selection, fit_final_heads, fit_linear_heads, select_head
-from tagnet.engine.headfit import fit_head, head_probabilities
+from tagnet.engine.headfit import fit_head, head_probabilities, rows_of
 from tagnet.engine.private import default_delta, fit_private_head
 from tagnet.engine.steps import head_score
 from tagnet.training.privacy import privacy_lines, privacy_record, refuse_unsupported
@@ -331,6 +330,7 @@ def heads(run: Run) -> None:
     if run.refit and config.select is None and not _refit_fits(run):
         run.refit, run.plan = 0, run.plan.with_config(dataclasses.replace(config, refit=False))
         run.splits = checked_splits(run)
+        run.slices = held_out_slices(run)  # of the split's held-out rows now, as choose_head redraws them
         run.console.print(f"training on {len(run.splits[0][0])} {run.plan.kind.name} inputs, validating on "
                           f"{len(run.splits[0][1])} instead")
     if config.select is not None or run.refit:
@@ -345,7 +345,7 @@ def heads(run: Run) -> None:
                                        scaling=run.selection.scaling)
         return
     if run.selection is not None and run.selection.choice == "forest":
-        run.results = fit_forest_head(run.model, run.head_inputs.values.numpy(), run.data.table.targets,
+        run.results = fit_forest_head(run.model, run.head_inputs.array(), run.data.table.targets,
                                       run.data.table.known, run.splits, trees=config.forest_trees, seed=config.seed)
         return
     loss, table = run.loss(), run.data.table
@@ -368,10 +368,10 @@ def private_head(run: Run) -> None:
     (train_rows, val_rows), x = run.splits[0], run.head_inputs.values
     head = head_members(run.model)[0]
     started = time.perf_counter()
-    spent = fit_private_head(head, x[torch.as_tensor(train_rows)], table.targets[train_rows], table.known[train_rows],
+    spent = fit_private_head(head, rows_of(x, train_rows), table.targets[train_rows], table.known[train_rows],
                              config=config, epsilon=config.dp_epsilon,
                              delta=config.dp_delta or default_delta(len(train_rows)), seed=config.seed)
-    validation = {"probs": head_probabilities(head, x[torch.as_tensor(val_rows)]), "targets": table.targets[val_rows],
+    validation = {"probs": head_probabilities(head, rows_of(x, val_rows, dense=False)), "targets": table.targets[val_rows],
                   "known": table.known[val_rows]}
     run.results = [PhaseResult(best_score=head_score(validation["targets"], validation["probs"], validation["known"]),
                                best_epoch=config.dp_epochs - 1, epochs_run=config.dp_epochs, validation=validation,

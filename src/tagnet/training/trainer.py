@@ -4,6 +4,7 @@ better, or the whole network), decisions and the artifact with its run folder.""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from tagnet.evaluation.metrics import MetricsReport
 from tagnet.decisions.thresholds import Thresholds
 from tagnet.inference.artifact import save_artifact
 from tagnet.training import stages
-from tagnet.training.growth import grow
+from tagnet.training.growth import GROWTH_SETTINGS, grow
 from tagnet.training.plan import resolve_plan
 from tagnet.training.run_folder import ARTIFACT_DIR, read_run_start, start_run, write_run_end
 from tagnet.training.stages import Callbacks, Run
@@ -187,7 +188,10 @@ def write_artifact(run: Run) -> None:
 def resume_training(run_dir: str | Path, *, console: Console | None = None, progress: bool = True) -> TrainResult:
     """Continue an interrupted `train` run from its last checkpoints, with the settings it was started with."""
     run, config = read_run_start(run_dir)
+    parent = (run.get("parent") or {}).get("run")
+    if parent is not None:  # a grown run grows again from its parent, given only the settings a grown run may take
+        config = dataclasses.replace(TrainConfig(), **{name: getattr(config, name) for name in GROWTH_SETTINGS})
     return train(run["labels"], out_dir=run_dir, images_dir=run.get("images_dir"), text_column=run.get("text_column"),
                  val_labels=run.get("val_labels"), config=config, read_options=run.get("read_options") or {},
                  modality=run.get("modality", "image"), console=console, progress=progress, resume=True,
-                 from_run=(run.get("parent") or {}).get("run"))  # a grown run grows again from its parent
+                 from_run=parent)
