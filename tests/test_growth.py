@@ -97,6 +97,27 @@ def test_label_with_new_examples_is_refitted_others_untouched(tmp_path):
     assert before.mode == after.mode == "per-label" and after.values[0] == before.values[0]
 
 
+def test_table_without_ids_is_matched_by_its_feature_values_not_row_numbers(tmp_path):
+    def without_ids(path: Path, names: list[str], rows) -> Path:
+        lines = write_table(path, names, rows).read_text().splitlines()
+        path.write_text("\n".join(line.split(",", 1)[1] for line in lines) + "\n", encoding="utf-8")
+        return path
+
+    parent = tmp_path / "parent"
+    train(without_ids(tmp_path / "old.csv", ["a", "b"], range(200)), out_dir=parent, tabular=True,
+          read_options={"label_columns": ["a", "b"]}, config=TrainConfig(select="linear", epochs=3), progress=False)
+    new = without_ids(tmp_path / "new.csv", ["a", "b", "c"], range(199, -1, -1))  # the same rows, reversed
+    result = train(new, out_dir=tmp_path / "grown", tabular=True, read_options={"label_columns": ["a", "b", "c"]},
+                   from_run=parent, progress=False)
+    growth = json.loads((result.artifact_dir / "tagnet.json").read_text())["extra"]["growth"]
+    # the 200 rows the parent saw are found in another order with the same a and b (matched by row number, a and b
+    # would seem to have changed and be refitted)
+    assert growth["new_inputs"] == 0 and growth["refitted_labels"] == [] and growth["new_labels"] == ["c"]
+    rows = range(240)
+    assert np.array_equal(Predictor(parent, runtime="torch").predict_proba([X[i] for i in rows]),
+                          Predictor(result.run_dir, runtime="torch").predict_proba([X[i] for i in rows])[:, :2])
+
+
 def test_grown_twice_with_new_rows(tmp_path):
     parent = table_run(tmp_path, "mlp")
     first = grow_table(write_table(tmp_path / "c.csv", ["c"], range(200)), parent, tmp_path / "g1", ["c"])

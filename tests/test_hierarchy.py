@@ -179,6 +179,8 @@ def test_tree_round_trip_and_malformed_json():
         Tree.from_dict({"names": ["a"], "parents": [5]})
     with pytest.raises(ArtifactError, match="cycle"):
         Tree.from_dict({"names": ["a", "b"], "parents": [1, 0]})
+    with pytest.raises(ArtifactError, match="'implied' is not a list"):
+        Tree.from_dict({"names": ["a"], "parents": [-1], "implied": 7})
 
 
 def _animal_table(path, n, seed):

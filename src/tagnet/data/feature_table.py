@@ -166,7 +166,8 @@ def read_feature_table(path: str | Path, *, label_columns: Sequence[str] | None 
         features, feature_names, encoding = _encoded_features(columns, feature_at)
     if sp.issparse(features) and not sparse:
         features = features.toarray()
-    meta = {"features": len(feature_names), **({"notes": notes} if notes else {})}
+    meta = {"features": len(feature_names), **({"notes": notes} if notes else {}),
+            **({"id_column": columns.names[id_at]} if id_at is not None else {})}  # else items are row numbers
     labels = LabelTable(items, [columns.names[j] for j in label_at], targets, known, source, meta)
     return FeatureTable(labels, features, feature_names, encoding)
 

@@ -107,7 +107,8 @@ def fit_private_head(head: nn.Module, x: torch.Tensor, targets: np.ndarray, know
     head.eval()
     sample_rate = 1 / len(loader)
     steps = sum(count for _, _, count in engine.accountant.history)
-    return PrivacySpent(epsilon=float(engine.get_epsilon(delta)), delta=delta, target_epsilon=epsilon,
+    # the accountant's conversion can dip a hair below 0 for tiny budgets; ε spent is never negative
+    return PrivacySpent(epsilon=max(0.0, float(engine.get_epsilon(delta))), delta=delta, target_epsilon=epsilon,
                         noise_multiplier=float(optimizer.noise_multiplier), sample_rate=sample_rate, steps=steps,
                         epochs=config.dp_epochs, max_grad_norm=config.dp_max_grad_norm, training_rows=len(dataset))
 

@@ -180,6 +180,8 @@ class Tree:
                 isinstance(p, int) and not isinstance(p, bool) and -1 <= p < size for p in parents):
             raise ArtifactError(f"{source}: expected {size} label names and as many parent indices from -1 to "
                                 f"{size - 1}")
+        if not isinstance(data.get("implied", []), list):
+            raise ArtifactError(f"{source}: 'implied' is not a list of label names")
         if num_labels is not None and size != num_labels:
             raise ArtifactError(f"{source}: {size} labels for a model with {num_labels} outputs")
         tree = cls(tuple(names), tuple(parents), str(data.get("separator", "/")), bool(data.get("full_names")),

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from rich.console import Console
 from torch import nn
@@ -136,11 +137,27 @@ def grown_config(config: TrainConfig | None, parent: Parent) -> TrainConfig:
 
 
 def input_keys(data: LabeledInputs) -> np.ndarray:
-    """What identifies each row across label files: the image path (absolute) or the text; a table's item id."""
+    """What identifies each row across label files: the image path (absolute) or the text; a table's item id and its
+    feature values (a table without an id column: the feature values alone, never the row number)."""
     inputs = data.inputs
     if isinstance(inputs, np.ndarray) and inputs.dtype == object and len(inputs) and isinstance(inputs[0], (str, Path)):
         return np.array([os.path.abspath(x) if isinstance(x, Path) else x for x in inputs], dtype=object)
-    return np.array(data.table.items, dtype=object)
+    values = _row_bytes(inputs)
+    if "id_column" not in data.table.meta:
+        return values
+    return np.char.add(np.char.encode(np.array(data.table.items, dtype=str), "utf-8"), np.char.add(b"\0", values))
+
+
+def _row_bytes(rows: np.ndarray | sp.spmatrix) -> np.ndarray:
+    """Each feature row's float64 values as one bytes value (NaN made one value), dense 4,096 rows at a time."""
+    parts = []
+    for start in range(0, rows.shape[0], 4096):
+        part = rows[start:start + 4096]
+        part = np.nan_to_num(np.asarray(part.toarray() if sp.issparse(part) else part, dtype=np.float64), nan=np.inf)
+        part = np.ascontiguousarray(part)
+        parts.append(part.view(f"S{part.shape[1] * 8}").ravel() if part.shape[1] else
+                     np.zeros(len(part), "S1"))
+    return np.concatenate(parts) if parts else np.zeros(0, "S1")
 
 
 def matched_rows(old_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
