@@ -9,10 +9,12 @@ import os
 import re
 import shutil
 import socket
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -24,6 +26,7 @@ from tagnet.config.settings import MAX_IMAGE_SIZE
 from tagnet.data.decode import IMAGE_SUFFIXES, decode_image, resolve_image_paths, to_rgb  # noqa: F401 (resolve_image_paths: imported from here)
 from tagnet.errors import ConfigError, DataError
 
+Chunk, Loaded = TypeVar("Chunk"), TypeVar("Loaded")
 
 
 def to_model_size(image: Image.Image, size: int) -> np.ndarray:
@@ -173,6 +176,26 @@ def build_image_cache(paths: Sequence[Path], *, size: int, cache_dir: str | Path
         tmp_path.unlink(missing_ok=True)
         tmp_index.unlink(missing_ok=True)
     return ImageCache(np.memmap(data_path, np.uint8, "r", shape=shape), list(paths), failures, key)
+
+
+def prefetched(load: Callable[[Chunk], Loaded], chunks: Iterable[Chunk], *, depth: int) -> Iterator[Loaded]:
+    """load(chunk) of each of `chunks`, in order, each computed in one background thread while the caller works on the
+    previous ones: a bounded producer/consumer, at most `depth` (>= 1) loads started and not yet taken. Decoding,
+    copies and ONNX Runtime release the GIL, so the loads overlap the caller's work. An exception in a load is raised
+    here, when its result is taken; leaving early waits only for the loads already started."""
+    if depth < 1:
+        raise ValueError(f"depth={depth}; expected at least 1")
+    chunks = iter(chunks)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = deque(pool.submit(load, chunk) for _, chunk in zip(range(depth), chunks))
+        try:
+            while pending:
+                result = pending.popleft().result()
+                pending.extend(pool.submit(load, chunk) for _, chunk in zip(range(1), chunks))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def augmentation(name: str) -> v2.Transform | None:
