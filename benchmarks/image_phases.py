@@ -84,9 +84,11 @@ def main() -> None:
     parser.add_argument("--backbone", default="efficientnet_lite0", help="'' for the image default")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--eager", action="store_true", help="also the phase with frozen features on eager PyTorch")
+    parser.add_argument("--data", type=Path, default=SCENE, help="the miml-scene folder (labels.csv, images/)")
     parser.add_argument("--before-src", help="the src folder of an older tagnet, to run the phase with it too")
     args = parser.parse_args()
-    lines = (SCENE / "labels.csv").read_text().splitlines()
+    scene = args.data
+    lines = (scene / "labels.csv").read_text().splitlines()
     rows = lines[1:args.images + 1]
     here = str(Path(__file__).resolve().parents[1] / "src")
     trainings = ([("eager", "phase, eager PyTorch", here)] if args.eager else []) + \
@@ -99,12 +101,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             labels = Path(tmp) / "labels.csv"
             labels.write_text("\n".join([lines[0], *rows]) + "\n")
-            files = [str(SCENE / "images" / row.split(",")[0]) for row in rows]
+            files = [str(scene / "images" / row.split(",")[0]) for row in rows]
             results["plain eager decode + one forward"].append(run(PLAIN, json.dumps(files), args.backbone or
                                                                    "efficientnet_lite0")[0]["wall"])
             user_cache = Path(tmp) / "user-cache"  # the ONNX graphs: empty for the first "after" run of a round
             for number, (mode, name, src) in enumerate(trainings):
-                out = run(TRAIN, mode, args.backbone, str(labels), str(SCENE / "images"), str(Path(tmp) / str(number)),
+                out = run(TRAIN, mode, args.backbone, str(labels), str(scene / "images"), str(Path(tmp) / str(number)),
                           env={"PYTHONPATH": src, "TAGNET_CACHE_DIR": str(user_cache)})
                 results.setdefault(name, []).append(frozen_seconds(out[1]))
                 decodes.setdefault(name, []).append(out[0]["decode"])

@@ -128,7 +128,12 @@ def test_predict_over_two_processes_resumes_into_the_same_file(tiny_run, synthet
     said = " ".join(proc.stdout.split())
     assert said.count("predictions written to") == 1  # only rank 0 writes and reports
     assert f"(kept {kept} already there)" in said
-    assert ddp.read_bytes() == expected  # the rest in input order, each input once, as one process writes it
+    # the rest in input order, each input once, as one process writes it; a probability may differ in its last printed
+    # digit (another batch composition rounds differently)
+    got, want = (text.decode().splitlines() for text in (ddp.read_bytes(), expected))
+    assert [line.split(",")[:2] for line in got] == [line.split(",")[:2] for line in want]
+    np.testing.assert_allclose([[float(v) for v in line.split(",")[2:]] for line in got[1:]],
+                               [[float(v) for v in line.split(",")[2:]] for line in want[1:]], atol=1.01e-6, rtol=0)
 
 
 def test_a_distributed_prediction_needs_a_streamed_output(tiny_run, synthetic_data, tmp_path):

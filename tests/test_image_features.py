@@ -9,11 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tagnet.data.images import ImageCache, normalize_batch, prefetched
+from tagnet.config.source import DataSource
+from tagnet.data.images import ImageCache, build_image_cache, load_image, normalize_batch, prefetched
 from tagnet.inference import runtime
 from tagnet.inference.feature_cache import cached_path
-from tagnet.modalities.image import CachedImages, _feature_digest, extract_features, extract_views, member_views
+from tagnet.modalities.image import ImageModality, CachedImages, _feature_digest, extract_features, extract_views, member_views
 from tagnet.models import create_model
+
+IMAGE_MODALITY = ImageModality()
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +104,43 @@ def test_prefetched_raises_a_failed_load_when_its_result_is_taken():
     assert got == [0, 1]
     with pytest.raises(ValueError, match="depth=0"):
         list(prefetched(load, range(3), depth=0))
+
+
+def test_alongside_work_sees_each_row_decoded_once_ready_says_so(synthetic_data, tmp_path):
+    paths = sorted(synthetic_data.images_dir.iterdir())[:20]
+    seen = []
+
+    def alongside(building: ImageCache) -> None:
+        assert building.ready is not None
+        for row in (0, 7, 19):
+            building.ready(np.array([row]))
+            seen.append(np.array(building.array[row]))
+
+    built = build_image_cache(paths, size=24, cache_dir=tmp_path, workers=2, alongside=alongside)
+    for row, image in zip((0, 7, 19), seen):
+        np.testing.assert_array_equal(image, load_image(paths[row], 24))
+        np.testing.assert_array_equal(built.array[row], image)
+    assert built.ready is None
+    # a cache already built is reused: nothing runs alongside
+    build_image_cache(paths, size=24, cache_dir=tmp_path, alongside=lambda building: seen.append(None))
+    assert len(seen) == 3
+
+
+def test_features_computed_while_decoding_equal_those_computed_after(synthetic_data, tmp_path):
+    table = synthetic_data.labels_csv.read_text().splitlines()
+    labels = tmp_path / "labels.csv"  # row 7 names a missing file: dropped after decoding
+    labels.write_text("\n".join([table[0], *table[1:8], f"missing.png,{table[1].split(',')[1]}", *table[8:14]]) + "\n")
+    kind, source = IMAGE_MODALITY, DataSource(labels, images_dir=synthetic_data.images_dir)
+    torch.manual_seed(0)
+    model = create_model("seed_cnn", num_labels=3, pretrained=False, image_size=32)
+    outputs = []
+    for encode in (True, False):
+        data = kind.read(source)
+        prepared, kept = kind.prepare(data, model, cache_dir=tmp_path / f"cache-{encode}", encode=encode)
+        assert list(kept) == [*range(7), *range(8, 14)]
+        outputs.append(kind.head_inputs(model, prepared, {}, cache_dir=tmp_path / f"cache-{encode}", progress=False))
+    early, late = outputs
+    assert early.earlier_seconds > 0 and late.earlier_seconds == 0
+    assert early.values.shape == late.values.shape == (13, model.backbone.num_features)
+    np.testing.assert_allclose(early.values.numpy(), late.values.numpy(), atol=1e-5)
+    np.testing.assert_allclose(early.augmented.numpy(), late.augmented.numpy(), atol=1e-5)

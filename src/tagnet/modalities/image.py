@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -37,10 +38,12 @@ PREFETCH = 2  # batches read and normalised ahead of the encoder (each FEATURE_B
 
 @dataclasses.dataclass
 class CachedImages:
-    """Rows of an ImageCache, indexable like an array (the inputs of prepared image data)."""
+    """Rows of an ImageCache, indexable like an array (the inputs of prepared image data); `encoded_seconds`: the
+    seconds of decoding them with their frozen features computed alongside (0 when they were not)."""
 
     cache: ImageCache
     rows: np.ndarray
+    encoded_seconds: float = 0.0
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -108,12 +111,25 @@ class ImageModality(Modality):
     def state_from_format_1(self, preprocess, extra) -> dict[str, Any]:
         return preprocess
 
-    def prepare(self, data, model, *, cache_dir) -> tuple[LabeledInputs, np.ndarray]:
-        """Every image decoded and resized once into the cache; unreadable ones are dropped into `skipped`."""
-        cache = build_image_cache(list(data.inputs), size=model.preprocess.image_size, cache_dir=cache_dir)
+    def prepare(self, data, model, *, cache_dir, encode=False) -> tuple[LabeledInputs, np.ndarray]:
+        """Every image decoded and resized once into the cache; unreadable ones are dropped into `skipped`. With
+        `encode`, when the images are decoded here (not cached yet) the backbone's features of every image and of its
+        mirror image are computed while they decode (each batch once its images are in) into the feature cache,
+        where head_inputs reads them."""
+        started, encoded = time.perf_counter(), []
+
+        def alongside(building: ImageCache) -> None:
+            everything = CachedImages(building, np.arange(len(building.paths)))
+            for name, backbone in backbone_members(model):
+                member_views(name, backbone, model.preprocess, everything, cache_dir=cache_dir)
+            encoded.append(True)
+
+        cache = build_image_cache(list(data.inputs), size=model.preprocess.image_size, cache_dir=cache_dir,
+                                  alongside=alongside if encode else None)
         kept = np.array([i for i in range(len(data)) if i not in cache.failures], dtype=np.int64)
         skipped = {str(cache.paths[row]): message for row, message in sorted(cache.failures.items())}
-        return LabeledInputs(data.table.subset(kept), CachedImages(cache, kept), skipped), kept
+        seconds = time.perf_counter() - started if encoded else 0.0
+        return LabeledInputs(data.table.subset(kept), CachedImages(cache, kept, seconds), skipped), kept
 
     def head_inputs(self, model, data, state, *, cache_dir, progress, spread=None) -> HeadInputs:
         """Pooled backbone features of every image and of its mirror image, float32, cached on disk; across the run's
@@ -122,7 +138,8 @@ class ImageModality(Modality):
         members = [member_views(name, backbone, model.preprocess, images, cache_dir=cache_dir, spread=spread)
                    for name, backbone in backbone_members(model)]
         photos, mirrors = ([member[view] for member in members] for view in range(2))
-        return HeadInputs(*(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0] for parts in (photos, mirrors)))
+        return HeadInputs(*(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0] for parts in (photos, mirrors)),
+                          earlier_seconds=images.encoded_seconds)
 
     def budget_plan(self, config, model, data, budget, *, cache_dir) -> tuple[TrainConfig, str | None]:
         """A fused backbone whose features (not cached yet) would not fit in the time left gives way to its fastest
@@ -208,12 +225,19 @@ def backbone_members(model: TagnetModel) -> list[tuple[str, nn.Module]]:
 def member_views(name: str, backbone: nn.Module, preprocess: PreprocessConfig, images: CachedImages, *,
                  cache_dir: Path, spread: Spread | None = None) -> list[torch.Tensor]:
     """Features of the images and of their mirror images from one backbone, each read from the feature cache
-    (CACHE_DIR/features-DIGEST.safetensors) or, for those not there, computed in one pass (extract_views) and stored."""
+    (CACHE_DIR/features-DIGEST.safetensors), else taken from the features of every row of the image cache (as
+    prepare computes them while decoding) when those are there, else computed in one pass (extract_views); stored."""
     paths = [cached_path(cache_dir, "features", _feature_digest(name, backbone, preprocess, images, flip))
              for flip in (False, True)]
     missing = tuple(flip for flip, path in zip((False, True), paths) if not path.exists())
-    computed = dict(zip(missing, extract_views(backbone, preprocess, images, views=missing, spread=spread)
-                        if missing else []))
+    everything = CachedImages(images.cache, np.arange(len(images.cache.array)))
+    whole = [cached_path(cache_dir, "features", _feature_digest(name, backbone, preprocess, everything, flip))
+             for flip in missing]
+    if missing and all(path.exists() for path in whole):  # some rows were dropped (unreadable) after decoding
+        computed = {flip: load_file(path)["values"][torch.from_numpy(images.rows)] for flip, path in zip(missing, whole)}
+    else:
+        computed = dict(zip(missing, extract_views(backbone, preprocess, images, views=missing, spread=spread)
+                            if missing else []))
     return [cached_tensor(cache_dir, "features", _feature_digest(name, backbone, preprocess, images, flip),
                           lambda flip=flip: computed[flip]) for flip in (False, True)]
 
@@ -276,6 +300,8 @@ def extract_views(backbone: nn.Module, preprocess: PreprocessConfig, images: Cac
     forwards: dict = {}  # device (None: inference_device()) -> forward
 
     def load(indices) -> torch.Tensor:
+        if images.cache.ready is not None:  # the cache is still being built: wait for these rows
+            images.cache.ready(images.rows[indices])
         batch = torch.from_numpy(np.array(images.cache.array[images.rows[indices]])).permute(0, 3, 1, 2)
         batch = torch.cat([batch.flip(-1) if flip else batch for flip in views])
         return normalize_batch(batch, preprocess.mean, preprocess.std)
