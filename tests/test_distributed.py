@@ -1,5 +1,7 @@
 """Distributed data-parallel training (2 CPU processes, gloo) and resuming after SIGKILL, through the CLI."""
 
+import csv
+import io
 import json
 import os
 import runpy
@@ -128,12 +130,14 @@ def test_predict_over_two_processes_resumes_into_the_same_file(tiny_run, synthet
     said = " ".join(proc.stdout.split())
     assert said.count("predictions written to") == 1  # only rank 0 writes and reports
     assert f"(kept {kept} already there)" in said
-    # the rest in input order, each input once, as one process writes it; a probability may differ in its last printed
-    # digit (another batch composition rounds differently)
-    got, want = (text.decode().splitlines() for text in (ddp.read_bytes(), expected))
-    assert [line.split(",")[:2] for line in got] == [line.split(",")[:2] for line in want]
-    np.testing.assert_allclose([[float(v) for v in line.split(",")[2:]] for line in got[1:]],
-                               [[float(v) for v in line.split(",")[2:]] for line in want[1:]], atol=1.01e-6, rtol=0)
+    written = ddp.read_bytes()
+    assert written.startswith(expected[:expected.index(b"\n", 3000) - 7].rsplit(b"\n", 1)[0])  # kept rows untouched
+    # the rest in input order, each input once, as one process writes it; CPU convolutions round differently at
+    # another batch shape, so a probability may differ in its last printed digit
+    got, want = (list(csv.reader(io.StringIO(text.decode()))) for text in (written, expected))
+    assert [row[:2] for row in got] == [row[:2] for row in want] and len(got) == 121
+    np.testing.assert_allclose(np.array([row[2:] for row in got[1:]], float),
+                               np.array([row[2:] for row in want[1:]], float), atol=2e-6)
 
 
 def test_a_distributed_prediction_needs_a_streamed_output(tiny_run, synthetic_data, tmp_path):
