@@ -289,8 +289,8 @@ def extract_views(backbone: nn.Module, preprocess: PreprocessConfig, images: Cac
     """Pooled features of cached images from `backbone`, float32 (N, F) for each of `views` (False: the images, True:
     their mirror images).
 
-    Each batch is read from the cache once and all its views go through the encoder in one call (a batch of
-    len(views) x batch_size); the next batches are read and normalised in a background thread while the encoder runs,
+    Each batch is read from the cache once and its views go through the encoder one after the other; the next
+    batches are read and normalised in a background thread while the encoder runs,
     at most `prefetch` of them waiting (bounded memory). Computed in float32 (or bf16 on a GPU where it agrees to
     1e-3), as the Predictor does, so the head is trained on what it will see. Runs where
     tagnet.inference.runtime.fastest_forward chooses; with a `spread` (tagnet.inference.runtime.Spread, strategy ddp)
@@ -307,10 +307,10 @@ def extract_views(backbone: nn.Module, preprocess: PreprocessConfig, images: Cac
         return normalize_batch(batch, preprocess.mean, preprocess.std)
 
     def step(batch: torch.Tensor, device=None) -> torch.Tensor:
+        parts = batch.chunk(len(views))  # one call per view: batches of batch_size run fastest (FEATURE_BATCH)
         if device not in forwards:  # ONNX Runtime or the GPU when they match PyTorch on this first batch
-            forwards[device] = fastest_forward(backbone, batch, device)[1]
-        outputs = forwards[device](batch)
-        return torch.cat(outputs.chunk(len(views)), dim=1)  # (B, views x F): the views side by side
+            forwards[device] = fastest_forward(backbone, parts[0], device)[1]
+        return torch.cat([forwards[device](part) for part in parts], dim=1)  # (B, views x F): the views side by side
 
     if spread is not None and spread.active:
         from tagnet.engine.distributed import map_in_order
