@@ -1,15 +1,20 @@
 """Image throughput per phase, side by side in one run: plain eager decode + one forward of N miml-scene photos against
 the frozen-feature phase of a cold `tagnet train` (decode into the cache, then features of each photo and its mirror
-image), with frozen features on eager PyTorch ("before") and on the fastest runtime ("after", tagnet.inference.runtime).
+image): with frozen features on eager PyTorch (--eager), with an older tagnet (--before-src, e.g. main's src exported
+by `git archive main src | tar -x -C /tmp/before`), and with this tree, once with an empty user cache folder (the
+ONNX graph exported, as on a machine's first run with these weights) and once with the graph it kept.
 
-Run: python benchmarks/image_phases.py [--images 400] [--backbone efficientnet_lite0] [--rounds 1]
-Each training runs in a child process with its own cold cache, so no run warms another.
+Run: python benchmarks/image_phases.py [--images 400] [--backbone efficientnet_lite0] [--rounds 1] [--eager]
+     [--before-src /tmp/before/src]
+Each training runs in a child process with its own cold feature and image caches, so no run warms another's features;
+the decode into the image cache is timed apart (it runs before the phase).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -22,14 +27,23 @@ SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "miml-scene"
 TRAIN = """
 import json, sys, time
 import tagnet.inference.runtime as runtime
+import tagnet.modalities.image as image
 if sys.argv[1] == "eager":
-    runtime._onnx_session = lambda module, sample: None  # "before": frozen features on eager PyTorch
+    runtime._onnx_session = lambda module, sample: None  # frozen features on eager PyTorch
+decode, build = [0.0], image.build_image_cache
+def timed_build(*args, **kwargs):
+    started = time.perf_counter()
+    try:
+        return build(*args, **kwargs)
+    finally:
+        decode[0] += time.perf_counter() - started
+image.build_image_cache = timed_build
 from tagnet.config.settings import TrainConfig
 from tagnet.training.trainer import train
 config = TrainConfig(backbone=sys.argv[2] or None, epochs=1)
 started = time.perf_counter()
 train(sys.argv[3], images_dir=sys.argv[4], out_dir=sys.argv[5], config=config, progress=False)
-print(json.dumps({"wall": time.perf_counter() - started}))
+print(json.dumps({"wall": time.perf_counter() - started, "decode": decode[0]}))
 """
 
 PLAIN = """
@@ -51,10 +65,11 @@ print(json.dumps({"wall": time.perf_counter() - started}))
 """
 
 
-def run(code: str, *args: str) -> tuple[dict, str]:
-    """A child process's last JSON line and its stderr."""
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+def run(code: str, *args: str, env: dict[str, str] | None = None) -> tuple[dict, str]:
+    """A child process's last JSON line and its stderr (and stdout), with `env` added to the environment."""
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True,
+                          env={**os.environ, **(env or {})})
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr + done.stdout
 
 
 def frozen_seconds(log: str) -> float:
@@ -68,26 +83,41 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--backbone", default="efficientnet_lite0", help="'' for the image default")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--eager", action="store_true", help="also the phase with frozen features on eager PyTorch")
+    parser.add_argument("--data", type=Path, default=SCENE, help="the miml-scene folder (labels.csv, images/)")
+    parser.add_argument("--before-src", help="the src folder of an older tagnet, to run the phase with it too")
     args = parser.parse_args()
-    lines = (SCENE / "labels.csv").read_text().splitlines()
+    scene = args.data
+    lines = (scene / "labels.csv").read_text().splitlines()
     rows = lines[1:args.images + 1]
-    results: dict[str, list[float]] = {"plain eager decode + one forward": [], "frozen phase, eager (before)": [],
-                                       "frozen phase, fastest runtime (after)": []}
+    here = str(Path(__file__).resolve().parents[1] / "src")
+    trainings = ([("eager", "phase, eager PyTorch", here)] if args.eager else []) + \
+        ([("fast", "phase, before", args.before_src)] if args.before_src else []) + \
+        [("fast", "phase, after, graph exported", here), ("fast", "phase, after, graph kept", here)]
+    results: dict[str, list[float]] = {"plain eager decode + one forward": []}
+    decodes: dict[str, list[float]] = {}
+    print(f"load average at start {os.getloadavg()}", flush=True)
     for _ in range(args.rounds):
         with tempfile.TemporaryDirectory() as tmp:
             labels = Path(tmp) / "labels.csv"
             labels.write_text("\n".join([lines[0], *rows]) + "\n")
-            files = [str(SCENE / "images" / row.split(",")[0]) for row in rows]
+            files = [str(scene / "images" / row.split(",")[0]) for row in rows]
             results["plain eager decode + one forward"].append(run(PLAIN, json.dumps(files), args.backbone or
                                                                    "efficientnet_lite0")[0]["wall"])
-            for mode, name in (("eager", "frozen phase, eager (before)"), ("fast", "frozen phase, fastest runtime (after)")):
-                _, log = run(TRAIN, mode, args.backbone, str(labels), str(SCENE / "images"), str(Path(tmp) / mode))
-                results[name].append(frozen_seconds(log))
+            user_cache = Path(tmp) / "user-cache"  # the ONNX graphs: empty for the first "after" run of a round
+            for number, (mode, name, src) in enumerate(trainings):
+                out = run(TRAIN, mode, args.backbone, str(labels), str(scene / "images"), str(Path(tmp) / str(number)),
+                          env={"PYTHONPATH": src, "TAGNET_CACHE_DIR": str(user_cache)})
+                results.setdefault(name, []).append(frozen_seconds(out[1]))
+                decodes.setdefault(name, []).append(out[0]["decode"])
     plain = min(results["plain eager decode + one forward"])
     started = time.strftime("%Y-%m-%d %H:%M")
-    print(f"{args.images} photos, backbone {args.backbone or 'default'}, best of {args.rounds} round(s), {started}")
+    print(f"{args.images} photos, backbone {args.backbone or 'default'}, best of {args.rounds} round(s), {started}, "
+          f"load average at end {os.getloadavg()}")
     for name, values in results.items():
-        print(f"  {name:42s} {min(values):6.1f} s  ({min(values) / plain:.2f}x plain)")
+        decode = f"  decode into the cache before it {min(decodes[name]):.1f} s" if name in decodes else ""
+        print(f"  {name:36s} {min(values):6.1f} s  ({min(values) / plain:.2f}x plain)  all: "
+              f"{', '.join(f'{v:.1f}' for v in values)}{decode}")
 
 
 if __name__ == "__main__":

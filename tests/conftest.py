@@ -6,6 +6,23 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def own_user_cache(tmp_path_factory):
+    """The user's cache folder (exported ONNX graphs) is a temporary one: tests never write to ~/.cache, and child
+    processes (the CLI, distributed runs) inherit it."""
+    import os
+
+    from tagnet.inference.runtime import CACHE_ENV
+
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("user-cache"))
+    yield
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """/work/shared/data when the repository is /work/main (skips the test when absent)."""

@@ -1,14 +1,16 @@
 """Where inference runs and how: the device chosen, ONNX Runtime when it matches eager PyTorch, bf16 only where it agrees
 with fp32, inference spread over processes with outputs in input order."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from tagnet.errors import ConfigError
-from tagnet.inference.runtime import (DEVICE_ENV, GPU_TOLERANCE, PARITY_TOLERANCE, Spread, choose_device,
-                                     device_forward, fastest_forward, inference_device)
+from tagnet.inference.runtime import (CACHE_ENV, DEVICE_ENV, GPU_TOLERANCE, PARITY_TOLERANCE, Spread, choose_device,
+                                     device_forward, fastest_forward, graph_path, inference_device)
 
 
 def small_cnn() -> nn.Module:
@@ -53,6 +55,49 @@ def test_a_graph_that_traced_wrong_falls_back_to_pytorch():
         name, forward = fastest_forward(FrozenByTracing().eval(), batch)
     assert name == "torch"
     np.testing.assert_allclose(forward(batch).numpy(), batch.mean(dim=(2, 3)).numpy() * 2, rtol=1e-6)
+
+
+def test_an_exported_graph_is_kept_and_a_later_process_skips_the_export(monkeypatch, tmp_path):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    module, batch = small_cnn(), torch.randn(4, 3, 16, 16)
+    assert fastest_forward(module, batch)[0] == "onnxruntime"
+    kept = graph_path(module, batch)
+    assert kept.parent == tmp_path / "onnx" and kept.is_file()
+    assert graph_path(module, torch.randn(1, 3, 16, 16)) == kept  # any batch size: the batch axis is dynamic
+    assert graph_path(module, torch.randn(1, 3, 20, 20)) != kept
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(torch.onnx, "export", no_export)
+    again = copy.deepcopy(module)  # another module object with the same weights, as in a later process
+    name, forward = fastest_forward(again, batch)
+    with torch.inference_mode():
+        want = module(batch)
+    assert name == "onnxruntime" and float((forward(batch) - want).abs().max()) <= PARITY_TOLERANCE
+    with torch.no_grad():
+        again[0].bias.add_(1.0)
+    assert graph_path(again, batch) != kept  # other weights: another graph
+
+
+def test_a_kept_graph_that_fails_to_load_or_to_match_is_exported_again(monkeypatch, tmp_path):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    module, batch = small_cnn(), torch.randn(3, 3, 16, 16)
+    kept = graph_path(module, batch)
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"not an ONNX graph")
+    name, forward = fastest_forward(module, batch)
+    with torch.inference_mode():
+        want = module(batch)
+    assert name == "onnxruntime" and float((forward(batch) - want).abs().max()) <= PARITY_TOLERANCE
+    assert kept.read_bytes()[:4] != b"not "  # replaced by the new export
+
+
+def test_a_graph_that_fails_the_check_is_not_kept(monkeypatch, tmp_path):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    with pytest.warns(UserWarning, match="running eager PyTorch"):
+        assert fastest_forward(FrozenByTracing().eval(), torch.randn(4, 3, 8, 8))[0] == "torch"
+    assert not (tmp_path / "onnx").exists() or not any((tmp_path / "onnx").iterdir())
 
 
 def test_a_module_in_training_mode_runs_eager():

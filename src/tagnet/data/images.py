@@ -9,10 +9,12 @@ import os
 import re
 import shutil
 import socket
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -24,6 +26,7 @@ from tagnet.config.settings import MAX_IMAGE_SIZE
 from tagnet.data.decode import IMAGE_SUFFIXES, decode_image, resolve_image_paths, to_rgb  # noqa: F401 (resolve_image_paths: imported from here)
 from tagnet.errors import ConfigError, DataError
 
+Chunk, Loaded = TypeVar("Chunk"), TypeVar("Loaded")
 
 
 def to_model_size(image: Image.Image, size: int) -> np.ndarray:
@@ -48,12 +51,15 @@ class ImageCache:
         array: (N, size, size, 3) uint8, read-only memmap on disk.
         paths: the source files, one per row.
         failures: {row: message} for images that were missing or unreadable (their rows are zero).
+        ready: while the cache is still being built (build_image_cache's `alongside`), waits until the given rows are
+            decoded (their failures known); None once every row is.
     """
 
     array: np.ndarray
     paths: list[Path]
     failures: dict[int, str]
     key: str = ""
+    ready: Callable[[np.ndarray], None] | None = None
 
 
 def _cache_key(paths: Sequence[Path], size: int) -> str:
@@ -125,11 +131,15 @@ def _clear_stale_tmp(cache_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def build_image_cache(paths: Sequence[Path], *, size: int, cache_dir: str | Path, workers: int | None = None) -> ImageCache:
+def build_image_cache(paths: Sequence[Path], *, size: int, cache_dir: str | Path, workers: int | None = None,
+                      alongside: Callable[[ImageCache], None] | None = None) -> ImageCache:
     """Decode every image once into `cache_dir` (reused while the files are unchanged).
 
-    Memory stays bounded: images are written into the memmap as they are decoded; the file's disk space is
-    reserved first. Returns an ImageCache; unreadable or missing images are listed in `failures`, not raised.
+    Memory stays bounded: images are written into the memmap as they are decoded (in row order); the file's disk
+    space is reserved first. When the cache is built here (not reused), `alongside(cache)` runs while the images
+    decode, with the cache being built: its `ready(rows)` waits until those rows are in it, so work on the first rows
+    (frozen features) overlaps the decoding of the next ones. Returns an ImageCache; unreadable or missing images are
+    listed in `failures`, not raised.
     Raises ConfigError for a size above MAX_IMAGE_SIZE, DataError when the disk cannot hold the cache;
     an exception or Ctrl+C while decoding leaves no temporary file behind.
     """
@@ -162,7 +172,12 @@ def build_image_cache(paths: Sequence[Path], *, size: int, cache_dir: str | Path
 
         pool = ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2))
         try:
-            list(pool.map(decode, range(len(paths))))
+            decoded = [pool.submit(decode, row) for row in range(len(paths))]  # run in this order
+            if alongside is not None:
+                alongside(ImageCache(array, list(paths), failures, key,
+                                     ready=lambda rows: [decoded[row].result() for row in np.asarray(rows).ravel()]))
+            for future in decoded:
+                future.result()
         finally:
             pool.shutdown(cancel_futures=True)  # on Ctrl+C, stop now rather than decode the rest
         array.flush()
@@ -173,6 +188,26 @@ def build_image_cache(paths: Sequence[Path], *, size: int, cache_dir: str | Path
         tmp_path.unlink(missing_ok=True)
         tmp_index.unlink(missing_ok=True)
     return ImageCache(np.memmap(data_path, np.uint8, "r", shape=shape), list(paths), failures, key)
+
+
+def prefetched(load: Callable[[Chunk], Loaded], chunks: Iterable[Chunk], *, depth: int) -> Iterator[Loaded]:
+    """load(chunk) of each of `chunks`, in order, each computed in one background thread while the caller works on the
+    previous ones: a bounded producer/consumer, at most `depth` (>= 1) loads started and not yet taken. Decoding,
+    copies and ONNX Runtime release the GIL, so the loads overlap the caller's work. An exception in a load is raised
+    here, when its result is taken; leaving early waits only for the loads already started."""
+    if depth < 1:
+        raise ValueError(f"depth={depth}; expected at least 1")
+    chunks = iter(chunks)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = deque(pool.submit(load, chunk) for _, chunk in zip(range(depth), chunks))
+        try:
+            while pending:
+                result = pending.popleft().result()
+                pending.extend(pool.submit(load, chunk) for _, chunk in zip(range(1), chunks))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def augmentation(name: str) -> v2.Transform | None:

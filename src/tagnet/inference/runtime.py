@@ -5,6 +5,7 @@ outputs match eager PyTorch to PARITY_TOLERANCE, else eager PyTorch."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
 import io
 import os
@@ -12,18 +13,21 @@ import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from tagnet.errors import ConfigError
+from tagnet.files import atomic_write
 from tagnet.inference.feature_cache import encoder_digest
 
 PARITY_TOLERANCE = 1e-4  # max |ONNX Runtime - PyTorch|, relative to the largest output magnitude (at least 1)
 GPU_TOLERANCE = 1e-3  # the same measure for a GPU (or bf16) forward against fp32 PyTorch on the CPU
 OPSET = 17
 DEVICE_ENV = "TAGNET_DEVICE"  # auto (a GPU when CUDA is available), cpu, cuda or cuda:N
+CACHE_ENV = "TAGNET_CACHE_DIR"  # the user's cache folder (default $XDG_CACHE_HOME/tagnet or ~/.cache/tagnet)
 Forward = Callable[[torch.Tensor], torch.Tensor]
 STRATEGIES = ("ddp",)  # launched as one script per process (Lightning's subprocess launcher), as `tagnet train` is
 
@@ -176,12 +180,42 @@ def _ort_forward(session) -> Forward:
     return forward
 
 
-def _onnx_session(module: nn.Module, sample: torch.Tensor):
-    """An ONNX Runtime session of `module` with a dynamic batch axis, or None when export, loading or the parity check
-    on `sample` fails (said in a warning: eager PyTorch is then used, only slower)."""
+def user_cache_dir() -> Path:
+    """The user's tagnet cache folder: TAGNET_CACHE_DIR, else $XDG_CACHE_HOME/tagnet, else ~/.cache/tagnet."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "tagnet"
+
+
+def graph_path(module: nn.Module, sample: torch.Tensor) -> Path:
+    """Where the exported ONNX graph of `module` for inputs shaped like `sample` (any batch size) is kept: named by a
+    SHA-256 of the module's structure, every weight and buffer, the input's shape and dtype, the opset and the torch
+    and onnxruntime versions."""
     import onnxruntime
 
+    digest = hashlib.sha256(f"{type(module).__qualname__}|{module!r}|{tuple(sample.shape[1:])}|{sample.dtype}|{OPSET}|"
+                            f"{torch.__version__}|{onnxruntime.__version__}".encode())
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return user_cache_dir() / "onnx" / f"{digest.hexdigest()[:32]}.onnx"
+
+
+def _onnx_session(module: nn.Module, sample: torch.Tensor):
+    """An ONNX Runtime session of `module` with a dynamic batch axis, or None when export, loading or the parity check
+    on `sample` fails (said in a warning: eager PyTorch is then used, only slower). The exported graph (data only: an
+    ONNX protobuf, no code) is kept in the user's cache folder (graph_path) once it passed the check, so a later run
+    with the same weights skips the export; a kept graph is checked again on every load and exported anew when it
+    fails."""
     sample = sample.contiguous()
+    path = graph_path(module, sample)
+    if path.is_file():
+        try:
+            session = _checked_session(module, path.read_bytes(), sample)
+        except Exception:  # an unreadable or foreign file: exported again below
+            session = None
+        if session is not None:
+            return session
     buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
@@ -189,21 +223,35 @@ def _onnx_session(module: nn.Module, sample: torch.Tensor):
             torch.onnx.export(module, (sample,), buffer, input_names=["input"], output_names=["output"],
                               dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=OPSET,
                               dynamo=False)
-        session = onnxruntime.InferenceSession(buffer.getvalue(), ort_session_options(),
-                                               providers=["CPUExecutionProvider"])
-        # the sample, and its first input mirrored as a batch of one: a traced graph that froze a value or the batch
-        # size fails the second
-        checks = [sample, sample[:1].flip(-1).contiguous()]
-        differences = [_difference(module, session, batch) for batch in checks]
+        session = _checked_session(module, buffer.getvalue(), sample, warn=True)
     except Exception as exc:  # any exporter or runtime failure: the eager path is always right
         warnings.warn(f"ONNX Runtime not used for {type(module).__name__} ({type(exc).__name__}: {exc}); "
                       "running eager PyTorch", stacklevel=3)
         return None
-    if not max(differences) <= PARITY_TOLERANCE:
-        warnings.warn(f"ONNX Runtime output of {type(module).__name__} differs from PyTorch by {max(differences):.2g} "
-                      f"(more than {PARITY_TOLERANCE:g}); running eager PyTorch", stacklevel=3)
-        return None
+    if session is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda temp: temp.write_bytes(buffer.getvalue()))
+        except OSError:  # a read-only or full cache folder: the next run exports again, nothing else is lost
+            pass
     return session
+
+
+def _checked_session(module: nn.Module, graph: bytes, sample: torch.Tensor, *, warn: bool = False):
+    """A session of the ONNX `graph`, or None when its outputs differ from eager PyTorch by more than PARITY_TOLERANCE
+    on `sample` or on its first input mirrored as a batch of one (a traced graph that froze a value or the batch size
+    fails the second); said in a warning when `warn`."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(graph, ort_session_options(), providers=["CPUExecutionProvider"])
+    checks = [sample, sample[:1].flip(-1).contiguous()]
+    differences = [_difference(module, session, batch) for batch in checks]
+    if max(differences) <= PARITY_TOLERANCE:
+        return session
+    if warn:
+        warnings.warn(f"ONNX Runtime output of {type(module).__name__} differs from PyTorch by {max(differences):.2g} "
+                      f"(more than {PARITY_TOLERANCE:g}); running eager PyTorch", stacklevel=4)
+    return None
 
 
 def _difference(module: nn.Module, session, batch: torch.Tensor) -> float:

@@ -61,10 +61,12 @@ class LabeledInputs:
 class HeadInputs:
     """What a head trains on: the frozen encoder's output for every row (N, F), and optionally an augmented copy
     (images: the mirror images' features) that training rows add. Sparse table rows stay a scipy CSR matrix
-    (float32), made dense one batch at a time."""
+    (float32), made dense one batch at a time. `earlier_seconds`: time spent on them before they were asked for
+    (images: features computed while the images decoded), which the run's phase line adds."""
 
     values: torch.Tensor | sp.csr_matrix
     augmented: torch.Tensor | None = None
+    earlier_seconds: float = 0.0
 
     def array(self, *, dense: bool = False) -> np.ndarray | sp.csr_matrix:
         """The values as NumPy: the CSR matrix of sparse rows (unless `dense`), else an array."""
@@ -183,8 +185,10 @@ class Modality:
         raise NotImplementedError
 
     # ---- training ----
-    def prepare(self, data: LabeledInputs, model: TagnetModel, *, cache_dir: Path) -> tuple[LabeledInputs, np.ndarray]:
-        """Inputs made ready for training (images: decoded into a disk cache); returns (data, rows kept)."""
+    def prepare(self, data: LabeledInputs, model: TagnetModel, *, cache_dir: Path,
+                encode: bool = False) -> tuple[LabeledInputs, np.ndarray]:
+        """Inputs made ready for training (images: decoded into a disk cache); returns (data, rows kept). `encode`: the
+        run will need the frozen encoder's outputs of every input, so a modality may compute them meanwhile."""
         return data, np.arange(len(data))
 
     def frozen(self, config: TrainConfig) -> bool:

@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader
 
 from tagnet.config.settings import TrainConfig
 from tagnet.data.images import (CachedImageDataset, ImageCache, augmentation, build_image_cache, find_images,
-                                load_image, normalize_batch, resolve_image_paths, to_model_size)
+                                load_image, normalize_batch, prefetched, resolve_image_paths, to_model_size)
 from tagnet.data.decode import images_folder
 from tagnet.data.labels import read_labels
 from tagnet.errors import ArtifactError, DataError, TagnetError
@@ -32,14 +33,17 @@ from tagnet.modalities.specs import IMAGE
 # Small batches run the EfficientNets fastest on a 2-core CPU (Lite2 at 260 px: 41 images/s at 8, 23 at 32, 24 at
 # 64: large batches' activations spend the time in page faults); benchmarks/RESULTS.md has the measurement.
 FEATURE_BATCH = 8
+PREFETCH = 2  # batches read and normalised ahead of the encoder (each FEATURE_BATCH x views images in float32)
 
 
 @dataclasses.dataclass
 class CachedImages:
-    """Rows of an ImageCache, indexable like an array (the inputs of prepared image data)."""
+    """Rows of an ImageCache, indexable like an array (the inputs of prepared image data); `encoded_seconds`: the
+    seconds of decoding them with their frozen features computed alongside (0 when they were not)."""
 
     cache: ImageCache
     rows: np.ndarray
+    encoded_seconds: float = 0.0
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -107,27 +111,35 @@ class ImageModality(Modality):
     def state_from_format_1(self, preprocess, extra) -> dict[str, Any]:
         return preprocess
 
-    def prepare(self, data, model, *, cache_dir) -> tuple[LabeledInputs, np.ndarray]:
-        """Every image decoded and resized once into the cache; unreadable ones are dropped into `skipped`."""
-        cache = build_image_cache(list(data.inputs), size=model.preprocess.image_size, cache_dir=cache_dir)
+    def prepare(self, data, model, *, cache_dir, encode=False) -> tuple[LabeledInputs, np.ndarray]:
+        """Every image decoded and resized once into the cache; unreadable ones are dropped into `skipped`. With
+        `encode`, when the images are decoded here (not cached yet) the backbone's features of every image and of its
+        mirror image are computed while they decode (each batch once its images are in) into the feature cache,
+        where head_inputs reads them."""
+        started, encoded = time.perf_counter(), []
+
+        def alongside(building: ImageCache) -> None:
+            everything = CachedImages(building, np.arange(len(building.paths)))
+            for name, backbone in backbone_members(model):
+                member_views(name, backbone, model.preprocess, everything, cache_dir=cache_dir)
+            encoded.append(True)
+
+        cache = build_image_cache(list(data.inputs), size=model.preprocess.image_size, cache_dir=cache_dir,
+                                  alongside=alongside if encode else None)
         kept = np.array([i for i in range(len(data)) if i not in cache.failures], dtype=np.int64)
         skipped = {str(cache.paths[row]): message for row, message in sorted(cache.failures.items())}
-        return LabeledInputs(data.table.subset(kept), CachedImages(cache, kept), skipped), kept
+        seconds = time.perf_counter() - started if encoded else 0.0
+        return LabeledInputs(data.table.subset(kept), CachedImages(cache, kept, seconds), skipped), kept
 
     def head_inputs(self, model, data, state, *, cache_dir, progress, spread=None) -> HeadInputs:
         """Pooled backbone features of every image and of its mirror image, float32, cached on disk; across the run's
         processes when `spread` says so (each gets all features, in input order)."""
         images: CachedImages = data.inputs
-        return HeadInputs(self._features(model, images, cache_dir=cache_dir, flip=False, spread=spread),
-                          self._features(model, images, cache_dir=cache_dir, flip=True, spread=spread))
-
-    @staticmethod
-    def _features(model: TagnetModel, images: CachedImages, *, cache_dir: Path, flip: bool,
-                  spread: Spread | None) -> torch.Tensor:
-        parts = [cached_tensor(cache_dir, "features", _feature_digest(name, backbone, model.preprocess, images, flip),
-                               lambda: extract_features(backbone, model.preprocess, images, flip=flip, spread=spread))
-                 for name, backbone in backbone_members(model)]
-        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        members = [member_views(name, backbone, model.preprocess, images, cache_dir=cache_dir, spread=spread)
+                   for name, backbone in backbone_members(model)]
+        photos, mirrors = ([member[view] for member in members] for view in range(2))
+        return HeadInputs(*(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0] for parts in (photos, mirrors)),
+                          earlier_seconds=images.encoded_seconds)
 
     def budget_plan(self, config, model, data, budget, *, cache_dir) -> tuple[TrainConfig, str | None]:
         """A fused backbone whose features (not cached yet) would not fit in the time left gives way to its fastest
@@ -210,6 +222,26 @@ def backbone_members(model: TagnetModel) -> list[tuple[str, nn.Module]]:
     return [(model.name, model.backbone)]
 
 
+def member_views(name: str, backbone: nn.Module, preprocess: PreprocessConfig, images: CachedImages, *,
+                 cache_dir: Path, spread: Spread | None = None) -> list[torch.Tensor]:
+    """Features of the images and of their mirror images from one backbone, each read from the feature cache
+    (CACHE_DIR/features-DIGEST.safetensors), else taken from the features of every row of the image cache (as
+    prepare computes them while decoding) when those are there, else computed in one pass (extract_views); stored."""
+    paths = [cached_path(cache_dir, "features", _feature_digest(name, backbone, preprocess, images, flip))
+             for flip in (False, True)]
+    missing = tuple(flip for flip, path in zip((False, True), paths) if not path.exists())
+    everything = CachedImages(images.cache, np.arange(len(images.cache.array)))
+    whole = [cached_path(cache_dir, "features", _feature_digest(name, backbone, preprocess, everything, flip))
+             for flip in missing]
+    if missing and all(path.exists() for path in whole):  # some rows were dropped (unreadable) after decoding
+        computed = {flip: load_file(path)["values"][torch.from_numpy(images.rows)] for flip, path in zip(missing, whole)}
+    else:
+        computed = dict(zip(missing, extract_views(backbone, preprocess, images, views=missing, spread=spread)
+                            if missing else []))
+    return [cached_tensor(cache_dir, "features", _feature_digest(name, backbone, preprocess, images, flip),
+                          lambda flip=flip: computed[flip]) for flip in (False, True)]
+
+
 def _feature_digest(name: str, backbone: nn.Module, preprocess: PreprocessConfig, images: CachedImages, flip: bool):
     # keyed on each backbone only: head settings (dropout, head_hidden, labels) must not force a recompute, and
     # a fused backbone reuses its members' features cached by earlier runs
@@ -246,32 +278,51 @@ def model_batch(arrays: list[np.ndarray], pre: PreprocessConfig) -> torch.Tensor
 
 def extract_features(backbone: nn.Module, preprocess: PreprocessConfig, images: CachedImages, *,
                      batch_size: int = FEATURE_BATCH, flip: bool = False, spread=None) -> torch.Tensor:
-    """Pooled features of cached images (optionally of their mirror images) from `backbone`, float32 (N, F).
+    """Pooled features of cached images (of their mirror images when `flip`) from `backbone`, float32 (N, F): the one
+    view of extract_views."""
+    return extract_views(backbone, preprocess, images, views=(flip,), batch_size=batch_size, spread=spread)[0]
 
-    Computed in float32 (or bf16 on a GPU where it agrees to 1e-3), as the Predictor does, so the head is trained on
-    what it will see. Runs where tagnet.inference.runtime.fastest_forward chooses; with a `spread`
-    (tagnet.inference.runtime.Spread, strategy ddp) across its processes, every one of them getting all features in
-    input order.
+
+def extract_views(backbone: nn.Module, preprocess: PreprocessConfig, images: CachedImages, *,
+                  views: tuple[bool, ...] = (False, True), batch_size: int = FEATURE_BATCH, spread=None,
+                  prefetch: int = PREFETCH) -> list[torch.Tensor]:
+    """Pooled features of cached images from `backbone`, float32 (N, F) for each of `views` (False: the images, True:
+    their mirror images).
+
+    Each batch is read from the cache once and its views go through the encoder one after the other; the next
+    batches are read and normalised in a background thread while the encoder runs,
+    at most `prefetch` of them waiting (bounded memory). Computed in float32 (or bf16 on a GPU where it agrees to
+    1e-3), as the Predictor does, so the head is trained on what it will see. Runs where
+    tagnet.inference.runtime.fastest_forward chooses; with a `spread` (tagnet.inference.runtime.Spread, strategy ddp)
+    across its processes, every one of them getting all features in input order.
     """
     backbone.eval().to(memory_format=torch.channels_last)  # normalize_batch gives channels-last inputs
     forwards: dict = {}  # device (None: inference_device()) -> forward
 
-    def step(indices, device=None) -> torch.Tensor:
+    def load(indices) -> torch.Tensor:
+        if images.cache.ready is not None:  # the cache is still being built: wait for these rows
+            images.cache.ready(images.rows[indices])
         batch = torch.from_numpy(np.array(images.cache.array[images.rows[indices]])).permute(0, 3, 1, 2)
-        batch = normalize_batch(batch.flip(-1) if flip else batch, preprocess.mean, preprocess.std)
+        batch = torch.cat([batch.flip(-1) if flip else batch for flip in views])
+        return normalize_batch(batch, preprocess.mean, preprocess.std)
+
+    def step(batch: torch.Tensor, device=None) -> torch.Tensor:
+        parts = batch.chunk(len(views))  # one call per view: batches of batch_size run fastest (FEATURE_BATCH)
         if device not in forwards:  # ONNX Runtime or the GPU when they match PyTorch on this first batch
-            forwards[device] = fastest_forward(backbone, batch, device)[1]
-        return forwards[device](batch)
+            forwards[device] = fastest_forward(backbone, parts[0], device)[1]
+        return torch.cat([forwards[device](part) for part in parts], dim=1)  # (B, views x F): the views side by side
 
     if spread is not None and spread.active:
         from tagnet.engine.distributed import map_in_order
 
         chunks = []
-        map_in_order(lambda indices, device: (step(indices, device).numpy(), {}), lambda: range(len(images)),
+        map_in_order(lambda indices, device: (step(load(indices), device).numpy(), {}), lambda: range(len(images)),
                      batch_size=batch_size, spread=spread, everywhere=True,
                      emit=lambda _indices, outputs, _errors: chunks.append(torch.from_numpy(outputs)))
     else:
+        batches = [np.arange(start, min(start + batch_size, len(images))) for start in range(0, len(images), batch_size)]
         with torch.inference_mode():
-            chunks = [step(np.arange(start, min(start + batch_size, len(images))))
-                      for start in range(0, len(images), batch_size)]
-    return torch.cat(chunks) if chunks else torch.zeros(0, 0)
+            chunks = [step(batch) for batch in prefetched(load, batches, depth=prefetch)]
+    if not chunks:
+        return [torch.zeros(0, 0) for _ in views]
+    return list(torch.cat(chunks).chunk(len(views), dim=1))

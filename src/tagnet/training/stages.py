@@ -169,7 +169,7 @@ def prepare_inputs(run: Run) -> None:
         write_run_start(run.run_dir, config=plan.config, labels=source.labels, modality=kind.name,
                         val_labels=plan.val_labels, images_dir=source.images_dir, text_column=source.text_column,
                         read_options=dict(source.read_options))
-    run.data, kept = kind.prepare(run.data, run.model, cache_dir=run.cache_dir)
+    run.data, kept = kind.prepare(run.data, run.model, cache_dir=run.cache_dir, encode=encodes_early(run))
     run.from_val_file = run.from_val_file[kept]
     skipped = run.data.skipped
     if skipped:
@@ -177,6 +177,15 @@ def prepare_inputs(run: Run) -> None:
                           + "; ".join(list(skipped.values())[:5]) + (" ..." if len(skipped) > 5 else ""))
     run.splits = checked_splits(run)
     run.slices = held_out_slices(run)
+
+
+def encodes_early(run: Run) -> bool:
+    """Whether the frozen outputs may be computed while the inputs are prepared (images: while they decode): the run
+    surely needs them (a frozen encoder, and not a modality whose default budget may choose to fine-tune from the
+    start), its backbone cannot change before they are asked for (no time budget) and one process computes them."""
+    config, kind = run.plan.config, run.plan.kind
+    may_skip = config.finetune is None and config.ensemble == 1 and kind.spec.default_time_budget is not None
+    return kind.frozen(config) and not may_skip and run.plan.budget.seconds is None and not Spread.of(config).active
 
 
 def held_out_slices(run: Run) -> Slices | None:
@@ -284,8 +293,9 @@ def frozen_outputs(run: Run) -> None:
     started = time.perf_counter()
     run.head_inputs = run.plan.kind.head_inputs(run.model, run.data, run.state, cache_dir=run.cache_dir,
                                                 progress=run.progress, spread=Spread.of(run.plan.config))
+    earlier = run.head_inputs.earlier_seconds
     run.console.print(f"frozen {run.plan.config.backbone} outputs of {len(run.data)} inputs ready in "
-                      f"{time.perf_counter() - started:.1f} s")
+                      f"{time.perf_counter() - started + earlier:.1f} s" + (" (computed while decoding)" if earlier else ""))
 
 
 def choose_head(run: Run) -> None:
