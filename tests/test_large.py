@@ -49,7 +49,7 @@ def test_choice_on_the_whole_small_table_is_the_linear_candidate_on_its_first_fo
     chosen = choose_large(CONFIG, x, targets, known, rows=np.arange(300), thresholds_for=_fixed,
                           console=Console(record=True, width=200))
     # the sample is every row and label here: the same choice as the full path's candidate on that one fold
-    train_rows, held = cv_folds(targets, known, folds=large.SAMPLE_FOLDS, seed=CONFIG.seed)[0]
+    train_rows, held = cv_folds(targets, known, folds=large.SAMPLE_FOLDS, seed=CONFIG.seed)[0]  # every label sampled
     assert np.array_equal(chosen.held, held) and chosen.folds == 1 and chosen.choice == "linear"
     halves = np.array_split(np.random.default_rng(CONFIG.seed).permutation(len(held)), 2)
     from tagnet.training.selection import fold_scores
@@ -111,3 +111,16 @@ def test_train_takes_the_large_way_above_its_cell_count(tmp_path, monkeypatch):
     assert list(chosen["candidates"]) == ["linear"]  # no network candidates at this size
     assert metrics["final_fit"]["rows"] == 240 and metrics["final_fit"]["all_rows"]
     assert result.report.n_items == chosen["candidates"]["linear"]["large"]["held_rows"] == 48
+
+
+def test_the_warning_on_labels_without_positives_names_ten_at_many_labels():
+    from tagnet.evaluation.metrics import evaluate_probabilities
+
+    targets = np.zeros((4, 25), np.uint8)
+    targets[:, 0] = 1
+    report = evaluate_probabilities(targets, np.full(targets.shape, 0.3), [0.5] * 25,
+                                    label_names=[f"l{j}" for j in range(25)])
+    [line] = report.warnings()
+    assert line.startswith("24 label(s) have no positive in this data (l1, l2, l3, l4, l5, l6, l7, l8, l9, l10 and 14 "
+                           "more, listed in the JSON report's labels_without_positives): mAP")
+    assert len(report.labels_without_positives) == 24

@@ -25,8 +25,8 @@ LARGE_CELLS = 10_000_000
 # With a time budget the large way is also taken when the full CV's estimated seconds pass half of it: about this many
 # seconds per training cell (rows x labels), measured on the 2-core machine (bibtex-like 78 s, delicious-like 1,150 s)
 FULL_CV_SECONDS_PER_CELL = 1e-4
-SAMPLE_ROWS = 10_000  # rows the scaling and C are chosen on (a random sample; every row when fewer)
-SAMPLE_LABELS = 500  # labels they are chosen on (a random sample; every label when fewer)
+SAMPLE_ROWS = 5_000  # rows the scaling and C are chosen on (a random sample; every row when fewer)
+SAMPLE_LABELS = 250  # labels they are chosen on (a random sample; every label when fewer)
 SAMPLE_FOLDS = 5  # the sample's rows are parted as for a 5-fold CV; only its first fold is fitted (80% / 20%)
 
 
@@ -48,8 +48,8 @@ def choose_large(config: TrainConfig, x: sp.csr_matrix | np.ndarray, targets: np
     """The linear head's scaling and C for training rows `rows` of a large table, chosen by the run's metric on one fold.
 
     The scaling and C (linear_candidate's grids) are chosen on SAMPLE_ROWS random rows x SAMPLE_LABELS random labels,
-    fitted on the first of SAMPLE_FOLDS folds of the sample's rows and scored on its held-out rows (thresholds fitted
-    on one half of them, scored on the other, and the other way round). Then every label is fitted at that C on the
+    fitted on the first of SAMPLE_FOLDS folds of the sample's rows (stratified by those labels) and scored on its
+    held-out rows (thresholds fitted on one half of them, scored on the other, and the other way round). Then every label is fitted at that C on the
     same fold's training rows: its held-out rows' probabilities (held x labels, float32) are the run's validation
     (Selection.oof, on the rows Selection.held), which the thresholds are fitted on. The MLP and ensemble are not
     candidates here (said in a line). Returns the Selection (choice "linear", folds 1)."""
@@ -59,7 +59,7 @@ def choose_large(config: TrainConfig, x: sp.csr_matrix | np.ndarray, targets: np
     sample = rows[_sample(len(rows), SAMPLE_ROWS, rng)]
     columns = _sample(targets.shape[1], SAMPLE_LABELS, rng)
     xs, ys, ks = x[sample], targets[sample], known[sample]
-    train_rows, held = cv_folds(ys, ks, folds=SAMPLE_FOLDS, seed=config.seed)[0]
+    train_rows, held = cv_folds(ys[:, columns], ks[:, columns], folds=SAMPLE_FOLDS, seed=config.seed)[0]
     halves = np.array_split(np.random.default_rng(config.seed).permutation(len(held)), 2)
     parts = [(halves[1], halves[0]), (halves[0], halves[1])]  # within the held-out rows: thresholds / scored rows
 

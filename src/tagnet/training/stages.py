@@ -303,7 +303,7 @@ def choose_head(run: Run) -> None:
     if own:
         run.console.print(f"choosing the head's epochs by {config.cv_folds}-fold CV on {len(rows)} rows")
     elif is_large(config, len(rows), data.table.targets.shape[1], budget_seconds=plan.budget.seconds):
-        run.console.print(f"choosing the head (--select {config.select}) on one fold of a sample of {len(rows)} rows")
+        run.console.print(f"choosing the head (--select {config.select}) on one fold of a sample of the {len(rows)} rows")
         run.selection = choose_large(config, run.head_inputs.array(), data.table.targets, data.table.known, rows=rows,
                                      thresholds_for=lambda val: validation_thresholds(val, config).thresholds,
                                      console=run.console)
