@@ -109,7 +109,8 @@ def test_train_takes_the_large_way_above_its_cell_count(tmp_path, monkeypatch):
     chosen = metrics["selection"]
     assert chosen["choice"] == "linear" and chosen["folds"] == 1 and chosen["candidates"]["linear"]["large"]["rows"] == 240
     assert list(chosen["candidates"]) == ["linear"]  # no network candidates at this size
-    assert metrics["final_fit"]["rows"] == 240 and metrics["final_fit"]["all_rows"]
+    assert metrics["final_fit"] == {"rows": 240, "all_rows": True, "folds": 1, "C": chosen["C"], "validation_rows": 48,
+                                    "validation": "held-out rows of one fold of a sample"}
     assert result.report.n_items == chosen["candidates"]["linear"]["large"]["held_rows"] == 48
 
 

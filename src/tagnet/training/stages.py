@@ -432,14 +432,18 @@ def refit_heads(run: Run) -> None:
            f"for {selection.epochs} of {config.epochs} epochs")
     chosen = "epochs" if run.plan.config.select is None else "head, C or epochs"
     name = "" if selection.choice == "head" else f"{selection.choice} "
+    by = (f"{selection.folds}-fold CV (the validation report is the out-of-fold estimate)" if selection.held is None
+          else f"one fold of a sample (the validation report is of its {len(selection.held)} held-out rows)")
     run.console.print(f"final {name}head{'s' if selection.heads > 1 else ''} trained on all {len(table)} "
-                      f"rows {how}; {chosen} and thresholds chosen by {selection.folds}-fold CV (the validation "
-                      "report is the out-of-fold estimate)", soft_wrap=True)
+                      f"rows {how}; {chosen} and thresholds chosen by {by}", soft_wrap=True)
 
 
 def final_fit(run: Run) -> dict[str, Any]:
     """What trained the final model, for metrics.json and the artifact: rows, and how it was validated."""
     rows, val_rows = run.splits[0]
+    if run.refit and run.selection.held is not None:  # a large table (training.large)
+        return {"rows": len(rows), "all_rows": True, "folds": 1, "validation": "held-out rows of one fold of a sample",
+                "validation_rows": len(val_rows), "C": run.selection.C}
     if run.refit:
         return {"rows": len(rows), "all_rows": True, "folds": run.refit, "validation": "out-of-fold",
                 **({"epochs": run.selection.epochs} if run.selection.epochs else {"C": run.selection.C})}
