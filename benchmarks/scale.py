@@ -9,7 +9,7 @@ and `tagnet predict` each in its own process, wall time and that process's peak 
 into OUT/scale.html (matplotlib, the tune extra).
 
 Run: python benchmarks/scale.py [--shapes bibtex tmc2007 delicious] [--grid 100x10000 1000x10000 ...]
-     [--out benchmarks/out/scale]
+     [--out benchmarks/out/scale] [--train-args '']
 """
 
 from __future__ import annotations
@@ -75,8 +75,9 @@ def run_shape(name: str, out: Path) -> dict:
     return row
 
 
-def run_point(labels: int, rows: int, out: Path) -> dict:
-    """Part 2 for one point: train (--select linear), evaluate and predict on a LABELS x ROWS sparse table."""
+def run_point(labels: int, rows: int, out: Path, train_args: tuple[str, ...] = ("--select", "linear")) -> dict:
+    """Part 2 for one point: train (with `train_args`: --select linear unless --train-args says otherwise), evaluate
+    and predict on a LABELS x ROWS sparse table."""
     shape = Shape(labels, rows, rows // 10, features=1000, cardinality=4.0, background=20.0, signal=8, on=0.3)
     features, targets = make_table(shape, rows=shape.train + shape.test, seed=1)
     folder = out / "tables" / f"{labels}x{rows}"
@@ -86,7 +87,7 @@ def run_point(labels: int, rows: int, out: Path) -> dict:
     test = write_sparse_arff(folder / f"{name}-test.arff", features[rows:], targets[rows:], relation=name)
     run = out / "runs" / name
     row = {"labels": labels, "rows": rows,
-           "train": timed(["tagnet", "train", str(train), "--out", str(run), "--select", "linear", "--force"]),
+           "train": timed(["tagnet", "train", str(train), "--out", str(run), *train_args, "--force"]),
            "evaluate": timed(["tagnet", "evaluate", str(run), str(test), "--json", str(run / "test.json")]),
            "predict": timed(["tagnet", "predict", str(run), str(test), "--output", str(run / "predictions.csv")])}
     print(json.dumps(row), flush=True)
@@ -128,10 +129,13 @@ def main() -> None:
     parser.add_argument("--grid", nargs="*", default=["100x10000", "1000x10000", "100x100000"],
                         help="LABELSxROWS points of part 2")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/scale"))
+    parser.add_argument("--train-args", default="--select linear",
+                        help="options of part 2's tagnet train ('' for the default command)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = {"shapes": [run_shape(name, args.out) for name in args.shapes],
-               "grid": [run_point(*map(int, point.split("x")), args.out) for point in args.grid]}
+               "grid": [run_point(*map(int, point.split("x")), args.out, tuple(args.train_args.split()))
+                        for point in args.grid]}
     (args.out / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
     if results["grid"]:
         print("cost curves:", write_html(results["grid"], args.out / "scale.html"))

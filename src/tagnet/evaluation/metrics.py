@@ -21,6 +21,9 @@ from tagnet.hierarchy.metrics import hierarchy_scores
 from tagnet.hierarchy.tree import Tree
 
 
+NAMED_LABELS = 10  # labels a warning names before it says how many more (thousands of labels stay one readable line)
+
+
 @dataclass
 class MetricsReport:
     """Every metric of one evaluation; None where a metric is undefined (e.g. no item qualifies).
@@ -66,9 +69,11 @@ class MetricsReport:
         """Lines a reader of the numbers should see: the labels without positives, which mAP leaves out."""
         if not self.labels_without_positives:
             return []
-        return [f"{len(self.labels_without_positives)} label(s) have no positive in this data "
-                f"({', '.join(self.labels_without_positives)}): mAP is the mean AP of the other labels; in the macro "
-                "averages their precision, recall and F1 count as 0 (as in scikit-learn), unless no value of the "
+        names = self.labels_without_positives
+        listed = ", ".join(names[:NAMED_LABELS]) + (f" and {len(names) - NAMED_LABELS} more, listed in the JSON report's "
+                                                    "labels_without_positives" if len(names) > NAMED_LABELS else "")
+        return [f"{len(names)} label(s) have no positive in this data ({listed}): mAP is the mean AP of the other "
+                "labels; in the macro averages their precision, recall and F1 count as 0 (as in scikit-learn), unless no value of the "
                 "label is known"]
 
     def summary(self) -> dict[str, float | None]:

@@ -247,8 +247,9 @@ def _cooccurrence_figure(names: list[str], counts: np.ndarray) -> Figure:
     return fig
 
 
-def _label_table_for_cooccurrence(data: RunData) -> tuple[np.ndarray, str]:
-    """Targets of the run's label file (aligned to the run's labels), or the validation truths if it cannot be read."""
+def _label_table_for_cooccurrence(data: RunData, shown: list[int]) -> tuple[np.ndarray, str]:
+    """Targets of the run's label file (aligned to the run's labels) in the `shown` label columns, or the validation
+    truths if it cannot be read."""
     labels = data.run.get("labels")
     if labels:
         options = data.run.get("read_options") or {}
@@ -257,10 +258,11 @@ def _label_table_for_cooccurrence(data: RunData) -> tuple[np.ndarray, str]:
                                 read_options=options)
             table = modalities.get(data.run.get("modality", "image")).read(source).table
             table = table.aligned_to(data.label_names, what=labels)
-            return np.where(table.known, table.targets, -1), f"{len(table)} items of the label file {Path(labels).name}"
+            return (np.where(table.known[:, shown], table.targets[:, shown], -1),
+                    f"{len(table)} items of the label file {Path(labels).name}")
         except (TagnetError, OSError):
             pass
-    return data.truths, f"{len(data.items)} validation items (the label file could not be read)"
+    return data.truths[:, shown], f"{len(data.items)} validation items (the label file could not be read)"
 
 
 def _thumbnail(path: Path) -> str | None:
@@ -402,8 +404,8 @@ def render_page(data: RunData, *, max_images: int = 12, max_labels: int = 40) ->
                         "per-label F1 and thresholds"))
     parts.append(_per_label_table(per_label))
 
-    targets, source = _label_table_for_cooccurrence(data)
-    counts = cooccurrence(targets[:, shown])  # only the labels shown: L x L counts at 10,000 labels would be 800 MB
+    targets, source = _label_table_for_cooccurrence(data, shown)
+    counts = cooccurrence(targets)  # only the labels shown: L x L counts at 10,000 labels would be 800 MB
     parts.append(f"<h2 id='cooccurrence'>Label co-occurrence</h2>{note}<p class='note'>counted on the {html.escape(source)}</p>"
                  + _img(_png(_cooccurrence_figure([data.label_names[j] for j in shown], counts)), "label co-occurrence"))
 

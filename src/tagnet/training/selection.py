@@ -56,6 +56,7 @@ class Selection:
     threshold: dict[str, Any] | None = None
     epochs: int | None = None  # the epochs a final fit of the chosen MLP or ensemble trains (None: linear)
     oof: np.ndarray | None = field(default=None, repr=False)  # the chosen candidate's out-of-fold probabilities
+    held: np.ndarray | None = field(default=None, repr=False)  # the rows `oof` covers (None: every row)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: {"choice", "metric", "folds", "C", "heads", "epochs" (of a final MLP or ensemble fit), "candidates":

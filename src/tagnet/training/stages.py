@@ -26,6 +26,7 @@ from tagnet.modalities.base import HeadInputs, LabeledInputs
 from tagnet.models import TagnetModel, head_members, set_backbone_trainable
 from tagnet.training.budget import FINAL_SECONDS, Plan, TimeBudget, duration
 from tagnet.training.forest import fit_forest_head
+from tagnet.training.large import choose_large, fit_large_final, is_large
 from tagnet.training.loss_choice import choose_loss
 from tagnet.training.losses import make_loss
 from tagnet.training.plan import RunPlan
@@ -304,19 +305,26 @@ def choose_head(run: Run) -> None:
     splits and fitted state follow the choice."""
     plan, kind, data = run.plan, run.plan.kind, run.data
     rows = np.flatnonzero(~run.from_val_file)
-    config, table = plan.config, data.table.subset(rows)
+    config = plan.config
     single = dataclasses.replace(config, ensemble=1)
     own = None if config.select else ("ensemble",) if config.ensemble > 1 else ("head",)
     augmented = run.head_inputs.augmented
     if own:
         run.console.print(f"choosing the head's epochs by {config.cv_folds}-fold CV on {len(rows)} rows")
+    elif is_large(config, len(rows), data.table.targets.shape[1], budget_seconds=plan.budget.seconds):
+        run.console.print(f"choosing the head (--select {config.select}) on one fold of a sample of the {len(rows)} rows")
+        run.selection = choose_large(config, run.head_inputs.array(), data.table.targets, data.table.known, rows=rows,
+                                     thresholds_for=lambda val: validation_thresholds(val, config).thresholds,
+                                     console=run.console)
     elif config.select in ("auto", "linear") or run.refit:  # a named MLP or ensemble needs no CV unless refit
         run.console.print(f"choosing the head (--select {config.select}) by {config.cv_folds}-fold CV on {len(rows)} rows")
-    run.selection = select_head(config, run.head_inputs.array()[rows], table.targets, table.known,
-                                make_head=lambda: head_members(kind.build_model(single, data))[0],
-                                thresholds_for=lambda val: validation_thresholds(val, config).thresholds,
-                                console=run.console, budget=plan.budget, names=own, refit=bool(run.refit),
-                                augmented=None if augmented is None else augmented.numpy()[rows])
+    if run.selection is None:
+        table = data.table.subset(rows)
+        run.selection = select_head(config, run.head_inputs.array()[rows], table.targets, table.known,
+                                    make_head=lambda: head_members(kind.build_model(single, data))[0],
+                                    thresholds_for=lambda val: validation_thresholds(val, config).thresholds,
+                                    console=run.console, budget=plan.budget, names=own, refit=bool(run.refit),
+                                    augmented=None if augmented is None else augmented.numpy()[rows])
     seed_everything(config.seed)  # the model trains the same whether or not (and however long) CV ran first
     chosen = run.selection.applied(config)
     if chosen == config:
@@ -417,7 +425,10 @@ def refit_heads(run: Run) -> None:
     """The heads trained on every row with what the CV chose (selection.fit_final_heads), said in one line; their
     validation is the CV's out-of-fold probabilities."""
     selection, table, augmented, config = run.selection, run.data.table, run.head_inputs.augmented, run.plan.config
-    if selection.choice == "forest":  # its out-of-fold probabilities validate it, as they do the other heads
+    if selection.held is not None:  # chosen the large way: held-out rows of one fold validate
+        run.results, run.splits = fit_large_final(head_members(run.model), run.head_inputs.array(), table.targets,
+                                                  table.known, selection)
+    elif selection.choice == "forest":  # its out-of-fold probabilities validate it, as they do the other heads
         rows = np.arange(len(table))
         fitted = fit_forest_head(run.model, run.head_inputs.array(), table.targets, table.known, [(rows, rows)],
                                  trees=config.forest_trees, seed=config.seed)[0]
@@ -431,14 +442,18 @@ def refit_heads(run: Run) -> None:
            f"for {selection.epochs} of {config.epochs} epochs")
     chosen = "epochs" if run.plan.config.select is None else "head, C or epochs"
     name = "" if selection.choice == "head" else f"{selection.choice} "
+    by = (f"{selection.folds}-fold CV (the validation report is the out-of-fold estimate)" if selection.held is None
+          else f"one fold of a sample (the validation report is of its {len(selection.held)} held-out rows)")
     run.console.print(f"final {name}head{'s' if selection.heads > 1 else ''} trained on all {len(table)} "
-                      f"rows {how}; {chosen} and thresholds chosen by {selection.folds}-fold CV (the validation "
-                      "report is the out-of-fold estimate)", soft_wrap=True)
+                      f"rows {how}; {chosen} and thresholds chosen by {by}", soft_wrap=True)
 
 
 def final_fit(run: Run) -> dict[str, Any]:
     """What trained the final model, for metrics.json and the artifact: rows, and how it was validated."""
     rows, val_rows = run.splits[0]
+    if run.refit and run.selection.held is not None:  # a large table (training.large)
+        return {"rows": len(rows), "all_rows": True, "folds": 1, "validation": "held-out rows of one fold of a sample",
+                "validation_rows": len(val_rows), "C": run.selection.C}
     if run.refit:
         return {"rows": len(rows), "all_rows": True, "folds": run.refit, "validation": "out-of-fold",
                 **({"epochs": run.selection.epochs} if run.selection.epochs else {"C": run.selection.C})}

@@ -75,19 +75,20 @@ def side_rules_dict(val: dict[str, np.ndarray], config: TrainConfig) -> dict[str
 def merged_validation(splits: list[tuple[np.ndarray, np.ndarray]], results: list[PhaseResult],
                       count: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The heads' validation outputs as one: each validation row's probability averaged over the heads that held it
-    out (out of fold). Returns (validation dict, the rows it covers)."""
-    first = results[0].validation
-    total = np.zeros((count, first["probs"].shape[1]))
-    votes = np.zeros(count, dtype=np.int64)
-    targets, known = np.zeros_like(total, dtype=np.float32), np.zeros_like(total, dtype=bool)
+    out (out of fold). Returns (validation dict, the rows it covers); only the validation rows' arrays are allocated
+    (a large table's run validates on a few of its rows)."""
+    rows = np.unique(np.concatenate([val_rows for _, val_rows in splits[:len(results)]]))
+    assert len(rows) == 0 or rows[-1] < count
+    shape = (len(rows), results[0].validation["probs"].shape[1])
+    total, votes = np.zeros(shape), np.zeros(len(rows), dtype=np.int64)
+    targets, known = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=bool)
     for (_, val_rows), result in zip(splits, results):
-        total[val_rows] += result.validation["probs"]
-        votes[val_rows] += 1
-        targets[val_rows] = result.validation["targets"]
-        known[val_rows] = result.validation["known"]
-    rows = np.flatnonzero(votes)
-    return {"probs": (total[rows] / votes[rows, None]).astype(np.float32), "targets": targets[rows],
-            "known": known[rows]}, rows
+        at = np.searchsorted(rows, val_rows)
+        total[at] += result.validation["probs"]
+        votes[at] += 1
+        targets[at] = result.validation["targets"]
+        known[at] = result.validation["known"]
+    return {"probs": (total / votes[:, None]).astype(np.float32), "targets": targets, "known": known}, rows
 
 
 def fold_scores(splits: list[tuple[np.ndarray, np.ndarray]], results: list[PhaseResult], thresholds: Thresholds,
