@@ -55,13 +55,13 @@ def test_logistic_path_one_C_at_a_time_is_scikit_learns_fit_at_each():
     known = np.ones(targets.shape, bool)
     Cs = (0.1, 1.0, 3.0)
     with one_torch_thread():
-        path = logistic_path(sp.csr_matrix(x), targets, known, Cs=Cs, tol=1e-7)
+        path = logistic_path(sp.csr_matrix(x), targets, known, Cs=Cs, tol=1e-6)
         first = next(path)  # the first C alone: the larger ones are not fitted until asked for
         rest = list(path)
-        joint = fit_logistic(x, targets, known, Cs=Cs, tol=1e-7)[0]
+        joint = fit_logistic(sp.csr_matrix(x), targets, known, Cs=Cs, tol=1e-6)[0]
     for C, [(coef, intercept)], (joint_coef, _) in zip(Cs, [first, *rest], joint):
-        np.testing.assert_allclose(coef, joint_coef, atol=1e-4)
+        np.testing.assert_array_equal(coef, joint_coef)  # the same fit, given lazily
         for j in range(2):
             expected = LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(x, targets[:, j])
-            np.testing.assert_allclose(coef[j], expected.coef_[0], atol=3e-4)
-            assert intercept[j] == pytest.approx(expected.intercept_[0], abs=3e-4)
+            np.testing.assert_allclose(coef[j], expected.coef_[0], atol=1e-3)
+            assert intercept[j] == pytest.approx(expected.intercept_[0], abs=1e-3)
