@@ -45,7 +45,7 @@ def test_fit_linear_is_scikit_learns_logistic_regression_per_label():
     targets = np.column_stack([x[:, 0] > 0, x[:, 1] + rng.normal(size=80) > 0, np.zeros(80)]).astype(np.float32)
     known = np.ones_like(targets, dtype=bool)
     known[:10, 1] = False  # an unknown cell is left out of that label's fit
-    [(coef, intercept)] = fit_linear(x, targets, known, Cs=(0.1,))
+    [(coef, intercept)] = fit_linear(x, targets, known, Cs=(0.1,), tol=1e-6)
     for j, rows in ((0, slice(None)), (1, slice(10, None))):
         expected = LogisticRegression(C=0.1, tol=1e-8).fit(x[rows], targets[rows, j])  # the optimum, to 1e-6
         np.testing.assert_allclose(coef[j], expected.coef_[0], atol=1e-4)
@@ -352,7 +352,7 @@ def test_joint_fit_of_folds_on_sparse_rows_is_each_folds_logistic_regression():
     known = np.ones_like(targets, dtype=bool)
     known[::7, 1] = False
     sets = [np.arange(0, 80), np.arange(40, 120)]
-    paths = fit_logistic(sp.csr_matrix(x), targets, known, Cs=(0.3, 3.0), row_sets=sets)
+    paths = fit_logistic(sp.csr_matrix(x), targets, known, Cs=(0.3, 3.0), row_sets=sets, tol=1e-6)
     for rows, path in zip(sets, paths):
         for C, (coef, intercept) in zip((0.3, 3.0), path):
             for j in range(2):

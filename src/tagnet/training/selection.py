@@ -18,7 +18,7 @@ from torch import nn
 from tagnet.config.settings import TUNE_METRICS, TrainConfig
 from tagnet.data.split import train_val_splits
 from tagnet.engine import PhaseResult, is_main_process
-from tagnet.engine.linear import fit_logistic
+from tagnet.engine.linear import fit_logistic, logistic_path
 from tagnet.errors import DataError
 from tagnet.engine.headfit import fit_head, head_probabilities, rows_of
 from tagnet.evaluation.metrics import evaluate_probabilities
@@ -31,7 +31,7 @@ UNSCALED_CS = (0.03, 0.1, 0.3, 1.0, 3.0)  # the same on inputs not standardised 
 # how the linear head's penalty sees the head's inputs: as given (the modality's scaling), or each column divided by
 # its standard deviation (a rare 0/1 feature then weighs as much as a common one)
 LINEAR_SCALINGS = ("inputs", "standard")
-CV_TOLERANCE = 1e-4  # the linear CV's gradient tolerance: choosing C needs fewer digits than the final fit (1e-5)
+CV_TOLERANCE = 1e-4  # the linear CV's gradient tolerance (scikit-learn's default, as the final fit's)
 ENSEMBLE_HEADS = 5  # heads of the ensemble candidate (unless --ensemble K gives K); 5 and 10 scored alike on MULAN
 # training rows x labels above which the network candidates are screened first (speed rule) and the forest is left out
 # (each of its leaves holds every label's rate: memory grows with rows x labels x trees)
@@ -119,29 +119,30 @@ def linear_probabilities(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray)
     return (1.0 / (1.0 + np.exp(-(x @ coef.T + intercept)))).astype(np.float32)
 
 
-def fit_linear(x: np.ndarray, targets: np.ndarray, known: np.ndarray, *, Cs: tuple[float, ...]
-               ) -> list[tuple[np.ndarray, np.ndarray]]:
+def fit_linear(x: np.ndarray, targets: np.ndarray, known: np.ndarray, *, Cs: tuple[float, ...],
+               tol: float = CV_TOLERANCE) -> list[tuple[np.ndarray, np.ndarray]]:
     """One-vs-rest L2 logistic regression on each label's known rows, for every C of `Cs` (all labels at once,
-    warm-started in order: tagnet.engine.linear.fit_logistic).
+    warm-started in order: tagnet.engine.linear.fit_logistic, to gradient tolerance `tol`).
 
     Returns [(coef (L, F), intercept (L,)) per C]. A label with one class on its rows gets zero weights and the
     logit of its (clipped) rate."""
-    return fit_logistic(x, targets, known, Cs=Cs)[0]
+    return fit_logistic(x, targets, known, Cs=Cs, tol=tol)[0]
 
 
 def linear_out_of_fold(x: np.ndarray, targets: np.ndarray, known: np.ndarray,
                        folds: list[tuple[np.ndarray, np.ndarray]], *, Cs: tuple[float, ...],
                        scale: np.ndarray | None = None) -> Iterator[np.ndarray]:
-    """Out-of-fold probabilities (rows, L) of the linear head for each C of `Cs` in turn: every fold's heads for every
-    C fitted in one problem (fit_logistic with the folds' training rows as row sets; `scale` as there), each fold's
-    held-out rows scored by its own."""
-    paths = fit_logistic(x, targets, known, Cs=Cs, row_sets=[train_rows for train_rows, _ in folds], scale=scale,
-                         tol=CV_TOLERANCE)
+    """Out-of-fold probabilities (rows, L) of the linear head for each C of `Cs` in turn: every fold's heads fitted
+    in one problem (tagnet.engine.linear.logistic_path with the folds' training rows as row sets; `scale` as there),
+    one C at a time (a C is fitted only when its turn comes: a caller that stops early pays for no more), each
+    fold's held-out rows scored by its own."""
+    paths = logistic_path(x, targets, known, Cs=Cs, row_sets=[train_rows for train_rows, _ in folds], scale=scale,
+                          tol=CV_TOLERANCE)
     held_rows = [x[held] for _, held in folds]  # each fold's held-out rows, copied once for every C
-    for c in range(len(Cs)):
+    for fitted in paths:
         oof = np.zeros(targets.shape, np.float32)
-        for (_, held), held_x, path in zip(folds, held_rows, paths):
-            oof[held] = linear_probabilities(held_x, *path[c])
+        for (_, held), held_x, (coef, intercept) in zip(folds, held_rows, fitted):
+            oof[held] = linear_probabilities(held_x, coef, intercept)
         yield oof
 
 
@@ -162,17 +163,25 @@ def linear_candidate(x: np.ndarray, targets: np.ndarray, known: np.ndarray, fold
                      *, score: Callable[[np.ndarray], list[float]], maximize: bool
                      ) -> tuple[float, str, list[float], np.ndarray]:
     """The linear head's scaling of LINEAR_SCALINGS and C with the best mean `score` (fold scores of out-of-fold
-    probabilities): inputs already standardised (every column std within 0.25 of 1 on these rows) are taken as they are with LINEAR_CS; others both as they are with
-    UNSCALED_CS and standardised with LINEAR_CS. Returns (C, scaling, its fold scores, its out-of-fold
-    probabilities)."""
+    probabilities): inputs already standardised (every column std within 0.25 of 1 on these rows) are taken as they
+    are with LINEAR_CS; others both as they are with UNSCALED_CS and standardised with LINEAR_CS.
+
+    Each scaling's grid is searched along the regularisation path (ascending C, warm-started) and left at the first
+    C whose mean score is worse than the best of that path so far: the CV score of L2 logistic regression rises to
+    one optimum in C and falls after it (more C, more fitting), and the larger C values are the slow ones to fit.
+    Returns (C, scaling, its fold scores, its out-of-fold probabilities)."""
     best: tuple[float, str, list[float], np.ndarray] | None = None
     sign = 1.0 if maximize else -1.0
     standard = linear_scale(x, "standard")
     grids = ([("inputs", None, LINEAR_CS)] if np.allclose(standard, 1.0, atol=0.25) else
              [("inputs", None, UNSCALED_CS), ("standard", standard, LINEAR_CS)])
     for scaling, scale, Cs in grids:
+        path_best = -np.inf
         for C, oof in zip(Cs, linear_out_of_fold(x, targets, known, folds, Cs=Cs, scale=scale)):
             scores = score(oof)
+            if sign * np.mean(scores) < path_best:  # past this path's optimum
+                break
+            path_best = sign * np.mean(scores)
             if best is None or sign * np.mean(scores) > sign * np.mean(best[2]):
                 best = (C, scaling, scores, oof)
     assert best is not None

@@ -1,0 +1,67 @@
+"""Tests of the joint logistic regression (tagnet.engine.linear) and the linear candidate's search along C."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
+
+from tagnet.engine.fit import one_torch_thread
+from tagnet.engine.linear import fit_logistic, logistic_path
+from tagnet.training.selection import LINEAR_CS, cv_folds, linear_candidate, linear_out_of_fold
+
+
+def _table(seed: int, rows: int = 200, features: int = 40):
+    """Standard-normal features, 3 labels each driven by 2 of them (the others noise: large C overfits them)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, features))
+    x = (x - x.mean(0)) / x.std(0)
+    logits = x[:, :6].reshape(rows, 3, 2).sum(2) + 1.5 * rng.normal(size=(rows, 3))
+    targets = (logits > 0.5).astype(np.uint8)
+    return x, targets, np.ones(targets.shape, bool)
+
+
+def _log_loss(targets: np.ndarray, folds):
+    def score(oof: np.ndarray) -> list[float]:
+        p = np.clip(oof, 1e-6, 1 - 1e-6)
+        cells = -(targets * np.log(p) + (1 - targets) * np.log(1 - p))
+        return [float(cells[held].mean()) for _, held in folds]
+    return score
+
+
+def test_path_search_picks_the_full_grids_C_and_leaves_the_larger_ones_unfitted():
+    x, targets, known = _table(0)
+    folds = cv_folds(targets, known, folds=4, seed=0)
+    score = _log_loss(targets, folds)
+    with one_torch_thread():
+        full = [np.mean(score(oof)) for oof in linear_out_of_fold(x, targets, known, folds, Cs=LINEAR_CS)]
+        calls = []
+        C, scaling, scores, oof = linear_candidate(x, targets, known, folds, maximize=False,
+                                                   score=lambda probs: calls.append(1) or score(probs))
+    assert full == pytest.approx(sorted(full[:3], reverse=True) + full[3:])  # falls, then ...
+    best = int(np.argmin(full))
+    assert 0 < best < len(LINEAR_CS) - 2  # ... an optimum inside the grid, two C values past it
+    assert (C, scaling) == (LINEAR_CS[best], "inputs") and np.mean(scores) == pytest.approx(full[best], rel=1e-6)
+    assert len(calls) == best + 2  # the first C past the optimum ends the search
+    assert np.mean(score(oof)) == pytest.approx(full[best], rel=1e-6)
+
+
+def test_logistic_path_one_C_at_a_time_is_scikit_learns_fit_at_each():
+    rng = np.random.default_rng(3)
+    x = (rng.random((150, 12)) < 0.25).astype(np.float32)  # sparse 0/1 rows
+    targets = np.column_stack([x[:, 0] + x[:, 1] + 0.4 * rng.normal(size=150) > 0.5,
+                               x[:, 2] - x[:, 3] + 0.4 * rng.normal(size=150) > 0.2]).astype(np.uint8)
+    known = np.ones(targets.shape, bool)
+    Cs = (0.1, 1.0, 3.0)
+    with one_torch_thread():
+        path = logistic_path(sp.csr_matrix(x), targets, known, Cs=Cs, tol=1e-6)
+        first = next(path)  # the first C alone: the larger ones are not fitted until asked for
+        rest = list(path)
+        joint = fit_logistic(sp.csr_matrix(x), targets, known, Cs=Cs, tol=1e-6)[0]
+    for C, [(coef, intercept)], (joint_coef, _) in zip(Cs, [first, *rest], joint):
+        np.testing.assert_array_equal(coef, joint_coef)  # the same fit, given lazily
+        for j in range(2):
+            expected = LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(x, targets[:, j])
+            np.testing.assert_allclose(coef[j], expected.coef_[0], atol=1e-3)
+            assert intercept[j] == pytest.approx(expected.intercept_[0], abs=1e-3)
