@@ -322,7 +322,7 @@ def test_the_default_command_through_evaluate(selected_run, tmp_path):
 
 
 def test_the_hamming_rule_keeps_p05_unless_a_global_threshold_wins_by_cv():
-    from tagnet.training.selection import _global_threshold
+    from tagnet.training.selection import global_threshold_rule
 
     rng = np.random.default_rng(0)
     targets = (rng.random((90, 2)) < 0.4).astype(np.float32)
@@ -330,12 +330,12 @@ def test_the_hamming_rule_keeps_p05_unless_a_global_threshold_wins_by_cv():
     folds = cv_folds(targets, known, folds=3, seed=0)
     # scores too low: positives at 0.3-0.45, negatives at 0-0.25; p >= 0.5 predicts nothing
     low = np.where(targets > 0, 0.3 + 0.15 * rng.random(targets.shape), 0.25 * rng.random(targets.shape))
-    rule = _global_threshold(low, targets, known, folds)
+    rule = global_threshold_rule(low, targets, known, folds)
     assert rule["p>=0.5"]["mean"] == pytest.approx(targets.mean(), abs=0.01) and rule["global"]["mean"] == 0.0
     assert 0.25 < rule["value"] < 0.3
     # calibrated scores on the right side of 0.5: no threshold does better, p >= 0.5 is kept
     good = np.where(targets > 0, 0.6 + 0.4 * rng.random(targets.shape), 0.4 * rng.random(targets.shape))
-    assert _global_threshold(good, targets, known, folds)["value"] == 0.5
+    assert global_threshold_rule(good, targets, known, folds)["value"] == 0.5
     config = TrainConfig().for_modality("tabular")
     chosen = Selection("mlp", "hamming_loss", threshold={"value": 0.27}).applied(config)
     assert chosen.fixed_threshold == 0.27 and chosen.threshold_mode == "fixed"

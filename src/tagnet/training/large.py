@@ -12,12 +12,13 @@ import torch
 from rich.console import Console
 
 from tagnet.config.settings import TUNE_METRICS, TrainConfig
-from tagnet.decisions.thresholds import Thresholds, parse_objective
+from tagnet.decisions.thresholds import Thresholds
 from tagnet.engine import PhaseResult, is_main_process
 from tagnet.engine.linear import fit_logistic
-from tagnet.training.selection import (CV_TOLERANCE, Selection, Validation, _global_threshold, _summary, cv_folds,
-                                       fold_scores, linear_candidate, linear_probabilities, linear_scale,
-                                       select_metric)
+from tagnet.training.selection import (CV_TOLERANCE, Selection, Validation, cv_folds, fold_scores,
+                                       global_threshold_rule, hamming_rule_applies, linear_candidate,
+                                       linear_probabilities, linear_scale, score_summary, select_metric,
+                                       set_linear_weights)
 
 # Training rows x labels from which a table's head is chosen the large way (the full CV of 10 settings x 5 folds would
 # take hours and hold rows x labels out-of-fold probabilities per setting): 10,000 rows x 1,000 labels and up
@@ -75,12 +76,11 @@ def choose_large(config: TrainConfig, x: sp.csr_matrix | np.ndarray, targets: np
     probs = linear_probabilities(xs[held], coef, intercept)
     selection = Selection("linear", metric, folds=1, C=C, scaling=scaling, oof=probs)
     selection.held = sample[held]
-    selection.candidates["linear"] = _summary(scores, time.perf_counter() - started, C=C, scaling=scaling, large={
+    selection.candidates["linear"] = score_summary(scores, time.perf_counter() - started, C=C, scaling=scaling, large={
         "rows": len(sample), "labels": len(columns), "fit_rows": len(train_rows), "held_rows": len(held),
         "choosing_seconds": round(chosen, 1)})
-    if (metric == "hamming_loss" and parse_objective(config.objective or "f1").kind == "hamming"
-            and config.threshold_mode == "fixed" and config.fixed_threshold == 0.5):
-        selection.threshold = _global_threshold(probs, ys[held], ks[held], parts)
+    if hamming_rule_applies(config, metric):
+        selection.threshold = global_threshold_rule(probs, ys[held], ks[held], parts)
     _say(selection, len(rows), targets.shape[1], console)
     return selection
 
@@ -110,9 +110,7 @@ def fit_large_final(heads: list[torch.nn.Module], x: sp.csr_matrix | np.ndarray,
     [[(coef, intercept)]] = fit_logistic(x, targets, known, Cs=(selection.C,), tol=CV_TOLERANCE,
                                          scale=linear_scale(x, selection.scaling))
     for head in heads:
-        with torch.no_grad():
-            head[1].weight.copy_(torch.from_numpy(coef))
-            head[1].bias.copy_(torch.from_numpy(intercept))
+        set_linear_weights(head, coef, intercept)
     held = selection.held
     val = {"probs": selection.oof, "targets": targets[held], "known": known[held]}
     seconds = (time.perf_counter() - started) / len(heads)

@@ -236,7 +236,7 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
             x, targets, known, folds, maximize=TUNE_METRICS[metric] == "maximize",
             score=lambda oof: fold_scores(metric, {"probs": oof, "targets": targets, "known": known}, folds,
                                           thresholds_for))
-        selection.candidates["linear"] = _summary(scores, time.perf_counter() - started, C=selection.C,
+        selection.candidates["linear"] = score_summary(scores, time.perf_counter() - started, C=selection.C,
                                                   scaling=selection.scaling)
         screened = screened_networks(config, names, x, targets, known, folds, oofs["linear"], make_head=make_head,
                                      thresholds_for=thresholds_for,
@@ -253,7 +253,7 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
             oofs[name], epochs[name] = oof[kind], epochs[kind]
             val = {"probs": oof[kind], "targets": targets, "known": known}
             extra = {"heads": heads} if name == "ensemble" else {}
-            selection.candidates[name] = _summary(fold_scores(metric, val, folds, thresholds_for), seconds[kind],
+            selection.candidates[name] = score_summary(fold_scores(metric, val, folds, thresholds_for), seconds[kind],
                                                   epochs=epochs[kind], **extra)
     if "forest" in names:
         _forest_candidate(selection, oofs, config, x, targets, known, folds, thresholds_for, budget, console)
@@ -261,9 +261,8 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     selection.choice = better(compared, key=lambda name: selection.candidates[name]["mean"])
     selection.heads = heads if selection.choice == "ensemble" else config.ensemble
     selection.oof, selection.epochs = oofs[selection.choice], epochs.get(selection.choice)
-    if (metric == "hamming_loss" and parse_objective(config.objective or "f1").kind == "hamming"
-            and config.threshold_mode == "fixed" and config.fixed_threshold == 0.5):
-        selection.threshold = _global_threshold(selection.oof, targets, known, folds)
+    if hamming_rule_applies(config, metric):
+        selection.threshold = global_threshold_rule(selection.oof, targets, known, folds)
     _say_selection(selection, console)
     return selection
 
@@ -306,7 +305,7 @@ def _forest_candidate(selection: Selection, chosen_oof: dict[str, np.ndarray], c
     if found is not None:
         chosen_oof["forest"] = found[0]
         val = {"probs": found[0], "targets": targets, "known": known}
-        selection.candidates["forest"] = _summary(fold_scores(selection.metric, val, folds, thresholds_for), found[1],
+        selection.candidates["forest"] = score_summary(fold_scores(selection.metric, val, folds, thresholds_for), found[1],
                                                   trees=config.forest_trees)
 
 
@@ -368,12 +367,18 @@ def screened_networks(config: TrainConfig, names: tuple[str, ...], x: np.ndarray
     sign = 1.0 if TUNE_METRICS[metric] == "maximize" else -1.0
     if sign * np.mean(scores["mlp"]) > sign * np.mean(scores["linear"]):
         return None
-    return {**_summary(scores["mlp"], seconds["mlp"]), "linear_on_same_folds": float(np.mean(scores["linear"])),
+    return {**score_summary(scores["mlp"], seconds["mlp"]), "linear_on_same_folds": float(np.mean(scores["linear"])),
             "note": f"screened on {SCREEN_FOLDS} folds ({targets.shape[0]} rows x {targets.shape[1]} labels > "
                     f"{SCREEN_CELLS:,}): below the linear head there, the MLP and ensemble CV skipped"}
 
 
-def _global_threshold(probs: np.ndarray, targets: np.ndarray, known: np.ndarray,
+def hamming_rule_applies(config: TrainConfig, metric: str) -> bool:
+    """Whether the run's decisions are the Hamming objective's p >= 0.5, which global_threshold_rule may replace."""
+    return (metric == "hamming_loss" and parse_objective(config.objective or "f1").kind == "hamming"
+            and config.threshold_mode == "fixed" and config.fixed_threshold == 0.5)
+
+
+def global_threshold_rule(probs: np.ndarray, targets: np.ndarray, known: np.ndarray,
                       folds: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
     """The Hamming-loss rule by the same CV: p >= 0.5 against one global threshold fitted for Hamming loss on the
     other folds' out-of-fold probabilities. The global one is kept (fitted on every row) only if its CV Hamming loss is
@@ -387,12 +392,20 @@ def _global_threshold(probs: np.ndarray, targets: np.ndarray, known: np.ndarray,
 
     fitted = fold_scores("hamming_loss", val, folds, global_rule)
     value = 0.5 if np.mean(fitted) >= np.mean(half) else float(global_rule(val).values[0])
-    return {"p>=0.5": _summary(half, 0.0), "global": _summary(fitted, 0.0), "value": round(value, 6)}
+    return {"p>=0.5": score_summary(half, 0.0), "global": score_summary(fitted, 0.0), "value": round(value, 6)}
 
 
-def _summary(scores: list[float], seconds: float, **extra: Any) -> dict[str, Any]:
+def score_summary(scores: list[float], seconds: float, **extra: Any) -> dict[str, Any]:
+    """A candidate's fold scores as the run records them: mean, std, each fold, seconds and `extra` entries."""
     return {"mean": float(np.nanmean(scores)), "std": float(np.nanstd(scores)), "folds": [round(s, 6) for s in scores],
             "seconds": round(seconds, 2), **extra}
+
+
+def set_linear_weights(head: torch.nn.Module, coef: np.ndarray, intercept: np.ndarray) -> None:
+    """Copy logistic-regression coefficients (L, F) and intercepts (L,) into a linear head (Dropout, Linear)."""
+    with torch.no_grad():
+        head[1].weight.copy_(torch.from_numpy(coef))
+        head[1].bias.copy_(torch.from_numpy(intercept))
 
 
 def fit_linear_heads(heads: list[torch.nn.Module], x: np.ndarray, targets: np.ndarray, known: np.ndarray,
@@ -409,10 +422,7 @@ def fit_linear_heads(heads: list[torch.nn.Module], x: np.ndarray, targets: np.nd
     seconds = (time.perf_counter() - started) / len(splits)
     results = []
     for head, (_, val_rows), [(coef, intercept)] in zip(heads, splits, paths):
-        linear = head[1]
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(coef))
-            linear.bias.copy_(torch.from_numpy(intercept))
+        set_linear_weights(head, coef, intercept)
         val = {"probs": linear_probabilities(x[val_rows], coef, intercept), "targets": targets[val_rows],
                "known": known[val_rows]}
         results.append(PhaseResult(best_score=float("nan"), best_epoch=0, epochs_run=0, validation=val,
@@ -431,7 +441,8 @@ def fit_final_heads(heads: list[torch.nn.Module], x: np.ndarray, targets: np.nda
     started = time.perf_counter()
     rows = np.arange(len(targets))
     if selection.choice == "linear":
-        fit_linear_heads(heads, x, targets, known, [(rows, rows)] * len(heads), C=selection.C,
+        no_rows = np.zeros(0, np.int64)  # the validation is the CV's: no probabilities of the training rows
+        fit_linear_heads(heads, x, targets, known, [(rows, no_rows)] * len(heads), C=selection.C,
                          scaling=selection.scaling)
     else:
         features = x if sp.issparse(x) else torch.as_tensor(x, dtype=torch.float32)
