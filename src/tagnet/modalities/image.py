@@ -126,7 +126,7 @@ class ImageModality(Modality):
 
         cache = build_image_cache(list(data.inputs), size=model.preprocess.image_size, cache_dir=cache_dir,
                                   alongside=alongside if encode else None)
-        kept = np.array([i for i in range(len(data)) if i not in cache.failures], dtype=np.int64)
+        kept = np.setdiff1d(np.arange(len(data), dtype=np.int64), np.fromiter(cache.failures, np.int64))
         skipped = {str(cache.paths[row]): message for row, message in sorted(cache.failures.items())}
         seconds = time.perf_counter() - started if encoded else 0.0
         return LabeledInputs(data.table.subset(kept), CachedImages(cache, kept, seconds), skipped), kept
