@@ -5,6 +5,7 @@ outputs match eager PyTorch to PARITY_TOLERANCE, else eager PyTorch."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
 import io
 import os
@@ -187,14 +188,16 @@ def user_cache_dir() -> Path:
 
 
 def graph_path(module: nn.Module, sample: torch.Tensor) -> Path:
-    """Where the exported ONNX graph of `module` for inputs shaped like `sample` (any batch size) is kept: named by
-    encoder_digest (the feature cache's digest of the weights) of the module's structure, the input's shape and dtype,
-    the opset and the torch and onnxruntime versions. A kept graph is checked against the module on every load, so a
-    digest that samples the weights can only cost an export, never a wrong output."""
+    """Where the exported ONNX graph of `module` for inputs shaped like `sample` (any batch size) is kept: named by a
+    SHA-256 of the module's structure, every weight and buffer, the input's shape and dtype, the opset and the torch
+    and onnxruntime versions."""
     import onnxruntime
 
-    digest = encoder_digest(module, type(module).__qualname__, repr(module), tuple(sample.shape[1:]), sample.dtype,
-                            OPSET, torch.__version__, onnxruntime.__version__)
+    digest = hashlib.sha256(f"{type(module).__qualname__}|{module!r}|{tuple(sample.shape[1:])}|{sample.dtype}|{OPSET}|"
+                            f"{torch.__version__}|{onnxruntime.__version__}".encode())
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return user_cache_dir() / "onnx" / f"{digest.hexdigest()[:32]}.onnx"
 
 
