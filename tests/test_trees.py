@@ -136,7 +136,8 @@ def test_the_forest_artifact_round_trips_without_pickle(forest_run):
     state = artifact.state
     x = standardize(read_feature_table(train_file).features, state["mean"], state["std"])
     targets = read_feature_table(train_file).labels.targets
-    assert json.loads((result.run_dir / "metrics.json").read_text())["final_fit"]["rows"] == len(x)
+    assert json.loads((result.run_dir / "metrics.json").read_text())["final_fit"] == {
+        "rows": len(x), "all_rows": True, "folds": 3, "validation": "out-of-fold", "trees": 20}
     rows = np.arange(len(x))
     forest = fit_forest(x[rows], targets[rows], np.ones_like(targets[rows], dtype=bool), trees=20,
                         seed=artifact.config["seed"])

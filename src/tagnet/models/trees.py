@@ -51,16 +51,17 @@ def forest_onnx(forest, num_features: int) -> bytes:
     return proto.SerializeToString()
 
 
-def checked_forest_onnx(forest, x: np.ndarray) -> bytes:
-    """forest_onnx of `forest`, checked on rows `x`: ONNX Runtime's probabilities within PARITY_TOLERANCE of
-    scikit-learn's, else ModelError."""
+def checked_forest_onnx(forest, x: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """(forest_onnx of `forest`, scikit-learn's probabilities of rows `x`), the model checked on those rows: ONNX
+    Runtime's probabilities within PARITY_TOLERANCE of scikit-learn's, else ModelError."""
     model = forest_onnx(forest, x.shape[1])
+    expected = forest_probabilities(forest, x)
     got = ForestHead(model).probabilities(torch.from_numpy(np.asarray(x, np.float32)))
-    diff = float(np.abs(got - forest_probabilities(forest, x)).max()) if len(x) else 0.0
+    diff = float(np.abs(got - expected).max()) if len(x) else 0.0
     if not diff <= PARITY_TOLERANCE:
         raise ModelError(f"the forest's ONNX model differs from scikit-learn's by up to {diff:.2e} on {len(x)} rows; "
                          f"expected at most {PARITY_TOLERANCE:.0e}")
-    return model
+    return model, expected
 
 
 class ForestHead(nn.Module):

@@ -13,6 +13,7 @@ from tagnet.models import TagnetModel
 from tagnet.models.trees import ForestHead, checked_forest_onnx, fit_forest, forest_probabilities, missing_packages
 from tagnet.training.budget import TimeBudget, duration
 
+CHECK_ROWS = 1000  # training rows the ONNX graph of a forest trained on every row is checked on
 PROBE_TREES = 4  # trees of the small fit that estimates the forest's CV cost under a time budget
 Folds = list[tuple[np.ndarray, np.ndarray]]
 
@@ -50,14 +51,16 @@ def forest_out_of_fold(x: np.ndarray, targets: np.ndarray, known: np.ndarray, fo
     return oof, time.perf_counter() - started
 
 
-def fit_forest_head(model: TagnetModel, x: np.ndarray, targets: np.ndarray, known: np.ndarray,
-                    splits: Folds, *, trees: int, seed: int) -> list[PhaseResult]:
-    """The model's head made a forest fitted on the first split's training rows, stored as ONNX (checked against
-    scikit-learn on its validation rows); returns a PhaseResult with the validation rows' probabilities."""
+def fit_forest_head(model: TagnetModel, x: np.ndarray, targets: np.ndarray, known: np.ndarray, rows: np.ndarray,
+                    val_rows: np.ndarray, *, trees: int, seed: int) -> PhaseResult:
+    """The model's head made a forest fitted on `rows`, stored as ONNX checked against scikit-learn on `val_rows` (on
+    at most CHECK_ROWS of the training rows when there are none); returns a PhaseResult with the validation rows'
+    probabilities."""
     started = time.perf_counter()
-    rows, val_rows = splits[0]
     forest = fit_forest(x[rows], targets[rows], known[rows], trees=trees, seed=seed)
-    model.head = ForestHead(checked_forest_onnx(forest, x[val_rows]))
-    val = {"probs": forest_probabilities(forest, x[val_rows]), "targets": targets[val_rows], "known": known[val_rows]}
-    return [PhaseResult(best_score=float("nan"), best_epoch=0, epochs_run=0, validation=val,
-                        seconds=time.perf_counter() - started)]
+    check = val_rows if len(val_rows) else rows[:CHECK_ROWS]
+    graph, probs = checked_forest_onnx(forest, x[check])
+    model.head = ForestHead(graph)
+    val = {"probs": probs[:len(val_rows)], "targets": targets[val_rows], "known": known[val_rows]}
+    return PhaseResult(best_score=float("nan"), best_epoch=0, epochs_run=0, validation=val,
+                       seconds=time.perf_counter() - started)

@@ -32,6 +32,7 @@ from tagnet.training.losses import make_loss
 from tagnet.training.plan import RunPlan
 from tagnet.training.recipes import Recipe, choose_recipe, head_only, phase_epochs
 from tagnet.training.run_folder import CHECKPOINTS_DIR, write_run_start
+from tagnet.config.settings import TrainConfig
 from tagnet.training.selection import Selection, fit_final_heads, fit_linear_heads, select_head
 from tagnet.engine.headfit import fit_head, head_probabilities, rows_of
 from tagnet.engine.private import default_delta, fit_private_head
@@ -363,8 +364,9 @@ def heads(run: Run) -> None:
                                        scaling=run.selection.scaling)
         return
     if run.selection is not None and run.selection.choice == "forest":
-        run.results = fit_forest_head(run.model, run.head_inputs.array(), run.data.table.targets,
-                                      run.data.table.known, run.splits, trees=config.forest_trees, seed=config.seed)
+        run.results = [fit_forest_head(run.model, run.head_inputs.array(), run.data.table.targets,
+                                       run.data.table.known, *run.splits[0], trees=config.forest_trees,
+                                       seed=config.seed)]
         return
     loss, table = run.loss(), run.data.table
     run.results = []
@@ -429,9 +431,8 @@ def refit_heads(run: Run) -> None:
         run.results, run.splits = fit_large_final(head_members(run.model), run.head_inputs.array(), table.targets,
                                                   table.known, selection)
     elif selection.choice == "forest":  # its out-of-fold probabilities validate it, as they do the other heads
-        rows = np.arange(len(table))
-        fitted = fit_forest_head(run.model, run.head_inputs.array(), table.targets, table.known, [(rows, rows)],
-                                 trees=config.forest_trees, seed=config.seed)[0]
+        fitted = fit_forest_head(run.model, run.head_inputs.array(), table.targets, table.known,
+                                 np.arange(len(table)), np.arange(0), trees=config.forest_trees, seed=config.seed)
         run.results = [dataclasses.replace(fitted, validation={"probs": selection.oof, "targets": table.targets,
                                                                "known": table.known})]
     else:
@@ -456,11 +457,18 @@ def final_fit(run: Run) -> dict[str, Any]:
                 "validation_rows": len(val_rows), "C": run.selection.C}
     if run.refit:
         return {"rows": len(rows), "all_rows": True, "folds": run.refit, "validation": "out-of-fold",
-                **({"epochs": run.selection.epochs} if run.selection.epochs else {"C": run.selection.C})}
+                **_chosen_setting(run.selection, run.plan.config)}
     validation = "--val file" if run.from_val_file.any() else f"{run.plan.config.cv}-fold CV" if run.plan.config.cv \
         else "held-out split"
     return {"rows": len(np.unique(np.concatenate([train for train, _ in run.splits]))), "all_rows": False,
             "validation": validation, "validation_rows": len(val_rows)}
+
+
+def _chosen_setting(selection: Selection, config: TrainConfig) -> dict[str, Any]:
+    """What the CV chose for the final fit of `selection`'s head: its trees, epochs or C."""
+    if selection.choice == "forest":
+        return {"trees": config.forest_trees}
+    return {"epochs": selection.epochs} if selection.epochs else {"C": selection.C}
 
 
 def finetune(run: Run) -> None:
