@@ -235,6 +235,10 @@ def test_text_run_reuses_its_embeddings_and_learns_a_new_label(tmp_path, monkeyp
                         encode(encoder, batch, **kw))
     result = train(tmp_path / "new.csv", out_dir=tmp_path / "grown", from_run=tmp_path / "parent", progress=False)
     assert encoded == [food]  # the parent's 32 embeddings were read from its cache
+    parent_loss = json.loads((tmp_path / "parent" / "metrics.json").read_text())["loss_choice"]["chosen"]
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert "loss_choice" not in metrics  # --loss auto is not probed again: the parent's choice is kept
+    assert json.loads((result.artifact_dir / "tagnet.json").read_text())["config"]["loss"] == parent_loss
     growth = json.loads((result.artifact_dir / "tagnet.json").read_text())["extra"]["growth"]
     assert growth["new_labels"] == ["food"] and growth["refitted_labels"] == [] and growth["new_inputs"] == 12
     probe = WEATHER[:3] + OTHER[:3] + ["a plate of pasta", "bread and soup"]

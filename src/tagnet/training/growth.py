@@ -87,6 +87,8 @@ def read_parent(from_run: str | Path) -> Parent:
     if unsupported:
         raise ConfigError(f"--from {run_dir}: {unsupported}; growing such a run is not supported (train anew with all "
                           "labels)")
+    if config.loss == "auto":  # the parent's probe chose it: the new labels train with the loss the old ones did
+        config = dataclasses.replace(config, loss=artifact.config["loss"])
     digest = hashlib.sha256()
     for name in (META_FILE, WEIGHTS_FILE):
         digest.update((artifact.path / name).read_bytes())
