@@ -23,7 +23,7 @@ from tagnet.errors import ConfigError, DataError
 from tagnet.hierarchy import Tree, load_hierarchy, with_implied_ancestors
 from tagnet.inference.runtime import Spread
 from tagnet.modalities.base import HeadInputs, LabeledInputs
-from tagnet.models import TagnetModel, head_members, set_backbone_trainable
+from tagnet.models import TagnetModel, head_members, make_head, set_backbone_trainable
 from tagnet.training.budget import FINAL_SECONDS, Plan, TimeBudget, duration
 from tagnet.training.forest import fit_forest_head
 from tagnet.training.large import choose_large, fit_large_final, is_large
@@ -411,7 +411,9 @@ def _refit_fits(run: Run) -> bool:
     sample = np.arange(min(len(run.data), 256))
     single = dataclasses.replace(config, ensemble=1, epochs=1)
     started = time.perf_counter()
-    fit_head(head_members(run.plan.kind.build_model(single, run.data))[0], inputs.values, run.data.table.targets,
+    head = make_head(inputs.values.shape[1], run.data.table.targets.shape[1], dropout=config.dropout,
+                     head_hidden=config.head_hidden)
+    fit_head(head, inputs.values, run.data.table.targets,
              run.data.table.known, sample, None, config=single, seed=config.seed, augmented=inputs.augmented)
     per_row = (time.perf_counter() - started) / len(sample)
     estimate = per_row * config.epochs * len(run.data) * run.refit  # k folds of (k-1)/k of the rows, then all
