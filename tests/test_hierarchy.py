@@ -313,6 +313,15 @@ def test_report_page_and_calibrate_keep_the_tree(hierarchy_run, tmp_path):
     assert predictor.hierarchy is not None and predictor.calibration is not None
     probs = predictor.predict_proba(np.random.default_rng(7).normal(size=(100, 3)).astype(np.float32) * 2)
     assert (probs[:, [1, 2, 3]] <= probs[:, [4, 0, 0]]).all()  # still consistent after the temperatures
+    # the exported graph applies the rule before the temperatures; the Predictor's PyTorch path does the same
+    from tagnet.inference.export import export_onnx
+
+    export_onnx(copy)
+    rows = np.random.default_rng(7).normal(size=(100, 3)).astype(np.float32) * 2
+    on_torch = Predictor(copy, runtime="torch").predict_proba(rows)
+    on_onnx = Predictor(copy, runtime="onnx")
+    assert on_onnx.runtime == "onnx"
+    np.testing.assert_allclose(on_onnx.predict_proba(rows), on_torch, atol=1e-5)
 
 
 def test_api_train_with_the_separator_in_label_names(tmp_path):

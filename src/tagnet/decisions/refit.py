@@ -14,6 +14,7 @@ import numpy as np
 from tagnet.inference.artifact import META_FILE, load_artifact
 from tagnet.report.model_card import write_model_card
 from tagnet.decisions.calibration import TemperatureScaling, ece, fit_temperature
+from tagnet.decisions.chain import calibrated_probabilities
 from tagnet.config.settings import DECISION_SETTINGS, TrainConfig
 from tagnet.evaluation.evaluate import labelled_probabilities
 from tagnet.files import atomic_write, write_json
@@ -93,10 +94,8 @@ def calibrate(run: str | Path, labels: str | Path, *, images_dir: str | Path | N
     targets, known, probs, skipped = labelled_probabilities(predictor, labels, images_dir=images_dir,
                                                             read_options=read_options)
     scaling = fit_temperature(targets, probs, known) if temperature else None
-    calibrated = scaling.apply(probs) if scaling else probs
-    if predictor.hierarchy is not None:  # as Predictor.run: the hierarchy's rule after the temperatures
-        calibrated = predictor.hierarchy.consistent(calibrated)
-    fit = validation_thresholds({"targets": targets, "probs": calibrated, "known": known}, config)
+    scored = calibrated_probabilities(probs, scaling, predictor.hierarchy)  # as Predictor.run
+    fit = validation_thresholds({"targets": targets, "probs": scored, "known": known}, config)
 
     meta_path = artifact.path / META_FILE
     former = meta_path.read_bytes()
@@ -108,7 +107,7 @@ def calibrate(run: str | Path, labels: str | Path, *, images_dir: str | Path | N
     meta["config"] = {**meta["config"], **{name: getattr(config, name) for name in DECISION_SETTINGS}}
     meta.setdefault("extra", {})["decision_rules"] = {  # evaluate's side-by-side rules, refitted on the same data
         name: rule.to_dict() for name, rule in side_rules(
-            targets, calibrated, known=known, min_positives=config.min_positives, min_labels=config.min_labels,
+            targets, scored, known=known, min_positives=config.min_positives, min_labels=config.min_labels,
             max_labels=config.max_labels, if_empty=config.if_empty).items()}
     meta["extra"]["calibrated"] = {
         "labels": str(labels), "items": len(targets), "temperature": bool(scaling),
@@ -122,4 +121,4 @@ def calibrate(run: str | Path, labels: str | Path, *, images_dir: str | Path | N
         notes.append(f"{artifact.path / ONNX_FILE} still carries the former thresholds in its metadata (tagnet itself "
                      f"uses tagnet.json); re-run `tagnet export {artifact.path}` to update it")
     return CalibrationResult(artifact.path, artifact.label_names, previous, fit, scaling, ece(targets, probs, known),
-                             ece(targets, calibrated, known), len(targets), skipped, notes)
+                             ece(targets, scored, known), len(targets), skipped, notes)

@@ -19,7 +19,7 @@ from tagnet.inference.artifact import WEIGHTS_FILE, Artifact, load_artifact
 from tagnet.inference.runtime import Forward, device_forward, inference_device, ort_session_options
 from tagnet.config.settings import RUNTIMES
 from tagnet.errors import ArtifactError, ConfigError, DataError
-from tagnet.decisions.thresholds import apply_thresholds
+from tagnet.decisions.chain import calibrated_probabilities, decided, model_probabilities
 
 ONNX_FILE = "model.onnx"
 ONNX_OUTPUT = "probabilities"
@@ -200,17 +200,15 @@ class Predictor:
             logits = self.model(inputs) if self._forward is None else self._forward(inputs)
             # in float64, then rounded: float32 sigmoid rounds a logit by its place in the vectorised loop (its tail),
             # so a label's probability would change with the number of labels (tagnet train --from adds some)
-            probs = torch.sigmoid(logits.double()).float().numpy()
-        else:
+            probs = model_probabilities(torch.sigmoid(logits.double()).float().numpy(), self.hierarchy)
+        else:  # the graph applies the hierarchy's rule itself
             probs = self.session.run([ONNX_OUTPUT], {self.input_name: inputs.contiguous().numpy()})[0]
-        probs = probs if self.calibration is None else self.calibration.apply(probs).astype(np.float32)
-        return probs if self.hierarchy is None else self.hierarchy.consistent(probs)
+        return calibrated_probabilities(probs, self.calibration, self.hierarchy)
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
         """(N, labels) bool: the labels predicted from probabilities by the artifact's thresholds (under a hierarchy
         a label only when its parent is too)."""
-        chosen = apply_thresholds(probs, self.artifact.thresholds) if len(probs) else np.zeros_like(probs, bool)
-        return chosen if self.hierarchy is None else self.hierarchy.gate(chosen)
+        return decided(probs, self.artifact.thresholds, self.hierarchy)
 
     def predict_proba(self, items: Sequence) -> np.ndarray:
         """(N, labels) probabilities of N inputs: image paths, PIL images or uint8 arrays; texts; or feature rows.

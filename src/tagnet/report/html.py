@@ -23,7 +23,8 @@ from tagnet.data.images import resolve_image_paths
 from tagnet.errors import ArtifactError, TagnetError
 from tagnet.training.run_folder import (ARTIFACT_DIR, CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE, RUN_FILE, read_epochs, read_json_file,
                         read_validation_predictions)
-from tagnet.decisions.thresholds import Thresholds, apply_thresholds
+from tagnet.decisions.chain import calibrated_probabilities, decided
+from tagnet.decisions.thresholds import Thresholds
 from tagnet.hierarchy.tree import Tree
 
 THUMBNAIL_PX = 160
@@ -358,10 +359,8 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-widt
 
 def render_page(data: RunData, *, max_images: int = 12, max_labels: int = 40) -> str:
     """The report page as one HTML string with every image embedded (no network access needed)."""
-    scored = data.calibration.apply(data.probs) if data.calibration is not None else data.probs
-    scored = data.hierarchy.consistent(scored) if data.hierarchy is not None else scored
-    predicted = apply_thresholds(scored, data.thresholds)
-    predicted = data.hierarchy.gate(predicted) if data.hierarchy is not None else predicted
+    scored = calibrated_probabilities(data.probs, data.calibration, data.hierarchy)
+    predicted = decided(scored, data.thresholds, data.hierarchy)
     validation = data.metrics.get("validation", {})
     per_label = validation.get("per_label") or []
     title = f"tagnet run {data.run_dir.resolve().name}"
