@@ -314,9 +314,10 @@ def test_report_page_and_calibrate_keep_the_tree(hierarchy_run, tmp_path):
     probs = predictor.predict_proba(np.random.default_rng(7).normal(size=(100, 3)).astype(np.float32) * 2)
     assert (probs[:, [1, 2, 3]] <= probs[:, [4, 0, 0]]).all()  # still consistent after the temperatures
     # the exported graph applies the rule before the temperatures; the Predictor's PyTorch path does the same
-    from tagnet.inference.export import export_onnx
+    from tagnet.inference.export import export_onnx, read_onnx_metadata
 
     export_onnx(copy)
+    assert "then the hierarchy's rule again" in read_onnx_metadata(copy / "artifact" / "model.onnx")["calibration_note"]
     rows = np.random.default_rng(7).normal(size=(100, 3)).astype(np.float32) * 2
     on_torch = Predictor(copy, runtime="torch").predict_proba(rows)
     on_onnx = Predictor(copy, runtime="onnx")

@@ -89,7 +89,9 @@ def _calibration_metadata(artifact: Artifact) -> dict[str, str]:
         return {}
     return {"calibration": json.dumps(artifact.calibration.to_dict()),
             "calibration_note": f"{ONNX_OUTPUT} are not calibrated: apply p_j = sigmoid(logit(p_j) / temperatures[j]) "
-                                "before the thresholds, as tagnet does"}
+                                "before the thresholds" + (" (then the hierarchy's rule again: p_j = min(p_j, "
+                                                           "p_parent(j)), level by level)" if artifact.hierarchy
+                                                           else "") + ", as tagnet does"}
 
 
 def _hierarchy_metadata(artifact: Artifact) -> dict[str, str]:
