@@ -147,8 +147,13 @@ def _label_grid(labels: list[int]) -> tuple[Figure, np.ndarray]:
     """A figure of small plots, one per label (four a row), its unused cells hidden; returns (figure, axes)."""
     cols = min(4, len(labels))
     rows = int(np.ceil(len(labels) / cols))
-    fig = Figure(figsize=(3.0 * cols, 2.7 * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    width, height = 3.0 * cols, 2.7 * rows
+    fig = Figure(figsize=(width, height))
+    # one scale for every plot (tick labels on the outer plots only) and fixed margins in inches: the constrained
+    # layout of 40 plots' texts was a third of `tagnet report`'s time at 1,000 labels
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True, gridspec_kw={
+        "hspace": 0.35, "wspace": 0.12, "left": 0.85 / width, "right": 1 - 0.1 / width, "bottom": 0.55 / height,
+        "top": 1 - 0.3 / height})).ravel()
     for ax in axes[len(labels):]:
         ax.set_axis_off()
     return fig, axes
