@@ -284,6 +284,9 @@ def _thumbnail(path: Path) -> str | None:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+TAG_KINDS = {(1, True): "ok", (1, False): "missed", (0, True): "wrong", (-1, True): "unknown"}  # (truth, predicted)
+
+
 def _worst_items_html(data: RunData, predicted: np.ndarray, count: int) -> str:
     """Cards of the validation items with the highest loss: thumbnail (images) or id, true and predicted labels."""
     losses = item_losses(data.truths, data.probs)
@@ -292,13 +295,10 @@ def _worst_items_html(data: RunData, predicted: np.ndarray, count: int) -> str:
     paths = resolve_image_paths([data.items[i] for i in order], data.run.get("images_dir")) if images else []
     cards = []
     for k, i in enumerate(order):
-        tags = []
-        for j, name in enumerate(data.label_names):
-            truth, hit = data.truths[i, j], bool(predicted[i, j])
-            kind = {(1, True): "ok", (1, False): "missed", (0, True): "wrong", (-1, True): "unknown"}.get((truth, hit))
-            if kind:
-                tags.append(f'<span class="tag {kind}" title="p={data.probs[i, j]:.2f}">{html.escape(name)} '
-                            f'{data.probs[i, j]:.2f}</span>')
+        truth, hit = data.truths[i], predicted[i].astype(bool)
+        tags = [f'<span class="tag {TAG_KINDS[(int(truth[j]), bool(hit[j]))]}" title="p={data.probs[i, j]:.2f}">'
+                f'{html.escape(data.label_names[j])} {data.probs[i, j]:.2f}</span>'
+                for j in np.flatnonzero(hit | (truth == 1))]  # the item's tagged labels only, not every label
         thumb = _thumbnail(paths[k]) if images else None
         picture = _img(thumb, data.items[i], "image/jpeg") if thumb else (
             '<div class="noimg">image not found</div>' if images else "")
