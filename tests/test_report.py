@@ -159,3 +159,16 @@ def test_report_at_1200_labels_lists_every_label_behind_a_search_box(tmp_path):
     assert len(rows) == 1200 and rows[0] == "tag_0007" and sorted(rows) == [n.lower() for n in names]
     assert "placeholder='search 1200 labels'" in page and "showing the 4 labels with most validation positives" in page
     assert "<script src" not in page and not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page, re.I)
+
+
+def test_worst_items_tag_each_true_or_predicted_label_by_kind(tmp_path):
+    from tagnet.report.html import _worst_items_html
+
+    truths = np.array([[1, 1, 0, -1, 0], [0, 0, 0, 0, 0]])
+    probs = np.array([[0.9, 0.2, 0.7, 0.6, 0.1], [0.1, 0.1, 0.1, 0.1, 0.1]])
+    data = RunData(tmp_path, list("abcde"), ["x1", "x2"], truths, probs, Thresholds("fixed", [0.5] * 5), [], {}, {},
+                   {"modality": "tabular"})
+    page = _worst_items_html(data, probs >= 0.5, 1)
+    tags = re.findall(r'class="tag (\w+)" title="p=[\d.]+">(\w) ', page)
+    assert tags == [("ok", "a"), ("missed", "b"), ("wrong", "c"), ("unknown", "d")]
+    assert "x1" in page and "x2" not in page  # the one item shown is the worst

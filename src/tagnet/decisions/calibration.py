@@ -11,6 +11,7 @@ import numpy as np
 from tagnet.errors import ArtifactError, ConfigError, DataError
 
 TEMPERATURE_BOUNDS = (0.05, 20.0)
+ROW_BLOCK_CELLS = 1 << 22  # cells (rows x labels) of the float64 copies reliability makes at once
 _EPS = 1e-12
 
 
@@ -25,8 +26,9 @@ def _checked(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None) -
     Raises:
         DataError: the shapes disagree or a probability is outside [0, 1].
     """
-    y = np.asarray(targets).astype(bool)
-    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(targets).astype(bool, copy=False)
+    p = np.asarray(probs)
+    p = p if p.dtype in (np.float32, np.float64) else p.astype(np.float64)  # float32 stays: no 8-byte copy
     mask = np.ones(y.shape, dtype=bool) if known is None else np.asarray(known, dtype=bool)
     if y.ndim != 2 or p.shape != y.shape or mask.shape != y.shape:
         raise DataError(f"targets {y.shape}, probabilities {p.shape} and known {mask.shape} must all have shape (items, labels)")
@@ -126,6 +128,19 @@ class Reliability:
         total = self.count.sum(axis=1)
         return np.divide((self.count * gap).sum(axis=1), total, out=np.full(len(total), np.nan), where=total > 0)
 
+    @property
+    def pooled_ece(self) -> float:
+        """Expected calibration error of every label's cells pooled in one set of bins (NaN without a cell)."""
+        count = self.count.sum(axis=0)
+        sum_p = np.nan_to_num(self.mean_probability * self.count).sum(axis=0)
+        sum_y = np.nan_to_num(self.positive_rate * self.count).sum(axis=0)
+        total = count.sum()
+        if total == 0:
+            return float("nan")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gap = np.nan_to_num(np.abs(sum_p / count - sum_y / count))
+        return float((count * gap).sum() / total)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able lists (None for empty bins), for a report to draw."""
         def rows(a: np.ndarray) -> list[list[float | None]]:
@@ -143,13 +158,18 @@ def reliability(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
         raise ConfigError(f"bins={bins!r} is not an integer >= 1")
     y, p, mask = _checked(targets, probs, known)
-    index = np.minimum((p * bins).astype(np.int64), bins - 1)
-    cell = (np.arange(y.shape[1]) * bins + index)[mask]  # (label, bin) of every known cell, labels at once
-
-    def per_bin(weights: np.ndarray | None) -> np.ndarray:
-        return np.bincount(cell, weights=weights, minlength=y.shape[1] * bins).reshape(y.shape[1], bins)
-
-    count, sum_p, sum_y = per_bin(None), per_bin(p[mask]), per_bin(y[mask].astype(np.float64))
+    width = y.shape[1]
+    count, sum_p, sum_y = (np.zeros(width * bins) for _ in range(3))
+    step = max(1, ROW_BLOCK_CELLS // max(width, 1))
+    for start in range(0, len(y), step):  # blocks of rows: the copies below are of one block, all labels at once
+        rows = slice(start, start + step)
+        block, known_block = p[rows].astype(np.float64), mask[rows]
+        index = np.minimum((block * bins).astype(np.int64), bins - 1)
+        cell = (np.arange(width) * bins + index)[known_block]  # (label, bin) of every known cell
+        count += np.bincount(cell, minlength=width * bins)
+        sum_p += np.bincount(cell, weights=block[known_block], minlength=width * bins)
+        sum_y += np.bincount(cell, weights=y[rows][known_block], minlength=width * bins)
+    count, sum_p, sum_y = (a.reshape(width, bins) for a in (count, sum_p, sum_y))
     with np.errstate(invalid="ignore", divide="ignore"):
         return Reliability(np.linspace(0.0, 1.0, bins + 1), count.astype(np.int64), sum_p / count, sum_y / count)
 

@@ -163,7 +163,8 @@ def apply_thresholds(probs: np.ndarray, thresholds: Thresholds | Sequence[float]
     Raises:
         ConfigError: the thresholds are for a different number of labels.
     """
-    probs = np.asarray(probs, dtype=np.float64)
+    probs = np.asarray(probs)
+    probs = probs if probs.dtype in (np.float32, np.float64) else probs.astype(np.float64)  # float32: no copy
     if probs.ndim != 2:
         raise ConfigError(f"probabilities: expected shape (items, labels), got {probs.shape}")
     th = as_thresholds(thresholds, num_labels=probs.shape[1])

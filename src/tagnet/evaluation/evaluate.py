@@ -9,7 +9,7 @@ import numpy as np
 from tagnet.config.source import DataSource
 from tagnet.inference.artifact import Artifact
 from tagnet.errors import DataError
-from tagnet.evaluation.metrics import MetricsReport, evaluate_probabilities
+from tagnet.evaluation.metrics import MetricsReport, evaluate_rules
 from tagnet.hierarchy.targets import with_implied_ancestors
 from tagnet.inference.predictor import Predictor
 from tagnet.decisions.thresholds import Thresholds, decision_thresholds
@@ -57,10 +57,10 @@ def _evaluate_rules(artifact, labels, *, images_dir, read_options,
     predictor = artifact if isinstance(artifact, Predictor) else Predictor(artifact)
     targets, known, probs, errors = labelled_probabilities(predictor, labels, images_dir=images_dir,
                                                            read_options=read_options)
-    return [evaluate_probabilities(targets, probs, rule if isinstance(rule, Thresholds)
-                                   else decision_thresholds(predictor.artifact.thresholds, rule),
-                                   label_names=predictor.label_names, known=known, hierarchy=predictor.hierarchy)
-            for rule in rules], errors
+    return evaluate_rules(targets, probs, [rule if isinstance(rule, Thresholds)
+                                           else decision_thresholds(predictor.artifact.thresholds, rule)
+                                           for rule in rules],
+                          label_names=predictor.label_names, known=known, hierarchy=predictor.hierarchy), errors
 
 
 def labelled_probabilities(predictor: Predictor, labels: str | Path, *, images_dir: str | Path | None = None,

@@ -7,14 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    coverage_error,
-    label_ranking_loss,
-    precision_recall_fscore_support,
-)
-
-from tagnet.decisions.calibration import ece as calibration_error
+from tagnet.decisions.calibration import reliability
 from tagnet.errors import DataError
 from tagnet.decisions.thresholds import Thresholds, apply_thresholds, as_thresholds
 from tagnet.hierarchy.metrics import hierarchy_scores
@@ -84,26 +77,21 @@ class MetricsReport:
                 **({"hierarchical_f1": self.hierarchy["f1"]} if self.hierarchy is not None else {})}
 
 
-def _prf(y_true: np.ndarray, y_pred: np.ndarray, average: str) -> tuple[float, float, float]:
-    """Precision, recall, F1 from scikit-learn with zero_division=0."""
-    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)
-    return float(p), float(r), float(f)
+ROW_BLOCK_CELLS = 1 << 22  # cells (items x labels) of one block of rows: what decisions and rankings copy at once
 
 
-def _one_error(y_true: np.ndarray, scores: np.ndarray) -> float | None:
-    """Share of items (with >= 1 true label) whose top-scored label is not one of their labels."""
-    has_label = y_true.any(axis=1)
-    if not has_label.any():
-        return None
-    top = np.argmax(scores[has_label], axis=1)
-    return float(1.0 - y_true[has_label][np.arange(len(top)), top].mean())
+def _row_blocks(n: int, width: int) -> list[slice]:
+    step = max(1, ROW_BLOCK_CELLS // max(width, 1))
+    return [slice(start, start + step) for start in range(0, n, step)]
 
 
 def _checked_inputs(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None,
                     names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(0/1 int8 targets, float64 probabilities, bool known mask); DataError for shapes, emptiness or NaN."""
-    y = np.asarray(targets).astype(bool).astype(np.int8)
-    p = np.asarray(probs, dtype=np.float64)
+    """(bool targets, float32 or float64 probabilities as given (other types as float64), bool known mask); DataError
+    for shapes, emptiness or NaN."""
+    y = np.asarray(targets).astype(bool, copy=False)
+    p = np.asarray(probs)
+    p = p if p.dtype in (np.float32, np.float64) else p.astype(np.float64)
     mask = np.ones(y.shape, dtype=bool) if known is None else np.asarray(known, dtype=bool)
     if y.ndim != 2 or y.shape != p.shape or mask.shape != y.shape or y.shape[1] != len(names):
         raise DataError(f"targets {y.shape}, probabilities {p.shape} and known {mask.shape} must all "
@@ -112,8 +100,8 @@ def _checked_inputs(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | 
         raise DataError("no items to evaluate")
     if not mask.any():
         raise DataError(f"no known label values to evaluate: every one of the {y.size} cells is unknown")
-    bad = ~np.isfinite(p)
-    if bad.any():
+    if not (np.isfinite(p.min()) and np.isfinite(p.max())):  # NaN propagates to both
+        bad = ~np.isfinite(p)
         i, j = map(int, np.argwhere(bad)[0])
         raise DataError(f"probabilities row {i + 1}, label {names[j]!r}: {p[i, j]} ({int(bad.sum())} such value(s)); "
                         "expected finite numbers (a model that diverged gives NaN)")
@@ -140,7 +128,7 @@ def _floats(values: np.ndarray, keep: np.ndarray) -> list[float | None]:
     return [float(v) if k else None for v, k in zip(values.tolist(), keep.tolist())]
 
 
-AP_BLOCK_CELLS = 1 << 24  # cells (items x labels) of the sorted copies average_precision holds at once
+AP_BLOCK_CELLS = 1 << 22  # cells (items x labels) of the sorted copies average_precision holds at once
 
 
 def average_precision(y: np.ndarray, p: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -168,7 +156,9 @@ def average_precision(y: np.ndarray, p: np.ndarray, mask: np.ndarray) -> np.ndar
 
 def mean_average_precision(targets: np.ndarray, probs: np.ndarray, known: np.ndarray) -> float:
     """Mean of average_precision over the labels with a known positive (what validation mAP is); NaN without any."""
-    values = average_precision(np.asarray(targets), np.asarray(probs, dtype=np.float64), np.asarray(known, dtype=bool))
+    probs = np.asarray(probs)
+    values = average_precision(np.asarray(targets), probs if probs.dtype in (np.float32, np.float64) else
+                               probs.astype(np.float64), np.asarray(known, dtype=bool))
     values = values[np.isfinite(values)]
     return float(values.mean()) if len(values) else float("nan")
 
@@ -183,28 +173,84 @@ def f1_at(targets: np.ndarray, probs: np.ndarray, known: np.ndarray, threshold: 
     return float(micro), float(macro.mean()) if len(macro) else float("nan")
 
 
-def _per_label(y: np.ndarray, p: np.ndarray, counts: tuple[np.ndarray, ...], mask: np.ndarray, names: list[str],
-               thresholds: np.ndarray, ece: np.ndarray) -> list[dict[str, Any]]:
+def _per_label(names: list[str], counts: tuple[np.ndarray, ...], scores: dict[str, Any],
+               thresholds: np.ndarray) -> list[dict[str, Any]]:
     """One row per label: AP, precision, recall, F1 on the rows where it is known (from its (tp, fp, fn) `counts`),
     support, threshold, ECE."""
     precision, recall, f1 = _prf_of_counts(*counts)
-    ap, support, seen = average_precision(y, p, mask), (y.astype(bool) & mask).sum(axis=0), mask.any(axis=0)
+    ap, ece, seen = scores["ap"], scores["ece"], scores["seen"]
     columns = {"label": names, "ap": _floats(ap, ~np.isnan(ap)), "precision": _floats(precision, seen),
-               "recall": _floats(recall, seen), "f1": _floats(f1, seen), "support": support.tolist(),
+               "recall": _floats(recall, seen), "f1": _floats(f1, seen), "support": scores["support"].tolist(),
                "threshold": np.asarray(thresholds, dtype=np.float64).tolist(), "ece": _floats(ece, ~np.isnan(ece))}
     return [dict(zip(columns, row)) for row in zip(*columns.values())]
 
 
-def _example_based(yc: np.ndarray, pc: np.ndarray, sc: np.ndarray) -> tuple[Any, ...]:
-    """(samples P/R/F1, exact match, ranking loss, coverage error, one-error) of the fully labelled items; Nones
-    when there are none."""
-    if not len(yc):
-        return (None, None, None), None, None, None, None
-    if yc.shape[1] == 1:  # scikit-learn takes one column for a binary task: add a label nobody has, scored lowest
-        yc, pc = np.hstack([yc, np.zeros_like(yc)]), np.hstack([pc, np.zeros_like(pc)])
-        sc = np.hstack([sc, np.full_like(sc, sc.min() - 1.0)])
-    return (_prf(yc, pc, "samples"), float(accuracy_score(yc, pc)), float(label_ranking_loss(yc, sc)),
-            float(coverage_error(yc, sc)), _one_error(yc, sc))
+def _ranking_sums(yc: np.ndarray, sc: np.ndarray) -> tuple[float, float, int, int]:
+    """(summed label ranking loss, summed coverage error, one-errors, items with a label) of fully labelled rows, as
+    scikit-learn's label_ranking_loss and coverage_error define them per row (a label scored as high as a true one
+    ranks above it)."""
+    n, width = sc.shape
+    positives = yc.sum(axis=1)
+    lowest_true = np.where(yc, sc, np.inf).min(axis=1)
+    coverage = np.where(positives > 0, (sc >= lowest_true[:, None]).sum(axis=1), 0)
+    order = np.argsort(sc, axis=1, kind="stable")  # ascending: a false label pairs with every true one at or below
+    ranked, hit = np.take_along_axis(sc, order, axis=1), np.take_along_axis(yc, order, axis=1)
+    last = np.ones(ranked.shape, bool)  # the last label of each group of tied scores
+    last[:, :-1] = ranked[:, 1:] != ranked[:, :-1]
+    cols = np.arange(width)
+    group_end = np.minimum.accumulate(np.where(last, cols, width)[:, ::-1], axis=1)[:, ::-1]
+    below = np.take_along_axis(np.cumsum(hit, axis=1), group_end, axis=1)  # true labels scored <= each label
+    wrong = np.where(hit, 0, below).sum(axis=1)
+    pairs = positives * (width - positives)
+    loss = np.divide(wrong, pairs, out=np.zeros(n), where=pairs > 0)
+    has_label = positives > 0
+    top = np.argmax(sc[has_label], axis=1)
+    one_errors = int((~yc[has_label][np.arange(len(top)), top]).sum())
+    return float(loss.sum()), float(coverage.sum()), one_errors, int(has_label.sum())
+
+
+def _rule_free_scores(y: np.ndarray, p: np.ndarray, mask: np.ndarray, complete: np.ndarray) -> dict[str, Any]:
+    """What does not depend on the decisions: per-label AP, support and ECE, the pooled ECE, and the ranking metrics
+    of the fully labelled items (ranking loss, coverage error, one-error; None without such items)."""
+    probabilities = bool(p.min() >= 0 and p.max() <= 1)
+    calibration = reliability(y, p, mask) if probabilities else None
+    sums = np.zeros(4)
+    for rows in _row_blocks(len(y), y.shape[1]):
+        full = complete[rows]
+        if full.any():
+            sums += _ranking_sums(y[rows][full], p[rows][full])
+    n_complete = int(complete.sum())
+    return {"ap": average_precision(y, p, mask), "support": (y & mask).sum(axis=0), "seen": mask.any(axis=0),
+            "ece": calibration.ece if probabilities else np.full(y.shape[1], np.nan),
+            "pooled_ece": calibration.pooled_ece if probabilities else None,
+            "ranking_loss": float(sums[0] / n_complete) if n_complete else None,
+            "coverage": float(sums[1] / n_complete) if n_complete else None,
+            "one_error": float(1.0 - (sums[3] - sums[2]) / sums[3]) if sums[3] else None}
+
+
+def _decisions(y: np.ndarray, p: np.ndarray, mask: np.ndarray, complete: np.ndarray, th: Thresholds,
+               hierarchy: Tree | None) -> dict[str, Any]:
+    """One rule's decisions, block of rows by block: per-label (tp, fp, fn) over the known cells, samples P/R/F1 and
+    exact match of the fully labelled items (None without any), and under a hierarchy every gated decision."""
+    width = y.shape[1]
+    counts = [np.zeros(width, np.int64) for _ in range(3)]
+    sums, parts = np.zeros(4), []
+    for rows in _row_blocks(len(y), width):
+        chosen = apply_thresholds(p[rows], th)
+        said = chosen if hierarchy is None else hierarchy.gate(chosen)
+        if hierarchy is not None:
+            parts.append(said)
+        for total, cells in zip(counts, _label_counts(y[rows], said, mask[rows])):
+            total += cells
+        full = complete[rows]
+        truth, decided = y[rows][full], said[full]
+        hits, made, true = (truth & decided).sum(axis=1), decided.sum(axis=1), truth.sum(axis=1)
+        sums += [_ratio(hits, made).sum(), _ratio(hits, true).sum(), _ratio(2 * hits, made + true).sum(),
+                 (truth == decided).all(axis=1).sum()]
+    n_complete = int(complete.sum())
+    samples = (sums / n_complete).tolist() if n_complete else [None] * 4
+    return {"counts": tuple(counts), "samples": samples[:3], "exact": samples[3],
+            "pred": np.concatenate(parts) if hierarchy is not None else None}
 
 
 def evaluate_probabilities(
@@ -216,7 +262,7 @@ def evaluate_probabilities(
     known: np.ndarray | None = None,
     hierarchy: Tree | None = None,
 ) -> MetricsReport:
-    """Score probabilities against targets with scikit-learn's metrics.
+    """Score probabilities against targets (the report of evaluate_rules with one rule).
 
     Unknown cells (known=False) are excluded: per-label metrics use the rows where that label is
     known; micro averages and Hamming loss count known cells only; macro averages are the mean of
@@ -232,7 +278,7 @@ def evaluate_probabilities(
 
     Args:
         targets: (n_items, n_labels) 0/1 matrix.
-        probs: (n_items, n_labels) probabilities (or any scores; higher = more likely).
+        probs: (n_items, n_labels) probabilities (or any scores; higher = more likely); float32 is used as it is.
         thresholds: a Thresholds object or one threshold per label.
         label_names: the label of each column.
         known: (n_items, n_labels) bool mask, or None when every value is known.
@@ -244,30 +290,47 @@ def evaluate_probabilities(
         DataError: shapes disagree, there are no items or no known values, or a probability is NaN or infinite.
         ConfigError: the thresholds are for a different number of labels.
     """
+    return evaluate_rules(targets, probs, [thresholds], label_names=label_names, known=known, hierarchy=hierarchy)[0]
+
+
+def evaluate_rules(targets: np.ndarray, probs: np.ndarray, rules: Sequence[Thresholds | Sequence[float] | np.ndarray],
+                   *, label_names: Sequence[str], known: np.ndarray | None = None,
+                   hierarchy: Tree | None = None) -> list[MetricsReport]:
+    """One MetricsReport per decision rule in `rules` (as evaluate_probabilities gives it), the metrics that do not
+    depend on the decisions (AP, ECE, ranking) computed once, the decisions block of rows by block (no copy of the
+    whole probabilities).
+
+    Raises:
+        DataError, ConfigError: as evaluate_probabilities.
+    """
     names = list(label_names)
     y, p, mask = _checked_inputs(targets, probs, known, names)
-    th = as_thresholds(thresholds, num_labels=len(names))
-    chosen = apply_thresholds(p, th)
-    pred = (chosen if hierarchy is None else hierarchy.gate(chosen)).astype(np.int8)
-    probabilities = bool(((p >= 0) & (p <= 1)).all())
-    counts = _label_counts(y, pred, mask)
-    per_label = _per_label(y, p, counts, mask, names, th.values,
-                           calibration_error(y, p, mask) if probabilities else np.full(len(names), np.nan))
-    aps = [row["ap"] for row in per_label if row["ap"] is not None]
-    micro = [float(v[0]) for v in _prf_of_counts(*(np.array([c.sum()]) for c in counts))]
-    macro = [float(np.mean([row[k] for row in per_label if row[k] is not None])) for k in ("precision", "recall", "f1")]
+    rules = [as_thresholds(rule, num_labels=len(names)) for rule in rules]
     complete = mask.all(axis=1)
-    samples, exact, ranking, coverage, one_error = _example_based(y[complete], pred[complete], p[complete])
+    scores = _rule_free_scores(y, p, mask, complete)
+    return [_report(names, y, mask, complete, scores, th, _decisions(y, p, mask, complete, th, hierarchy), hierarchy)
+            for th in rules]
 
+
+def _report(names: list[str], y: np.ndarray, mask: np.ndarray, complete: np.ndarray, scores: dict[str, Any],
+            th: Thresholds, decided: dict[str, Any], hierarchy: Tree | None) -> MetricsReport:
+    """The MetricsReport of one rule's decisions and the rule-free scores."""
+    counts = decided["counts"]
+    per_label = _per_label(names, counts, scores, th.values)
+    seen, ap = scores["seen"], scores["ap"]
+    found = ap[~np.isnan(ap)]
+    micro = [float(v[0]) for v in _prf_of_counts(*(np.array([c.sum()]) for c in counts))]
+    macro = [float(values[seen].mean()) for values in _prf_of_counts(*counts)]
+    samples = decided["samples"]
     return MetricsReport(
         label_names=names, threshold_mode=th.mode, n_items=len(y), n_complete=int(complete.sum()),
-        mAP=float(np.mean(aps)) if aps else None, per_label=per_label,
+        mAP=float(np.mean(found)) if len(found) else None, per_label=per_label,
         micro_precision=micro[0], micro_recall=micro[1], micro_f1=micro[2],
         macro_precision=macro[0], macro_recall=macro[1], macro_f1=macro[2],
         samples_precision=samples[0], samples_recall=samples[1], samples_f1=samples[2],
-        hamming_loss=float((counts[1].sum() + counts[2].sum()) / mask.sum()), exact_match=exact,
-        ranking_loss=ranking, coverage=coverage, one_error=one_error,
-        labels_without_positives=[row["label"] for row in per_label if row["ap"] is None],
-        ece=float(calibration_error(y[mask][:, None], p[mask][:, None])[0]) if probabilities else None,
+        hamming_loss=float((counts[1].sum() + counts[2].sum()) / mask.sum()), exact_match=decided["exact"],
+        ranking_loss=scores["ranking_loss"], coverage=scores["coverage"], one_error=scores["one_error"],
+        labels_without_positives=[name for name, value in zip(names, ap.tolist()) if np.isnan(value)],
+        ece=scores["pooled_ece"],
         hierarchy=None if hierarchy is None else hierarchy_scores(
-            y, pred, np.array([np.nan if row["ap"] is None else row["ap"] for row in per_label]), hierarchy, mask))
+            y.view(np.int8), decided["pred"].view(np.int8), ap, hierarchy, mask))

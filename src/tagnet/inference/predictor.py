@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import importlib.util
+import io
 import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -46,6 +47,9 @@ class PredictionResults:
     predictions: list[Prediction]
     label_names: list[str]
     errors: dict[str, str] = field(default_factory=dict)
+    # (N, labels) probabilities of `predictions` in label order when a Predictor made them (CSV rows are written from
+    # it in blocks); None for results put together by hand
+    probs: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self):
         return iter(self.predictions)
@@ -74,16 +78,48 @@ class PredictionResults:
         elif path.suffix.lower() == ".jsonl":
             path.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in self.predictions), encoding="utf-8")
         elif path.suffix.lower() in (".csv", ".tsv"):
+            delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
             with path.open("w", newline="") as handle:
-                writer = csv.writer(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-                writer.writerow(["source", "labels"] + self.label_names)
-                writer.writerows(prediction_row(p, self.label_names) for p in self.predictions)
+                csv.writer(handle, delimiter=delimiter).writerow(["source", "labels"] + self.label_names)
+                handle.writelines(csv_rows(self, delimiter))
         return path
 
 
-def prediction_row(prediction: Prediction, label_names: list[str]) -> list[str]:
-    """One prediction as a CSV row: source, space-separated labels, each label's probability to 6 decimals."""
-    return [prediction.source, " ".join(prediction.labels)] + [f"{prediction.probabilities[n]:.6f}" for n in label_names]
+CSV_BLOCK_CELLS = 1 << 20  # probabilities formatted into one string at once
+
+
+def csv_rows(results: PredictionResults, delimiter: str = ",") -> Iterator[str]:
+    """The CSV rows of `results` as csv.writer writes them ("\\r\\n" after each), a block of rows per string: source,
+    space-separated labels, each label's probability to 6 decimals. The probabilities are formatted by one %-format
+    per row (C formatting, no Python step per cell)."""
+    if not results.predictions:
+        return
+    probs = results.probs if results.probs is not None else np.array(
+        [[p.probabilities[n] for n in results.label_names] for p in results.predictions], dtype=np.float64)
+    prefix = io.StringIO()
+    csv.writer(prefix, delimiter=delimiter).writerows([p.source, " ".join(p.labels)] for p in results.predictions)
+    heads = _split_rows(prefix.getvalue(), len(results.predictions))
+    row_format = delimiter.join(["%.6f"] * probs.shape[1])
+    step = max(1, CSV_BLOCK_CELLS // max(probs.shape[1], 1))
+    for start in range(0, len(probs), step):
+        block = probs[start:start + step].tolist()  # Python floats: the values f"{p:.6f}" formatted before
+        yield "".join(f"{head}{delimiter}{row_format % tuple(row)}\r\n"
+                      for head, row in zip(heads[start:start + step], block))
+
+
+def _split_rows(text: str, count: int) -> list[str]:
+    """The `count` rows csv.writer wrote into `text` (two fields each), without their "\\r\\n" (a quoted field may hold
+    one: rows are split where a line ends outside quotes)."""
+    lines = text.split("\r\n")[:-1]
+    if len(lines) == count:
+        return lines
+    rows, current = [], None
+    for line in lines:  # only when a source or label holds a line break: join the pieces inside quotes
+        current = line if current is None else current + "\r\n" + line
+        if current.count('"') % 2 == 0:
+            rows.append(current)
+            current = None
+    return rows
 
 
 def check_output(path: str | Path) -> Path:
@@ -240,8 +276,7 @@ class Predictor:
                 errors: dict[str, str] | None = None) -> PredictionResults:
         """Probabilities (N, labels) of N inputs named by `sources` -> PredictionResults with thresholded label sets."""
         chosen = self.decide(probs)
-        predictions = [
-            Prediction(src, {n: float(p) for n, p in zip(self.label_names, row)},
-                       [n for n, on in zip(self.label_names, picked) if on])
-            for src, row, picked in zip(sources, probs, chosen)]
-        return PredictionResults(predictions, list(self.label_names), dict(errors or {}))
+        names = np.array(self.label_names, dtype=object)
+        predictions = [Prediction(src, dict(zip(self.label_names, row)), names[picked].tolist())
+                       for src, row, picked in zip(sources, np.asarray(probs).tolist(), chosen)]
+        return PredictionResults(predictions, list(self.label_names), dict(errors or {}), probs=np.asarray(probs))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tagnet.errors import DataError
-from tagnet.inference.predictor import Prediction, PredictionResults, Predictor, prediction_row
+from tagnet.inference.predictor import Prediction, PredictionResults, Predictor, csv_rows
 
 STREAM_SUFFIXES = (".csv", ".tsv", ".jsonl")
 CHUNK = 256  # inputs per model call between writes: the memory bound of a stream
@@ -138,11 +138,10 @@ class _open_stream:
         return self.write
 
     def write(self, results: PredictionResults) -> None:
-        for prediction in results.predictions:
-            if self.writer is None:
-                self.handle.write(json.dumps(prediction.to_dict()) + "\n")
-            else:
-                self.writer.writerow(prediction_row(prediction, self.label_names))
+        if self.writer is None:
+            self.handle.write("".join(json.dumps(prediction.to_dict()) + "\n" for prediction in results.predictions))
+        else:
+            self.handle.writelines(csv_rows(results, "\t" if self.path.suffix.lower() == ".tsv" else ","))
         self.handle.flush()
         os.fsync(self.handle.fileno())
 

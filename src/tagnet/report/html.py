@@ -148,8 +148,13 @@ def _label_grid(labels: list[int]) -> tuple[Figure, np.ndarray]:
     """A figure of small plots, one per label (four a row), its unused cells hidden; returns (figure, axes)."""
     cols = min(4, len(labels))
     rows = int(np.ceil(len(labels) / cols))
-    fig = Figure(figsize=(3.0 * cols, 2.7 * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    width, height = 3.0 * cols, 2.7 * rows
+    fig = Figure(figsize=(width, height))
+    # one scale for every plot (tick labels on the outer plots only) and fixed margins in inches: the constrained
+    # layout of 40 plots' texts was a third of `tagnet report`'s time at 1,000 labels
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True, gridspec_kw={
+        "hspace": 0.35, "wspace": 0.12, "left": 0.85 / width, "right": 1 - 0.1 / width, "bottom": 0.55 / height,
+        "top": 1 - 0.3 / height})).ravel()
     for ax in axes[len(labels):]:
         ax.set_axis_off()
     return fig, axes
@@ -280,6 +285,9 @@ def _thumbnail(path: Path) -> str | None:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+TAG_KINDS = {(1, True): "ok", (1, False): "missed", (0, True): "wrong", (-1, True): "unknown"}  # (truth, predicted)
+
+
 def _worst_items_html(data: RunData, predicted: np.ndarray, count: int) -> str:
     """Cards of the validation items with the highest loss: thumbnail (images) or id, true and predicted labels."""
     losses = item_losses(data.truths, data.probs)
@@ -288,13 +296,10 @@ def _worst_items_html(data: RunData, predicted: np.ndarray, count: int) -> str:
     paths = resolve_image_paths([data.items[i] for i in order], data.run.get("images_dir")) if images else []
     cards = []
     for k, i in enumerate(order):
-        tags = []
-        for j, name in enumerate(data.label_names):
-            truth, hit = data.truths[i, j], bool(predicted[i, j])
-            kind = {(1, True): "ok", (1, False): "missed", (0, True): "wrong", (-1, True): "unknown"}.get((truth, hit))
-            if kind:
-                tags.append(f'<span class="tag {kind}" title="p={data.probs[i, j]:.2f}">{html.escape(name)} '
-                            f'{data.probs[i, j]:.2f}</span>')
+        truth, hit = data.truths[i], predicted[i].astype(bool)
+        tags = [f'<span class="tag {TAG_KINDS[(int(truth[j]), bool(hit[j]))]}" title="p={data.probs[i, j]:.2f}">'
+                f'{html.escape(data.label_names[j])} {data.probs[i, j]:.2f}</span>'
+                for j in np.flatnonzero(hit | (truth == 1))]  # the item's tagged labels only, not every label
         thumb = _thumbnail(paths[k]) if images else None
         picture = _img(thumb, data.items[i], "image/jpeg") if thumb else (
             '<div class="noimg">image not found</div>' if images else "")
