@@ -9,7 +9,8 @@ from typing import Any, Sequence
 import numpy as np
 from tagnet.decisions.calibration import reliability
 from tagnet.errors import DataError
-from tagnet.decisions.thresholds import Thresholds, apply_thresholds, as_thresholds
+from tagnet.decisions.chain import decided
+from tagnet.decisions.thresholds import Thresholds, as_thresholds
 from tagnet.hierarchy.metrics import hierarchy_scores
 from tagnet.hierarchy.tree import Tree
 
@@ -236,17 +237,16 @@ def _decisions(y: np.ndarray, p: np.ndarray, mask: np.ndarray, complete: np.ndar
     counts = [np.zeros(width, np.int64) for _ in range(3)]
     sums, parts = np.zeros(4), []
     for rows in _row_blocks(len(y), width):
-        chosen = apply_thresholds(p[rows], th)
-        said = chosen if hierarchy is None else hierarchy.gate(chosen)
+        said = decided(p[rows], th, hierarchy)
         if hierarchy is not None:
             parts.append(said)
         for total, cells in zip(counts, _label_counts(y[rows], said, mask[rows])):
             total += cells
         full = complete[rows]
-        truth, decided = y[rows][full], said[full]
-        hits, made, true = (truth & decided).sum(axis=1), decided.sum(axis=1), truth.sum(axis=1)
+        truth, said_full = y[rows][full], said[full]
+        hits, made, true = (truth & said_full).sum(axis=1), said_full.sum(axis=1), truth.sum(axis=1)
         sums += [_ratio(hits, made).sum(), _ratio(hits, true).sum(), _ratio(2 * hits, made + true).sum(),
-                 (truth == decided).all(axis=1).sum()]
+                 (truth == said_full).all(axis=1).sum()]
     n_complete = int(complete.sum())
     samples = (sums / n_complete).tolist() if n_complete else [None] * 4
     return {"counts": tuple(counts), "samples": samples[:3], "exact": samples[3],
