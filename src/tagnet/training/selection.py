@@ -265,9 +265,10 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     is ensemble_heads(config) such heads, each with its own held-out part, averaged (the first of them is the MLP
     candidate, so the MLP costs nothing extra); both are trained by tagnet.engine.headfit.fit_head, and their epochs
     for a final fit on every row are the median of the folds' best epochs; at many rows x labels they are screened
-    first (screened_networks). The linear candidate's C is the best of LINEAR_CS on the same folds (so its score is
-    slightly optimistic). The forest candidate (tagnet.training.forest) is left out, said in a line, when its
-    estimated CV cost does not fit `budget`. Every score is out of fold, at thresholds fitted on the other folds.
+    first (screened_networks). The linear candidate's scaling and C are the best on the same folds (so its score is
+    slightly optimistic; at many rows x labels the scaling is screened on SCREEN_FOLDS folds first: linear_candidate).
+    The forest candidate (tagnet.training.forest) is left out, said in a line, when its estimated CV cost does not fit
+    `budget`. Every score is out of fold, at thresholds fitted on the other folds.
     Returns the Selection, with the chosen candidate's out-of-fold probabilities (without any CV when one MLP or
     ensemble is named and not `refit`)."""
     metric = select_metric(config)
@@ -285,12 +286,12 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
             return lambda oof: fold_scores(metric, {"probs": oof, "targets": targets, "known": known}, on,
                                            thresholds_for)
 
-        selection.C, selection.scaling, scores, oofs["linear"], screened = linear_candidate(
+        selection.C, selection.scaling, scores, oofs["linear"], scalings = linear_candidate(
             x, targets, known, folds, maximize=TUNE_METRICS[metric] == "maximize", score=scored(folds),
             screen_score=scored(screen_folds(folds)) if targets.size > SCREEN_CELLS else None)
         selection.candidates["linear"] = score_summary(scores, time.perf_counter() - started, C=selection.C,
                                                   scaling=selection.scaling,
-                                                  **({"scalings_screened": screened} if screened else {}))
+                                                  **({"scalings_screened": scalings} if scalings else {}))
         screened = screened_networks(config, names, x, targets, known, folds, oofs["linear"], make_head=make_head,
                                      thresholds_for=thresholds_for,
                                      linear_seconds=selection.candidates["linear"]["seconds"])
