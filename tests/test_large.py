@@ -53,7 +53,7 @@ def test_choice_on_the_whole_small_table_is_the_linear_candidate_on_its_first_fo
     assert np.array_equal(chosen.held, held) and chosen.folds == 1 and chosen.choice == "linear"
     halves = np.array_split(np.random.default_rng(CONFIG.seed).permutation(len(held)), 2)
     from tagnet.training.selection import fold_scores
-    C, scaling, scores, oof = linear_candidate(
+    C, scaling, scores, oof, _ = linear_candidate(
         x, targets, known, [(train_rows, held)], maximize=False,
         score=lambda p: fold_scores("hamming_loss", {"probs": p[held], "targets": targets[held], "known": known[held]},
                                     [(halves[1], halves[0]), (halves[0], halves[1])], _fixed))

@@ -9,7 +9,8 @@ from sklearn.linear_model import LogisticRegression
 
 from tagnet.engine.fit import one_torch_thread
 from tagnet.engine.linear import fit_logistic, logistic_path
-from tagnet.training.selection import LINEAR_CS, cv_folds, linear_candidate, linear_out_of_fold
+from tagnet.training.selection import (LINEAR_CS, UNSCALED_CS, cv_folds, linear_candidate, linear_out_of_fold,
+                                      linear_scale, screen_folds)
 
 
 def _table(seed: int, rows: int = 200, features: int = 40):
@@ -37,7 +38,7 @@ def test_path_search_picks_the_full_grids_C_and_leaves_the_larger_ones_unfitted(
     with one_torch_thread():
         full = [np.mean(score(oof)) for oof in linear_out_of_fold(x, targets, known, folds, Cs=LINEAR_CS)]
         calls = []
-        C, scaling, scores, oof = linear_candidate(x, targets, known, folds, maximize=False,
+        C, scaling, scores, oof, _ = linear_candidate(x, targets, known, folds, maximize=False,
                                                    score=lambda probs: calls.append(1) or score(probs))
     assert full == pytest.approx(sorted(full[:3], reverse=True) + full[3:])  # falls, then ...
     best = int(np.argmin(full))
@@ -45,6 +46,33 @@ def test_path_search_picks_the_full_grids_C_and_leaves_the_larger_ones_unfitted(
     assert (C, scaling) == (LINEAR_CS[best], "inputs") and np.mean(scores) == pytest.approx(full[best], rel=1e-6)
     assert len(calls) == best + 2  # the first C past the optimum ends the search
     assert np.mean(score(oof)) == pytest.approx(full[best], rel=1e-6)
+
+
+def test_scaling_screened_on_two_folds_then_its_grid_searched_on_every_fold():
+    x, targets, known = _table(1, rows=240)
+    x = x * np.geomspace(0.05, 5.0, x.shape[1])  # columns of unequal spread: the two scalings differ
+    folds = cv_folds(targets, known, folds=4, seed=0)
+    score, screen = _log_loss(targets, folds), _log_loss(targets, screen_folds(folds))
+    with one_torch_thread():
+        paths = {name: [np.mean(screen(oof)) for oof in linear_out_of_fold(x, targets, known, folds[:2], Cs=Cs,
+                                                                           scale=linear_scale(x, name))]
+                 for name, Cs in (("inputs", UNSCALED_CS), ("standard", LINEAR_CS))}
+        calls = []
+        C, scaling, scores, oof, screened = linear_candidate(
+            x, targets, known, folds, maximize=False, score=lambda probs: calls.append(1) or score(probs),
+            screen_score=screen)
+        Cs = UNSCALED_CS if scaling == "inputs" else LINEAR_CS
+        full = [np.mean(score(p)) for p in linear_out_of_fold(x, targets, known, folds, Cs=Cs,
+                                                              scale=linear_scale(x, scaling))]
+    # the screen's search: each path's best mean log loss on the two screened folds, the lower one's scaling kept
+    best_of = {name: min(values[:int(np.argmax(np.diff(values) > 0)) + 1] if np.any(np.diff(values) > 0) else values)
+               for name, values in paths.items()}
+    assert screened == pytest.approx(best_of, rel=1e-4) and best_of["inputs"] != pytest.approx(best_of["standard"])
+    assert scaling == min(best_of, key=best_of.get)
+    best = int(np.argmin(full))  # the kept scaling's grid on every fold, as without the screen
+    assert C == Cs[best] and np.mean(scores) == pytest.approx(full[best], rel=1e-4)
+    assert np.mean(score(oof)) == pytest.approx(full[best], rel=1e-4) and (oof > 0).all()
+    assert len(calls) == min(best + 2, len(Cs))  # only the kept scaling scored on every fold
 
 
 def test_logistic_path_one_C_at_a_time_is_scikit_learns_fit_at_each():

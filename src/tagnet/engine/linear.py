@@ -9,6 +9,7 @@ import scipy.sparse as sp
 import torch
 
 SPARSE_DENSITY = 0.125  # rows with at most this share of nonzero cells are multiplied as CSR (zeros are skipped)
+HISTORY = 20  # L-BFGS curvature pairs kept per column (8 took 1.3-1.9x the iterations on bibtex- and tmc2007-like CVs)
 BLOCK_CELLS = 1 << 23  # rows x columns of one block's logits (8M cells, 32 MB of float32); a block's arrays are a few
 
 
@@ -122,7 +123,8 @@ def _fit_block(X: torch.Tensor, XT: torch.Tensor, XT2: torch.Tensor, y: torch.Te
 def _loss(logits: torch.Tensor, theta: torch.Tensor, y: torch.Tensor, w: torch.Tensor, penalty: torch.Tensor
           ) -> torch.Tensor:
     """Each column's mean log loss at `logits` plus the penalty of `theta` (float64)."""
-    loss = (torch.nn.functional.softplus(logits) - y * logits).mul_(w).sum(0, dtype=torch.float64)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, weight=w, reduction="none").sum(
+        0, dtype=torch.float64)  # softplus(logits) - y logits, weighted, in one pass (half the time of the four)
     return loss + 0.5 * (penalty * theta * theta).sum(0, dtype=torch.float64)
 
 
@@ -133,7 +135,8 @@ def _gradient(theta: torch.Tensor, logits: torch.Tensor, XT: torch.Tensor, y: to
 
 
 def _lbfgs(theta: torch.Tensor, X: torch.Tensor, XT: torch.Tensor, y: torch.Tensor, w: torch.Tensor, *,
-           penalty: torch.Tensor, diagonal: torch.Tensor, max_iter: int, tol: float, history: int = 8) -> torch.Tensor:
+           penalty: torch.Tensor, diagonal: torch.Tensor, max_iter: int, tol: float, history: int = HISTORY
+           ) -> torch.Tensor:
     """Minimise every column's objective on its own, in lockstep: L-BFGS with a per-column history, the diagonal
     `diagonal` (scaled to the newest curvature pair) as the curvature guess and a per-column backtracking (Armijo)
     line search; a column stops when no entry of its gradient exceeds `tol`, and once most have stopped the others

@@ -68,8 +68,8 @@ def choose_large(config: TrainConfig, x: sp.csr_matrix | np.ndarray, targets: np
         return fold_scores(metric, {"probs": oof[held], "targets": ys[held][:, columns],
                                     "known": ks[held][:, columns]}, parts, thresholds_for)
 
-    C, scaling, scores, _ = linear_candidate(xs, ys[:, columns], ks[:, columns], [(train_rows, held)], score=score,
-                                             maximize=TUNE_METRICS[metric] == "maximize")
+    C, scaling, scores, _, _ = linear_candidate(xs, ys[:, columns], ks[:, columns], [(train_rows, held)], score=score,
+                                                maximize=TUNE_METRICS[metric] == "maximize")
     chosen = time.perf_counter() - started
     [[(coef, intercept)]] = fit_logistic(xs, ys, ks, Cs=(C,), row_sets=[train_rows], tol=CV_TOLERANCE,
                                          scale=linear_scale(xs, scaling))

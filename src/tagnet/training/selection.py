@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,8 +160,9 @@ def linear_scale(x: np.ndarray, scaling: str) -> np.ndarray | None:
 
 
 def linear_candidate(x: np.ndarray, targets: np.ndarray, known: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
-                     *, score: Callable[[np.ndarray], list[float]], maximize: bool
-                     ) -> tuple[float, str, list[float], np.ndarray]:
+                     *, score: Callable[[np.ndarray], list[float]], maximize: bool,
+                     screen_score: Callable[[np.ndarray], list[float]] | None = None
+                     ) -> tuple[float, str, list[float], np.ndarray, dict[str, float]]:
     """The linear head's scaling of LINEAR_SCALINGS and C with the best mean `score` (fold scores of out-of-fold
     probabilities): inputs already standardised (every column std within 0.25 of 1 on these rows) are taken as they
     are with LINEAR_CS; others both as they are with UNSCALED_CS and standardised with LINEAR_CS.
@@ -169,21 +170,69 @@ def linear_candidate(x: np.ndarray, targets: np.ndarray, known: np.ndarray, fold
     Each scaling's grid is searched along the regularisation path (ascending C, warm-started) and left at the first
     C whose mean score is worse than the best of that path so far: the CV score of L2 logistic regression rises to
     one optimum in C and falls after it (more C, more fitting), and the larger C values are the slow ones to fit.
-    Returns (C, scaling, its fold scores, its out-of-fold probabilities)."""
-    best: tuple[float, str, list[float], np.ndarray] | None = None
+    With `screen_score` (fold scores of probabilities out of the first SCREEN_FOLDS folds, at many rows x labels) the
+    scaling is chosen first by the same search on those folds alone, and only its grid goes on to the other folds
+    (the screened folds' fits are kept: the chosen grid's C is still searched on every fold).
+    Returns (C, scaling, its fold scores, its out-of-fold probabilities, each scaling's screened mean score)."""
     sign = 1.0 if maximize else -1.0
     standard = linear_scale(x, "standard")
     grids = ([("inputs", None, LINEAR_CS)] if np.allclose(standard, 1.0, atol=0.25) else
              [("inputs", None, UNSCALED_CS), ("standard", standard, LINEAR_CS)])
-    for scaling, scale, Cs in grids:
-        path_best = -np.inf
-        for C, oof in zip(Cs, linear_out_of_fold(x, targets, known, folds, Cs=Cs, scale=scale)):
-            scores = score(oof)
-            if sign * np.mean(scores) < path_best:  # past this path's optimum
-                break
-            path_best = sign * np.mean(scores)
-            if best is None or sign * np.mean(scores) > sign * np.mean(best[2]):
-                best = (C, scaling, scores, oof)
+    screened: dict[str, float] = {}
+    if screen_score is not None and len(grids) > 1 and len(folds) > SCREEN_FOLDS:
+        paths = {name: _Kept(linear_out_of_fold(x, targets, known, folds[:SCREEN_FOLDS], Cs=Cs, scale=scale))
+                 for name, scale, Cs in grids}
+        screened = {name: float(np.mean(_path_search(paths[name], screen_score, sign)[1])) for name, _, _ in grids}
+        name, scale, Cs = max(grids, key=lambda grid: sign * screened[grid[0]])
+        rest = _Kept(linear_out_of_fold(x, targets, known, folds[SCREEN_FOLDS:], Cs=Cs, scale=scale))
+        kept = paths.pop(name)
+        paths.clear()  # the other scaling's fits are done with
+        grids = [(name, (kept[i] + rest[i] for i in range(len(Cs))), Cs)]
+    else:
+        grids = [(name, linear_out_of_fold(x, targets, known, folds, Cs=Cs, scale=scale), Cs)
+                 for name, scale, Cs in grids]
+    best: tuple[float, str, list[float], np.ndarray] | None = None
+    for name, oofs, Cs in grids:
+        at, scores, oof = _path_search(oofs, score, sign)
+        if best is None or sign * np.mean(scores) > sign * np.mean(best[2]):
+            best = (Cs[at], name, scores, oof)
+    assert best is not None
+    return (*best, screened)
+
+
+class _Kept:
+    """The items of an iterator by index, each drawn from it when first asked for and kept (a path's fits reused
+    past the point where one search left it)."""
+
+    def __init__(self, items: Iterator[np.ndarray]):
+        self.items, self.kept = items, []
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        while len(self.kept) <= i:
+            self.kept.append(next(self.items))
+        return self.kept[i]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        i = 0
+        while True:
+            try:
+                yield self[i]
+            except StopIteration:
+                return
+            i += 1
+
+
+def _path_search(oofs: Iterable[np.ndarray], score: Callable[[np.ndarray], list[float]], sign: float
+                 ) -> tuple[int, list[float], np.ndarray]:
+    """The index, fold scores and out-of-fold probabilities of the best mean `score` (times `sign`) along `oofs`,
+    drawn until the first worse than the best so far (past the path's optimum)."""
+    best: tuple[int, list[float], np.ndarray] | None = None
+    for i, oof in enumerate(oofs):
+        scores = score(oof)
+        if best is not None and sign * np.mean(scores) < sign * np.mean(best[1]):
+            break
+        if best is None or sign * np.mean(scores) > sign * np.mean(best[1]):
+            best = (i, scores, oof)
     assert best is not None
     return best
 
@@ -216,9 +265,10 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     is ensemble_heads(config) such heads, each with its own held-out part, averaged (the first of them is the MLP
     candidate, so the MLP costs nothing extra); both are trained by tagnet.engine.headfit.fit_head, and their epochs
     for a final fit on every row are the median of the folds' best epochs; at many rows x labels they are screened
-    first (screened_networks). The linear candidate's C is the best of LINEAR_CS on the same folds (so its score is
-    slightly optimistic). The forest candidate (tagnet.training.forest) is left out, said in a line, when its
-    estimated CV cost does not fit `budget`. Every score is out of fold, at thresholds fitted on the other folds.
+    first (screened_networks). The linear candidate's scaling and C are the best on the same folds (so its score is
+    slightly optimistic; at many rows x labels the scaling is screened on SCREEN_FOLDS folds first: linear_candidate).
+    The forest candidate (tagnet.training.forest) is left out, said in a line, when its estimated CV cost does not fit
+    `budget`. Every score is out of fold, at thresholds fitted on the other folds.
     Returns the Selection, with the chosen candidate's out-of-fold probabilities (without any CV when one MLP or
     ensemble is named and not `refit`)."""
     metric = select_metric(config)
@@ -232,12 +282,16 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     oofs, epochs = {}, {}
     if "linear" in names:
         started = time.perf_counter()
-        selection.C, selection.scaling, scores, oofs["linear"] = linear_candidate(
-            x, targets, known, folds, maximize=TUNE_METRICS[metric] == "maximize",
-            score=lambda oof: fold_scores(metric, {"probs": oof, "targets": targets, "known": known}, folds,
-                                          thresholds_for))
+        def scored(on: list[tuple[np.ndarray, np.ndarray]]) -> Callable[[np.ndarray], list[float]]:
+            return lambda oof: fold_scores(metric, {"probs": oof, "targets": targets, "known": known}, on,
+                                           thresholds_for)
+
+        selection.C, selection.scaling, scores, oofs["linear"], scalings = linear_candidate(
+            x, targets, known, folds, maximize=TUNE_METRICS[metric] == "maximize", score=scored(folds),
+            screen_score=scored(screen_folds(folds)) if targets.size > SCREEN_CELLS else None)
         selection.candidates["linear"] = score_summary(scores, time.perf_counter() - started, C=selection.C,
-                                                  scaling=selection.scaling)
+                                                  scaling=selection.scaling,
+                                                  **({"scalings_screened": scalings} if scalings else {}))
         screened = screened_networks(config, names, x, targets, known, folds, oofs["linear"], make_head=make_head,
                                      thresholds_for=thresholds_for,
                                      linear_seconds=selection.candidates["linear"]["seconds"])
@@ -359,8 +413,7 @@ def screened_networks(config: TrainConfig, names: tuple[str, ...], x: np.ndarray
         return {"mean": float("nan"), "std": float("nan"), "folds": [], "seconds": 0.0,
                 "note": f"not fitted: the linear CV took {linear_seconds:.0f} s of the {budget:.0f} s budget"}
     metric = select_metric(config)
-    held = [rows for _, rows in folds[:SCREEN_FOLDS]]
-    screen = [(np.concatenate([h for i, h in enumerate(held) if i != k]), h) for k, h in enumerate(held)]
+    screen = screen_folds(folds)
     oof, seconds, _ = network_out_of_fold(config, x, targets, known, folds[:SCREEN_FOLDS], many=1, make_head=make_head)
     scores = {name: fold_scores(metric, {"probs": probs, "targets": targets, "known": known}, screen, thresholds_for)
               for name, probs in (("mlp", oof["mlp"]), ("linear", linear_oof))}
@@ -370,6 +423,13 @@ def screened_networks(config: TrainConfig, names: tuple[str, ...], x: np.ndarray
     return {**score_summary(scores["mlp"], seconds["mlp"]), "linear_on_same_folds": float(np.mean(scores["linear"])),
             "note": f"screened on {SCREEN_FOLDS} folds ({targets.shape[0]} rows x {targets.shape[1]} labels > "
                     f"{SCREEN_CELLS:,}): below the linear head there, the MLP and ensemble CV skipped"}
+
+
+def screen_folds(folds: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first SCREEN_FOLDS folds' held-out rows as folds of their own: (the other screened folds' held-out rows,
+    this fold's), for scoring probabilities out of those folds at thresholds fitted on the other screened ones."""
+    held = [rows for _, rows in folds[:SCREEN_FOLDS]]
+    return [(np.concatenate([h for i, h in enumerate(held) if i != k]), h) for k, h in enumerate(held)]
 
 
 def hamming_rule_applies(config: TrainConfig, metric: str) -> bool:
