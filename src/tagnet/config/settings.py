@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from tagnet.config.constraints import AnyOf, Checked, CommaList, Interval, Options, Rule, broken_rule
 from tagnet.decisions.objectives import confidence_problem, modes_help, objectives_help, parse_objective, targets_help
+from tagnet.decisions.shrinkage import SHRINKABLE, parse_shrinkage
 from tagnet.decisions.thresholds import IF_EMPTY, decision_mode
 from tagnet.decisions.thresholds import MODES as THRESHOLD_MODES
 from tagnet.errors import ConfigError
@@ -78,6 +79,11 @@ _DECISIONS: dict[str, dict[str, Any]] = {
                        flag="--max-labels", constraint=AT_LEAST_1),
     "if_empty": dict(default="none", help="what an item with no label passing gets: none, or top1 (its most probable "
                                           "label)", flag="--if-empty", constraint=Options(IF_EMPTY)),
+    "threshold_shrinkage": dict(default=None, help="per-label f1/fbeta thresholds pulled toward the global one by each "
+                                "label's positive count n: (n t + m t_global) / (n + m); m a number >= 0 or auto "
+                                "(chosen by cross-fitting on the validation rows for the mean of micro- and macro-F); "
+                                "none: per-label as fitted",
+                                constraint=Checked(parse_shrinkage, "a number >= 0 or auto")),
 }
 DECISION_SETTINGS = tuple(_DECISIONS)
 
@@ -158,6 +164,7 @@ class TrainConfig:
     min_labels: int = _setting(**_DECISIONS["min_labels"])
     max_labels: int | None = _setting(**_DECISIONS["max_labels"])
     if_empty: str = _setting(**_DECISIONS["if_empty"])
+    threshold_shrinkage: str | None = _setting(**_DECISIONS["threshold_shrinkage"])
     ensemble: int = _setting(1, "heads on a frozen encoder trained one after another, each holding out its own "
                                 "validation split, their probabilities averaged", flag="--ensemble",
                                 constraint=Interval(1, MAX_ENSEMBLE))
@@ -354,6 +361,15 @@ def _objective_fits_mode(settings: Any) -> str | None:
     return None
 
 
+def _shrinkage_fits(settings: Any) -> str | None:
+    goal, mode = parse_objective(settings.objective or "f1"), _mode(settings)
+    if settings.threshold_shrinkage is not None and (mode != "per-label" or goal.kind not in SHRINKABLE
+                                                     or settings.confidence is not None):
+        return (f"threshold_shrinkage={settings.threshold_shrinkage!r} applies to per-label thresholds of objective "
+                f"{' or '.join(SHRINKABLE)} without confidence (got objective {goal}, mode {mode!r})")
+    return None
+
+
 def _confidence_guards_a_target(settings: Any) -> str | None:
     return confidence_problem(parse_objective(settings.objective or "f1"), _mode(settings), settings.confidence)
 
@@ -377,6 +393,7 @@ TRAIN_RULES = (
     Rule(f"top-k thresholds optimise {modes_help('top-k')} only; fixed ones {modes_help('fixed')}", _objective_fits_mode),
     Rule(f"confidence in (0, 1) only with a {targets_help()} objective and per-label thresholds",
          _confidence_guards_a_target),
+    Rule(f"threshold_shrinkage only with per-label thresholds of {' or '.join(SHRINKABLE)}", _shrinkage_fits),
     Rule("dp_epsilon trains one head (cv 0, ensemble 1, no select, no mixup, not weighted_bce); dp_delta and "
          "dp_public_val only with dp_epsilon", _dp_conflict),
     Rule("max_labels >= min_labels", lambda c: (
@@ -394,6 +411,7 @@ class CalibrateSettings:
     min_labels: int = _setting(**_DECISIONS["min_labels"])
     max_labels: int | None = _setting(**_DECISIONS["max_labels"])
     if_empty: str = _setting(**_DECISIONS["if_empty"])
+    threshold_shrinkage: str | None = _setting(**_DECISIONS["threshold_shrinkage"])
     temperature: bool = _setting(True, "also fit per-label temperature scaling of the probabilities", flag="--temperature")
 
 

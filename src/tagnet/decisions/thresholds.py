@@ -19,6 +19,7 @@ import numpy as np
 
 from tagnet.decisions.objectives import Objective, Target, confidence_problem, parse_objective
 from tagnet.decisions.objectives.base import NEVER
+from tagnet.decisions.shrinkage import SHRINKABLE, choose_strength, parse_shrinkage, shrunk
 from tagnet.errors import ArtifactError, ConfigError
 
 MODES = ("per-label", "global", "top-k", "fixed")
@@ -206,15 +207,17 @@ class ThresholdFit:
             target on the fitting data (without `confidence`: the best precision or recall over all
             thresholds; with it: the best precision or recall certified at that confidence, and the label
             gets the safe threshold: NEVER for precision, 0 for recall).
+        shrinkage: the strength m the per-label thresholds were shrunk toward the global one with, or None.
     """
 
     thresholds: Thresholds
     objective: Objective
     confidence: float | None = None
     unreachable: dict[int, float] = field(default_factory=dict)
+    shrinkage: float | None = None  # the strength per-label thresholds were shrunk with (None: not shrunk)
 
     def notes(self, label_names: Sequence[str]) -> list[str]:
-        """One line per unreachable label, for the CLI to print."""
+        """One line per unreachable label, and one saying the shrinkage strength when shrunk, for the CLI to print."""
         kind = self.objective.kind
         safe = self.objective.safe if isinstance(self.objective, Target) else ""
         lines = []
@@ -225,6 +228,9 @@ class ThresholdFit:
             else:
                 lines.append(f"label {label_names[j]!r}: {self.objective} cannot be guaranteed with "
                              f"{self.confidence:.0%} confidence (the best certified {kind} is {best:.3f}); {safe}")
+        if self.shrinkage is not None:
+            lines.append(f"per-label {self.objective} thresholds shrunk toward the global one with strength "
+                         f"m={self.shrinkage:g} ((n t + m t_global) / (n + m), n a label's validation positives)")
         return lines
 
 
@@ -271,6 +277,7 @@ def fit_decisions(
     min_labels: int = 0,
     max_labels: int | None = None,
     if_empty: str = "none",
+    shrinkage: float | str | None = None,
 ) -> ThresholdFit:
     """Choose thresholds on validation (or out-of-fold) probabilities for an objective.
 
@@ -296,12 +303,15 @@ def fit_decisions(
         probs: (n_items, n_labels) probabilities.
         known: (n_items, n_labels) bool, False for cells whose value is unknown (ignored).
         min_labels, max_labels, if_empty: the label-set rules stored in the Thresholds (see there).
+        shrinkage: per-label mode with f1 or fbeta only: each label's threshold pulled toward the global one by
+            its positive count n, (n t + m t_global) / (n + m), strength m a number >= 0 or "auto" (chosen by
+            cross-fitting on these rows; tagnet.decisions.shrinkage); None: per-label thresholds as fitted.
     Returns:
         ThresholdFit: the Thresholds (one value per label) and the labels missing a target.
     Raises:
         ConfigError: a bad objective, confidence, mode, min_positives, top_k or rule, or shapes that disagree.
     """
-    goal = _checked(objective, confidence, mode, min_positives)
+    goal = _checked(objective, confidence, mode, min_positives, shrinkage)
     y = np.asarray(targets).astype(bool)
     p = np.asarray(probs, dtype=np.float64)
     mask = np.ones_like(y) if known is None else np.asarray(known, dtype=bool)
@@ -321,24 +331,60 @@ def fit_decisions(
     if confidence is not None:
         values, best = goal.certify(y, p, mask, 1 - confidence)
         return result(values, (), _missed(best))
-    global_t, global_best = DEFAULT_THRESHOLD, np.nan
-    if (y & mask).any():
-        pooled = np.ones((int(mask.sum()), 1), dtype=bool)
-        (global_t,), (global_best,) = _fit_columns(y[mask][:, None], p[mask][:, None], pooled, goal)
     if mode == "global":
+        global_t, global_best = _global_fit(y, p, mask, goal)
         return result([global_t] * n_labels, (), _missed(np.full(n_labels, global_best)))
+    values, best, few, global_t = _per_label_fit(y, p, mask, goal, min_positives)
+    strength = None if shrinkage is None else _strength(y, p, mask, goal, min_positives, shrinkage)
+    if strength is not None:
+        values = shrunk(values, global_t, (y & mask).sum(axis=0), strength)
+    return dataclasses.replace(result(values, np.flatnonzero(few).tolist(), _missed(best)), shrinkage=strength)
+
+
+def _strength(y: np.ndarray, p: np.ndarray, mask: np.ndarray, goal: Objective, min_positives: int,
+              shrinkage: float | str) -> float:
+    """The shrinkage strength: the number given, or for "auto" the one tagnet.decisions.shrinkage.choose_strength
+    cross-fits on these rows with the same per-label fit."""
+    strength = parse_shrinkage(shrinkage)
+    if strength != "auto":
+        return float(strength)
+
+    def fit(*part: np.ndarray) -> tuple[np.ndarray, float]:
+        fitted = _per_label_fit(*part, goal, min_positives)
+        return fitted[0], fitted[3]
+
+    return choose_strength(y, p, mask, goal, fit)
+
+
+def _global_fit(y: np.ndarray, p: np.ndarray, mask: np.ndarray, goal: Objective) -> tuple[float, float]:
+    """The one threshold best for `goal` over every known cell pooled, and its value (0.5 and NaN without a known
+    positive)."""
+    if not (y & mask).any():
+        return DEFAULT_THRESHOLD, np.nan
+    pooled = np.ones((int(mask.sum()), 1), dtype=bool)
+    (global_t,), (global_best,) = _fit_columns(y[mask][:, None], p[mask][:, None], pooled, goal)
+    return float(global_t), float(global_best)
+
+
+def _per_label_fit(y: np.ndarray, p: np.ndarray, mask: np.ndarray, goal: Objective,
+                   min_positives: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Each label's threshold best for `goal` (labels with fewer than `min_positives` known positives: the global
+    one, or the objective's fallback); (values, best value where a target is missed, the few-positive labels, the
+    global threshold)."""
+    global_t, global_best = _global_fit(y, p, mask, goal)
     few = (y & mask).sum(axis=0) < max(min_positives, 1)
-    values = np.full(n_labels, global_t if goal.fallback is None else goal.fallback)
+    values = np.full(y.shape[1], global_t if goal.fallback is None else goal.fallback)
     best = np.where(few, global_best, np.nan)
     values[~few], best[~few] = _fit_columns(y[:, ~few], p[:, ~few], mask[:, ~few], goal)
-    return result(values, np.flatnonzero(few).tolist(), _missed(best))
+    return values, best, few, global_t
 
 
-def _checked(objective: str, confidence: float | None, mode: str, min_positives: int) -> Objective:
+def _checked(objective: str, confidence: float | None, mode: str, min_positives: int,
+             shrinkage: float | str | None = None) -> Objective:
     """The Objective of `objective`, once the settings of fit_decisions agree with it.
 
     Raises:
-        ConfigError: a bad objective, confidence, mode or min_positives.
+        ConfigError: a bad objective, confidence, mode, min_positives or shrinkage.
     """
     goal = parse_objective(objective)
     if mode not in MODES:
@@ -350,6 +396,9 @@ def _checked(objective: str, confidence: float | None, mode: str, min_positives:
         raise ConfigError(problem)
     if mode not in goal.modes:
         raise ConfigError(f"objective {goal} applies to per-label and global thresholds, not to mode {mode!r}")
+    if shrinkage is not None and (mode != "per-label" or goal.kind not in SHRINKABLE or confidence is not None):
+        raise ConfigError(f"threshold_shrinkage={shrinkage!r} applies to per-label thresholds of objective "
+                          f"{' or '.join(SHRINKABLE)} without confidence (got objective {goal}, mode {mode!r})")
     return goal
 
 

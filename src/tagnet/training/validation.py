@@ -61,7 +61,8 @@ def validation_thresholds(val: dict[str, np.ndarray], config: TrainConfig | Any)
     return fit_decisions(val["targets"], val["probs"], objective=objective, confidence=config.confidence,
                          mode=config.threshold_mode or decision_mode(objective), min_positives=config.min_positives, top_k=config.top_k,
                          fixed=config.fixed_threshold, known=val["known"], min_labels=config.min_labels,
-                         max_labels=config.max_labels, if_empty=config.if_empty)
+                         max_labels=config.max_labels, if_empty=config.if_empty,
+                         shrinkage=config.threshold_shrinkage)
 
 
 def side_rules_dict(val: dict[str, np.ndarray], config: TrainConfig) -> dict[str, Any]:
