@@ -1,20 +1,26 @@
 """Frozen image features: photos and mirror images in one pass with the next batches read ahead (bounded), equal to
 the one-view path and to eager PyTorch, in input order; exported ONNX graphs kept in the user's cache folder."""
 
+import copy
+import re
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 from safetensors.torch import load_file
 
 from tagnet.config.source import DataSource
 from tagnet.data.images import ImageCache, build_image_cache, load_image, normalize_batch, prefetched
 from tagnet.inference import runtime
 from tagnet.inference.feature_cache import cached_path
+from tagnet.modalities.base import HeadInputs
 from tagnet.modalities.image import ImageModality, CachedImages, _feature_digest, extract_features, extract_views, member_views
 from tagnet.models import create_model
+from tagnet.training import stages
 
 IMAGE_MODALITY = ImageModality()
 
@@ -141,6 +147,24 @@ def test_features_computed_while_decoding_equal_those_computed_after(synthetic_d
         outputs.append(kind.head_inputs(model, prepared, {}, cache_dir=tmp_path / f"cache-{encode}", progress=False))
     early, late = outputs
     assert early.earlier_seconds > 0 and late.earlier_seconds == 0
+    assert early.runtime == late.runtime == runtime.cpu_runtimes()[0]  # the fastest installed: openvino, onnxruntime
+    again = kind.head_inputs(copy.deepcopy(model), prepared, {}, cache_dir=tmp_path / "cache-False", progress=False)
+    assert again.runtime is None and torch.equal(again.values, late.values)  # read from the feature cache: nothing ran
     assert early.values.shape == late.values.shape == (13, model.backbone.num_features)
     np.testing.assert_allclose(early.values.numpy(), late.values.numpy(), atol=1e-5)
     np.testing.assert_allclose(early.augmented.numpy(), late.augmented.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize(("inputs", "notes"), [
+    (HeadInputs(torch.zeros(2, 1), earlier_seconds=1.5, runtime="openvino"), " (on openvino, computed while decoding)"),
+    (HeadInputs(torch.zeros(2, 1), runtime="onnxruntime"), " (on onnxruntime)"), (HeadInputs(torch.zeros(2, 1)), ""),
+])
+def test_the_phase_line_names_the_runtime_that_ran(inputs, notes):
+    config = types.SimpleNamespace(backbone="efficientnet_lite0", devices="auto", strategy="auto", num_nodes=1)
+    plan = types.SimpleNamespace(config=config, kind=types.SimpleNamespace(head_inputs=lambda *args, **kwargs: inputs))
+    run = types.SimpleNamespace(plan=plan, model=None, data=[0, 1], state={}, cache_dir=None, progress=False,
+                                console=Console(record=True, width=200))
+    stages.frozen_outputs(run)
+    line = run.console.export_text().strip()
+    assert re.fullmatch(r"frozen efficientnet_lite0 outputs of 2 inputs ready in \d+\.\d s" + re.escape(notes), line)
+    assert line.startswith("frozen efficientnet_lite0 outputs of 2 inputs ready in 1.5 s") == bool(inputs.earlier_seconds)

@@ -1,5 +1,6 @@
-"""Where inference runs and how: the device chosen, ONNX Runtime when it matches eager PyTorch, bf16 only where it agrees
-with fp32, inference spread over processes with outputs in input order."""
+"""Where inference runs and how: the device chosen, OpenVINO or ONNX Runtime when it matches eager PyTorch (each installed
+one exercised, forced through TAGNET_RUNTIME), bf16 only where it agrees with fp32, inference spread over processes with
+outputs in input order."""
 
 import copy
 
@@ -9,8 +10,12 @@ import torch
 from torch import nn
 
 from tagnet.errors import ConfigError
-from tagnet.inference.runtime import (CACHE_ENV, DEVICE_ENV, GPU_TOLERANCE, PARITY_TOLERANCE, Spread, choose_device,
-                                     device_forward, fastest_forward, graph_path, inference_device)
+from tagnet.inference import runtime
+from tagnet.inference.runtime import (CACHE_ENV, DEVICE_ENV, GPU_TOLERANCE, GRAPH_RUNTIMES, PARITY_TOLERANCE,
+                                     RUNTIME_ENV, Spread, choose_device, chosen_runtime, cpu_runtimes, device_forward,
+                                     fastest_forward, graph_path, inference_device, installed)
+
+INSTALLED = [name for name in GRAPH_RUNTIMES if installed(name)]  # the serve/trees extras bring onnxruntime, speed openvino
 
 
 def small_cnn() -> nn.Module:
@@ -18,10 +23,58 @@ def small_cnn() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
 
 
-def test_onnx_runtime_is_chosen_and_matches_pytorch():
+@pytest.fixture(params=INSTALLED)
+def graph_runtime(request, monkeypatch) -> str:
+    """Each installed graph runtime in turn, forced through TAGNET_RUNTIME."""
+    monkeypatch.setenv(RUNTIME_ENV, request.param)
+    return request.param
+
+
+def test_the_fastest_installed_runtime_is_chosen_by_default(monkeypatch):
+    monkeypatch.delenv(RUNTIME_ENV, raising=False)
+    assert cpu_runtimes() == (*INSTALLED, "torch")
+    module, batch = small_cnn(), torch.randn(2, 3, 16, 16)
+    assert fastest_forward(module, batch)[0] == INSTALLED[0] == chosen_runtime(module)
+    monkeypatch.setattr(runtime, "installed", lambda package: package == "onnxruntime")  # as without the speed extra
+    assert cpu_runtimes() == ("onnxruntime", "torch")
+    assert fastest_forward(copy.deepcopy(module), batch)[0] == "onnxruntime"
+
+
+def test_a_runtime_can_be_forced_and_a_bad_one_is_refused(monkeypatch):
+    assert cpu_runtimes("torch") == ("torch",) and cpu_runtimes(" OpenVINO ")[0] == "openvino"
+    monkeypatch.setenv(RUNTIME_ENV, "torch")
+    module = small_cnn()
+    assert fastest_forward(module, torch.randn(2, 3, 16, 16))[0] == "torch" == chosen_runtime(module)
+    assert chosen_runtime(small_cnn()) is None
+    monkeypatch.setenv(RUNTIME_ENV, "tensorrt")
+    with pytest.raises(ConfigError, match="TAGNET_RUNTIME is 'tensorrt'; expected auto, openvino, onnxruntime or torch"):
+        fastest_forward(module, torch.randn(2, 3, 16, 16))
+    monkeypatch.setattr(runtime, "installed", lambda package: False)
+    with pytest.raises(ConfigError, match=r"runtime is 'openvino' but openvino is not installed \(pip install 'tagnet\[speed"):
+        cpu_runtimes("openvino")
+    assert cpu_runtimes("auto") == ("torch",)
+
+
+def test_a_runtime_that_does_not_match_gives_way_to_the_next(monkeypatch):
+    monkeypatch.delenv(RUNTIME_ENV, raising=False)
+    monkeypatch.setattr(runtime, "installed", lambda package: package in GRAPH_RUNTIMES)
+
+    def off(graph):
+        return lambda batch: torch.zeros(len(batch), 8)  # a runtime that gets the wrong answer
+
+    monkeypatch.setitem(runtime.RUNNERS, "openvino", off)
+    module, batch = small_cnn(), torch.randn(3, 3, 16, 16)
+    with pytest.warns(UserWarning, match=r"OpenVINO output differs from PyTorch by .* running ONNX Runtime"):
+        name, forward = fastest_forward(module, batch)
+    with torch.inference_mode():
+        want = module(batch)
+    assert name == "onnxruntime" and float((forward(batch) - want).abs().max()) <= PARITY_TOLERANCE
+
+
+def test_the_graph_runtime_is_chosen_and_matches_pytorch(graph_runtime):
     module, batch = small_cnn(), torch.randn(5, 3, 16, 16)
     name, forward = fastest_forward(module, batch)
-    assert name == "onnxruntime"
+    assert name == graph_runtime
     other = torch.randn(3, 3, 16, 16)  # another batch size: the batch axis is dynamic
     with torch.inference_mode():
         want = module(other)
@@ -29,7 +82,7 @@ def test_onnx_runtime_is_chosen_and_matches_pytorch():
     assert float((forward(other) - want).abs().max()) <= PARITY_TOLERANCE
 
 
-def test_changed_weights_are_exported_again():
+def test_changed_weights_are_exported_again(graph_runtime):
     module, batch = small_cnn(), torch.randn(2, 3, 16, 16)
     first = fastest_forward(module, batch)[1]
     assert fastest_forward(module, batch)[1] is first  # same weights: the same session
@@ -38,7 +91,7 @@ def test_changed_weights_are_exported_again():
     name, forward = fastest_forward(module, batch)
     with torch.inference_mode():
         want = module(batch)
-    assert name == "onnxruntime" and forward is not first
+    assert name == graph_runtime and forward is not first
     assert float((forward(batch) - want).abs().max()) <= PARITY_TOLERANCE
 
 
@@ -49,7 +102,7 @@ class FrozenByTracing(nn.Module):
         return torch.from_numpy(x.mean(dim=(2, 3)).numpy() * 2)
 
 
-def test_a_graph_that_traced_wrong_falls_back_to_pytorch():
+def test_a_graph_that_traced_wrong_falls_back_to_pytorch(graph_runtime):
     batch = torch.randn(4, 3, 8, 8)
     with pytest.warns(UserWarning, match="running eager PyTorch"):
         name, forward = fastest_forward(FrozenByTracing().eval(), batch)
@@ -57,10 +110,10 @@ def test_a_graph_that_traced_wrong_falls_back_to_pytorch():
     np.testing.assert_allclose(forward(batch).numpy(), batch.mean(dim=(2, 3)).numpy() * 2, rtol=1e-6)
 
 
-def test_an_exported_graph_is_kept_and_a_later_process_skips_the_export(monkeypatch, tmp_path):
+def test_an_exported_graph_is_kept_and_a_later_process_skips_the_export(graph_runtime, monkeypatch, tmp_path):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     module, batch = small_cnn(), torch.randn(4, 3, 16, 16)
-    assert fastest_forward(module, batch)[0] == "onnxruntime"
+    assert fastest_forward(module, batch)[0] == graph_runtime
     kept = graph_path(module, batch)
     assert kept.parent == tmp_path / "onnx" and kept.is_file()
     assert graph_path(module, torch.randn(1, 3, 16, 16)) == kept  # any batch size: the batch axis is dynamic
@@ -74,13 +127,13 @@ def test_an_exported_graph_is_kept_and_a_later_process_skips_the_export(monkeypa
     name, forward = fastest_forward(again, batch)
     with torch.inference_mode():
         want = module(batch)
-    assert name == "onnxruntime" and float((forward(batch) - want).abs().max()) <= PARITY_TOLERANCE
+    assert name == graph_runtime and float((forward(batch) - want).abs().max()) <= PARITY_TOLERANCE
     with torch.no_grad():
         again[0].bias.add_(1.0)
     assert graph_path(again, batch) != kept  # other weights: another graph
 
 
-def test_a_kept_graph_that_fails_to_load_or_to_match_is_exported_again(monkeypatch, tmp_path):
+def test_a_kept_graph_that_fails_to_load_or_to_match_is_exported_again(graph_runtime, monkeypatch, tmp_path):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     module, batch = small_cnn(), torch.randn(3, 3, 16, 16)
     kept = graph_path(module, batch)
@@ -89,11 +142,11 @@ def test_a_kept_graph_that_fails_to_load_or_to_match_is_exported_again(monkeypat
     name, forward = fastest_forward(module, batch)
     with torch.inference_mode():
         want = module(batch)
-    assert name == "onnxruntime" and float((forward(batch) - want).abs().max()) <= PARITY_TOLERANCE
+    assert name == graph_runtime and float((forward(batch) - want).abs().max()) <= PARITY_TOLERANCE
     assert kept.read_bytes()[:4] != b"not "  # replaced by the new export
 
 
-def test_a_graph_that_fails_the_check_is_not_kept(monkeypatch, tmp_path):
+def test_a_graph_that_fails_the_check_is_not_kept(graph_runtime, monkeypatch, tmp_path):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     with pytest.warns(UserWarning, match="running eager PyTorch"):
         assert fastest_forward(FrozenByTracing().eval(), torch.randn(4, 3, 8, 8))[0] == "torch"

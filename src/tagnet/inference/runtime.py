@@ -1,14 +1,18 @@
 """Where and how inference runs: the device (inference_device), and the fastest runtime for a frozen network's forward
-pass: on a GPU bf16/channels-last or fp32 agreeing with CPU PyTorch to GPU_TOLERANCE, on the CPU ONNX Runtime when its
-outputs match eager PyTorch to PARITY_TOLERANCE, else eager PyTorch."""
+pass: on a GPU bf16/channels-last or fp32 agreeing with CPU PyTorch to GPU_TOLERANCE, on the CPU the first of OpenVINO
+and ONNX Runtime (cpu_runtimes) whose outputs on the exported ONNX graph match eager PyTorch to PARITY_TOLERANCE, else
+eager PyTorch."""
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
+import importlib
 import importlib.util
 import io
 import os
+import threading
 import warnings
 import weakref
 from collections.abc import Callable
@@ -23,11 +27,17 @@ from tagnet.errors import ConfigError
 from tagnet.files import atomic_write
 from tagnet.inference.feature_cache import encoder_digest
 
-PARITY_TOLERANCE = 1e-4  # max |ONNX Runtime - PyTorch|, relative to the largest output magnitude (at least 1)
+PARITY_TOLERANCE = 1e-4  # max |OpenVINO or ONNX Runtime - PyTorch|, relative to the largest output magnitude (at least 1)
 GPU_TOLERANCE = 1e-3  # the same measure for a GPU (or bf16) forward against fp32 PyTorch on the CPU
 OPSET = 17
 DEVICE_ENV = "TAGNET_DEVICE"  # auto (a GPU when CUDA is available), cpu, cuda or cuda:N
 CACHE_ENV = "TAGNET_CACHE_DIR"  # the user's cache folder (default $XDG_CACHE_HOME/tagnet or ~/.cache/tagnet)
+RUNTIME_ENV = "TAGNET_RUNTIME"  # auto, openvino, onnxruntime or torch: the runtime of frozen forwards on the CPU
+# CPU runtimes of an exported graph, fastest first (lite0/lite2 at 2 threads: OpenVINO 0.71-0.80x ONNX Runtime's time)
+GRAPH_RUNTIMES = ("openvino", "onnxruntime")
+# OpenVINO in fp32 (no bf16 on CPUs that have it), for one batch at a time, its threads not pinned to cores (the CPU is
+# shared with image decoding, other processes of a spread, other programs)
+OPENVINO_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
 Forward = Callable[[torch.Tensor], torch.Tensor]
 STRATEGIES = ("ddp",)  # launched as one script per process (Lightning's subprocess launcher), as `tagnet train` is
 
@@ -95,31 +105,59 @@ class Spread:
                    getattr(settings, "accelerator", None))
 
 
+def installed(package: str) -> bool:
+    """True when the Python package `package` can be imported."""
+    return importlib.util.find_spec(package) is not None
+
+
+def cpu_runtimes(requested: str | None = None) -> tuple[str, ...]:
+    """The runtimes to try, in order, for a frozen forward on the CPU: `requested` (default the TAGNET_RUNTIME
+    environment variable, else auto). auto: those of GRAPH_RUNTIMES installed (OpenVINO, then ONNX Runtime), then
+    "torch"; a named runtime: it, then "torch" (eager PyTorch, when its output does not match).
+
+    Raises ConfigError for an unknown name or a named runtime that is not installed."""
+    source = RUNTIME_ENV if requested is None else "runtime"
+    raw = requested if requested is not None else os.environ.get(RUNTIME_ENV) or "auto"
+    value = raw.strip().lower()
+    if value == "auto":
+        return (*(name for name in GRAPH_RUNTIMES if installed(name)), "torch")
+    if value == "torch":
+        return ("torch",)
+    if value not in GRAPH_RUNTIMES:
+        raise ConfigError(f"{source} is {raw!r}; expected auto, "
+                          f"{', '.join(GRAPH_RUNTIMES)} or torch")
+    if not installed(value):
+        raise ConfigError(f"{source} is {value!r} but {value} is not installed (pip install "
+                          f"'tagnet[{'speed' if value == 'openvino' else 'serve'}]'); expected auto or torch")
+    return (value, "torch")
+
+
 def fastest_forward(module: nn.Module, sample: torch.Tensor,
                     device: str | torch.device | None = None) -> tuple[str, Forward]:
     """(runtime name, forward) for the frozen `module` in inference mode, taking and returning CPU tensors.
 
     On a GPU (`device`, default inference_device()): a copy of the module there, in bf16/channels-last or fp32 as
-    device_forward chooses on `sample` (a batch of real inputs). On the CPU (or when no GPU precision agrees):
-    "onnxruntime" when ONNX Runtime is installed, the module exports and its outputs on `sample` agree with eager
-    PyTorch, else "torch". The choice is kept per module object, device and weights (a sample of them), so a frozen
-    module is exported or copied once per process and again when its weights change.
+    device_forward chooses on `sample` (a batch of real inputs). On the CPU (or when no GPU precision agrees): the first
+    of cpu_runtimes() ("openvino", "onnxruntime") that runs the module's exported ONNX graph with outputs on `sample`
+    agreeing with eager PyTorch, else "torch". The choice is kept per module object, device, runtimes asked for and
+    weights, so a frozen module is exported or copied once per process and again when its weights change.
     """
     device = inference_device(device)
-    weights = f"{device}:{encoder_digest(module, 'runtime').hexdigest()}"
+    runtimes = cpu_runtimes()
+    weights = f"{device}:{','.join(runtimes)}:{encoder_digest(module, 'runtime').hexdigest()}"
     if module in _COMPILED and _COMPILED[module][1] == weights:
         return _COMPILED[module][0], _COMPILED[module][2]
     chosen = None if device.type == "cpu" or module.training else device_forward(module, sample, device)
-    if chosen is not None:
-        _COMPILED[module] = (chosen[0], weights, chosen[1])
-        return chosen
-    name, forward = "torch", _eager(module)
-    if importlib.util.find_spec("onnxruntime") is not None and not module.training:
-        session = _onnx_session(module, sample)
-        if session is not None:
-            name, forward = "onnxruntime", _ort_forward(session)
+    if chosen is None and len(runtimes) > 1 and not module.training:
+        chosen = _graph_forward(module, sample, runtimes[:-1])
+    name, forward = chosen or ("torch", _eager(module))
     _COMPILED[module] = (name, weights, forward)
     return name, forward
+
+
+def chosen_runtime(module: nn.Module) -> str | None:
+    """The runtime fastest_forward last chose for `module` in this process (None: not asked for it here)."""
+    return _COMPILED[module][0] if module in _COMPILED else None
 
 
 def device_forward(module: nn.Module, sample: torch.Tensor, device: torch.device, *,
@@ -171,13 +209,42 @@ def _eager(module: nn.Module) -> Forward:
     return forward
 
 
-def _ort_forward(session) -> Forward:
+def _ort_forward(graph: bytes) -> Forward:
+    """The forward of an ONNX Runtime session of the ONNX `graph` on the CPU."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(graph, ort_session_options(), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
 
     def forward(batch: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(batch.detach().float().numpy())
         return torch.from_numpy(session.run(None, {name: array})[0])
     return forward
+
+
+@functools.cache
+def _openvino_core():
+    import openvino
+
+    return openvino.Core()
+
+
+def _openvino_forward(graph: bytes) -> Forward:
+    """The forward of the ONNX `graph` compiled by OpenVINO for the CPU (OPENVINO_CONFIG, torch's thread count)."""
+    core = _openvino_core()
+    compiled = core.compile_model(core.read_model(graph), "CPU",
+                                  {**OPENVINO_CONFIG, "INFERENCE_NUM_THREADS": torch.get_num_threads()})
+    lock = threading.Lock()  # a compiled model's own infer request serves one call at a time
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(batch.detach().float().numpy())
+        with lock:
+            return torch.from_numpy(compiled(array, share_inputs=True)[0])  # outputs are copied (share_outputs=False)
+    return forward
+
+
+RUNNERS: dict[str, Callable[[bytes], Forward]] = {"openvino": _openvino_forward, "onnxruntime": _ort_forward}
+NAMES = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
 
 
 def user_cache_dir() -> Path:
@@ -190,32 +257,31 @@ def user_cache_dir() -> Path:
 def graph_path(module: nn.Module, sample: torch.Tensor) -> Path:
     """Where the exported ONNX graph of `module` for inputs shaped like `sample` (any batch size) is kept: named by a
     SHA-256 of the module's structure, every weight and buffer, the input's shape and dtype, the opset and the torch
-    and onnxruntime versions."""
-    import onnxruntime
-
+    and onnxruntime versions (none when ONNX Runtime is not installed)."""
+    ort_version = importlib.import_module("onnxruntime").__version__ if installed("onnxruntime") else ""
     digest = hashlib.sha256(f"{type(module).__qualname__}|{module!r}|{tuple(sample.shape[1:])}|{sample.dtype}|{OPSET}|"
-                            f"{torch.__version__}|{onnxruntime.__version__}".encode())
+                            f"{torch.__version__}|{ort_version}".encode())
     for name, tensor in module.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return user_cache_dir() / "onnx" / f"{digest.hexdigest()[:32]}.onnx"
 
 
-def _onnx_session(module: nn.Module, sample: torch.Tensor):
-    """An ONNX Runtime session of `module` with a dynamic batch axis, or None when export, loading or the parity check
-    on `sample` fails (said in a warning: eager PyTorch is then used, only slower). The exported graph (data only: an
-    ONNX protobuf, no code) is kept in the user's cache folder (graph_path) once it passed the check, so a later run
-    with the same weights skips the export; a kept graph is checked again on every load and exported anew when it
-    fails."""
+def _graph_forward(module: nn.Module, sample: torch.Tensor, runtimes: tuple[str, ...]) -> tuple[str, Forward] | None:
+    """(runtime, forward) of the first of `runtimes` running `module`'s ONNX graph (a dynamic batch axis) with outputs
+    matching eager PyTorch on `sample` (_checked_forward), or None when export fails or none matches (said in a
+    warning: eager PyTorch is then used, only slower). The exported graph (data only: an ONNX protobuf, no code) is
+    kept in the user's cache folder (graph_path) once it passed the check, so a later run with the same weights skips
+    the export; a kept graph is checked again on every load and exported anew when it fails."""
     sample = sample.contiguous()
     path = graph_path(module, sample)
     if path.is_file():
         try:
-            session = _checked_session(module, path.read_bytes(), sample)
-        except Exception:  # an unreadable or foreign file: exported again below
-            session = None
-        if session is not None:
-            return session
+            chosen = _checked_forward(module, path.read_bytes(), sample, runtimes)
+        except OSError:  # an unreadable file: exported again below
+            chosen = None
+        if chosen is not None:
+            return chosen
     buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
@@ -223,44 +289,45 @@ def _onnx_session(module: nn.Module, sample: torch.Tensor):
             torch.onnx.export(module, (sample,), buffer, input_names=["input"], output_names=["output"],
                               dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=OPSET,
                               dynamo=False)
-        session = _checked_session(module, buffer.getvalue(), sample, warn=True)
-    except Exception as exc:  # any exporter or runtime failure: the eager path is always right
-        warnings.warn(f"ONNX Runtime not used for {type(module).__name__} ({type(exc).__name__}: {exc}); "
-                      "running eager PyTorch", stacklevel=3)
+    except Exception as exc:  # any exporter failure: the eager path is always right
+        warnings.warn(f"{' and '.join(NAMES[name] for name in runtimes)} not used for {type(module).__name__} "
+                      f"({type(exc).__name__}: {exc}); running eager PyTorch", stacklevel=3)
         return None
-    if session is not None:
+    chosen = _checked_forward(module, buffer.getvalue(), sample, runtimes, warn=True)
+    if chosen is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda temp: temp.write_bytes(buffer.getvalue()))
         except OSError:  # a read-only or full cache folder: the next run exports again, nothing else is lost
             pass
-    return session
+    return chosen
 
 
-def _checked_session(module: nn.Module, graph: bytes, sample: torch.Tensor, *, warn: bool = False):
-    """A session of the ONNX `graph`, or None when its outputs differ from eager PyTorch by more than PARITY_TOLERANCE
-    on `sample` or on its first input mirrored as a batch of one (a traced graph that froze a value or the batch size
-    fails the second); said in a warning when `warn`."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(graph, ort_session_options(), providers=["CPUExecutionProvider"])
+def _checked_forward(module: nn.Module, graph: bytes, sample: torch.Tensor, runtimes: tuple[str, ...], *,
+                     warn: bool = False) -> tuple[str, Forward] | None:
+    """(runtime, forward) of the first of `runtimes` whose run of the ONNX `graph` differs from eager PyTorch by at most
+    PARITY_TOLERANCE on `sample` and on its first input mirrored as a batch of one (a traced graph that froze a value or
+    the batch size fails the second), or None. A runtime passed over for a later one is said in a warning; none
+    matching only when `warn`."""
     checks = [sample, sample[:1].flip(-1).contiguous()]
-    differences = [_difference(module, session, batch) for batch in checks]
-    if max(differences) <= PARITY_TOLERANCE:
-        return session
-    if warn:
-        warnings.warn(f"ONNX Runtime output of {type(module).__name__} differs from PyTorch by {max(differences):.2g} "
-                      f"(more than {PARITY_TOLERANCE:g}); running eager PyTorch", stacklevel=4)
-    return None
-
-
-def _difference(module: nn.Module, session, batch: torch.Tensor) -> float:
-    """max |ONNX Runtime - PyTorch| on `batch`, relative to the largest output magnitude (at least 1); inf when the
-    shapes differ."""
-    got = session.run(None, {"input": batch.numpy()})[0]
     with torch.inference_mode():
-        want = module(batch).float().numpy()
-    return relative_difference(got, want)
+        wants = [module(batch).float().numpy() for batch in checks]
+    notes = []
+    for name in runtimes:
+        try:
+            forward = RUNNERS[name](graph)
+            difference = max(relative_difference(forward(batch).numpy(), want) for batch, want in zip(checks, wants))
+        except Exception as exc:  # a graph the runtime cannot load or run (a foreign or damaged kept file)
+            notes.append(f"{NAMES[name]} failed on it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+            continue
+        if difference <= PARITY_TOLERANCE:
+            if notes:
+                warnings.warn(f"{type(module).__name__}: {'; '.join(notes)}; running {NAMES[name]}", stacklevel=4)
+            return name, forward
+        notes.append(f"{NAMES[name]} output differs from PyTorch by {difference:.2g} (more than {PARITY_TOLERANCE:g})")
+    if warn:
+        warnings.warn(f"{type(module).__name__}: {'; '.join(notes)}; running eager PyTorch", stacklevel=4)
+    return None
 
 
 def relative_difference(got: np.ndarray, want: np.ndarray) -> float:

@@ -62,11 +62,14 @@ class HeadInputs:
     """What a head trains on: the frozen encoder's output for every row (N, F), and optionally an augmented copy
     (images: the mirror images' features) that training rows add. Sparse table rows stay a scipy CSR matrix
     (float32), made dense one batch at a time. `earlier_seconds`: time spent on them before they were asked for
-    (images: features computed while the images decoded), which the run's phase line adds."""
+    (images: features computed while the images decoded), which the run's phase line adds; `runtime`: what computed
+    them in this process (images: tagnet.inference.runtime.fastest_forward's choice; None: read from the cache), which
+    the phase line names."""
 
     values: torch.Tensor | sp.csr_matrix
     augmented: torch.Tensor | None = None
     earlier_seconds: float = 0.0
+    runtime: str | None = None
 
     def array(self, *, dense: bool = False) -> np.ndarray | sp.csr_matrix:
         """The values as NumPy: the CSR matrix of sparse rows (unless `dense`), else an array."""

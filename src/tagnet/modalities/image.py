@@ -21,7 +21,7 @@ from tagnet.data.decode import images_folder
 from tagnet.data.labels import read_labels
 from tagnet.errors import ArtifactError, DataError, TagnetError
 from tagnet.training.budget import Throughput, duration, feature_seconds
-from tagnet.inference.runtime import Spread, fastest_forward
+from tagnet.inference.runtime import Spread, chosen_runtime, fastest_forward
 from tagnet.inference.feature_cache import cached_path, cached_tensor, encoder_digest
 from tagnet.models import PreprocessConfig, TagnetModel, create_model
 from tagnet.models.fused import FusedBackbone
@@ -138,8 +138,9 @@ class ImageModality(Modality):
         members = [member_views(name, backbone, model.preprocess, images, cache_dir=cache_dir, spread=spread)
                    for name, backbone in backbone_members(model)]
         photos, mirrors = ([member[view] for member in members] for view in range(2))
+        runtimes = {chosen_runtime(backbone) for _name, backbone in backbone_members(model)} - {None}
         return HeadInputs(*(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0] for parts in (photos, mirrors)),
-                          earlier_seconds=images.encoded_seconds)
+                          earlier_seconds=images.encoded_seconds, runtime="+".join(sorted(runtimes)) or None)
 
     def budget_plan(self, config, model, data, budget, *, cache_dir) -> tuple[TrainConfig, str | None]:
         """A fused backbone whose features (not cached yet) would not fit in the time left gives way to its fastest

@@ -291,13 +291,14 @@ def checked_splits(run: Run) -> list[Split]:
 
 
 def frozen_outputs(run: Run) -> None:
-    """The frozen encoder's output for every input (cached on disk), and how long it took."""
+    """The frozen encoder's output for every input (cached on disk), how long it took and the runtime that ran it."""
     started = time.perf_counter()
     run.head_inputs = run.plan.kind.head_inputs(run.model, run.data, run.state, cache_dir=run.cache_dir,
                                                 progress=run.progress, spread=Spread.of(run.plan.config))
-    earlier = run.head_inputs.earlier_seconds
+    earlier, runtime = run.head_inputs.earlier_seconds, run.head_inputs.runtime
+    notes = [f"on {runtime}"] * bool(runtime) + ["computed while decoding"] * bool(earlier)
     run.console.print(f"frozen {run.plan.config.backbone} outputs of {len(run.data)} inputs ready in "
-                      f"{time.perf_counter() - started + earlier:.1f} s" + (" (computed while decoding)" if earlier else ""))
+                      f"{time.perf_counter() - started + earlier:.1f} s" + (f" ({', '.join(notes)})" if notes else ""))
 
 
 def choose_head(run: Run) -> None:
