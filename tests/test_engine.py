@@ -100,3 +100,10 @@ def test_inference_never_imports_the_training_engine():
             "print(sorted(m for m in sys.modules if m.startswith(('lightning', 'tagnet.engine', 'tagnet.training.trainer'))))")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert found == "[]"
+
+
+def test_the_cli_starts_without_scikit_learn_lightning_or_onnx():
+    code = ("import sys, tagnet.cli; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'lightning', 'onnxruntime', 'openvino'}))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert found == "[]"  # each costs a second or more of every command's start; imported where used
