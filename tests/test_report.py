@@ -172,3 +172,36 @@ def test_worst_items_tag_each_true_or_predicted_label_by_kind(tmp_path):
     tags = re.findall(r'class="tag (\w+)" title="p=[\d.]+">(\w) ', page)
     assert tags == [("ok", "a"), ("missed", "b"), ("wrong", "c"), ("unknown", "d")]
     assert "x1" in page and "x2" not in page  # the one item shown is the worst
+
+
+def test_split_and_calibrate_tables_show_a_selection_beyond_forty_labels(tmp_path):
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from tagnet.data.label_table import LabelTable
+    from tagnet.report.terminal import MAX_LABEL_ROWS, render_calibration, render_split
+
+    names = [f"tag{j:03d}" for j in range(100)]
+    rows = np.arange(200)[:, None]
+    train = (rows % 2 == 0) & (np.arange(100) < 50)  # tags 0-49 in every other training item
+    val = np.zeros((200, 100), bool)
+    val[:, 97] = True  # tag097 in every validation item and no training one: the largest gap
+    parts = {name: LabelTable([f"{name}{i}" for i in range(200)], names, t.astype(np.uint8), np.ones_like(t),
+                              "csv", {}) for name, t in (("train", train), ("val", val))}
+    console = Console(record=True, width=200)
+    render_split(parts, console)
+    text = console.export_text()
+    assert f"{MAX_LABEL_ROWS} of 100 labels shown: those whose share differs most between parts" in text
+    assert "tag097" in text and "200 (100.0%)" in text and "tag098" not in text
+    assert sum(line.lstrip().startswith("tag") for line in text.splitlines()) == MAX_LABEL_ROWS
+    ece = np.linspace(0.0, 0.99, 100)
+    result = SimpleNamespace(items=50, label_names=names, calibration=None, ece_before=ece, ece_after=ece / 2,
+                             fit=SimpleNamespace(thresholds=SimpleNamespace(values=np.full(100, 0.5))),
+                             skipped={}, notes=[], artifact_dir=tmp_path, previous=tmp_path / "tagnet.json.previous")
+    console = Console(record=True, width=200)
+    render_calibration(result, console)
+    text = console.export_text()
+    shown = re.findall(r"^│ (tag\d{3}) ", text, flags=re.M)
+    assert "40 of 100 labels shown: those with the largest calibration error before" in text
+    assert shown == [f"tag{j:03d}" for j in range(60, 100)]  # the 40 largest errors, in label order

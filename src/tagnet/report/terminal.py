@@ -84,10 +84,14 @@ def render_calibration(result, console: Console) -> None:
     table = Table("label", "temperature", "threshold", "ECE before", "ECE after",
                   title=f"Calibrated on {result.items} labelled inputs")
     temps = result.calibration.temperatures if result.calibration else [1.0] * len(result.label_names)
-    for j, name in enumerate(result.label_names):
-        table.add_row(name, f"{temps[j]:.3f}", f"{result.fit.thresholds.values[j]:.3f}",
+    shown = largest(np.nan_to_num(np.asarray(result.ece_before, dtype=float), nan=-np.inf), MAX_LABEL_ROWS)
+    for j in shown:
+        table.add_row(result.label_names[j], f"{temps[j]:.3f}", f"{result.fit.thresholds.values[j]:.3f}",
                       *("-" if np.isnan(v) else f"{v:.3f}" for v in (result.ece_before[j], result.ece_after[j])))
     console.print(table)
+    if len(shown) < len(result.label_names):
+        console.print(f"{len(shown)} of {len(result.label_names)} labels shown: those with the largest calibration "
+                      f"error before; every label's values are in {result.artifact_dir / META_FILE}", soft_wrap=True)
     for reason in result.skipped.values():
         console.print(f"[yellow]skipped[/yellow] {reason}")
     for line in result.notes:
@@ -132,6 +136,14 @@ def shown_labels(per_label: list[dict], limit: int) -> tuple[list[dict], str]:
     rows = [per_label[j] for j in np.sort(np.concatenate([frequent, worst]))]
     return rows, (f"{len(rows)} of {len(per_label)} labels shown: the {len(frequent)} with the most support and the "
                   f"{len(worst)} with the lowest F1; every label is in the JSON report (--json)")
+
+
+def largest(values: np.ndarray, limit: int) -> np.ndarray:
+    """The indices of a terminal table's per-label rows: every label up to `limit`, else the `limit` with the largest
+    `values` (in label order)."""
+    if len(values) <= limit:
+        return np.arange(len(values))
+    return np.sort(np.argsort(-values, kind="stable")[:limit])
 
 
 def render_metrics(report: MetricsReport, console: Console, *, max_labels: int = MAX_LABEL_ROWS) -> None:
@@ -199,10 +211,14 @@ def render_split(parts: dict[str, LabelTable], console: Console, *, paths: dict[
     labels = next(iter(parts.values())).label_names
     counts = np.stack([part.label_counts() for part in parts.values()])  # (parts, labels)
     shares = counts / np.array([len(part) for part in parts.values()])[:, None]
-    for j, label in enumerate(labels):
-        table.add_row(escape(label), *(f"{c} ({s:.1%})" for c, s in zip(counts[:, j], shares[:, j])))
-    gap = float((shares.max(axis=0) - shares.min(axis=0)).max()) if labels else 0.0
+    gaps = shares.max(axis=0) - shares.min(axis=0) if labels else np.zeros(0)
+    shown = largest(gaps, MAX_LABEL_ROWS)
+    for j in shown:
+        table.add_row(escape(labels[j]), *(f"{c} ({s:.1%})" for c, s in zip(counts[:, j], shares[:, j])))
+    gap = float(gaps.max()) if labels else 0.0
     console.print(table)
+    if len(shown) < len(labels):
+        console.print(f"{len(shown)} of {len(labels)} labels shown: those whose share differs most between parts")
     console.print(f"largest difference of a label's share between parts: {gap * 100:.1f} points")
     for name, path in (paths or {}).items():
         console.print(f"wrote {name}: {escape(str(path))}", soft_wrap=True)
