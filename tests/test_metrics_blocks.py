@@ -10,7 +10,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-import tagnet.decisions.calibration as calibration
+import tagnet.decisions.arrays as arrays
 import tagnet.evaluation.metrics as metrics
 from tagnet.decisions.calibration import ece
 from tagnet.decisions.thresholds import Thresholds
@@ -67,9 +67,8 @@ def test_blocks_of_one_row_equal_the_one_shot_report(seed, monkeypatch):
     rules = [Thresholds("per-label", [0.4] * 6), Thresholds("top-k", [0.5] * 6, top_k=2),
              Thresholds("fixed", [0.5] * 6, min_labels=1)]
     one_shot = [r.to_dict() for r in evaluate_rules(y, p, rules, label_names=list("abcdef"), known=known)]
-    monkeypatch.setattr(metrics, "ROW_BLOCK_CELLS", 1)
+    monkeypatch.setattr(arrays, "ROW_BLOCK_CELLS", 1)  # decisions, rankings and calibration bins
     monkeypatch.setattr(metrics, "AP_BLOCK_CELLS", 1)
-    monkeypatch.setattr(calibration, "ROW_BLOCK_CELLS", 1)
     blocks = [r.to_dict() for r in evaluate_rules(y, p, rules, label_names=list("abcdef"), known=known)]
     alone = [evaluate_probabilities(y, p, rule, label_names=list("abcdef"), known=known).to_dict() for rule in rules]
     assert _close(blocks, one_shot) and _close(alone, one_shot)

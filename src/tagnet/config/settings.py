@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from tagnet.config.constraints import AnyOf, Checked, CommaList, Interval, Options, Rule, broken_rule
 from tagnet.decisions.objectives import confidence_problem, modes_help, objectives_help, parse_objective, targets_help
-from tagnet.decisions.shrinkage import SHRINKABLE, parse_shrinkage
+from tagnet.decisions.shrinkage import SHRINKABLE, parse_shrinkage, shrinkage_problem
 from tagnet.decisions.thresholds import IF_EMPTY, decision_mode
 from tagnet.decisions.thresholds import MODES as THRESHOLD_MODES
 from tagnet.errors import ConfigError
@@ -362,12 +362,8 @@ def _objective_fits_mode(settings: Any) -> str | None:
 
 
 def _shrinkage_fits(settings: Any) -> str | None:
-    goal, mode = parse_objective(settings.objective or "f1"), _mode(settings)
-    if settings.threshold_shrinkage is not None and (mode != "per-label" or goal.kind not in SHRINKABLE
-                                                     or settings.confidence is not None):
-        return (f"threshold_shrinkage={settings.threshold_shrinkage!r} applies to per-label thresholds of objective "
-                f"{' or '.join(SHRINKABLE)} without confidence (got objective {goal}, mode {mode!r})")
-    return None
+    return shrinkage_problem(settings.threshold_shrinkage, parse_objective(settings.objective or "f1"),
+                             _mode(settings), settings.confidence)
 
 
 def _confidence_guards_a_target(settings: Any) -> str | None:

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from tagnet.decisions.arrays import float_scores, row_blocks
 from tagnet.errors import ArtifactError, ConfigError, DataError
 
 TEMPERATURE_BOUNDS = (0.05, 20.0)
-ROW_BLOCK_CELLS = 1 << 22  # cells (rows x labels) of the float64 copies reliability makes at once
 _EPS = 1e-12
 
 
@@ -27,8 +27,7 @@ def _checked(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None) -
         DataError: the shapes disagree or a probability is outside [0, 1].
     """
     y = np.asarray(targets).astype(bool, copy=False)
-    p = np.asarray(probs)
-    p = p if p.dtype in (np.float32, np.float64) else p.astype(np.float64)  # float32 stays: no 8-byte copy
+    p = float_scores(probs)
     mask = np.ones(y.shape, dtype=bool) if known is None else np.asarray(known, dtype=bool)
     if y.ndim != 2 or p.shape != y.shape or mask.shape != y.shape:
         raise DataError(f"targets {y.shape}, probabilities {p.shape} and known {mask.shape} must all have shape (items, labels)")
@@ -160,9 +159,7 @@ def reliability(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None
     y, p, mask = _checked(targets, probs, known)
     width = y.shape[1]
     count, sum_p, sum_y = (np.zeros(width * bins) for _ in range(3))
-    step = max(1, ROW_BLOCK_CELLS // max(width, 1))
-    for start in range(0, len(y), step):  # blocks of rows: the copies below are of one block, all labels at once
-        rows = slice(start, start + step)
+    for rows in row_blocks(len(y), width):  # the copies below are of one block of rows, all labels at once
         block, known_block = p[rows].astype(np.float64), mask[rows]
         index = np.minimum((block * bins).astype(np.int64), bins - 1)
         cell = (np.arange(width) * bins + index)[known_block]  # (label, bin) of every known cell

@@ -24,6 +24,15 @@ SHRINKABLE = ("f1", "fbeta")  # objectives scored per rule from counts (tp, pred
 Fit = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, float]]  # (per-label values, global one)
 
 
+def shrinkage_problem(shrinkage: object, goal: Objective, mode: str, confidence: float | None) -> str | None:
+    """Why `shrinkage` cannot apply to thresholds of objective `goal` in `mode` with `confidence`, or None: it shrinks
+    per-label thresholds of SHRINKABLE objectives without confidence only."""
+    if shrinkage is None or (mode == "per-label" and goal.kind in SHRINKABLE and confidence is None):
+        return None
+    return (f"threshold_shrinkage={shrinkage!r} applies to per-label thresholds of objective "
+            f"{' or '.join(SHRINKABLE)} without confidence (got objective {goal}, mode {mode!r})")
+
+
 def parse_shrinkage(value: object, *, source: str = "threshold_shrinkage") -> float | str:
     """A shrinkage strength: a number >= 0 (inf allowed; also as text, e.g. from --set) or "auto". Raises ConfigError
     otherwise."""

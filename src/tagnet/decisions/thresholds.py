@@ -17,9 +17,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tagnet.decisions.arrays import float_scores
 from tagnet.decisions.objectives import Objective, Target, confidence_problem, parse_objective
 from tagnet.decisions.objectives.base import NEVER
-from tagnet.decisions.shrinkage import SHRINKABLE, choose_strength, parse_shrinkage, shrunk
+from tagnet.decisions.shrinkage import choose_strength, parse_shrinkage, shrinkage_problem, shrunk
 from tagnet.errors import ArtifactError, ConfigError
 
 MODES = ("per-label", "global", "top-k", "fixed")
@@ -164,8 +165,7 @@ def apply_thresholds(probs: np.ndarray, thresholds: Thresholds | Sequence[float]
     Raises:
         ConfigError: the thresholds are for a different number of labels.
     """
-    probs = np.asarray(probs)
-    probs = probs if probs.dtype in (np.float32, np.float64) else probs.astype(np.float64)  # float32: no copy
+    probs = float_scores(probs)
     if probs.ndim != 2:
         raise ConfigError(f"probabilities: expected shape (items, labels), got {probs.shape}")
     th = as_thresholds(thresholds, num_labels=probs.shape[1])
@@ -396,9 +396,9 @@ def _checked(objective: str, confidence: float | None, mode: str, min_positives:
         raise ConfigError(problem)
     if mode not in goal.modes:
         raise ConfigError(f"objective {goal} applies to per-label and global thresholds, not to mode {mode!r}")
-    if shrinkage is not None and (mode != "per-label" or goal.kind not in SHRINKABLE or confidence is not None):
-        raise ConfigError(f"threshold_shrinkage={shrinkage!r} applies to per-label thresholds of objective "
-                          f"{' or '.join(SHRINKABLE)} without confidence (got objective {goal}, mode {mode!r})")
+    problem = shrinkage_problem(shrinkage, goal, mode, confidence)
+    if problem:
+        raise ConfigError(problem)
     return goal
 
 

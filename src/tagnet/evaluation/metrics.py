@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+from tagnet.decisions.arrays import float_scores, row_blocks
 from tagnet.decisions.calibration import reliability
 from tagnet.errors import DataError
 from tagnet.decisions.chain import decided
@@ -78,21 +79,12 @@ class MetricsReport:
                 **({"hierarchical_f1": self.hierarchy["f1"]} if self.hierarchy is not None else {})}
 
 
-ROW_BLOCK_CELLS = 1 << 22  # cells (items x labels) of one block of rows: what decisions and rankings copy at once
-
-
-def _row_blocks(n: int, width: int) -> list[slice]:
-    step = max(1, ROW_BLOCK_CELLS // max(width, 1))
-    return [slice(start, start + step) for start in range(0, n, step)]
-
-
 def _checked_inputs(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None,
                     names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(bool targets, float32 or float64 probabilities as given (other types as float64), bool known mask); DataError
     for shapes, emptiness or NaN."""
     y = np.asarray(targets).astype(bool, copy=False)
-    p = np.asarray(probs)
-    p = p if p.dtype in (np.float32, np.float64) else p.astype(np.float64)
+    p = float_scores(probs)
     mask = np.ones(y.shape, dtype=bool) if known is None else np.asarray(known, dtype=bool)
     if y.ndim != 2 or y.shape != p.shape or mask.shape != y.shape or y.shape[1] != len(names):
         raise DataError(f"targets {y.shape}, probabilities {p.shape} and known {mask.shape} must all "
@@ -157,9 +149,7 @@ def average_precision(y: np.ndarray, p: np.ndarray, mask: np.ndarray) -> np.ndar
 
 def mean_average_precision(targets: np.ndarray, probs: np.ndarray, known: np.ndarray) -> float:
     """Mean of average_precision over the labels with a known positive (what validation mAP is); NaN without any."""
-    probs = np.asarray(probs)
-    values = average_precision(np.asarray(targets), probs if probs.dtype in (np.float32, np.float64) else
-                               probs.astype(np.float64), np.asarray(known, dtype=bool))
+    values = average_precision(np.asarray(targets), float_scores(probs), np.asarray(known, dtype=bool))
     values = values[np.isfinite(values)]
     return float(values.mean()) if len(values) else float("nan")
 
@@ -216,7 +206,7 @@ def _rule_free_scores(y: np.ndarray, p: np.ndarray, mask: np.ndarray, complete: 
     probabilities = bool(p.min() >= 0 and p.max() <= 1)
     calibration = reliability(y, p, mask) if probabilities else None
     sums = np.zeros(4)
-    for rows in _row_blocks(len(y), y.shape[1]):
+    for rows in row_blocks(len(y), y.shape[1]):
         full = complete[rows]
         if full.any():
             sums += _ranking_sums(y[rows][full], p[rows][full])
@@ -236,7 +226,7 @@ def _decisions(y: np.ndarray, p: np.ndarray, mask: np.ndarray, complete: np.ndar
     width = y.shape[1]
     counts = [np.zeros(width, np.int64) for _ in range(3)]
     sums, parts = np.zeros(4), []
-    for rows in _row_blocks(len(y), width):
+    for rows in row_blocks(len(y), width):
         said = decided(p[rows], th, hierarchy)
         if hierarchy is not None:
             parts.append(said)
@@ -313,24 +303,24 @@ def evaluate_rules(targets: np.ndarray, probs: np.ndarray, rules: Sequence[Thres
 
 
 def _report(names: list[str], y: np.ndarray, mask: np.ndarray, complete: np.ndarray, scores: dict[str, Any],
-            th: Thresholds, decided: dict[str, Any], hierarchy: Tree | None) -> MetricsReport:
+            th: Thresholds, decisions: dict[str, Any], hierarchy: Tree | None) -> MetricsReport:
     """The MetricsReport of one rule's decisions and the rule-free scores."""
-    counts = decided["counts"]
+    counts = decisions["counts"]
     per_label = _per_label(names, counts, scores, th.values)
     seen, ap = scores["seen"], scores["ap"]
     found = ap[~np.isnan(ap)]
     micro = [float(v[0]) for v in _prf_of_counts(*(np.array([c.sum()]) for c in counts))]
     macro = [float(values[seen].mean()) for values in _prf_of_counts(*counts)]
-    samples = decided["samples"]
+    samples = decisions["samples"]
     return MetricsReport(
         label_names=names, threshold_mode=th.mode, n_items=len(y), n_complete=int(complete.sum()),
         mAP=float(np.mean(found)) if len(found) else None, per_label=per_label,
         micro_precision=micro[0], micro_recall=micro[1], micro_f1=micro[2],
         macro_precision=macro[0], macro_recall=macro[1], macro_f1=macro[2],
         samples_precision=samples[0], samples_recall=samples[1], samples_f1=samples[2],
-        hamming_loss=float((counts[1].sum() + counts[2].sum()) / mask.sum()), exact_match=decided["exact"],
+        hamming_loss=float((counts[1].sum() + counts[2].sum()) / mask.sum()), exact_match=decisions["exact"],
         ranking_loss=scores["ranking_loss"], coverage=scores["coverage"], one_error=scores["one_error"],
         labels_without_positives=[name for name, value in zip(names, ap.tolist()) if np.isnan(value)],
         ece=scores["pooled_ece"],
         hierarchy=None if hierarchy is None else hierarchy_scores(
-            y.view(np.int8), decided["pred"].view(np.int8), ap, hierarchy, mask))
+            y.view(np.int8), decisions["pred"].view(np.int8), ap, hierarchy, mask))
