@@ -15,7 +15,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from tagnet.config.settings import TrainConfig
-from tagnet.engine import MultiLabelModule, default_precision, is_main_process, run_phase, seed_everything
+from tagnet.engine import default_precision, is_main_process, seed_everything
+from tagnet.engine.fit import run_phase
+from tagnet.engine.module import MultiLabelModule
 from tagnet.training.losses import make_loss
 from tagnet.models.base import make_head
 
@@ -107,3 +109,19 @@ def test_the_cli_starts_without_scikit_learn_lightning_or_onnx():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'lightning', 'onnxruntime', 'openvino'}))")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert found == "[]"  # each costs a second or more of every command's start; imported where used
+
+
+def test_a_table_trains_without_lightning_timm_or_torchvision(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3))
+    rows = [",".join(f"{v:.4f}" for v in r) + f",{int(r[0] > 0)},{int(r[1] > 0)}" for r in x]
+    table = tmp_path / "t.arff"
+    table.write_text("@relation t\n" + "".join(f"@attribute x{j} numeric\n" for j in range(3))
+                     + "@attribute a {0,1}\n@attribute b {0,1}\n@data\n" + "\n".join(rows) + "\n")
+    code = ("import sys; from tagnet.cli import app; "
+            f"app(['train', {str(table)!r}, '--label-count', '2', '--out', {str(tmp_path / 'run')!r}], "
+            "standalone_mode=False); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'timm', 'torchvision'}))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert (tmp_path / "run" / "artifact" / "model.safetensors").is_file()
+    assert found.strip().splitlines()[-1] == "[]"  # a table's heads never need them; each costs seconds to import

@@ -156,7 +156,7 @@ def test_report_gates_decisions_and_scores_each_depth():
 
 
 def test_cross_validation_fold_scores_apply_the_tree():
-    from tagnet.engine.fit import PhaseResult
+    from tagnet.engine.process import PhaseResult
     from tagnet.training.validation import fold_scores
     tree = Tree(("r", "a", "b"), (-1, 0, 0))
     val = {"targets": np.array([[1, 1, 0], [1, 0, 1], [0, 0, 0], [1, 1, 0]]), "known": np.ones((4, 3), bool),

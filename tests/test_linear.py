@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
-from tagnet.engine.fit import one_torch_thread
+from tagnet.engine.process import one_torch_thread
 from tagnet.engine.linear import fit_logistic, logistic_path
 from tagnet.training.selection import (LINEAR_CS, UNSCALED_CS, cv_folds, linear_candidate, linear_out_of_fold,
                                       linear_scale, screen_folds)

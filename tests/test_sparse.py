@@ -13,7 +13,7 @@ from sklearn.metrics import f1_score
 from tagnet.config.settings import TrainConfig
 from tagnet.config.source import DataSource
 from tagnet.data.feature_table import fit_scaling, read_feature_table, standardize
-from tagnet.engine.fit import one_torch_thread
+from tagnet.engine.process import one_torch_thread
 from tagnet.engine.linear import fit_logistic
 from tagnet.data.label_table import LabelTable
 from tagnet.inference.predictor import Predictor

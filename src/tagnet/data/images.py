@@ -14,17 +14,18 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, TypeVar
+from typing import TYPE_CHECKING, Sequence, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
-
 from tagnet.config.settings import MAX_IMAGE_SIZE
 from tagnet.data.decode import IMAGE_SUFFIXES, decode_image, resolve_image_paths, to_rgb  # noqa: F401 (resolve_image_paths: imported from here)
 from tagnet.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # torchvision is imported where images are augmented: its import alone takes seconds
+    from torchvision.transforms import v2
 
 Chunk, Loaded = TypeVar("Chunk"), TypeVar("Loaded")
 
@@ -215,6 +216,8 @@ def augmentation(name: str) -> v2.Transform | None:
     shifts 20%, horizontal flip), or basic plus RandAugment / TrivialAugment."""
     if name == "none":
         return None
+    from torchvision.transforms import v2
+
     basic = [v2.RandomAffine(degrees=20, translate=(0.2, 0.2)), v2.RandomHorizontalFlip()]
     extra = {"basic": [], "randaugment": [v2.RandAugment()], "trivialaugment": [v2.TrivialAugmentWide()]}
     return v2.Compose(basic + extra[name])

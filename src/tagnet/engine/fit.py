@@ -14,7 +14,6 @@ import time
 from datetime import timedelta
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -30,6 +29,7 @@ from tagnet.config.settings import TrainConfig
 from tagnet.data.images import ensure_free_space
 from tagnet.engine.loggers import RunLoggers
 from tagnet.engine.module import MultiLabelModule
+from tagnet.engine.process import PhaseResult, default_precision, is_main_process, one_torch_thread
 from tagnet.errors import ArtifactError, Interrupted
 from tagnet.training.run_folder import CHECKPOINTS_DIR, EPOCHS_FILE
 
@@ -191,14 +191,6 @@ def _tensor_bytes(value) -> int:
     return 0
 
 
-def is_main_process() -> bool:
-    """True unless this process is a non-zero rank of a distributed run (torchrun, SLURM or Lightning)."""
-    for name in ("RANK", "SLURM_PROCID"):
-        if name in os.environ:
-            return int(os.environ[name]) == 0
-    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
-
-
 def _write_done(ckpt_dir: Path, best: "BestWeights", epochs_run: int) -> None:
     """Mark a phase finished: its best weights (safetensors) and validation outputs (npz, no pickle)."""
     ensure_free_space(ckpt_dir, _tensor_bytes([best.state, best.validation]), "the best epoch's weights")
@@ -231,36 +223,6 @@ class EpochHook(Callback):
             self.hook(trainer.current_epoch + 1, float(trainer.callback_metrics.get(MONITOR, -1.0)))
 
 
-@dataclass
-class PhaseResult:
-    """What one training phase produced: the best epoch's score, epoch and validation outputs."""
-
-    best_score: float
-    best_epoch: int
-    epochs_run: int
-    validation: dict
-    seconds: float
-    is_global_zero: bool = True
-
-
-@contextlib.contextmanager
-def one_torch_thread(enabled: bool = True) -> Iterator[None]:
-    """One intra-op thread while `enabled`: a head on cached features does tiny matrix products that lose more
-    to thread synchronisation than they gain (up to 50x slower per step with 2 threads on a busy 2-core CPU)."""
-    previous = torch.get_num_threads()
-    if enabled:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch (Lightning's seed_everything, quietly)."""
-    L.seed_everything(seed, verbose=False)
-
-
 @contextlib.contextmanager
 def _sigint_kept() -> Iterator[None]:
     """Restore the Ctrl+C handler afterwards: Lightning ignores SIGINT from the first interrupt on."""
@@ -271,15 +233,6 @@ def _sigint_kept() -> Iterator[None]:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-
-
-def default_precision(config: TrainConfig) -> str:
-    """bf16 autocast where the CPU/GPU supports it, else 32-bit."""
-    if config.precision:
-        return config.precision
-    if torch.cuda.is_available() and config.accelerator != "cpu":
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if torch.cpu._is_avx512_bf16_supported() else "32-true"
 
 
 def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: DataLoader, *,

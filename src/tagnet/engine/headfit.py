@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from tagnet.config.settings import TrainConfig
-from tagnet.engine.fit import one_torch_thread
-from tagnet.engine.module import adamw, lr_scheduler
+from tagnet.engine.process import one_torch_thread
+from tagnet.engine.optim import adamw, lr_scheduler
 from tagnet.engine.steps import batch_loss, head_score
 from tagnet.training.losses import make_loss
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any
-
-from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger
+from typing import TYPE_CHECKING, Any
 
 from tagnet.config.settings import TrainConfig
 from tagnet.errors import ConfigError
 from tagnet.training.run_folder import LOGS_DIR, MLFLOW_DIR
+
+if TYPE_CHECKING:  # imported where a logger is made: a run without loggers never loads Lightning
+    from lightning.pytorch.loggers import Logger, MLFlowLogger
 
 EXPERIMENT = "tagnet"
 PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
@@ -36,6 +37,8 @@ class RunLoggers:
 
     def for_phase(self, phase: str) -> list[Logger]:
         """New loggers for one Trainer; each has the resolved settings as hyperparameters."""
+        from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
         loggers: list[Logger] = []
         for name in self.names:
             package = PACKAGES.get(name)
@@ -57,6 +60,8 @@ class RunLoggers:
         return loggers
 
     def _mlflow(self, phase: str) -> MLFlowLogger:
+        from lightning.pytorch.loggers import MLFlowLogger
+
         try:
             logger = MLFlowLogger(experiment_name=EXPERIMENT, run_name=self.run_dir.name, tracking_uri=self.tracking_uri,
                                   run_id=self.mlflow_run_id, prefix="" if phase == SUMMARY else phase)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Sequence
 
@@ -12,6 +11,7 @@ import torch
 from torch import nn
 
 from tagnet.data.images import normalize_batch
+from tagnet.engine.optim import adamw, lr_scheduler
 from tagnet.engine.steps import batch_loss
 
 
@@ -107,20 +107,3 @@ class MultiLabelModule(L.LightningModule):
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def adamw(groups: list[dict], *, weight_decay: float) -> torch.optim.Optimizer:
-    """The optimiser of every training loop: AdamW over parameter `groups` ({"params", "lr"} each)."""
-    return torch.optim.AdamW(groups, lr=groups[0]["lr"], weight_decay=weight_decay)
-
-
-def lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, *, total: int):
-    """The per-step learning-rate schedule of `total` steps: None for "constant"; one-cycle up to each group's lr
-    (with at least 10 steps; fewer get cosine), else cosine decay."""
-    if schedule == "constant":
-        return None
-    total = max(1, total)
-    if schedule == "onecycle" and total >= 10:  # one-cycle needs a few steps per phase; else cosine
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
-                                                   total_steps=total, pct_start=0.3)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))

@@ -8,7 +8,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from tagnet.engine.module import adamw
+from tagnet.engine.optim import adamw
 from tagnet.training.budget import Throughput
 
 

@@ -6,14 +6,12 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
 from tagnet.errors import ModelError
 from tagnet.models.base import BackboneBuild
 from tagnet.models.registry import register_model
-from tagnet.models.timm_backbone import create_timm_backbone
 from tagnet.models.weights import load_backbone_weights, load_state_into, read_state_dict
 
 CLASSIFIER_PREFIX = "classifier"
@@ -69,6 +67,8 @@ def package_state_dict(name: str = "efficientnet_lite0") -> dict[str, torch.Tens
     lite = LITE_MODELS[name]
     path = package_weights_path(name)
     source = read_state_dict(path)
+    import timm  # here, not at the top: see models.registry.list_models
+
     target = timm.create_model(lite.timm_name, pretrained=False).state_dict()
     if len(source) != len(target):
         raise ModelError(f"{path} holds {len(source)} tensors; timm's {lite.timm_name} expects {len(target)} "
@@ -97,6 +97,8 @@ def build_lite(name: str, *, pretrained: bool, weights: Path | None, image_size:
     Weights: the local `weights` file when given, else the package's ImageNet weights when `pretrained`.
     """
     lite = LITE_MODELS[name]
+    from tagnet.models.timm_backbone import create_timm_backbone  # timm: see models.registry.list_models
+
     build = create_timm_backbone(lite.timm_name, image_size=image_size or lite.image_size, mean=MEAN, std=STD)
     if weights is not None:
         load_backbone_weights(build.module, weights, drop_prefixes=(CLASSIFIER_PREFIX,))

@@ -7,13 +7,10 @@ import fnmatch
 from collections.abc import Callable
 from pathlib import Path
 
-import timm
-
 from tagnet.config.settings import MAX_ENSEMBLE, MAX_IMAGE_SIZE, MAX_LABELS
 from tagnet.errors import ModelError
 from tagnet.models.base import BackboneBuild, TagnetModel
 from tagnet.models.fused import SEPARATOR, fuse, member_names
-from tagnet.models.timm_backbone import build_timm_backbone
 
 Builder = Callable[..., BackboneBuild]
 _BUILDERS: dict[str, Builder] = {}
@@ -32,6 +29,8 @@ def register_model(name: str) -> Callable[[Builder], Builder]:
 
 def list_models(pattern: str = "*") -> list[str]:
     """Return tagnet's own model names, then timm's, that match a wildcard `pattern` (e.g. "resnet*")."""
+    import timm  # here, not at the top: a table's model never needs it, and its import alone takes seconds
+
     own = sorted(name for name in _BUILDERS if fnmatch.fnmatchcase(name, pattern))
     return own + [name for name in timm.list_models(pattern) if name not in _BUILDERS]
 
@@ -59,6 +58,9 @@ def _builder(name: str) -> Builder:
         return _fused_builder(member_names(name))
     if name in _BUILDERS:
         return _BUILDERS[name]
+    import timm  # here, not at the top: see list_models
+
+    from tagnet.models.timm_backbone import build_timm_backbone
     if timm.is_model(name):
         architecture, _, tag = name.partition(".")
         tagged = timm.list_pretrained(f"{architecture}.*")

@@ -11,14 +11,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
 from torch import nn
 
 from tagnet.data.split import train_val_splits
-from tagnet.engine import MultiLabelModule, PhaseResult, RunLoggers, default_precision, run_phase, seed_everything
+from tagnet.engine import PhaseResult, default_precision, seed_everything
 from tagnet.errors import ConfigError, DataError
 from tagnet.hierarchy import Tree, load_hierarchy, with_implied_ancestors
 from tagnet.inference.runtime import Spread
@@ -38,6 +38,9 @@ from tagnet.engine.headfit import fit_head, head_probabilities, rows_of
 from tagnet.engine.private import default_delta, fit_private_head
 from tagnet.engine.steps import head_score
 from tagnet.training.privacy import privacy_lines, privacy_record, refuse_unsupported
+
+if TYPE_CHECKING:  # the Lightning adapter is imported where a Lightning phase runs (its import alone takes seconds)
+    from tagnet.engine.loggers import RunLoggers
 from tagnet.training.validation import Slices, ScoreFn, stopping_score, threshold_slice, validation_thresholds
 
 Split = tuple[np.ndarray, np.ndarray]
@@ -105,6 +108,7 @@ class Run:
     def loggers(self) -> RunLoggers:
         """The run's Lightning loggers, made with the settings it trains with."""
         if self._loggers is None:
+            from tagnet.engine.loggers import RunLoggers
             self._loggers = RunLoggers(self.plan.config, self.run_dir)
         return self._loggers
 
@@ -369,6 +373,8 @@ def heads(run: Run) -> None:
                                        run.data.table.known, *run.splits[0], trees=config.forest_trees,
                                        seed=config.seed)]
         return
+    from tagnet.engine.fit import run_phase
+    from tagnet.engine.module import MultiLabelModule
     loss, table = run.loss(), run.data.table
     run.results = []
     for k, (head, (train_rows, val_rows)) in enumerate(zip(head_members(run.model), run.splits)):
@@ -519,6 +525,8 @@ def network_phase(run: Run, name: str, *, lr: float, head_lr: float | None = Non
     epochs = sized_phase(run, name, train_loader, split, after_head=after_head)
     if epochs is None:
         return None
+    from tagnet.engine.fit import run_phase
+    from tagnet.engine.module import MultiLabelModule
     module = MultiLabelModule(run.model, run.loss(), lr=lr, weight_decay=config.weight_decay, schedule=config.schedule,
                               normalize=kind.normalization(run.model),
                               mixup=config.mixup if kind.mixes_network_inputs else 0.0, score=run.stop_score(),
