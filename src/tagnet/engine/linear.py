@@ -14,8 +14,9 @@ BLOCK_CELLS = 1 << 23  # rows x columns of one block's logits (8M cells, 32 MB o
 
 
 class _SparseRows:
-    """A scipy CSR matrix that multiplies torch float32 matrices (scipy's product: two to four times faster than
-    torch's CSR one on these shapes, measured on 0/1 rows of 2% density)."""
+    """A scipy CSR matrix that multiplies torch float32 matrices (scipy's single-threaded product: torch's CSR one
+    is about twice as fast on two idle cores, but its threads stall to 3-4x slower when the cores are busy;
+    benchmarks/RESULTS.md, "A table's fixed cost")."""
 
     def __init__(self, matrix: sp.csr_matrix):
         self.matrix, self.shape = matrix, matrix.shape
