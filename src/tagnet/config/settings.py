@@ -21,8 +21,9 @@ from tagnet.modalities import REGISTRY
 
 MODALITIES = tuple(REGISTRY)
 RUNTIMES = ("auto", "torch", "onnx", "openvino")  # a Predictor's (tagnet.inference.runtime.graph_runtimes)
-RUNTIME_HELP = ("auto (the model.onnx of `tagnet export` on OpenVINO where installed and agreeing with ONNX Runtime on "
-                "the first batch, else on ONNX Runtime; without one PyTorch), torch, onnx (ONNX Runtime) or openvino")
+RUNTIME_HELP = ("auto (the model.onnx of `tagnet export` on ONNX Runtime, else PyTorch; TAGNET_RUNTIME may name "
+                "another), torch, onnx (ONNX Runtime) or openvino (OpenVINO where it agrees with ONNX Runtime on the "
+                "first batch)")
 PRECISIONS = ("64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
               "transformer-engine", "transformer-engine-float16")
 # Bounds on what a user's settings, files and requests can make tagnet allocate.

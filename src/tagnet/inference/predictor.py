@@ -182,7 +182,7 @@ def open_onnx_session(artifact: Artifact, *, runtime: str, onnx_file: str | Path
 
 class GraphRun:
     """An artifact's exported graph run on the first of its runtimes (tagnet.inference.runtime.graph_runtimes) that
-    agrees with ONNX Runtime: a faster one (OpenVINO) is compiled at once and checked on the first batch (and its
+    agrees with ONNX Runtime: one before it (OpenVINO) is compiled at once and checked on the first batch (and its
     first input alone) against ONNX Runtime's session to PARITY_TOLERANCE; one that cannot load the graph, a
     quantised graph (its numbers are ONNX Runtime's) or one that disagrees gives way to ONNX Runtime, said in a
     one-line warning. Graph inputs (N, ...) -> (N, labels) probabilities."""
@@ -194,7 +194,7 @@ class GraphRun:
         self._forward: Forward = self._on_session
         self._unchecked: tuple[str, Forward] | None = None  # a faster runtime, checked on the first batch
         self._lock = threading.Lock()
-        faster = runtimes[:-1]  # those before ONNX Runtime
+        faster = runtimes[:-1]  # those tried before ONNX Runtime
         if faster and QUANTIZATION_KEY in session.get_modelmeta().custom_metadata_map:
             self._warn(f"{NAMES[faster[0]]} not used for a quantised graph (its numbers are ONNX Runtime's)")
             faster = ()
@@ -237,11 +237,11 @@ class Predictor:
     Args:
         artifact: an Artifact or a path to an artifact / run folder.
         batch_size: inputs per forward pass.
-        runtime: "auto" (the artifact folder's model.onnx exported from its weights on the fastest runtime that
-            agrees with ONNX Runtime on the first batch: OpenVINO where installed, else ONNX Runtime; TAGNET_RUNTIME
-            narrows the choice as for frozen outputs; no current model.onnx: PyTorch), "torch", "onnx" (ONNX Runtime)
-            or "openvino" (OpenVINO, ONNX Runtime where it does not agree). `runtime` (the attribute) then says which
-            runs: "torch", "onnx" or "openvino".
+        runtime: "auto" (ONNX Runtime when the artifact folder holds a model.onnx exported from its weights, else
+            PyTorch; TAGNET_RUNTIME may name another, as for frozen outputs), "torch", "onnx" (ONNX Runtime) or
+            "openvino" (OpenVINO, giving way to ONNX Runtime where it does not agree on the first batch); the order is
+            tagnet.inference.runtime.graph_runtimes'. The attribute `runtime` says which runs: "torch", "onnx" or
+            "openvino".
         onnx_file: the ONNX model to run (a path, or a file name inside the artifact folder such as
             model.int8.onnx); default model.onnx in the artifact folder.
         calibrated: apply the artifact's temperature scaling (from `tagnet calibrate`, if any) to the

@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import io
+import itertools
 import os
 import threading
 import warnings
@@ -35,8 +36,13 @@ DEVICE_ENV = "TAGNET_DEVICE"  # auto (a GPU when CUDA is available), cpu, cuda o
 CACHE_ENV = "TAGNET_CACHE_DIR"  # the user's cache folder (default $XDG_CACHE_HOME/tagnet or ~/.cache/tagnet)
 # auto, openvino, onnxruntime or torch: the runtime of frozen forwards on the CPU, and of a Predictor's runtime auto
 RUNTIME_ENV = "TAGNET_RUNTIME"
-# CPU runtimes of an exported graph, fastest first (lite0/lite2 at 2 threads: OpenVINO 0.71-0.80x ONNX Runtime's time)
+# CPU runtimes of a frozen module's exported graph (TorchScript's), fastest first (lite0/lite2 at 2 threads: OpenVINO
+# 0.71-0.80x ONNX Runtime's time)
 GRAPH_RUNTIMES = ("openvino", "onnxruntime")
+# the same for the graph `tagnet export` writes (torch.export's: 105 nodes for Lite0 against TorchScript's 596, which
+# ONNX Runtime runs faster and OpenVINO about as fast): through the Predictor OpenVINO took 0.9-1.6x ONNX Runtime's
+# time, median 1.2x (benchmarks/predictor_runtimes.py, benchmarks/RESULTS.md), so ONNX Runtime comes first
+EXPORTED_RUNTIMES = ("onnxruntime", "openvino")
 # OpenVINO in fp32 (no bf16 on CPUs that have it), for one batch at a time, its threads not pinned to cores (the CPU is
 # shared with image decoding, other processes of a spread, other programs)
 OPENVINO_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
@@ -112,17 +118,17 @@ def installed(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
 
-def cpu_runtimes(requested: str | None = None) -> tuple[str, ...]:
+def cpu_runtimes(requested: str | None = None, *, order: tuple[str, ...] = GRAPH_RUNTIMES) -> tuple[str, ...]:
     """The runtimes to try, in order, for a frozen forward on the CPU: `requested` (default the TAGNET_RUNTIME
-    environment variable, else auto). auto: those of GRAPH_RUNTIMES installed (OpenVINO, then ONNX Runtime), then
-    "torch"; a named runtime: it, then "torch" (eager PyTorch, when its output does not match).
+    environment variable, else auto). auto: those of `order` installed (for frozen graphs OpenVINO, then ONNX Runtime),
+    then "torch"; a named runtime: it, then "torch" (eager PyTorch, when its output does not match).
 
     Raises ConfigError for an unknown name or a named runtime that is not installed."""
     source = RUNTIME_ENV if requested is None else "runtime"
     raw = requested if requested is not None else os.environ.get(RUNTIME_ENV) or "auto"
     value = raw.strip().lower()
     if value == "auto":
-        return (*(name for name in GRAPH_RUNTIMES if installed(name)), "torch")
+        return (*(name for name in order if installed(name)), "torch")
     if value == "torch":
         return ("torch",)
     if value not in GRAPH_RUNTIMES:
@@ -136,11 +142,11 @@ def cpu_runtimes(requested: str | None = None) -> tuple[str, ...]:
 
 def graph_runtimes(requested: str) -> tuple[str, ...]:
     """The runtimes a Predictor runs an artifact's exported graph (model.onnx) on, in the order tried, for its runtime
-    setting `requested` (one of tagnet.config.settings.RUNTIMES): "torch": none (eager PyTorch); "onnx": ONNX Runtime
-    alone; "openvino": OpenVINO, then ONNX Runtime; "auto": the graph runtimes of cpu_runtimes() (TAGNET_RUNTIME, else
-    those installed, fastest first), then ONNX Runtime, or none when TAGNET_RUNTIME is torch or ONNX Runtime is not
-    installed. ONNX Runtime ends every list that has one: it loads the graph, tells the weights it came from and is
-    what a faster runtime must agree with.
+    setting `requested` (one of tagnet.config.settings.RUNTIMES): "torch": none (eager PyTorch); "onnx": ONNX Runtime;
+    "openvino": OpenVINO, then ONNX Runtime; "auto": cpu_runtimes() in EXPORTED_RUNTIMES' order up to ONNX Runtime
+    (TAGNET_RUNTIME's runtime, else ONNX Runtime), or none when that is torch or ONNX Runtime is not installed. ONNX
+    Runtime ends every list that has one: it loads the graph, tells the weights it came from and is what a runtime
+    before it must agree with.
 
     Raises ConfigError for an unknown name (`requested`'s or TAGNET_RUNTIME's) or a runtime asked for (OpenVINO, or
     ONNX Runtime for "onnx" and "openvino") that is not installed."""
@@ -148,13 +154,14 @@ def graph_runtimes(requested: str) -> tuple[str, ...]:
         raise ConfigError(f"runtime is {requested!r}; expected one of {', '.join(RUNTIMES)}")
     if requested == "torch":
         return ()
-    chosen = ("onnxruntime",) if requested == "onnx" else cpu_runtimes(None if requested == "auto" else requested)
+    chosen = ("onnxruntime",) if requested == "onnx" else cpu_runtimes(None if requested == "auto" else requested,
+                                                                       order=EXPORTED_RUNTIMES)
     if not installed("onnxruntime") and requested != "auto":
         raise ConfigError(f"runtime is {requested!r} but onnxruntime is not installed (pip install 'tagnet[serve]'); "
                           "expected auto or torch")
     if chosen == ("torch",) or not installed("onnxruntime"):
         return ()
-    return (*(name for name in chosen if name in GRAPH_RUNTIMES and name != "onnxruntime"), "onnxruntime")
+    return (*itertools.takewhile(lambda name: name not in ("onnxruntime", "torch"), chosen), "onnxruntime")
 
 
 def fastest_forward(module: nn.Module, sample: torch.Tensor,
