@@ -332,8 +332,9 @@ def test_server_answers_json_feature_rows(tabular_run):
     assert too_big.status_code == 413 and "over the limit of 100 bytes" in too_big.json()["detail"]
 
 
-def test_export_tabular_model_to_onnx_with_standardisation_inside(tabular_run, tmp_path):
+def test_export_tabular_model_to_onnx_with_standardisation_inside(tabular_run, tmp_path, monkeypatch):
     import onnxruntime
+    import uvicorn
     from fastapi.testclient import TestClient
 
     from tagnet.inference.export import export_onnx, read_onnx_metadata
@@ -371,6 +372,9 @@ def test_export_tabular_model_to_onnx_with_standardisation_inside(tabular_run, t
         answer = client.post("/predict", json={"rows": rows[1:3].tolist()}).json()["predictions"]
         assert answer[0]["probabilities"]["a"] == pytest.approx(float(raw[1, 0]), abs=1e-4)
         assert client.get("/health").json()["runtime"] == runtime
+    monkeypatch.setattr(uvicorn, "run", lambda app, **where: None)  # `tagnet serve` up to listening
+    started = runner.invoke(app, ["serve", str(folder), "--runtime", "openvino", "--port", "0"])
+    assert started.exit_code == 0 and f"serving {folder} on http://127.0.0.1:0/ (runtime openvino;" in started.output
 
 
 def test_tune_searches_a_feature_table(tabular_run, tmp_path):
