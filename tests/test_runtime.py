@@ -277,3 +277,15 @@ def test_the_predictors_graph_runs_on_onnx_runtime_unless_another_is_named(monke
         graph_runtimes("onnx")
     with pytest.raises(ConfigError, match="runtime is 'gpu'; expected one of auto, torch, onnx, openvino"):
         graph_runtimes("gpu")
+
+
+@pytest.mark.parametrize("name", INSTALLED)
+def test_each_runner_takes_a_graph_as_bytes_or_a_file_and_gives_an_output_by_index_or_name(name, tmp_path):
+    module, batch = small_cnn(), torch.randn(3, 3, 16, 16)
+    path = tmp_path / "graph.onnx"
+    torch.onnx.export(module, (batch,), str(path), input_names=["input"], output_names=["features"],
+                      dynamic_axes={"input": {0: "batch"}}, opset_version=runtime.OPSET, dynamo=False)
+    with torch.inference_mode():
+        want = module(batch)
+    for forward in (runtime.RUNNERS[name](path.read_bytes()), runtime.RUNNERS[name](str(path), "features")):
+        assert forward(batch).shape == (3, 8) and float((forward(batch) - want).abs().max()) <= PARITY_TOLERANCE
