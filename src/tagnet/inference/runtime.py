@@ -40,7 +40,7 @@ RUNTIME_ENV = "TAGNET_RUNTIME"
 # 0.71-0.80x ONNX Runtime's time)
 GRAPH_RUNTIMES = ("openvino", "onnxruntime")
 # the same for the graph `tagnet export` writes (torch.export's: 105 nodes for Lite0 against TorchScript's 596, which
-# ONNX Runtime runs faster and OpenVINO about as fast): through the Predictor OpenVINO took 0.9-1.6x ONNX Runtime's
+# ONNX Runtime runs faster and OpenVINO about as fast): through the Predictor OpenVINO took 0.8-1.6x ONNX Runtime's
 # time, median 1.2x (benchmarks/predictor_runtimes.py, benchmarks/RESULTS.md), so ONNX Runtime comes first
 EXPORTED_RUNTIMES = ("onnxruntime", "openvino")
 # OpenVINO in fp32 (no bf16 on CPUs that have it), for one batch at a time, its threads not pinned to cores (the CPU is
