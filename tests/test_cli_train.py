@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from tagnet.cli import app, main
 from tagnet.config.settings import TrainConfig
 from tagnet.demo import run_demo
+from tagnet.inference import runtime
 
 runner = CliRunner()
 
@@ -95,8 +96,21 @@ def test_predict_runtime_choice(tiny_run, synthetic_data, monkeypatch, capsys):
     image = str(synthetic_data.images_dir / "00000.png")
     result = runner.invoke(app, ["predict", str(tiny_run.run_dir), image, "--runtime", "torch"])
     assert result.exit_code == 0, result.output
-    monkeypatch.setattr(sys, "argv", ["tagnet", "predict", str(tiny_run.run_dir), image, "--runtime", "onnx"])
+    for name in ("onnx", "openvino"):  # no model.onnx in the run
+        monkeypatch.setattr(sys, "argv", ["tagnet", "predict", str(tiny_run.run_dir), image, "--runtime", name])
+        with pytest.raises(SystemExit) as stop:
+            main()
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "model.onnx does not exist" in err and "Traceback" not in err
+    monkeypatch.setattr(sys, "argv", ["tagnet", "predict", str(tiny_run.run_dir), image, "--runtime", "tensorrt"])
     with pytest.raises(SystemExit) as stop:
         main()
     err = capsys.readouterr().err
-    assert stop.value.code == 2 and "model.onnx" in err and "Traceback" not in err
+    assert stop.value.code == 2 and "expected one of auto, torch, onnx, openvino" in err and "Traceback" not in err
+    monkeypatch.setattr(runtime, "installed", lambda package: package != "openvino")  # without the speed extra
+    monkeypatch.setattr(sys, "argv", ["tagnet", "predict", str(tiny_run.run_dir), image, "--runtime", "openvino"])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "error: runtime is 'openvino' but openvino is not installed (pip install 'tagnet[speed]')" in err

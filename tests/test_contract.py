@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tagnet.cli import app
 from tagnet.config.settings import TrainConfig, parse_duration
 from tagnet.config.source import DataSource
 from tagnet.errors import ConfigError
+from tagnet.inference.runtime import RUNTIME_ENV
 from tagnet.modalities.codecs import RequestCodec
 from tagnet.modalities.onnx_specs import OnnxSpec
 from tagnet.serve.app import STATIC_DIR
@@ -154,14 +156,25 @@ def test_server_batches_and_answers_like_the_predictor(case):
         assert client.post("/predict", content=b"{", headers={"content-type": "application/json"}).status_code == 400
 
 
-def test_export_gives_the_same_probabilities_on_onnx_runtime(case, tmp_path):
+def test_export_gives_the_same_probabilities_on_onnx_runtime_and_openvino(case, tmp_path, monkeypatch):
     name, made, run = case
+    monkeypatch.delenv(RUNTIME_ENV, raising=False)
     artifact = Path(shutil.copytree(run / "artifact", tmp_path / "artifact"))
     report = tagnet.export_onnx(artifact)
     assert report.parity_max_abs_diff <= 1e-4
+    forest = tagnet.load_artifact(artifact).meta["model"].get("head") == "forest"  # the table's choice here
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        on_openvino = tagnet.Predictor(artifact, runtime="openvino")
     on_onnx, on_torch = tagnet.Predictor(artifact), tagnet.Predictor(artifact, runtime="torch")
     assert on_onnx.runtime == "onnx"
-    np.testing.assert_allclose(on_onnx.predict_proba(made.items), on_torch.predict_proba(made.items), atol=1e-4)
+    probs = on_onnx.predict_proba(made.items)
+    np.testing.assert_allclose(on_openvino.predict_proba(made.items), probs, atol=1e-4)
+    np.testing.assert_allclose(probs, on_torch.predict_proba(made.items), atol=1e-4)
+    assert on_openvino.runtime == ("onnx" if forest else "openvino")  # OpenVINO has no ONNX-ML trees: said once
+    assert [str(w.message) for w in said if "OpenVINO" in str(w.message)] == [
+        "model.onnx: OpenVINO failed on it (RuntimeError: -- No conversion rule found for operations: "
+        "ai.onnx.ml.TreeEnsembleRegressor); running ONNX Runtime"] * forest
 
 
 def test_resume_of_a_finished_run_gives_the_same_report(case):

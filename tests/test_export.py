@@ -1,4 +1,5 @@
-"""ONNX export: checked graph with metadata and dynamic batch, parity with PyTorch, int8, ONNX Runtime predictor."""
+"""ONNX export: checked graph with metadata and dynamic batch, parity with PyTorch, int8, the predictor on OpenVINO or
+ONNX Runtime."""
 
 import shutil
 import sys
@@ -10,6 +11,7 @@ import onnxruntime
 import pytest
 import torch
 
+from tagnet.inference import runtime
 from tagnet.inference.artifact import load_artifact, save_artifact
 from tagnet.cli import main
 from tagnet.errors import ArtifactError, ConfigError, ModelError
@@ -17,6 +19,7 @@ from tagnet.evaluation.evaluate import evaluate
 from tagnet.inference.export import PARITY_TOLERANCE, export_onnx, read_onnx_metadata
 from tagnet.models import create_model
 from tagnet.inference.predictor import Predictor
+from tagnet.inference.runtime import RUNTIME_ENV
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +66,79 @@ def test_graph_outputs_probabilities_for_any_batch_size(exported):
         assert ((got > 0) & (got < 1)).all()
 
 
-def test_predictor_picks_onnx_runtime_with_the_same_results(exported, synthetic_data):
+def test_predictor_runs_the_graph_on_onnx_runtime_or_openvino_with_the_same_results(exported, synthetic_data,
+                                                                                    monkeypatch):
+    monkeypatch.delenv(RUNTIME_ENV, raising=False)
     folder, _ = exported
     paths = sorted(synthetic_data.images_dir.iterdir())[:20]
-    on_onnx, on_torch = Predictor(folder), Predictor(folder, runtime="torch")
-    assert (on_onnx.runtime, on_torch.runtime) == ("onnx", "torch")
-    a, b = on_onnx.predict_paths(paths), on_torch.predict_paths(paths)
-    probs_a = np.array([[p.probabilities[n] for n in a.label_names] for p in a])
-    probs_b = np.array([[p.probabilities[n] for n in b.label_names] for p in b])
-    np.testing.assert_allclose(probs_a, probs_b, atol=1e-4)
-    assert [p.labels for p in a] == [p.labels for p in b]
+    on_ort, on_openvino = Predictor(folder, batch_size=8), Predictor(folder, batch_size=8, runtime="openvino")
+    on_torch = Predictor(folder, runtime="torch")
+    assert (on_ort.runtime, on_openvino.runtime, on_torch.runtime) == ("onnx", "openvino", "torch")
+    a, b, c = on_ort.predict_paths(paths), on_openvino.predict_paths(paths), on_torch.predict_paths(paths)
+    assert on_openvino.runtime == "openvino"  # batches of 8, 8 and 4: the batch axis is dynamic on every runtime
+    np.testing.assert_allclose(b.probs, a.probs, atol=1e-4)
+    np.testing.assert_allclose(a.probs, c.probs, atol=1e-4)
+    assert [p.labels for p in a] == [p.labels for p in b] == [p.labels for p in c]
+    assert np.abs(a.probs - b.probs).max() > 0  # OpenVINO's own numbers, not ONNX Runtime's
+
+
+def test_the_runtime_environment_variable_names_the_predictors_runtime_under_auto(exported, monkeypatch):
+    folder, _ = exported
+    for chosen, expected in [("onnxruntime", "onnx"), ("torch", "torch"), ("openvino", "openvino"), ("auto", "onnx")]:
+        monkeypatch.setenv(RUNTIME_ENV, chosen)
+        assert Predictor(folder).runtime == expected, chosen
+        assert Predictor(folder, runtime="onnx").runtime == "onnx"  # a runtime named to the Predictor wins
+    monkeypatch.setenv(RUNTIME_ENV, "tensorrt")
+    with pytest.raises(ConfigError, match="TAGNET_RUNTIME is 'tensorrt'; expected auto, openvino, onnxruntime or torch"):
+        Predictor(folder)
+    monkeypatch.delenv(RUNTIME_ENV)
+    monkeypatch.setattr(runtime, "installed", lambda package: package != "openvino")  # without the speed extra
+    assert Predictor(folder).runtime == "onnx"
+    with pytest.raises(ConfigError, match=r"runtime is 'openvino' but openvino is not installed \(pip install"):
+        Predictor(folder, runtime="openvino")
+
+
+def _off(graph, output):
+    """A runtime whose answers are wrong (0.5 everywhere, the right shape)."""
+    return lambda batch: torch.full((len(batch), 5), 0.5)
+
+
+def _unloadable(graph, output):
+    raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:84:\n-- No conversion rule found for operations: "
+                       "ai.onnx.ml.TreeEnsembleRegressor\n")
+
+
+def test_a_faster_runtime_that_disagrees_or_fails_gives_way_to_onnx_runtime(exported, synthetic_data, monkeypatch):
+    monkeypatch.setenv(RUNTIME_ENV, "openvino")  # tried first whatever is installed (runner replaced below)
+    monkeypatch.setattr(runtime, "installed", lambda package: True)
+    folder, _ = exported
+    paths = sorted(synthetic_data.images_dir.iterdir())[:6]
+    want = Predictor(folder, runtime="onnx").predict_proba(paths)
+    monkeypatch.setitem(runtime.RUNNERS, "openvino", _off)
+    predictor = Predictor(folder)
+    assert predictor.runtime == "openvino"  # until its first batch
+    with pytest.warns(UserWarning, match=r"model.onnx: OpenVINO output differs from ONNX Runtime by 0\.\d+ \(more than "
+                                         r"0.0001\); running ONNX Runtime"):
+        got = predictor.predict_proba(paths)
+    assert predictor.runtime == "onnx"
+    np.testing.assert_array_equal(got, want)  # the first batch too is ONNX Runtime's
+    monkeypatch.setitem(runtime.RUNNERS, "openvino", _unloadable)
+    with pytest.warns(UserWarning, match=r"model.onnx: OpenVINO failed on it \(RuntimeError: -- No conversion rule found "
+                                         r"for operations: ai.onnx.ml.TreeEnsembleRegressor\); running ONNX Runtime"):
+        predictor = Predictor(folder, runtime="openvino")
+    assert predictor.runtime == "onnx"
+    np.testing.assert_array_equal(predictor.predict_proba(paths), want)
+
+
+def test_an_int8_graph_runs_on_onnx_runtime_whose_numbers_it_has(exported, synthetic_data):
+    folder, _ = exported
+    paths = sorted(synthetic_data.images_dir.iterdir())[:6]
+    with pytest.warns(UserWarning, match="model.int8.onnx: OpenVINO not used for a quantised graph .* running ONNX "
+                                         "Runtime"):
+        predictor = Predictor(folder, runtime="openvino", onnx_file="model.int8.onnx")
+    assert predictor.runtime == "onnx"
+    np.testing.assert_array_equal(predictor.predict_proba(paths),
+                                  Predictor(folder, runtime="onnx", onnx_file="model.int8.onnx").predict_proba(paths))
 
 
 def test_quantized_model_and_map_change_on_validation_data(exported, synthetic_data):
@@ -104,16 +170,21 @@ def test_stale_onnx_model_is_never_used(exported, tmp_path):
         assert Predictor(folder).runtime == "torch"
 
 
-def test_runtime_errors(tiny_run, tmp_path):
-    with pytest.raises(ConfigError, match="runtime is 'tensorrt'; expected one of auto, torch, onnx"):
+def test_runtime_errors(tiny_run, tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="runtime is 'tensorrt'; expected one of auto, torch, onnx, openvino"):
         Predictor(tiny_run.artifact_dir, runtime="tensorrt")
-    with pytest.raises(ArtifactError, match="model.onnx does not exist; run `tagnet export"):
-        Predictor(tiny_run.artifact_dir, runtime="onnx")
+    for name in ("onnx", "openvino"):
+        with pytest.raises(ArtifactError, match="model.onnx does not exist; run `tagnet export"):
+            Predictor(tiny_run.artifact_dir, runtime=name)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert Predictor(tiny_run.artifact_dir).runtime == "torch"
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
+    with monkeypatch.context() as patched:
+        patched.setattr(runtime, "installed", lambda package: package != "onnxruntime")
+        with pytest.raises(ConfigError, match="runtime is 'openvino' but onnxruntime is not installed"):
+            Predictor(tiny_run.artifact_dir, runtime="openvino", onnx_file=bad)
     with pytest.raises(ArtifactError, match="cannot be loaded by ONNX Runtime"):
         Predictor(tiny_run.artifact_dir, runtime="onnx", onnx_file=bad)
 

@@ -13,7 +13,7 @@ from tagnet.errors import ConfigError
 from tagnet.inference import runtime
 from tagnet.inference.runtime import (CACHE_ENV, DEVICE_ENV, GPU_TOLERANCE, GRAPH_RUNTIMES, PARITY_TOLERANCE,
                                      RUNTIME_ENV, Spread, choose_device, chosen_runtime, cpu_runtimes, device_forward,
-                                     fastest_forward, graph_path, inference_device, installed)
+                                     fastest_forward, graph_path, graph_runtimes, inference_device, installed)
 
 INSTALLED = [name for name in GRAPH_RUNTIMES if installed(name)]  # the serve/trees extras bring onnxruntime, speed openvino
 
@@ -260,3 +260,32 @@ def test_no_agreeing_precision_means_the_cpu_path():
     module, batch = Noisy().eval(), torch.randn(2, 3, 8, 8)
     with pytest.warns(UserWarning, match="in every precision .more than 0.001.; running on the CPU"):
         assert device_forward(module, batch, torch.device("cpu"), in_place=True) is None
+
+
+def test_the_predictors_graph_runs_on_onnx_runtime_unless_another_is_named(monkeypatch):
+    monkeypatch.delenv(RUNTIME_ENV, raising=False)
+    monkeypatch.setattr(runtime, "installed", lambda package: True)
+    assert [graph_runtimes(name) for name in ("auto", "torch", "onnx", "openvino")] == [
+        ("onnxruntime",), (), ("onnxruntime",), ("openvino", "onnxruntime")]
+    for named, expected in [("openvino", ("openvino", "onnxruntime")), ("onnxruntime", ("onnxruntime",)), ("torch", ())]:
+        monkeypatch.setenv(RUNTIME_ENV, named)
+        assert graph_runtimes("auto") == expected and graph_runtimes("onnx") == ("onnxruntime",)
+    monkeypatch.delenv(RUNTIME_ENV)
+    monkeypatch.setattr(runtime, "installed", lambda package: package == "openvino")
+    assert graph_runtimes("auto") == ()  # no ONNX Runtime: eager PyTorch, as before
+    with pytest.raises(ConfigError, match="runtime is 'onnx' but onnxruntime is not installed"):
+        graph_runtimes("onnx")
+    with pytest.raises(ConfigError, match="runtime is 'gpu'; expected one of auto, torch, onnx, openvino"):
+        graph_runtimes("gpu")
+
+
+@pytest.mark.parametrize("name", INSTALLED)
+def test_each_runner_takes_a_graph_as_bytes_or_a_file_and_gives_an_output_by_index_or_name(name, tmp_path):
+    module, batch = small_cnn(), torch.randn(3, 3, 16, 16)
+    path = tmp_path / "graph.onnx"
+    torch.onnx.export(module, (batch,), str(path), input_names=["input"], output_names=["features"],
+                      dynamic_axes={"input": {0: "batch"}}, opset_version=runtime.OPSET, dynamo=False)
+    with torch.inference_mode():
+        want = module(batch)
+    for forward in (runtime.RUNNERS[name](path.read_bytes()), runtime.RUNNERS[name](str(path), "features")):
+        assert forward(batch).shape == (3, 8) and float((forward(batch) - want).abs().max()) <= PARITY_TOLERANCE

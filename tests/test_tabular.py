@@ -332,8 +332,9 @@ def test_server_answers_json_feature_rows(tabular_run):
     assert too_big.status_code == 413 and "over the limit of 100 bytes" in too_big.json()["detail"]
 
 
-def test_export_tabular_model_to_onnx_with_standardisation_inside(tabular_run, tmp_path):
+def test_export_tabular_model_to_onnx_with_standardisation_inside(tabular_run, tmp_path, monkeypatch):
     import onnxruntime
+    import uvicorn
     from fastapi.testclient import TestClient
 
     from tagnet.inference.export import export_onnx, read_onnx_metadata
@@ -359,10 +360,21 @@ def test_export_tabular_model_to_onnx_with_standardisation_inside(tabular_run, t
     got = json.loads(out.read_text())["predictions"]
     assert [p["labels"] for p in got] == [p["labels"] for p in expected]
     assert got[5]["probabilities"] == pytest.approx(expected[5]["probabilities"], abs=1e-5)
-    client = TestClient(create_app(Predictor(folder)))
-    assert client.get("/health").json()["runtime"] == "onnx"
-    answer = client.post("/predict", json={"rows": rows[1:3].tolist()}).json()["predictions"]
-    assert answer[0]["probabilities"]["a"] == pytest.approx(float(raw[1, 0]), abs=1e-6)
+    on_openvino = Predictor(folder, runtime="openvino")  # the same graph, NaN handling included
+    np.testing.assert_allclose(on_openvino.predict_proba(rows), raw, atol=1e-4)
+    assert on_openvino.runtime == "openvino"
+    done = runner.invoke(app, ["predict", str(folder), str(test), "--runtime", "openvino", "--output", str(out)])
+    assert done.exit_code == 0, done.output
+    got = json.loads(out.read_text())["predictions"]
+    assert got[5]["probabilities"] == pytest.approx(expected[5]["probabilities"], abs=1e-4)
+    for name, runtime in [("auto", "onnx"), ("openvino", "openvino")]:
+        client = TestClient(create_app(Predictor(folder, runtime=name)))
+        answer = client.post("/predict", json={"rows": rows[1:3].tolist()}).json()["predictions"]
+        assert answer[0]["probabilities"]["a"] == pytest.approx(float(raw[1, 0]), abs=1e-4)
+        assert client.get("/health").json()["runtime"] == runtime
+    monkeypatch.setattr(uvicorn, "run", lambda app, **where: None)  # `tagnet serve` up to listening
+    started = runner.invoke(app, ["serve", str(folder), "--runtime", "openvino", "--port", "0"])
+    assert started.exit_code == 0 and f"serving {folder} on http://127.0.0.1:0/ (runtime openvino;" in started.output
 
 
 def test_tune_searches_a_feature_table(tabular_run, tmp_path):

@@ -20,7 +20,10 @@ from tagnet.errors import ConfigError
 from tagnet.modalities import REGISTRY
 
 MODALITIES = tuple(REGISTRY)
-RUNTIMES = ("auto", "torch", "onnx")
+RUNTIMES = ("auto", "torch", "onnx", "openvino")  # a Predictor's (tagnet.inference.runtime.graph_runtimes)
+RUNTIME_HELP = ("auto (the model.onnx of `tagnet export` on ONNX Runtime, else PyTorch; TAGNET_RUNTIME may name "
+                "another), torch, onnx (ONNX Runtime) or openvino (OpenVINO where it agrees with ONNX Runtime on the "
+                "first batch)")
 PRECISIONS = ("64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
               "transformer-engine", "transformer-engine-float16")
 # Bounds on what a user's settings, files and requests can make tagnet allocate.
@@ -417,8 +420,7 @@ class PredictSettings:
 
     batch_size: int = _setting(32, "inputs per model call", flag="--batch-size",
                                constraint=Interval(1, MAX_BATCH_SIZE))
-    runtime: str = _setting("auto", "auto (ONNX Runtime when the artifact has a model.onnx from `tagnet export`), "
-                                    "torch or onnx", flag="--runtime", constraint=Options(RUNTIMES))
+    runtime: str = _setting("auto", RUNTIME_HELP, flag="--runtime", constraint=Options(RUNTIMES))
     devices: str = _setting(**{**_PROCESSES["devices"], "help": "Lightning devices (a count or auto) sharing a "
                                                                  "streamed --output with --strategy ddp"})
     strategy: str = _setting(**{**_PROCESSES["strategy"], "help": "auto (one process) or ddp (--devices processes "
@@ -432,8 +434,7 @@ class ServeSettings:
 
     host: str = _setting("127.0.0.1", "address to listen on (0.0.0.0 for every interface)", flag="--host")
     port: int = _setting(8000, "port to listen on", flag="--port", constraint=Interval(0, 65535))
-    runtime: str = _setting("auto", "auto (ONNX Runtime when the artifact has a model.onnx), torch or onnx",
-                            flag="--runtime", constraint=Options(RUNTIMES))
+    runtime: str = _setting("auto", RUNTIME_HELP, flag="--runtime", constraint=Options(RUNTIMES))
     batch_size: int = _setting(32, "most inputs per model call", flag="--batch-size",
                                constraint=Interval(1, MAX_BATCH_SIZE))
     batch_window_ms: float = _setting(5.0, "how long to wait for more requests to batch with the first",

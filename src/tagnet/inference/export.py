@@ -19,7 +19,8 @@ from tagnet.errors import ConfigError, ModelError
 from tagnet.evaluation.evaluate import evaluate
 from tagnet.files import atomic_write
 from tagnet.modalities.onnx_specs import OnnxGraph
-from tagnet.inference.predictor import ONNX_FILE, ONNX_OUTPUT, WEIGHTS_DIGEST_KEY, Predictor, weights_sha256
+from tagnet.inference.predictor import (ONNX_FILE, ONNX_OUTPUT, QUANTIZATION_KEY, WEIGHTS_DIGEST_KEY, Predictor,
+                                       weights_sha256)
 
 try:
     import onnx
@@ -150,7 +151,7 @@ def _quantize(proto: onnx.ModelProto, metadata: dict[str, str], *, symbolic_shap
         # inference (kept) is enough for dynamic quantisation
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=not symbolic_shapes)
         quantize_dynamic(prepared, quantized, weight_type=QuantType.QInt8)
-        return _with_metadata(onnx.load(str(quantized)), {**metadata, "quantization": "int8 dynamic (onnxruntime)"})
+        return _with_metadata(onnx.load(str(quantized)), {**metadata, QUANTIZATION_KEY: "int8 dynamic (onnxruntime)"})
 
 
 def export_onnx(

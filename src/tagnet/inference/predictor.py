@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import io
 import json
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,14 +17,15 @@ import torch
 
 from tagnet import modalities
 from tagnet.inference.artifact import WEIGHTS_FILE, Artifact, load_artifact
-from tagnet.inference.runtime import Forward, device_forward, inference_device, ort_session_options
-from tagnet.config.settings import RUNTIMES
-from tagnet.errors import ArtifactError, ConfigError, DataError
+from tagnet.inference.runtime import (NAMES, RUNNERS, Forward, agreeing_runtime, device_forward, failure_note,
+                                     graph_runtimes, inference_device, ort_session_options)
+from tagnet.errors import ArtifactError, DataError
 from tagnet.decisions.chain import calibrated_probabilities, decided, model_probabilities
 
 ONNX_FILE = "model.onnx"
 ONNX_OUTPUT = "probabilities"
 WEIGHTS_DIGEST_KEY = "weights_sha256"
+QUANTIZATION_KEY = "quantization"  # in the metadata of a quantised export: how (its numbers are ONNX Runtime's)
 OUTPUT_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl")
 
 
@@ -139,19 +140,24 @@ def weights_sha256(artifact: Artifact) -> str:
     return digest.hexdigest()
 
 
-def open_onnx_session(artifact: Artifact, *, runtime: str, onnx_file: str | Path | None):
-    """An ONNX Runtime session for `runtime` "onnx", or "auto" when a current model.onnx exists; else None.
-
-    Raises ConfigError for an unknown runtime, and ArtifactError when "onnx" is asked for and the file is
-    missing, unreadable or from other weights.
-    """
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"runtime is {runtime!r}; expected one of {', '.join(RUNTIMES)}")
+def onnx_path(artifact: Artifact, onnx_file: str | Path | None) -> Path:
+    """The ONNX model a Predictor runs: `onnx_file` (a path, or a file name inside the artifact folder), default
+    model.onnx in the artifact folder."""
     path = Path(onnx_file) if onnx_file is not None else artifact.path / ONNX_FILE
     if onnx_file is not None and not path.is_absolute() and not path.exists():
         path = artifact.path / path
-    usable = path.is_file() and importlib.util.find_spec("onnxruntime") is not None
-    if runtime == "torch" or (runtime == "auto" and not usable):
+    return path
+
+
+def open_onnx_session(artifact: Artifact, *, runtime: str, onnx_file: str | Path | None):
+    """An ONNX Runtime session for `runtime` "onnx" or "openvino" (OpenVINO is checked against it), or "auto" when a
+    current model.onnx exists; else None (also where graph_runtimes gives none: TAGNET_RUNTIME torch, no ONNX Runtime).
+
+    Raises ConfigError for an unknown runtime or one asked for that is not installed (graph_runtimes), and
+    ArtifactError when "onnx" or "openvino" is asked for and the file is missing, unreadable or from other weights.
+    """
+    path = onnx_path(artifact, onnx_file)
+    if not graph_runtimes(runtime) or (runtime == "auto" and not path.is_file()):
         return None
     if not path.is_file():
         raise ArtifactError(f"ONNX model {path} does not exist; run `tagnet export {artifact.path}` first, "
@@ -167,11 +173,62 @@ def open_onnx_session(artifact: Artifact, *, runtime: str, onnx_file: str | Path
     if exported_from != weights_sha256(artifact):
         message = (f"ONNX model {path} was exported from other weights than {artifact.path / WEIGHTS_FILE} "
                    f"({WEIGHTS_DIGEST_KEY} {exported_from!r} differs); re-run `tagnet export {artifact.path}`")
-        if runtime == "onnx":
+        if runtime != "auto":
             raise ArtifactError(message)
         warnings.warn(message + "; using PyTorch meanwhile", stacklevel=3)
         return None
     return session
+
+
+class GraphRun:
+    """An artifact's exported graph run on the first of its runtimes (tagnet.inference.runtime.graph_runtimes) that
+    agrees with ONNX Runtime: one before it (OpenVINO) is compiled at once and checked on the first batch (and its
+    first input alone) against ONNX Runtime's session to PARITY_TOLERANCE; one that cannot load the graph, a
+    quantised graph (its numbers are ONNX Runtime's) or one that disagrees gives way to ONNX Runtime, said in a
+    one-line warning. Graph inputs (N, ...) -> (N, labels) probabilities."""
+
+    def __init__(self, session, path: Path, runtimes: tuple[str, ...]) -> None:
+        self.session, self.path = session, path
+        self.input_name = session.get_inputs()[0].name
+        self.runtime = "onnx"  # the Predictor's name of ONNX Runtime
+        self._forward: Forward = self._on_session
+        self._unchecked: tuple[str, Forward] | None = None  # a faster runtime, checked on the first batch
+        self._lock = threading.Lock()
+        faster = runtimes[:-1]  # those tried before ONNX Runtime
+        if faster and QUANTIZATION_KEY in session.get_modelmeta().custom_metadata_map:
+            self._warn(f"{NAMES[faster[0]]} not used for a quantised graph (its numbers are ONNX Runtime's)")
+            faster = ()
+        for name in faster:
+            try:
+                self._unchecked, self.runtime = (name, RUNNERS[name](str(path), ONNX_OUTPUT)), name
+                break
+            except Exception as exc:  # an operation the runtime lacks (a forest's ONNX-ML trees), a file it cannot read
+                self._warn(failure_note(name, exc))
+
+    def __call__(self, inputs: torch.Tensor) -> np.ndarray:
+        """(N, labels) probabilities of a batch of graph inputs; the first batch also settles the runtime."""
+        if self._unchecked is not None:
+            with self._lock:
+                if self._unchecked is not None:
+                    self._settle(inputs)
+        return self._forward(inputs.contiguous()).numpy()
+
+    def _settle(self, inputs: torch.Tensor) -> None:
+        name, forward = self._unchecked
+        checks = [inputs.contiguous(), inputs[:1].contiguous()]
+        chosen, _, notes = agreeing_runtime(self._on_session, {name: lambda: forward}, checks, against="ONNX Runtime")
+        if chosen is None:
+            self._warn("; ".join(notes))
+            self.runtime = "onnx"
+        else:
+            self._forward = forward
+        self._unchecked = None
+
+    def _on_session(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run([ONNX_OUTPUT], {self.input_name: inputs.numpy()})[0])
+
+    def _warn(self, note: str) -> None:
+        warnings.warn(f"{self.path.name}: {note}; running ONNX Runtime", stacklevel=4)
 
 
 class Predictor:
@@ -180,8 +237,11 @@ class Predictor:
     Args:
         artifact: an Artifact or a path to an artifact / run folder.
         batch_size: inputs per forward pass.
-        runtime: "auto" (ONNX Runtime when the artifact folder holds a model.onnx exported from its
-            weights, else PyTorch), "torch" or "onnx".
+        runtime: "auto" (ONNX Runtime when the artifact folder holds a model.onnx exported from its weights, else
+            PyTorch; TAGNET_RUNTIME may name another, as for frozen outputs), "torch", "onnx" (ONNX Runtime) or
+            "openvino" (OpenVINO, giving way to ONNX Runtime where it does not agree on the first batch); the order is
+            tagnet.inference.runtime.graph_runtimes'. The attribute `runtime` says which runs: "torch", "onnx" or
+            "openvino".
         onnx_file: the ONNX model to run (a path, or a file name inside the artifact folder such as
             model.int8.onnx); default model.onnx in the artifact folder.
         calibrated: apply the artifact's temperature scaling (from `tagnet calibrate`, if any) to the
@@ -190,7 +250,8 @@ class Predictor:
             torch.device; default the TAGNET_DEVICE environment variable, else auto (tagnet.inference.runtime). On a
             GPU, runtime "auto" runs PyTorch there (bf16 when it agrees with the CPU to 1e-3 on the first batch).
     Raises:
-        ConfigError: unknown runtime or device. ArtifactError: runtime "onnx" without a usable ONNX model.
+        ConfigError: unknown runtime or device, or a runtime asked for that is not installed. ArtifactError: runtime
+            "onnx" or "openvino" without a usable ONNX model.
     """
 
     def __init__(self, artifact: Artifact | str | Path, *, batch_size: int = 32, runtime: str = "auto",
@@ -205,10 +266,11 @@ class Predictor:
         if self.modality.normalization(self.model) is not None:  # image batches arrive channels-last
             self.model = self.model.to(memory_format=torch.channels_last)
         self.device = inference_device(device)
-        gpu_first = runtime == "auto" and self.device.type != "cpu"  # ONNX Runtime here runs on the CPU only
-        self.session = open_onnx_session(self.artifact, runtime="torch" if gpu_first else runtime, onnx_file=onnx_file)
-        self.runtime = "torch" if self.session is None else "onnx"
-        self.input_name = next(iter(self.session.get_inputs())).name if self.session is not None else None
+        if runtime == "auto" and self.device.type != "cpu":  # the graph runtimes here run on the CPU only
+            runtime = "torch"
+        self.session = open_onnx_session(self.artifact, runtime=runtime, onnx_file=onnx_file)
+        self.graph = None if self.session is None else GraphRun(self.session, onnx_path(self.artifact, onnx_file),
+                                                                graph_runtimes(runtime))
         self._forward: Forward | None = None  # the model on self.device, chosen on the first batch
 
     def to(self, device: str | torch.device) -> Predictor:
@@ -219,6 +281,12 @@ class Predictor:
         return self
 
     @property
+    def runtime(self) -> str:
+        """What runs the model: "torch", or the exported graph's runtime, "onnx" (ONNX Runtime) or "openvino" (from
+        the first batch on, where OpenVINO disagrees with ONNX Runtime: "onnx")."""
+        return "torch" if self.graph is None else self.graph.runtime
+
+    @property
     def label_names(self) -> list[str]:
         return self.artifact.label_names
 
@@ -226,19 +294,19 @@ class Predictor:
     def run(self, inputs: torch.Tensor) -> np.ndarray:
         """One batch of model inputs (normalised images, token ids, feature rows) -> (N, labels) probabilities
         (calibrated when the predictor is; under a hierarchy made consistent last: tagnet.hierarchy.tree.RULE)."""
-        if self.session is None and self.device.type != "cpu" and self._forward is None:
+        if self.graph is None and self.device.type != "cpu" and self._forward is None:
             chosen = device_forward(self.model, inputs, self.device, in_place=True)
             if chosen is None:  # no GPU precision agrees with the CPU (said in a warning)
                 self.device = torch.device("cpu")
             else:
                 self._forward = chosen[1]
-        if self.session is None:
+        if self.graph is None:
             logits = self.model(inputs) if self._forward is None else self._forward(inputs)
             # in float64, then rounded: float32 sigmoid rounds a logit by its place in the vectorised loop (its tail),
             # so a label's probability would change with the number of labels (tagnet train --from adds some)
             probs = model_probabilities(torch.sigmoid(logits.double()).float().numpy(), self.hierarchy)
         else:  # the graph applies the hierarchy's rule itself
-            probs = self.session.run([ONNX_OUTPUT], {self.input_name: inputs.contiguous().numpy()})[0]
+            probs = self.graph(inputs)
         return calibrated_probabilities(probs, self.calibration, self.hierarchy)
 
     def decide(self, probs: np.ndarray) -> np.ndarray:

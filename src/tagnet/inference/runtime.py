@@ -1,7 +1,7 @@
 """Where and how inference runs: the device (inference_device), and the fastest runtime for a frozen network's forward
 pass: on a GPU bf16/channels-last or fp32 agreeing with CPU PyTorch to GPU_TOLERANCE, on the CPU the first of OpenVINO
 and ONNX Runtime (cpu_runtimes) whose outputs on the exported ONNX graph match eager PyTorch to PARITY_TOLERANCE, else
-eager PyTorch."""
+eager PyTorch; and, by the same rule, the runtimes a Predictor runs an artifact's exported graph on (graph_runtimes)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import io
+import itertools
 import os
 import threading
 import warnings
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tagnet.config.settings import RUNTIMES
 from tagnet.errors import ConfigError
 from tagnet.files import atomic_write
 from tagnet.inference.feature_cache import encoder_digest
@@ -32,9 +34,15 @@ GPU_TOLERANCE = 1e-3  # the same measure for a GPU (or bf16) forward against fp3
 OPSET = 17
 DEVICE_ENV = "TAGNET_DEVICE"  # auto (a GPU when CUDA is available), cpu, cuda or cuda:N
 CACHE_ENV = "TAGNET_CACHE_DIR"  # the user's cache folder (default $XDG_CACHE_HOME/tagnet or ~/.cache/tagnet)
-RUNTIME_ENV = "TAGNET_RUNTIME"  # auto, openvino, onnxruntime or torch: the runtime of frozen forwards on the CPU
-# CPU runtimes of an exported graph, fastest first (lite0/lite2 at 2 threads: OpenVINO 0.71-0.80x ONNX Runtime's time)
+# auto, openvino, onnxruntime or torch: the runtime of frozen forwards on the CPU, and of a Predictor's runtime auto
+RUNTIME_ENV = "TAGNET_RUNTIME"
+# CPU runtimes of a frozen module's exported graph (TorchScript's), fastest first (lite0/lite2 at 2 threads: OpenVINO
+# 0.71-0.80x ONNX Runtime's time)
 GRAPH_RUNTIMES = ("openvino", "onnxruntime")
+# the same for the graph `tagnet export` writes (torch.export's: 105 nodes for Lite0 against TorchScript's 596, which
+# ONNX Runtime runs faster and OpenVINO about as fast): through the Predictor OpenVINO took 0.8-1.6x ONNX Runtime's
+# time, median 1.2x (benchmarks/predictor_runtimes.py, benchmarks/RESULTS.md), so ONNX Runtime comes first
+EXPORTED_RUNTIMES = ("onnxruntime", "openvino")
 # OpenVINO in fp32 (no bf16 on CPUs that have it), for one batch at a time, its threads not pinned to cores (the CPU is
 # shared with image decoding, other processes of a spread, other programs)
 OPENVINO_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
@@ -110,17 +118,17 @@ def installed(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
 
-def cpu_runtimes(requested: str | None = None) -> tuple[str, ...]:
+def cpu_runtimes(requested: str | None = None, *, order: tuple[str, ...] = GRAPH_RUNTIMES) -> tuple[str, ...]:
     """The runtimes to try, in order, for a frozen forward on the CPU: `requested` (default the TAGNET_RUNTIME
-    environment variable, else auto). auto: those of GRAPH_RUNTIMES installed (OpenVINO, then ONNX Runtime), then
-    "torch"; a named runtime: it, then "torch" (eager PyTorch, when its output does not match).
+    environment variable, else auto). auto: those of `order` installed (for frozen graphs OpenVINO, then ONNX Runtime),
+    then "torch"; a named runtime: it, then "torch" (eager PyTorch, when its output does not match).
 
     Raises ConfigError for an unknown name or a named runtime that is not installed."""
     source = RUNTIME_ENV if requested is None else "runtime"
     raw = requested if requested is not None else os.environ.get(RUNTIME_ENV) or "auto"
     value = raw.strip().lower()
     if value == "auto":
-        return (*(name for name in GRAPH_RUNTIMES if installed(name)), "torch")
+        return (*(name for name in order if installed(name)), "torch")
     if value == "torch":
         return ("torch",)
     if value not in GRAPH_RUNTIMES:
@@ -130,6 +138,30 @@ def cpu_runtimes(requested: str | None = None) -> tuple[str, ...]:
         raise ConfigError(f"{source} is {value!r} but {value} is not installed (pip install "
                           f"'tagnet[{'speed' if value == 'openvino' else 'serve'}]'); expected auto or torch")
     return (value, "torch")
+
+
+def graph_runtimes(requested: str) -> tuple[str, ...]:
+    """The runtimes a Predictor runs an artifact's exported graph (model.onnx) on, in the order tried, for its runtime
+    setting `requested` (one of tagnet.config.settings.RUNTIMES): "torch": none (eager PyTorch); "onnx": ONNX Runtime;
+    "openvino": OpenVINO, then ONNX Runtime; "auto": cpu_runtimes() in EXPORTED_RUNTIMES' order up to ONNX Runtime
+    (TAGNET_RUNTIME's runtime, else ONNX Runtime), or none when that is torch or ONNX Runtime is not installed. ONNX
+    Runtime ends every list that has one: it loads the graph, tells the weights it came from and is what a runtime
+    before it must agree with.
+
+    Raises ConfigError for an unknown name (`requested`'s or TAGNET_RUNTIME's) or a runtime asked for (OpenVINO, or
+    ONNX Runtime for "onnx" and "openvino") that is not installed."""
+    if requested not in RUNTIMES:
+        raise ConfigError(f"runtime is {requested!r}; expected one of {', '.join(RUNTIMES)}")
+    if requested == "torch":
+        return ()
+    chosen = ("onnxruntime",) if requested == "onnx" else cpu_runtimes(None if requested == "auto" else requested,
+                                                                       order=EXPORTED_RUNTIMES)
+    if not installed("onnxruntime") and requested != "auto":
+        raise ConfigError(f"runtime is {requested!r} but onnxruntime is not installed (pip install 'tagnet[serve]'); "
+                          "expected auto or torch")
+    if chosen == ("torch",) or not installed("onnxruntime"):
+        return ()
+    return (*itertools.takewhile(lambda name: name not in ("onnxruntime", "torch"), chosen), "onnxruntime")
 
 
 def fastest_forward(module: nn.Module, sample: torch.Tensor,
@@ -209,16 +241,18 @@ def _eager(module: nn.Module) -> Forward:
     return forward
 
 
-def _ort_forward(graph: bytes) -> Forward:
-    """The forward of an ONNX Runtime session of the ONNX `graph` on the CPU."""
+def _ort_forward(graph: bytes | str, output: int | str = 0) -> Forward:
+    """The forward of an ONNX Runtime session of the ONNX `graph` (bytes or a file path) on the CPU, giving its output
+    `output` (an index or a name)."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(graph, ort_session_options(), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
+    wanted = None if isinstance(output, int) else [output]
 
     def forward(batch: torch.Tensor) -> torch.Tensor:
-        array = np.ascontiguousarray(batch.detach().float().numpy())
-        return torch.from_numpy(session.run(None, {name: array})[0])
+        array = np.ascontiguousarray(batch.detach().numpy())
+        return torch.from_numpy(session.run(wanted, {name: array})[0 if wanted else output])
     return forward
 
 
@@ -229,21 +263,23 @@ def _openvino_core():
     return openvino.Core()
 
 
-def _openvino_forward(graph: bytes) -> Forward:
-    """The forward of the ONNX `graph` compiled by OpenVINO for the CPU (OPENVINO_CONFIG, torch's thread count)."""
+def _openvino_forward(graph: bytes | str, output: int | str = 0) -> Forward:
+    """The forward of the ONNX `graph` (bytes or a file path) compiled by OpenVINO for the CPU (OPENVINO_CONFIG, torch's
+    thread count), giving its output `output` (an index or a name)."""
     core = _openvino_core()
     compiled = core.compile_model(core.read_model(graph), "CPU",
                                   {**OPENVINO_CONFIG, "INFERENCE_NUM_THREADS": torch.get_num_threads()})
     lock = threading.Lock()  # a compiled model's own infer request serves one call at a time
 
     def forward(batch: torch.Tensor) -> torch.Tensor:
-        array = np.ascontiguousarray(batch.detach().float().numpy())
-        with lock:
-            return torch.from_numpy(compiled(array, share_inputs=True)[0])  # outputs are copied (share_outputs=False)
+        array = np.ascontiguousarray(batch.detach().numpy())
+        with lock:  # outputs are copied (share_outputs=False)
+            return torch.from_numpy(compiled(array, share_inputs=True)[output])
     return forward
 
 
-RUNNERS: dict[str, Callable[[bytes], Forward]] = {"openvino": _openvino_forward, "onnxruntime": _ort_forward}
+# (graph as bytes or a file path, output index or name) -> forward
+RUNNERS: dict[str, Callable[[bytes | str, int | str], Forward]] = {"openvino": _openvino_forward, "onnxruntime": _ort_forward}
 NAMES = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
 
 
@@ -310,24 +346,44 @@ def _checked_forward(module: nn.Module, graph: bytes, sample: torch.Tensor, runt
     the batch size fails the second), or None. A runtime passed over for a later one is said in a warning; none
     matching only when `warn`."""
     checks = [sample, sample[:1].flip(-1).contiguous()]
-    with torch.inference_mode():
-        wants = [module(batch).float().numpy() for batch in checks]
-    notes = []
-    for name in runtimes:
-        try:
-            forward = RUNNERS[name](graph)
-            difference = max(relative_difference(forward(batch).numpy(), want) for batch, want in zip(checks, wants))
-        except Exception as exc:  # a graph the runtime cannot load or run (a foreign or damaged kept file)
-            notes.append(f"{NAMES[name]} failed on it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
-            continue
-        if difference <= PARITY_TOLERANCE:
-            if notes:
-                warnings.warn(f"{type(module).__name__}: {'; '.join(notes)}; running {NAMES[name]}", stacklevel=4)
-            return name, forward
-        notes.append(f"{NAMES[name]} output differs from PyTorch by {difference:.2g} (more than {PARITY_TOLERANCE:g})")
+    runners = {name: functools.partial(RUNNERS[name], graph) for name in runtimes}
+    name, forward, notes = agreeing_runtime(_eager(module), runners, checks, against="PyTorch")
+    if name is not None:
+        if notes:
+            warnings.warn(f"{type(module).__name__}: {'; '.join(notes)}; running {NAMES[name]}", stacklevel=4)
+        return name, forward
     if warn:
         warnings.warn(f"{type(module).__name__}: {'; '.join(notes)}; running eager PyTorch", stacklevel=4)
     return None
+
+
+def agreeing_runtime(reference: Forward, runners: dict[str, Callable[[], Forward]], checks: list[torch.Tensor], *,
+                     against: str) -> tuple[str | None, Forward | None, list[str]]:
+    """The first of `runners` (runtime name -> a function making its forward), in order, whose outputs on every batch
+    of `checks` differ from those of `reference` (what `against` names) by at most PARITY_TOLERANCE
+    (relative_difference): (name, forward, notes), else (None, None, notes); `notes` say why each runtime passed over
+    was (its output differs, or it failed to load or run)."""
+    with torch.inference_mode():
+        wants = [reference(batch).numpy() for batch in checks]
+    notes = []
+    for name, make in runners.items():
+        try:
+            forward = make()
+            difference = max(relative_difference(forward(batch).numpy(), want) for batch, want in zip(checks, wants))
+        except Exception as exc:  # a graph the runtime cannot load or run (an op it lacks, a foreign or damaged file)
+            notes.append(failure_note(name, exc))
+            continue
+        if difference <= PARITY_TOLERANCE:
+            return name, forward, notes
+        notes.append(f"{NAMES[name]} output differs from {against} by {difference:.2g} (more than {PARITY_TOLERANCE:g})")
+    return None, None, notes
+
+
+def failure_note(name: str, exc: Exception) -> str:
+    """One line saying that the runtime `name` failed on a graph with `exc`: its message's last non-empty line (where
+    OpenVINO says which operation it lacks; its first names a C++ source file), cut to 200 characters."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+    return f"{NAMES[name]} failed on it ({type(exc).__name__}: {lines[-1][:200]})"
 
 
 def relative_difference(got: np.ndarray, want: np.ndarray) -> float:

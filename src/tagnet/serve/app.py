@@ -303,5 +303,5 @@ def run_server(artifact: str | Path, settings: ServeSettings | None = None) -> N
                      batch_window_ms=settings.batch_window_ms, max_items=settings.max_items, max_pixels=settings.max_pixels)
     host, port = settings.host, settings.port
     keep_memory_flat()
-    print(f"serving {predictor.artifact.path} on http://{host}:{port}/ (API docs at /docs)")
+    print(f"serving {predictor.artifact.path} on http://{host}:{port}/ (runtime {predictor.runtime}; API docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="info")
