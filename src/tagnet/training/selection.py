@@ -281,7 +281,8 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     first (screened_networks). The linear candidate's scaling and C are the best on the same folds (so its score is
     slightly optimistic; at many rows x labels the scaling is screened on SCREEN_FOLDS folds first: linear_candidate).
     The forest candidate (tagnet.training.forest) is left out, said in a line, when its estimated CV cost does not fit
-    `budget`. Every score is out of fold, at thresholds fitted on the other folds.
+    `budget`. Every score is out of fold, at thresholds fitted on the other folds. The run's own head ("head") with no
+    label smoothing given also has its smoothing chosen so, from LABEL_SMOOTHINGS (network_candidates).
     Returns the Selection, with the chosen candidate's out-of-fold probabilities (without any CV when one MLP or
     ensemble is named and not `refit`)."""
     metric = select_metric(config)
