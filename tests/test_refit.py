@@ -163,6 +163,70 @@ def test_final_fit_trains_the_cv_epochs_on_the_same_schedule_with_the_mirror_cop
     assert result.validation["probs"] is oof and result.best_epoch == 3
 
 
+def _smoothing_table():
+    """120 rows of 6 features; two labels, each the sign of one feature."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 6)).astype(np.float32)
+    targets = (x[:, :2] > 0).astype(np.float32)
+    return x, targets, np.ones_like(targets, dtype=bool)
+
+
+@pytest.mark.parametrize("better", [0.0, 0.1])
+def test_the_heads_cv_chooses_the_label_smoothing_whose_out_of_fold_probabilities_score_best(monkeypatch, better):
+    """Unset, the label smoothing is chosen from LABEL_SMOOTHINGS by the head's CV on the selection metric (micro-F1
+    at thresholds fitted out of fold): here the other smoothing's out-of-fold probabilities are noise."""
+    from tagnet.training import selection as chooser
+
+    x, targets, known = _smoothing_table()
+    tried = []
+
+    def out_of_fold(config, x, targets, known, folds, **_):
+        tried.append(config.label_smoothing)
+        noise = np.random.default_rng(1).random(targets.shape)
+        probs = targets * 0.8 + 0.1 if config.label_smoothing == better else noise
+        return {"mlp": probs.astype(np.float32)}, {"mlp": 0.5}, {"mlp": 3 if config.label_smoothing else 2}
+
+    monkeypatch.setattr(chooser, "network_out_of_fold", out_of_fold)
+    config = TrainConfig(cv_folds=3).for_modality("image")
+    assert config.label_smoothing is None
+    console = Console(record=True, width=200)
+    selection = chooser.select_head(config, x, targets, known, make_head=lambda: _head(0), names=("head",), refit=True,
+                                    thresholds_for=lambda val: validation_thresholds(val, config).thresholds,
+                                    console=console)
+    summary = selection.candidates["head"]
+    assert tried == [0.0, 0.1] and selection.label_smoothing == better == summary["label_smoothing"]
+    assert summary["smoothing_scores"][f"{better:g}"] == summary["mean"] == 1.0
+    assert summary["smoothing_scores"][f"{0.1 - better:g}"] < 0.7 and summary["seconds"] == 1.0
+    assert selection.epochs == (3 if better else 2)
+    np.testing.assert_allclose(selection.oof, targets * 0.8 + 0.1)
+    assert selection.applied(config).label_smoothing == better
+    assert f"label smoothing {better:g} chosen by 3-fold CV on micro_f1" in console.export_text()
+
+
+def test_a_given_label_smoothing_is_kept_without_a_search(monkeypatch):
+    from tagnet.training import selection as chooser
+
+    x, targets, known = _smoothing_table()
+    tried = []
+
+    def out_of_fold(config, x, targets, known, folds, **_):
+        tried.append(config.label_smoothing)
+        return {"mlp": targets * 0.8 + 0.1}, {"mlp": 0.5}, {"mlp": 2}
+
+    monkeypatch.setattr(chooser, "network_out_of_fold", out_of_fold)
+    for given in (0.0, 0.05):
+        config = TrainConfig(cv_folds=3, label_smoothing=given).for_modality("image")
+        selection = chooser.select_head(config, x, targets, known, make_head=lambda: _head(0), names=("head",),
+                                        refit=True, console=Console(quiet=True),
+                                        thresholds_for=lambda val: validation_thresholds(val, config).thresholds)
+        assert tried.pop() == given and not tried
+        assert selection.label_smoothing is None and "smoothing_scores" not in selection.candidates["head"]
+        assert selection.applied(config).label_smoothing == given and "label_smoothing" not in selection.to_dict()
+    assert chooser.smoothing_grid(TrainConfig(), ("head",)) == (0.0, 0.1)
+    assert chooser.smoothing_grid(TrainConfig(), ("ensemble",)) == chooser.smoothing_grid(
+        TrainConfig(label_smoothing=0.0), ("head",)) == ()
+
+
 def test_image_head_on_frozen_features_is_refitted_on_every_image(synthetic_data, tmp_path):
     console = Console(record=True, width=300)
     config = TrainConfig(backbone="efficientnet_lite0", image_size=32, epochs=4, batch_size=16, cv_folds=3)
@@ -173,12 +237,20 @@ def test_image_head_on_frozen_features_is_refitted_on_every_image(synthetic_data
     epochs = metrics["selection"]["epochs"]
     assert "training on all 120 image inputs (the final head; its epochs and thresholds chosen by 3-fold CV" in said
     assert f"final head trained on all 120 rows for {epochs} of 4 epochs" in said and 1 <= epochs <= 4
+    smoothing = metrics["selection"]["label_smoothing"]
+    scores = metrics["selection"]["candidates"]["head"]["smoothing_scores"]
+    assert smoothing in (0.0, 0.1) and list(scores) == ["0", "0.1"]
+    assert scores[f"{smoothing:g}"] == max(scores.values()) and (smoothing == 0.0 or scores["0.1"] > scores["0"])
+    assert "choosing the head's epochs and label smoothing (0, 0.1) by 3-fold CV on 120 rows" in said
+    assert (f"label smoothing {smoothing:g} chosen by 3-fold CV on micro_f1 (0: {scores['0']:.4f}, "
+            f"0.1: {scores['0.1']:.4f})") in said
     assert metrics["final_fit"] == {"rows": 120, "all_rows": True, "folds": 3, "validation": "out-of-fold",
-                                    "epochs": epochs}
+                                    "epochs": epochs, "label_smoothing": smoothing}
     assert set(metrics["selection"]["candidates"]) == {"head"} and metrics["best_epoch"] == epochs
     items, truth, oof = _saved(tmp_path / "run")
     assert len(set(items)) == 120  # every image, validated out of fold
     artifact = load_artifact(result.run_dir)
+    assert artifact.config["label_smoothing"] == smoothing and artifact.meta["extra"]["selection"]["label_smoothing"] == smoothing
     known = np.ones_like(truth, dtype=bool)
     expected = validation_thresholds({"probs": oof.astype(np.float32), "targets": truth.astype(np.float32),
                                       "known": known}, TrainConfig.from_dict(artifact.config))

@@ -119,7 +119,7 @@ def make_loss(config: TrainConfig, *, label_frequency: np.ndarray) -> MultiLabel
     """The loss named by `config.loss` with its settings.
 
     Args:
-        config: uses loss (None: bce), label_smoothing, focal_gamma, asl_gamma_neg, asl_gamma_pos, asl_clip.
+        config: uses loss (None: bce), label_smoothing (None: 0), focal_gamma, asl_gamma_neg, asl_gamma_pos, asl_clip.
         label_frequency: (n_labels,) share of training items carrying each label (for weighted_bce).
     Returns:
         A module called as loss(logits, targets, known=None) -> scalar mean over known cells.
@@ -131,7 +131,7 @@ def make_loss(config: TrainConfig, *, label_frequency: np.ndarray) -> MultiLabel
         raise ConfigError(f"label_frequency must be one share in [0, 1] per label, got {frequency!r}")
     validate_settings(config, source="config",
                       names=("label_smoothing", "focal_gamma", "asl_gamma_neg", "asl_gamma_pos", "asl_clip"))
-    smoothing = config.label_smoothing
+    smoothing = config.label_smoothing or 0.0  # unset: none (a CV that chooses it sets it first)
     if config.loss == "auto":
         raise ConfigError("config: loss='auto' is chosen by a probe before training (tagnet.training.loss_choice); "
                           f"make_loss takes one of {list(LOSSES)}")

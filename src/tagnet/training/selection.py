@@ -37,6 +37,9 @@ ENSEMBLE_HEADS = 5  # heads of the ensemble candidate (unless --ensemble K gives
 # (each of its leaves holds every label's rate: memory grows with rows x labels x trees)
 SCREEN_CELLS = 250_000
 SCREEN_FOLDS = 2  # the folds an MLP head is screened on against the linear head
+# the label smoothings the CV of a run's own head tries when none is given (smoothing_grid), smallest first: a tie keeps
+# the smaller; 0.1 raised pooled micro-F1 by 0.003-0.008 in a nested CV of the photos' head (benchmarks/RESULTS.md)
+LABEL_SMOOTHINGS = (0.0, 0.1)
 CANDIDATES = ("linear", "mlp", "ensemble")  # simplest first: an exact tie goes to the simpler one (then "forest")
 Validation = dict[str, np.ndarray]
 
@@ -57,6 +60,7 @@ class Selection:
     epochs: int | None = None  # the epochs a final fit of the chosen MLP or ensemble trains (None: linear)
     oof: np.ndarray | None = field(default=None, repr=False)  # the chosen candidate's out-of-fold probabilities
     held: np.ndarray | None = field(default=None, repr=False)  # the rows `oof` covers (None: every row)
+    label_smoothing: float | None = None  # what the CV chose for the network heads (None: not searched)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: {"choice", "metric", "folds", "C", "heads", "epochs" (of a final MLP or ensemble fit), "candidates":
@@ -66,11 +70,14 @@ class Selection:
         return {"choice": self.choice, "metric": self.metric, "folds": self.folds, "C": self.C,
                 **({"scaling": self.scaling} if self.scaling else {}), "heads": self.heads,
                 **({"epochs": self.epochs} if self.epochs else {}),
+                **({"label_smoothing": self.label_smoothing} if self.label_smoothing is not None else {}),
                 "candidates": self.candidates, **({"threshold": self.threshold} if self.threshold else {})}
 
     def applied(self, config: TrainConfig) -> TrainConfig:
         """`config` training the chosen model: a linear head (head_hidden 0) for "linear", `heads` MLP heads for
-        "ensemble", unchanged for "mlp"."""
+        "ensemble", unchanged for "mlp"; the label smoothing the CV chose, if it searched one."""
+        if self.label_smoothing is not None and self.choice != "linear":
+            config = dataclasses.replace(config, label_smoothing=self.label_smoothing)
         if self.threshold:
             config = dataclasses.replace(config, fixed_threshold=self.threshold["value"])
         if self.choice == "linear":
@@ -98,6 +105,12 @@ def candidate_names(config: TrainConfig) -> tuple[str, ...]:
     hierarchy = config.hierarchy or config.hierarchy_separator
     forest = ("forest",) if config.forest_trees and config.ensemble == 1 and not config.cv and not hierarchy else ()
     return (CANDIDATES if config.ensemble == 1 else ("linear", "ensemble")) + forest
+
+
+def smoothing_grid(config: TrainConfig, names: tuple[str, ...] | None) -> tuple[float, ...]:
+    """The label smoothings the CV of candidates `names` tries: LABEL_SMOOTHINGS for the run's own single head ("head",
+    an image model's) when config.label_smoothing is not given, else none (the given value, or 0, trains)."""
+    return LABEL_SMOOTHINGS if names == ("head",) and config.label_smoothing is None else ()
 
 
 def ensemble_heads(config: TrainConfig) -> int:
@@ -268,7 +281,8 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     first (screened_networks). The linear candidate's scaling and C are the best on the same folds (so its score is
     slightly optimistic; at many rows x labels the scaling is screened on SCREEN_FOLDS folds first: linear_candidate).
     The forest candidate (tagnet.training.forest) is left out, said in a line, when its estimated CV cost does not fit
-    `budget`. Every score is out of fold, at thresholds fitted on the other folds.
+    `budget`. Every score is out of fold, at thresholds fitted on the other folds. The run's own head ("head") with no
+    label smoothing given also has its smoothing chosen so, from LABEL_SMOOTHINGS (network_candidates).
     Returns the Selection, with the chosen candidate's out-of-fold probabilities (without any CV when one MLP or
     ensemble is named and not `refit`)."""
     metric = select_metric(config)
@@ -298,23 +312,22 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
         if screened is not None:
             selection.candidates["mlp"] = screened
             names = tuple(name for name in names if name not in ("mlp", "ensemble"))
-    networks = [name for name in names if name not in ("linear", "forest")]
+    networks = tuple(name for name in names if name not in ("linear", "forest"))
     if networks:
-        oof, seconds, epochs = network_out_of_fold(config, x, targets, known, folds, make_head=make_head,
-                                                   many=heads if "ensemble" in names else 1, augmented=augmented)
-        for name in networks:
-            kind = "ensemble" if name == "ensemble" else "mlp"
-            oofs[name], epochs[name] = oof[kind], epochs[kind]
-            val = {"probs": oof[kind], "targets": targets, "known": known}
-            extra = {"heads": heads} if name == "ensemble" else {}
-            selection.candidates[name] = score_summary(fold_scores(metric, val, folds, thresholds_for), seconds[kind],
-                                                  epochs=epochs[kind], **extra)
+        smoothings = smoothing_grid(config, names)
+        found = network_candidates(config, networks, x, targets, known, folds, make_head=make_head, augmented=augmented,
+                                   score=lambda oof: fold_scores(metric, {"probs": oof, "targets": targets,
+                                                                          "known": known}, folds, thresholds_for),
+                                   maximize=TUNE_METRICS[metric] == "maximize", smoothings=smoothings)
+        for name, (summary, oof, epoch) in found.items():
+            selection.candidates[name], oofs[name], epochs[name] = summary, oof, epoch
     if "forest" in names:
         _forest_candidate(selection, oofs, config, x, targets, known, folds, thresholds_for, budget, console)
     compared = [name for name, score in selection.candidates.items() if "note" not in score]  # not screened out
     selection.choice = better(compared, key=lambda name: selection.candidates[name]["mean"])
     selection.heads = heads if selection.choice == "ensemble" else config.ensemble
     selection.oof, selection.epochs = oofs[selection.choice], epochs.get(selection.choice)
+    selection.label_smoothing = selection.candidates[selection.choice].get("label_smoothing")
     if hamming_rule_applies(config, metric):
         selection.threshold = global_threshold_rule(selection.oof, targets, known, folds)
     _say_selection(selection, console)
@@ -333,6 +346,10 @@ def _say_selection(selection: Selection, console: Console) -> None:
                   + (f", best epoch {score['epochs']} (median)" if "epochs" in score else ""))
         console.print(f"  {name:<8} {selection.metric} {score['mean']:.4f} ± {score['std']:.4f} over "
                       f"{selection.folds} folds ({score['seconds']:.1f} s{detail})")
+        if "smoothing_scores" in score:
+            tried = ", ".join(f"{value}: {mean:.4f}" for value, mean in score["smoothing_scores"].items())
+            console.print(f"  label smoothing {score['label_smoothing']:g} chosen by {selection.folds}-fold CV on "
+                          f"{selection.metric} ({tried})")
     if len(selection.candidates) > 1:
         console.print(f"chose the {selection.choice} head{'s' if selection.heads > 1 else ''} by {selection.folds}-fold "
                       f"CV on {selection.metric}")
@@ -361,6 +378,44 @@ def _forest_candidate(selection: Selection, chosen_oof: dict[str, np.ndarray], c
         val = {"probs": found[0], "targets": targets, "known": known}
         selection.candidates["forest"] = score_summary(fold_scores(selection.metric, val, folds, thresholds_for), found[1],
                                                   trees=config.forest_trees)
+
+
+def network_candidates(config: TrainConfig, names: tuple[str, ...], x: np.ndarray | sp.csr_matrix, targets: np.ndarray,
+                       known: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], *,
+                       make_head: Callable[[], nn.Module], augmented: np.ndarray | None,
+                       score: Callable[[np.ndarray], list[float]], maximize: bool, smoothings: tuple[float, ...] = ()
+                       ) -> dict[str, tuple[dict[str, Any], np.ndarray, int]]:
+    """The network candidates `names` ("mlp" or "head", "ensemble") by the CV of network_out_of_fold, once per label
+    smoothing of `smoothings` (none: config's own), each candidate keeping the smoothing of its best mean `score` (fold
+    scores of out-of-fold probabilities; a tie keeps the earlier), its heads initialised alike (torch seeded with
+    config.seed before each). Returns {name: (its summary, with the smoothing
+    chosen and every smoothing's mean score when several were tried; its out-of-fold probabilities; its epochs)}."""
+    sign = 1.0 if maximize else -1.0
+    found: dict[str, tuple[dict[str, Any], np.ndarray, int]] = {}
+    tried: dict[str, dict[str, float]] = {name: {} for name in names}
+    seconds_spent = {name: 0.0 for name in names}
+    for smoothing in smoothings or (None,):
+        tried_config = config if smoothing is None else dataclasses.replace(config, label_smoothing=smoothing)
+        torch.manual_seed(config.seed)  # every smoothing's heads start from the same weights: a paired comparison
+        oof, seconds, epochs = network_out_of_fold(tried_config, x, targets, known, folds, make_head=make_head,
+                                                   many=ensemble_heads(config) if "ensemble" in names else 1,
+                                                   augmented=augmented)
+        for name in names:
+            kind = "ensemble" if name == "ensemble" else "mlp"
+            extra = {"heads": ensemble_heads(config)} if name == "ensemble" else {}
+            if smoothing is not None:
+                extra["label_smoothing"] = smoothing
+            seconds_spent[name] += seconds[kind]
+            summary = score_summary(score(oof[kind]), seconds[kind], epochs=epochs[kind], **extra)
+            if smoothing is not None:
+                tried[name][f"{smoothing:g}"] = summary["mean"]
+            if name not in found or sign * summary["mean"] > sign * found[name][0]["mean"]:
+                found[name] = (summary, oof[kind], epochs[kind])
+    for name, (summary, _, _) in found.items():
+        summary["seconds"] = round(seconds_spent[name], 2)
+        if len(tried[name]) > 1:
+            summary["smoothing_scores"] = tried[name]
+    return found
 
 
 def network_out_of_fold(config: TrainConfig, x: np.ndarray | sp.csr_matrix, targets: np.ndarray, known: np.ndarray,

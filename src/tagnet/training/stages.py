@@ -33,7 +33,7 @@ from tagnet.training.plan import RunPlan
 from tagnet.training.recipes import Recipe, choose_recipe, head_only, phase_epochs
 from tagnet.training.run_folder import CHECKPOINTS_DIR, write_run_start
 from tagnet.config.settings import TrainConfig
-from tagnet.training.selection import Selection, fit_final_heads, fit_linear_heads, select_head
+from tagnet.training.selection import Selection, fit_final_heads, fit_linear_heads, select_head, smoothing_grid
 from tagnet.engine.headfit import fit_head, head_probabilities, rows_of
 from tagnet.engine.private import default_delta, fit_private_head
 from tagnet.engine.steps import head_score
@@ -316,7 +316,9 @@ def choose_head(run: Run) -> None:
     own = None if config.select else ("ensemble",) if config.ensemble > 1 else ("head",)
     augmented = run.head_inputs.augmented
     if own:
-        run.console.print(f"choosing the head's epochs by {config.cv_folds}-fold CV on {len(rows)} rows")
+        smoothings = smoothing_grid(config, own)
+        also = f" and label smoothing ({', '.join(f'{s:g}' for s in smoothings)})" if smoothings else ""
+        run.console.print(f"choosing the head's epochs{also} by {config.cv_folds}-fold CV on {len(rows)} rows")
     elif is_large(config, len(rows), data.table.targets.shape[1], budget_seconds=plan.budget.seconds):
         run.console.print(f"choosing the head (--select {config.select}) on one fold of a sample of the {len(rows)} rows")
         run.selection = choose_large(config, run.head_inputs.array(), data.table.targets, data.table.known, rows=rows,
@@ -336,6 +338,8 @@ def choose_head(run: Run) -> None:
     if chosen == config:
         return
     run.plan = plan.with_config(chosen)  # a linear head, or several heads (each holding out its own part of the rows)
+    if dataclasses.replace(chosen, label_smoothing=config.label_smoothing) == config:
+        return  # only the loss's label smoothing changed: the model stays
     run.model = kind.build_model(chosen, data)
     if chosen.ensemble != config.ensemble:
         run.splits = checked_splits(run)
@@ -423,7 +427,8 @@ def _refit_fits(run: Run) -> bool:
     fit_head(head, inputs.values, run.data.table.targets,
              run.data.table.known, sample, None, config=single, seed=config.seed, augmented=inputs.augmented)
     per_row = (time.perf_counter() - started) / len(sample)
-    estimate = per_row * config.epochs * len(run.data) * run.refit  # k folds of (k-1)/k of the rows, then all
+    tries = len(smoothing_grid(config, ("head",) if config.ensemble == 1 else ("ensemble",))) or 1  # the CV runs once per label smoothing it tries
+    estimate = per_row * config.epochs * len(run.data) * (tries * (run.refit - 1) + 1)  # k folds of (k-1)/k, then all
     if budget.fits(estimate):
         return True
     run.console.print(budget.note(f"{run.refit}-fold CV of the head and its refit would take about "
@@ -449,7 +454,8 @@ def refit_heads(run: Run) -> None:
                                       selection, config=config, augmented=None if augmented is None else augmented.numpy())
     how = (f"at C={selection.C:g} ({selection.scaling} scaling)" if selection.choice == "linear" else
            f"of {config.forest_trees} trees" if selection.choice == "forest" else
-           f"for {selection.epochs} of {config.epochs} epochs")
+           f"for {selection.epochs} of {config.epochs} epochs" + (
+               "" if selection.label_smoothing is None else f", label smoothing {selection.label_smoothing:g}"))
     chosen = "epochs" if run.plan.config.select is None else "head, C or epochs"
     name = "" if selection.choice == "head" else f"{selection.choice} "
     by = (f"{selection.folds}-fold CV (the validation report is the out-of-fold estimate)" if selection.held is None
@@ -474,10 +480,14 @@ def final_fit(run: Run) -> dict[str, Any]:
 
 
 def _chosen_setting(selection: Selection, config: TrainConfig) -> dict[str, Any]:
-    """What the CV chose for the final fit of `selection`'s head: its trees, epochs or C."""
+    """What the CV chose for the final fit of `selection`'s head: its trees, epochs (and label smoothing, if searched)
+    or C."""
     if selection.choice == "forest":
         return {"trees": config.forest_trees}
-    return {"epochs": selection.epochs} if selection.epochs else {"C": selection.C}
+    if not selection.epochs:
+        return {"C": selection.C}
+    searched = {} if selection.label_smoothing is None else {"label_smoothing": selection.label_smoothing}
+    return {"epochs": selection.epochs, **searched}
 
 
 def finetune(run: Run) -> None:

@@ -93,6 +93,8 @@ def _base_params(base: TrainConfig, backbones: Sequence[str], kind: Modality) ->
     params: dict[str, Any] = {"backbone": backbones[0], "head_hidden": base.head_hidden, "loss": base.loss,
                               "augment": base.augment}
     params.update({name: getattr(base, name) for name in ranges})
+    if "label_smoothing" in params and params["label_smoothing"] is None:
+        params["label_smoothing"] = 0.0  # unset: what a head trains with where no CV chooses it
     inside = {"head_hidden": kind.spec.search.head_widths, "loss": LOSSES, "augment": AUGMENTS,
               "backbone": tuple(backbones)}
     return {k: v for k, v in params.items()
