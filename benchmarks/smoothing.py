@@ -107,7 +107,8 @@ def main() -> None:
         preds = {}
         for name in args.arms:
             started = time.perf_counter()
-            tried = dataclasses.replace(config, seed=seed, refit=None, label_smoothing=ARMS[name])
+            tried = dataclasses.replace(config, seed=seed, refit=None, label_smoothing=ARMS[name],
+                                        label_smoothing_cv=ARMS[name] is None)
             pred, pred_mirror, maps, chosen, scores = arm(tried, x, mirror, targets, known, outer)
             preds[name] = pred
             np.savez(args.out / f"{name}-seed{seed}.npz", pred=pred, pred_mirror=pred_mirror, maps=maps)

@@ -187,7 +187,7 @@ def test_the_heads_cv_chooses_the_label_smoothing_whose_out_of_fold_probabilitie
         return {"mlp": probs.astype(np.float32)}, {"mlp": 0.5}, {"mlp": 3 if config.label_smoothing else 2}
 
     monkeypatch.setattr(chooser, "network_out_of_fold", out_of_fold)
-    config = TrainConfig(cv_folds=3).for_modality("image")
+    config = TrainConfig(cv_folds=3, label_smoothing_cv=True).for_modality("image")
     assert config.label_smoothing is None
     console = Console(record=True, width=200)
     selection = chooser.select_head(config, x, targets, known, make_head=lambda: _head(0), names=("head",), refit=True,
@@ -215,21 +215,23 @@ def test_a_given_label_smoothing_is_kept_without_a_search(monkeypatch):
 
     monkeypatch.setattr(chooser, "network_out_of_fold", out_of_fold)
     for given in (0.0, 0.05):
-        config = TrainConfig(cv_folds=3, label_smoothing=given).for_modality("image")
+        config = TrainConfig(cv_folds=3, label_smoothing=given, label_smoothing_cv=True).for_modality("image")
         selection = chooser.select_head(config, x, targets, known, make_head=lambda: _head(0), names=("head",),
                                         refit=True, console=Console(quiet=True),
                                         thresholds_for=lambda val: validation_thresholds(val, config).thresholds)
         assert tried.pop() == given and not tried
         assert selection.label_smoothing is None and "smoothing_scores" not in selection.candidates["head"]
         assert selection.applied(config).label_smoothing == given and "label_smoothing" not in selection.to_dict()
-    assert chooser.smoothing_grid(TrainConfig(), ("head",)) == (0.0, 0.1)
-    assert chooser.smoothing_grid(TrainConfig(), ("ensemble",)) == chooser.smoothing_grid(
-        TrainConfig(label_smoothing=0.0), ("head",)) == ()
+    assert chooser.smoothing_grid(TrainConfig(label_smoothing_cv=True), ("head",)) == (0.0, 0.1)
+    assert chooser.smoothing_grid(TrainConfig(label_smoothing_cv=True), ("ensemble",)) == chooser.smoothing_grid(
+        TrainConfig(label_smoothing=0.0, label_smoothing_cv=True), ("head",)) == chooser.smoothing_grid(
+        TrainConfig(), ("head",)) == ()
 
 
 def test_image_head_on_frozen_features_is_refitted_on_every_image(synthetic_data, tmp_path):
     console = Console(record=True, width=300)
-    config = TrainConfig(backbone="efficientnet_lite0", image_size=32, epochs=4, batch_size=16, cv_folds=3)
+    config = TrainConfig(backbone="efficientnet_lite0", image_size=32, epochs=4, batch_size=16, cv_folds=3,
+                         label_smoothing_cv=True)
     result = train(synthetic_data.labels_csv, images_dir=synthetic_data.images_dir, out_dir=tmp_path / "run",
                    config=config, progress=False, console=console)
     said = console.export_text()

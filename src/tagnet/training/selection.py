@@ -109,8 +109,11 @@ def candidate_names(config: TrainConfig) -> tuple[str, ...]:
 
 def smoothing_grid(config: TrainConfig, names: tuple[str, ...] | None) -> tuple[float, ...]:
     """The label smoothings the CV of candidates `names` tries: LABEL_SMOOTHINGS for the run's own single head ("head",
-    an image model's) when config.label_smoothing is not given, else none (the given value, or 0, trains)."""
-    return LABEL_SMOOTHINGS if names == ("head",) and config.label_smoothing is None else ()
+    an image model's) with config.label_smoothing_cv and no config.label_smoothing, else none (the given value, or 0,
+    trains). Opt-in: smoothing raised the photos' micro-F1 by 0.004 in a nested CV but pulls every probability toward
+    0.5 (their calibration error 0.011 -> 0.059), and the default keeps probabilities users can read."""
+    wanted = config.label_smoothing_cv and config.label_smoothing is None
+    return LABEL_SMOOTHINGS if names == ("head",) and wanted else ()
 
 
 def ensemble_heads(config: TrainConfig) -> int:
