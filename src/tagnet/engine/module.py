@@ -109,9 +109,18 @@ class MultiLabelModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+FUSED_DEVICES = ("cpu", "cuda")  # where torch's fused AdamW kernel runs
+
+
 def adamw(groups: list[dict], *, weight_decay: float) -> torch.optim.Optimizer:
-    """The optimiser of every training loop: AdamW over parameter `groups` ({"params", "lr"} each)."""
-    return torch.optim.AdamW(groups, lr=groups[0]["lr"], weight_decay=weight_decay)
+    """The optimiser of every training loop: AdamW over parameter `groups` ({"params", "lr"} each).
+
+    Fused (one kernel over each parameter instead of about ten small ops) where every parameter is a float tensor on
+    the CPU or a CUDA GPU: the same update, and on 2 CPU cores a third of the time of torch's default per-tensor loop
+    on MiniLM's 11.4M trainable weights (benchmarks/RESULTS.md, "Faster text fine-tuning steps")."""
+    params = [p for group in groups for p in group["params"]]
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params)
+    return torch.optim.AdamW(groups, lr=groups[0]["lr"], weight_decay=weight_decay, fused=True if fused else None)
 
 
 def lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, *, total: int):
