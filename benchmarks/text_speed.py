@@ -13,7 +13,7 @@ limit 40 (what GoEmotions' default run chooses). Each round times STEPS batches 
 --clock cpu (with --threads 1 only) times the calling thread's CPU seconds: robust to other processes on the cores;
 wall times seconds on the clock. Each round prints texts/s per arm and the load; the summary gives each arm's median
 and its median per-round ratio to the first arm.
-Run: python benchmarks/text_speed.py [--texts 3000] [--rounds 6] [--steps 4] [--threads 1] [--clock cpu]
+Run: python benchmarks/text_speed.py [--data ../shared/data/goemotions] [--texts 3000] [--rounds 6] [--steps 4] [--threads 1] [--clock cpu]
      [--arms main,fused,pad1,new]
 """
 
@@ -36,7 +36,6 @@ from tagnet.engine.module import adamw
 from tagnet.models import create_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "goemotions"
-READ = {"no_header": True, "id_column": "2", "label_names_file": DATA / "labels.txt"}
 ARMS = ("before", "main", "fused", "pad1", "new")
 PRECISION = "bf16-mixed" if torch.cpu._is_avx512_bf16_supported() else "32-true"
 
@@ -99,6 +98,7 @@ def compare(arms: list[str], texts: list[str], targets: np.ndarray, *, rounds: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DATA, help="the GoEmotions folder (train.tsv, labels.txt)")
     parser.add_argument("--texts", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=4, help="training steps per arm and round")
@@ -112,7 +112,8 @@ def main() -> None:
     if args.clock == "cpu" and args.threads != 1:
         parser.error("--clock cpu counts the calling thread only: use it with --threads 1")
     torch.set_num_threads(args.threads)
-    table, texts = read_labels_with_texts(DATA / "train.tsv", "0", **READ)
+    table, texts = read_labels_with_texts(args.data / "train.tsv", "0", no_header=True, id_column="2",
+                                          label_names_file=args.data / "labels.txt")
     clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     summary = compare(arms, texts[:args.texts], table.targets[:args.texts], rounds=args.rounds, steps=args.steps,
                       clock=clock)
