@@ -12,7 +12,7 @@ from tagnet.training.budget import SAFETY, FINAL_SECONDS, Throughput, duration, 
 from tagnet.training.recipes import Recipe, choose_recipe, phase_epochs
 from tagnet.config.settings import TrainConfig
 from tagnet.data.label_table import LabelTable
-from tagnet.data.text import BucketBatchSampler, PadCollate
+from tagnet.data.text import BucketBatchSampler, PadCollate, pad_multiple
 from tagnet.modalities import get
 from tagnet.modalities.base import LabeledInputs
 from tagnet.modalities import text as text_modality
@@ -84,6 +84,11 @@ def test_pad_collate_rounds_up_to_a_multiple():
     assert ids.shape == (2, 16) and ids[0, 3:].eq(0).all() and ids[1, :9].tolist() == list(range(1, 10))
     assert index.tolist() == [0, 1]
     assert PadCollate(0)(items)[0].shape == (2, 9)
+
+
+def test_text_batches_pad_to_a_multiple_of_8_in_half_precision_only():
+    precisions = ("32-true", "32", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16", "transformer-engine")
+    assert [pad_multiple(p) for p in precisions] == [1, 1, 1, 8, 8, 8, 8, 8]
 
 
 def test_token_limit_is_the_99th_percentile_rounded_up_to_8():

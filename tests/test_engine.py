@@ -18,6 +18,7 @@ from tagnet.config.settings import TrainConfig
 from tagnet.engine import default_precision, is_main_process, seed_everything
 from tagnet.engine.fit import run_phase
 from tagnet.engine.module import MultiLabelModule
+from tagnet.engine.optim import adamw
 from tagnet.training.losses import make_loss
 from tagnet.models.base import make_head
 
@@ -30,6 +31,26 @@ def test_seeding_repeats_every_random_source():
     seed_everything(7)
     second = (torch.rand(3), np.random.rand(3))
     assert torch.equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+
+
+def test_adamw_is_fused_on_the_cpu_and_updates_as_the_per_tensor_loop_does():
+    torch.manual_seed(0)
+    ours, reference = torch.nn.Linear(5, 3), torch.nn.Linear(5, 3)
+    reference.load_state_dict(ours.state_dict())
+    fused = adamw([{"params": list(ours.parameters()), "lr": 1e-2}], weight_decay=0.1)
+    loop = torch.optim.AdamW(reference.parameters(), lr=1e-2, weight_decay=0.1, foreach=False)
+    assert fused.defaults["fused"] is True and loop.defaults["fused"] is None
+    inputs = torch.randn(8, 5)
+    for _ in range(3):
+        for network, optimizer in ((ours, fused), (reference, loop)):
+            optimizer.zero_grad()
+            network(inputs).pow(2).sum().backward()
+            optimizer.step()
+    for mine, theirs in zip(ours.parameters(), reference.parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(ours.weight, torch.nn.Linear(5, 3).weight)
+    elsewhere = torch.nn.Parameter(torch.zeros(2, device="meta"))  # no fused kernel: the default implementation
+    assert adamw([{"params": [elsewhere], "lr": 1.0}], weight_decay=0.0).defaults["fused"] is None
 
 
 def test_main_process_follows_the_distributed_environment(monkeypatch):

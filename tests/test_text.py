@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import f1_score
 from rich.console import Console
 from typer.testing import CliRunner
@@ -18,7 +19,10 @@ from tagnet.data.labels import read_labels_with_texts
 from tagnet.errors import ConfigError, DataError
 from tagnet.evaluation.evaluate import evaluate
 from tagnet.models import create_model
-from tagnet.modalities.text import cached_embeddings
+from tagnet.engine.optim import adamw
+from tagnet.modalities.base import LabeledInputs
+from tagnet.modalities.text import as_text_array, cached_embeddings
+from tagnet.models import set_backbone_trainable
 from tagnet.models.text import encode_texts, package_model_dir
 from tagnet.inference.predictor import Predictor
 from tagnet.training.trainer import resume_training, train as train_run
@@ -122,6 +126,35 @@ def test_embeddings_are_cached_on_disk(encoder, tmp_path, monkeypatch):
 
     monkeypatch.setattr("tagnet.models.text.encode_texts", fail)
     np.testing.assert_array_equal(cached_embeddings(encoder, texts, cache_dir=tmp_path).numpy(), first.numpy())
+
+
+def test_fine_tuning_pads_to_the_longest_text_in_32_bit_and_keeps_the_word_embeddings_fixed(tmp_path):
+    """32-bit fine-tuning batches are as long as their longest text (a multiple of 8 in half precision); a training
+    step through the run's optimiser leaves the word-embedding table untouched and outside it, and moves the rest."""
+    (tmp_path / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    table, texts = read_labels_with_texts(_goemotions_layout(tmp_path / "train.tsv", _examples(0)), "0", no_header=True,
+                                          label_names_file=tmp_path / "labels.txt", id_column="2")
+    data = LabeledInputs(table, as_text_array(texts))
+    model = create_model("minilm_l6", num_labels=3, head_hidden=16)
+    set_backbone_trainable(model, True)
+    lengths = [len(ids) for ids in model.backbone.tokenize(texts)]
+    kind = get_modality("text")
+    batches = list(kind.network_loaders(model, data, data, TrainConfig(batch_size=8, precision="32-true"))[0])
+    widths = [ids.shape[1] for ids, *_ in batches]
+    assert widths == [max(lengths[i] for i in rows.tolist()) for *_, rows in batches]
+    assert any(width % 8 for width in widths)
+    half = kind.network_loaders(model, data, data, TrainConfig(batch_size=8, precision="bf16-mixed"))[0]
+    assert [ids.shape[1] for ids, *_ in half] == [-(-width // 8) * 8 for width in widths]
+    words = model.backbone.transformer.get_input_embeddings().weight
+    layer = model.backbone.transformer.encoder.layer[0].output.dense.weight
+    words_before, layer_before = words.detach().clone(), layer.detach().clone()
+    optimizer = adamw([{"params": [p for p in model.parameters() if p.requires_grad], "lr": 1e-3}], weight_decay=0.01)
+    assert all(p is not words for group in optimizer.param_groups for p in group["params"])
+    ids, targets, _, _ = batches[0]
+    torch.nn.functional.binary_cross_entropy_with_logits(model(ids), targets).backward()
+    optimizer.step()
+    assert words.grad is None and torch.equal(words, words_before)
+    assert not torch.equal(layer, layer_before)
 
 
 @pytest.fixture(scope="module")

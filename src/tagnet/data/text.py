@@ -64,7 +64,12 @@ class PadCollate:
         return padded, torch.stack(targets), torch.stack(known), torch.as_tensor(index)
 
 
-PAD_MULTIPLE = 8  # batches are padded to a multiple of 8 tokens: few distinct shapes, so oneDNN reuses its kernels
+def pad_multiple(precision: str) -> int:
+    """The multiple of tokens a fine-tuning batch is padded to in Lightning precision `precision`: 8 under half or
+    8-bit precision (GPU tensor cores and oneDNN's per-shape kernels want few, aligned shapes), else 1: 32- and 64-bit
+    matrix products pay for every padded token (GoEmotions batches: 22.6 tokens per text padded to 8, 19.3 to the
+    longest text, of 18.9 real)."""
+    return 1 if precision.split("-")[0] in ("32", "64") else 8
 
 
 class _EpochOf:

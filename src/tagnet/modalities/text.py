@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from tagnet.training.budget import Throughput
 from tagnet.data.labels import read_labels_with_texts
-from tagnet.data.text import PAD_MULTIPLE, BucketBatchSampler, PadCollate, TokenDataset, read_text_lines
+from tagnet.data.text import BucketBatchSampler, PadCollate, TokenDataset, pad_multiple, read_text_lines
 from tagnet.errors import ArtifactError, ConfigError, DataError, TagnetError
 from tagnet.inference.feature_cache import cached_tensor, encoder_digest
 from tagnet.models import TagnetModel, set_backbone_trainable
@@ -123,7 +123,8 @@ class TextModality(Modality):
         rows = rng.choice(split[0], size=min(len(split[0]), PROBE_BATCHES * config.batch_size), replace=False)
         ids = encoder.tokenize([data.inputs[i] for i in rows])
         sampler = BucketBatchSampler([len(i) for i in ids], config.batch_size, seed=config.seed)
-        collate = PadCollate(encoder.pad_id, PAD_MULTIPLE)
+        precision = default_precision(config)
+        collate = PadCollate(encoder.pad_id, pad_multiple(precision))
         dataset = TokenDataset(ids, data.table.targets[rows], data.table.known[rows])
         batches = [collate([dataset[i] for i in batch])[:2] for batch in sampler.one_pass(0)]
         val_ids = encoder.tokenize([data.inputs[i] for i in split[1][:4 * config.batch_size * 3]])
@@ -132,7 +133,7 @@ class TextModality(Modality):
         set_backbone_trainable(model, True)
         encoder.freeze_word_embeddings()
         try:
-            return measure_throughput(model, batches, evals, precision=default_precision(config))
+            return measure_throughput(model, batches, evals, precision=precision)
         finally:
             for name, p in model.named_parameters():
                 p.requires_grad_(trainable[name])
@@ -142,13 +143,15 @@ class TextModality(Modality):
         return HeadInputs(cached_embeddings(model.backbone, list(data.inputs), cache_dir=cache_dir, progress=progress))
 
     def network_loaders(self, model, train, val, config) -> tuple[DataLoader, DataLoader]:
-        """Token ids padded per batch to its longest text (rounded up to PAD_MULTIPLE); training batches hold texts of
-        similar length (BucketBatchSampler; a plain shuffle in a distributed run, whose sampler Lightning sets), and
-        validation runs sorted by length. The word embeddings stay fixed while the rest fine-tunes
-        (SentenceEncoder.freeze_word_embeddings)."""
+        """Token ids padded per batch to its longest text (rounded up to pad_multiple of the run's precision: 1 in
+        32-bit, 8 in half precision); training batches hold texts of similar length (BucketBatchSampler; a plain
+        shuffle in a distributed run, whose sampler Lightning sets), and validation runs sorted by length. The word
+        embeddings stay fixed while the rest fine-tunes (SentenceEncoder.freeze_word_embeddings)."""
+        from tagnet.engine import default_precision
+
         encoder: SentenceEncoder = model.backbone
         encoder.freeze_word_embeddings()
-        collate = PadCollate(encoder.pad_id, PAD_MULTIPLE)
+        collate = PadCollate(encoder.pad_id, pad_multiple(default_precision(config)))
         train_ids = encoder.tokenize(list(train.inputs))
         train_set = TokenDataset(train_ids, train.table.targets, train.table.known)
         if _distributed(config):
