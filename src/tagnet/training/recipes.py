@@ -63,7 +63,7 @@ class PrivateHead(Recipe):
 class Finetune(Recipe):
     """The whole pretrained network fine-tuned from the start, no frozen pass. For text: the word-embedding table
     fixed, batches of similar length padded to their longest text (a multiple of 8 in half precision), fused AdamW
-    (TextModality.network_loaders, engine.module.adamw)."""
+    (TextModality.network_loaders, engine.optim.adamw)."""
 
     name, stages = "finetune", ("finetune_all",)
 
