@@ -37,7 +37,7 @@ ENSEMBLE_HEADS = 5  # heads of the ensemble candidate (unless --ensemble K gives
 # (each of its leaves holds every label's rate: memory grows with rows x labels x trees)
 SCREEN_CELLS = 250_000
 SCREEN_FOLDS = 2  # the folds an MLP head is screened on against the linear head
-# the label smoothings the CV of a run's own head tries when none is given (smoothing_grid), smallest first: a tie keeps
+# the label smoothings the CV of a run's own head tries with --label-smoothing-cv (smoothing_grid), smallest first: a tie keeps
 # the smaller; 0.1 raised pooled micro-F1 by 0.003-0.008 in a nested CV of the photos' head (benchmarks/RESULTS.md)
 LABEL_SMOOTHINGS = (0.0, 0.1)
 CANDIDATES = ("linear", "mlp", "ensemble")  # simplest first: an exact tie goes to the simpler one (then "forest")
@@ -284,8 +284,9 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     first (screened_networks). The linear candidate's scaling and C are the best on the same folds (so its score is
     slightly optimistic; at many rows x labels the scaling is screened on SCREEN_FOLDS folds first: linear_candidate).
     The forest candidate (tagnet.training.forest) is left out, said in a line, when its estimated CV cost does not fit
-    `budget`. Every score is out of fold, at thresholds fitted on the other folds. The run's own head ("head") with no
-    label smoothing given also has its smoothing chosen so, from LABEL_SMOOTHINGS (network_candidates).
+    `budget`. Every score is out of fold, at thresholds fitted on the other folds. The run's own head ("head") with
+    --label-smoothing-cv and no label smoothing given also has its smoothing chosen so, from LABEL_SMOOTHINGS
+    (network_candidates).
     Returns the Selection, with the chosen candidate's out-of-fold probabilities (without any CV when one MLP or
     ensemble is named and not `refit`)."""
     metric = select_metric(config)

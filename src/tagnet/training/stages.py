@@ -38,10 +38,10 @@ from tagnet.engine.headfit import fit_head, head_probabilities, rows_of
 from tagnet.engine.private import default_delta, fit_private_head
 from tagnet.engine.steps import head_score
 from tagnet.training.privacy import privacy_lines, privacy_record, refuse_unsupported
+from tagnet.training.validation import Slices, ScoreFn, stopping_score, threshold_slice, validation_thresholds
 
 if TYPE_CHECKING:  # the Lightning adapter is imported where a Lightning phase runs (its import alone takes seconds)
     from tagnet.engine.loggers import RunLoggers
-from tagnet.training.validation import Slices, ScoreFn, stopping_score, threshold_slice, validation_thresholds
 
 Split = tuple[np.ndarray, np.ndarray]
 EVENTS = ("on_stage_start", "on_stage_end", "on_epoch_end")
