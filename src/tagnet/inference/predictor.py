@@ -18,7 +18,7 @@ import torch
 from tagnet import modalities
 from tagnet.inference.artifact import WEIGHTS_FILE, Artifact, load_artifact
 from tagnet.inference.runtime import (NAMES, RUNNERS, Forward, agreeing_runtime, device_forward, failure_note,
-                                     graph_runtimes, inference_device, ort_session_options)
+                                     graph_runtimes, inference_device, ort_session_options, session_forward)
 from tagnet.errors import ArtifactError, DataError
 from tagnet.decisions.chain import calibrated_probabilities, decided, model_probabilities
 
@@ -189,8 +189,8 @@ class GraphRun:
 
     def __init__(self, session, path: Path, runtimes: tuple[str, ...]) -> None:
         self.session, self.path = session, path
-        self.input_name = session.get_inputs()[0].name
         self.runtime = "onnx"  # the Predictor's name of ONNX Runtime
+        self._on_session: Forward = session_forward(session, ONNX_OUTPUT)
         self._forward: Forward = self._on_session
         self._unchecked: tuple[str, Forward] | None = None  # a faster runtime, checked on the first batch
         self._lock = threading.Lock()
@@ -223,9 +223,6 @@ class GraphRun:
         else:
             self._forward = forward
         self._unchecked = None
-
-    def _on_session(self, inputs: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run([ONNX_OUTPUT], {self.input_name: inputs.numpy()})[0])
 
     def _warn(self, note: str) -> None:
         warnings.warn(f"{self.path.name}: {note}; running ONNX Runtime", stacklevel=4)
@@ -268,9 +265,9 @@ class Predictor:
         self.device = inference_device(device)
         if runtime == "auto" and self.device.type != "cpu":  # the graph runtimes here run on the CPU only
             runtime = "torch"
-        self.session = open_onnx_session(self.artifact, runtime=runtime, onnx_file=onnx_file)
-        self.graph = None if self.session is None else GraphRun(self.session, onnx_path(self.artifact, onnx_file),
-                                                                graph_runtimes(runtime))
+        session = open_onnx_session(self.artifact, runtime=runtime, onnx_file=onnx_file)
+        self.graph = None if session is None else GraphRun(session, onnx_path(self.artifact, onnx_file),
+                                                           graph_runtimes(runtime))
         self._forward: Forward | None = None  # the model on self.device, chosen on the first batch
 
     def to(self, device: str | torch.device) -> Predictor:
@@ -279,6 +276,11 @@ class Predictor:
         if self.device.type == "cpu":
             self.model.to("cpu")
         return self
+
+    @property
+    def session(self):
+        """The ONNX Runtime session of the exported graph (None: PyTorch runs the model)."""
+        return None if self.graph is None else self.graph.session
 
     @property
     def runtime(self) -> str:

@@ -247,6 +247,11 @@ def _ort_forward(graph: bytes | str, output: int | str = 0) -> Forward:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(graph, ort_session_options(), providers=["CPUExecutionProvider"])
+    return session_forward(session, output)
+
+
+def session_forward(session, output: int | str = 0) -> Forward:
+    """The forward of an open ONNX Runtime `session`, giving its output `output` (an index or a name)."""
     name = session.get_inputs()[0].name
     wanted = None if isinstance(output, int) else [output]
 

@@ -305,6 +305,12 @@ def frozen_outputs(run: Run) -> None:
                       f"{time.perf_counter() - started + earlier:.1f} s" + (f" ({', '.join(notes)})" if notes else ""))
 
 
+def _own_heads(config: TrainConfig) -> tuple[str, ...] | None:
+    """The candidate the CV of a run without --select fits: its own heads, ("ensemble",) for several, else ("head",);
+    None with --select (the CV compares the candidates it names)."""
+    return None if config.select else ("ensemble",) if config.ensemble > 1 else ("head",)
+
+
 def choose_head(run: Run) -> None:
     """config.select's head (tables), or with --refit the epochs of the run's own head (images), by k-fold CV over the
     training file's rows (tagnet.training.selection.select_head); the run's settings, model and (for an ensemble)
@@ -313,7 +319,7 @@ def choose_head(run: Run) -> None:
     rows = np.flatnonzero(~run.from_val_file)
     config = plan.config
     single = dataclasses.replace(config, ensemble=1)
-    own = None if config.select else ("ensemble",) if config.ensemble > 1 else ("head",)
+    own = _own_heads(config)
     augmented = run.head_inputs.augmented
     if own:
         smoothings = smoothing_grid(config, own)
@@ -427,7 +433,7 @@ def _refit_fits(run: Run) -> bool:
     fit_head(head, inputs.values, run.data.table.targets,
              run.data.table.known, sample, None, config=single, seed=config.seed, augmented=inputs.augmented)
     per_row = (time.perf_counter() - started) / len(sample)
-    tries = len(smoothing_grid(config, ("head",) if config.ensemble == 1 else ("ensemble",))) or 1  # the CV runs once per label smoothing it tries
+    tries = len(smoothing_grid(config, _own_heads(config))) or 1  # the CV runs once per label smoothing it tries
     estimate = per_row * config.epochs * len(run.data) * (tries * (run.refit - 1) + 1)  # k folds of (k-1)/k, then all
     if budget.fits(estimate):
         return True
