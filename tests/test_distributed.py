@@ -146,3 +146,20 @@ def test_a_distributed_prediction_needs_a_streamed_output(tiny_run, synthetic_da
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "--strategy ddp shares the inputs among processes" in proc.stdout + proc.stderr
+
+
+def test_a_process_group_left_up_is_destroyed_at_exit(tmp_path):
+    script = tmp_path / "group.py"
+    script.write_text(f"""
+import atexit
+import torch.distributed as dist
+from tagnet.engine import process
+
+atexit.register(lambda: print("initialized at exit:", dist.is_initialized()))  # runs after tagnet's (LIFO)
+dist.init_process_group("gloo", init_method="file://{tmp_path / 'store'}", rank=0, world_size=1)
+process.close_process_group_at_exit()
+process.close_process_group_at_exit()  # asking twice is harmless
+""")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "initialized at exit: False"

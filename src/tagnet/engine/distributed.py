@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
+from tagnet.engine.process import close_process_group_at_exit
 from tagnet.inference.runtime import Spread
 
 # step(indices, device) -> (outputs (len(indices), ...) float32, {source: reason} of inputs that could not be read)
@@ -89,6 +90,7 @@ def map_in_order(step: Step, todo: Callable[[], Sequence[int]], *, batch_size: i
     trainer = L.Trainer(accelerator=spread.lightning_accelerator, devices=spread.devices, strategy="ddp",
                         num_nodes=spread.num_nodes, logger=False, enable_checkpointing=False,
                         enable_model_summary=False, enable_progress_bar=False, use_distributed_sampler=False)
+    close_process_group_at_exit()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_NOISE)
         module = _MapModule(step, todo, batch_size, emit, everywhere)

@@ -29,7 +29,8 @@ from tagnet.config.settings import TrainConfig
 from tagnet.data.images import ensure_free_space
 from tagnet.engine.loggers import RunLoggers
 from tagnet.engine.module import MultiLabelModule
-from tagnet.engine.process import PhaseResult, default_precision, is_main_process, one_torch_thread
+from tagnet.engine.process import (PhaseResult, close_process_group_at_exit, default_precision, is_main_process,
+                                   one_torch_thread)
 from tagnet.errors import ArtifactError, Interrupted
 from tagnet.training.run_folder import CHECKPOINTS_DIR, EPOCHS_FILE
 
@@ -272,6 +273,7 @@ def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: Da
         num_sanity_val_steps=0, default_root_dir=str(run_dir), deterministic=False, plugins=[AtomicCheckpointIO()],
         max_time=None if max_seconds is None else timedelta(seconds=max(1.0, max_seconds)),
     )
+    close_process_group_at_exit()
     started = time.perf_counter()
     module.network.train()
     with warnings.catch_warnings(), one_torch_thread(head_only), _sigint_kept():

@@ -3,7 +3,9 @@ linear or MLP head never loads it): its rank, seeds, thread count and precision,
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
 import random
 from collections.abc import Iterator
@@ -21,6 +23,22 @@ def is_main_process() -> bool:
         if name in os.environ:
             return int(os.environ[name]) == 0
     return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
+@functools.cache
+def close_process_group_at_exit() -> None:
+    """Destroy torch.distributed's process group when this process exits, while the interpreter is still whole (once
+    per process; nothing when no group is up by then). Left to interpreter teardown, gloo's worker threads can still
+    hold work that touches Python objects, and the process dies with SIGABRT ("terminate called without an active
+    exception") after its work is done; see pytorch/pytorch pull request 179291."""
+    atexit.register(_destroy_process_group)
+
+
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 @dataclass
