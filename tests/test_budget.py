@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from tagnet.engine import measure_throughput
+from tagnet.engine.process import torch_threads
 from tagnet.training.budget import SAFETY, FINAL_SECONDS, Throughput, duration, plan_passes
 from tagnet.training.recipes import Recipe, choose_recipe, phase_epochs
 from tagnet.config.settings import TrainConfig
@@ -111,6 +114,32 @@ def test_measuring_throughput_changes_no_weight():
     assert all(p.grad is None for p in network.parameters())
     one = measure_throughput(network, batches[:1], [], precision="32-true")  # fewer batches than the warm-up
     assert one.train_per_s > 0 and one.eval_per_s == pytest.approx(3 * one.train_per_s, rel=0.01)
+
+
+class _ThreadSensitive(nn.Module):
+    """A network whose steps take 1 ms on `fast` torch threads and 20 ms on any other count (a busy or idle CPU)."""
+
+    def __init__(self, fast: int) -> None:
+        super().__init__()
+        self.linear, self.fast, self.eval_threads = nn.Linear(4, 3), fast, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.001 if torch.get_num_threads() == self.fast else 0.02)
+        if not self.training:
+            self.eval_threads.append(torch.get_num_threads())
+        return self.linear(x)
+
+
+@pytest.mark.parametrize("fast, chosen", [(1, 1), (2, None)])
+def test_the_probe_keeps_the_faster_thread_count(fast, chosen):
+    network = _ThreadSensitive(fast)
+    batches = [(torch.randn(5, 4), torch.rand(5, 3).round()) for _ in range(4)]
+    with torch_threads(2):
+        rates = measure_throughput(network, batches, [torch.randn(7, 4)] * 2, precision="32-true", warmup=2,
+                                   other_threads=(1, 2))  # 2, the count it runs at, is not timed twice
+        assert torch.get_num_threads() == 2
+    assert rates.threads == chosen and set(network.eval_threads) == {fast}
+    assert 5 / 0.02 < rates.train_per_s < 5 / 0.001 * 1.01  # the fast count's rate (1 ms a step, plus the step's work)
 
 
 def test_duration_reads_like_the_setting():

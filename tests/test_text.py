@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import csv
 import json
 import shutil
@@ -13,6 +14,8 @@ from sklearn.metrics import f1_score
 from rich.console import Console
 from typer.testing import CliRunner
 
+from tagnet import engine
+from tagnet.engine import fit
 from tagnet.cli import app
 from tagnet.config.settings import TrainConfig
 from tagnet.data.labels import read_labels_with_texts
@@ -306,10 +309,31 @@ def test_epochs_bound_the_fine_tuning_of_the_default_recipe(text_run, tmp_path, 
     options = {"no_header": True, "label_names_file": val.parent / "labels.txt", "id_column": "2"}
     config = TrainConfig(epochs=1, lr=3e-2, batch_size=8, precision="32-true")
     console = Console(record=True, width=300)
+    probed, measure = [], engine.measure_throughput
+
+    def spy(network, batches, evals, *, precision, warmup, other_threads):
+        probed.append((batches, warmup, other_threads))
+        measured = measure(network, batches, evals, precision=precision, warmup=warmup, other_threads=other_threads)
+        return dataclasses.replace(measured, threads=1)  # as if one thread had been the faster
+
+    phase_threads, phase = {}, fit.run_phase
+
+    def run_phase(*args, threads=None, **kwargs):
+        phase_threads[kwargs["phase"]] = threads
+        return phase(*args, threads=threads, **kwargs)
+
+    monkeypatch.setattr(engine, "measure_throughput", spy)
+    monkeypatch.setattr(fit, "run_phase", run_phase)
     result = train_run(val.parent / "train.tsv", modality="text", text_column="0", val_labels=val,
                        out_dir=tmp_path / "run", config=config, read_options=options, progress=False, console=console)
     recipe = json.loads((result.run_dir / "checkpoints" / "recipe.json").read_text())
-    assert recipe["name"] == "head+finetune" and "about 1 passes" in recipe["reason"]
+    assert recipe["name"] == "head+finetune" and "about 1 passes at" in recipe["reason"]
+    # the probe's steps are timed on a second run through its batches: every timed step at a length already seen;
+    # then on one thread, and the faster thread count fine-tunes (the head trains on one thread anyway)
+    (batches, warmup, other_threads), = probed
+    assert warmup == len(batches) // 2 == 3 and all(a is b for a, b in zip(batches[:warmup], batches[warmup:]))
+    assert other_threads == (1,) and "texts/s measured on 1 thread)" in recipe["reason"]
+    assert recipe["throughput"]["threads"] == 1 and phase_threads == {"head": None, "finetune": 1}
     plan = json.loads((result.run_dir / "checkpoints" / "finetune" / "plan.json").read_text())
     assert plan["rounds"] == 1 and plan["passes"] == 1.0 and plan["batches_per_round"] == 3  # 24 texts, batches of 8
     phases = [row["phase"] for row in csv.DictReader((result.run_dir / "metrics.csv").open())]

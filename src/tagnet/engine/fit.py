@@ -30,7 +30,7 @@ from tagnet.data.images import ensure_free_space
 from tagnet.engine.loggers import RunLoggers
 from tagnet.engine.module import MultiLabelModule
 from tagnet.engine.process import (PhaseResult, close_process_group_at_exit, default_precision, is_main_process,
-                                   one_torch_thread)
+                                   torch_threads)
 from tagnet.errors import ArtifactError, Interrupted
 from tagnet.training.run_folder import CHECKPOINTS_DIR, EPOCHS_FILE
 
@@ -240,16 +240,17 @@ def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: Da
               config: TrainConfig, epochs: int, phase: str, run_dir: Path, precision: str | None = None,
               progress: bool = True, epoch_callback: Callable[[int, float], None] | None = None,
               resume: bool = False, head_only: bool = False, loggers: RunLoggers | None = None,
-              max_seconds: float | None = None) -> PhaseResult:
+              max_seconds: float | None = None, threads: int | None = None) -> PhaseResult:
     """Train `module` for up to `epochs` with early stopping; load the best epoch's weights back into it.
 
     Each epoch ends with RUN/checkpoints/PHASE/last.ckpt (model, optimiser, scheduler, epoch, callbacks,
     random state), written atomically; a finished phase leaves done.json + best.safetensors. With
     `resume`, a finished phase is loaded instead of rerun and an unfinished one continues from last.ckpt.
     `epoch_callback(epoch, val_mAP)` runs after each validation; an exception it raises (e.g. optuna's
-    TrialPruned) ends training and propagates. `loggers` give the phase's Lightning loggers. `head_only` says the module is a small head on precomputed
-    features or embeddings: it then trains on one thread (see one_torch_thread). `max_seconds` stops the phase after
-    that wall time (Lightning's max_time), keeping the best validated epoch so far.
+    TrialPruned) ends training and propagates. `loggers` give the phase's Lightning loggers. `head_only` says the
+    module is a small head on precomputed features or embeddings: it then trains on one thread (see one_torch_thread);
+    else on `threads` torch threads (None: the process's). `max_seconds` stops the phase after that wall time
+    (Lightning's max_time), keeping the best validated epoch so far.
     """
     ckpt_dir = run_dir / CHECKPOINTS_DIR / phase
     if resume and (ckpt_dir / "done.json").exists():
@@ -276,7 +277,7 @@ def run_phase(module: MultiLabelModule, train_loader: DataLoader, val_loader: Da
     close_process_group_at_exit()
     started = time.perf_counter()
     module.network.train()
-    with warnings.catch_warnings(), one_torch_thread(head_only), _sigint_kept():
+    with warnings.catch_warnings(), torch_threads(1 if head_only else threads), _sigint_kept():
         warnings.filterwarnings("ignore", message=_NOISE)
         try:
             trainer.fit(module, train_loader, val_loader, ckpt_path=last if resume and last.exists() else None,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
 
 from tagnet.engine.optim import adamw
+from tagnet.engine.process import torch_threads
 from tagnet.training.budget import Throughput
 
 
@@ -18,28 +19,30 @@ def autocast(precision: str):
     return torch.autocast("cpu", dtype=dtype, enabled=dtype is not None)
 
 
-def measure_throughput(network: nn.Module, train_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                       eval_batches: Iterable[torch.Tensor], *, precision: str, warmup: int = 3) -> Throughput:
+def measure_throughput(network: nn.Module, train_batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                       eval_batches: Iterable[torch.Tensor], *, precision: str, warmup: int = 3,
+                       other_threads: tuple[int, ...] = ()) -> Throughput:
     """Time training steps (forward, BCE, backward, an AdamW step that changes nothing: lr 0 and its own state) on
     `train_batches` after `warmup` of them, and inference on `eval_batches` (after one; fewer are skipped when there
-    are few batches, the last is always timed). The network's weights are
+    are few batches, the last is always timed). With `other_threads`, the timed training steps run again at each of
+    those torch thread counts and the fastest count is kept (Throughput.threads; inference is timed at it): on a busy
+    CPU one thread can be several times faster than two that wait on each other. The network's weights are
     unchanged; its gradients are cleared."""
     trainable = [p for p in network.parameters() if p.requires_grad]
     probe = adamw([{"params": trainable, "lr": 0.0}], weight_decay=0.0)
     was_training = network.training
     network.train()
-    steps: list[tuple[int, float]] = []
-    for inputs, targets in train_batches:
-        started = time.perf_counter()
-        with autocast(precision):
-            logits = network(inputs)
-        nn.functional.binary_cross_entropy_with_logits(logits.float(), targets).backward()
-        probe.step()
-        probe.zero_grad(set_to_none=True)
-        steps.append((len(inputs), time.perf_counter() - started))
+    steps = _training_steps(network, probe, train_batches, precision)
+    timed = train_batches[min(warmup, len(train_batches) - 1):]
+    train_rate, threads = _rate(steps[min(warmup, len(steps) - 1):]), None
+    for count in (c for c in other_threads if c != torch.get_num_threads()):
+        with torch_threads(count):
+            rate = _rate(_training_steps(network, probe, timed, precision))
+        if rate > train_rate:
+            train_rate, threads = rate, count
     network.eval()
     calls: list[tuple[int, float]] = []
-    with torch.inference_mode():
+    with torch.inference_mode(), torch_threads(threads):
         for inputs in eval_batches:
             started = time.perf_counter()
             with autocast(precision):
@@ -47,13 +50,25 @@ def measure_throughput(network: nn.Module, train_batches: Iterable[tuple[torch.T
             calls.append((len(inputs), time.perf_counter() - started))
     network.train(was_training)
     del probe
-    train_rate = _rate(steps[min(warmup, len(steps) - 1):])
     eval_rate = _rate(calls[min(1, len(calls) - 1):]) if calls else 3 * train_rate
-    return Throughput(round(train_rate, 1), round(eval_rate, 1))
+    return Throughput(round(train_rate, 1), round(eval_rate, 1), threads)
+
+
+def _training_steps(network: nn.Module, optimizer: torch.optim.Optimizer,
+                    batches: Iterable[tuple[torch.Tensor, torch.Tensor]], precision: str) -> list[tuple[int, float]]:
+    """(inputs, seconds) of a training step on each of `batches`."""
+    steps: list[tuple[int, float]] = []
+    for inputs, targets in batches:
+        started = time.perf_counter()
+        with autocast(precision):
+            logits = network(inputs)
+        nn.functional.binary_cross_entropy_with_logits(logits.float(), targets).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        steps.append((len(inputs), time.perf_counter() - started))
+    return steps
 
 
 def _rate(timed: list[tuple[int, float]]) -> float:
     """Inputs per second of (inputs, seconds) calls (the warm-up left out by the caller; at least one kept)."""
     return sum(n for n, _ in timed) / max(sum(t for _, t in timed), 1e-9)
-
-

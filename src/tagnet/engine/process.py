@@ -54,16 +54,21 @@ class PhaseResult:
 
 
 @contextlib.contextmanager
-def one_torch_thread(enabled: bool = True) -> Iterator[None]:
-    """One intra-op thread while `enabled`: a head on cached features does tiny matrix products that lose more
-    to thread synchronisation than they gain (up to 50x slower per step with 2 threads on a busy 2-core CPU)."""
+def torch_threads(count: int | None) -> Iterator[None]:
+    """`count` torch intra-op threads inside the block (None: as they are), the previous count after it."""
     previous = torch.get_num_threads()
-    if enabled:
-        torch.set_num_threads(1)
+    if count is not None:
+        torch.set_num_threads(count)
     try:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def one_torch_thread(enabled: bool = True) -> contextlib.AbstractContextManager[None]:
+    """One intra-op thread while `enabled`: a head on cached features does tiny matrix products that lose more
+    to thread synchronisation than they gain (up to 50x slower per step with 2 threads on a busy 2-core CPU)."""
+    return torch_threads(1 if enabled else None)
 
 
 def default_precision(config: TrainConfig) -> str:

@@ -23,7 +23,10 @@ from tagnet.modalities.onnx_specs import TextOnnx
 from tagnet.modalities.specs import TEXT
 
 TABLE_ONLY_OPTIONS = ("label_count", "labels_xml")
-PROBE_BATCHES = 8  # training batches timed (the first 3 not counted) to size fine-tuning to the budget
+# training batches run twice to size fine-tuning to the budget, only the second time timed: a batch's first step at a
+# new padded length pays for that shape's kernels (the probe's batches are nearly all new lengths; an epoch's are not),
+# so timing first steps measured 83 texts/s for epochs that ran at 90-92 (GoEmotions, benchmarks/RESULTS.md)
+PROBE_BATCHES = 8
 
 
 def as_text_array(texts: list[str]) -> np.ndarray:
@@ -115,7 +118,9 @@ class TextModality(Modality):
 
     def throughput(self, model, data, split, config) -> Throughput:
         """Training and inference texts/s of the whole network on batches of the training texts, drawn as training draws
-        them (similar lengths), in the run's precision."""
+        them (similar lengths), in the run's precision: the training steps timed on the second of two runs through the
+        PROBE_BATCHES batches, at lengths already seen, as nearly all of an epoch's steps are; and again on one thread,
+        kept when faster (on a busy CPU two threads wait on each other: 4.5x slower than one at load 7)."""
         from tagnet.engine import default_precision, measure_throughput
 
         encoder: SentenceEncoder = model.backbone
@@ -133,7 +138,8 @@ class TextModality(Modality):
         set_backbone_trainable(model, True)
         encoder.freeze_word_embeddings()
         try:
-            return measure_throughput(model, batches, evals, precision=precision)
+            return measure_throughput(model, batches * 2, evals, precision=precision, warmup=len(batches),
+                                      other_threads=(1,))
         finally:
             for name, p in model.named_parameters():
                 p.requires_grad_(trainable[name])

@@ -21,10 +21,12 @@ TRAIN_STEP_FORWARDS = 3.5
 
 @dataclass
 class Throughput:
-    """Inputs per second of one training step (forward, backward, AdamW) and of inference, measured on real batches."""
+    """Inputs per second of one training step (forward, backward, AdamW) and of inference, measured on real batches,
+    and the torch intra-op thread count the training steps ran fastest with (None: the process's, not compared)."""
 
     train_per_s: float
     eval_per_s: float
+    threads: int | None = None
 
     @classmethod
     def from_forward_seconds(cls, seconds: float) -> "Throughput":

@@ -136,7 +136,8 @@ def choose_by_budget(kind: Modality, model: TagnetModel | None, data: LabeledInp
     plan = plan_passes(seconds_left=budget - elapsed - embed, n_train=n_train, n_val=n_val,
                        batch_size=config.batch_size, throughput=throughput, max_passes=phase_epochs(config, "finetune"))
     said = f"time budget {duration(budget)}{'' if given else ' (default)'}"
-    rate = f"{throughput.train_per_s:.0f} {kind.name}s/s measured"
+    on = f" on {throughput.threads} thread{'s' * (throughput.threads > 1)}" if throughput.threads else ""
+    rate = f"{throughput.train_per_s:.0f} {kind.name}s/s measured{on}"
     if plan is None:
         return HeadOnly(budget, throughput, f"{said}: too short to fine-tune on {n_train} {kind.name}s ({rate}); "
                                             "training a head on the frozen encoder")

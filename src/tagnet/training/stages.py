@@ -547,8 +547,9 @@ def network_phase(run: Run, name: str, *, lr: float, head_lr: float | None = Non
                               normalize=kind.normalization(run.model),
                               mixup=config.mixup if kind.mixes_network_inputs else 0.0, score=run.stop_score(),
                               head_lr=head_lr)
+    threads = run.recipe.throughput.threads if run.recipe.throughput is not None else None  # the probe's fastest
     return run_phase(module, train_loader, val_loader, epochs=epochs, phase=name, precision=default_precision(config),
-                     **run.phase_args(**limit))
+                     threads=threads, **run.phase_args(**limit))
 
 
 def sized_phase(run: Run, name: str, loader, split: Split, *, after_head: bool) -> int | None:
