@@ -12,6 +12,8 @@ from torch.utils.data import Dataset
 
 from tagnet.errors import DataError
 
+SORT_POOL = 50  # batches' worth of shuffled rows a training pass sorts by length at a time (BucketBatchSampler)
+
 
 def read_text_lines(path: str | Path) -> list[str]:
     """The texts of a UTF-8 text file, one per non-blank line (surrounding whitespace removed).
@@ -92,7 +94,7 @@ class BucketBatchSampler:
     (set_epoch, which Lightning calls; a resumed run continues the stream where it stopped).
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, *, seed: int = 0, pool: int = 50,
+    def __init__(self, lengths: Sequence[int], batch_size: int, *, seed: int = 0, pool: int = SORT_POOL,
                  batches_per_epoch: int | None = None) -> None:
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.batch_size, self.seed, self.pool = batch_size, seed, pool

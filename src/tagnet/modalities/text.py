@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from tagnet.training.budget import Throughput
 from tagnet.data.labels import read_labels_with_texts
-from tagnet.data.text import BucketBatchSampler, PadCollate, TokenDataset, pad_multiple, read_text_lines
+from tagnet.data.text import SORT_POOL, BucketBatchSampler, PadCollate, TokenDataset, pad_multiple, read_text_lines
 from tagnet.errors import ArtifactError, ConfigError, DataError, TagnetError
 from tagnet.inference.feature_cache import cached_tensor, encoder_digest
 from tagnet.models import TagnetModel, set_backbone_trainable
@@ -23,9 +23,9 @@ from tagnet.modalities.onnx_specs import TextOnnx
 from tagnet.modalities.specs import TEXT
 
 TABLE_ONLY_OPTIONS = ("label_count", "labels_xml")
-# training batches run twice to size fine-tuning to the budget, only the second time timed: a batch's first step at a
-# new padded length pays for that shape's kernels (the probe's batches are nearly all new lengths; an epoch's are not),
-# so timing first steps measured 83 texts/s for epochs that ran at 90-92 (GoEmotions, benchmarks/RESULTS.md)
+# training batches timed to size fine-tuning to the budget (TextModality.throughput); drawn from one sampler pool, they
+# pad as an epoch's batches do (8 batches bucketed from 256 random texts padded 21.4 tokens a text where an epoch pads
+# 19.9 on GoEmotions: the probe measured 83 texts/s for epochs that ran at 90-92)
 PROBE_BATCHES = 8
 
 
@@ -117,21 +117,25 @@ class TextModality(Modality):
         return model
 
     def throughput(self, model, data, split, config) -> Throughput:
-        """Training and inference texts/s of the whole network on batches of the training texts, drawn as training draws
-        them (similar lengths), in the run's precision: the training steps timed on the second of two runs through the
-        PROBE_BATCHES batches, at lengths already seen, as nearly all of an epoch's steps are; and again on one thread,
-        kept when faster (on a busy CPU two threads wait on each other: 4.5x slower than one at load 7)."""
+        """Training and inference texts/s of the whole network in the run's precision, on PROBE_BATCHES training batches
+        padded as an epoch's are: one pool of the training sampler (SORT_POOL batches of random training texts, sorted
+        by length and cut), every k-th batch of it by length, so their lengths spread as an epoch's do. The training
+        steps are timed on the second of two runs through them (no first-call costs), and again on one thread, kept
+        when faster (on a busy CPU two threads wait on each other: 4.5x slower than one at load 7)."""
         from tagnet.engine import default_precision, measure_throughput
 
         encoder: SentenceEncoder = model.backbone
         rng = np.random.default_rng(config.seed)
-        rows = rng.choice(split[0], size=min(len(split[0]), PROBE_BATCHES * config.batch_size), replace=False)
+        rows = rng.choice(split[0], size=min(len(split[0]), SORT_POOL * config.batch_size), replace=False)
         ids = encoder.tokenize([data.inputs[i] for i in rows])
-        sampler = BucketBatchSampler([len(i) for i in ids], config.batch_size, seed=config.seed)
+        lengths = np.array([len(i) for i in ids])
+        pool = sorted(BucketBatchSampler(lengths, config.batch_size, seed=config.seed).one_pass(0),
+                      key=lambda batch: lengths[batch].max())
+        every = max(1, len(pool) // PROBE_BATCHES)
         precision = default_precision(config)
         collate = PadCollate(encoder.pad_id, pad_multiple(precision))
         dataset = TokenDataset(ids, data.table.targets[rows], data.table.known[rows])
-        batches = [collate([dataset[i] for i in batch])[:2] for batch in sampler.one_pass(0)]
+        batches = [collate([dataset[i] for i in batch])[:2] for batch in pool[every // 2::every][:PROBE_BATCHES]]
         val_ids = encoder.tokenize([data.inputs[i] for i in split[1][:4 * config.batch_size * 3]])
         evals = [encoder.pad(val_ids[i:i + 4 * config.batch_size]) for i in range(0, len(val_ids), 4 * config.batch_size)]
         trainable = {name: p.requires_grad for name, p in model.named_parameters()}
