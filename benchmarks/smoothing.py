@@ -4,8 +4,9 @@ also chooses the label smoothing from training.selection.LABEL_SMOOTHINGS on the
 fitted out of fold), for several head seeds.
 
 Each outer fold's training rows train the head exactly as the default command does (select_head on the run's own head,
-then fit_final_heads on every row; thresholds fitted on the inner out-of-fold probabilities); the outer fold's held-out
-photos only score it. Also scored: each held-out photo's probabilities averaged with its mirror image's (thresholds as
+then fit_final_heads on every row, which folds per-label temperatures into a smoothed head; thresholds fitted on the
+inner out-of-fold probabilities it returns); the outer fold's held-out photos only score it, also for calibration
+(ECE of their probabilities, mean over labels). Also scored: each held-out photo's probabilities averaged with its mirror image's (thresholds as
 fitted). mAP: mean over outer folds; micro-F1 pooled over them, with a 95% bootstrap interval over the photos of one
 arm and of the paired difference after - before.
 
@@ -28,6 +29,7 @@ from sklearn.metrics import average_precision_score
 
 from refit import SCENE, scene_features
 from tagnet.data.split import train_val_splits
+from tagnet.decisions.calibration import ece
 from tagnet.decisions.thresholds import apply_thresholds
 from tagnet.engine.headfit import head_probabilities
 from tagnet.models.base import make_head as make_label_head
@@ -39,10 +41,12 @@ ARMS = {"before": 0.0, "after": None, "fixed-0.1": 0.1}  # the label smoothing g
 
 
 def arm(config, x, mirror, targets, known, outer):
-    """Pooled held-out predictions (plain, mirror-averaged), each fold's mAP (plain, mirror-averaged) and the
-    smoothing and epochs chosen per fold, of the default head trained under `config` on each outer fold."""
+    """Pooled held-out predictions (plain, mirror-averaged), each fold's mAP (plain, mirror-averaged), the smoothing
+    and epochs chosen per fold, and the held-out probabilities' calibration error (ECE, mean over labels), of the
+    default head trained under `config` on each outer fold."""
     y = targets > 0
     pred, pred_mirror = np.zeros(y.shape, bool), np.zeros(y.shape, bool)
+    held_probs = np.zeros(y.shape, np.float32)
     maps, chosen, scores = [], [], []
     for rows, held in outer:
         def make_head():
@@ -55,16 +59,17 @@ def arm(config, x, mirror, targets, known, outer):
         final = selection.applied(config)
         torch.manual_seed(config.seed)
         head = make_head()
-        fit_final_heads([head], x[rows], targets[rows], known[rows], selection, config=final, augmented=mirror[rows])
-        thresholds = validation_thresholds({"probs": selection.oof, "targets": targets[rows], "known": known[rows]},
-                                           final).thresholds
+        fitted = fit_final_heads([head], x[rows], targets[rows], known[rows], selection, config=final,
+                                 augmented=mirror[rows])  # its validation: the out-of-fold probabilities, as the head's
+        thresholds = validation_thresholds(fitted[0].validation, final).thresholds
         plain = head_probabilities(head, torch.from_numpy(x[held]))
+        held_probs[held] = plain
         averaged = (plain + head_probabilities(head, torch.from_numpy(mirror[held]))) / 2
         pred[held], pred_mirror[held] = apply_thresholds(plain, thresholds), apply_thresholds(averaged, thresholds)
         maps.append([average_precision_score(y[held], p, average="macro") for p in (plain, averaged)])
         chosen.append((final.label_smoothing or 0.0, selection.epochs))
         scores.append(selection.candidates["head"].get("smoothing_scores"))
-    return pred, pred_mirror, np.array(maps), chosen, scores
+    return pred, pred_mirror, np.array(maps), chosen, scores, float(ece(targets, held_probs, known).mean())
 
 
 def micro_f1(y: np.ndarray, pred: np.ndarray, rows: np.ndarray | None = None) -> float:
@@ -100,29 +105,29 @@ def main() -> None:
     y = targets > 0
     outer = train_val_splits(targets, known, folds=5, seed=1)  # seed 1: not the inner folds' seed
     args.out.mkdir(parents=True, exist_ok=True)
-    print("| seed | arm | mAP | micro-F1 (95% bootstrap) | mirror-averaged mAP / micro-F1 | smoothing, epochs per fold "
-          "| seconds |")
-    print("|---|---|---|---|---|---|---|")
+    print("| seed | arm | mAP | micro-F1 (95% bootstrap) | mirror-averaged mAP / micro-F1 | held-out ECE | smoothing, "
+          "epochs per fold | seconds |")
+    print("|---|---|---|---|---|---|---|---|")
     for seed in args.seeds:
         preds = {}
         for name in args.arms:
             started = time.perf_counter()
             tried = dataclasses.replace(config, seed=seed, refit=None, label_smoothing=ARMS[name],
                                         label_smoothing_cv=ARMS[name] is None)
-            pred, pred_mirror, maps, chosen, scores = arm(tried, x, mirror, targets, known, outer)
+            pred, pred_mirror, maps, chosen, scores, error = arm(tried, x, mirror, targets, known, outer)
             preds[name] = pred
             np.savez(args.out / f"{name}-seed{seed}.npz", pred=pred, pred_mirror=pred_mirror, maps=maps)
             (args.out / f"{name}-seed{seed}.json").write_text(json.dumps({"chosen": chosen, "inner_scores": scores}))
             low, high = bootstrap(y, pred)
             print(f"| {seed} | {name} | {maps[:, 0].mean():.4f} | {micro_f1(y, pred):.4f} ({low:.3f}-{high:.3f}) | "
-                  f"{maps[:, 1].mean():.4f} / {micro_f1(y, pred_mirror):.4f} | "
+                  f"{maps[:, 1].mean():.4f} / {micro_f1(y, pred_mirror):.4f} | {error:.3f} | "
                   f"{'; '.join(f'{s:g}, {e}' for s, e in chosen)} | {time.perf_counter() - started:.0f} |", flush=True)
         earlier = args.out / f"before-seed{seed}.npz"  # an earlier run's "before" arm of this seed
         before = preds.pop("before", None) if "before" in preds or not earlier.is_file() else np.load(earlier)["pred"]
         for name in preds if before is not None else ():
             low, high = bootstrap(y, before, preds[name])
             difference = micro_f1(y, preds[name]) - micro_f1(y, before)
-            print(f"| {seed} | {name} - before | | {difference:+.4f} ({low:+.3f}..{high:+.3f}) | | | |", flush=True)
+            print(f"| {seed} | {name} - before | | {difference:+.4f} ({low:+.3f}..{high:+.3f}) | | | | |", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,12 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from tagnet.config.settings import TrainConfig
+from tagnet.decisions.calibration import ece
 from tagnet.data.feature_table import read_feature_table, standardize
 from tagnet.engine.headfit import fit_head
 from tagnet.errors import ConfigError
 from tagnet.inference.artifact import load_artifact
-from tagnet.training.selection import Selection, cv_folds, fit_final_heads
+from tagnet.training.selection import Selection, cv_folds, fit_final_heads, folded_temperatures
 from tagnet.training.trainer import train
 from tagnet.training.validation import validation_thresholds
 
@@ -203,6 +204,29 @@ def test_the_heads_cv_chooses_the_label_smoothing_whose_out_of_fold_probabilitie
     assert f"label smoothing {better:g} chosen by 3-fold CV on micro_f1" in console.export_text()
 
 
+def test_a_smoothed_heads_temperatures_are_folded_into_its_last_layer():
+    """folded_temperatures: the temperatures fitted on the out-of-fold probabilities divide the last Linear, so the
+    head outputs exactly the scaled probabilities; the spread comes back (smoothed probabilities of clean labels get
+    T < 1), rankings stay; a head not ending in a Linear of one output per label is left alone."""
+    x, targets, known = _smoothing_table()
+    head = nn.Sequential(nn.Linear(6, 2))
+    with torch.no_grad():
+        head[0].weight.copy_(torch.tensor([[2.0, 0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0, 0]]))
+        head[0].bias.zero_()
+    features = torch.from_numpy(x)
+    smoothed = torch.sigmoid(head(features)).detach().numpy()  # the labels are sign(x0), sign(x1): too soft
+    scaled = folded_temperatures(head, smoothed, targets, known)
+    after = torch.sigmoid(head(features)).detach().numpy()
+    np.testing.assert_allclose(after, scaled, atol=1e-6)
+    order = np.argsort(smoothed, axis=0)
+    assert (np.diff(np.take_along_axis(after, order, axis=0), axis=0) >= 0).all()  # the same ranking (ties at 0 and 1)
+    assert (ece(targets, scaled) < ece(targets, smoothed)).all()
+    assert (np.abs(scaled - 0.5) > np.abs(smoothed - 0.5) - 1e-7).all()  # every probability moved away from 0.5
+    grown = nn.Sequential(nn.Linear(6, 3))  # three outputs for two labels: not this head's calibration
+    before = grown[0].weight.detach().clone()
+    assert folded_temperatures(grown, smoothed, targets, known) is smoothed and torch.equal(grown[0].weight, before)
+
+
 def test_a_given_label_smoothing_is_kept_without_a_search(monkeypatch):
     from tagnet.training import selection as chooser
 
@@ -222,10 +246,10 @@ def test_a_given_label_smoothing_is_kept_without_a_search(monkeypatch):
         assert tried.pop() == given and not tried
         assert selection.label_smoothing is None and "smoothing_scores" not in selection.candidates["head"]
         assert selection.applied(config).label_smoothing == given and "label_smoothing" not in selection.to_dict()
-    assert chooser.smoothing_grid(TrainConfig(label_smoothing_cv=True), ("head",)) == (0.0, 0.1)
-    assert chooser.smoothing_grid(TrainConfig(label_smoothing_cv=True), ("ensemble",)) == chooser.smoothing_grid(
-        TrainConfig(label_smoothing=0.0, label_smoothing_cv=True), ("head",)) == chooser.smoothing_grid(
-        TrainConfig(), ("head",)) == ()
+    assert chooser.smoothing_grid(TrainConfig(), ("head",)) == (0.0, 0.1)  # the default
+    assert chooser.smoothing_grid(TrainConfig(), ("ensemble",)) == chooser.smoothing_grid(
+        TrainConfig(label_smoothing=0.0), ("head",)) == chooser.smoothing_grid(
+        TrainConfig(label_smoothing_cv=False), ("head",)) == ()
 
 
 def test_image_head_on_frozen_features_is_refitted_on_every_image(synthetic_data, tmp_path):
@@ -246,6 +270,7 @@ def test_image_head_on_frozen_features_is_refitted_on_every_image(synthetic_data
     assert "choosing the head's epochs and label smoothing (0, 0.1) by 3-fold CV on 120 rows" in said
     assert (f"label smoothing {smoothing:g} chosen by 3-fold CV on micro_f1 (0: {scores['0']:.4f}, "
             f"0.1: {scores['0.1']:.4f})") in said
+    assert ("(its probabilities re-spread by per-label temperatures fitted out of fold)" in said) == (smoothing > 0)
     assert metrics["final_fit"] == {"rows": 120, "all_rows": True, "folds": 3, "validation": "out-of-fold",
                                     "epochs": epochs, "label_smoothing": smoothing}
     assert set(metrics["selection"]["candidates"]) == {"head"} and metrics["best_epoch"] == epochs

@@ -130,12 +130,12 @@ class TrainConfig:
     asl_gamma_pos: float = _setting(0.0, "asymmetric loss gamma for positives", constraint=AT_LEAST_0)
     asl_clip: float = _setting(0.05, "asymmetric loss probability margin for negatives",
                               constraint=SHARE)
-    label_smoothing: float | None = _setting(None, "label smoothing towards 0.5; unset: 0, or with "
-                                                   "--label-smoothing-cv chosen by the head's k-fold CV",
+    label_smoothing: float | None = _setting(None, "label smoothing towards 0.5; unset: 0, or for an image head "
+                                                   "chosen by its k-fold CV (--label-smoothing-cv)",
                                              flag="--label-smoothing", constraint=SHARE)
-    label_smoothing_cv: bool = _setting(False, "an image head without --label-smoothing: choose it, 0 or 0.1, by the "
-                                               "k-fold CV that chooses its epochs (photos: micro-F1 +0.004, but the "
-                                               "probabilities are pulled toward 0.5: calibration error 0.011 -> 0.059)",
+    label_smoothing_cv: bool = _setting(True, "an image head without --label-smoothing: choose it, 0 or 0.1, by the "
+                                              "k-fold CV that chooses its epochs (photos: micro-F1 +0.004), its "
+                                              "probabilities re-spread by per-label temperatures fitted out of fold",
                                         flag="--label-smoothing-cv")
     mixup: float = _setting(0.0, "mixup alpha (0 = off)", flag="--mixup", constraint=AT_LEAST_0)
     augment: str | None = _setting(None, "images: augmentation; basic (rotate 20, shift 20%, flip) by default",

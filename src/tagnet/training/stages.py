@@ -458,10 +458,12 @@ def refit_heads(run: Run) -> None:
     else:
         run.results = fit_final_heads(head_members(run.model), run.head_inputs.array(), table.targets, table.known,
                                       selection, config=config, augmented=None if augmented is None else augmented.numpy())
+    folded = run.results[0].validation["probs"] is not selection.oof  # selection.folded_temperatures
     how = (f"at C={selection.C:g} ({selection.scaling} scaling)" if selection.choice == "linear" else
            f"of {config.forest_trees} trees" if selection.choice == "forest" else
            f"for {selection.epochs} of {config.epochs} epochs" + (
-               "" if selection.label_smoothing is None else f", label smoothing {selection.label_smoothing:g}"))
+               "" if selection.label_smoothing is None else f", label smoothing {selection.label_smoothing:g}") + (
+               " (its probabilities re-spread by per-label temperatures fitted out of fold)" if folded else ""))
     chosen = "epochs" if run.plan.config.select is None else "head, C or epochs"
     name = "" if selection.choice == "head" else f"{selection.choice} "
     by = (f"{selection.folds}-fold CV (the validation report is the out-of-fold estimate)" if selection.held is None
