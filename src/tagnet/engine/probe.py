@@ -32,12 +32,12 @@ def measure_throughput(network: nn.Module, train_batches: Sequence[tuple[torch.T
     probe = adamw([{"params": trainable, "lr": 0.0}], weight_decay=0.0)
     was_training = network.training
     network.train()
-    steps = _training_steps(network, probe, train_batches, precision)
-    timed = train_batches[min(warmup, len(train_batches) - 1):]
-    train_rate, threads = _rate(steps[min(warmup, len(steps) - 1):]), None
+    first_timed = min(warmup, len(train_batches) - 1)
+    train_rate = _rate(_training_steps(network, probe, train_batches, precision)[first_timed:])
+    threads = None
     for count in (c for c in other_threads if c != torch.get_num_threads()):
         with torch_threads(count):
-            rate = _rate(_training_steps(network, probe, timed, precision))
+            rate = _rate(_training_steps(network, probe, train_batches[first_timed:], precision))
         if rate > train_rate:
             train_rate, threads = rate, count
     network.eval()
