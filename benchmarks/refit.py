@@ -36,10 +36,11 @@ from tagnet.training.validation import validation_thresholds
 SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "miml-scene"
 
 
-def scene_features(scene: Path, cache: Path):
-    """(config, model builder, features, mirror features, label table) of the 1,600 photos, default settings."""
+def scene_features(scene: Path, cache: Path, backbone: str | None = None):
+    """(config, model builder, features, mirror features, label table) of the 1,600 photos, default settings
+    (`backbone`: another model name than the default's)."""
     kind = modalities.get("image")
-    config = TrainConfig().for_modality("image")
+    config = TrainConfig(backbone=backbone).for_modality("image")
     data = kind.read(DataSource(scene / "labels.csv", images_dir=scene / "images"))
     model = kind.build_model(config, data)
     config = kind.resolved_config(config, model)

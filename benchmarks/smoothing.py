@@ -11,7 +11,7 @@ fitted). mAP: mean over outer folds; micro-F1 pooled over them, with a 95% boots
 arm and of the paired difference after - before.
 
 Run: python benchmarks/smoothing.py --scene /work/shared/data/miml-scene [--cache /tmp/refit-cache/scene]
-     [--seeds 0 7] [--out benchmarks/out/smoothing]
+     [--seeds 0 7] [--out benchmarks/out/smoothing] [--backbone efficientnet_lite0+efficientnet_lite1+...]
 """
 
 from __future__ import annotations
@@ -99,8 +99,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 7])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/smoothing"))
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=["before", "after"])
+    parser.add_argument("--backbone", help="another image model than the default's (e.g. a fusion of three)")
     args = parser.parse_args()
-    config, _, x, mirror, table = scene_features(args.scene, args.cache)
+    config, _, x, mirror, table = scene_features(args.scene, args.cache, args.backbone)
     targets, known = table.targets, table.known
     y = targets > 0
     outer = train_val_splits(targets, known, folds=5, seed=1)  # seed 1: not the inner folds' seed

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tagnet.decisions.calibration import TemperatureScaling, ece, fit_temperature, reliability
+from tagnet.decisions.calibration import PLATT_CLIP, TemperatureScaling, ece, fit_temperature, platt_threshold, reliability
 from tagnet.errors import ArtifactError, ConfigError, DataError
 
 
@@ -80,3 +80,22 @@ def test_bad_inputs_are_rejected():
         fit_temperature(np.zeros((2, 1)), np.array([[0.5], [1.5]]))
     with pytest.raises(ConfigError, match="expected"):
         TemperatureScaling([1.0]).apply(np.zeros((2, 3)))
+
+
+def test_platt_threshold_is_where_scikit_learns_platt_map_crosses_one_half():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    shrunk = rng.random((600, 4)) * 0.8  # scores pulled below the rate they stand for, as a forest's vote shares are
+    y = (rng.random(shrunk.shape) < shrunk * 1.25).astype(int)
+    known = rng.random(y.shape) < 0.9
+    p = np.clip(shrunk[known], PLATT_CLIP, 1 - PLATT_CLIP)
+    platt = LogisticRegression(C=1e12, tol=1e-12, max_iter=10_000).fit(np.log(p / (1 - p))[:, None], y[known])
+    expected = 1 / (1 + np.exp(platt.intercept_[0] / platt.coef_[0, 0]))
+    assert platt_threshold(y, shrunk, known) == pytest.approx(expected, abs=1e-6)
+    assert 0.35 < expected < 0.45  # calibrated p = 1.25 x score crosses 0.5 at a score of 0.4
+    # calibrated scores cross at 0.5; one class only, or scores that rank backwards: 0.5
+    calibrated = rng.random((4000, 1))
+    assert platt_threshold(rng.random(calibrated.shape) < calibrated, calibrated) == pytest.approx(0.5, abs=0.02)
+    assert platt_threshold(np.zeros((5, 2)), rng.random((5, 2))) == 0.5
+    assert platt_threshold(np.array([[1], [1], [0], [0]]), np.array([[0.1], [0.2], [0.8], [0.9]])) == 0.5

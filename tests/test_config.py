@@ -104,7 +104,7 @@ def test_cli_options_come_from_the_declarations():
         field = TrainConfig.__dataclass_fields__[name]
         if "flag" in field.metadata:
             assert field.metadata["flag"] in flat and " ".join(meaning.split()[:4]) in flat, name
-    assert "(default efficientnet_lite0+efficientnet_lite2 (image), minilm_l6 (text), mlp (tabular))" in flat
+    assert "(default efficientnet_lite0+efficientnet_lite1+efficientnet_lite2 (image), minilm_l6 (text), mlp (tabular))" in flat
     serve = _help("serve")
     assert "--batch-window-ms" in serve and "5.0" in serve and "--max-items" in serve
 

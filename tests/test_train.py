@@ -77,14 +77,14 @@ def test_corrupt_and_missing_images_are_skipped_and_named(synthetic_data, tmp_pa
 def test_pretrained_backbone_head_on_cached_features_then_finetune(synthetic_data, tmp_path):
     config = TrainConfig(image_size=64, epochs=3, batch_size=16, finetune=True, finetune_epochs=1)
     result = train(synthetic_data.labels_csv, images_dir=synthetic_data.images_dir, out_dir=tmp_path / "run",
-                   config=config, progress=False)  # default backbone: efficientnet_lite0+efficientnet_lite2
-    assert len(list((tmp_path / "run" / "cache").glob("features-*.safetensors"))) == 4  # each member's features of every image, and mirrored
+                   config=config, progress=False)  # default backbone: efficientnet_lite0+efficientnet_lite1+efficientnet_lite2
+    assert len(list((tmp_path / "run" / "cache").glob("features-*.safetensors"))) == 6  # each member's features of every image, and mirrored
     phases = [line.split(",")[0] for line in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
     assert phases == ["head"] * 3 + ["finetune"]
     assert result.report.mAP > 0.6  # chance is about 0.33 on these labels
     meta = load_artifact(result.artifact_dir).meta
     assert meta["input"]["mean"] == [0.5, 0.5, 0.5] and meta["input"]["image_size"] == 64
-    assert meta["model"]["name"] == "efficientnet_lite0+efficientnet_lite2"
+    assert meta["model"]["name"] == "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2"
     # the fused default exports as one ONNX graph and explains
     import tagnet
     from tagnet.inference.explain import explain_images

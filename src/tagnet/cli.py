@@ -594,7 +594,8 @@ def tune_command(
     val: Annotated[Optional[Path], typer.Option("--val", help="validation label file; default: LABELS split once")] = None,
     backbones: Annotated[Optional[str], typer.Option(
         "--backbones", help="comma-separated backbones the search chooses from (default the modality's own: "
-                            "efficientnet_lite0+efficientnet_lite2, mlp, minilm_l6)")] = None,
+                            "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2, mlp, "
+                            "minilm_l6)")] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON or YAML settings the search leaves fixed")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="a fixed setting as KEY=VALUE (see tagnet settings)")] = None,
     text_column: Annotated[Optional[str], typer.Option("--text-column", help="search for a text model on this column")] = None,

@@ -1,4 +1,5 @@
-"""Calibrated probabilities: per-label temperature scaling, expected calibration error, reliability diagrams."""
+"""Calibrated probabilities: per-label temperature scaling, the pooled Platt threshold, expected calibration error,
+reliability diagrams."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from tagnet.errors import ArtifactError, ConfigError, DataError
 
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 _EPS = 1e-12
+PLATT_CLIP = 1e-4  # probabilities clipped to [PLATT_CLIP, 1 - PLATT_CLIP] before the Platt fit (a forest's vote shares
+# reach 0 and 1 exactly: a positive at p = 0 would weigh as an infinite logit)
+PLATT_STEPS = 50  # Newton steps at most (a 2-parameter convex problem: a few suffice)
 
 
 def _logits(probs: np.ndarray) -> np.ndarray:
@@ -102,6 +106,33 @@ def fit_temperature(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | 
         high, low = np.where(left, b, high), np.where(left, low, a)
     temperatures = np.where(both, np.exp((low + high) / 2), 1.0).tolist()
     return TemperatureScaling(temperatures)
+
+
+def platt_threshold(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None = None) -> float:
+    """The probability at which one Platt map of every known cell pooled, calibrated p = sigmoid(a logit(p) + b) fitted by
+    maximum likelihood (Platt 1999), crosses 0.5: the Hamming-loss threshold of these probabilities, estimated from
+    every cell's likelihood rather than from where the step-shaped Hamming loss of a finite set happens to be lowest.
+    0.5 when the fit has no positive slope (no positive and negative cells, or probabilities that do not rank them).
+
+    Raises:
+        DataError: the shapes disagree or a probability is outside [0, 1].
+    """
+    y, p, mask = _checked(targets, probs, known)
+    y, z = y[mask].astype(np.float64), _logits(np.clip(p[mask], PLATT_CLIP, 1 - PLATT_CLIP))
+    if y.size == 0 or y.min() == y.max():
+        return 0.5
+    features = np.stack([z, np.ones_like(z)], axis=1)
+    theta = np.array([1.0, 0.0])
+    for _ in range(PLATT_STEPS):  # Newton's method, with a tiny ridge so that separable cells stay finite
+        q = 1.0 / (1.0 + np.exp(-(features @ theta)))
+        gradient = features.T @ (q - y) + 1e-6 * theta
+        hessian = (features * (q * (1 - q))[:, None]).T @ features + 1e-6 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        theta = theta - step
+        if np.abs(step).max() < 1e-9:
+            break
+    slope, intercept = theta
+    return float(1.0 / (1.0 + np.exp(intercept / slope))) if np.isfinite(theta).all() and slope > 0 else 0.5
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from tagnet.engine.headfit import fit_head, head_probabilities, rows_of
 from tagnet.evaluation.metrics import evaluate_probabilities
 from tagnet.training.budget import TimeBudget
 from tagnet.training.forest import forest_out_of_fold
-from tagnet.decisions.calibration import fit_temperature
-from tagnet.decisions.thresholds import Thresholds, fit_decisions, parse_objective
+from tagnet.decisions.calibration import fit_temperature, platt_threshold
+from tagnet.decisions.thresholds import Thresholds, parse_objective
 
 LINEAR_CS = (0.003, 0.01, 0.03, 0.1, 0.3)  # inverse L2 strength on standardised features, ascending
 UNSCALED_CS = (0.03, 0.1, 0.3, 1.0, 3.0)  # the same on inputs not standardised (0/1, bag-of-words scaled by the max)
@@ -500,15 +500,17 @@ def hamming_rule_applies(config: TrainConfig, metric: str) -> bool:
 
 def global_threshold_rule(probs: np.ndarray, targets: np.ndarray, known: np.ndarray,
                       folds: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
-    """The Hamming-loss rule by the same CV: p >= 0.5 against one global threshold fitted for Hamming loss on the
-    other folds' out-of-fold probabilities. The global one is kept (fitted on every row) only if its CV Hamming loss is
-    lower; {"p>=0.5": summary, "global": summary, "value": the threshold kept}."""
+    """The Hamming-loss rule by the same CV: p >= 0.5 against one global threshold fitted on the other folds'
+    out-of-fold probabilities, where one Platt map of them pooled crosses 0.5 (decisions.calibration.platt_threshold:
+    a forest's vote shares, pulled toward each label's rate, cross it below 0.5). The global one is kept (fitted on
+    every row) only if its CV Hamming loss is lower; {"p>=0.5": summary, "global": summary, "value": the threshold
+    kept}."""
     val = {"probs": probs, "targets": targets, "known": known}
     half = fold_scores("hamming_loss", val, folds, lambda part: Thresholds("fixed", [0.5] * targets.shape[1]))
 
     def global_rule(part: Validation) -> Thresholds:
-        return fit_decisions(part["targets"], part["probs"], objective="hamming", mode="global",
-                             known=part["known"]).thresholds
+        value = platt_threshold(part["targets"], part["probs"], part["known"])
+        return Thresholds("global", [value] * targets.shape[1])
 
     fitted = fold_scores("hamming_loss", val, folds, global_rule)
     value = 0.5 if np.mean(fitted) >= np.mean(half) else float(global_rule(val).values[0])
