@@ -48,6 +48,22 @@ def test_path_search_picks_the_full_grids_C_and_leaves_the_larger_ones_unfitted(
     assert np.mean(score(oof)) == pytest.approx(full[best], rel=1e-6)
 
 
+def test_an_optimum_past_the_old_top_of_the_grid_is_followed_there():
+    # many rows, few noise-free features: the weakest penalty tried fits best, beyond the grid's former top (0.3)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2000, 4))
+    targets = ((x[:, :2] + 0.1 * rng.normal(size=(2000, 2))) > 0).astype(np.uint8)
+    known = np.ones(targets.shape, bool)
+    folds = cv_folds(targets, known, folds=3, seed=0)
+    score = _log_loss(targets, folds)
+    with one_torch_thread():
+        full = [np.mean(score(oof)) for oof in linear_out_of_fold(x, targets, known, folds, Cs=LINEAR_CS)]
+        C, scaling, scores, _, _ = linear_candidate(x, targets, known, folds, maximize=False, score=score)
+    assert full == sorted(full, reverse=True)  # still falling at the grid's top: the search follows it there
+    assert (C, scaling) == (LINEAR_CS[-1], "inputs") and C > 0.3
+    assert np.mean(scores) == pytest.approx(full[-1], rel=1e-6)
+
+
 def test_scaling_screened_on_two_folds_then_its_grid_searched_on_every_fold():
     x, targets, known = _table(1, rows=240)
     x = x * np.geomspace(0.05, 5.0, x.shape[1])  # columns of unequal spread: the two scalings differ

@@ -27,8 +27,12 @@ from tagnet.training.forest import forest_out_of_fold
 from tagnet.decisions.calibration import fit_temperature, platt_threshold
 from tagnet.decisions.thresholds import Thresholds, parse_objective
 
-LINEAR_CS = (0.003, 0.01, 0.03, 0.1, 0.3)  # inverse L2 strength on standardised features, ascending
-UNSCALED_CS = (0.03, 0.1, 0.3, 1.0, 3.0)  # the same on inputs not standardised (0/1, bag-of-words scaled by the max)
+# inverse L2 strengths on standardised features, ascending; the path search leaves a grid at the first C past its
+# optimum, so the top values are fitted only while the CV score still rises there (a best C on a grid's edge is not
+# an optimum found): they cost nothing where the optimum lies lower
+LINEAR_CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+UNSCALED_CS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)  # the same on inputs not standardised (0/1, bag-of-words scaled by
+# the max)
 # how the linear head's penalty sees the head's inputs: as given (the modality's scaling), or each column divided by
 # its standard deviation (a rare 0/1 feature then weighs as much as a common one)
 LINEAR_SCALINGS = ("inputs", "standard")
