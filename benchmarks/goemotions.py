@@ -19,7 +19,7 @@ next to --loss auto's probe), and, from each run's probabilities of B, the thres
 (the new rule), on all of A (the old rule: on the rows that chose the epoch too) and p >= 0.5.
 
 Run: python benchmarks/goemotions.py [--out benchmarks/out/goemotions] [--finetune [N]] [--ensemble K]
-     python benchmarks/goemotions.py --default [dev|holdout] [--time-budget 15m]
+     python benchmarks/goemotions.py --default [dev|holdout] [--time-budget 15m] [--train-args "--set KEY=VALUE"]
      python benchmarks/goemotions.py --study [--study-runs head15,finetune1,...]
 """
 
@@ -62,13 +62,13 @@ def _scored(run_dir: Path, seconds: float, **info) -> dict:
             "train_seconds": round(seconds, 1), "peak_rss_mb": _peak_mb()}
 
 
-def default_command(out: Path, *, variant: str, budget: str | None) -> dict:
+def default_command(out: Path, *, variant: str, budget: str | None, extra: list[str] = ()) -> dict:
     """`tagnet train` with no recipe settings, in a child process: dev macro/micro-F1 and mAP, wall time, peak RSS."""
     run_dir = out / f"default-{variant}"
     command = [sys.executable, "-m", "tagnet.cli", "train", str(DATA / "train.tsv"), "--text-column", "0", "--no-header",
                "--id-column", "2", "--label-names", str(DATA / "labels.txt"), "--out", str(run_dir), "--force"]
     command += ["--val", str(DATA / "dev.tsv")] if variant == "dev" else ["--set", "val_fraction=0.1"]
-    command += ["--time-budget", budget] if budget else []
+    command += (["--time-budget", budget] if budget else []) + list(extra)
     load = os.getloadavg()
     started = time.perf_counter()
     subprocess.run(command, check=True)
@@ -189,6 +189,8 @@ def main() -> None:
     parser.add_argument("--default", nargs="?", const="dev", choices=("dev", "holdout"), default=None,
                         help="only the default command: --val dev.tsv (dev) or 10%% of train held out (holdout)")
     parser.add_argument("--time-budget", default=None, help="with --default: tagnet train --time-budget")
+    parser.add_argument("--train-args", default="", help="with --default: more tagnet train options, e.g. "
+                                                           "'--set finetune_lr=1e-4'")
     parser.add_argument("--study", action="store_true", help="where a run's minutes pay, on 5,000 texts (see above)")
     parser.add_argument("--study-runs", default=",".join(STUDY_RUNS), help="with --study: which runs, comma-separated")
     args = parser.parse_args()
@@ -198,7 +200,7 @@ def main() -> None:
         return
     if args.default:
         out.mkdir(parents=True, exist_ok=True)
-        row = default_command(out, variant=args.default, budget=args.time_budget)
+        row = default_command(out, variant=args.default, budget=args.time_budget, extra=args.train_args.split())
         print(json.dumps(row), flush=True)
         (out / f"results-default-{args.default}.json").write_text(json.dumps(row, indent=2) + "\n")
         return

@@ -96,8 +96,8 @@ def _say(selection: Selection, rows: int, labels: int, console: Console) -> None
                   f"rows ({score['seconds']:.1f} s, C={selection.C}, {selection.scaling} scaling)", soft_wrap=True)
     if selection.threshold:
         rule = selection.threshold
-        console.print(f"  threshold: p >= 0.5 {rule['p>=0.5']['mean']:.4f}, one global threshold fitted on the other "
-                      f"half {rule['global']['mean']:.4f}: p >= {rule['value']:.3f} kept")
+        console.print(f"  threshold: p >= 0.5 {rule['p>=0.5']['mean']:.4f}, one Platt-fitted global threshold from the "
+                      f"other half {rule['global']['mean']:.4f}: p >= {rule['value']:.3f} kept")
 
 
 def fit_large_final(heads: list[torch.nn.Module], x: sp.csr_matrix | np.ndarray, targets: np.ndarray,

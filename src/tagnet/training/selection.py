@@ -364,8 +364,8 @@ def _say_selection(selection: Selection, console: Console) -> None:
                       f"CV on {selection.metric}")
     if selection.threshold:
         rule = selection.threshold
-        console.print(f"  threshold: p >= 0.5 {rule['p>=0.5']['mean']:.4f}, one global threshold fitted on the other "
-                      f"folds {rule['global']['mean']:.4f}: p >= {rule['value']:.3f} kept")
+        console.print(f"  threshold: p >= 0.5 {rule['p>=0.5']['mean']:.4f}, one Platt-fitted global threshold from the "
+                      f"other folds {rule['global']['mean']:.4f}: p >= {rule['value']:.3f} kept")
 
 
 def _forest_candidate(selection: Selection, chosen_oof: dict[str, np.ndarray], config: TrainConfig, x: np.ndarray,
