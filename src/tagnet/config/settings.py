@@ -103,8 +103,8 @@ _PROCESSES: dict[str, dict[str, Any]] = {
 class TrainConfig:
     """Settings of one training run. `tagnet settings` lists them; `--set KEY=VALUE` sets any of them."""
 
-    backbone: str | None = _setting(None, "model name: efficientnet_lite0+efficientnet_lite1+"
-                                          "efficientnet_lite2 (images: the three side by side), minilm_l6 (text), mlp (tables); "
+    backbone: str | None = _setting(None, "model name: efficientnet_lite0+efficientnet_lite1+efficientnet_lite2 "
+                                          "(images: the three side by side), minilm_l6 (text), mlp (tables); "
                                           "for images also seed_cnn or any timm model", flag="--backbone")
     pretrained: bool = _setting(True, "start from the backbone's pretrained weights (offline)", flag="--pretrained")
     weights: str | None = _setting(None, "images: a local pretrained weights file for the backbone", flag="--weights")

@@ -77,8 +77,8 @@ IMAGE = ModalitySpec(
     explainable=True, thumbnails=True,
     # Lite0, Lite1 and Lite2 side by side: nested 5-fold CV on miml-scene, 4 seeds, micro-F1 0.8845 vs 0.8812 for
     # Lite0 + Lite2 (higher in every seed) and 5-fold CV mAP 0.956 for the pair vs 0.948 for Lite0 (benchmarks/RESULTS.md)
-    defaults={"backbone": "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2", "head_hidden": 0, "finetune_lr": 3e-4,
-              "augment": "basic", "objective": "f1", "loss": "bce"},
+    defaults={"backbone": "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2", "head_hidden": 0,
+              "finetune_lr": 3e-4, "augment": "basic", "objective": "f1", "loss": "bce"},
     refuses=("select", "select_metric"),
     scratch_backbones=("seed_cnn",),  # the small CNN of the tests and demos learns everything from the images
     frozen_needs_pretrained=True,
