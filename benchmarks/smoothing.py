@@ -12,6 +12,7 @@ arm and of the paired difference after - before.
 
 Run: python benchmarks/smoothing.py --scene /work/shared/data/miml-scene [--cache /tmp/refit-cache/scene]
      [--seeds 0 7] [--out benchmarks/out/smoothing] [--backbone efficientnet_lite0+efficientnet_lite1+...]
+     [--set head_hidden=512 ...]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from rich.console import Console
 from sklearn.metrics import average_precision_score
 
 from refit import SCENE, scene_features
+from tagnet.config.settings import parse_overrides
 from tagnet.data.split import train_val_splits
 from tagnet.decisions.calibration import ece
 from tagnet.decisions.thresholds import apply_thresholds
@@ -100,8 +102,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/smoothing"))
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=["before", "after"])
     parser.add_argument("--backbone", help="another image model than the default's (e.g. a fusion of three)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="another value of a head setting, as tagnet train --set takes it (e.g. head_hidden=512)")
     args = parser.parse_args()
     config, _, x, mirror, table = scene_features(args.scene, args.cache, args.backbone)
+    config = config.updated(**parse_overrides(args.overrides))
     targets, known = table.targets, table.known
     y = targets > 0
     outer = train_val_splits(targets, known, folds=5, seed=1)  # seed 1: not the inner folds' seed
