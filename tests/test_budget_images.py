@@ -65,3 +65,22 @@ def test_a_generous_budget_keeps_the_fused_backbone_and_fine_tunes(synthetic_dat
     assert phases == ["head", "head", "finetune"]
     meta = json.loads((result.artifact_dir / "tagnet.json").read_text())
     assert meta["model"]["name"] == "efficientnet_lite0+efficientnet_lite1"
+
+
+def test_a_fused_backbone_gives_way_to_the_strongest_step_that_fits_then_its_fastest_member():
+    from tagnet.modalities.image import budget_step
+    from tagnet.modalities.specs import IMAGE
+
+    todo = {"efficientnet_lite0": 35.0, "efficientnet_lite1": 50.0, "efficientnet_lite2": 75.0}
+    steps = IMAGE.budget_steps
+    assert steps == ("efficientnet_lite0+efficientnet_lite2",)
+    assert budget_step(todo, steps, lambda seconds: seconds <= 110.0) == "efficientnet_lite0+efficientnet_lite2"
+    assert budget_step(todo, steps, lambda seconds: seconds <= 100.0) == "efficientnet_lite0"  # the pair does not fit
+    # a fused name whose members the step does not all hold, or the step itself: its fastest member
+    assert budget_step({"efficientnet_lite0": 35.0, "efficientnet_lite1": 50.0}, steps, lambda s: s <= 60) == \
+        "efficientnet_lite0"
+    assert budget_step({"efficientnet_lite0": 35.0, "efficientnet_lite2": 75.0}, steps, lambda s: s <= 100) == \
+        "efficientnet_lite0"
+    # a member already cached counts nothing
+    assert budget_step({**todo, "efficientnet_lite2": 0.0}, steps, lambda s: s <= 40.0) == \
+        "efficientnet_lite0+efficientnet_lite2"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from tagnet.training.budget import Throughput, duration, feature_seconds
 from tagnet.inference.runtime import Spread, chosen_runtime, fastest_forward
 from tagnet.inference.feature_cache import cached_path, cached_tensor, encoder_digest
 from tagnet.models import PreprocessConfig, TagnetModel, create_model
-from tagnet.models.fused import FusedBackbone
+from tagnet.models.fused import FusedBackbone, member_names
 from tagnet.modalities.base import HeadInputs, LabeledInputs, Modality, check_items
 from tagnet.modalities.codecs import ImageCodec
 from tagnet.modalities.onnx_specs import ImageOnnx
@@ -143,8 +144,9 @@ class ImageModality(Modality):
                           earlier_seconds=images.encoded_seconds, runtime="+".join(sorted(runtimes)) or None)
 
     def budget_plan(self, config, model, data, budget, *, cache_dir) -> tuple[TrainConfig, str | None]:
-        """A fused backbone whose features (not cached yet) would not fit in the time left gives way to its fastest
-        member, estimated from each member's measured speed on a few of the images."""
+        """A fused backbone whose features (not cached yet) would not fit in the time left gives way to the first of
+        the spec's budget_steps made of its members that fits, else to its fastest member; estimated from each
+        member's measured speed on a few of the images."""
         if not isinstance(model.backbone, FusedBackbone) or budget.seconds is None:
             return config, None
         images: CachedImages = data.inputs
@@ -155,11 +157,11 @@ class ImageModality(Modality):
         total = sum(todo.values())
         if budget.fits(total):
             return config, budget.note(f"{config.backbone} features take about {duration(total)}: they fit")
-        fastest = min(todo, key=todo.get)
-        return (dataclasses.replace(config, backbone=fastest),
+        chosen = budget_step(todo, self.spec.budget_steps, budget.fits)
+        return (dataclasses.replace(config, backbone=chosen),
                 budget.note(f"{config.backbone} features would take about {duration(total)} of "
-                            f"{duration(budget.left())} left; using {fastest} alone "
-                            f"(about {duration(todo[fastest])})"))
+                            f"{duration(budget.left())} left; using {chosen}{' alone' if chosen in todo else ''} "
+                            f"(about {duration(sum(todo[name] for name in member_names(chosen)))})"))
 
     def throughput(self, model, data, split, config) -> Throughput:
         """From the whole backbone's measured inference speed on a few cached images (a training step costs
@@ -249,6 +251,17 @@ def _feature_digest(name: str, backbone: nn.Module, preprocess: PreprocessConfig
     digest = encoder_digest(backbone, name, preprocess, flip, images.cache.key)
     digest.update(np.ascontiguousarray(images.rows).tobytes())
     return digest
+
+
+def budget_step(todo: dict[str, float], steps: tuple[str, ...], fits: Callable[[float], bool]) -> str:
+    """What a fused backbone whose members' features take `todo` seconds (member name -> seconds, 0 when cached)
+    gives way to when they do not all fit: the first of the fused names `steps` made of fewer of its members whose
+    features `fits`, else the fastest member."""
+    for step in steps:
+        names = member_names(step)
+        if set(names) < set(todo) and fits(sum(todo[name] for name in names)):
+            return step
+    return min(todo, key=todo.get)
 
 
 def _seconds_per_image(backbone: nn.Module, preprocess: PreprocessConfig, images: CachedImages, *,
