@@ -3,7 +3,8 @@
 Part 1 (--shapes): tables shaped like MULAN's bibtex, delicious and tmc2007-500 (benchmarks/synthetic_tables.py):
 the default `tagnet train NAME-train.arff` against a plain scikit-learn OneVsRestClassifier(LogisticRegression()) fit
 on the same rows in the same run (CSR features, as scikit-multilearn's ARFF loader gives them; and the dense rows, as
-a dense reader gives them), and the micro-F1 of both on NAME-test.arff (tagnet at its fitted thresholds, `tagnet evaluate --json`; scikit-learn at p >= 0.5).
+a dense reader gives them), and the micro-F1 of both on NAME-test.arff (tagnet at its fitted thresholds, `tagnet
+evaluate --json`; scikit-learn at p >= 0.5).
 Part 2 (--grid): tables of LABELS x ROWS (sparse 0/1 features): `tagnet train --select linear`, `tagnet evaluate`
 and `tagnet predict` each in its own process, wall time and that process's peak RSS; the cost curves are plotted
 into OUT/scale.html (matplotlib, the tune extra).

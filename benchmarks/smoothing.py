@@ -6,8 +6,8 @@ fitted out of fold), for several head seeds.
 Each outer fold's training rows train the head exactly as the default command does (select_head on the run's own head,
 then fit_final_heads on every row, which folds per-label temperatures into a smoothed head; thresholds fitted on the
 inner out-of-fold probabilities it returns); the outer fold's held-out photos only score it, also for calibration
-(ECE of their probabilities, mean over labels). Also scored: each held-out photo's probabilities averaged with its mirror image's (thresholds as
-fitted). mAP: mean over outer folds; micro-F1 pooled over them, with a 95% bootstrap interval over the photos of one
+(ECE of their probabilities, mean over labels). Also scored: each held-out photo's probabilities averaged with its
+mirror image's (thresholds as fitted). mAP: mean over outer folds; micro-F1 pooled over them, with a 95% bootstrap interval over the photos of one
 arm and of the paired difference after - before.
 
 Run: python benchmarks/smoothing.py --scene /work/shared/data/miml-scene [--cache /tmp/refit-cache/scene]

@@ -517,7 +517,7 @@ def global_threshold_rule(probs: np.ndarray, targets: np.ndarray, known: np.ndar
         return Thresholds("global", [value] * targets.shape[1])
 
     fitted = fold_scores("hamming_loss", val, folds, global_rule)
-    value = 0.5 if np.mean(fitted) >= np.mean(half) else float(global_rule(val).values[0])
+    value = 0.5 if np.mean(fitted) >= np.mean(half) else platt_threshold(targets, probs, known)
     return {"p>=0.5": score_summary(half, 0.0), "global": score_summary(fitted, 0.0), "value": round(value, 6)}
 
 
