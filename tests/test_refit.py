@@ -16,10 +16,10 @@ from torch import nn
 from tagnet.config.settings import TrainConfig
 from tagnet.decisions.calibration import ece
 from tagnet.data.feature_table import read_feature_table, standardize
-from tagnet.engine.headfit import fit_head
+from tagnet.engine.headfit import fit_head, fit_seed_mean
 from tagnet.errors import ConfigError
 from tagnet.inference.artifact import load_artifact
-from tagnet.training.selection import Selection, cv_folds, fit_final_heads, folded_temperatures
+from tagnet.training.selection import Selection, cv_folds, final_seeds, fit_final_heads, folded_temperatures
 from tagnet.training.trainer import train
 from tagnet.training.validation import validation_thresholds
 
@@ -142,7 +142,7 @@ def test_final_fit_trains_the_cv_epochs_on_the_same_schedule_with_the_mirror_cop
     mirror = (x + rng.normal(scale=0.1, size=x.shape)).astype(np.float32)
     targets = (x[:, :2] + rng.normal(scale=0.5, size=(120, 2)) > 0).astype(np.float32)
     known = np.ones_like(targets, dtype=bool)
-    config = TrainConfig(epochs=8, batch_size=16, lr=0.01, patience=8)
+    config = TrainConfig(epochs=8, batch_size=16, lr=0.01, patience=8, refit_seeds=1)
     rows, val_rows = np.arange(90), np.arange(90, 120)
     stopped = _head(1)
     start = copy.deepcopy(stopped)
@@ -162,6 +162,41 @@ def test_final_fit_trains_the_cv_epochs_on_the_same_schedule_with_the_mirror_cop
     for a, b in zip(final.state_dict().values(), reference.state_dict().values()):
         torch.testing.assert_close(a, b)
     assert result.validation["probs"] is oof and result.best_epoch == 3
+
+
+def test_a_linear_heads_final_fit_is_the_mean_of_its_seeds_fits():
+    """refit_seeds fits of one Linear head (the first from its own start, each other initialised under its seed) are
+    averaged into one head whose logits are the mean of theirs; the fits differ, so the mean is none of them. A head
+    with a hidden layer, or an ensemble's members, train one seed each; fit_seed_mean refuses to average hidden
+    layers."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 6)).astype(np.float32)
+    targets = (x[:, :2] + rng.normal(scale=0.5, size=(120, 2)) > 0).astype(np.float32)
+    known = np.ones_like(targets, dtype=bool)
+    config = TrainConfig(epochs=4, batch_size=16, lr=0.01, seed=3, refit_seeds=3)
+    start = _head(1)
+    fits = []
+    for k, seed in enumerate((3, 4, 5)):
+        member = copy.deepcopy(start)
+        if k:
+            torch.manual_seed(seed)
+            member[1].reset_parameters()
+        fit_head(member, torch.from_numpy(x), targets, known, np.arange(120), None, config=config, seed=seed,
+                 stop_after=2)
+        fits.append(member)
+    selection = Selection("head", "micro_f1", folds=3, epochs=2, oof=np.full(targets.shape, 0.5, np.float32))
+    final = copy.deepcopy(start)
+    fit_final_heads([final], x, targets, known, selection, config=config)
+    features = torch.from_numpy(x)
+    with torch.no_grad():
+        logits = [fit(features) for fit in [m.eval() for m in fits]]
+        torch.testing.assert_close(final.eval()(features), torch.stack(logits).mean(dim=0), atol=1e-5, rtol=0)
+        assert min(float((final(features) - each).abs().max()) for each in logits) > 1e-3
+    assert final_seeds(config, [final]) == 3 and final_seeds(config, [final, copy.deepcopy(final)]) == 1
+    hidden = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2))
+    assert final_seeds(config, [hidden]) == 1 and final_seeds(TrainConfig(refit_seeds=1), [final]) == 1
+    with pytest.raises(ValueError, match="one Linear layer"):
+        fit_seed_mean(hidden, features, targets, known, np.arange(120), config=config, seeds=range(2))
 
 
 def _smoothing_table():
@@ -271,8 +306,9 @@ def test_image_head_on_frozen_features_is_refitted_on_every_image(synthetic_data
     assert (f"label smoothing {smoothing:g} chosen by 3-fold CV on micro_f1 (0: {scores['0']:.4f}, "
             f"0.1: {scores['0.1']:.4f})") in said
     assert ("(its probabilities re-spread by per-label temperatures fitted out of fold)" in said) == (smoothing > 0)
+    assert "the mean of 5 seeds' weights; epochs and thresholds chosen by 3-fold CV" in said
     assert metrics["final_fit"] == {"rows": 120, "all_rows": True, "folds": 3, "validation": "out-of-fold",
-                                    "epochs": epochs, "label_smoothing": smoothing}
+                                    "epochs": epochs, "label_smoothing": smoothing, "seeds": 5}
     assert set(metrics["selection"]["candidates"]) == {"head"} and metrics["best_epoch"] == epochs
     items, truth, oof = _saved(tmp_path / "run")
     assert len(set(items)) == 120  # every image, validated out of fold

@@ -106,3 +106,39 @@ def head_probabilities(head: nn.Module, x: torch.Tensor | sp.csr_matrix) -> np.n
         parts = [torch.sigmoid(head(rows_of(x, np.arange(start, min(start + 4096, x.shape[0])))).float()).numpy()
                  for start in range(0, x.shape[0], 4096)]
         return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 0), np.float32)
+
+
+def linear_only(head: nn.Module) -> bool:
+    """Whether `head`'s only weights are one nn.Linear (e.g. Dropout + Linear): the mean of several such heads' weights
+    is then one head whose logits are the mean of theirs."""
+    holders = [module for module in head.modules() if any(True for _ in module.parameters(recurse=False))]
+    return len(holders) == 1 and isinstance(holders[0], nn.Linear)
+
+
+def fit_seed_mean(head: nn.Module, x: torch.Tensor | sp.csr_matrix, targets: np.ndarray, known: np.ndarray,
+                  rows: np.ndarray, *, config: TrainConfig, seeds: range, augmented: torch.Tensor | None = None,
+                  stop_after: int | None = None) -> None:
+    """`head` fitted on every one of `rows` by fit_head (no validation rows, `stop_after` epochs) once per seed of
+    `seeds`, the first from `head`'s own initial weights, each other from weights initialised under its seed, then
+    set to the mean of their weights: for a linear_only head one linear head whose logits are the fits' mean, with
+    less of one seed's noise (SGD order, dropout masks, start). One seed: a plain fit_head.
+
+    Raises:
+        ValueError: several seeds for a head that is not linear_only (the mean of hidden layers' weights means
+            nothing).
+    """
+    if len(seeds) > 1 and not linear_only(head):
+        raise ValueError("only a head of one Linear layer can be the mean of several fits' weights")
+    start, states = copy.deepcopy(head), []
+    for k, seed in enumerate(seeds):
+        member = head if k == 0 else copy.deepcopy(start)
+        if k:
+            torch.manual_seed(seed)
+            for module in member.modules():
+                if isinstance(module, nn.Linear):
+                    module.reset_parameters()
+        fit_head(member, x, targets, known, rows, None, config=config, seed=seed, augmented=augmented,
+                 stop_after=stop_after)
+        states.append(member.state_dict())
+    if len(states) > 1:
+        head.load_state_dict({name: torch.stack([state[name] for state in states]).mean(dim=0) for name in states[0]})

@@ -20,7 +20,7 @@ from tagnet.data.split import train_val_splits
 from tagnet.engine import PhaseResult, is_main_process
 from tagnet.engine.linear import fit_logistic, logistic_path
 from tagnet.errors import DataError
-from tagnet.engine.headfit import fit_head, head_probabilities, rows_of
+from tagnet.engine.headfit import fit_head, fit_seed_mean, head_probabilities, linear_only, rows_of
 from tagnet.evaluation.metrics import evaluate_probabilities
 from tagnet.training.budget import TimeBudget
 from tagnet.training.forest import forest_out_of_fold
@@ -562,7 +562,8 @@ def fit_final_heads(heads: list[torch.nn.Module], x: np.ndarray, targets: np.nda
     """Every head fitted on every row with what the CV of `selection` chose: the linear head by logistic regression at
     its C and scaling (fit_linear_heads), an MLP or ensemble member for selection.epochs of config.epochs' schedule
     without early stopping (fit_head, member k seeded config.seed + k, with `augmented` copies of the rows when
-    given; a single head trained with label smoothing gets folded_temperatures). Returns one PhaseResult per head whose
+    given; one head of one Linear layer is the mean of final_seeds fits' weights, fit_seed_mean; a single head
+    trained with label smoothing gets folded_temperatures). Returns one PhaseResult per head whose
     validation is the CV's out-of-fold probabilities of every row (the run's validation report is then the out-of-fold
     estimate)."""
     started = time.perf_counter()
@@ -574,10 +575,11 @@ def fit_final_heads(heads: list[torch.nn.Module], x: np.ndarray, targets: np.nda
     else:
         features = x if sp.issparse(x) else torch.as_tensor(x, dtype=torch.float32)
         copies = None if augmented is None else torch.as_tensor(augmented, dtype=torch.float32)
-        single = dataclasses.replace(config, ensemble=1)
+        single, seeds = dataclasses.replace(config, ensemble=1), final_seeds(config, heads)
         for k, head in enumerate(heads):
-            fit_head(head, features, targets, known, rows, None, config=single, seed=config.seed + k,
-                     augmented=copies, stop_after=selection.epochs)
+            fit_seed_mean(head, features, targets, known, rows, config=single,
+                          seeds=range(config.seed + k, config.seed + k + seeds), augmented=copies,
+                          stop_after=selection.epochs)
     seconds = (time.perf_counter() - started) / len(heads)
     probs = selection.oof
     if config.label_smoothing and selection.choice != "linear" and len(heads) == 1:
@@ -585,6 +587,12 @@ def fit_final_heads(heads: list[torch.nn.Module], x: np.ndarray, targets: np.nda
     val = {"probs": probs, "targets": targets, "known": known}
     return [PhaseResult(best_score=float("nan"), best_epoch=selection.epochs or 0, epochs_run=selection.epochs or 0,
                         validation=val, seconds=seconds, is_global_zero=is_main_process()) for _ in heads]
+
+
+def final_seeds(config: TrainConfig, heads: list[nn.Module]) -> int:
+    """How many seeds' fits the final fit of `heads` averages (engine.headfit.fit_seed_mean): config.refit_seeds for
+    one head of one Linear layer, else 1 (an ensemble's members and an MLP's hidden layers are not averaged)."""
+    return config.refit_seeds if len(heads) == 1 and linear_only(heads[0]) else 1
 
 
 def folded_temperatures(head: nn.Module, probs: np.ndarray, targets: np.ndarray, known: np.ndarray) -> np.ndarray:

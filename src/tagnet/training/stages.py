@@ -33,7 +33,8 @@ from tagnet.training.plan import RunPlan
 from tagnet.training.recipes import Recipe, choose_recipe, head_only, phase_epochs
 from tagnet.training.run_folder import CHECKPOINTS_DIR, write_run_start
 from tagnet.config.settings import TrainConfig
-from tagnet.training.selection import Selection, fit_final_heads, fit_linear_heads, select_head, smoothing_grid
+from tagnet.training.selection import (Selection, final_seeds, fit_final_heads, fit_linear_heads, select_head,
+                                      smoothing_grid)
 from tagnet.engine.headfit import fit_head, head_probabilities, rows_of
 from tagnet.engine.private import default_delta, fit_private_head
 from tagnet.engine.steps import head_score
@@ -420,7 +421,7 @@ def private_head(run: Run) -> None:
 
 def _refit_fits(run: Run) -> bool:
     """Whether the k-fold CV of an image head and the final fit (each at most config.epochs over its rows and their
-    mirror copies) fit the time budget left, at the speed one epoch of the head runs on up to 256 of the rows; said
+    mirror copies; the final fit once per seed it averages) fit the time budget left, at the speed one epoch of the head runs on up to 256 of the rows; said
     as a choice of the budget when not."""
     budget, config, inputs = run.plan.budget, run.plan.config, run.head_inputs
     if budget.seconds is None:
@@ -434,7 +435,8 @@ def _refit_fits(run: Run) -> bool:
              run.data.table.known, sample, None, config=single, seed=config.seed, augmented=inputs.augmented)
     per_row = (time.perf_counter() - started) / len(sample)
     tries = len(smoothing_grid(config, _own_heads(config))) or 1  # the CV runs once per label smoothing it tries
-    estimate = per_row * config.epochs * len(run.data) * (tries * (run.refit - 1) + 1)  # k folds of (k-1)/k, then all
+    finals = final_seeds(config, [head])  # the final fit's seeds
+    estimate = per_row * config.epochs * len(run.data) * (tries * (run.refit - 1) + finals)  # k folds of (k-1)/k, then all
     if budget.fits(estimate):
         return True
     run.console.print(budget.note(f"{run.refit}-fold CV of the head and its refit would take about "
@@ -459,11 +461,13 @@ def refit_heads(run: Run) -> None:
         run.results = fit_final_heads(head_members(run.model), run.head_inputs.array(), table.targets, table.known,
                                       selection, config=config, augmented=None if augmented is None else augmented.numpy())
     folded = run.results[0].validation["probs"] is not selection.oof  # selection.folded_temperatures
+    seeds = final_seeds(config, head_members(run.model))
     how = (f"at C={selection.C:g} ({selection.scaling} scaling)" if selection.choice == "linear" else
            f"of {config.forest_trees} trees" if selection.choice == "forest" else
            f"for {selection.epochs} of {config.epochs} epochs" + (
                "" if selection.label_smoothing is None else f", label smoothing {selection.label_smoothing:g}") + (
-               " (its probabilities re-spread by per-label temperatures fitted out of fold)" if folded else ""))
+               " (its probabilities re-spread by per-label temperatures fitted out of fold)" if folded else "") + (
+               f", the mean of {seeds} seeds' weights" if seeds > 1 else ""))
     chosen = "epochs" if run.plan.config.select is None else "head, C or epochs"
     name = "" if selection.choice == "head" else f"{selection.choice} "
     by = (f"{selection.folds}-fold CV (the validation report is the out-of-fold estimate)" if selection.held is None
@@ -479,8 +483,9 @@ def final_fit(run: Run) -> dict[str, Any]:
         return {"rows": len(rows), "all_rows": True, "folds": 1, "validation": "held-out rows of one fold of a sample",
                 "validation_rows": len(val_rows), "C": run.selection.C}
     if run.refit:
+        seeds = final_seeds(run.plan.config, head_members(run.model)) if run.selection.epochs else 1
         return {"rows": len(rows), "all_rows": True, "folds": run.refit, "validation": "out-of-fold",
-                **_chosen_setting(run.selection, run.plan.config)}
+                **_chosen_setting(run.selection, run.plan.config), **({"seeds": seeds} if seeds > 1 else {})}
     validation = "--val file" if run.from_val_file.any() else f"{run.plan.config.cv}-fold CV" if run.plan.config.cv \
         else "held-out split"
     return {"rows": len(np.unique(np.concatenate([train for train, _ in run.splits]))), "all_rows": False,
