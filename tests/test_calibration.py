@@ -1,11 +1,12 @@
-"""Tests of temperature scaling, expected calibration error and reliability-diagram data."""
+"""Tests of temperature and Platt scaling, expected calibration error and reliability-diagram data."""
 
 import json
 
 import numpy as np
 import pytest
 
-from tagnet.decisions.calibration import PLATT_CLIP, TemperatureScaling, ece, fit_temperature, platt_threshold, reliability
+from tagnet.decisions.calibration import (PLATT_CLIP, TemperatureScaling, ece, fit_platt, fit_temperature, platt_threshold,
+                                         reliability)
 from tagnet.errors import ArtifactError, ConfigError, DataError
 
 
@@ -99,3 +100,51 @@ def test_platt_threshold_is_where_scikit_learns_platt_map_crosses_one_half():
     assert platt_threshold(rng.random(calibrated.shape) < calibrated, calibrated) == pytest.approx(0.5, abs=0.02)
     assert platt_threshold(np.zeros((5, 2)), rng.random((5, 2))) == 0.5
     assert platt_threshold(np.array([[1], [1], [0], [0]]), np.array([[0.1], [0.2], [0.8], [0.9]])) == 0.5
+
+
+def test_platt_scaling_per_label_is_scikit_learns_fit_to_platts_targets():
+    """fit_platt: each label's slope and intercept are the maximum-likelihood logistic fit to Platt's targets
+    ((N+ + 1) / (N+ + 2), 1 / (N- + 2)), as scikit-learn fits them from each cell weighted toward both classes; a label
+    of one class, or whose scores rank backwards, keeps the identity; apply maps and keeps every label's ranking."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    scores = rng.random((400, 3))
+    truth = np.c_[rng.random(400) < scores[:, 0] ** 3, rng.random(400) < 0.2 + 0.1 * scores[:, 1], np.zeros(400)]
+    scores[:, 2] = rng.random(400)  # label 2 has no positive
+    known = rng.random(truth.shape) < 0.9
+    fitted = fit_platt(truth, scores, known)
+    for j in range(2):
+        y, z = truth[known[:, j], j].astype(bool), np.log(scores[known[:, j], j] / (1 - scores[known[:, j], j]))
+        t = np.where(y, (y.sum() + 1) / (y.sum() + 2), 1 / ((~y).sum() + 2))
+        reference = LogisticRegression(C=1e12, tol=1e-12, max_iter=10_000).fit(
+            np.r_[z, z][:, None], np.r_[np.ones_like(z), np.zeros_like(z)], sample_weight=np.r_[t, 1 - t])
+        assert fitted.slopes[j] == pytest.approx(reference.coef_[0, 0], abs=1e-5)
+        assert fitted.intercepts[j] == pytest.approx(reference.intercept_[0], abs=1e-5)
+    assert fitted.slopes[0] > 1.1 and (fitted.slopes[2], fitted.intercepts[2]) == (1.0, 0.0)
+    backwards = fit_platt(np.array([[1], [1], [0], [0]]), np.array([[0.1], [0.2], [0.8], [0.9]]))
+    assert (backwards.slopes, backwards.intercepts) == ([1.0], [0.0])
+    mapped = fitted.apply(scores)
+    assert (np.argsort(mapped, axis=0, kind="stable") == np.argsort(scores, axis=0, kind="stable")).all()
+    assert ece(truth, mapped, known).mean() < ece(truth, scores, known).mean()
+    with pytest.raises(ConfigError, match="expected"):
+        fitted.apply(scores[:, :2])
+
+
+def test_a_logit_map_folded_into_a_heads_last_layer_is_what_the_head_then_outputs():
+    """fold_logit_map: the head's logit z_j becomes a_j z_j + b_j in its last Linear; a head of another shape is
+    left as it is."""
+    import torch
+    from torch import nn
+
+    from tagnet.models.base import fold_logit_map
+
+    torch.manual_seed(0)
+    head, x = nn.Sequential(nn.Dropout(0.1), nn.Linear(4, 3)).eval(), torch.randn(10, 4)
+    before = head(x).detach()
+    assert fold_logit_map(head, [2.0, 0.5, 1.0], [0.3, -1.0, 0.0])
+    torch.testing.assert_close(head(x).detach(), before * torch.tensor([2.0, 0.5, 1.0]) + torch.tensor([0.3, -1.0, 0.0]))
+    other = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    state = {k: v.clone() for k, v in other.state_dict().items()}
+    assert not fold_logit_map(other, [2.0] * 3, [0.0] * 3) and not fold_logit_map(head, [2.0] * 2, [0.0] * 2)
+    assert all(torch.equal(state[k], v) for k, v in other.state_dict().items())

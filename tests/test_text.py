@@ -414,6 +414,37 @@ def test_thresholds_never_see_the_rows_that_chose_the_epoch(text_run):
     assert choice["chosen"] == max(choice["scores"], key=choice["scores"].get)
     assert set(choice["scores"]) == {"bce", "weighted_bce", "asl"} and choice["rows"] == [24, 7]
     assert meta["config"]["loss"] == choice["chosen"]
+    assert ("calibration" in metrics) == (choice["chosen"] != "bce")  # recalibrated for ASL or weighted BCE only
+
+
+def test_an_asl_heads_probabilities_are_recalibrated_on_the_threshold_rows_in_the_model(text_run, tmp_path):
+    """ASL trades calibration for ranking: the head's per-label Platt maps, fitted on the 17 threshold rows, are folded
+    into its last layer, said and recorded; val_predictions.csv holds the mapped probabilities, which the loaded
+    artifact reproduces, and the recorded calibration error after is theirs on the 7 early-stopping rows."""
+    from tagnet.decisions.calibration import ece
+    from tagnet.training.run_folder import read_validation_predictions
+    from tagnet.training.validation import threshold_slice
+
+    _, val = text_run
+    options = {"no_header": True, "label_names_file": val.parent / "labels.txt", "id_column": "2"}
+    config = TrainConfig(epochs=8, lr=3e-2, batch_size=24, finetune=False, loss="asl", precision="32-true")
+    console = Console(record=True, width=300)
+    result = train_run(val.parent / "train.tsv", modality="text", text_column="0", val_labels=val,
+                       out_dir=tmp_path / "run", config=config, read_options=options, progress=False, console=console)
+    record = json.loads((result.run_dir / "metrics.json").read_text())["calibration"]
+    assert {k: record[k] for k in ("method", "loss", "fitted_on_rows", "scored_on_rows")} == {
+        "method": "platt", "loss": "asl", "fitted_on_rows": 17, "scored_on_rows": 7}
+    assert (f"probabilities recalibrated (asl trades calibration for ranking): per-label Platt scaling fitted on the "
+            f"17 threshold rows, folded into the last layer; calibration error on the 7 early-stopping rows "
+            f"{record['ece_before']:.3f} -> {record['ece_after']:.3f}") in console.export_text()
+    names, _, truths, probs = read_validation_predictions(result.run_dir / "val_predictions.csv")
+    texts = [line.split("\t")[0] for line in val.read_text().splitlines()]
+    np.testing.assert_allclose(Predictor(result.run_dir).predict_proba(texts), probs, atol=1e-4)
+    stop, _ = threshold_slice(np.r_[truths, truths] > 0, np.r_[truths, truths] >= 0,
+                              [(np.arange(24), np.arange(24, 48))], share=0.7, seed=0)
+    stop = stop - 24  # the --val file's rows follow the training file's 24
+    assert record["ece_after"] == pytest.approx(float(np.nanmean(ece(truths[stop] > 0, probs[stop]))), abs=1e-4)
+    assert json.loads((result.artifact_dir / "tagnet.json").read_text())["extra"]["calibration"] == record
 
 
 def test_fine_tuning_from_the_start_probes_the_loss_on_embeddings_of_its_rows(text_run, tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
-"""Calibrated probabilities: per-label temperature scaling, the pooled Platt threshold, expected calibration error,
-reliability diagrams."""
+"""Calibrated probabilities: per-label temperature and Platt scaling, the pooled Platt threshold, expected calibration
+error, reliability diagrams."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 from tagnet.decisions.arrays import float_scores, row_blocks
 from tagnet.errors import ArtifactError, ConfigError, DataError
@@ -121,18 +122,78 @@ def platt_threshold(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | 
     y, z = y[mask].astype(np.float64), _logits(np.clip(p[mask], PLATT_CLIP, 1 - PLATT_CLIP))
     if y.size == 0 or y.min() == y.max():
         return 0.5
-    features = np.stack([z, np.ones_like(z)], axis=1)
-    theta = np.array([1.0, 0.0])
-    for _ in range(PLATT_STEPS):  # Newton's method, with a tiny ridge so that separable cells stay finite
-        q = 1.0 / (1.0 + np.exp(-(features @ theta)))
-        gradient = features.T @ (q - y) + 1e-6 * theta
-        hessian = (features * (q * (1 - q))[:, None]).T @ features + 1e-6 * np.eye(2)
-        step = np.linalg.solve(hessian, gradient)
-        theta = theta - step
-        if np.abs(step).max() < 1e-9:
+    (slope,), (intercept,) = _logistic_maps(z[:, None], y[:, None], np.ones((y.size, 1), dtype=bool))
+    return float(1.0 / (1.0 + np.exp(intercept / slope))) if np.isfinite([slope, intercept]).all() and slope > 0 else 0.5
+
+
+def _logistic_maps(z: np.ndarray, t: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column j, the (slope a_j, intercept b_j) of sigmoid(a_j z + b_j) fitted to targets `t` (0/1 or in between)
+    by maximum likelihood over the cells `mask` holds: Newton's method on every column at once from (1, 0), each
+    column's step halved while it would raise that column's loss (a full Newton step can overshoot where few cells
+    nearly separate), with a tiny ridge so that separable cells stay finite; at most PLATT_STEPS steps."""
+    w = mask.astype(np.float64)
+
+    def loss(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        s = a * z + b
+        return ((np.logaddexp(0.0, s) - t * s) * w).sum(axis=0) + 5e-7 * (a * a + b * b)
+
+    slope, intercept = np.ones(z.shape[1]), np.zeros(z.shape[1])
+    for _ in range(PLATT_STEPS):
+        q = expit(slope * z + intercept)
+        r, h = (q - t) * w, q * (1 - q) * w
+        g_a, g_b = (r * z).sum(axis=0) + 1e-6 * slope, r.sum(axis=0) + 1e-6 * intercept
+        h_aa, h_ab, h_bb = (h * z * z).sum(axis=0) + 1e-6, (h * z).sum(axis=0), h.sum(axis=0) + 1e-6
+        det = h_aa * h_bb - h_ab * h_ab
+        step_a, step_b = (h_bb * g_a - h_ab * g_b) / det, (h_aa * g_b - h_ab * g_a) / det
+        now, scale = loss(slope, intercept), np.ones_like(slope)
+        for _ in range(30):
+            worse = loss(slope - scale * step_a, intercept - scale * step_b) > now + 1e-12 * np.abs(now)
+            if not worse.any():
+                break
+            scale = np.where(worse, scale / 2, scale)
+        slope, intercept = slope - scale * step_a, intercept - scale * step_b
+        if max(np.abs(scale * step_a).max(initial=0.0), np.abs(scale * step_b).max(initial=0.0)) < 1e-9:
             break
-    slope, intercept = theta
-    return float(1.0 / (1.0 + np.exp(intercept / slope))) if np.isfinite(theta).all() and slope > 0 else 0.5
+    return slope, intercept
+
+
+@dataclass(frozen=True)
+class PlattScaling:
+    """Per-label Platt maps: calibrated p_j = sigmoid(slopes[j] logit(p_j) + intercepts[j]); every slope > 0, so each
+    label's ranking is kept."""
+
+    slopes: list[float]
+    intercepts: list[float]
+
+    def apply(self, probs: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (float64, same shape as `probs` (items, labels)).
+
+        Raises:
+            ConfigError: `probs` has another number of labels.
+        """
+        p = np.asarray(probs, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != len(self.slopes):
+            raise ConfigError(f"probabilities of shape {p.shape}: expected (items, {len(self.slopes)})")
+        z = _logits(np.clip(p, PLATT_CLIP, 1 - PLATT_CLIP))
+        return 1.0 / (1.0 + np.exp(-(np.asarray(self.slopes) * z + np.asarray(self.intercepts))))
+
+
+def fit_platt(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None = None) -> PlattScaling:
+    """Per label, the Platt map (Platt 1999) fitted by maximum likelihood to the known cells, with Platt's targets
+    (N+ + 1) / (N+ + 2) for a positive and 1 / (N- + 2) for a negative, N+ and N- the label's known positives and
+    negatives, so that a label with few positives is not mapped to certainty; every label at once (_logistic_maps).
+    The identity (slope 1, intercept 0) for a label without both a known positive and a known negative, or whose fit
+    has no positive slope (its ranking would turn).
+
+    Raises:
+        DataError: the shapes disagree or a probability is outside [0, 1].
+    """
+    y, p, mask = _checked(targets, probs, known)
+    positives, negatives = (y & mask).sum(axis=0), (~y & mask).sum(axis=0)
+    t = np.where(y, (positives + 1.0) / (positives + 2.0), 1.0 / (negatives + 2.0))
+    slope, intercept = _logistic_maps(_logits(np.clip(p, PLATT_CLIP, 1 - PLATT_CLIP)), t, mask)
+    usable = (positives > 0) & (negatives > 0) & np.isfinite(slope) & np.isfinite(intercept) & (slope > 0)
+    return PlattScaling(np.where(usable, slope, 1.0).tolist(), np.where(usable, intercept, 0.0).tolist())
 
 
 @dataclass(frozen=True)

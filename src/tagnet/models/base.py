@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,20 @@ def make_head(num_features: int, num_labels: int, *, dropout: float, head_hidden
             nn.Linear(num_features, head_hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(head_hidden, num_labels)
         )
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(num_features, num_labels))
+
+
+def fold_logit_map(head: nn.Module, slopes: Sequence[float], intercepts: Sequence[float]) -> bool:
+    """Make label j's logit z_j of `head` slopes[j] z_j + intercepts[j], in its last Linear (row j and bias j times
+    the slope, plus the intercept on the bias), so the model itself, its Predictor and its ONNX graph give the mapped
+    probabilities. False, with nothing changed, when `head` does not end in a Linear of one output per slope."""
+    last = head[-1] if isinstance(head, nn.Sequential) and len(head) else None
+    if not isinstance(last, nn.Linear) or last.out_features != len(slopes):
+        return False
+    with torch.no_grad():
+        slope = torch.as_tensor(slopes, dtype=last.weight.dtype, device=last.weight.device)
+        last.weight.mul_(slope[:, None])
+        last.bias.mul_(slope).add_(torch.as_tensor(intercepts, dtype=last.bias.dtype, device=last.bias.device))
+    return True
 
 
 class HeadEnsemble(nn.Module):

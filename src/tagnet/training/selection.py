@@ -26,6 +26,7 @@ from tagnet.training.budget import TimeBudget
 from tagnet.training.forest import forest_out_of_fold
 from tagnet.decisions.calibration import fit_temperature, platt_threshold
 from tagnet.decisions.thresholds import Thresholds, parse_objective
+from tagnet.models.base import fold_logit_map
 
 # inverse L2 strengths on standardised features, ascending; the path search leaves a grid at the first C past its
 # optimum, so the top values are fitted only while the CV score still rises there (a best C on a grid's edge is not
@@ -597,18 +598,15 @@ def final_seeds(config: TrainConfig, heads: list[nn.Module]) -> int:
 
 def folded_temperatures(head: nn.Module, probs: np.ndarray, targets: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Per-label temperatures fitted on the out-of-fold `probs` (decisions.calibration.fit_temperature), folded into
-    `head`'s last Linear (row j and bias j divided by T_j: sigmoid of its output is then sigmoid(logit / T_j)), and
-    `probs` scaled alike; `probs` as they are when the head does not end in a Linear of one output per label.
+    `head`'s last Linear (models.base.fold_logit_map with slopes 1 / T_j: sigmoid of its output is then
+    sigmoid(logit / T_j)), and `probs` scaled alike; `probs` as they are when the head does not end in a Linear of
+    one output per label.
 
     Label smoothing trains probabilities toward 0.5 (the photos' out-of-fold calibration error 0.011 -> 0.059): the
     temperatures give them back their spread in the model itself, so the Predictor and the ONNX graph need nothing
     more, and every label's ranking (hence its best threshold's decisions) stays as it was."""
-    last = head[-1] if isinstance(head, nn.Sequential) and len(head) else None
-    if not isinstance(last, nn.Linear) or last.out_features != targets.shape[1]:
-        return probs
     scaling = fit_temperature(targets, probs, known)
-    temperatures = torch.as_tensor(scaling.temperatures, dtype=last.weight.dtype)
-    with torch.no_grad():
-        last.weight.div_(temperatures[:, None])
-        last.bias.div_(temperatures)
+    slopes = 1.0 / np.asarray(scaling.temperatures)
+    if not fold_logit_map(head, slopes.tolist(), [0.0] * len(slopes)):
+        return probs
     return scaling.apply(probs).astype(np.float32)

@@ -96,6 +96,7 @@ class Run:
     finetuned: bool = False
     privacy: dict[str, Any] | None = None  # with --dp-epsilon: what DP-SGD spent and what it covers (privacy_record)
     loss_choice: dict[str, Any] | None = None  # what --loss auto's probe measured and chose (training.loss_choice)
+    calibration: dict[str, Any] | None = None  # the Platt maps folded into the head (training.recalibration)
     outcome: dict[str, Any] = field(default_factory=dict)  # the decisions stage's validation, thresholds, report
     hierarchy: Tree | None = None  # the labels' tree (--hierarchy), aligned to the table's labels
     _loggers: RunLoggers | None = None

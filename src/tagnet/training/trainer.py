@@ -24,6 +24,7 @@ from tagnet.training.growth import GROWTH_SETTINGS, grow
 from tagnet.training.plan import resolve_plan
 from tagnet.training.run_folder import ARTIFACT_DIR, read_run_start, start_run, write_run_end
 from tagnet.training.stages import Callbacks, Run
+from tagnet.training.recalibration import recalibrate
 from tagnet.training.validation import fold_scores, held_out_decisions, merged_validation, side_rules_dict
 
 # The stages every run goes through before and after its recipe's own (Recipe.stages).
@@ -124,9 +125,11 @@ def _run_stage(run: Run, name: str, stage: Callable[[Run], None]) -> None:
 
 def decisions(run: Run) -> None:
     """Thresholds fitted on the heads' merged validation outputs (on the threshold rows only, when the held-out rows
-    are sliced: validation.held_out_decisions), the validation report and, with --cv, each fold's scores; notes on
-    labels missing the objective's target said."""
+    are sliced: validation.held_out_decisions; first recalibrated there for a loss that trades calibration for
+    ranking: recalibration.recalibrate), the validation report and, with --cv, each fold's scores; notes on labels
+    missing the objective's target said."""
     config, table = run.plan.config, run.data.table
+    run.calibration = recalibrate(run)  # before the hierarchy's rule, which the Predictor applies after the model
     if run.hierarchy is not None:  # thresholds fitted, and every score taken, with the rule in place
         for result in run.results:
             result.validation["probs"] = run.hierarchy.consistent(result.validation["probs"])
@@ -166,7 +169,8 @@ def write_artifact(run: Run) -> None:
     chosen = {**({"time_budget": plan.budget.to_dict()} if plan.budget.seconds is not None else {}),
               **({"selection": run.selection.to_dict()} if run.selection else {}),
               "final_fit": stages.final_fit(run), **({"privacy": run.privacy} if run.privacy else {}),
-              **({"loss_choice": run.loss_choice} if run.loss_choice else {})}
+              **({"loss_choice": run.loss_choice} if run.loss_choice else {}),
+              **({"calibration": run.calibration} if run.calibration else {})}
     # rules fitted on private validation rows would leave the privacy budget: a private run keeps none
     private = run.privacy is not None and not config.dp_public_val
     result.artifact_dir = save_artifact(
