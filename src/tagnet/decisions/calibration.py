@@ -175,7 +175,7 @@ class PlattScaling:
         if p.ndim != 2 or p.shape[1] != len(self.slopes):
             raise ConfigError(f"probabilities of shape {p.shape}: expected (items, {len(self.slopes)})")
         z = _logits(np.clip(p, PLATT_CLIP, 1 - PLATT_CLIP))
-        return 1.0 / (1.0 + np.exp(-(np.asarray(self.slopes) * z + np.asarray(self.intercepts))))
+        return expit(np.asarray(self.slopes) * z + np.asarray(self.intercepts))
 
 
 def fit_platt(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None = None) -> PlattScaling:

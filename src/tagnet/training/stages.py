@@ -422,8 +422,8 @@ def private_head(run: Run) -> None:
 
 def _refit_fits(run: Run) -> bool:
     """Whether the k-fold CV of an image head and the final fit (each at most config.epochs over its rows and their
-    mirror copies; the final fit once per seed it averages) fit the time budget left, at the speed one epoch of the head runs on up to 256 of the rows; said
-    as a choice of the budget when not."""
+    mirror copies; the final fit once per seed it averages) fit the time budget left, at the speed one epoch of the
+    head runs on up to 256 of the rows; said as a choice of the budget when not."""
     budget, config, inputs = run.plan.budget, run.plan.config, run.head_inputs
     if budget.seconds is None:
         return True
