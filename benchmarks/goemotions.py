@@ -3,8 +3,8 @@
 Reads the release files with options only (as `tagnet train train.tsv --text-column 0 --no-header
 --id-column 2 --label-names labels.txt` does): train on train.tsv with 10% of it split off for early
 stopping and the per-label thresholds, then `evaluate` on dev.tsv (never seen in training). Reports
-macro/micro-F1 and mAP on dev, the time to embed the texts (first run; cached on disk afterwards),
-the head's training time and the peak resident memory.
+macro/micro-F1, mAP and the mean per-label calibration error (ECE) on dev, the time to embed the texts
+(first run; cached on disk afterwards), the head's training time and the peak resident memory.
 With --finetune, also fine-tunes the whole encoder after the head (2 epochs, batch 32, lr 5e-5) on all
 training texts; with --finetune N on the first N only, next to the frozen encoder on the same N texts.
 With --ensemble K, also K frozen-encoder heads averaged (`tagnet train --ensemble K`, a split per head).
@@ -59,7 +59,13 @@ def _scored(run_dir: Path, seconds: float, **info) -> dict:
     report, _ = evaluate(run_dir, DATA / "dev.tsv")
     return {**info, "dev_macro_f1": round(report.macro_f1, 4), "dev_micro_f1": round(report.micro_f1, 4),
             "dev_mAP": round(report.mAP, 4), "dev_hamming_loss": round(report.hamming_loss, 4),
-            "train_seconds": round(seconds, 1), "peak_rss_mb": _peak_mb()}
+            "dev_label_ece": _mean_label_ece(report), "train_seconds": round(seconds, 1), "peak_rss_mb": _peak_mb()}
+
+
+def _mean_label_ece(report) -> float | None:
+    """The report's per-label calibration errors (15 bins), averaged over the labels that have one."""
+    values = [row["ece"] for row in report.per_label if row.get("ece") is not None]
+    return round(sum(values) / len(values), 4) if values else None
 
 
 def default_command(out: Path, *, variant: str, budget: str | None, extra: list[str] = ()) -> dict:
