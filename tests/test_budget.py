@@ -142,6 +142,32 @@ def test_the_probe_keeps_the_faster_thread_count(fast, chosen):
     assert 5 / 0.02 < rates.train_per_s < 5 / 0.001 * 1.01  # the fast count's rate (1 ms a step, plus the step's work)
 
 
+class _BusyAtFirst(nn.Module):
+    """A network whose first `busy` training steps take 20 ms (another program's moment of work), then 1 ms on 2
+    torch threads and 5 ms on 1."""
+
+    def __init__(self, busy: int) -> None:
+        super().__init__()
+        self.linear, self.busy, self.calls = nn.Linear(4, 3), busy, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += self.training
+        time.sleep(0.02 if self.training and self.calls <= self.busy else
+                   0.001 if torch.get_num_threads() == 2 else 0.005)
+        return self.linear(x)
+
+
+def test_a_moments_load_during_the_first_timing_does_not_choose_one_thread():
+    """The process's 2 threads timed while busy lose to 1 thread; timed again, they win back: the plan keeps them."""
+    network = _BusyAtFirst(busy=4)
+    batches = [(torch.randn(5, 4), torch.rand(5, 3).round()) for _ in range(4)]
+    with torch_threads(2):
+        rates = measure_throughput(network, batches, [torch.randn(7, 4)] * 2, precision="32-true", warmup=2,
+                                   other_threads=(1,))
+    assert network.calls == 4 + 2 + 2  # warm-up and timed steps at 2 threads, 1 thread, 2 threads again
+    assert rates.threads is None and 5 / 0.005 < rates.train_per_s < 5 / 0.001 * 1.01
+
+
 def test_duration_reads_like_the_setting():
     assert [duration(s) for s in (900, 90, 5400, 3601)] == ["15m", "1m30s", "1h30m", "1h1s"]
 
