@@ -25,6 +25,14 @@ def _logits(probs: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
+def _label_columns(probs: np.ndarray, labels: int) -> np.ndarray:
+    """`probs` as float64 (items, `labels`); raises ConfigError for another shape."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != labels:
+        raise ConfigError(f"probabilities of shape {p.shape}: expected (items, {labels})")
+    return p
+
+
 def _checked(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Targets (bool), probabilities and known mask of one shape (items, labels).
 
@@ -55,10 +63,7 @@ class TemperatureScaling:
         Raises:
             ConfigError: `probs` has another number of labels.
         """
-        p = np.asarray(probs, dtype=np.float64)
-        if p.ndim != 2 or p.shape[1] != len(self.temperatures):
-            raise ConfigError(f"probabilities of shape {p.shape}: expected (items, {len(self.temperatures)})")
-        return 1.0 / (1.0 + np.exp(-_logits(p) / np.asarray(self.temperatures)))
+        return expit(_logits(_label_columns(probs, len(self.temperatures))) / np.asarray(self.temperatures))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict; from_dict reads it back."""
@@ -171,10 +176,7 @@ class PlattScaling:
         Raises:
             ConfigError: `probs` has another number of labels.
         """
-        p = np.asarray(probs, dtype=np.float64)
-        if p.ndim != 2 or p.shape[1] != len(self.slopes):
-            raise ConfigError(f"probabilities of shape {p.shape}: expected (items, {len(self.slopes)})")
-        z = _logits(np.clip(p, PLATT_CLIP, 1 - PLATT_CLIP))
+        z = _logits(np.clip(_label_columns(probs, len(self.slopes)), PLATT_CLIP, 1 - PLATT_CLIP))
         return expit(np.asarray(self.slopes) * z + np.asarray(self.intercepts))
 
 
