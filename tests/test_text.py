@@ -437,7 +437,8 @@ def test_an_asl_heads_probabilities_are_recalibrated_on_the_threshold_rows_in_th
     assert (f"probabilities recalibrated (asl trades calibration for ranking): per-label Platt scaling fitted on the "
             f"17 threshold rows, folded into the last layer; calibration error on the 7 early-stopping rows "
             f"{record['ece_before']:.3f} -> {record['ece_after']:.3f}") in console.export_text()
-    names, _, truths, probs = read_validation_predictions(result.run_dir / "val_predictions.csv")
+    assert record["ece_before"] != record["ece_after"]  # the maps moved the probabilities
+    _, _, truths, probs = read_validation_predictions(result.run_dir / "val_predictions.csv")
     texts = [line.split("\t")[0] for line in val.read_text().splitlines()]
     np.testing.assert_allclose(Predictor(result.run_dir).predict_proba(texts), probs, atol=1e-4)
     stop, _ = threshold_slice(np.r_[truths, truths] > 0, np.r_[truths, truths] >= 0,
