@@ -25,6 +25,11 @@ def _logits(probs: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
+def _platt_logits(probs: np.ndarray) -> np.ndarray:
+    """Logits of `probs` clipped to [PLATT_CLIP, 1 - PLATT_CLIP], the inputs of every Platt fit and map."""
+    return _logits(np.clip(probs, PLATT_CLIP, 1 - PLATT_CLIP))
+
+
 def _label_columns(probs: np.ndarray, labels: int) -> np.ndarray:
     """`probs` as float64 (items, `labels`); raises ConfigError for another shape."""
     p = np.asarray(probs, dtype=np.float64)
@@ -124,11 +129,11 @@ def platt_threshold(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | 
         DataError: the shapes disagree or a probability is outside [0, 1].
     """
     y, p, mask = _checked(targets, probs, known)
-    y, z = y[mask].astype(np.float64), _logits(np.clip(p[mask], PLATT_CLIP, 1 - PLATT_CLIP))
+    y, z = y[mask].astype(np.float64), _platt_logits(p[mask])
     if y.size == 0 or y.min() == y.max():
         return 0.5
     (slope,), (intercept,) = _logistic_maps(z[:, None], y[:, None], np.ones((y.size, 1), dtype=bool))
-    return float(1.0 / (1.0 + np.exp(intercept / slope))) if np.isfinite([slope, intercept]).all() and slope > 0 else 0.5
+    return float(expit(-intercept / slope)) if np.isfinite([slope, intercept]).all() and slope > 0 else 0.5
 
 
 def _logistic_maps(z: np.ndarray, t: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +181,7 @@ class PlattScaling:
         Raises:
             ConfigError: `probs` has another number of labels.
         """
-        z = _logits(np.clip(_label_columns(probs, len(self.slopes)), PLATT_CLIP, 1 - PLATT_CLIP))
+        z = _platt_logits(_label_columns(probs, len(self.slopes)))
         return expit(np.asarray(self.slopes) * z + np.asarray(self.intercepts))
 
 
@@ -193,7 +198,7 @@ def fit_platt(targets: np.ndarray, probs: np.ndarray, known: np.ndarray | None =
     y, p, mask = _checked(targets, probs, known)
     positives, negatives = (y & mask).sum(axis=0), (~y & mask).sum(axis=0)
     t = np.where(y, (positives + 1.0) / (positives + 2.0), 1.0 / (negatives + 2.0))
-    slope, intercept = _logistic_maps(_logits(np.clip(p, PLATT_CLIP, 1 - PLATT_CLIP)), t, mask)
+    slope, intercept = _logistic_maps(_platt_logits(p), t, mask)
     usable = (positives > 0) & (negatives > 0) & np.isfinite(slope) & np.isfinite(intercept) & (slope > 0)
     return PlattScaling(np.where(usable, slope, 1.0).tolist(), np.where(usable, intercept, 0.0).tolist())
 

@@ -129,10 +129,10 @@ def fit_seed_mean(head: nn.Module, x: torch.Tensor | sp.csr_matrix, targets: np.
     """
     if len(seeds) > 1 and not linear_only(head):
         raise ValueError("only a head of one Linear layer can be the mean of several fits' weights")
-    start, states = copy.deepcopy(head), []
+    start, states = copy.deepcopy(head) if len(seeds) > 1 else None, []
     for k, seed in enumerate(seeds):
         member = head if k == 0 else copy.deepcopy(start)
-        if k:
+        if k:  # weights initialised under its own seed
             torch.manual_seed(seed)
             for module in member.modules():
                 if isinstance(module, nn.Linear):
