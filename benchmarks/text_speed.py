@@ -48,7 +48,7 @@ def arm_setup(arm: str, model: torch.nn.Module, data: TokenDataset, lengths: lis
         order = np.random.default_rng(0).permutation(len(lengths))
         rows, multiple = [order[i:i + batch_size] for i in range(0, len(order), batch_size)], 1
     else:
-        encoder.freeze_word_embeddings()
+        encoder.freeze_lower()
         rows = BucketBatchSampler(lengths, batch_size, seed=0).one_pass(0)
         multiple = {"pad1": 1, "new": pad_multiple(PRECISION)}.get(arm, 8)
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -185,6 +185,7 @@ def _texts(n: int) -> LabeledInputs:
     ({"finetune": False}, 5000, 100.0, "head"),
     ({"finetune": True}, 5000, 100.0, "head+finetune"),
     ({"ensemble": 3}, 5000, 100.0, "head"),
+    ({"finetune_frozen_layers": 3}, 5000, 100.0, "finetune"),
 ])
 def test_text_recipe_follows_data_size_and_budget(monkeypatch, settings, n, rate, expected):
     kind = get("text")
@@ -196,6 +197,9 @@ def test_text_recipe_follows_data_size_and_budget(monkeypatch, settings, n, rate
     assert isinstance(recipe, Recipe) and recipe.name == expected
     if not settings:
         assert recipe.budget == 900 and recipe.throughput.train_per_s == rate and "15m (default)" in recipe.reason
+    if recipe.name == "finetune":
+        frozen = config.finetune_frozen_layers
+        assert ("the encoder above its lowest 3 layers" if frozen else "the whole encoder") in recipe.reason
     assert Recipe.from_dict(recipe.to_dict()) == recipe
 
 

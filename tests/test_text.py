@@ -19,7 +19,7 @@ from tagnet.engine import fit
 from tagnet.cli import app
 from tagnet.config.settings import TrainConfig
 from tagnet.data.labels import read_labels_with_texts
-from tagnet.errors import ConfigError, DataError
+from tagnet.errors import ConfigError, DataError, ModelError
 from tagnet.evaluation.evaluate import evaluate
 from tagnet.models import create_model
 from tagnet.engine.optim import adamw
@@ -158,6 +158,28 @@ def test_fine_tuning_pads_to_the_longest_text_in_32_bit_and_keeps_the_word_embed
     optimizer.step()
     assert words.grad is None and torch.equal(words, words_before)
     assert not torch.equal(layer, layer_before)
+
+
+def test_finetune_frozen_layers_keeps_the_lowest_layers_fixed_and_moves_the_rest():
+    """With finetune_frozen_layers=2 a fine-tuning step leaves the embedding block and the two lowest transformer
+    layers untouched and outside the optimiser, and moves the third; asking to freeze every layer is a ModelError."""
+    model = create_model("minilm_l6", num_labels=3, head_hidden=0)
+    set_backbone_trainable(model, True)
+    model.backbone.freeze_lower(2)
+    transformer = model.backbone.transformer
+    fixed = [transformer.embeddings.LayerNorm.weight, transformer.encoder.layer[1].output.dense.weight]
+    moving = transformer.encoder.layer[2].output.dense.weight
+    before = [p.detach().clone() for p in (*fixed, moving)]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert not any(p is q for p in trainable for q in fixed)
+    optimizer = adamw([{"params": trainable, "lr": 1e-3}], weight_decay=0.01)
+    ids = model.backbone.pad(model.backbone.tokenize(["the match went to extra time", "rain all day"]))
+    torch.nn.functional.binary_cross_entropy_with_logits(model(ids), torch.tensor([[0., 1, 0], [0, 0, 1]])).backward()
+    optimizer.step()
+    assert all(p.grad is None and torch.equal(p, old) for p, old in zip(fixed, before))
+    assert not torch.equal(moving, before[-1])
+    with pytest.raises(ModelError, match="at most 5 can stay fixed"):
+        model.backbone.freeze_lower(6)
 
 
 @pytest.fixture(scope="module")

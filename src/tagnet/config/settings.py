@@ -147,6 +147,9 @@ class TrainConfig:
                                     constraint=AT_LEAST_1)
     finetune_lr: float | None = _setting(None, "peak learning rate of fine-tuning; default 3e-4 for images, 5e-5 for text",
                                         constraint=POSITIVE)
+    finetune_frozen_layers: int = _setting(0, "text: the encoder's lowest N transformer layers (and its embedding "
+                                               "block) stay fixed while the rest fine-tunes, so a step skips their "
+                                               "backward", constraint=AT_LEAST_0)
     patience: int = _setting(5, "early stopping: epochs without a better validation mAP", flag="--patience",
                             constraint=AT_LEAST_1)
     val_fraction: float = _setting(0.2, "validation share split off when no --val file is given",

@@ -140,7 +140,7 @@ class TextModality(Modality):
         evals = [encoder.pad(val_ids[i:i + 4 * config.batch_size]) for i in range(0, len(val_ids), 4 * config.batch_size)]
         trainable = {name: p.requires_grad for name, p in model.named_parameters()}
         set_backbone_trainable(model, True)
-        encoder.freeze_word_embeddings()
+        encoder.freeze_lower(config.finetune_frozen_layers)
         try:
             return measure_throughput(model, batches * 2, evals, precision=precision, warmup=len(batches),
                                       other_threads=(1,))
@@ -156,11 +156,12 @@ class TextModality(Modality):
         """Token ids padded per batch to its longest text (rounded up to pad_multiple of the run's precision: 1 in
         32-bit, 8 in half precision); training batches hold texts of similar length (BucketBatchSampler; a plain
         shuffle in a distributed run, whose sampler Lightning sets), and validation runs sorted by length. The word
-        embeddings stay fixed while the rest fine-tunes (SentenceEncoder.freeze_word_embeddings)."""
+        embeddings (and the lowest config.finetune_frozen_layers layers) stay fixed while the rest fine-tunes
+        (SentenceEncoder.freeze_lower)."""
         from tagnet.engine import default_precision
 
         encoder: SentenceEncoder = model.backbone
-        encoder.freeze_word_embeddings()
+        encoder.freeze_lower(config.finetune_frozen_layers)
         collate = PadCollate(encoder.pad_id, pad_multiple(default_precision(config)))
         train_ids = encoder.tokenize(list(train.inputs))
         train_set = TokenDataset(train_ids, train.table.targets, train.table.known)

@@ -70,10 +70,19 @@ class SentenceEncoder(nn.Module):
         """Tokens of each text ([CLS] and [SEP] included) up to MAX_TOKENS, whatever this encoder's own limit."""
         return [len(ids) for ids in self.tokenize(texts, max_length=MAX_TOKENS)]
 
-    def freeze_word_embeddings(self) -> None:
+    def freeze_lower(self, layers: int = 0) -> None:
         """Keep the word-embedding table (half of MiniLM's weights) fixed while the rest fine-tunes: its dense gradient
-        and AdamW update cost more than the whole transformer's on short texts."""
+        and AdamW update cost more than the whole transformer's on short texts. With `layers` > 0 the whole embedding
+        block and the lowest `layers` transformer layers stay fixed too, so a step's backward stops above them."""
         self.transformer.get_input_embeddings().weight.requires_grad_(False)
+        if layers == 0:
+            return
+        blocks = self.transformer.encoder.layer
+        if layers >= len(blocks):
+            raise ModelError(f"finetune_frozen_layers={layers}: the text encoder has {len(blocks)} layers; "
+                             f"at most {len(blocks) - 1} can stay fixed")
+        for module in (self.transformer.embeddings, *blocks[:layers]):
+            module.requires_grad_(False)
 
     def pad(self, token_ids: Sequence[Sequence[int]]) -> torch.Tensor:
         """A (B, longest) LongTensor of token ids, padded on the right with `pad_id`."""

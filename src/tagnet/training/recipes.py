@@ -145,5 +145,7 @@ def choose_by_budget(kind: Modality, model: TagnetModel | None, data: LabeledInp
         return HeadThenFinetune(budget, throughput,
                                 f"{said}, {n_train} training {kind.name}s: a head on the frozen encoder, then fine-tuning "
                                 f"(about {plan.passes:g} passes at {rate}), kept only if it validates better")
-    return Finetune(budget, throughput, f"{said}: fine-tuning the whole encoder on {n_train} {kind.name}s for "
+    what = f"the encoder above its lowest {config.finetune_frozen_layers} layers" if config.finetune_frozen_layers \
+        else "the whole encoder"
+    return Finetune(budget, throughput, f"{said}: fine-tuning {what} on {n_train} {kind.name}s for "
                                         f"{plan.passes:g} passes (about {plan.estimated_seconds / 60:.1f} min at {rate})")
