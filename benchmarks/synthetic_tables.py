@@ -1,4 +1,5 @@
-"""Synthetic sparse multi-label tables shaped like MULAN's bibtex, delicious and tmc2007-500, written as sparse ARFF.
+"""Synthetic sparse multi-label tables shaped like MULAN's bibtex, delicious, tmc2007-500, medical and enron, written as
+sparse ARFF.
 
 Each label has its own small set of signal features; a row draws its labels (Zipf-skewed frequencies, a Poisson
 number per row), switches on each of its labels' signal features with some probability, and adds background
@@ -36,7 +37,10 @@ class Shape:
 # micro-F1 on the real set (bibtex about 0.4, delicious 0.3, tmc2007 0.75)
 SHAPES = {"bibtex": Shape(159, 4880, 2515, 1836, 2.40, 60.0, on=0.14),
           "delicious": Shape(983, 12920, 3185, 500, 19.0, 12.0, signal=6, on=0.1),
-          "tmc2007": Shape(22, 21519, 7077, 500, 2.16, 40.0, signal=25, on=0.15)}
+          "tmc2007": Shape(22, 21519, 7077, 500, 2.16, 40.0, signal=25, on=0.15),
+          # small sparse sets, where the random forest competes (its trees take the rows dense): medical, enron
+          "medical": Shape(45, 333, 645, 1449, 1.25, 12.0, signal=10, on=0.3),
+          "enron": Shape(53, 1123, 579, 1001, 3.38, 30.0, signal=12, on=0.15)}
 
 
 def make_table(shape: Shape, *, rows: int, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:

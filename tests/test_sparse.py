@@ -3,6 +3,8 @@ end-to-end train / predict on a sparse ARFF file written the way MULAN writes th
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -150,3 +152,24 @@ def test_sparse_arff_trains_and_predicts_like_the_dense_file(tmp_path, select):
     truth = y_test.astype(bool)
     micro = f1_score(truth, probs["sparse"] >= 0.5, average="micro")
     assert micro > 0.8
+
+
+def test_a_small_sparse_table_has_the_forest_among_its_candidates(tmp_path):
+    """A word rule no linear head finds (red = w0 xor w1) in a sparse ARFF file: the forest competes, takes the rows
+    dense, wins the CV, and the run predicts the sparse test file as the same run on the dense file does."""
+    rng = np.random.default_rng(6)
+    x = (rng.random((300, 30)) < 0.3).astype(np.float64)
+    y = np.column_stack([(x[:, 0] != x[:, 1]), x[:, 2] > 0, x[:, 3] + x[:, 4] > 0]).astype(int)
+    runs, probs = {}, {}
+    for kind in ("sparse", "dense"):
+        (tmp_path / kind).mkdir()
+        train = _write_arff(tmp_path / kind / "words-train.arff", x[:240], y[:240], sparse=kind == "sparse")
+        test = _write_arff(tmp_path / kind / "words-test.arff", x[240:], y[240:], sparse=kind == "sparse")
+        config = TrainConfig(epochs=5, batch_size=32, head_hidden=8, cv_folds=3, forest_trees=30)
+        runs[kind] = train_run(train, modality="tabular", out_dir=tmp_path / kind / "run", config=config, progress=False)
+        predictor = Predictor(runs[kind].run_dir)
+        probs[kind] = predictor.predict_proba(predictor.modality.read_unlabeled([test], predictor)[1])
+    for run in runs.values():
+        assert json.loads((run.run_dir / "metrics.json").read_text())["selection"]["choice"] == "forest"
+    np.testing.assert_allclose(probs["sparse"], probs["dense"], atol=1e-6)
+    assert f1_score(y[240:], probs["sparse"] >= 0.5, average="micro") > 0.9

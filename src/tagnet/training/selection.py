@@ -42,6 +42,7 @@ ENSEMBLE_HEADS = 5  # heads of the ensemble candidate (unless --ensemble K gives
 # training rows x labels above which the network candidates are screened first (speed rule) and the forest is left out
 # (each of its leaves holds every label's rate: memory grows with rows x labels x trees)
 SCREEN_CELLS = 250_000
+FOREST_DENSE_CELLS = 20_000_000  # rows x features of a sparse table the forest takes dense (80 MB in float32)
 SCREEN_FOLDS = 2  # the folds an MLP head is screened on against the linear head
 # the label smoothings the CV of a run's own head tries with --label-smoothing-cv (smoothing_grid), smallest first: a tie keeps
 # the smaller; 0.1 raised pooled micro-F1 by 0.003-0.008 in a nested CV of the photos' head (benchmarks/RESULTS.md)
@@ -374,13 +375,16 @@ def _forest_candidate(selection: Selection, chosen_oof: dict[str, np.ndarray], c
                       thresholds_for: Callable[[Validation], Thresholds], budget: TimeBudget | None,
                       console: Console) -> None:
     """The random forest's fold scores added to `selection` and its out-of-fold probabilities to `chosen_oof`, unless
-    tagnet.training.forest.forest_out_of_fold leaves it out (said there) or the table has more than SCREEN_CELLS
-    rows x labels."""
-    if targets.size > SCREEN_CELLS or sp.issparse(x):
-        console.print("  forest   left out: " + ("sparse inputs (its ONNX graph takes dense rows)" if sp.issparse(x) else
-                      f"{targets.shape[0]} rows x {targets.shape[1]} labels > {SCREEN_CELLS:,} (its leaves would hold "
-                      "every label's rate)"))
+    tagnet.training.forest.forest_out_of_fold leaves it out (said there), the table has more than SCREEN_CELLS
+    rows x labels, or its rows are sparse and more than FOREST_DENSE_CELLS cells dense."""
+    too_wide = sp.issparse(x) and x.shape[0] * x.shape[1] > FOREST_DENSE_CELLS
+    if targets.size > SCREEN_CELLS or too_wide:
+        console.print("  forest   left out: " + (
+            f"sparse inputs of {x.shape[0]} rows x {x.shape[1]} features > {FOREST_DENSE_CELLS:,} cells (its trees "
+            "take dense rows)" if too_wide else f"{targets.shape[0]} rows x {targets.shape[1]} labels > "
+            f"{SCREEN_CELLS:,} (its leaves would hold every label's rate)"))
         return
+    x = x.toarray() if sp.issparse(x) else x  # a small sparse table: its trees take the same rows dense
     found = forest_out_of_fold(x, targets, known, folds, trees=config.forest_trees, seed=config.seed, budget=budget,
                                console=console)
     if found is not None:

@@ -381,7 +381,7 @@ def heads(run: Run) -> None:
                                        scaling=run.selection.scaling)
         return
     if run.selection is not None and run.selection.choice == "forest":
-        run.results = [fit_forest_head(run.model, run.head_inputs.array(), run.data.table.targets,
+        run.results = [fit_forest_head(run.model, run.head_inputs.array(dense=True), run.data.table.targets,
                                        run.data.table.known, *run.splits[0], trees=config.forest_trees,
                                        seed=config.seed)]
         return
@@ -454,7 +454,7 @@ def refit_heads(run: Run) -> None:
         run.results, run.splits = fit_large_final(head_members(run.model), run.head_inputs.array(), table.targets,
                                                   table.known, selection)
     elif selection.choice == "forest":  # its out-of-fold probabilities validate it, as they do the other heads
-        fitted = fit_forest_head(run.model, run.head_inputs.array(), table.targets, table.known,
+        fitted = fit_forest_head(run.model, run.head_inputs.array(dense=True), table.targets, table.known,
                                  np.arange(len(table)), np.arange(0), trees=config.forest_trees, seed=config.seed)
         run.results = [dataclasses.replace(fitted, validation={"probs": selection.oof, "targets": table.targets,
                                                                "known": table.known})]
