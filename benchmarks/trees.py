@@ -1,13 +1,15 @@
-"""MULAN scene, yeast and emotions with every default, with and without the random-forest candidate (issue 25.4):
-`tagnet train NAME-train.arff` (the head chosen by 5-fold CV on the training file) and `tagnet train NAME-train.arff
---forest-trees 0` (the default before: linear / MLP / 5-head ensemble), each then `tagnet evaluate RUN NAME-test.arff`.
+"""MULAN scene, yeast and emotions with every default, with and without the tree candidates (issue 25.4): `tagnet
+train NAME-train.arff` (arm "after": the head chosen by 5-fold CV on the training file among linear / MLP / 5-head
+ensemble / random forest / gradient-boosted trees), `--boosted-rounds 0` (arm "forest": the default before the boosted
+trees) and `--forest-trees 0 --boosted-rounds 0` (arm "before": no trees), each then `tagnet evaluate RUN
+NAME-test.arff`.
 
 Per set, seed and arm: test Hamming loss and micro-F1 of the default decision rule (objective hamming: p >= 0.5 or the
 CV's global threshold), the CV's choice and every candidate's CV Hamming loss and seconds, and the wall time of
 training (CV included). The test split is seen only by evaluate.
 
-Run: python benchmarks/trees.py [--sets scene yeast emotions] [--seeds 0] [--out benchmarks/out/trees]
-     [--data ../shared/data/mulan]
+Run: python benchmarks/trees.py [--sets scene yeast emotions] [--seeds 0] [--arms before forest after]
+     [--out benchmarks/out/trees] [--data ../shared/data/mulan]
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tagnet.evaluation.evaluate import evaluate
 from tagnet.training.trainer import train
 
 MULAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "mulan"
-ARMS = {"before": {"forest_trees": 0}, "after": {}}  # after: the default (TrainConfig().forest_trees trees)
+ARMS = {"before": {"forest_trees": 0, "boosted_rounds": 0}, "forest": {"boosted_rounds": 0}, "after": {}}  # after: the default
 
 
 def run(data: Path, name: str, *, arm: str, seed: int, out: Path) -> dict:
@@ -47,13 +49,14 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--out", default="benchmarks/out/trees")
     parser.add_argument("--data", default=str(MULAN), help="the folder of the MULAN sets (NAME/NAME-train.arff)")
+    parser.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=list(ARMS))
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = []
     for name in args.sets:
         for seed in args.seeds:
-            for arm in ARMS:
+            for arm in args.arms:
                 runs.append(run(Path(args.data), name, arm=arm, seed=seed, out=out))
                 print(json.dumps(runs[-1]), flush=True)
     (out / "results.json").write_text(json.dumps(runs, indent=2) + "\n")

@@ -104,7 +104,7 @@ def test_train_takes_the_large_way_above_its_cell_count(tmp_path, monkeypatch):
         lines.append("{" + ",".join(cells) + "}")
     (tmp_path / "big.arff").write_text("\n".join(lines) + "\n")
     result = train(tmp_path / "big.arff", out_dir=tmp_path / "run", progress=False,
-                   read_options={"label_count": 4}, config=TrainConfig(forest_trees=0))
+                   read_options={"label_count": 4}, config=TrainConfig(forest_trees=0, boosted_rounds=0))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     chosen = metrics["selection"]
     assert chosen["choice"] == "linear" and chosen["folds"] == 1 and chosen["candidates"]["linear"]["large"]["rows"] == 240

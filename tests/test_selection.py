@@ -155,7 +155,7 @@ def test_selection_picks_the_ensemble_where_it_wins_and_records_every_candidate(
     # a high learning rate makes single heads noisy: averaging five of them wins; no linear rule exists
     # the MLP candidates only (the forest, which wins here, is tests/test_trees.py's)
     config = TrainConfig(epochs=12, batch_size=16, lr=0.05, head_hidden=32, cv_folds=3,
-                         forest_trees=0).for_modality("tabular")
+                         forest_trees=0, boosted_rounds=0).for_modality("tabular")
     console = Console(record=True, width=200)
 
     def make_head():
@@ -213,7 +213,7 @@ def selected_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("select")
     train_file = _linear_arff(folder / "lin-train.arff", 150, 0)
     test_file = _linear_arff(folder / "lin-test.arff", 60, 1)
-    config = TrainConfig(epochs=3, batch_size=32, head_hidden=16, cv_folds=3, forest_trees=0)  # objective hamming: p >= 0.5
+    config = TrainConfig(epochs=3, batch_size=32, head_hidden=16, cv_folds=3, forest_trees=0, boosted_rounds=0)  # objective hamming: p >= 0.5
     result = train(train_file, out_dir=folder / "run", config=config, progress=False)
     return result, train_file, test_file
 
@@ -294,7 +294,7 @@ def test_select_linear_ensemble_and_mlp_without_cv(selected_run, tmp_path):
 
 def test_the_default_command_through_evaluate(selected_run, tmp_path):
     """`tagnet train X.arff` with nothing else but a short epoch count: objective hamming, p >= 0.5, the head chosen
-    among four candidates by CV; `tagnet evaluate` reports it with the per-label F1 thresholds beside it."""
+    among five candidates by CV; `tagnet evaluate` reports it with the per-label F1 thresholds beside it."""
     _, train_file, test_file = selected_run
     out = tmp_path / "default"
     done = CliRunner().invoke(app, ["train", str(train_file), "--out", str(out), "--epochs", "3", "--cv-folds", "3"])
@@ -304,7 +304,7 @@ def test_the_default_command_through_evaluate(selected_run, tmp_path):
     assert artifact.config["objective"] == "hamming" and artifact.config["threshold_mode"] == "fixed"
     assert artifact.thresholds.values == [0.5, 0.5]
     selection = artifact.meta["extra"]["selection"]
-    assert set(selection["candidates"]) == {"linear", "mlp", "ensemble", "forest"}  # the forest since issue 25
+    assert set(selection["candidates"]) == {"linear", "mlp", "ensemble", "forest", "boosted"}  # trees: issue 25
     assert selection["choice"] == min(selection["candidates"], key=lambda n: selection["candidates"][n]["mean"])
     rules = artifact.meta["extra"]["decision_rules"]
     assert rules["p>=0.5"]["values"] == [0.5, 0.5] and rules["f1"]["mode"] == "per-label"

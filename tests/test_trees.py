@@ -1,9 +1,12 @@
-"""Tests of the random-forest table head: chosen by the CV where trees win, ONNX vs scikit-learn, the artifact without
-pickle, the single exported graph, the time-budget note."""
+"""Tests of the tree heads of tables. The random forest: chosen by the CV where trees win, ONNX vs scikit-learn, the
+artifact without pickle, the single exported graph, the time-budget note. The gradient-boosted trees: scikit-learn's
+per-label classifiers, their one ONNX-ML graph, the CV that chooses them, the artifact and the export, the cost rule
+without a time budget."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import numpy as np
@@ -13,7 +16,7 @@ import pytest
 import safetensors.numpy
 import torch
 from rich.console import Console
-from sklearn.ensemble import RandomForestRegressor
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestRegressor
 from sklearn.metrics import hamming_loss
 from torch import nn
 
@@ -26,9 +29,11 @@ from tagnet.inference.artifact import load_artifact
 from tagnet.inference.export import export_onnx
 from tagnet.inference.predictor import Predictor
 from tagnet.modalities import get as get_modality
+from tagnet.models.boosting import LEAVES, LEARNING_RATE, boosted_probabilities, fit_boosted
 from tagnet.models.trees import ForestHead, fit_forest, forest_onnx, forest_probabilities
 from tagnet.training.budget import TimeBudget
-from tagnet.training.forest import forest_out_of_fold
+from tagnet.training import trees
+from tagnet.training.trees import tree_out_of_fold
 from tagnet.training.selection import cv_folds, select_head
 from tagnet.training.trainer import train
 
@@ -55,7 +60,7 @@ def _box_arff(path, n, seed):
 
 def test_the_forest_is_chosen_where_trees_win_and_its_cv_is_scikit_learns():
     x, targets, known = _box_table(240, 0)
-    config = TrainConfig(epochs=3, batch_size=32, head_hidden=16, cv_folds=3, forest_trees=20).for_modality("tabular")
+    config = TrainConfig(epochs=3, batch_size=32, head_hidden=16, cv_folds=3, forest_trees=20, boosted_rounds=0).for_modality("tabular")
     console = Console(record=True, width=200)
     selection = select_head(config, x, targets, known,
                             make_head=lambda: nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2)),
@@ -104,12 +109,12 @@ def test_a_forest_that_does_not_fit_the_time_budget_is_left_out_with_a_note():
     folds = cv_folds(targets, known, folds=3, seed=0)
     console = Console(record=True, width=200)
     spent = TimeBudget(60.0, started=time.perf_counter() - 55.0)  # 5 s left, less than the 20 s reserve
-    assert forest_out_of_fold(x, targets, known, folds, trees=10, seed=0, budget=spent, console=console) is None
+    assert tree_out_of_fold("forest", x, targets, known, folds, size=10, seed=0, budget=spent, console=console) is None
     text = console.export_text()
     assert "time budget 1m: forest left out: its 3-fold CV would take about" in text and "are left" in text
     assert spent.choices and spent.choices[0].startswith("forest left out")
     roomy = TimeBudget(3600.0)
-    found = forest_out_of_fold(x, targets, known, folds, trees=10, seed=0, budget=roomy, console=console)
+    found = tree_out_of_fold("forest", x, targets, known, folds, size=10, seed=0, budget=roomy, console=console)
     assert found is not None and found[0].shape == targets.shape and not roomy.choices
 
 
@@ -117,7 +122,7 @@ def test_a_forest_that_does_not_fit_the_time_budget_is_left_out_with_a_note():
 def forest_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("forest")
     train_file, test_file = _box_arff(folder / "box-train.arff", 200, 0), _box_arff(folder / "box-test.arff", 60, 1)
-    config = TrainConfig(epochs=3, batch_size=32, head_hidden=16, cv_folds=3, forest_trees=20)
+    config = TrainConfig(epochs=3, batch_size=32, head_hidden=16, cv_folds=3, forest_trees=20, boosted_rounds=0)
     return train(train_file, out_dir=folder / "run", config=config, progress=False), train_file, test_file
 
 
@@ -194,3 +199,77 @@ def test_a_forest_model_is_served_like_any_head(forest_run):
     outputs = {o["name"]: o for o in answer.json()["outputs"]}
     got = np.array(outputs["probabilities"]["data"]).reshape(3, 2)
     np.testing.assert_allclose(got, predictor.predict_proba(rows), atol=1e-6)
+
+
+def test_each_label_is_scikit_learns_classifier_on_its_known_rows_and_the_onnx_graph_agrees():
+    """Label a: a classifier on its known rows only; label b: one class only (a constant probability, its rate clamped);
+    label c: a classifier on every row. The ONNX graph of all three agrees to 1e-4 (checked_tree_onnx)."""
+    x, box, _ = _box_table(300, 3)
+    targets = np.column_stack([box[:, 0], np.zeros(300), box[:, 1]]).astype(np.float32)
+    known = np.ones_like(targets, dtype=bool)
+    known[::3, 0] = False
+    boosted = fit_boosted(x, targets, known, rounds=30, seed=4)
+    probs = boosted_probabilities(boosted, x)
+    for j, rows in ((0, known[:, 0]), (2, slice(None))):
+        want = HistGradientBoostingClassifier(max_iter=30, learning_rate=LEARNING_RATE, max_leaf_nodes=LEAVES,
+                                              max_features=0.5, early_stopping=False, random_state=4 + j)
+        want.fit(x[rows], targets[rows, j] > 0)
+        np.testing.assert_allclose(probs[:, j], want.predict_proba(x)[:, 1], atol=1e-6)
+    np.testing.assert_allclose(probs[:, 1], 1e-6, rtol=1e-3)
+    graph, expected = trees.checked_tree_onnx(trees.TREE_KINDS["boosted"], boosted, x)
+    np.testing.assert_array_equal(expected, probs)
+    session = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"forest_input": x})[0], probs, atol=1e-4)
+
+
+def test_without_a_budget_boosting_that_would_take_too_long_is_left_out_with_a_line(monkeypatch):
+    x, targets, known = _box_table(120, 2)
+    folds = cv_folds(targets, known, folds=3, seed=0)
+    console = Console(record=True, width=200)
+    monkeypatch.setattr(trees, "UNBUDGETED_SECONDS", 0.0)
+    assert tree_out_of_fold("boosted", x, targets, known, folds, size=10, seed=0, budget=None,
+                                  console=console) is None
+    assert "boosted left out: its 3-fold CV would take about" in console.export_text()
+    found = tree_out_of_fold("forest", x, targets, known, folds, size=10, seed=0, budget=None, console=console)
+    assert found is not None and found[0].shape == targets.shape  # the forest is always compared
+
+
+@pytest.fixture(scope="module")
+def boosted_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("boosted")
+    train_file, test_file = _box_arff(folder / "box-train.arff", 200, 0), _box_arff(folder / "box-test.arff", 60, 1)
+    config = TrainConfig(epochs=3, batch_size=32, head_hidden=16, cv_folds=3, forest_trees=0, boosted_rounds=40)
+    return train(train_file, out_dir=folder / "run", config=config, progress=False), train_file, test_file
+
+
+def test_the_boosted_run_is_chosen_refitted_on_every_row_and_predicts_as_scikit_learn(boosted_run):
+    result, train_file, test_file = boosted_run
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    scores = metrics["selection"]["candidates"]
+    assert metrics["selection"]["choice"] == "boosted" and scores["boosted"]["rounds"] == 40
+    assert scores["boosted"]["mean"] < min(scores[name]["mean"] for name in ("linear", "mlp", "ensemble"))
+    assert metrics["final_fit"] == {"rows": 200, "all_rows": True, "folds": 3, "validation": "out-of-fold",
+                                    "rounds": 40}
+    table, test = read_feature_table(train_file), read_feature_table(test_file)
+    state = Predictor(result.run_dir).artifact.state
+    x = standardize(table.features, state["mean"], state["std"])
+    boosted = fit_boosted(x, table.labels.targets, np.ones_like(table.labels.targets, dtype=bool), rounds=40,
+                          seed=TrainConfig().seed)
+    probs = Predictor(result.run_dir, runtime="torch").predict_proba(test.features)
+    np.testing.assert_allclose(probs, boosted_probabilities(boosted, standardize(test.features, state["mean"],
+                                                                                state["std"])), atol=1e-4)
+    report, _ = evaluate(result.run_dir, test_file)
+    assert report.hamming_loss == pytest.approx(hamming_loss(test.labels.targets, probs >= 0.5))
+    assert report.hamming_loss < 0.15
+
+
+def test_the_boosted_export_is_one_graph_that_matches_the_predictor(boosted_run, tmp_path):
+    result, _, test_file = boosted_run
+    artifact_dir = shutil.copytree(result.artifact_dir, tmp_path / "artifact")
+    report = export_onnx(artifact_dir)
+    assert report.parity_max_abs_diff <= 1e-4
+    rows = read_feature_table(test_file).features.astype(np.float64)
+    rows[0, 0] = np.nan
+    session = onnxruntime.InferenceSession(str(report.onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(["probabilities"], {"features": rows})[0]
+    np.testing.assert_allclose(got, Predictor(artifact_dir, runtime="torch").predict_proba(rows), atol=1e-4)

@@ -194,6 +194,11 @@ class TrainConfig:
     forest_trees: int = _setting(100, "tables: trees of the random-forest candidate of --select auto (one "
                                       "multi-output forest for every label, exported as ONNX-ML trees); 0 leaves "
                                       "it out", flag="--forest-trees", constraint=AT_LEAST_0)
+    boosted_rounds: int = _setting(100, "tables: boosting rounds of the gradient-boosted-trees candidate of --select "
+                                        "auto (scikit-learn HistGradientBoostingClassifier per label: learning rate "
+                                        "0.1, 15 leaves, half the features per split; every label's trees in one "
+                                        "ONNX-ML graph); 0 leaves it out", flag="--boosted-rounds",
+                                   constraint=AT_LEAST_0)
     refit_seeds: int = _setting(5, "a refitted head of one Linear layer (an image head): the mean of the weights of "
                                    "this many fits from seeds seed, seed+1, ..., one linear head whose logits are "
                                    "their mean, with less of one seed's noise (photos: micro-F1 +0.003 by nested "

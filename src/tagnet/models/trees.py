@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tagnet.errors import ConfigError, ModelError
+from tagnet.errors import ConfigError
 
 ONNX_ML_OPSET = 3  # ai.onnx.ml opset of the forest's TreeEnsembleRegressor
 FOREST_INPUT, FOREST_OUTPUT = "forest_input", "forest_output"
@@ -51,21 +51,9 @@ def forest_onnx(forest, num_features: int) -> bytes:
     return proto.SerializeToString()
 
 
-def checked_forest_onnx(forest, x: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """(forest_onnx of `forest`, scikit-learn's probabilities of rows `x`), the model checked on those rows: ONNX
-    Runtime's probabilities within PARITY_TOLERANCE of scikit-learn's, else ModelError."""
-    model = forest_onnx(forest, x.shape[1])
-    expected = forest_probabilities(forest, x)
-    got = ForestHead(model).probabilities(torch.from_numpy(np.asarray(x, np.float32)))
-    diff = float(np.abs(got - expected).max()) if len(x) else 0.0
-    if not diff <= PARITY_TOLERANCE:
-        raise ModelError(f"the forest's ONNX model differs from scikit-learn's by up to {diff:.2e} on {len(x)} rows; "
-                         f"expected at most {PARITY_TOLERANCE:.0e}")
-    return model, expected
-
-
 class ForestHead(nn.Module):
-    """A label head holding a forest as ONNX bytes (a uint8 buffer, so the artifact's safetensors file carries it and
+    """A label head holding a tree ensemble (the random forest, or gradient-boosted trees: models.boosting) as ONNX
+    bytes (a uint8 buffer, so the artifact's safetensors file carries it and
     nothing executes code on load), run by ONNX Runtime on the CPU: logits out, like every head (the logit of each
     label's probability, clamped to [PROBABILITY_EPS, 1 - PROBABILITY_EPS])."""
 

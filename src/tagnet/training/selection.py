@@ -23,7 +23,7 @@ from tagnet.errors import DataError
 from tagnet.engine.headfit import fit_head, fit_seed_mean, head_probabilities, linear_only, rows_of
 from tagnet.evaluation.metrics import evaluate_probabilities
 from tagnet.training.budget import TimeBudget
-from tagnet.training.forest import forest_out_of_fold
+from tagnet.training.trees import TREE_KINDS, tree_out_of_fold, tree_size
 from tagnet.decisions.calibration import fit_temperature, platt_threshold
 from tagnet.decisions.thresholds import Thresholds, parse_objective
 from tagnet.models.base import fold_logit_map
@@ -47,7 +47,7 @@ SCREEN_FOLDS = 2  # the folds an MLP head is screened on against the linear head
 # the label smoothings the CV of a run's own head tries with --label-smoothing-cv (smoothing_grid), smallest first: a tie keeps
 # the smaller; 0.1 raised pooled micro-F1 by 0.003-0.008 in a nested CV of the photos' head (benchmarks/RESULTS.md)
 LABEL_SMOOTHINGS = (0.0, 0.1)
-CANDIDATES = ("linear", "mlp", "ensemble")  # simplest first: an exact tie goes to the simpler one (then "forest")
+CANDIDATES = ("linear", "mlp", "ensemble")  # simplest first: an exact tie goes to the simpler one (then the trees)
 Validation = dict[str, np.ndarray]
 
 
@@ -105,13 +105,15 @@ def select_metric(config: TrainConfig) -> str:
 
 def candidate_names(config: TrainConfig) -> tuple[str, ...]:
     """The candidates --select compares: every one for auto (no single MLP when --ensemble or --cv asks for several
-    heads; the random forest of config.forest_trees trees unless 0, several heads or a label hierarchy: its export graph
-    does not apply the hierarchy's rule), else the one named."""
+    heads; the random forest of config.forest_trees trees and the gradient-boosted trees of config.boosted_rounds
+    rounds, each unless its size is 0, several heads or a label hierarchy: their export graph does not apply the
+    hierarchy's rule), else the one named."""
     if config.select != "auto":
         return (config.select,)
     hierarchy = config.hierarchy or config.hierarchy_separator
-    forest = ("forest",) if config.forest_trees and config.ensemble == 1 and not config.cv and not hierarchy else ()
-    return (CANDIDATES if config.ensemble == 1 else ("linear", "ensemble")) + forest
+    trees = tuple(name for name in TREE_KINDS if tree_size(config, name)) \
+        if config.ensemble == 1 and not config.cv and not hierarchy else ()
+    return (CANDIDATES if config.ensemble == 1 else ("linear", "ensemble")) + trees
 
 
 def smoothing_grid(config: TrainConfig, names: tuple[str, ...] | None) -> tuple[float, ...]:
@@ -290,8 +292,8 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     for a final fit on every row are the median of the folds' best epochs; at many rows x labels they are screened
     first (screened_networks). The linear candidate's scaling and C are the best on the same folds (so its score is
     slightly optimistic; at many rows x labels the scaling is screened on SCREEN_FOLDS folds first: linear_candidate).
-    The forest candidate (tagnet.training.forest) is left out, said in a line, when its estimated CV cost does not fit
-    `budget`. Every score is out of fold, at thresholds fitted on the other folds. The run's own head ("head") with
+    A tree candidate (tagnet.training.trees: the forest, the gradient-boosted trees) is left out, said in a line, when
+    its estimated CV cost does not fit `budget` (or, boosted, UNBUDGETED_SECONDS without one). Every score is out of fold, at thresholds fitted on the other folds. The run's own head ("head") with
     --label-smoothing-cv (the default) and no label smoothing given also has its smoothing chosen so, from LABEL_SMOOTHINGS
     (network_candidates).
     Returns the Selection, with the chosen candidate's out-of-fold probabilities (without any CV when one MLP or
@@ -323,7 +325,7 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
         if screened is not None:
             selection.candidates["mlp"] = screened
             names = tuple(name for name in names if name not in ("mlp", "ensemble"))
-    networks = tuple(name for name in names if name not in ("linear", "forest"))
+    networks = tuple(name for name in names if name != "linear" and name not in TREE_KINDS)
     if networks:
         smoothings = smoothing_grid(config, names)
         found = network_candidates(config, networks, x, targets, known, folds, make_head=make_head, augmented=augmented,
@@ -332,8 +334,8 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
                                    maximize=TUNE_METRICS[metric] == "maximize", smoothings=smoothings)
         for name, (summary, oof, epoch) in found.items():
             selection.candidates[name], oofs[name], epochs[name] = summary, oof, epoch
-    if "forest" in names:
-        _forest_candidate(selection, oofs, config, x, targets, known, folds, thresholds_for, budget, console)
+    for name in (name for name in TREE_KINDS if name in names):
+        _tree_candidate(name, selection, oofs, config, x, targets, known, folds, thresholds_for, budget, console)
     compared = [name for name, score in selection.candidates.items() if "note" not in score]  # not screened out
     selection.choice = better(compared, key=lambda name: selection.candidates[name]["mean"])
     selection.heads = heads if selection.choice == "ensemble" else config.ensemble
@@ -353,7 +355,7 @@ def _say_selection(selection: Selection, console: Console) -> None:
             continue
         detail = ((f", C={score['C']}, {score['scaling']} scaling" if "C" in score else "")
                   + (f", {score['heads']} heads" if "heads" in score else "")
-                  + (f", {score['trees']} trees" if "trees" in score else "")
+                  + "".join(f", {score[unit]} {unit}" for unit in ("trees", "rounds") if unit in score)
                   + (f", best epoch {score['epochs']} (median)" if "epochs" in score else ""))
         console.print(f"  {name:<8} {selection.metric} {score['mean']:.4f} ± {score['std']:.4f} over "
                       f"{selection.folds} folds ({score['seconds']:.1f} s{detail})")
@@ -370,28 +372,30 @@ def _say_selection(selection: Selection, console: Console) -> None:
                       f"other folds {rule['global']['mean']:.4f}: p >= {rule['value']:.3f} kept")
 
 
-def _forest_candidate(selection: Selection, chosen_oof: dict[str, np.ndarray], config: TrainConfig, x: np.ndarray,
-                      targets: np.ndarray, known: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
-                      thresholds_for: Callable[[Validation], Thresholds], budget: TimeBudget | None,
-                      console: Console) -> None:
-    """The random forest's fold scores added to `selection` and its out-of-fold probabilities to `chosen_oof`, unless
-    tagnet.training.forest.forest_out_of_fold leaves it out (said there), the table has more than SCREEN_CELLS
+def _tree_candidate(name: str, selection: Selection, chosen_oof: dict[str, np.ndarray], config: TrainConfig,
+                    x: np.ndarray, targets: np.ndarray, known: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
+                    thresholds_for: Callable[[Validation], Thresholds], budget: TimeBudget | None,
+                    console: Console) -> None:
+    """Tree candidate `name`'s fold scores added to `selection` and its out-of-fold probabilities to `chosen_oof`,
+    unless tagnet.training.trees.tree_out_of_fold leaves it out (said there), the table has more than SCREEN_CELLS
     rows x labels, or its rows are sparse and more than FOREST_DENSE_CELLS cells dense."""
     too_wide = sp.issparse(x) and x.shape[0] * x.shape[1] > FOREST_DENSE_CELLS
     if targets.size > SCREEN_CELLS or too_wide:
-        console.print("  forest   left out: " + (
+        console.print(f"  {name:<8} left out: " + (
             f"sparse inputs of {x.shape[0]} rows x {x.shape[1]} features > {FOREST_DENSE_CELLS:,} cells (its trees "
             "take dense rows)" if too_wide else f"{targets.shape[0]} rows x {targets.shape[1]} labels > "
-            f"{SCREEN_CELLS:,} (its leaves would hold every label's rate)"))
+            f"{SCREEN_CELLS:,} (" + ("its leaves would hold every label's rate)" if name == "forest" else
+                                     "a fit per label)")))
         return
     x = x.toarray() if sp.issparse(x) else x  # a small sparse table: its trees take the same rows dense
-    found = forest_out_of_fold(x, targets, known, folds, trees=config.forest_trees, seed=config.seed, budget=budget,
-                               console=console)
+    size = tree_size(config, name)
+    found = tree_out_of_fold(name, x, targets, known, folds, size=size, seed=config.seed, budget=budget,
+                             console=console)
     if found is not None:
-        chosen_oof["forest"] = found[0]
+        chosen_oof[name] = found[0]
         val = {"probs": found[0], "targets": targets, "known": known}
-        selection.candidates["forest"] = score_summary(fold_scores(selection.metric, val, folds, thresholds_for), found[1],
-                                                  trees=config.forest_trees)
+        selection.candidates[name] = score_summary(fold_scores(selection.metric, val, folds, thresholds_for), found[1],
+                                                   **{TREE_KINDS[name].unit: size})
 
 
 def network_candidates(config: TrainConfig, names: tuple[str, ...], x: np.ndarray | sp.csr_matrix, targets: np.ndarray,

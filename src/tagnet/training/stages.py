@@ -25,7 +25,7 @@ from tagnet.inference.runtime import Spread
 from tagnet.modalities.base import HeadInputs, LabeledInputs
 from tagnet.models import TagnetModel, head_members, make_head, set_backbone_trainable
 from tagnet.training.budget import FINAL_SECONDS, Plan, TimeBudget, duration
-from tagnet.training.forest import fit_forest_head
+from tagnet.training.trees import TREE_KINDS, fit_tree_head, tree_size
 from tagnet.training.large import choose_large, fit_large_final, is_large
 from tagnet.training.loss_choice import choose_loss
 from tagnet.training.losses import make_loss
@@ -380,10 +380,11 @@ def heads(run: Run) -> None:
                                        run.data.table.known, run.splits, C=run.selection.C,
                                        scaling=run.selection.scaling)
         return
-    if run.selection is not None and run.selection.choice == "forest":
-        run.results = [fit_forest_head(run.model, run.head_inputs.array(dense=True), run.data.table.targets,
-                                       run.data.table.known, *run.splits[0], trees=config.forest_trees,
-                                       seed=config.seed)]
+    if run.selection is not None and run.selection.choice in TREE_KINDS:
+        choice = run.selection.choice
+        run.results = [fit_tree_head(choice, run.model, run.head_inputs.array(dense=True), run.data.table.targets,
+                                     run.data.table.known, *run.splits[0], size=tree_size(config, choice),
+                                     seed=config.seed)]
         return
     from tagnet.engine.fit import run_phase
     from tagnet.engine.module import MultiLabelModule
@@ -453,9 +454,10 @@ def refit_heads(run: Run) -> None:
     if selection.held is not None:  # chosen the large way: held-out rows of one fold validate
         run.results, run.splits = fit_large_final(head_members(run.model), run.head_inputs.array(), table.targets,
                                                   table.known, selection)
-    elif selection.choice == "forest":  # its out-of-fold probabilities validate it, as they do the other heads
-        fitted = fit_forest_head(run.model, run.head_inputs.array(dense=True), table.targets, table.known,
-                                 np.arange(len(table)), np.arange(0), trees=config.forest_trees, seed=config.seed)
+    elif selection.choice in TREE_KINDS:  # its out-of-fold probabilities validate it, as they do the other heads
+        fitted = fit_tree_head(selection.choice, run.model, run.head_inputs.array(dense=True), table.targets,
+                               table.known, np.arange(len(table)), np.arange(0),
+                               size=tree_size(config, selection.choice), seed=config.seed)
         run.results = [dataclasses.replace(fitted, validation={"probs": selection.oof, "targets": table.targets,
                                                                "known": table.known})]
     else:
@@ -464,7 +466,8 @@ def refit_heads(run: Run) -> None:
     folded = run.results[0].validation["probs"] is not selection.oof  # selection.folded_temperatures
     seeds = final_seeds(config, head_members(run.model))
     how = (f"at C={selection.C:g} ({selection.scaling} scaling)" if selection.choice == "linear" else
-           f"of {config.forest_trees} trees" if selection.choice == "forest" else
+           f"of {tree_size(config, selection.choice)} {TREE_KINDS[selection.choice].unit}"
+           if selection.choice in TREE_KINDS else
            f"for {selection.epochs} of {config.epochs} epochs" + (
                "" if selection.label_smoothing is None else f", label smoothing {selection.label_smoothing:g}") + (
                " (its probabilities re-spread by per-label temperatures fitted out of fold)" if folded else "") + (
@@ -494,10 +497,10 @@ def final_fit(run: Run) -> dict[str, Any]:
 
 
 def _chosen_setting(selection: Selection, config: TrainConfig) -> dict[str, Any]:
-    """What the CV chose for the final fit of `selection`'s head: its trees, epochs (and label smoothing, if searched)
-    or C."""
-    if selection.choice == "forest":
-        return {"trees": config.forest_trees}
+    """What the CV chose for the final fit of `selection`'s head: its trees or rounds, epochs (and label smoothing, if
+    searched) or C."""
+    if selection.choice in TREE_KINDS:
+        return {TREE_KINDS[selection.choice].unit: tree_size(config, selection.choice)}
     if not selection.epochs:
         return {"C": selection.C}
     searched = {} if selection.label_smoothing is None else {"label_smoothing": selection.label_smoothing}
