@@ -118,12 +118,16 @@ def test_a_forest_that_does_not_fit_the_time_budget_is_left_out_with_a_note():
     assert found is not None and found[0].shape == targets.shape and not roomy.choices
 
 
+def _box_run(folder, **trees):
+    """A default train of the box table's ARFF file with these tree settings: (result, train file, test file)."""
+    train_file, test_file = _box_arff(folder / "box-train.arff", 200, 0), _box_arff(folder / "box-test.arff", 60, 1)
+    config = TrainConfig(epochs=3, batch_size=32, head_hidden=16, cv_folds=3, **trees)
+    return train(train_file, out_dir=folder / "run", config=config, progress=False), train_file, test_file
+
+
 @pytest.fixture(scope="module")
 def forest_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("forest")
-    train_file, test_file = _box_arff(folder / "box-train.arff", 200, 0), _box_arff(folder / "box-test.arff", 60, 1)
-    config = TrainConfig(epochs=3, batch_size=32, head_hidden=16, cv_folds=3, forest_trees=20, boosted_rounds=0)
-    return train(train_file, out_dir=folder / "run", config=config, progress=False), train_file, test_file
+    return _box_run(tmp_path_factory.mktemp("forest"), forest_trees=20, boosted_rounds=0)
 
 
 def test_the_forest_artifact_round_trips_without_pickle(forest_run):
@@ -236,10 +240,7 @@ def test_without_a_budget_boosting_that_would_take_too_long_is_left_out_with_a_l
 
 @pytest.fixture(scope="module")
 def boosted_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("boosted")
-    train_file, test_file = _box_arff(folder / "box-train.arff", 200, 0), _box_arff(folder / "box-test.arff", 60, 1)
-    config = TrainConfig(epochs=3, batch_size=32, head_hidden=16, cv_folds=3, forest_trees=0, boosted_rounds=40)
-    return train(train_file, out_dir=folder / "run", config=config, progress=False), train_file, test_file
+    return _box_run(tmp_path_factory.mktemp("boosted"), forest_trees=0, boosted_rounds=40)
 
 
 def test_the_boosted_run_is_chosen_refitted_on_every_row_and_predicts_as_scikit_learn(boosted_run):
