@@ -39,10 +39,10 @@ UNSCALED_CS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)  # the same on inputs not s
 LINEAR_SCALINGS = ("inputs", "standard")
 CV_TOLERANCE = 1e-4  # the linear CV's gradient tolerance (scikit-learn's default, as the final fit's)
 ENSEMBLE_HEADS = 5  # heads of the ensemble candidate (unless --ensemble K gives K); 5 and 10 scored alike on MULAN
-# training rows x labels above which the network candidates are screened first (speed rule) and the forest is left out
-# (each of its leaves holds every label's rate: memory grows with rows x labels x trees)
+# training rows x labels above which the network candidates are screened first (speed rule) and the tree candidates are
+# left out (each forest leaf holds every label's rate: memory grows with rows x labels x trees; boosting fits per label)
 SCREEN_CELLS = 250_000
-FOREST_DENSE_CELLS = 20_000_000  # rows x features of a sparse table the forest takes dense (80 MB in float32)
+TREE_DENSE_CELLS = 20_000_000  # rows x features of a sparse table the tree candidates take dense (80 MB in float32)
 SCREEN_FOLDS = 2  # the folds an MLP head is screened on against the linear head
 # the label smoothings the CV of a run's own head tries with --label-smoothing-cv (smoothing_grid), smallest first: a tie keeps
 # the smaller; 0.1 raised pooled micro-F1 by 0.003-0.008 in a nested CV of the photos' head (benchmarks/RESULTS.md)
@@ -293,7 +293,8 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     first (screened_networks). The linear candidate's scaling and C are the best on the same folds (so its score is
     slightly optimistic; at many rows x labels the scaling is screened on SCREEN_FOLDS folds first: linear_candidate).
     A tree candidate (tagnet.training.trees: the forest, the gradient-boosted trees) is left out, said in a line, when
-    its estimated CV cost does not fit `budget` (or, boosted, UNBUDGETED_SECONDS without one). Every score is out of fold, at thresholds fitted on the other folds. The run's own head ("head") with
+    its estimated CV cost does not fit `budget` (boosted: trees.UNBUDGETED_SECONDS without one). Every score is out of
+    fold, at thresholds fitted on the other folds. The run's own head ("head") with
     --label-smoothing-cv (the default) and no label smoothing given also has its smoothing chosen so, from LABEL_SMOOTHINGS
     (network_candidates).
     Returns the Selection, with the chosen candidate's out-of-fold probabilities (without any CV when one MLP or
@@ -378,11 +379,11 @@ def _tree_candidate(name: str, selection: Selection, chosen_oof: dict[str, np.nd
                     console: Console) -> None:
     """Tree candidate `name`'s fold scores added to `selection` and its out-of-fold probabilities to `chosen_oof`,
     unless tagnet.training.trees.tree_out_of_fold leaves it out (said there), the table has more than SCREEN_CELLS
-    rows x labels, or its rows are sparse and more than FOREST_DENSE_CELLS cells dense."""
-    too_wide = sp.issparse(x) and x.shape[0] * x.shape[1] > FOREST_DENSE_CELLS
+    rows x labels, or its rows are sparse and more than TREE_DENSE_CELLS cells dense."""
+    too_wide = sp.issparse(x) and x.shape[0] * x.shape[1] > TREE_DENSE_CELLS
     if targets.size > SCREEN_CELLS or too_wide:
         console.print(f"  {name:<8} left out: " + (
-            f"sparse inputs of {x.shape[0]} rows x {x.shape[1]} features > {FOREST_DENSE_CELLS:,} cells (its trees "
+            f"sparse inputs of {x.shape[0]} rows x {x.shape[1]} features > {TREE_DENSE_CELLS:,} cells (its trees "
             "take dense rows)" if too_wide else f"{targets.shape[0]} rows x {targets.shape[1]} labels > "
             f"{SCREEN_CELLS:,} (" + ("its leaves would hold every label's rate)" if name == "forest" else
                                      "a fit per label)")))
