@@ -23,7 +23,8 @@ from tagnet.training.budget import TimeBudget, duration
 
 CHECK_ROWS = 1000  # training rows the ONNX graph of an ensemble trained on every row is checked on
 PROBE_SIZES = (2, 8)  # trees (or rounds) of the two small fits that estimate an ensemble's CV cost: fixed + per unit
-PROBE_LABELS = 3  # labels a per-label ensemble's probe fits (its cost is scaled to every label)
+PROBE_LABELS = 3  # labels a per-label ensemble's probe fits, those with the most rows of their rarer class (its cost
+# is scaled to every label)
 UNBUDGETED_SECONDS = 120.0  # without a time budget, gradient-boosted trees (a fit per label) estimated to take longer
 # than this in their CV are left out; the forest (one fit for every label) is always compared
 Folds = list[tuple[np.ndarray, np.ndarray]]
@@ -61,7 +62,9 @@ def estimated_cv_seconds(kind: TreeKind, x: np.ndarray, targets: np.ndarray, kno
     pays the first call's costs), a fixed cost plus a cost per tree or round, scaled to `size`, every fold and (per
     label) every label."""
     rows = folds[0][0]
-    labels = np.arange(min(PROBE_LABELS, targets.shape[1]) if kind.per_label else targets.shape[1])
+    positives = np.where(known[rows], targets[rows] > 0, False).sum(0)
+    both = np.minimum(positives, known[rows].sum(0) - positives)  # a label of one class fits no trees: not a probe
+    labels = np.argsort(-both, kind="stable")[:PROBE_LABELS] if kind.per_label else np.arange(targets.shape[1])
     probe = (x[rows], targets[rows][:, labels], known[rows][:, labels])
     kind.fit(*probe, 1, seed)
     seconds = []
