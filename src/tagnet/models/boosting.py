@@ -63,7 +63,9 @@ def _float32_at_most(values: np.ndarray) -> np.ndarray:
 
 
 def _tree_attributes(boosted: BoostedTrees) -> dict[str, list]:
-    """The TreeEnsembleRegressor attributes of every label's trees: node arrays, leaves as weights of their label."""
+    """The TreeEnsembleRegressor attributes of every label's trees: node arrays, leaves as weights of their label. They
+    are read from scikit-learn's own prediction arrays (`_predictors`, `_baseline_prediction`: private names, stable
+    since 1.0); a change there fails the 1e-4 check against scikit-learn's probabilities when a head is made."""
     out: dict[str, list] = {key: [] for key in ("nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values",
                                                 "nodes_modes", "nodes_truenodeids", "nodes_falsenodeids",
                                                 "target_treeids", "target_nodeids", "target_ids", "target_weights")}
