@@ -23,7 +23,7 @@ from torch import nn
 from tagnet.config.settings import TrainConfig
 from tagnet.data.feature_table import read_feature_table, standardize
 from tagnet.decisions.thresholds import Thresholds
-from tagnet.errors import ArtifactError
+from tagnet.errors import ArtifactError, ConfigError
 from tagnet.evaluation.evaluate import evaluate
 from tagnet.inference.artifact import load_artifact
 from tagnet.inference.export import export_onnx
@@ -34,6 +34,8 @@ from tagnet.models.trees import ForestHead, fit_forest, forest_onnx, forest_prob
 from tagnet.training.budget import TimeBudget
 from tagnet.training import trees
 from tagnet.training.trees import tree_out_of_fold
+
+TREE_UNITS = {"forest": "trees", "boosted": "rounds"}
 from tagnet.training.selection import cv_folds, select_head
 from tagnet.training.trainer import train
 
@@ -294,3 +296,39 @@ def test_the_cost_probe_scales_a_fixed_and_a_per_round_cost_from_labels_with_bot
     estimate = trees.estimated_cv_seconds(kind, x, targets, known, folds, size=100, seed=0)
     assert probed[1:] == [3, 3]  # the untimed fit first, then both timed fits on three labels of both classes
     assert estimate == pytest.approx(5 * (0.02 + 0.5) * 3, rel=0.25)
+
+
+@pytest.mark.parametrize("head", ["forest", "boosted"])
+def test_select_names_a_tree_head_which_is_refitted_on_every_row(tmp_path, head):
+    """`tagnet train box.arff --select forest|boosted`: only that candidate's CV runs, it is refitted on every row;
+    naming a tree of size 0 is refused in one line before any data is read."""
+    from typer.testing import CliRunner
+
+    from tagnet.cli import app
+
+    train_file = _box_arff(tmp_path / "box-train.arff", 200, 0)
+    done = CliRunner().invoke(app, ["train", str(train_file), "--out", str(tmp_path / "run"), "--select", head,
+                                    "--cv-folds", "3", "--forest-trees", "20", "--boosted-rounds", "20"])
+    assert done.exit_code == 0, done.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert list(metrics["selection"]["candidates"]) == [head] and metrics["selection"]["choice"] == head
+    assert metrics["final_fit"]["all_rows"] and metrics["final_fit"][TREE_UNITS[head]] == 20
+    size = "--forest-trees" if head == "forest" else "--boosted-rounds"
+    refused = CliRunner().invoke(app, ["train", str(train_file), "--out", str(tmp_path / "no"), "--select", head,
+                                       size, "0"])
+    assert isinstance(refused.exception, ConfigError)  # `tagnet` prints a TagnetError as one line (cli.main)
+    assert "with " + size[2:].replace("-", "_") + "=0: give its size" in str(refused.exception)
+
+
+def test_a_named_tree_left_out_by_its_cost_rule_is_a_one_line_error(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tagnet.cli import app
+
+    monkeypatch.setattr(trees, "UNBUDGETED_SECONDS", 0.0)
+    train_file = _box_arff(tmp_path / "box-train.arff", 120, 0)
+    done = CliRunner().invoke(app, ["train", str(train_file), "--out", str(tmp_path / "run"), "--select", "boosted",
+                                    "--cv-folds", "3", "--boosted-rounds", "20"])
+    assert isinstance(done.exception, ConfigError)  # `tagnet` prints a TagnetError as one line (cli.main)
+    assert "--select boosted: left out by its size or cost rule" in str(done.exception)
+    assert "boosted left out: its 3-fold CV would take about" in done.output

@@ -184,8 +184,10 @@ class TrainConfig:
                           "model averages the fold heads, so together they learn from every row", flag="--cv",
                    constraint=AnyOf((Options((0,)), Interval(2, MAX_ENSEMBLE)), f"0 (off) or 2 to {MAX_ENSEMBLE} folds"))
     select: str | None = _setting(None, "tables: the head, chosen by k-fold CV on the training file (auto: linear "
-                                        "logistic regression, the MLP or an ensemble of 5 MLP heads) or given",
-                                  flag="--select", constraint=Options(("auto", "mlp", "linear", "ensemble")))
+                                        "logistic regression, the MLP, an ensemble of 5 MLP heads, the random "
+                                        "forest or the gradient-boosted trees) or given",
+                                  flag="--select",
+                                  constraint=Options(("auto", "mlp", "linear", "ensemble", "forest", "boosted")))
     select_metric: str | None = _setting(None, "tables: what --select auto compares; default the objective's: "
                                                "hamming_loss for hamming (or fixed thresholds), micro_f1 for f1, "
                                                "else mAP", constraint=Options(tuple(TUNE_METRICS)))
@@ -390,6 +392,18 @@ def _confidence_guards_a_target(settings: Any) -> str | None:
     return confidence_problem(parse_objective(settings.objective or "f1"), _mode(settings), settings.confidence)
 
 
+def _named_trees_fit(settings: Any) -> str | None:
+    if settings.select not in ("forest", "boosted"):
+        return None
+    size = "forest_trees" if settings.select == "forest" else "boosted_rounds"
+    if not getattr(settings, size):
+        return f"select {settings.select} with {size}=0: give its size, or another select"
+    if settings.ensemble != 1 or settings.cv or settings.hierarchy or settings.hierarchy_separator:
+        return (f"select {settings.select} trains one tree head, without ensemble, cv or a label hierarchy (its graph "
+                "does not apply the hierarchy's rule); give one of them")
+    return None
+
+
 # Rules between settings, in one place: validate() and for_modality() check them, `tagnet settings` lists them.
 # (Rules that need the data or the model, e.g. cv with a --val file, are checked where those are known: the trainer.)
 TRAIN_RULES = (
@@ -412,6 +426,7 @@ TRAIN_RULES = (
     Rule(f"threshold_shrinkage only with per-label thresholds of {' or '.join(SHRINKABLE)}", _shrinkage_fits),
     Rule("dp_epsilon trains one head (cv 0, ensemble 1, no select, no mixup, not weighted_bce); dp_delta and "
          "dp_public_val only with dp_epsilon", _dp_conflict),
+    Rule("select forest or boosted: one tree head (its size > 0, ensemble 1, cv 0, no hierarchy)", _named_trees_fit),
     Rule("max_labels >= min_labels", lambda c: (
         f"max_labels={c.max_labels} is below min_labels={c.min_labels}")
         if c.max_labels is not None and c.max_labels < c.min_labels else None),

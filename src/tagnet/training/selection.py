@@ -19,7 +19,7 @@ from tagnet.config.settings import TUNE_METRICS, TrainConfig
 from tagnet.data.split import train_val_splits
 from tagnet.engine import PhaseResult, is_main_process
 from tagnet.engine.linear import fit_logistic, logistic_path
-from tagnet.errors import DataError
+from tagnet.errors import ConfigError, DataError
 from tagnet.engine.headfit import fit_head, fit_seed_mean, head_probabilities, linear_only, rows_of
 from tagnet.evaluation.metrics import evaluate_probabilities
 from tagnet.training.budget import TimeBudget
@@ -297,12 +297,12 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     fold, at thresholds fitted on the other folds. The run's own head ("head") with
     --label-smoothing-cv (the default) and no label smoothing given also has its smoothing chosen so, from LABEL_SMOOTHINGS
     (network_candidates).
-    Returns the Selection, with the chosen candidate's out-of-fold probabilities (without any CV when one MLP or
-    ensemble is named and not `refit`)."""
+    Returns the Selection, with the chosen candidate's out-of-fold probabilities (without any CV when one MLP,
+    ensemble or tree is named and not `refit`); ConfigError when the one named tree is left out."""
     metric = select_metric(config)
     names = names or candidate_names(config)
     heads = ensemble_heads(config)
-    if names in (("mlp",), ("ensemble",)) and not refit:
+    if names in (("mlp",), ("ensemble",), *((name,) for name in TREE_KINDS)) and not refit:
         return Selection(names[0], metric, heads=heads if names == ("ensemble",) else 1)
     folds = cv_folds(targets, known, folds=config.cv_folds, seed=config.seed)
     better = max if TUNE_METRICS[metric] == "maximize" else min
@@ -338,6 +338,9 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
     for name in (name for name in TREE_KINDS if name in names):
         _tree_candidate(name, selection, oofs, config, x, targets, known, folds, thresholds_for, budget, console)
     compared = [name for name, score in selection.candidates.items() if "note" not in score]  # not screened out
+    if not compared:  # a named tree left out (the line above says why)
+        raise ConfigError(f"--select {names[0]}: left out by its size or cost rule (said above); choose another head, "
+                          "or give --time-budget")
     selection.choice = better(compared, key=lambda name: selection.candidates[name]["mean"])
     selection.heads = heads if selection.choice == "ensemble" else config.ensemble
     selection.oof, selection.epochs = oofs[selection.choice], epochs.get(selection.choice)

@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # the Lightning adapter is imported where a Lightning phase r
 
 Split = tuple[np.ndarray, np.ndarray]
 EVENTS = ("on_stage_start", "on_stage_end", "on_epoch_end")
+REFIT_SELECTS = ("auto", "linear", "forest", "boosted")  # --select values refitted on every row by default (tables)
 
 
 class Callbacks:
@@ -218,7 +219,7 @@ def refit_folds(run: Run) -> int:
     if config.refit and not head_only(kind, config):
         raise ConfigError("refit trains a head on the frozen encoder on every row, but this run fine-tunes; add "
                           "--no-finetune, or --no-refit to keep a validation split")
-    wanted = config.refit or (config.select in ("auto", "linear") if config.select else config.ensemble == 1)
+    wanted = config.refit or (config.select in REFIT_SELECTS if config.select else config.ensemble == 1)
     usable = head_only(kind, config) and not run.from_val_file.any() and not config.cv
     return config.cv_folds if wanted and usable else 0
 
@@ -332,7 +333,7 @@ def choose_head(run: Run) -> None:
         run.selection = choose_large(config, run.head_inputs.array(), data.table.targets, data.table.known, rows=rows,
                                      thresholds_for=lambda val: validation_thresholds(val, config).thresholds,
                                      console=run.console)
-    elif config.select in ("auto", "linear") or run.refit:  # a named MLP or ensemble needs no CV unless refit
+    elif config.select in ("auto", "linear") or run.refit:  # a named MLP, ensemble or tree needs no CV unless refit
         run.console.print(f"choosing the head (--select {config.select}) by {config.cv_folds}-fold CV on {len(rows)} rows")
     if run.selection is None:
         table = data.table.subset(rows)
