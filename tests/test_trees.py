@@ -34,8 +34,6 @@ from tagnet.models.trees import ForestHead, fit_forest, forest_onnx, forest_prob
 from tagnet.training.budget import TimeBudget
 from tagnet.training import trees
 from tagnet.training.trees import tree_out_of_fold
-
-TREE_UNITS = {"forest": "trees", "boosted": "rounds"}
 from tagnet.training.selection import cv_folds, select_head
 from tagnet.training.trainer import train
 
@@ -312,7 +310,7 @@ def test_select_names_a_tree_head_which_is_refitted_on_every_row(tmp_path, head)
     assert done.exit_code == 0, done.output
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert list(metrics["selection"]["candidates"]) == [head] and metrics["selection"]["choice"] == head
-    assert metrics["final_fit"]["all_rows"] and metrics["final_fit"][TREE_UNITS[head]] == 20
+    assert metrics["final_fit"]["all_rows"] and metrics["final_fit"][trees.TREE_KINDS[head].unit] == 20
     size = "--forest-trees" if head == "forest" else "--boosted-rounds"
     refused = CliRunner().invoke(app, ["train", str(train_file), "--out", str(tmp_path / "no"), "--select", head,
                                        size, "0"])
