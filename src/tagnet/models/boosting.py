@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit, logit
 
 from tagnet.models.trees import FOREST_INPUT, FOREST_OUTPUT, ONNX_ML_OPSET
 
@@ -37,7 +38,7 @@ def fit_boosted(x: np.ndarray, targets: np.ndarray, known: np.ndarray, *, rounds
         if y.all() or not y.any():
             models.append(None)
             rate = np.clip(float(y.mean()) if len(y) else 0.0, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
-            base[j] = np.log(rate / (1 - rate))
+            base[j] = logit(rate)
             continue
         model = HistGradientBoostingClassifier(max_iter=rounds, learning_rate=LEARNING_RATE, max_leaf_nodes=LEAVES,
                                                max_features=FEATURE_SHARE, early_stopping=False, random_state=seed + j)
@@ -53,7 +54,7 @@ def boosted_probabilities(boosted: BoostedTrees, x: np.ndarray) -> np.ndarray:
     for j, model in enumerate(boosted.models):
         if model is not None:
             raw[:, j] = model.decision_function(rows)
-    return (1 / (1 + np.exp(-raw))).astype(np.float32)
+    return expit(raw).astype(np.float32)
 
 
 def _float32_at_most(values: np.ndarray) -> np.ndarray:

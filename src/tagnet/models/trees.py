@@ -53,9 +53,9 @@ def forest_onnx(forest, num_features: int) -> bytes:
 
 class ForestHead(nn.Module):
     """A label head holding a tree ensemble (the random forest, or gradient-boosted trees: models.boosting) as ONNX
-    bytes (a uint8 buffer, so the artifact's safetensors file carries it and
-    nothing executes code on load), run by ONNX Runtime on the CPU: logits out, like every head (the logit of each
-    label's probability, clamped to [PROBABILITY_EPS, 1 - PROBABILITY_EPS])."""
+    bytes (a uint8 buffer, so the artifact's safetensors file carries it and nothing executes code on load), run by
+    ONNX Runtime on the CPU: logits out, like every head (the logit of each label's probability, clamped to
+    [PROBABILITY_EPS, 1 - PROBABILITY_EPS])."""
 
     def __init__(self, model: bytes | int) -> None:
         super().__init__()

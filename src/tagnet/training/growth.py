@@ -97,7 +97,8 @@ def read_parent(from_run: str | Path) -> Parent:
 
 def _unsupported_parent(artifact: Artifact) -> str | None:
     """Why a run cannot be grown, or None: a private head (new labels would train without its guarantee), a label
-    hierarchy (new labels would need places in its tree) or a tree head (a forest or boosted trees: an ONNX-ML graph of its own)."""
+    hierarchy (new labels would need places in its tree) or a tree head (a forest or boosted trees: an ONNX-ML graph
+    of its own)."""
     if artifact.config.get("dp_epsilon") is not None:
         return "it was trained with --dp-epsilon (a new labels' head would not be covered by its privacy budget)"
     if artifact.hierarchy is not None:

@@ -335,8 +335,12 @@ def select_head(config: TrainConfig, x: np.ndarray, targets: np.ndarray, known: 
                                    maximize=TUNE_METRICS[metric] == "maximize", smoothings=smoothings)
         for name, (summary, oof, epoch) in found.items():
             selection.candidates[name], oofs[name], epochs[name] = summary, oof, epoch
-    for name in (name for name in TREE_KINDS if name in names):
-        _tree_candidate(name, selection, oofs, config, x, targets, known, folds, thresholds_for, budget, console)
+    trees = [name for name in TREE_KINDS if name in names]
+    small_sparse = bool(trees) and sp.issparse(x) and x.shape[0] * x.shape[1] <= TREE_DENSE_CELLS
+    tree_rows = x.toarray() if small_sparse else x  # a small sparse table: its trees take the same rows dense, once
+    for name in trees:
+        _tree_candidate(name, selection, oofs, config, tree_rows, targets, known, folds, thresholds_for, budget,
+                        console)
     compared = [name for name, score in selection.candidates.items() if "note" not in score]  # not screened out
     if not compared:  # a named tree left out (the line above says why)
         raise ConfigError(f"--select {names[0]}: left out by its size or cost rule (said above); choose another head, "
@@ -359,7 +363,7 @@ def _say_selection(selection: Selection, console: Console) -> None:
             continue
         detail = ((f", C={score['C']}, {score['scaling']} scaling" if "C" in score else "")
                   + (f", {score['heads']} heads" if "heads" in score else "")
-                  + "".join(f", {score[unit]} {unit}" for unit in ("trees", "rounds") if unit in score)
+                  + (f", {score[TREE_KINDS[name].unit]} {TREE_KINDS[name].unit}" if name in TREE_KINDS else "")
                   + (f", best epoch {score['epochs']} (median)" if "epochs" in score else ""))
         console.print(f"  {name:<8} {selection.metric} {score['mean']:.4f} ± {score['std']:.4f} over "
                       f"{selection.folds} folds ({score['seconds']:.1f} s{detail})")
@@ -382,8 +386,8 @@ def _tree_candidate(name: str, selection: Selection, chosen_oof: dict[str, np.nd
                     console: Console) -> None:
     """Tree candidate `name`'s fold scores added to `selection` and its out-of-fold probabilities to `chosen_oof`,
     unless tagnet.training.trees.tree_out_of_fold leaves it out (said there), the table has more than SCREEN_CELLS
-    rows x labels, or its rows are sparse and more than TREE_DENSE_CELLS cells dense."""
-    too_wide = sp.issparse(x) and x.shape[0] * x.shape[1] > TREE_DENSE_CELLS
+    rows x labels, or its rows are still sparse (select_head makes those of at most TREE_DENSE_CELLS cells dense)."""
+    too_wide = sp.issparse(x)
     if targets.size > SCREEN_CELLS or too_wide:
         console.print(f"  {name:<8} left out: " + (
             f"sparse inputs of {x.shape[0]} rows x {x.shape[1]} features > {TREE_DENSE_CELLS:,} cells (its trees "
@@ -391,7 +395,6 @@ def _tree_candidate(name: str, selection: Selection, chosen_oof: dict[str, np.nd
             f"{SCREEN_CELLS:,} (" + ("its leaves would hold every label's rate)" if name == "forest" else
                                      "a fit per label)")))
         return
-    x = x.toarray() if sp.issparse(x) else x  # a small sparse table: its trees take the same rows dense
     size = tree_size(config, name)
     found = tree_out_of_fold(name, x, targets, known, folds, size=size, seed=config.seed, budget=budget,
                              console=console)

@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # the Lightning adapter is imported where a Lightning phase r
 
 Split = tuple[np.ndarray, np.ndarray]
 EVENTS = ("on_stage_start", "on_stage_end", "on_epoch_end")
-REFIT_SELECTS = ("auto", "linear", "forest", "boosted")  # --select values refitted on every row by default (tables)
+REFIT_SELECTS = ("auto", "linear", *TREE_KINDS)  # --select values refitted on every row by default (tables)
 
 
 class Callbacks:
