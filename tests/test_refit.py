@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 from rich.console import Console
+from scipy.special import expit, logit
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from tagnet.config.settings import TrainConfig
-from tagnet.decisions.calibration import ece
+from tagnet.decisions.calibration import PlattScaling, ece
 from tagnet.data.feature_table import read_feature_table, standardize
 from tagnet.engine.headfit import fit_head, fit_seed_mean
 from tagnet.errors import ConfigError
@@ -262,6 +263,66 @@ def test_a_smoothed_heads_temperatures_are_folded_into_its_last_layer():
     assert folded_temperatures(grown, smoothed, targets, known) is smoothed and torch.equal(grown[0].weight, before)
 
 
+def test_an_asl_heads_out_of_fold_platt_maps_score_it_and_fold_into_its_last_layer(tmp_path):
+    """A table's MLP head trained with ASL (which down-weights easy negatives: its probabilities sit above the labels'
+    rates): the out-of-fold probabilities its CV keeps are mapped by per-label Platt maps fitted on every row (back
+    to the labels' rates), said in the final head's line; plain BCE is left as it is. fit_final_heads folds the maps into the refitted head's last Linear: its
+    probabilities are the maps of the same head's unmapped fit."""
+    path = _linear_arff(tmp_path / "lin.arff", 300, 2)
+    for loss in ("asl", "bce"):
+        console = Console(record=True, width=300)
+        config = TrainConfig(epochs=40, batch_size=32, cv_folds=3, select="mlp", refit=True, loss=loss, head_hidden=16)
+        train(path, out_dir=tmp_path / loss, config=config, progress=False, console=console)
+        said, metrics = console.export_text(), json.loads((tmp_path / loss / "metrics.json").read_text())
+        mapped = "recalibrated by per-label Platt maps (asl trades calibration for ranking) fitted out of fold"
+        assert (mapped in said) == (loss == "asl") and "temperatures" not in said
+        assert ("calibration" in metrics["selection"]) == (loss == "asl")
+        _, truth, oof = _saved(tmp_path / loss)
+        if loss == "asl":
+            np.testing.assert_allclose(oof.mean(0), truth.mean(0), atol=0.02)  # Platt's fit keeps each label's mean
+    unmapped = _head(1)
+    mapped = copy.deepcopy(unmapped)
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    targets, known = (x[:, :2] > 0).astype(np.float32), np.ones((40, 2), dtype=bool)
+    config = TrainConfig(epochs=3, batch_size=16, refit_seeds=1)
+    maps = PlattScaling([2.0, 0.5], [-1.0, 0.3])
+    oof = np.full(targets.shape, 0.5, np.float32)
+    [result] = fit_final_heads([mapped], x, targets, known, Selection("mlp", "hamming_loss", epochs=3, oof=oof,
+                                                                     calibration=maps), config=config)
+    fit_final_heads([unmapped], x, targets, known, Selection("mlp", "hamming_loss", epochs=3, oof=oof), config=config)
+    features = torch.from_numpy(x)
+    expected = maps.apply(torch.sigmoid(unmapped.eval()(features)).detach().numpy())  # the same fit, then the maps
+    np.testing.assert_allclose(torch.sigmoid(mapped.eval()(features)).detach().numpy(), expected, atol=1e-5)
+    assert result.validation["probs"] is oof  # the CV mapped them already
+
+
+@pytest.mark.parametrize("loss", ["asl", "bce"])
+def test_an_asl_heads_cv_scores_it_after_platt_maps_fitted_on_the_other_folds(monkeypatch, loss):
+    """ASL's out-of-fold probabilities (here every cell's odds raised e^2.5: p >= 0.5 calls every cell positive) are
+    scored at the table's p >= 0.5 after per-label Platt maps fitted on the other folds' rows (cross_fitted_platt), and
+    kept mapped by the maps of every row, which the selection holds for the final head; BCE's as they are."""
+    from tagnet.training import selection as chooser
+
+    x, targets, known = _smoothing_table()
+    raw = expit(logit(np.where(targets > 0, 0.7, 0.2)) + 2.5).astype(np.float32)
+    monkeypatch.setattr(chooser, "network_out_of_fold", lambda *_, **__: ({"mlp": raw}, {"mlp": 0.5}, {"mlp": 2}))
+    config = TrainConfig(cv_folds=3, loss=loss).for_modality("tabular")
+    thresholds_for = lambda val: validation_thresholds(val, config).thresholds  # noqa: E731
+    selection = chooser.select_head(config, x, targets, known, make_head=lambda: _head(0), names=("mlp",), refit=True,
+                                    thresholds_for=thresholds_for, console=Console(record=True, width=200))
+    folds = cv_folds(targets, known, folds=3, seed=config.seed)
+    scored = chooser.cross_fitted_platt(raw, targets, known, folds) if loss == "asl" else raw
+    expected = chooser.fold_scores("hamming_loss", {"probs": scored, "targets": targets, "known": known}, folds,
+                                   thresholds_for)
+    assert selection.candidates["mlp"]["mean"] == pytest.approx(np.mean(expected))
+    assert selection.candidates["mlp"]["mean"] == (0.0 if loss == "asl" else pytest.approx(1 - targets.mean()))
+    if loss == "asl":
+        np.testing.assert_allclose(selection.oof, selection.calibration.apply(raw), atol=1e-6)
+        np.testing.assert_allclose(selection.oof.mean(0), targets.mean(0), atol=0.01)
+    else:
+        assert selection.calibration is None and selection.oof is raw
+
+
 def test_a_given_label_smoothing_is_kept_without_a_search(monkeypatch):
     from tagnet.training import selection as chooser
 
@@ -305,7 +366,7 @@ def test_image_head_on_frozen_features_is_refitted_on_every_image(synthetic_data
     assert "choosing the head's epochs and label smoothing (0, 0.1) by 3-fold CV on 120 rows" in said
     assert (f"label smoothing {smoothing:g} chosen by 3-fold CV on micro_f1 (0: {scores['0']:.4f}, "
             f"0.1: {scores['0.1']:.4f})") in said
-    assert ("(its probabilities re-spread by per-label temperatures fitted out of fold)" in said) == (smoothing > 0)
+    assert ("(its probabilities recalibrated by per-label temperatures fitted out of fold)" in said) == (smoothing > 0)
     assert "the mean of 5 seeds' weights; epochs and thresholds chosen by 3-fold CV" in said
     assert metrics["final_fit"] == {"rows": 120, "all_rows": True, "folds": 3, "validation": "out-of-fold",
                                     "epochs": epochs, "label_smoothing": smoothing, "seeds": 5}

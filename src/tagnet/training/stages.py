@@ -464,14 +464,16 @@ def refit_heads(run: Run) -> None:
     else:
         run.results = fit_final_heads(head_members(run.model), run.head_inputs.array(), table.targets, table.known,
                                       selection, config=config, augmented=None if augmented is None else augmented.numpy())
-    folded = run.results[0].validation["probs"] is not selection.oof  # selection.folded_temperatures
+    temperatures = run.results[0].validation["probs"] is not selection.oof  # selection.folded_temperatures
+    folded = temperatures or selection.calibration is not None
+    maps = "temperatures" if temperatures else f"Platt maps ({config.loss} trades calibration for ranking)"
     seeds = final_seeds(config, head_members(run.model))
     how = (f"at C={selection.C:g} ({selection.scaling} scaling)" if selection.choice == "linear" else
            f"of {tree_size(config, selection.choice)} {TREE_KINDS[selection.choice].unit}"
            if selection.choice in TREE_KINDS else
            f"for {selection.epochs} of {config.epochs} epochs" + (
                "" if selection.label_smoothing is None else f", label smoothing {selection.label_smoothing:g}") + (
-               " (its probabilities re-spread by per-label temperatures fitted out of fold)" if folded else "") + (
+               f" (its probabilities recalibrated by per-label {maps} fitted out of fold)" if folded else "") + (
                f", the mean of {seeds} seeds' weights" if seeds > 1 else ""))
     chosen = "epochs" if run.plan.config.select is None else "head, C or epochs"
     name = "" if selection.choice == "head" else f"{selection.choice} "

@@ -23,6 +23,8 @@ from tagnet.training.budget import TimeBudget, duration
 
 CHECK_ROWS = 1000  # training rows the ONNX graph of an ensemble trained on every row is checked on
 PROBE_SIZES = (2, 8)  # trees (or rounds) of the two small fits that estimate an ensemble's CV cost: fixed + per unit
+PROBE_REPEATS = 2  # each probe fit timed this often, the fastest kept: one fit stalled by a busy core (OpenMP threads
+# wait at every barrier) would otherwise be extrapolated to the whole CV (a 1 s CV estimated over 2 min, seen in a test)
 PROBE_LABELS = 3  # labels a per-label ensemble's probe fits, those with the most rows of their rarer class (its cost
 # is scaled to every label)
 UNBUDGETED_SECONDS = 120.0  # without a time budget, gradient-boosted trees (a fit per label) estimated to take longer
@@ -59,22 +61,25 @@ def tree_size(config: TrainConfig, name: str) -> int:
 def estimated_cv_seconds(kind: TreeKind, x: np.ndarray, targets: np.ndarray, known: np.ndarray, folds: Folds, *,
                          size: int, seed: int) -> float:
     """Seconds `kind`'s CV would take: fits of PROBE_SIZES on the first fold's training rows (after one untimed fit that
-    pays the first call's costs), a fixed cost plus a cost per tree or round, scaled to `size`, every fold and (per
-    label) every label."""
+    pays the first call's costs; each the fastest of PROBE_REPEATS), a fixed cost plus a cost per tree or round, scaled
+    to `size`, every fold and (per label) every label."""
     rows = folds[0][0]
     positives = np.where(known[rows], targets[rows] > 0, False).sum(0)
     both = np.minimum(positives, known[rows].sum(0) - positives)  # a label of one class fits no trees: not a probe
     labels = np.argsort(-both, kind="stable")[:PROBE_LABELS] if kind.per_label else np.arange(targets.shape[1])
     probe = (x[rows], targets[rows][:, labels], known[rows][:, labels])
     kind.fit(*probe, 1, seed)
-    seconds = []
-    for probe_size in PROBE_SIZES:
-        started = time.perf_counter()
-        kind.fit(*probe, probe_size, seed)
-        seconds.append(time.perf_counter() - started)
+    seconds = [min(_timed(kind.fit, *probe, probe_size, seed) for _ in range(PROBE_REPEATS)) for probe_size in PROBE_SIZES]
     per_unit = max(0.0, (seconds[1] - seconds[0]) / (PROBE_SIZES[1] - PROBE_SIZES[0]))
     one_fit = seconds[0] + per_unit * (size - PROBE_SIZES[0])
     return one_fit * targets.shape[1] / len(labels) * len(folds)
+
+
+def _timed(function: Callable[..., Any], *args: Any) -> float:
+    """Wall seconds of one call of `function(*args)`."""
+    started = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - started
 
 
 def _cost_note(name: str, kind: TreeKind, estimate: float, folds: int, budget: TimeBudget | None) -> str | None:
