@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import expit, logit
+from threadpoolctl import threadpool_limits
 
 from tagnet.models.trees import FOREST_INPUT, FOREST_OUTPUT, ONNX_ML_OPSET
 
@@ -14,6 +15,11 @@ LEARNING_RATE = 0.1
 LEAVES = 15  # leaves per tree
 FEATURE_SHARE = 0.5  # share of the features each split draws from
 PROBABILITY_FLOOR = 1e-6  # a label with one class in its known rows: its constant probability, clamped into (0, 1)
+# OpenMP threads of each fit and prediction: on 2 quiet cores one thread fitted MULAN scene / yeast / emotions in 1.0x /
+# 0.67x / 0.55x the time of two (100 rounds, every label); 20,000+ rows x 100 features fit 1.2x slower; with another
+# process on a core, two threads wait at every barrier (a 240-row fit took 0.6-2.1 s on two threads, 0.23 s on one).
+# benchmarks/RESULTS.md, "Gradient-boosted trees on one thread".
+THREADS = 1
 
 
 @dataclass
@@ -27,23 +33,25 @@ class BoostedTrees:
 
 def fit_boosted(x: np.ndarray, targets: np.ndarray, known: np.ndarray, *, rounds: int, seed: int) -> BoostedTrees:
     """A classifier of `rounds` trees (LEARNING_RATE, LEAVES leaves, FEATURE_SHARE of the features per split, no early
-    stopping) for each label on its known rows of `x`. A Python loop over labels around fits in compiled code: the
-    selection keeps it to tables of few rows x labels."""
+    stopping) for each label on its known rows of `x`, on THREADS OpenMP threads. A Python loop over labels around fits
+    in compiled code: the selection keeps it to tables of few rows x labels."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     rows = np.asarray(x, np.float32)
     models, base = [], np.zeros(targets.shape[1])
-    for j in range(targets.shape[1]):
-        y = targets[known[:, j], j] > 0
-        if y.all() or not y.any():
-            models.append(None)
-            rate = np.clip(float(y.mean()) if len(y) else 0.0, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
-            base[j] = logit(rate)
-            continue
-        model = HistGradientBoostingClassifier(max_iter=rounds, learning_rate=LEARNING_RATE, max_leaf_nodes=LEAVES,
-                                               max_features=FEATURE_SHARE, early_stopping=False, random_state=seed + j)
-        models.append(model.fit(rows[known[:, j]], y))
-        base[j] = float(np.ravel(model._baseline_prediction)[0])
+    with threadpool_limits(limits=THREADS, user_api="openmp"):
+        for j in range(targets.shape[1]):
+            y = targets[known[:, j], j] > 0
+            if y.all() or not y.any():
+                models.append(None)
+                rate = np.clip(float(y.mean()) if len(y) else 0.0, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+                base[j] = logit(rate)
+                continue
+            model = HistGradientBoostingClassifier(max_iter=rounds, learning_rate=LEARNING_RATE, max_leaf_nodes=LEAVES,
+                                                   max_features=FEATURE_SHARE, early_stopping=False,
+                                                   random_state=seed + j)
+            models.append(model.fit(rows[known[:, j]], y))
+            base[j] = float(np.ravel(model._baseline_prediction)[0])
     return BoostedTrees(models, base)
 
 
@@ -51,9 +59,10 @@ def boosted_probabilities(boosted: BoostedTrees, x: np.ndarray) -> np.ndarray:
     """(rows, labels) float32 probabilities of `boosted` on rows `x`: the logistic of each label's raw score."""
     rows = np.asarray(x, np.float32)
     raw = np.tile(boosted.base, (len(rows), 1))
-    for j, model in enumerate(boosted.models):
-        if model is not None:
-            raw[:, j] = model.decision_function(rows)
+    with threadpool_limits(limits=THREADS, user_api="openmp"):
+        for j, model in enumerate(boosted.models):
+            if model is not None:
+                raw[:, j] = model.decision_function(rows)
     return expit(raw).astype(np.float32)
 
 
