@@ -8,9 +8,13 @@ import numpy as np
 from PIL import Image
 from rich.console import Console
 
+from typer.testing import CliRunner
+
+from tagnet.cli import app
 from tagnet.data.check import check_dataset
 from tagnet.report.data_check import render_report
 from tagnet.data.label_table import LabelTable
+from tagnet.errors import DataError
 
 
 def make_images(folder: Path, names: list[str], size: tuple[int, int] = (8, 6)) -> None:
@@ -182,6 +186,26 @@ def test_ids_without_suffix_are_found_by_stem(tmp_path):
     report = check_dataset(labels, images_dir=tmp_path / "img", min_examples=1)
     assert [p.kind for p in report.errors()] == ["ambiguous image"]
     assert "Train_2.jpg, Train_2.png" in report.errors()[0].message
+
+
+def test_a_feature_table_read_as_a_list_of_images_names_the_other_reading(tmp_path):
+    """A CSV of numbers and label columns, checked or trained without --tabular, reads as image ids that are numbers:
+    the check warns and the run's one-line error (nothing readable) both name --tabular; with it, a feature table."""
+    rows = np.random.default_rng(0).normal(size=(30, 3))
+    labels = tmp_path / "table.csv"
+    labels.write_text("f0,f1,f2,a,b\n" + "".join(f"{r[0]:.3f},{r[1]:.3f},{r[2]:.3f},{int(r[0] > 0)},{int(r[1] > 0)}\n"
+                                                  for r in rows))
+    report = check_dataset(labels, label_columns=["a", "b"])
+    [numbers] = [p for p in report.warnings() if p.kind == "numeric items"]
+    assert numbers.message.startswith(f"every input it names is a number ({rows[0, 0]:.3f}, ") and \
+        numbers.message.endswith("add --tabular")
+    assert not [p for p in check_dataset(labels, tabular=True, label_columns=["a", "b"]).problems
+                if p.kind == "numeric items"]
+    done = CliRunner().invoke(app, ["train", str(labels), "--label-columns", "a,b", "--out", str(tmp_path / "run")])
+    said = str(done.exception)  # cli.main prints a DataError as one line
+    assert isinstance(done.exception, DataError) and "\n" not in said
+    assert "no readable inputs left for training; every input it names is a number" in said
+    assert said.endswith("add --tabular")
 
 
 def test_data_check_counts_the_image_sizes_it_does_not_show(tmp_path):

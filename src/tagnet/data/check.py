@@ -23,6 +23,19 @@ PAIR_BLOCK = 1 << 24  # label pairs counted at once by _top_pairs
 SAMPLES = 3  # items shown as read (id -> labels)
 
 
+def numbered_items(items: list[str]) -> str | None:
+    """When every item of a label file is a number (a feature table's first column read as file names), a clause that
+    says so and names the other reading; else None."""
+    try:
+        np.asarray(items, dtype=str).astype(np.float64)
+    except ValueError:
+        return None
+    if not items:
+        return None
+    return (f"every input it names is a number ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''}), not a "
+            "file: if it is a feature table (numeric inputs and label columns), add --tabular")
+
+
 @dataclass(frozen=True)
 class Problem:
     """One finding: severity "error" (the data set is unusable) or "warning", where, and what."""
@@ -150,6 +163,9 @@ def check_dataset(
         _check_features(report, *features)
         return report
     folder = images_folder(table.meta, images_dir)
+    numbers = numbered_items(list(table.items)) if folder is None else None  # with a folder, its files are checked
+    if numbers:
+        report.problems.append(Problem("warning", "numeric items", report.source, numbers))
     if folder is None:
         report.steps.append(Step("images", "skipped", "no images folder given (--images DIR)"))
     else:

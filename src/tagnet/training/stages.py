@@ -24,6 +24,7 @@ from tagnet.hierarchy import Tree, load_hierarchy, with_implied_ancestors
 from tagnet.inference.runtime import Spread
 from tagnet.modalities.base import HeadInputs, LabeledInputs
 from tagnet.models import TagnetModel, head_members, make_head, set_backbone_trainable
+from tagnet.data.check import numbered_items
 from tagnet.training.budget import FINAL_SECONDS, Plan, TimeBudget, duration
 from tagnet.training.trees import TREE_KINDS, fit_tree_head, tree_size
 from tagnet.training.large import choose_large, fit_large_final, is_large
@@ -282,7 +283,8 @@ def checked_splits(run: Run) -> list[Split]:
     (seed + k). Raises DataError when a part would be empty."""
     data, from_val_file, config, labels = run.data, run.from_val_file, run.plan.config, run.plan.source.labels
     if len(data) == 0:
-        raise DataError(f"{labels}: no readable inputs left for training")
+        numbers = numbered_items([str(item) for item in data.skipped])
+        raise DataError(f"{labels}: no readable inputs left for training" + (f"; {numbers}" if numbers else ""))
     if not from_val_file.any() and len(data) < 2:
         raise DataError(f"{labels}: need training and validation items, got {len(data)} item(s)")
     if from_val_file.any():
