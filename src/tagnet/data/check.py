@@ -26,11 +26,11 @@ SAMPLES = 3  # items shown as read (id -> labels)
 def numbered_items(items: list[str]) -> str | None:
     """When every item of a label file is a number (a feature table's first column read as file names), a clause that
     says so and names the other reading; else None."""
+    if not items:
+        return None
     try:
         np.asarray(items, dtype=str).astype(np.float64)
     except ValueError:
-        return None
-    if not items:
         return None
     return (f"every input it names is a number ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''}), not a "
             "file: if it is a feature table (numeric inputs and label columns), add --tabular")

@@ -17,6 +17,7 @@ import numpy as np
 from rich.console import Console
 from torch import nn
 
+from tagnet.data.check import numbered_items
 from tagnet.data.split import train_val_splits
 from tagnet.engine import PhaseResult, default_precision, seed_everything
 from tagnet.errors import ConfigError, DataError
@@ -24,7 +25,6 @@ from tagnet.hierarchy import Tree, load_hierarchy, with_implied_ancestors
 from tagnet.inference.runtime import Spread
 from tagnet.modalities.base import HeadInputs, LabeledInputs
 from tagnet.models import TagnetModel, head_members, make_head, set_backbone_trainable
-from tagnet.data.check import numbered_items
 from tagnet.training.budget import FINAL_SECONDS, Plan, TimeBudget, duration
 from tagnet.training.trees import TREE_KINDS, fit_tree_head, tree_size
 from tagnet.training.large import choose_large, fit_large_final, is_large
