@@ -190,21 +190,27 @@ def test_ids_without_suffix_are_found_by_stem(tmp_path):
 
 def test_a_feature_table_read_as_a_list_of_images_names_the_other_reading(tmp_path):
     """A CSV of numbers and label columns, checked or trained without --tabular, reads as image ids that are numbers:
-    the check warns and the run's one-line error (nothing readable) both name --tabular; with it, a feature table."""
+    the check warns and the run's one-line error (nothing readable) both name the feature-table reading and
+    --tabular; with it, no warning; a CSV of numbered texts (not a feature table) gets none either."""
     rows = np.random.default_rng(0).normal(size=(30, 3))
     labels = tmp_path / "table.csv"
     labels.write_text("f0,f1,f2,a,b\n" + "".join(f"{r[0]:.3f},{r[1]:.3f},{r[2]:.3f},{int(r[0] > 0)},{int(r[1] > 0)}\n"
                                                   for r in rows))
-    report = check_dataset(labels, label_columns=["a", "b"])
-    [numbers] = [p for p in report.warnings() if p.kind == "numeric items"]
-    assert numbers.message.startswith(f"every input it names is a number ({rows[0, 0]:.3f}, ") and \
-        numbers.message.endswith("add --tabular")
+    for options in ({"label_columns": ["a", "b"]}, {}):  # the columns named, or found by the label reader
+        report = check_dataset(labels, **options)
+        [other] = [p for p in report.warnings() if p.kind == "feature table"]
+        assert other.message == (f"every input it names is a number ({rows[0, 0]:.3f}, {rows[1, 0]:.3f}, "
+                                 f"{rows[2, 0]:.3f}, ...), not a file, and it reads as a feature table of 3 numeric "
+                                 "columns and 2 labels: add --tabular")
     assert not [p for p in check_dataset(labels, tabular=True, label_columns=["a", "b"]).problems
-                if p.kind == "numeric items"]
+                if p.kind == "feature table"]
+    texts = tmp_path / "texts.csv"  # numbered texts: not a feature table, so nothing is said
+    texts.write_text("id,text,a,b\n" + "".join(f"{i},words {i},{i % 2},{1 - i % 2}\n" for i in range(30)))
+    assert not [p for p in check_dataset(texts).problems if p.kind == "feature table"]
     done = CliRunner().invoke(app, ["train", str(labels), "--label-columns", "a,b", "--out", str(tmp_path / "run")])
     said = str(done.exception)  # cli.main prints a DataError as one line
     assert isinstance(done.exception, DataError) and "\n" not in said
-    assert "no readable inputs left for training; every input it names is a number" in said
+    assert f"no readable inputs left for training; {other.message}" in said
     assert said.endswith("add --tabular")
 
 

@@ -15,7 +15,7 @@ from tagnet.data.decode import decode_image, images_folder, resolve_image_path
 from tagnet.data.labels import read_labels_explained
 from tagnet.data.label_table import LabelTable
 from tagnet.data.feature_table import is_feature_table, read_feature_table, table_read_options
-from tagnet.errors import DataError
+from tagnet.errors import ConfigError, DataError
 from tagnet.hierarchy.check import hierarchy_findings
 
 TOP_PAIRS = 10
@@ -23,17 +23,22 @@ PAIR_BLOCK = 1 << 24  # label pairs counted at once by _top_pairs
 SAMPLES = 3  # items shown as read (id -> labels)
 
 
-def numbered_items(items: list[str]) -> str | None:
-    """When every item of a label file is a number (a feature table's first column read as file names), a clause that
-    says so and names the other reading; else None."""
+def feature_table_reading(path: str | Path, items: list[str], label_names: list[str],
+                          read_options: dict[str, Any]) -> str | None:
+    """The other reading of a label file read as a list of inputs: when every input it names is a number (a feature
+    table's first column taken for file names) and the file also reads as a feature table with those label columns,
+    a clause that names that reading and the option that picks it (--tabular); else None."""
     if not items:
         return None
     try:
         np.asarray(items, dtype=str).astype(np.float64)
-    except ValueError:
+        options = table_read_options({**read_options, "label_columns": read_options.get("label_columns") or label_names})
+        found = read_feature_table(path, **options)
+    except (ValueError, DataError, ConfigError):
         return None
     return (f"every input it names is a number ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''}), not a "
-            "file: if it is a feature table (numeric inputs and label columns), add --tabular")
+            f"file, and it reads as a feature table of {len(found.feature_names)} numeric columns and "
+            f"{found.labels.num_labels} labels: add --tabular")
 
 
 @dataclass(frozen=True)
@@ -163,9 +168,10 @@ def check_dataset(
         _check_features(report, *features)
         return report
     folder = images_folder(table.meta, images_dir)
-    numbers = numbered_items(list(table.items)) if folder is None else None  # with a folder, its files are checked
-    if numbers:
-        report.problems.append(Problem("warning", "numeric items", report.source, numbers))
+    other = None if folder is not None else feature_table_reading(  # with a folder, its files are checked
+        table_or_path, list(table.items), table.label_names, read_kwargs)
+    if other:
+        report.problems.append(Problem("warning", "feature table", report.source, other))
     if folder is None:
         report.steps.append(Step("images", "skipped", "no images folder given (--images DIR)"))
     else:

@@ -17,7 +17,7 @@ import numpy as np
 from rich.console import Console
 from torch import nn
 
-from tagnet.data.check import numbered_items
+from tagnet.data.check import feature_table_reading
 from tagnet.data.split import train_val_splits
 from tagnet.engine import PhaseResult, default_precision, seed_everything
 from tagnet.errors import ConfigError, DataError
@@ -283,8 +283,9 @@ def checked_splits(run: Run) -> list[Split]:
     (seed + k). Raises DataError when a part would be empty."""
     data, from_val_file, config, labels = run.data, run.from_val_file, run.plan.config, run.plan.source.labels
     if len(data) == 0:
-        numbers = numbered_items([str(item) for item in data.skipped])
-        raise DataError(f"{labels}: no readable inputs left for training" + (f"; {numbers}" if numbers else ""))
+        other = feature_table_reading(labels, [str(item) for item in data.skipped], data.table.label_names,
+                                      dict(run.plan.source.read_options))
+        raise DataError(f"{labels}: no readable inputs left for training" + (f"; {other}" if other else ""))
     if not from_val_file.any() and len(data) < 2:
         raise DataError(f"{labels}: need training and validation items, got {len(data)} item(s)")
     if from_val_file.any():
