@@ -165,9 +165,7 @@ def explain_images(predictor: Predictor, images: Sequence[ImageInput], *, labels
         ModelError: not an image model, or a backbone without convolutional feature maps.
         ConfigError: the grad-cam package is not installed.
     """
-    if not predictor.modality.spec.explainable:
-        raise ModelError(f"{predictor.artifact.path} is a {predictor.modality.name} model; heatmaps explain image "
-                         "models only")
+    _check_explainable(predictor)
     names = list(predictor.label_names)
     wanted = _check_labels(labels, names) if labels is not None else None
     prepared = [_prepare(predictor, image, i) for i, image in enumerate(images)]
@@ -265,6 +263,13 @@ class ExplainedFiles:
     without_labels: list[str]
 
 
+def _check_explainable(predictor: Predictor) -> None:
+    """ModelError unless the predictor's modality has heatmaps (ModalitySpec.explainable: images)."""
+    if not predictor.modality.spec.explainable:
+        raise ModelError(f"{predictor.artifact.path} is a {predictor.modality.name} model; heatmaps explain image "
+                         "models only")
+
+
 def explain_paths(predictor: Predictor, paths: Sequence[str | Path], *, out_dir: str | Path,
                   labels: Sequence[str] | None = None) -> ExplainedFiles:
     """Explain image files batch by batch and save the overlays (see save_explanations); unreadable files are skipped.
@@ -277,6 +282,7 @@ def explain_paths(predictor: Predictor, paths: Sequence[str | Path], *, out_dir:
     Raises:
         DataError: an unknown label. ModelError: not an image model or no convolutional feature map.
     """
+    _check_explainable(predictor)
     if labels is not None:
         _check_labels(labels, predictor.label_names)
     result = ExplainedFiles([], {}, [])
