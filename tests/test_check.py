@@ -204,6 +204,8 @@ def test_a_feature_table_read_as_a_list_of_images_names_the_other_reading(tmp_pa
                                  "columns and 2 labels: add --tabular")
     assert not [p for p in check_dataset(labels, tabular=True, label_columns=["a", "b"]).problems
                 if p.kind == "feature table"]
+    numbered = LabelTable(["1", "2", "3"], ["a"], np.array([[1], [0], [1]], np.uint8), np.ones((3, 1), bool))
+    assert check_dataset(numbered, min_examples=1).usable  # a table in memory has no file to read otherwise
     texts = tmp_path / "texts.csv"  # numbered texts: not a feature table, so nothing is said
     texts.write_text("id,text,a,b\n" + "".join(f"{i},words {i},{i % 2},{1 - i % 2}\n" for i in range(30)))
     assert not [p for p in check_dataset(texts).problems if p.kind == "feature table"]

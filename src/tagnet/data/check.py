@@ -168,8 +168,9 @@ def check_dataset(
         _check_features(report, *features)
         return report
     folder = images_folder(table.meta, images_dir)
-    other = None if folder is not None else feature_table_reading(  # with a folder, its files are checked
-        table_or_path, list(table.items), table.label_names, read_kwargs)
+    from_file = not isinstance(table_or_path, LabelTable)  # with a folder, its files are checked instead
+    other = feature_table_reading(table_or_path, list(table.items), table.label_names, read_kwargs) \
+        if folder is None and from_file else None
     if other:
         report.problems.append(Problem("warning", "feature table", report.source, other))
     if folder is None:
