@@ -60,3 +60,16 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture
+def numbers_csv(tmp_path):
+    """(path, rows): a CSV of 30 rows of three numeric columns f0, f1, f2 (normal, seed 0, 3 decimals) and the labels
+    a = f0 > 0, b = f1 > 0, as a feature table is written."""
+    import numpy as np
+
+    rows = np.random.default_rng(0).normal(size=(30, 3))
+    path = tmp_path / "table.csv"
+    path.write_text("f0,f1,f2,a,b\n" + "".join(f"{r[0]:.3f},{r[1]:.3f},{r[2]:.3f},{int(r[0] > 0)},{int(r[1] > 0)}\n"
+                                                for r in rows))
+    return path, rows

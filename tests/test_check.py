@@ -188,14 +188,11 @@ def test_ids_without_suffix_are_found_by_stem(tmp_path):
     assert "Train_2.jpg, Train_2.png" in report.errors()[0].message
 
 
-def test_a_feature_table_read_as_a_list_of_images_names_the_other_reading(tmp_path):
+def test_a_feature_table_read_as_a_list_of_images_names_the_other_reading(numbers_csv, tmp_path):
     """A CSV of numbers and label columns, checked or trained without --tabular, reads as image ids that are numbers:
     the check warns and the run's one-line error (nothing readable) both name the feature-table reading and
     --tabular; with it, no warning; a CSV of numbered texts (not a feature table) gets none either."""
-    rows = np.random.default_rng(0).normal(size=(30, 3))
-    labels = tmp_path / "table.csv"
-    labels.write_text("f0,f1,f2,a,b\n" + "".join(f"{r[0]:.3f},{r[1]:.3f},{r[2]:.3f},{int(r[0] > 0)},{int(r[1] > 0)}\n"
-                                                  for r in rows))
+    labels, rows = numbers_csv
     for options in ({"label_columns": ["a", "b"]}, {}):  # the columns named, or found by the label reader
         report = check_dataset(labels, **options)
         [other] = [p for p in report.warnings() if p.kind == "feature table"]

@@ -165,13 +165,10 @@ def test_cli_writes_one_png_per_image_and_label(tiny_run, synthetic_data, tmp_pa
     assert stop.value.code == 2 and "'hexagon' is not one of the model's labels" in capsys.readouterr().err
 
 
-def test_explain_of_a_table_model_says_heatmaps_are_for_images(synthetic_data, tmp_path, monkeypatch, capsys):
+def test_explain_of_a_table_model_says_heatmaps_are_for_images(synthetic_data, numbers_csv, tmp_path, monkeypatch,
+                                                                capsys):
     """`tagnet explain` of a tabular run: one line naming the model's modality, before any image is read."""
-    rows = np.random.default_rng(0).normal(size=(40, 3))
-    table = tmp_path / "table.csv"
-    table.write_text("f0,f1,f2,a,b\n" + "".join(f"{r[0]:.3f},{r[1]:.3f},{r[2]:.3f},{int(r[0] > 0)},{int(r[1] > 0)}\n"
-                                                 for r in rows))
-    run = train(table, modality="tabular", out_dir=tmp_path / "run", progress=False,
+    run = train(numbers_csv[0], modality="tabular", out_dir=tmp_path / "run", progress=False,
                 config=TrainConfig(select="linear", cv_folds=3), read_options={"label_columns": ["a", "b"]})
     image = str(synthetic_data.images_dir / "00000.png")
     monkeypatch.setattr(sys, "argv", ["tagnet", "explain", str(run.run_dir), image, "--out", str(tmp_path / "x")])
