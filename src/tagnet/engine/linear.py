@@ -14,15 +14,20 @@ BLOCK_CELLS = 1 << 23  # rows x columns of one block's logits (8M cells, 32 MB o
 
 
 class _SparseRows:
-    """A scipy CSR matrix that multiplies torch float32 matrices (scipy's single-threaded product: torch's CSR one
-    is about twice as fast on two idle cores, but its threads stall to 3-4x slower when the cores are busy;
-    benchmarks/RESULTS.md, "A table's fixed cost")."""
+    """A scipy CSR matrix that multiplies torch float32 matrices as torch's embedding_bag (each row the weighted sum
+    of the other matrix's rows its nonzero cells name): 1.8x scipy's single-threaded CSR product on one thread and
+    3.6x on two (a 4,880 x 1,836 bibtex-like matrix times 318 columns; benchmarks/RESULTS.md, "The sparse products
+    as embedding bags")."""
 
     def __init__(self, matrix: sp.csr_matrix):
-        self.matrix, self.shape = matrix, matrix.shape
+        self.shape = matrix.shape
+        self.indices = torch.from_numpy(matrix.indices.astype(np.int64))
+        self.offsets = torch.from_numpy(matrix.indptr.astype(np.int64))
+        self.values = torch.from_numpy(matrix.data.astype(np.float32))
 
     def __matmul__(self, other: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(self.matrix @ other.numpy(), dtype=np.float32))
+        return torch.nn.functional.embedding_bag(self.indices, other.contiguous(), self.offsets, mode="sum",
+                                                 per_sample_weights=self.values, include_last_offset=True)
 
 
 def as_rows(x: np.ndarray | sp.spmatrix) -> tuple[torch.Tensor | _SparseRows, ...]:
@@ -136,18 +141,18 @@ def _gradient(theta: torch.Tensor, logits: torch.Tensor, XT: torch.Tensor, y: to
 
 
 def _lbfgs(theta: torch.Tensor, X: torch.Tensor, XT: torch.Tensor, y: torch.Tensor, w: torch.Tensor, *,
-           penalty: torch.Tensor, diagonal: torch.Tensor, max_iter: int, tol: float, history: int = HISTORY
+           penalty: torch.Tensor, diagonal: torch.Tensor, max_iter: int, tol: float, start: tuple | None = None
            ) -> torch.Tensor:
     """Minimise every column's objective on its own, in lockstep: L-BFGS with a per-column history, the diagonal
     `diagonal` (scaled to the newest curvature pair) as the curvature guess and a per-column backtracking (Armijo)
     line search; a column stops when no entry of its gradient exceeds `tol`, and once most have stopped the others
-    go on alone (on fewer columns, with a fresh history). Two products with the rows per iteration: the step's
-    logits (a trial's logits are the current ones plus its size times those, so backtracking costs no product) and
-    the gradient."""
-    logits = X @ theta[:-1] + theta[-1]
-    loss = _loss(logits, theta, y, w, penalty)
-    grad = _gradient(theta, logits, XT, y, w, penalty)
-    pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    go on alone (on fewer columns, `start` carrying their logits, losses, gradients and curvature pairs). Two
+    products with the rows per iteration: the step's logits (a trial's logits are the current ones plus its size
+    times those, so backtracking costs no product) and the gradient."""
+    if start is None:
+        logits = X @ theta[:-1] + theta[-1]
+        start = (logits, _loss(logits, theta, y, w, penalty), _gradient(theta, logits, XT, y, w, penalty), [])
+    logits, loss, grad, pairs = start
     stalled = torch.zeros(theta.shape[1], dtype=torch.bool)  # no decrease found: float32's resolution is reached
     for done in range(max_iter):
         moving = (grad.abs().amax(0) > tol) & ~stalled
@@ -155,8 +160,10 @@ def _lbfgs(theta: torch.Tensor, X: torch.Tensor, XT: torch.Tensor, y: torch.Tens
             break
         if done and 2 * int(moving.sum()) < len(moving):  # most columns done: go on with the others alone
             at = moving.nonzero().squeeze(1)
+            kept = [(s[:, at], g[:, at], rho[at]) for s, g, rho in pairs]
             theta[:, at] = _lbfgs(theta[:, at], X, XT, y[:, at], w[:, at], penalty=penalty[:, at],
-                                  diagonal=diagonal[:, at], max_iter=max_iter - done, tol=tol, history=history)
+                                  diagonal=diagonal[:, at], max_iter=max_iter - done, tol=tol,
+                                  start=(logits[:, at], loss[at], grad[:, at], kept))
             break
         step = _direction(grad, pairs, diagonal) * moving
         slope = (grad * step).sum(0, dtype=torch.float64)
@@ -177,7 +184,7 @@ def _lbfgs(theta: torch.Tensor, X: torch.Tensor, XT: torch.Tensor, y: torch.Tens
         new_grad = _gradient(trial, new_logits, XT, y, w, penalty)
         s, g = trial - theta, new_grad - grad
         curv = (s * g).sum(0)
-        pairs = (pairs + [(s, g, torch.where(curv > 1e-10, 1.0 / curv.clamp(min=1e-10), 0.0))])[-history:]
+        pairs = (pairs + [(s, g, torch.where(curv > 1e-10, 1.0 / curv.clamp(min=1e-10), 0.0))])[-HISTORY:]
         theta, logits, loss, grad = trial, new_logits, new_loss, new_grad
     return theta
 
@@ -188,7 +195,7 @@ def _direction(grad: torch.Tensor, pairs: list, diagonal: torch.Tensor) -> torch
     alphas = []
     for s, g, rho in reversed(pairs):
         alpha = rho * (s * q).sum(0)
-        q -= alpha * g
+        q.addcmul_(g, alpha, value=-1)  # in place: no temporary of the weights' size
         alphas.append(alpha)
     r = q / diagonal
     if pairs:  # the diagonal's scale fitted to the newest pair (Nocedal and Wright's gamma, preconditioned)
@@ -196,5 +203,5 @@ def _direction(grad: torch.Tensor, pairs: list, diagonal: torch.Tensor) -> torch
         fitted = (s * g).sum(0) / (g * g / diagonal).sum(0).clamp(min=1e-30)
         r *= torch.where(rho > 0, fitted, 1.0)
     for (s, g, rho), alpha in zip(pairs, reversed(alphas)):
-        r += s * (alpha - rho * (g * r).sum(0))
+        r.addcmul_(s, alpha - rho * (g * r).sum(0))
     return -r
