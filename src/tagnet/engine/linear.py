@@ -141,30 +141,29 @@ def _gradient(theta: torch.Tensor, logits: torch.Tensor, XT: torch.Tensor, y: to
 
 
 def _lbfgs(theta: torch.Tensor, X: torch.Tensor, XT: torch.Tensor, y: torch.Tensor, w: torch.Tensor, *,
-           penalty: torch.Tensor, diagonal: torch.Tensor, max_iter: int, tol: float, start: tuple | None = None
-           ) -> torch.Tensor:
+           penalty: torch.Tensor, diagonal: torch.Tensor, max_iter: int, tol: float) -> torch.Tensor:
     """Minimise every column's objective on its own, in lockstep: L-BFGS with a per-column history, the diagonal
     `diagonal` (scaled to the newest curvature pair) as the curvature guess and a per-column backtracking (Armijo)
     line search; a column stops when no entry of its gradient exceeds `tol`, and once most have stopped the others
-    go on alone (on fewer columns, `start` carrying their logits, losses, gradients and curvature pairs). Two
-    products with the rows per iteration: the step's logits (a trial's logits are the current ones plus its size
-    times those, so backtracking costs no product) and the gradient."""
-    if start is None:
-        logits = X @ theta[:-1] + theta[-1]
-        start = (logits, _loss(logits, theta, y, w, penalty), _gradient(theta, logits, XT, y, w, penalty), [])
-    logits, loss, grad, pairs = start
+    go on alone (every per-column array, curvature pairs included, cut to their columns). Two products with the rows
+    per iteration: the step's logits (a trial's logits are the current ones plus its size times those, so
+    backtracking costs no product) and the gradient."""
+    fitted, columns = theta.clone(), torch.arange(theta.shape[1])  # columns: those still worked on, in `fitted`
+    logits = X @ theta[:-1] + theta[-1]
+    loss = _loss(logits, theta, y, w, penalty)
+    grad = _gradient(theta, logits, XT, y, w, penalty)
+    pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     stalled = torch.zeros(theta.shape[1], dtype=torch.bool)  # no decrease found: float32's resolution is reached
     for done in range(max_iter):
         moving = (grad.abs().amax(0) > tol) & ~stalled
         if not moving.any():
             break
         if done and 2 * int(moving.sum()) < len(moving):  # most columns done: go on with the others alone
+            fitted[:, columns] = theta
             at = moving.nonzero().squeeze(1)
-            kept = [(s[:, at], g[:, at], rho[at]) for s, g, rho in pairs]
-            theta[:, at] = _lbfgs(theta[:, at], X, XT, y[:, at], w[:, at], penalty=penalty[:, at],
-                                  diagonal=diagonal[:, at], max_iter=max_iter - done, tol=tol,
-                                  start=(logits[:, at], loss[at], grad[:, at], kept))
-            break
+            columns, theta, logits, loss, grad, y, w, penalty, diagonal, stalled, moving = (
+                part[..., at] for part in (columns, theta, logits, loss, grad, y, w, penalty, diagonal, stalled, moving))
+            pairs = [(s[:, at], g[:, at], rho[at]) for s, g, rho in pairs]
         step = _direction(grad, pairs, diagonal) * moving
         slope = (grad * step).sum(0, dtype=torch.float64)
         moved = X @ step[:-1] + step[-1]  # the logits' change per unit step
@@ -186,7 +185,8 @@ def _lbfgs(theta: torch.Tensor, X: torch.Tensor, XT: torch.Tensor, y: torch.Tens
         curv = (s * g).sum(0)
         pairs = (pairs + [(s, g, torch.where(curv > 1e-10, 1.0 / curv.clamp(min=1e-10), 0.0))])[-HISTORY:]
         theta, logits, loss, grad = trial, new_logits, new_loss, new_grad
-    return theta
+    fitted[:, columns] = theta
+    return fitted
 
 
 def _direction(grad: torch.Tensor, pairs: list, diagonal: torch.Tensor) -> torch.Tensor:
