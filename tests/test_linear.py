@@ -109,3 +109,20 @@ def test_logistic_path_one_C_at_a_time_is_scikit_learns_fit_at_each():
             expected = LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(x, targets[:, j])
             np.testing.assert_allclose(coef[j], expected.coef_[0], atol=1e-3)
             assert intercept[j] == pytest.approx(expected.intercept_[0], abs=1e-3)
+
+
+def test_sparse_rows_multiply_as_the_dense_matrix_does():
+    """as_rows' sparse products (embedding bags over the CSR arrays) equal the dense products, with an empty row, an
+    empty column, negative values and a duplicated cell (summed) in the matrix."""
+    import torch
+
+    from tagnet.engine.linear import as_rows
+
+    coo = sp.coo_matrix(([2.0, -1.5, 0.5, 3.0, 1.0], ([0, 0, 2, 3, 3], [1, 3, 0, 1, 1])), shape=(4, 5))
+    dense = coo.toarray().astype(np.float32)  # row 1 and column 2, 4 empty; cell (3, 1) given twice: 4.0
+    X, XT, XT2 = as_rows(coo)
+    weights, residuals = torch.randn(5, 3), torch.randn(4, 3)
+    assert torch.allclose(X @ weights, torch.from_numpy(dense) @ weights, atol=1e-6)
+    assert torch.allclose(XT @ residuals, torch.from_numpy(dense.T) @ residuals, atol=1e-6)
+    assert torch.allclose(XT2 @ residuals, torch.from_numpy(dense.T ** 2) @ residuals, atol=1e-5)
+    assert (X @ weights)[1].abs().max() == 0 and dense[3, 1] == 4.0

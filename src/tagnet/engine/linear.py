@@ -31,7 +31,7 @@ class _SparseRows:
 
 
 def as_rows(x: np.ndarray | sp.spmatrix) -> tuple[torch.Tensor | _SparseRows, ...]:
-    """(X, X transposed, X squared transposed) for float32 products with torch weight matrices: scipy CSR when `x`
+    """(X, X transposed, X squared transposed) for float32 products with torch weight matrices: _SparseRows when `x`
     is sparse (a scipy matrix, or dense with at most SPARSE_DENSITY nonzero cells), else dense torch."""
     if not sp.issparse(x) and np.count_nonzero(x) > SPARSE_DENSITY * x.size:
         dense = torch.as_tensor(np.asarray(x, dtype=np.float32))
