@@ -8,6 +8,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.linear_model import LogisticRegression
 
+import tagnet.engine.linear as linear_engine
 from tagnet.engine.process import one_torch_thread
 from tagnet.engine.linear import as_rows, fit_logistic, logistic_path
 from tagnet.training.selection import (LINEAR_CS, UNSCALED_CS, cv_folds, linear_candidate, linear_out_of_fold,
@@ -124,3 +125,24 @@ def test_sparse_rows_multiply_as_the_dense_matrix_does():
     assert torch.allclose(XT @ residuals, torch.from_numpy(dense.T) @ residuals, atol=1e-6)
     assert torch.allclose(XT2 @ residuals, torch.from_numpy(dense.T ** 2) @ residuals, atol=1e-5)
     assert (X @ weights)[1].abs().max() == 0 and dense[3, 1] == 4.0
+
+
+def test_a_wide_table_is_fitted_a_few_labels_at_a_time_to_the_same_weights(monkeypatch):
+    """At more (features + 1) x columns than WEIGHT_CELLS the labels are split into blocks (a wide vocabulary's
+    L-BFGS history would otherwise hold 40 arrays of every feature x label x fold); each column is fitted on its own,
+    so the split changes nothing but the float sums."""
+    x, targets, known = _table(1, rows=150, features=30)
+    sets = [np.arange(0, 100), np.arange(50, 150)]
+    with one_torch_thread():
+        whole = fit_logistic(x, targets, known, Cs=(0.1, 1.0), row_sets=sets)
+        blocks = []
+        fit_block = linear_engine._fit_block
+        monkeypatch.setattr(linear_engine, "_fit_block",
+                            lambda *a, **k: blocks.append(a[3].shape[1]) or fit_block(*a, **k))
+        monkeypatch.setattr(linear_engine, "WEIGHT_CELLS", 31 * 2)  # one label (2 weight columns of 30 + 1) a block
+        split = fit_logistic(x, targets, known, Cs=(0.1, 1.0), row_sets=sets)
+    assert blocks == [2, 2, 2] * 2  # 3 labels x 2 row sets, at each of the 2 C values
+    for whole_set, split_set in zip(whole, split):
+        for (coef, intercept), (split_coef, split_intercept) in zip(whole_set, split_set):
+            np.testing.assert_allclose(split_coef, coef, atol=1e-5)
+            np.testing.assert_allclose(split_intercept, intercept, atol=1e-5)

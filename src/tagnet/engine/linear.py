@@ -11,6 +11,8 @@ import torch
 SPARSE_DENSITY = 0.125  # rows with at most this share of nonzero cells are multiplied as CSR (zeros are skipped)
 HISTORY = 20  # L-BFGS curvature pairs kept per column (8 took 1.3-1.9x the iterations on bibtex- and tmc2007-like CVs)
 BLOCK_CELLS = 1 << 23  # rows x columns of one block's logits (8M cells, 32 MB of float32); a block's arrays are a few
+WEIGHT_CELLS = 1 << 21  # (features + 1) x columns of one block's weights (2M cells, 8 MB): L-BFGS keeps 2 x HISTORY
+#                        such arrays and a few more (0.4 GB), so a wide vocabulary splits the labels into more blocks
 
 
 class _SparseRows:
@@ -62,9 +64,9 @@ def logistic_path(x: np.ndarray | sp.spmatrix, targets: np.ndarray, known: np.nd
     has worsened along an ascending grid) never pays for the larger, slower C values.
 
     All labels and row sets form one problem (a weight column per label and row set) solved in blocks of columns
-    (BLOCK_CELLS logits at a time) by full-batch L-BFGS run per column in lockstep (_lbfgs), each block warm-started
-    from its fit at the previous C (ascending C: strong to weak). A label with one class on its rows gets zero
-    weights and the logit of its rate clipped to [1e-3, 1 - 1e-3].
+    (at most BLOCK_CELLS logits and WEIGHT_CELLS weights at a time) by full-batch L-BFGS run per column in lockstep
+    (_lbfgs), each block warm-started from its fit at the previous C (ascending C: strong to weak). A label with one
+    class on its rows gets zero weights and the logit of its rate clipped to [1e-3, 1 - 1e-3].
 
     Args:
         x: (rows, features) numbers, dense or scipy sparse (sparse rows are multiplied as CSR).
@@ -86,7 +88,7 @@ def logistic_path(x: np.ndarray | sp.spmatrix, targets: np.ndarray, known: np.nd
     member = np.zeros((len(sets), rows), dtype=bool)
     for k, chosen in enumerate(sets):
         member[k, chosen] = True
-    block = max(1, BLOCK_CELLS // max(1, rows * len(sets)))
+    block = max(1, min(BLOCK_CELLS // max(1, rows * len(sets)), WEIGHT_CELLS // ((features + 1) * len(sets))))
     parts = [slice(start, min(labels, start + block)) for start in range(0, labels, block)]
     thetas: list[torch.Tensor | None] = [None] * len(parts)
     for C in Cs:
@@ -161,8 +163,8 @@ def _lbfgs(theta: torch.Tensor, X: torch.Tensor, XT: torch.Tensor, y: torch.Tens
         if done and 2 * int(moving.sum()) < len(moving):  # most columns done: go on with the others alone
             fitted[:, columns] = theta
             at = moving.nonzero().squeeze(1)
-            columns, theta, logits, loss, grad, y, w, penalty, diagonal, stalled, moving = (
-                part[..., at] for part in (columns, theta, logits, loss, grad, y, w, penalty, diagonal, stalled, moving))
+            columns, theta, logits, loss, grad, y, w, penalty, diagonal, stalled, moving = (part[..., at] for part in (
+                columns, theta, logits, loss, grad, y, w, penalty, diagonal, stalled, moving))
             pairs = [(s[:, at], g[:, at], rho[at]) for s, g, rho in pairs]
         step = _direction(grad, pairs, diagonal) * moving
         slope = (grad * step).sum(0, dtype=torch.float64)
