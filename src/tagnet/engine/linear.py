@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -27,6 +28,12 @@ class _SparseRows:
         self.offsets = torch.from_numpy(matrix.indptr.astype(np.int64))
         self.values = torch.from_numpy(matrix.data.astype(np.float32))
 
+    def squared(self) -> _SparseRows:
+        """The same matrix with every cell squared, sharing this one's index arrays."""
+        twin = copy.copy(self)
+        twin.values = self.values * self.values
+        return twin
+
     def __matmul__(self, other: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.embedding_bag(self.indices, other.contiguous(), self.offsets, mode="sum",
                                                  per_sample_weights=self.values, include_last_offset=True)
@@ -40,7 +47,8 @@ def as_rows(x: np.ndarray | sp.spmatrix) -> tuple[torch.Tensor | _SparseRows, ..
         return dense, dense.T, (dense * dense).T
     csr = sp.csr_matrix(x, dtype=np.float32)
     csr.sum_duplicates()
-    return _SparseRows(csr), _SparseRows(csr.T.tocsr()), _SparseRows(csr.power(2).T.tocsr())
+    transposed = _SparseRows(csr.T.tocsr())
+    return _SparseRows(csr), transposed, transposed.squared()
 
 
 def fit_logistic(x: np.ndarray | sp.spmatrix, targets: np.ndarray, known: np.ndarray, *, Cs: Sequence[float],
